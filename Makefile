@@ -1,0 +1,51 @@
+# Clearway: two commands do everything on a fresh machine.
+#   make run   - bring the platform up on the embedded stack (Kafka + Postgres + services)
+#   make test  - install what is missing and run every test against real Kafka and Postgres
+SHELL := /bin/bash
+PY    := .venv/bin/python
+STACK := .local/stack
+
+.PHONY: run test up down status setup lint typecheck schemas-check test-unit test-integration bench clean
+
+setup: .venv/.synced
+
+.venv/.synced: pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@bash deploy/local/bootstrap.sh
+	@touch $@
+
+run: up
+	@$(PY) deploy/local/platform.py show
+
+up: setup
+	@$(PY) deploy/local/platform.py up
+
+down:
+	@[ -x $(PY) ] && $(PY) deploy/local/platform.py down || true
+
+status:
+	@$(PY) deploy/local/platform.py status
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+typecheck: setup
+	.venv/bin/mypy shared/src/clearway/shared
+
+schemas-check: setup
+	.venv/bin/clearway-schemas check
+
+test: setup lint typecheck schemas-check
+	.venv/bin/pytest -q -p no:cacheprovider
+
+test-unit: setup
+	.venv/bin/pytest -q tests/unit
+
+test-integration: setup
+	.venv/bin/pytest -q -m integration
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean: down
+	rm -rf .local

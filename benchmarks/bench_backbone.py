@@ -1,0 +1,223 @@
+"""Outbox → relay → Kafka → inbox, against raw aiokafka on the same broker.
+
+Prints, for the same run:
+- sustained throughput: events/s written to the outbox and applied through the
+  inbox (effects counted in Postgres) vs raw aiokafka produce→consume;
+- end-to-end latency p50/p99 at a paced 1,000 events/s (outbox commit → effect
+  committed) vs raw aiokafka (send → consumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from benchmarks.common import fresh_database, pct, stack, summary
+from clearway.shared.consumer import IdempotentConsumer
+from clearway.shared.db import Migration, create_pool, migrate
+from clearway.shared.dlt import DeadLetters
+from clearway.shared.events import Event, new_event
+from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
+from clearway.shared.outbox import Outbox
+from clearway.shared.relay import OutboxRelay, idempotent_producer
+
+SCHEMA = "bench"
+EFFECTS = Migration(
+    "0001_effects",
+    "CREATE TABLE effects (event_id text NOT NULL, amount bigint NOT NULL)",
+)
+
+
+def _event(i: int, run: str) -> Event:
+    return new_event(
+        type="bench.happened",
+        source="/bench",
+        aggregate_id=f"agg_{i % 64}",
+        aggregate_version=i,
+        data={"amount": i, "t0": time.time(), "run": run},
+        correlation_id=f"corr_{run}_{i}",
+    )
+
+
+class Platform:
+    def __init__(self, db: str, kafka: str, topic: str) -> None:
+        self.db, self.kafka, self.topic = db, kafka, topic
+        self.latencies: list[float] = []
+        self.applied = 0
+
+    async def start(self) -> None:
+        await migrate(
+            self.db, schema=SCHEMA, service="bench", migrations=[EFFECTS], role_password="bench"
+        )
+        self.pool = await create_pool(self.db, schema=SCHEMA, max_size=8)
+        self.relay = OutboxRelay(self.db, SCHEMA, self.kafka, batch_size=2000, poll_interval=0.5)
+        await self.relay.start()
+        self.producer = idempotent_producer(self.kafka)
+        await self.producer.start()
+        consumer = IdempotentConsumer(
+            "bench", self.pool, DeadLetters(self.producer, "bench"), batch_handler=self._apply
+        )
+        self.broker = make_broker(self.kafka)
+        subscribe_idempotent(self.broker, consumer, self.topic, group_id="bench", max_records=2000)
+        await self.broker.start()
+
+    async def _apply(self, conn: asyncpg.Connection, events) -> None:
+        await conn.copy_records_to_table(
+            "effects",
+            records=[(e.id, e.data["amount"]) for e in events],
+            columns=["event_id", "amount"],
+        )
+        now = time.time()
+        # recorded after the handler; the commit follows within the same batch
+        self.latencies += [now - e.data["t0"] for e in events]
+        self.applied += len(events)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        await self.relay.stop()
+        await self.producer.stop()
+        await self.pool.close()
+
+
+async def _write(pool: asyncpg.Pool, topic: str, events: list[Event]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await Outbox().add(conn, topic, *events)
+
+
+async def platform_throughput(p: Platform, n: int, per_txn: int = 250) -> float:
+    run = uuid.uuid4().hex[:6]
+    start_applied = p.applied
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(4)
+
+    async def one(start: int) -> None:
+        async with sem:
+            await _write(p.pool, p.topic, [_event(i, run) for i in range(start, start + per_txn)])
+
+    await asyncio.gather(*(one(s) for s in range(0, n, per_txn)))
+    while p.applied - start_applied < n:
+        await asyncio.sleep(0.01)
+    return n / (time.perf_counter() - t0)
+
+
+async def platform_latency(p: Platform, rate: int, seconds: float) -> list[float]:
+    run = uuid.uuid4().hex[:6]
+    p.latencies.clear()
+    start_applied = p.applied
+    total = int(rate * seconds)
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    t0 = time.perf_counter()
+    sent = 0
+    pending: set[asyncio.Task[None]] = set()
+    while sent < total:
+        for _ in range(per_tick):
+            t = asyncio.create_task(_write(p.pool, p.topic, [_event(sent, run)]))
+            pending.add(t)
+            t.add_done_callback(pending.discard)
+            sent += 1
+        next_at = t0 + (sent / rate)
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    await asyncio.gather(*pending)
+    while p.applied - start_applied < total:
+        await asyncio.sleep(0.01)
+    return list(p.latencies)
+
+
+async def raw_kafka(kafka: str, topic: str, n: int, rate: int | None) -> tuple[float, list[float]]:
+    """Raw aiokafka: same headers and payload size, idempotent producer, group consumer."""
+    producer = idempotent_producer(kafka)
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    sample = _event(0, "raw")
+    headers = sample.headers()
+    latencies: list[float] = []
+    got = 0
+
+    async def consume() -> None:
+        nonlocal got
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    latencies.append(now - json.loads(r.value)["t0"])
+                got += len(records)
+            if batch:
+                await consumer.commit()
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.5)  # let the group join before timing
+    t0 = time.perf_counter()
+    futures = []
+    for i in range(n):
+        body = json.dumps({"amount": i, "t0": time.time(), "run": "raw"}).encode()
+        futures.append(
+            await producer.send(topic, value=body, key=f"agg_{i % 64}".encode(), headers=headers)
+        )
+        if rate:
+            await asyncio.sleep(max(0.0, t0 + (i + 1) / rate - time.perf_counter()))
+    await asyncio.gather(*futures)
+    await task
+    elapsed = time.perf_counter() - t0
+    await consumer.stop()
+    await producer.stop()
+    return n / elapsed, latencies
+
+
+async def main(n: int, rate: int, seconds: float) -> dict[str, float]:
+    with stack() as (admin, kafka):
+        db = await fresh_database(admin)
+        topic = f"bench{uuid.uuid4().hex[:6]}.events.v1"
+        raw_topic = topic + ".raw"
+        await ensure_topics(kafka, [topic, raw_topic, raw_topic + ".lat"], partitions=3)
+        p = Platform(db, kafka, topic)
+        await p.start()
+        try:
+            await platform_throughput(p, 2000)  # warm-up
+            plat_tput = await platform_throughput(p, n)
+            raw_tput, _ = await raw_kafka(kafka, raw_topic, n, None)
+            plat_lat = await platform_latency(p, rate, seconds)
+            _, raw_lat = await raw_kafka(kafka, raw_topic + ".lat", int(rate * seconds), rate)
+        finally:
+            await p.stop()
+    print("\n== backbone: outbox → relay → Kafka → inbox (effects committed in Postgres) ==")
+    print(
+        f"throughput  platform {plat_tput:9.0f} events/s   raw aiokafka {raw_tput:9.0f} msg/s"
+        f"   ratio {plat_tput / raw_tput:.2f}   (goal ≥ 5000 events/s)"
+    )
+    print(f"latency @{rate}/s  platform {summary(plat_lat)}")
+    print(f"latency @{rate}/s  raw      {summary(raw_lat)}")
+    print(
+        f"p99 ratio platform/raw {pct(plat_lat, 99) / max(pct(raw_lat, 99), 1e-6):.2f}"
+        "   (goal platform p99 ≤ 50 ms)"
+    )
+    return {
+        "platform_eps": plat_tput,
+        "raw_eps": raw_tput,
+        "platform_p99_ms": pct(plat_lat, 99) * 1000,
+        "raw_p99_ms": pct(raw_lat, 99) * 1000,
+    }
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=30000)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=10)
+    a = ap.parse_args()
+    asyncio.run(main(a.events, a.rate, a.seconds))

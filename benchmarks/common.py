@@ -1,0 +1,66 @@
+"""Shared set-up for benchmarks: a real stack (env vars or the embedded one)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import statistics
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _localstack():
+    spec = importlib.util.spec_from_file_location("ls", ROOT / "deploy/local/localstack.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@contextmanager
+def stack() -> Iterator[tuple[str, str]]:
+    """(admin database url, kafka bootstrap) of a running stack."""
+    db, kafka = os.environ.get("CLEARWAY_DATABASE_URL"), os.environ.get("CLEARWAY_KAFKA_BOOTSTRAP")
+    if db and kafka:
+        yield db, kafka
+        return
+    ls = _localstack()
+    base = ROOT / ".local" / f"bench-stack-{os.getpid()}"
+    # Durable settings (fsync on): benchmarks measure what production would see.
+    ep = ls.up(base)
+    try:
+        yield ep.database_url, ep.kafka_bootstrap
+    finally:
+        ls.down(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def fresh_database(admin_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"p50={pct(values, 50) * 1000:.1f}ms p99={pct(values, 99) * 1000:.1f}ms "
+        f"mean={statistics.fmean(values) * 1000:.1f}ms n={len(values)}"
+    )

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks, then the Python workspace.
+# System: Postgres server binaries, a JDK and Maven (for the Kafka jars).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
+if ((${#need[@]})); then
+  echo "[bootstrap] installing ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "[bootstrap] installing uv"
+  python3 -m pip install -q --disable-pip-version-check uv
+fi
+UV=$(command -v uv || echo "python3 -m uv")
+$UV sync -q --all-packages
+# Kafka jars from Maven Central (cached in ~/.m2 across runs).
+.venv/bin/python - <<'PY'
+import importlib.util, pathlib
+p = pathlib.Path("deploy/local/localstack.py")
+spec = importlib.util.spec_from_file_location("ls", p); m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m); m.ensure_kafka_libs()
+PY
+echo "[bootstrap] ready"

@@ -1,0 +1,457 @@
+"""The embedded local stack: a real Postgres cluster and a real Apache Kafka broker.
+
+No Docker here: Postgres runs from Debian's server binaries in a private data
+dir, Kafka (KRaft, single node) from the Maven Central jars collected by
+``deploy/local/kafka/pom.xml``. Standard library only, so it can run before
+anything else is installed.
+
+    python deploy/local/localstack.py up|down|status [--dir .local/stack]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+KAFKA_DIR = HERE / "kafka"
+KAFKA_LIBS = HERE / "kafka-libs"
+KAFKA_STARTED = "Kafka Server started"
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up; the message says which part and why."""
+
+
+@dataclass
+class Endpoints:
+    """Where the running stack listens; written to ``<dir>/endpoints.json``."""
+
+    pg_port: int
+    kafka_port: int
+    controller_port: int
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/clearway"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log(msg: str) -> None:
+    print(f"[localstack] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- Postgres
+
+
+def pg_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if not found and shutil.which("initdb"):
+        return Path(shutil.which("initdb") or "").resolve().parent
+    if not found:
+        _install_apt("postgresql")
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if not found:
+        raise StackError("Postgres server binaries not found and could not be installed")
+    return Path(found[0]).parent
+
+
+def _install_apt(*packages: str) -> None:
+    if os.geteuid() != 0:
+        raise StackError(f"missing {packages}; install them (apt-get install {' '.join(packages)})")
+    _log(f"installing {' '.join(packages)} from Debian")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+
+
+def _pg_user() -> str | None:
+    """Postgres refuses to run as root: run it as the ``postgres`` system user then."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return "postgres"
+
+
+def _as_pg(cmd: list[str], user: str | None, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    return subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def start_postgres(base: Path, port: int, tuned_for_tests: bool) -> None:
+    bindir = pg_bindir()
+    data = base / "pg" / "data"
+    sock = base / "pg" / "sock"
+    user = _pg_user()
+    sock.mkdir(parents=True, exist_ok=True)
+    if user:
+        info = pwd.getpwnam(user)
+        for p in (base / "pg", sock):
+            os.chown(p, info.pw_uid, info.pw_gid)
+        _make_traversable(base)
+    if not (data / "PG_VERSION").exists():
+        _log(f"initdb {data}")
+        _as_pg(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            user,
+            stdout=subprocess.DEVNULL,
+        )
+    opts = [
+        f"-p {port}",
+        "-c listen_addresses=127.0.0.1",
+        f"-k {sock}",
+        "-c max_connections=300",
+        "-c shared_buffers=256MB",
+    ]
+    if tuned_for_tests:
+        # Test clusters are thrown away: durability buys nothing there.
+        opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+    logf = base / "pg" / "postgres.log"
+    _as_pg(
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(logf),
+            "-o",
+            " ".join(opts),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        user,
+        stdout=subprocess.DEVNULL,
+    )
+    out = subprocess.run(
+        [
+            str(bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-tAc",
+            "select version()",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    _log(f"Postgres ready on 127.0.0.1:{port}: {out}")
+    exists = subprocess.run(
+        [
+            str(bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-tAc",
+            "select 1 from pg_database where datname='clearway'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not exists:
+        subprocess.run(
+            [
+                str(bindir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "clearway",
+            ],
+            check=True,
+        )
+
+
+def _make_traversable(path: Path) -> None:
+    for p in [path, *path.parents]:
+        with contextlib.suppress(OSError):
+            mode = p.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(p, mode | 0o001)
+
+
+def stop_postgres(base: Path) -> None:
+    data = base / "pg" / "data"
+    if not (data / "postmaster.pid").exists():
+        return
+    with contextlib.suppress(subprocess.CalledProcessError, StackError):
+        _as_pg(
+            [str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            _pg_user(),
+            stdout=subprocess.DEVNULL,
+        )
+
+
+# ------------------------------------------------------------------- Kafka
+
+
+def ensure_kafka_libs() -> Path:
+    if not glob.glob(str(KAFKA_LIBS / "kafka_2.13-*.jar")):
+        if not shutil.which("mvn"):
+            _install_apt("maven")
+        _log("collecting Kafka jars from Maven Central")
+        subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_DIR / "pom.xml"),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={KAFKA_LIBS}",
+            ],
+            check=True,
+        )
+    return KAFKA_LIBS
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if not java:
+        _install_apt("openjdk-17-jre-headless")
+        java = shutil.which("java")
+    if not java:
+        raise StackError("java not found")
+    return java
+
+
+def start_kafka(base: Path, port: int, controller_port: int, timeout: float = 90.0) -> None:
+    libs = ensure_kafka_libs()
+    kdir = base / "kafka"
+    kdir.mkdir(parents=True, exist_ok=True)
+    props = kdir / "server.properties"
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
+                f"log.dirs={kdir / 'data'}",
+                "num.partitions=3",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "delete.topic.enable=true",
+                "",
+            ]
+        )
+    )
+    cp = f"{libs}/*"
+    java = _java()
+    if not (kdir / "data" / "meta.properties").exists():
+        cluster = (
+            subprocess.run(
+                [java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        subprocess.run(
+            [
+                java,
+                "-cp",
+                cp,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster,
+                "-c",
+                str(props),
+                "--standalone",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    logf = kdir / "kafka.log"
+    offset = logf.stat().st_size if logf.exists() else 0
+    out = open(logf, "ab")
+    proc = subprocess.Popen(
+        [
+            java,
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}",
+            "-cp",
+            cp,
+            "kafka.Kafka",
+            str(props),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    (kdir / "kafka.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"Kafka exited with {proc.returncode}; see {logf}")
+        with open(logf, "rb") as f:
+            f.seek(offset)
+            for line in f.read().decode(errors="replace").splitlines():
+                if KAFKA_STARTED in line:
+                    _log(f"Kafka broker says: {line.strip()}")
+                    return
+        time.sleep(0.2)
+    proc.kill()
+    raise StackError(f"Kafka did not start within {timeout}s; see {logf}")
+
+
+def stop_kafka(base: Path) -> None:
+    pidf = base / "kafka" / "kafka.pid"
+    if not pidf.exists():
+        return
+    pid = int(pidf.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(150):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    pidf.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ stack
+
+
+def load(base: Path) -> Endpoints | None:
+    f = base / "endpoints.json"
+    return Endpoints(**json.loads(f.read_text())) if f.exists() else None
+
+
+def _alive(base: Path) -> bool:
+    pidf = base / "kafka" / "kafka.pid"
+    if not pidf.exists() or not (base / "pg" / "data" / "postmaster.pid").exists():
+        return False
+    try:
+        os.kill(int(pidf.read_text()), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def up(base: Path, ports: Endpoints | None = None, tuned_for_tests: bool = False) -> Endpoints:
+    """Bring Postgres and Kafka up under ``base`` (idempotent) and return their endpoints."""
+    base = base.resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    current = load(base)
+    if current and _alive(base):
+        _log(f"already running: {current}")
+        return current
+    down(base)
+    ports = ports or Endpoints(free_port(), free_port(), free_port())
+    start_postgres(base, ports.pg_port, tuned_for_tests)
+    try:
+        start_kafka(base, ports.kafka_port, ports.controller_port)
+    except Exception:
+        stop_postgres(base)
+        raise
+    (base / "endpoints.json").write_text(json.dumps(asdict(ports)))
+    return ports
+
+
+def down(base: Path) -> None:
+    base = base.resolve()
+    stop_kafka(base)
+    stop_postgres(base)
+    (base / "endpoints.json").unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("command", choices=["up", "down", "status", "env", "clean"])
+    ap.add_argument("--dir", default=str(ROOT / ".local" / "stack"))
+    ap.add_argument("--pg-port", type=int, default=55432)
+    ap.add_argument("--kafka-port", type=int, default=59092)
+    ap.add_argument("--controller-port", type=int, default=59093)
+    a = ap.parse_args(argv)
+    base = Path(a.dir)
+    try:
+        if a.command == "up":
+            ep = up(base, Endpoints(a.pg_port, a.kafka_port, a.controller_port))
+            print(f"CLEARWAY_DATABASE_URL={ep.database_url}")
+            print(f"CLEARWAY_KAFKA_BOOTSTRAP={ep.kafka_bootstrap}")
+        elif a.command == "down":
+            down(base)
+            _log("stopped")
+        elif a.command == "clean":
+            down(base)
+            shutil.rmtree(base, ignore_errors=True)
+        elif a.command == "env":
+            ep = load(base)
+            if not ep:
+                return 1
+            print(f"export CLEARWAY_DATABASE_URL={ep.database_url}")
+            print(f"export CLEARWAY_KAFKA_BOOTSTRAP={ep.kafka_bootstrap}")
+        else:
+            ep = load(base)
+            state = "up" if ep and _alive(base) else "down"
+            print(f"postgres+kafka: {state}" + (f" ({ep})" if ep else ""))
+            return 0 if state == "up" else 3
+    except (StackError, subprocess.CalledProcessError) as e:
+        print(f"[localstack] FAILED: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Run the whole platform locally: the embedded stack plus every service that exists.
+
+    python deploy/local/platform.py up|down|status|show
+
+Services run in the background on fixed loopback ports; logs and pid files go
+to the git-ignored ``.local/``. A service is started when its package is
+installed (``python -m clearway.<package>`` is its entry point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+LOCAL = ROOT / ".local"
+STACK = LOCAL / "stack"
+sys.path.insert(0, str(HERE))
+import localstack  # noqa: E402
+
+#: name, python package, port (fixed loopback ports, see README)
+SERVICES = [
+    ("sandbox-rail", "rail", 8005),
+    ("consent", "consent", 8003),
+    ("transfer", "transfer", 8001),
+    ("webhooks", "webhooks", 8002),
+    ("audit", "audit", 8004),
+]
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(f"clearway.{package}") is not None
+
+
+def _env(ep: localstack.Endpoints) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CLEARWAY_DATABASE_URL": ep.database_url,
+        "CLEARWAY_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
+        "CLEARWAY_LOCAL_DIR": str(LOCAL),
+    }
+
+
+def _pidfile(name: str) -> Path:
+    return LOCAL / "run" / f"{name}.pid"
+
+
+def _running(name: str) -> int | None:
+    f = _pidfile(name)
+    if not f.exists():
+        return None
+    try:
+        pid = int(f.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (ValueError, ProcessLookupError):
+        return None
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def up() -> int:
+    ep = localstack.up(STACK, localstack.Endpoints(55432, 59092, 59093))
+    (LOCAL / "run").mkdir(parents=True, exist_ok=True)
+    (LOCAL / "logs").mkdir(parents=True, exist_ok=True)
+    started = []
+    for name, pkg, port in SERVICES:
+        if not _installed(pkg):
+            continue
+        if _running(name):
+            print(f"[platform] {name} already running")
+            continue
+        log = open(LOCAL / "logs" / f"{name}.log", "ab")
+        env = _env(ep) | {"CLEARWAY_PORT": str(port)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"clearway.{pkg}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        _pidfile(name).write_text(str(proc.pid))
+        started.append((name, port, proc))
+        # later services may depend on earlier ones (consent seeds clients): wait
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _healthy(port):
+            if proc.poll() is not None:
+                print(f"[platform] {name} exited; see .local/logs/{name}.log", file=sys.stderr)
+                return 1
+            time.sleep(0.3)
+        print(f"[platform] {name} {'up' if _healthy(port) else 'NOT healthy'} on 127.0.0.1:{port}")
+    return 0
+
+
+def down() -> int:
+    for name, _, _ in reversed(SERVICES):
+        pid = _running(name)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _running(name):
+                    break
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        _pidfile(name).unlink(missing_ok=True)
+    localstack.down(STACK)
+    print("[platform] down")
+    return 0
+
+
+def status() -> int:
+    code = localstack.main(["status", "--dir", str(STACK)])
+    for name, pkg, port in SERVICES:
+        if not _installed(pkg):
+            print(f"{name}: not built yet")
+            continue
+        state = "healthy" if _healthy(port) else ("running" if _running(name) else "down")
+        print(f"{name}: {state} (127.0.0.1:{port})")
+    return code
+
+
+def show() -> int:
+    ep = localstack.load(STACK)
+    if not ep:
+        print("platform is down: make run")
+        return 1
+    print(f"""
+Clearway is up.
+  Postgres  {ep.database_url}
+  Kafka     {ep.kafka_bootstrap}
+  Logs      .local/logs/   (make status, make down)""")
+    for name, pkg, port in SERVICES:
+        if _installed(pkg):
+            print(f"  {name:<12} http://127.0.0.1:{port}/docs")
+    clients = LOCAL / "dev-clients.json"
+    if clients.exists():
+        print(f"  Dev OAuth clients: {clients}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("command", choices=["up", "down", "status", "show"])
+    cmd = ap.parse_args().command
+    try:
+        return {"up": up, "down": down, "status": status, "show": show}[cmd]()
+    except localstack.StackError as e:
+        print(f"[platform] {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""Revoked consents, tokens and clients, kept in memory by every service.
+
+DESIGN §7: a revoked consent's tokens stop working everywhere within a second,
+not at token expiry. The consent service publishes revocations as CloudEvents on
+Kafka; each service replays that topic from the beginning into a
+:class:`RevocationSet` (so a restarted service rebuilds it) and checks every
+verified token against it. The topic's retention must outlast the longest token
+lifetime: once every token of a revoked consent or client has expired, its
+revocation no longer matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+if TYPE_CHECKING:
+    from clearway.shared.auth.verify import Principal
+
+log = logging.getLogger(__name__)
+
+CONSENT_REVOKED = "consent.revoked"
+TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type, not a secret)
+CLIENT_DISABLED = "client.disabled"
+CLIENT_CREDENTIALS_ROTATED = "client.credentials_rotated"
+REVOCATION_EVENT_TYPES = frozenset(
+    {CONSENT_REVOKED, TOKEN_REVOKED, CLIENT_DISABLED, CLIENT_CREDENTIALS_ROTATED}
+)
+
+Instant = datetime | float
+
+
+class RevocationSet:
+    """In-memory revocations with O(1) checks by consent id, token id (jti) and client id.
+
+    A revoked ``jti`` is kept until ``prune_grace_s`` after the token's own expiry
+    (longer than the verifier's leeway, so a revoked token is never accepted in the
+    leeway window), then pruned.
+    """
+
+    def __init__(
+        self, *, prune_grace_s: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.prune_grace_s = prune_grace_s
+        self._clock = clock
+        self._consents: dict[str, float] = {}
+        self._tokens: dict[str, float] = {}
+        self._token_expiries: list[tuple[float, str]] = []
+        self._clients: dict[str, tuple[float, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._consents) + len(self._tokens) + len(self._clients)
+
+    def revoke_consent(self, consent_id: str, at: Instant) -> None:
+        """Refuse every token bound to ``consent_id``: revocation of a consent is final."""
+        self._consents.setdefault(consent_id, _epoch(at))
+
+    def revoke_token(self, jti: str, exp: Instant) -> None:
+        """Refuse the token ``jti`` until it would have expired anyway (``exp``)."""
+        expiry = max(_epoch(exp), self._tokens.get(jti, float("-inf")))
+        self._tokens[jti] = expiry
+        heapq.heappush(self._token_expiries, (expiry, jti))
+        self.prune()
+
+    def revoke_client(self, client_id: str, at: Instant, reason: str = "client disabled") -> None:
+        """Refuse the client's tokens issued at or before ``at``.
+
+        A disabled client gets no new tokens; after a credential rotation only tokens
+        issued later pass. The issuer should give those an ``iat`` after ``at``: a
+        token issued in the same second as ``at`` is refused.
+        """
+        cutoff = _epoch(at)
+        current = self._clients.get(client_id)
+        if current is None or cutoff >= current[0]:
+            self._clients[client_id] = (cutoff, reason)
+
+    def is_revoked(self, principal: Principal) -> str | None:
+        """Why the principal's token is revoked, or ``None`` if it is not."""
+        if principal.consent_id is not None and principal.consent_id in self._consents:
+            return "consent revoked"
+        if principal.jti in self._tokens:
+            return "token revoked"
+        client = self._clients.get(principal.client_id)
+        if client is not None and principal.issued_at.timestamp() <= client[0]:
+            return client[1]
+        return None
+
+    def prune(self) -> int:
+        """Forget revoked token ids whose tokens have long expired; returns how many."""
+        horizon = self._clock() - self.prune_grace_s
+        pruned = 0
+        while self._token_expiries and self._token_expiries[0][0] < horizon:
+            expiry, jti = heapq.heappop(self._token_expiries)
+            # The heap may hold an older expiry of a jti revoked twice; only the
+            # latest one removes the entry.
+            if self._tokens.get(jti) == expiry:
+                del self._tokens[jti]
+                pruned += 1
+        return pruned
+
+    def apply_event(self, ce_type: str, data: Mapping[str, Any]) -> None:
+        """Apply a revocation CloudEvent; other types are ignored.
+
+        Raises ``ValueError`` when an event of a revocation type lacks its fields.
+        """
+        if ce_type == CONSENT_REVOKED:
+            self.revoke_consent(_text(data, "consent_id"), _instant(data, "revoked_at"))
+        elif ce_type == TOKEN_REVOKED:
+            self.revoke_token(_text(data, "jti"), _instant(data, "expires_at"))
+        elif ce_type == CLIENT_DISABLED:
+            self.revoke_client(_text(data, "client_id"), _instant(data, "at"), "client disabled")
+        elif ce_type == CLIENT_CREDENTIALS_ROTATED:
+            self.revoke_client(
+                _text(data, "client_id"), _instant(data, "at"), "client credentials rotated"
+            )
+
+
+def apply_record(
+    revocations: RevocationSet, headers: Sequence[tuple[str, bytes]], value: bytes | None
+) -> bool:
+    """Apply one Kafka record in CloudEvents binary mode; ``False`` if it is no revocation.
+
+    Raises ``ValueError`` for a revocation record whose body is not a JSON object or
+    lacks its fields.
+    """
+    ce_type = next((v for k, v in headers if k == "ce_type"), None)
+    if not isinstance(ce_type, bytes):  # absent, or a null header value
+        return False
+    event_type = ce_type.decode("utf-8", "replace")
+    if event_type not in REVOCATION_EVENT_TYPES:
+        return False
+    try:
+        data = json.loads(value or b"")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{event_type} body is not JSON") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{event_type} body is not a JSON object")
+    revocations.apply_event(event_type, data)
+    return True
+
+
+class RevocationFeed:
+    """Keeps a :class:`RevocationSet` up to date from the consent service's topic.
+
+    The consumer has no group id: every replica reads every partition from the
+    beginning, so a restarted service rebuilds the whole set, and no offsets are
+    committed. ``ready`` is set once the records present at start are applied.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        revocations: RevocationSet,
+        *,
+        start_timeout_s: float = 30.0,
+        poll_timeout_ms: int = 100,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.revocations = revocations
+        self.ready = asyncio.Event()
+        self._start_timeout_s = start_timeout_s
+        self._poll_timeout_ms = poll_timeout_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._end_offsets: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        """Take every partition of the topic, seek to the beginning and start applying."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            # Without a group id, aiokafka assigns every partition of a subscribed
+            # topic to this consumer (and follows partitions added later); nothing is
+            # shared with other replicas and no offsets are committed.
+            consumer.subscribe([self.topic])
+            partitions = await self._assignment(consumer)
+            await consumer.seek_to_beginning(*partitions)
+            self._end_offsets = dict(await consumer.end_offsets(partitions))
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._run(consumer), name=f"revocations:{self.topic}")
+
+    async def stop(self) -> None:
+        """Stop applying and close the consumer."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _assignment(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        deadline = time.monotonic() + self._start_timeout_s
+        while not consumer.assignment():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"topic {self.topic} not found on {self.bootstrap}")
+            await asyncio.sleep(0.05)
+        return sorted(consumer.assignment())
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        await self._check_caught_up(consumer)
+        while True:
+            try:
+                # A short poll keeps propagation of a revocation well under a second.
+                batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
+                for records in batch.values():
+                    for record in records:
+                        self._apply(record)
+                if not self.ready.is_set():
+                    await self._check_caught_up(consumer)
+            except Exception:
+                # Keep the feed alive through broker trouble: a dead feed would let
+                # revoked tokens through silently.
+                log.exception("revocation feed on %s failed; retrying", self.topic)
+                await asyncio.sleep(1.0)
+
+    def _apply(self, record: Any) -> None:
+        try:
+            apply_record(self.revocations, list(record.headers or ()), record.value)
+        except ValueError as error:
+            # Malformed records are logged and skipped, not dead-lettered: they already
+            # sit on the consent service's topic, and that service owns its DLT.
+            log.warning(
+                "skipping malformed revocation %s[%s]@%s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )
+
+    async def _check_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        for tp, end in self._end_offsets.items():
+            if await consumer.position(tp) < end:
+                return
+        self.ready.set()
+
+
+def _epoch(at: Instant) -> float:
+    if isinstance(at, datetime):
+        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+    return float(at)
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"missing or malformed {name}")
+    return value
+
+
+def _instant(data: Mapping[str, Any], name: str) -> float:
+    """An RFC 3339 timestamp (as CloudEvents carry them) or epoch seconds."""
+    value = data.get(name)
+    if isinstance(value, str):
+        try:
+            return _epoch(datetime.fromisoformat(value))
+        except ValueError as error:
+            raise ValueError(f"malformed {name}: {value!r}") from error
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"missing or malformed {name}")

@@ -1,0 +1,289 @@
+"""Verification of the platform's OAuth 2.0 access tokens (RFC 9068 JWT profile).
+
+Every service checks tokens here, never by hand: one place decides which algorithms
+are acceptable (ES256 and EdDSA only, so no algorithm confusion with ``none``,
+HMAC or RSA), which claims are required, and whether a token was revoked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
+
+from clearway.shared.auth.jwks import (
+    Jwks,
+    JwksFetcher,
+    JwksUnavailable,
+    VerificationKey,
+    parse_jwks,
+)
+
+if TYPE_CHECKING:
+    from clearway.shared.auth.revocation import RevocationSet
+
+log = logging.getLogger(__name__)
+
+# RFC 9068 §4: the header "typ" is "at+jwt"; media types are case-insensitive and
+# "application/" may be present (RFC 7515 §4.1.9).
+_ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
+# Algorithm -> (key type, curves) the key named by "kid" must have. "Ed25519" is the
+# fully-specified name RFC 9864 gives EdDSA over Ed25519.
+_ALLOWED_ALGS: Mapping[str, tuple[str, frozenset[str]]] = {
+    "ES256": ("EC", frozenset({"P-256"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+    "Ed25519": ("OKP", frozenset({"Ed25519"})),
+}
+_MAX_TOKEN_BYTES = 8192
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: Unknown-kid refreshes and periodic re-reads of an HTTP JWKS after this long, so a
+#: key the issuer withdrew stops verifying without a restart.
+JWKS_MAX_AGE_S = 300.0
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, badly signed, expired, not for us, or revoked (401)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InsufficientScope(Exception):
+    """The token is valid but lacks scopes the operation needs (403)."""
+
+    def __init__(self, missing: set[str]) -> None:
+        super().__init__(f"missing scope(s): {' '.join(sorted(missing))}")
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the verified content of an access token."""
+
+    subject: str
+    client_id: str
+    tenant: str | None
+    scopes: frozenset[str]
+    consent_id: str | None
+    jti: str
+    expires_at: datetime
+    issued_at: datetime
+    authorization_details: tuple[Mapping[str, Any], ...] = field(
+        default=(), hash=False, compare=False
+    )
+    claims: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False, compare=False
+    )
+
+    def require_scopes(self, *scopes: str) -> None:
+        """Raise :class:`InsufficientScope` naming every one of ``scopes`` the token lacks."""
+        missing = set(scopes) - self.scopes
+        if missing:
+            raise InsufficientScope(missing)
+
+
+class TokenVerifier:
+    """Verifies RFC 9068 access tokens issued by ``issuer`` for ``audience``.
+
+    ``jwks_source`` is a JWK Set (dict) or an async callable returning one, such as
+    :class:`~clearway.shared.auth.jwks.HttpJwksSource`. An unknown ``kid`` triggers
+    one refresh (the source rate-limits it), so tokens signed by a freshly rotated
+    key are accepted on first sight.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        jwks_source: Jwks | JwksFetcher,
+        leeway_s: float = 30,
+        revocations: RevocationSet | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+        self.revocations = revocations
+        self._clock = clock
+        self._fetch: JwksFetcher | None = None
+        self._keys: dict[str, VerificationKey] = {}
+        self._loaded_at: float | None = None
+        if callable(jwks_source):
+            self._fetch = jwks_source
+        else:
+            self._keys = parse_jwks(jwks_source)
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid, unrevoked token; :class:`InvalidToken` otherwise."""
+        header, signing_input, signature = _split(token)
+        alg = _check_header(header)
+        key = await self._key(header["kid"])
+        _check_signature(alg, key, signing_input, signature)
+        principal = self._principal(_decode_json(signing_input.split(b".")[1], "payload"))
+        if self.revocations is not None:
+            reason = self.revocations.is_revoked(principal)
+            if reason is not None:
+                raise InvalidToken(f"token revoked: {reason}")
+        return principal
+
+    async def _key(self, kid: str) -> VerificationKey:
+        if self._fetch is not None:
+            stale = self._loaded_at is None or self._clock() - self._loaded_at > JWKS_MAX_AGE_S
+            if stale or kid not in self._keys:
+                await self._refresh()
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("unknown kid")
+        return key
+
+    async def _refresh(self) -> None:
+        assert self._fetch is not None
+        try:
+            self._keys = parse_jwks(await self._fetch())
+            self._loaded_at = self._clock()
+        except JwksUnavailable:
+            if self._loaded_at is None:
+                raise
+            # Keep verifying with the keys we have; the issuer being briefly down must
+            # not turn every request into a 401.
+            log.warning("JWKS refresh failed; keeping %d cached keys", len(self._keys))
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        now = self._clock()
+        if claims.get("iss") != self.issuer:
+            raise InvalidToken("wrong issuer")
+        aud = claims.get("aud")
+        audiences = [aud] if isinstance(aud, str) else aud
+        if not isinstance(audiences, list) or self.audience not in audiences:
+            raise InvalidToken("wrong audience")
+        exp = _number(claims, "exp")
+        iat = _number(claims, "iat")
+        if now >= exp + self.leeway_s:
+            raise InvalidToken("token expired")
+        if iat > now + self.leeway_s:
+            raise InvalidToken("token issued in the future")
+        # RFC 9068 does not require "nbf"; when present it is honoured.
+        if "nbf" in claims and _number(claims, "nbf") > now + self.leeway_s:
+            raise InvalidToken("token not yet valid")
+        # A token carrying only RFC 9396 authorization_details may have no "scope".
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise InvalidToken("scope must be a space-separated string")
+        return Principal(
+            subject=_string(claims, "sub"),
+            client_id=_string(claims, "client_id"),
+            tenant=_optional_string(claims, "tenant"),
+            scopes=frozenset(scope.split()),
+            consent_id=_optional_string(claims, "consent_id"),
+            jti=_string(claims, "jti"),
+            expires_at=datetime.fromtimestamp(exp, UTC),
+            issued_at=datetime.fromtimestamp(iat, UTC),
+            authorization_details=_authorization_details(claims),
+            claims=MappingProxyType(claims),
+        )
+
+
+def _split(token: str) -> tuple[dict[str, Any], bytes, bytes]:
+    if len(token) > _MAX_TOKEN_BYTES:
+        raise InvalidToken("token too large")
+    if not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("not a compact JWS")
+    parts = token.encode("ascii").split(b".")
+    header = _decode_json(parts[0], "header")
+    return header, parts[0] + b"." + parts[1], _b64decode(parts[2], "signature")
+
+
+def _check_header(header: dict[str, Any]) -> str:
+    alg = header.get("alg")
+    if alg not in _ALLOWED_ALGS:
+        # "none", HS* (HMAC keyed with our public key) and RS*/PS* are refused by name:
+        # the algorithm is decided here, never by the token.
+        # Only registered names are echoed back, never arbitrary client input.
+        name = alg if isinstance(alg, str) and alg in JWSRegistry.algorithms else "unknown"
+        raise InvalidToken(f"alg not allowed: {name}")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP:
+        raise InvalidToken("typ must be at+jwt")
+    if not isinstance(header.get("kid"), str) or not header["kid"]:
+        raise InvalidToken("missing kid")
+    if "crit" in header:
+        # RFC 7515 §4.1.11: extensions we do not understand must be refused.
+        raise InvalidToken("unsupported crit header")
+    # "jku", "x5u" and "jwk" are ignored on purpose: keys only ever come from our JWKS.
+    return str(alg)
+
+
+def _check_signature(alg: str, key: VerificationKey, signing_input: bytes, sig: bytes) -> None:
+    key_type, curves = _ALLOWED_ALGS[alg]
+    if key.key_type != key_type or key.get("crv") not in curves:
+        raise InvalidToken("key does not match alg")
+    model = JWSRegistry.algorithms[alg]
+    try:
+        # Calling the model directly skips the registry's deprecation warning for
+        # "EdDSA" (RFC 9864), which we accept deliberately.
+        model.check_key(key)
+        valid = model.verify(signing_input, sig, key)
+    except (JoseError, ValueError, TypeError) as error:
+        raise InvalidToken("bad signature") from error
+    if not valid:
+        raise InvalidToken("bad signature")
+
+
+def _b64decode(segment: bytes, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as error:
+        raise InvalidToken(f"malformed {what}") from error
+
+
+def _decode_json(segment: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_b64decode(segment, what))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidToken(f"malformed {what}") from error
+    if not isinstance(value, dict):
+        raise InvalidToken(f"malformed {what}")
+    return value
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"missing or malformed {name}")
+    return float(value)
+
+
+def _string(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidToken(f"missing or malformed {name}")
+    return value
+
+
+def _optional_string(claims: Mapping[str, Any], name: str) -> str | None:
+    return None if claims.get(name) is None else _string(claims, name)
+
+
+def _authorization_details(claims: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    details = claims.get("authorization_details")
+    if details is None:
+        return ()
+    # RFC 9396 §2: a JSON array of objects, each with a string "type".
+    if not isinstance(details, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("type"), str) for d in details
+    ):
+        raise InvalidToken("malformed authorization_details")
+    return tuple(MappingProxyType(d) for d in details)

@@ -1,0 +1,237 @@
+"""Idempotent consumers (DESIGN §4.3, §4.4).
+
+A batch of records is applied in one Postgres transaction together with its
+inbox rows ``(consumer, event_id, correlation_id)``: an event whose inbox row
+already exists was applied before and is skipped. The caller commits Kafka
+offsets only after this returns, i.e. after the database commit.
+
+Failures:
+- undecodable or schema-invalid records go straight to the dead-letter topic;
+- infrastructure errors (database or network down) are retried with backoff
+  until they pass: the batch is not acknowledged meanwhile, nothing is skipped;
+- a handler error isolates the message (one transaction per message), retries
+  it with backoff and dead-letters it after ``RetryPolicy.attempts``;
+  :class:`PermanentError` dead-letters at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import asyncpg
+from opentelemetry import trace
+
+from clearway.shared.context import correlation
+from clearway.shared.dlt import DeadLetters, KafkaRecord
+from clearway.shared.events import Event, MalformedEvent
+from clearway.shared.metrics import CONSUMER_LATENCY_SECONDS, CONSUMER_MESSAGES_TOTAL
+from clearway.shared.outbox import major_of
+from clearway.shared.telemetry import context_from_traceparent
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+Handler = Callable[[asyncpg.Connection, Event], Awaitable[None]]
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Event]], Awaitable[None]]
+Validator = Callable[[str, int, Mapping[str, Any]], Mapping[str, Any]]
+
+#: Errors that say "the infrastructure is unwell", not "this message is bad".
+INFRA_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    TimeoutError,
+)
+
+
+class PermanentError(Exception):
+    """Raised by a handler when a message can never succeed: dead-letter it now."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-message retries before dead-lettering; exponential with full jitter."""
+
+    attempts: int = 4
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class IdempotentConsumer:
+    """Applies Kafka records exactly once per ``name`` through the schema's inbox."""
+
+    def __init__(
+        self,
+        name: str,
+        pool: asyncpg.Pool,
+        dead_letters: DeadLetters,
+        *,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
+        validate: Validator | None = None,
+        accept: Callable[[Event], bool] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler or batch_handler")
+        self.name = name
+        self.pool = pool
+        self.dead_letters = dead_letters
+        self.handler = handler
+        self.batch_handler = batch_handler
+        self.validate = validate
+        self.accept = accept
+        self.retry = retry
+        self.applied = 0
+        self.duplicates = 0
+
+    async def handle_records(self, records: Sequence[KafkaRecord]) -> None:
+        """Apply a fetched batch. Returns once every record is applied, a duplicate,
+        or dead-lettered; the caller then commits the offsets."""
+        started = time.perf_counter()
+        good: list[tuple[KafkaRecord, Event]] = []
+        for r in records:
+            try:
+                ev = self._decode(r)
+            except (MalformedEvent, ValueError) as e:
+                await self._dead_letter(r, e, attempts=1)
+                continue
+            if self.accept is None or self.accept(ev):
+                good.append((r, ev))
+        if good:
+            try:
+                await self._with_infra_retry(_bind(self._apply, good))
+            except Exception as e:
+                if len(good) == 1:
+                    await self._one_by_one(good, first_error=e)
+                else:
+                    log.info("batch of %d failed (%s); isolating messages", len(good), e)
+                    await self._one_by_one(good)
+        CONSUMER_LATENCY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    def _decode(self, r: KafkaRecord) -> Event:
+        ev = Event.from_kafka(r.headers or (), r.value)
+        if self.validate is not None and ev.dataschema:
+            data = self.validate(ev.type, major_of(ev.dataschema), ev.data)
+            ev = replace(ev, data=data)
+        return ev
+
+    async def _with_infra_retry(self, op: Callable[[], Awaitable[None]]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await op()
+                return
+            except INFRA_ERRORS as e:
+                attempt += 1
+                delay = min(30.0, 0.2 * 2 ** min(attempt, 8))
+                log.warning("%s: infrastructure error (%s), retry in %.1fs", self.name, e, delay)
+                await asyncio.sleep(delay)
+
+    async def _apply(self, items: Sequence[tuple[KafkaRecord, Event]]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "INSERT INTO inbox (consumer, event_id, correlation_id)"
+                " SELECT $1, e, c FROM unnest($2::text[], $3::text[]) AS t(e, c)"
+                " ON CONFLICT DO NOTHING RETURNING event_id",
+                self.name,
+                [ev.id for _, ev in items],
+                [ev.correlation_id for _, ev in items],
+            )
+            fresh = {r["event_id"] for r in rows}
+            todo: list[tuple[KafkaRecord, Event]] = []
+            for r, ev in items:
+                if ev.id in fresh:
+                    fresh.discard(ev.id)  # a copy inside the same batch counts once
+                    todo.append((r, ev))
+            if self.batch_handler is not None:
+                if todo:
+                    await self.batch_handler(conn, [ev for _, ev in todo])
+            else:
+                assert self.handler is not None
+                for r, ev in todo:
+                    await self._traced(conn, r, ev)
+        self.applied += len(todo)
+        self.duplicates += len(items) - len(todo)
+        CONSUMER_MESSAGES_TOTAL.labels(self.name, "applied").inc(len(todo))
+        if len(items) > len(todo):
+            CONSUMER_MESSAGES_TOTAL.labels(self.name, "duplicate").inc(len(items) - len(todo))
+
+    async def _traced(self, conn: asyncpg.Connection, r: KafkaRecord, ev: Event) -> None:
+        assert self.handler is not None
+        parent = context_from_traceparent(ev.traceparent, ev.tracestate)
+        with (
+            correlation(ev.correlation_id, ev.tenant),
+            _tracer.start_as_current_span(
+                f"{r.topic} process",
+                context=parent,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": r.topic,
+                    "messaging.message.id": ev.id,
+                    "messaging.consumer.group.name": self.name,
+                    "clearway.correlation_id": ev.correlation_id or "",
+                },
+            ),
+        ):
+            await self.handler(conn, ev)
+
+    async def _one_by_one(
+        self, items: Sequence[tuple[KafkaRecord, Event]], first_error: Exception | None = None
+    ) -> None:
+        for r, ev in items:
+            attempt = 1 if first_error is not None else 0
+            error: Exception | None = first_error
+            first_error = None
+            while True:
+                if error is not None:
+                    if isinstance(error, PermanentError) or attempt >= self.retry.attempts:
+                        await self._dead_letter(r, error, attempts=attempt)
+                        break
+                    await asyncio.sleep(self.retry.delay(attempt))
+                try:
+                    await self._with_infra_retry(_bind(self._apply, [(r, ev)]))
+                    break
+                except Exception as e:
+                    attempt += 1
+                    error = e
+                    log.warning("%s: %s failed (attempt %d): %s", self.name, ev.id, attempt, e)
+
+    async def _dead_letter(self, r: KafkaRecord, error: BaseException, *, attempts: int) -> None:
+        log.error(
+            "%s: dead-lettering %s[%d]@%d: %s", self.name, r.topic, r.partition, r.offset, error
+        )
+        CONSUMER_MESSAGES_TOTAL.labels(self.name, "dead_lettered").inc()
+        attempt = 0
+        while True:  # the DLT write must succeed before the offset moves on
+            try:
+                await self.dead_letters.send(r, error, attempts=attempts)
+                return
+            except Exception as e:
+                attempt += 1
+                log.error("%s: dead-letter write failed (%s); retrying", self.name, e)
+                await asyncio.sleep(min(10.0, 0.2 * 2**attempt))
+
+
+def _bind(
+    op: Callable[[Sequence[tuple[KafkaRecord, Event]]], Awaitable[None]],
+    items: Sequence[tuple[KafkaRecord, Event]],
+) -> Callable[[], Awaitable[None]]:
+    return lambda: op(items)

@@ -1,0 +1,92 @@
+"""Dead-letter topics (DESIGN §3, §4.4).
+
+A message a consumer cannot apply goes to ``<topic>.<group>.dlt`` with its
+original key, value and headers, plus ``dlt_*`` headers saying why, from
+where, and after how many attempts. It is written (and acknowledged by Kafka)
+before the consumer commits its offset, so nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from clearway.shared.metrics import DLT_MESSAGES_TOTAL
+from clearway.shared.redaction import redact_text
+
+DLT_PREFIX = "dlt_"
+REDRIVEN_FROM = "dlt_redriven_from"
+
+
+class KafkaRecord(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+def dlt_topic(topic: str, group: str) -> str:
+    """The dead-letter topic of ``group`` for ``topic``."""
+    return f"{topic}.{group}.dlt"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record read back from a dead-letter topic."""
+
+    dlt_topic: str
+    dlt_partition: int
+    dlt_offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    def meta(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == DLT_PREFIX + name:
+                return v.decode(errors="replace")
+        return None
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        return [(k, v) for k, v in self.headers if not k.startswith(DLT_PREFIX)]
+
+
+class DeadLetters:
+    """Publishes failed records of one consumer group to its dead-letter topics."""
+
+    def __init__(self, producer: AIOKafkaProducer, group: str) -> None:
+        self._producer = producer
+        self.group = group
+
+    async def send(self, record: KafkaRecord, error: BaseException | str, *, attempts: int) -> None:
+        """Write ``record`` to its DLT and wait until Kafka has it."""
+        if isinstance(error, BaseException):
+            etype, message = type(error).__name__, str(error)
+            trace = "".join(traceback.format_exception(error, limit=8))[-4000:]
+        else:
+            etype, message, trace = "Rejected", error, ""
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLT_PREFIX)]
+        meta = {
+            "error_type": etype,
+            # Errors may quote the payload: they pass through the redaction layer.
+            "error_message": redact_text(message)[:2000],
+            "error_trace": redact_text(trace),
+            "original_topic": record.topic,
+            "original_partition": str(record.partition),
+            "original_offset": str(record.offset),
+            "attempts": str(attempts),
+            "consumer_group": self.group,
+            "failed_at": datetime.now(UTC).isoformat(),
+        }
+        headers += [(DLT_PREFIX + k, v.encode()) for k, v in meta.items() if v]
+        topic = dlt_topic(record.topic, self.group)
+        fut = await self._producer.send(topic, value=record.value, key=record.key, headers=headers)
+        await fut
+        DLT_MESSAGES_TOTAL.labels(self.group, record.topic).inc()

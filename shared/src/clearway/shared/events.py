@@ -1,0 +1,170 @@
+"""CloudEvents 1.0 in Kafka binary mode (DESIGN §3).
+
+The payload is the event's ``data`` as JSON; every attribute travels in a
+``ce_*`` header (CloudEvents Kafka protocol binding, binary content mode).
+Event ids are deterministic: the same (aggregate, version, type) always gives
+the same id, so a republished event is recognised as a copy by every consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+#: Namespace for uuid5 event ids. Changing it would change every event id.
+_EVENT_NS = uuid.UUID("6f0c5a52-4a0e-5f7e-9a57-3c1c8f0e2b11")
+
+Headers = list[tuple[str, bytes]]
+
+
+class MalformedEvent(ValueError):
+    """A Kafka record that is not a valid Clearway CloudEvent; goes to the dead letters."""
+
+
+def event_id(aggregate_id: str, aggregate_version: int, event_type: str) -> str:
+    """Deterministic ``evt_`` id of the event ``event_type`` at an aggregate's version."""
+    name = f"{aggregate_id}\x1f{aggregate_version}\x1f{event_type}"
+    return f"evt_{uuid.uuid5(_EVENT_NS, name).hex}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One CloudEvent. ``subject`` is the aggregate id and the Kafka key."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    data: Mapping[str, Any]
+    time: datetime = field(default_factory=_now)
+    dataschema: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    tenant: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @property
+    def key(self) -> bytes:
+        return self.subject.encode()
+
+    def headers(self) -> Headers:
+        """Kafka headers in binary mode, attribute names prefixed ``ce_``."""
+        h: Headers = [
+            ("ce_specversion", SPEC_VERSION.encode()),
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_time", self.time.isoformat().replace("+00:00", "Z").encode()),
+            ("ce_subject", self.subject.encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        optional = (
+            ("ce_dataschema", self.dataschema),
+            ("ce_correlationid", self.correlation_id),
+            ("ce_causationid", self.causation_id),
+            ("ce_tenant", self.tenant),
+            ("traceparent", self.traceparent),
+            ("tracestate", self.tracestate),
+        )
+        h.extend((k, v.encode()) for k, v in optional if v)
+        return h
+
+    def body(self) -> bytes:
+        return json.dumps(self.data, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_kafka(cls, headers: Iterable[tuple[str, bytes]], value: bytes | None) -> Event:
+        """Decode a binary-mode record; raise :class:`MalformedEvent` naming what is wrong."""
+        h = header_map(headers)
+        missing = [k for k in ("ce_id", "ce_type", "ce_source", "ce_subject") if not h.get(k)]
+        if missing:
+            raise MalformedEvent(f"missing CloudEvents headers: {', '.join(missing)}")
+        if h.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
+            raise MalformedEvent(f"unsupported ce_specversion {h['ce_specversion']!r}")
+        if value is None:
+            raise MalformedEvent("empty payload")
+        try:
+            data = json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise MalformedEvent(f"payload is not JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise MalformedEvent("payload is not a JSON object")
+        try:
+            when = datetime.fromisoformat(h["ce_time"]) if h.get("ce_time") else _now()
+        except ValueError:
+            raise MalformedEvent(f"ce_time is not RFC 3339: {h['ce_time']!r}") from None
+        return cls(
+            id=h["ce_id"],
+            type=h["ce_type"],
+            source=h["ce_source"],
+            subject=h["ce_subject"],
+            data=data,
+            time=when,
+            dataschema=h.get("ce_dataschema"),
+            correlation_id=h.get("ce_correlationid"),
+            causation_id=h.get("ce_causationid"),
+            tenant=h.get("ce_tenant"),
+            traceparent=h.get("traceparent"),
+            tracestate=h.get("tracestate"),
+        )
+
+
+def header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Kafka headers as ``{name: text}``; the last value wins, undecodable ones are dropped."""
+    out: dict[str, str] = {}
+    for k, v in headers or ():
+        if v is None:
+            continue
+        try:
+            out[k] = v.decode()
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def new_event(
+    *,
+    type: str,
+    source: str,
+    aggregate_id: str,
+    aggregate_version: int,
+    data: Mapping[str, Any],
+    dataschema: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    tenant: str | None = None,
+    time: datetime | None = None,
+) -> Event:
+    """Build an event whose id is derived from the aggregate's id and version."""
+    return Event(
+        id=event_id(aggregate_id, aggregate_version, type),
+        type=type,
+        source=source,
+        subject=aggregate_id,
+        data=data,
+        time=time or _now(),
+        dataschema=dataschema,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        tenant=tenant,
+    )
+
+
+def headers_to_json(headers: Sequence[tuple[str, bytes]]) -> list[list[str]]:
+    """Headers as JSON-friendly pairs (values are text in this platform)."""
+    return [[k, v.decode()] for k, v in headers]
+
+
+def headers_from_json(pairs: Sequence[Sequence[str]]) -> Headers:
+    return [(k, v.encode()) for k, v in pairs]

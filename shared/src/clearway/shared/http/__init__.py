@@ -1,0 +1,43 @@
+"""HTTP conventions every Clearway FastAPI service shares.
+
+``create_app`` installs them all: RFC 9457 problem+json errors, the
+``X-Correlation-ID`` edge, dated ``Clearway-Version`` negotiation with
+deprecation headers (DESIGN §10), request metrics and ``/metrics`` (DESIGN §11),
+and the ``/healthz``/``/readyz`` probes.
+"""
+
+from clearway.shared.http.app import OPS_PATHS, create_app
+from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id
+from clearway.shared.http.health import ReadinessCheck
+from clearway.shared.http.problems import (
+    CORRELATION_HEADER,
+    PROBLEM_MEDIA_TYPE,
+    ProblemError,
+    ProblemResponse,
+    problem_response,
+    problem_type_uri,
+)
+from clearway.shared.http.versioning import (
+    VERSION_HEADER,
+    ApiVersions,
+    Deprecation,
+    UnsupportedVersionError,
+)
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "OPS_PATHS",
+    "PROBLEM_MEDIA_TYPE",
+    "VERSION_HEADER",
+    "ApiVersions",
+    "Deprecation",
+    "EdgeMiddleware",
+    "ProblemError",
+    "ProblemResponse",
+    "ReadinessCheck",
+    "UnsupportedVersionError",
+    "accept_correlation_id",
+    "create_app",
+    "problem_response",
+    "problem_type_uri",
+]

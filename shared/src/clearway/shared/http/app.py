@@ -1,0 +1,48 @@
+"""``create_app``: a FastAPI application with every Clearway HTTP convention installed."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.types import Lifespan
+
+from clearway.shared.http.edge import EdgeMiddleware
+from clearway.shared.http.health import HEALTH_PATH, READY_PATH, ReadinessCheck, health_router
+from clearway.shared.http.problems import install_problem_handlers
+from clearway.shared.http.versioning import ApiVersions
+from clearway.shared.metrics import mount_metrics
+
+METRICS_PATH = "/metrics"
+# Probes and scrapers do not speak Clearway-Version; these paths ignore it.
+OPS_PATHS = frozenset({HEALTH_PATH, READY_PATH, METRICS_PATH})
+
+
+def create_app(
+    service: str,
+    *,
+    title: str,
+    version: str = "1.0.0",
+    lifespan: Lifespan[FastAPI] | None = None,
+    api_versions: ApiVersions | None = None,
+) -> FastAPI:
+    """A FastAPI app for ``service`` with problem+json errors, correlation ids,
+    dated versioning, request metrics, ``/metrics``, ``/healthz`` and ``/readyz``.
+
+    Services add their routers under ``/v1`` and append async readiness checks
+    to ``app.state.readiness_checks``. Middleware a service adds later wraps
+    this edge, so it runs before the correlation id is bound.
+    """
+    versions = api_versions or ApiVersions()
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.service = service
+    app.state.api_versions = versions
+    readiness_checks: list[ReadinessCheck] = []
+    app.state.readiness_checks = readiness_checks
+    install_problem_handlers(app)
+    app.add_middleware(EdgeMiddleware, service=service, versions=versions, unversioned=OPS_PATHS)
+    app.include_router(health_router(service))
+    mount_metrics(app, path=METRICS_PATH)
+    # Server spans continue an incoming W3C traceparent; the edge above tags them
+    # with the correlation id. Probes and scrapes are not traced.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app

@@ -1,0 +1,133 @@
+"""The HTTP edge: one pure ASGI middleware in front of every Clearway route.
+
+Per request it binds the correlation id, resolves the ``Clearway-Version``,
+stamps both (and any deprecation signals) on the response, turns a crash into
+a 500 problem, and records latency and deprecated calls. It is plain ASGI
+rather than ``BaseHTTPMiddleware``: no extra task per request, and context
+variables set here are the ones the route sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from clearway.shared.context import correlation_id_var, new_correlation_id
+from clearway.shared.http.problems import CORRELATION_HEADER, problem_for
+from clearway.shared.http.versioning import VERSION_HEADER, ApiVersions
+from clearway.shared.metrics import DEPRECATED_CALLS_TOTAL, HTTP_REQUEST_DURATION_SECONDS
+
+SPAN_ATTRIBUTE = "clearway.correlation_id"
+UNMATCHED_ROUTE = "unmatched"
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+logger = logging.getLogger(__name__)
+
+
+def accept_correlation_id(value: str | None) -> str:
+    """The caller's correlation id when it is well formed, otherwise a fresh one.
+
+    Anything else is replaced rather than trusted: it ends up in logs, spans and
+    events, so it must not carry markup, newlines or unbounded length.
+    """
+    if value is not None and _CORRELATION_ID.fullmatch(value):
+        return value
+    return new_correlation_id()
+
+
+class EdgeMiddleware:
+    """Correlation, versioning, error boundary and request metrics for one service."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        versions: ApiVersions,
+        unversioned: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.versions = versions
+        self.unversioned = frozenset(unversioned)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_headers = Headers(scope=scope)
+        cid = accept_correlation_id(request_headers.get(CORRELATION_HEADER))
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["correlation_id"] = cid
+        token = correlation_id_var.set(cid)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(SPAN_ATTRIBUTE, cid)
+
+        stamped: list[tuple[str, str]] = [(CORRELATION_HEADER, cid)]
+        status = 500
+        response_started = False
+
+        async def send_stamped(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in stamped:
+                    if name == "Link":  # the route may have its own links (pagination)
+                        headers.append(name, value)
+                    else:
+                        headers[name] = value
+            await send(message)
+
+        version: str | None = None
+        try:
+            if scope["path"] not in self.unversioned:
+                version = self.versions.resolve(request_headers.get(VERSION_HEADER))
+                state["api_version"] = version
+                stamped.append((VERSION_HEADER, version))
+                stamped.extend(self.versions.deprecation_headers(version))
+            await self.app(scope, receive, send_stamped)
+        except Exception as exc:
+            if response_started:  # too late for a problem: let the server abort the response
+                logger.exception("error after the response started", exc_info=exc)
+                raise
+            response = problem_for(Request(scope, receive), exc)
+            await response(scope, receive, send_stamped)
+        finally:
+            correlation_id_var.reset(token)
+            route = _route_template(scope)
+            HTTP_REQUEST_DURATION_SECONDS.labels(
+                self.service, scope["method"], route, str(status)
+            ).observe(time.perf_counter() - started)
+            if version is not None and version in self.versions.deprecated:
+                client = str(state.get("client_id") or "anonymous")
+                DEPRECATED_CALLS_TOTAL.labels(self.service, version, route, client).inc()
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (``/v1/transfers/{transfer_id}``), never the raw path.
+
+    Raw paths would make one time series per id; requests refused before
+    routing (a bad version header) are matched here so they still count
+    against their route.
+    """
+    route = scope.get("route")
+    if route is None:
+        app = scope.get("app")
+        routes: list[BaseRoute] = list(getattr(getattr(app, "router", None), "routes", []))
+        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE

@@ -1,0 +1,246 @@
+"""RFC 9457 problem details: the one shape every Clearway HTTP error takes.
+
+Every error body is ``application/problem+json`` with a stable ``type`` URI,
+a human ``title``, the ``status``, a ``detail``, the ``instance`` (request
+path) and the ``correlation_id`` (STYLE rule 11). Nothing the client sent is
+echoed back and no stack trace leaves the process: a rejected field may hold a
+card number, and a traceback tells an attacker how we are built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clearway.shared.context import current_correlation_id, new_correlation_id
+
+CORRELATION_HEADER = "X-Correlation-ID"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE_URI = "https://docs.clearway.dev/problems/"
+
+_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "correlation_id"})
+
+logger = logging.getLogger(__name__)
+
+
+def problem_type_uri(slug: str) -> str:
+    """The documented ``type`` URI for a problem slug (``validation-error`` → its docs page)."""
+    return PROBLEM_BASE_URI + slug
+
+
+class ProblemError(Exception):
+    """An error a service answers with on purpose, rendered as a problem+json response.
+
+    ``extensions`` become extra members of the body (RFC 9457 §3.2), e.g.
+    ``ProblemError(409, "transfer-conflict", "Transfer already exists", transfer_id=...)``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        type_slug: str,
+        title: str,
+        detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.type = problem_type_uri(type_slug)
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+
+class ProblemResponse(JSONResponse):
+    """A JSON response served as ``application/problem+json``."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    type_uri: str,
+    title: str,
+    detail: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> ProblemResponse:
+    """Render one problem for ``request``; the standard members win over same-named extensions.
+
+    The correlation id also goes out as ``X-Correlation-ID``, so even an error
+    raised outside the edge middleware can be traced from the client's side.
+    """
+    correlation_id = _correlation_id(request)
+    body: dict[str, Any] = {
+        "type": type_uri,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "instance": request.url.path,
+        "correlation_id": correlation_id,
+    }
+    for key, value in (extensions or {}).items():
+        if key not in _MEMBERS:
+            body[key] = jsonable_encoder(value)
+    return ProblemResponse(
+        body, status_code=status, headers={**(headers or {}), CORRELATION_HEADER: correlation_id}
+    )
+
+
+def problem_for(request: Request, exc: BaseException) -> Response:
+    """The response for any exception that reached the HTTP edge."""
+    if isinstance(exc, ProblemError):
+        return problem_response(
+            request,
+            status=exc.status,
+            type_uri=exc.type,
+            title=exc.title,
+            detail=exc.detail,
+            headers=exc.headers,
+            extensions=exc.extensions,
+        )
+    if isinstance(exc, RequestValidationError):
+        return _validation_problem(request, exc.errors())
+    if isinstance(exc, StarletteHTTPException):
+        return _http_problem(request, exc)
+    logger.exception(
+        "unhandled error answering %s %s", request.method, request.url.path, exc_info=exc
+    )
+    return problem_response(
+        request,
+        status=500,
+        type_uri=problem_type_uri("internal-error"),
+        title="Internal server error",
+        detail="Something went wrong on our side. Quote the correlation_id when you contact us.",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer validation errors, HTTP exceptions, ``ProblemError`` and crashes as problems."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return problem_for(request, exc)
+
+    for kind in (ProblemError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)
+
+
+def field_name(loc: Sequence[str | int]) -> str:
+    """A dotted field path for a pydantic error location: ``amount``, ``metadata.x``,
+    ``header.idempotency-key``; body fields lose their ``body`` prefix."""
+    parts = [str(part) for part in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse:
+    errors: list[Mapping[str, Any]] = [e for e in raw if isinstance(e, Mapping)]
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        return _malformed_body(request, malformed)
+    # Only loc, msg and type leave: pydantic's ``input`` and ``ctx`` can hold the
+    # rejected value itself (a PAN in the wrong field must not come back).
+    fields = [
+        {
+            "field": field_name(e.get("loc", ())),
+            "message": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    if fields:
+        first = fields[0]
+        detail = f"Field '{first['field']}' is invalid: {first['message']}."
+        if len(fields) > 1:
+            detail += f" ({len(fields) - 1} more invalid field(s) in 'errors'.)"
+    else:
+        detail = "The request is invalid."
+    return problem_response(
+        request,
+        status=422,
+        type_uri=problem_type_uri("validation-error"),
+        title="Request validation failed",
+        detail=detail,
+        extensions={"errors": fields},
+    )
+
+
+def _malformed_body(request: Request, error: Mapping[str, Any]) -> ProblemResponse:
+    loc = error.get("loc", ())
+    where = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+    return problem_response(
+        request,
+        status=400,
+        type_uri=problem_type_uri("malformed-body"),
+        title="Malformed request body",
+        detail=f"The request body is not valid JSON{where}.",
+    )
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status in (204, 304):  # no body allowed (RFC 9110 §15.3.5, §15.4.5)
+        return Response(status_code=status, headers=headers)
+    phrase = _phrase(status)
+    if isinstance(exc.detail, Mapping):  # the auth module raises problem fields this way
+        fields = exc.detail
+        return problem_response(
+            request,
+            status=status,
+            type_uri=_type_uri(fields.get("type"), status),
+            title=str(fields.get("title") or phrase),
+            detail=str(fields["detail"]) if fields.get("detail") else None,
+            headers=headers,
+            extensions=fields,
+        )
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else phrase
+    if detail == phrase and status == 404 and "route" not in request.scope:
+        detail = f"No resource is served at {request.url.path}."
+    elif detail == phrase and status == 405:
+        allowed = headers.get("Allow") or headers.get("allow")
+        detail = f"{request.method} is not allowed here" + (f"; use {allowed}." if allowed else ".")
+    return problem_response(
+        request,
+        status=status,
+        type_uri=_type_uri(None, status),
+        title=phrase,
+        detail=detail,
+        headers=headers,
+    )
+
+
+def _type_uri(given: object, status: int) -> str:
+    """A problem ``type`` from an HTTPException detail: absolute URIs kept, slugs expanded."""
+    if isinstance(given, str) and given:
+        return given if ":" in given else problem_type_uri(given)
+    try:
+        slug = HTTPStatus(status).name.lower().replace("_", "-")
+    except ValueError:
+        slug = f"http-{status}"
+    return problem_type_uri(slug)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _correlation_id(request: Request) -> str:
+    cid = current_correlation_id() or getattr(request.state, "correlation_id", None)
+    return str(cid) if cid else new_correlation_id()

@@ -1,0 +1,84 @@
+"""Kafka plumbing on FastStream + aiokafka: brokers, topics, idempotent subscribers.
+
+Subscribers fetch batches, apply them through an :class:`IdempotentConsumer`
+and acknowledge (commit offsets) only after the database commit
+(``AckPolicy.MANUAL``). FastStream does not support Kafka transactions; the
+outbox + inbox pair gives exactly-once effects instead (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from clearway.shared.consumer import IdempotentConsumer
+
+
+def make_broker(bootstrap: str, **kwargs: Any) -> KafkaBroker:
+    """A FastStream broker whose producer is idempotent with ``acks=all``."""
+    return KafkaBroker(bootstrap, enable_idempotence=True, acks="all", **kwargs)
+
+
+async def _no_decode(msg: Any) -> None:
+    # Decoding is the consumer's job: a poison payload must reach our DLT logic,
+    # not fail inside FastStream before the handler (which would skip it unacked).
+    return None
+
+
+def subscribe_idempotent(
+    broker: KafkaBroker,
+    consumer: IdempotentConsumer,
+    *topics: str,
+    group_id: str,
+    max_records: int = 500,
+    pattern: str | None = None,
+) -> Any:
+    """Register a batch subscriber that feeds ``consumer`` and acks after commit."""
+
+    async def subscriber(message: KafkaMessage) -> None:
+        records = message.raw_message
+        batch = records if isinstance(records, tuple | list) else (records,)
+        await consumer.handle_records(batch)
+        await message.ack()
+
+    subscriber.__name__ = f"consume_{consumer.name}"
+    kwargs: dict[str, Any] = {}
+    if pattern:
+        kwargs["pattern"] = pattern
+    return broker.subscriber(
+        *topics,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_no_decode,
+        batch_timeout_ms=50,
+        **kwargs,
+    )(subscriber)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], *, partitions: int = 3, replication: int = 1
+) -> None:
+    """Create topics that do not exist yet (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(t, num_partitions=partitions, replication_factor=replication)
+            for t in topics
+            if t not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+    finally:
+        await admin.close()

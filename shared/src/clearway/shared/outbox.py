@@ -1,0 +1,74 @@
+"""Transactional outbox, write side (DESIGN §4.1).
+
+A handler adds events with :meth:`Outbox.add` on the connection of its own
+transaction; it never talks to Kafka. The relay (:mod:`clearway.shared.relay`)
+publishes what was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+
+from clearway.shared.context import current_correlation_id, tenant_var
+from clearway.shared.events import Event, headers_to_json
+from clearway.shared.telemetry import current_traceparent
+
+#: ``validate(event_type, major, data) -> data`` as given by the schema registry.
+Validator = Callable[[str, int, Mapping[str, Any]], Mapping[str, Any]]
+
+
+def major_of(dataschema: str) -> int:
+    """``schemas/transfer/transfer.settled/v1`` → 1."""
+    tail = dataschema.rstrip("/").rsplit("/", 1)[-1]
+    if not tail.startswith("v") or not tail[1:].isdigit():
+        raise ValueError(f"dataschema does not end in a major version: {dataschema!r}")
+    return int(tail[1:])
+
+
+class Outbox:
+    """Adds events to the outbox table of the connection's schema.
+
+    Payloads are validated against their schema before they are written, so a
+    bad event fails the handler's transaction instead of reaching a partner.
+    """
+
+    def __init__(self, validate: Validator | None = None) -> None:
+        self._validate = validate
+
+    def prepare(self, event: Event) -> Event:
+        """Fill context (correlation, tenant, trace) and validate the payload."""
+        tp, ts = current_traceparent()
+        event = replace(
+            event,
+            correlation_id=event.correlation_id or current_correlation_id(),
+            tenant=event.tenant or tenant_var.get(),
+            traceparent=event.traceparent or tp,
+            tracestate=event.tracestate or ts,
+        )
+        if self._validate is not None and event.dataschema:
+            data = self._validate(event.type, major_of(event.dataschema), event.data)
+            event = replace(event, data=data)
+        return event
+
+    async def add(self, conn: asyncpg.Connection, topic: str, *events: Event) -> list[Event]:
+        """Insert ``events`` for ``topic`` on ``conn`` (which must be in a transaction)."""
+        return await self.add_many(conn, [(topic, e) for e in events])
+
+    async def add_many(
+        self, conn: asyncpg.Connection, items: Sequence[tuple[str, Event]]
+    ) -> list[Event]:
+        """Insert events for several topics at once; returns them as written."""
+        if not conn.is_in_transaction():
+            raise RuntimeError(
+                "Outbox.add needs the caller's transaction (state + event atomically)"
+            )
+        prepared = [(t, self.prepare(e)) for t, e in items]
+        await conn.executemany(
+            "INSERT INTO outbox (event_id, topic, key, headers, payload) VALUES ($1,$2,$3,$4,$5)",
+            [(e.id, t, e.key, headers_to_json(e.headers()), e.body()) for t, e in prepared],
+        )
+        return [e for _, e in prepared]
