@@ -23,10 +23,5 @@ fi
 UV=$(command -v uv || echo "python3 -m uv")
 $UV sync -q --all-packages
 # Kafka jars from Maven Central (cached in ~/.m2 across runs).
-.venv/bin/python - <<'PY'
-import importlib.util, pathlib
-p = pathlib.Path("deploy/local/localstack.py")
-spec = importlib.util.spec_from_file_location("ls", p); m = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(m); m.ensure_kafka_libs()
-PY
+.venv/bin/python deploy/local/localstack.py libs
 echo "[bootstrap] ready"

@@ -418,7 +418,7 @@ def down(base: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("command", choices=["up", "down", "status", "env", "clean"])
+    ap.add_argument("command", choices=["up", "down", "status", "env", "clean", "libs"])
     ap.add_argument("--dir", default=str(ROOT / ".local" / "stack"))
     ap.add_argument("--pg-port", type=int, default=55432)
     ap.add_argument("--kafka-port", type=int, default=59092)
@@ -430,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             ep = up(base, Endpoints(a.pg_port, a.kafka_port, a.controller_port))
             print(f"CLEARWAY_DATABASE_URL={ep.database_url}")
             print(f"CLEARWAY_KAFKA_BOOTSTRAP={ep.kafka_bootstrap}")
+        elif a.command == "libs":
+            _log(f"Kafka jars in {ensure_kafka_libs()}")
         elif a.command == "down":
             down(base)
             _log("stopped")
