@@ -1,0 +1,1 @@
+"""Verify Clearway webhooks: signature, timestamp window and replay."""

@@ -1,0 +1,1 @@
+"""Clearway audit service: hash-chained, signed, searchable audit trail."""

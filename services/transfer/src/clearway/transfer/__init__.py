@@ -1,0 +1,1 @@
+"""Clearway transfer service: transfer intents executed exactly once."""

@@ -1,0 +1,1 @@
+"""Clearway webhook delivery: signed, retried, replayable, never silent."""
