@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -25,7 +27,7 @@ from clearway.shared.dlt import DeadLetters
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.outbox import Outbox
-from clearway.shared.relay import OutboxRelay, idempotent_producer
+from clearway.shared.relay import idempotent_producer
 
 SCHEMA = "bench"
 EFFECTS = Migration(
@@ -38,7 +40,7 @@ def _event(i: int, run: str) -> Event:
     return new_event(
         type="bench.happened",
         source="/bench",
-        aggregate_id=f"agg_{i % 64}",
+        aggregate_id=f"agg_{run}_{i % 64}",
         aggregate_version=i,
         data={"amount": i, "t0": time.time(), "run": run},
         correlation_id=f"corr_{run}_{i}",
@@ -56,8 +58,25 @@ class Platform:
             self.db, schema=SCHEMA, service="bench", migrations=[EFFECTS], role_password="bench"
         )
         self.pool = await create_pool(self.db, schema=SCHEMA, max_size=8)
-        self.relay = OutboxRelay(self.db, SCHEMA, self.kafka, batch_size=2000, poll_interval=0.5)
-        await self.relay.start()
+        # The relay runs in its own process, as it would inside the producing
+        # service; the consumer side lives in this process.
+        self.relay = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "clearway.shared.relay",
+                "--schema",
+                SCHEMA,
+                "--database-url",
+                self.db,
+                "--kafka-bootstrap",
+                self.kafka,
+                "--batch-size",
+                "2000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.producer = idempotent_producer(self.kafka)
         await self.producer.start()
         consumer = IdempotentConsumer(
@@ -80,14 +99,17 @@ class Platform:
 
     async def stop(self) -> None:
         await self.broker.stop()
-        await self.relay.stop()
+        self.relay.terminate()
+        self.relay.wait(timeout=10)
         await self.producer.stop()
         await self.pool.close()
 
 
-async def _write(pool: asyncpg.Pool, topic: str, events: list[Event]) -> None:
+async def _write(pool: asyncpg.Pool, topic: str, numbers: range, run: str) -> None:
+    # Events are built inside the transaction so t0 is the moment of the write,
+    # not the moment the load generator queued it.
     async with pool.acquire() as conn, conn.transaction():
-        await Outbox().add(conn, topic, *events)
+        await Outbox().add(conn, topic, *(_event(i, run) for i in numbers))
 
 
 async def platform_throughput(p: Platform, n: int, per_txn: int = 250) -> float:
@@ -98,7 +120,7 @@ async def platform_throughput(p: Platform, n: int, per_txn: int = 250) -> float:
 
     async def one(start: int) -> None:
         async with sem:
-            await _write(p.pool, p.topic, [_event(i, run) for i in range(start, start + per_txn)])
+            await _write(p.pool, p.topic, range(start, start + per_txn), run)
 
     await asyncio.gather(*(one(s) for s in range(0, n, per_txn)))
     while p.applied - start_applied < n:
@@ -118,7 +140,7 @@ async def platform_latency(p: Platform, rate: int, seconds: float) -> list[float
     pending: set[asyncio.Task[None]] = set()
     while sent < total:
         for _ in range(per_tick):
-            t = asyncio.create_task(_write(p.pool, p.topic, [_event(sent, run)]))
+            t = asyncio.create_task(_write(p.pool, p.topic, range(sent, sent + 1), run))
             pending.add(t)
             t.add_done_callback(pending.discard)
             sent += 1

@@ -38,7 +38,10 @@ SERVICES = [
 
 
 def _installed(package: str) -> bool:
-    return importlib.util.find_spec(f"clearway.{package}") is not None
+    try:
+        return importlib.util.find_spec(f"clearway.{package}.__main__") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _env(ep: localstack.Endpoints) -> dict[str, str]:

@@ -9,6 +9,7 @@ outbox + inbox pair gives exactly-once effects instead (DESIGN §4).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +22,12 @@ from clearway.shared.consumer import IdempotentConsumer
 
 
 def make_broker(bootstrap: str, **kwargs: Any) -> KafkaBroker:
-    """A FastStream broker whose producer is idempotent with ``acks=all``."""
+    """A FastStream broker whose producer is idempotent with ``acks=all``.
+
+    FastStream's per-message "Received/Processed" lines go to DEBUG: at thousands
+    of events a second they would drown the service's own logs.
+    """
+    kwargs.setdefault("log_level", logging.DEBUG)
     return KafkaBroker(bootstrap, enable_idempotence=True, acks="all", **kwargs)
 
 

@@ -10,6 +10,7 @@ Failure to start is an error, never a skip: a test that did not run did not pass
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -65,7 +66,7 @@ def _docker_engine() -> bool:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The session's Kafka and Postgres (see module doc for where they come from)."""
     db, kafka = os.environ.get("CLEARWAY_DATABASE_URL"), os.environ.get("CLEARWAY_KAFKA_BOOTSTRAP")
     if db and kafka:
@@ -83,7 +84,12 @@ def stack() -> Iterator[Stack]:
         return
     ls = _localstack()
     base = repo_root() / ".local" / f"test-stack-{os.getpid()}"
-    ep = ls.up(base, tuned_for_tests=True)
+    # Shown on the terminal, not captured: the run's output proves which real
+    # broker and database the tests ran against.
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        print()
+        ep = ls.up(base, tuned_for_tests=True)
     try:
         yield Stack(ep.database_url, ep.kafka_bootstrap, "localstack")
     finally:
