@@ -89,7 +89,7 @@ def up() -> int:
             print(f"[platform] {name} already running")
             continue
         log = open(LOCAL / "logs" / f"{name}.log", "ab")
-        env = _env(ep) | {"CLEARWAY_PORT": str(port)}
+        env = _env(ep) | {"CLEARWAY_PORT": str(port), "CLEARWAY_SEED_DEMO": "1"}
         proc = subprocess.Popen(
             [sys.executable, "-m", f"clearway.{pkg}"],
             stdout=log,

@@ -1,0 +1,256 @@
+"""Consent revocation → refusal by another service, against raw Kafka on the same broker.
+
+Prints, for the same run:
+- revocation propagation over 100 trials: from ``DELETE /v1/consents/{id}`` returning
+  to the first 401 from a separate kit-built service (``create_app`` + ``require_scope``
+  + ``RevocationFeed`` on the consent topic) called in a loop with a token bound to
+  that consent (goal p99 ≤ 200 ms, must be ≤ 1 s);
+- the baseline: raw aiokafka produce (idempotent, acks=all) → consume latency of one
+  record on the same broker, 100 times;
+- the ratio of the two.
+
+    uv run python -m benchmarks.bench_consent [--trials 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import secrets
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI, Security
+
+from benchmarks.common import fresh_database, pct, stack, summary
+from clearway.consent import handlers
+from clearway.consent.bootstrap import build_app
+from clearway.consent.settings import ConsentSettings
+from clearway.shared.auth import (
+    HttpJwksSource,
+    Principal,
+    RevocationFeed,
+    RevocationSet,
+    TokenVerifier,
+    require_scope,
+)
+from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics
+from clearway.shared.relay import idempotent_producer
+from clearway.shared.settings import PlatformSettings
+
+REDIRECT = "http://127.0.0.1:8765/callback"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, port: int):
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(1800):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+def resource_app(issuer: str, bootstrap: str, topic: str) -> tuple[FastAPI, RevocationFeed]:
+    """What the transfer service wires: the kit's verifier and revocation feed."""
+    revocations = RevocationSet()
+    feed = RevocationFeed(bootstrap, topic, revocations)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await feed.start()
+        yield
+        await feed.stop()
+
+    app = create_app("bench-resource", title="kit-protected", lifespan=lifespan)
+    app.state.token_verifier = TokenVerifier(
+        issuer=issuer,
+        audience="clearway-transfer",
+        jwks_source=HttpJwksSource.for_issuer(issuer),
+        revocations=revocations,
+    )
+
+    @app.get("/v1/transfers")
+    async def transfers(p: Principal = Security(require_scope("payments:read"))) -> dict:
+        return {"consent_id": p.consent_id}
+
+    return app, feed
+
+
+async def bound_token(http, url, app, partner, writer) -> tuple[str, str]:
+    created = await http.post(
+        f"{url}/v1/consents",
+        json={
+            "purpose": "benchmark payment",
+            "subject": "usr_alice",
+            "scopes": ["payments:initiate", "payments:read"],
+            "authorization_details": [
+                {
+                    "type": "payment_initiation",
+                    "instructedAmount": {"amount": 1000, "currency": "EUR"},
+                    "creditorName": "Merchant",
+                    "creditorAccount": {"iban": "DE02100100109307118603"},
+                }
+            ],
+        },
+        headers={"Authorization": f"Bearer {writer}"},
+    )
+    consent = created.json()
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    par = {
+        "client_id": partner["client_id"],
+        "redirect_uri": REDIRECT,
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "scopes": ["payments:initiate", "payments:read"],
+        "resource": [],
+        "consent_id": consent["id"],
+    }
+    # The user's approval (the consent page's handler; the browser test walks the page).
+    code = await handlers.decide(
+        app.state.consent, par, "usr_alice", consent["tenant"], True, "bench"
+    )
+    token = await http.post(
+        f"{url}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        auth=(partner["client_id"], partner["client_secret"]),
+    )
+    return consent["id"], token.json()["access_token"]
+
+
+async def propagation(http, consent_url, resource_url, app, partner, trials) -> list[float]:
+    async def token(scope: str) -> str:
+        r = await http.post(
+            f"{consent_url}/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=(partner["client_id"], partner["client_secret"]),
+        )
+        return r.json()["access_token"]
+
+    writer, revoker = await token("consents:write"), await token("consents:revoke")
+    bound = [await bound_token(http, consent_url, app, partner, writer) for _ in range(trials)]
+    delays = []
+    for consent_id, tok in bound:
+        headers = {"Authorization": f"Bearer {tok}"}
+        assert (await http.get(f"{resource_url}/v1/transfers", headers=headers)).status_code == 200
+        r = await http.delete(
+            f"{consent_url}/v1/consents/{consent_id}",
+            headers={"Authorization": f"Bearer {revoker}"},
+        )
+        assert r.status_code == 200, r.text
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 30:
+            if (await http.get(f"{resource_url}/v1/transfers", headers=headers)).status_code == 401:
+                break
+        else:
+            raise AssertionError("revoked consent still accepted after 30 s")
+        delays.append(time.perf_counter() - t0)
+    return delays
+
+
+async def raw_kafka(bootstrap: str, trials: int) -> list[float]:
+    """One record at a time: idempotent acks=all producer → group-less consumer."""
+    topic = f"bench-consent-raw-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [topic])
+    producer = idempotent_producer(bootstrap)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await asyncio.sleep(0.05)
+        delays = []
+        for i in range(trials):
+            t0 = time.perf_counter()
+            await producer.send_and_wait(topic, json.dumps({"i": i}).encode(), key=b"k")
+            got = False
+            while not got:
+                batch = await consumer.getmany(timeout_ms=100)
+                got = any(json.loads(r.value)["i"] == i for rs in batch.values() for r in rs)
+            delays.append(time.perf_counter() - t0)
+        return delays
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def main(trials: int) -> None:
+    with stack() as (admin, kafka), tempfile.TemporaryDirectory() as local:
+        db = await fresh_database(admin)
+        port = free_port()
+        settings = ConsentSettings(
+            platform=PlatformSettings(
+                database_url=db, kafka_bootstrap=kafka, topic_prefix=f"b{uuid.uuid4().hex[:6]}."
+            ),
+            issuer=f"http://127.0.0.1:{port}",
+            port=port,
+            seed_demo=True,
+            local_dir=Path(local),
+        )
+        app = build_app(settings)
+        async with serve(app, port) as consent_url:
+            partner = next(
+                c
+                for c in json.loads((Path(local) / "dev-clients.json").read_text())
+                if c["client_id"] == "tnt_demo_alpha-partner"
+            )
+            resource, feed = resource_app(settings.issuer, kafka, settings.topic)
+            async with (
+                serve(resource, free_port()) as resource_url,
+                httpx.AsyncClient(timeout=30) as http,
+            ):
+                await asyncio.wait_for(feed.ready.wait(), 30)
+                platform = await propagation(http, consent_url, resource_url, app, partner, trials)
+        baseline = await raw_kafka(kafka, trials)
+    print("\n== consent revocation → first 401 at a kit-protected service ==")
+    print(f"platform  {summary(platform)}")
+    print(f"baseline  raw aiokafka produce→consume (1 record, same broker)  {summary(baseline)}")
+    print(
+        f"ratio     p50 {pct(platform, 50) / pct(baseline, 50):.1f}x"
+        f"   p99 {pct(platform, 99) / pct(baseline, 99):.1f}x"
+    )
+    verdict = (
+        "goal met"
+        if pct(platform, 99) <= 0.2
+        else ("within limit" if pct(platform, 99) <= 1.0 else "OVER LIMIT")
+    )
+    print(f"p99 {pct(platform, 99) * 1000:.0f} ms: {verdict} (goal ≤ 200 ms, limit ≤ 1 s)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--trials", type=int, default=100)
+    asyncio.run(main(ap.parse_args().trials))

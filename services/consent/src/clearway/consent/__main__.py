@@ -1,0 +1,31 @@
+"""``python -m clearway.consent`` serves the consent service on 127.0.0.1:$CLEARWAY_PORT;
+``python -m clearway.consent seed`` seeds the demo tenants and writes
+``$CLEARWAY_LOCAL_DIR/dev-clients.json``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import uvicorn
+
+from clearway.consent.bootstrap import build_app
+from clearway.consent.settings import ConsentSettings
+from clearway.shared.logging import configure_logging
+
+
+def main(argv: list[str]) -> int:
+    configure_logging("consent")
+    settings = ConsentSettings.from_env()
+    if argv[:1] == ["seed"]:
+        from clearway.consent.seed import seed_standalone
+
+        path = asyncio.run(seed_standalone(settings, rotate="--rotate" in argv))
+        print(f"wrote {path}")
+        return 0
+    uvicorn.run(build_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

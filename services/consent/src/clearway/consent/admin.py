@@ -1,0 +1,84 @@
+"""Operator CLI: ``python -m clearway.consent.admin <command> --reason "…"``.
+
+It calls the consent service's admin routes with an admin-scoped access token
+(``--token`` / ``CLEARWAY_ADMIN_TOKEN``, or one fetched with ``--client-id`` and
+``--client-secret`` / ``CLEARWAY_ADMIN_CLIENT_SECRET``). Every action needs a reason
+and is emitted as a ``consent.admin_action`` event for the audit trail.
+
+    rotate-keys                          publish a new signing key (admin:keys)
+    disable-client CLIENT_ID             no new tokens, existing ones refused (admin:clients)
+    rotate-client-secret CLIENT_ID [--overlap-seconds N]   prints the new secret once
+    revoke-consent CONSENT_ID            (admin:consents)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import httpx
+
+from clearway.consent.settings import DEFAULT_ISSUER
+
+
+def _token(args: argparse.Namespace, scope: str) -> str:
+    if args.token:
+        return str(args.token)
+    secret = args.client_secret or os.environ.get("CLEARWAY_ADMIN_CLIENT_SECRET")
+    if not (args.client_id and secret):
+        raise SystemExit("an admin token is required: --token, or --client-id and --client-secret")
+    response = httpx.post(
+        f"{args.issuer}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(args.client_id, secret),
+        timeout=10,
+    )
+    if response.status_code != 200:
+        raise SystemExit(f"cannot get an admin token: {response.text}")
+    return str(response.json()["access_token"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m clearway.consent.admin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--issuer", default=os.environ.get("CLEARWAY_OAUTH_ISSUER", DEFAULT_ISSUER))
+    ap.add_argument("--token", default=os.environ.get("CLEARWAY_ADMIN_TOKEN"))
+    ap.add_argument("--client-id")
+    ap.add_argument("--client-secret")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name in ("rotate-keys", "disable-client", "rotate-client-secret", "revoke-consent"):
+        p = sub.add_parser(name)
+        if name != "rotate-keys":
+            p.add_argument("target")
+        p.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+        p.add_argument("--approver", help="who approved it, if someone else")
+        if name == "rotate-client-secret":
+            p.add_argument("--overlap-seconds", type=int)
+    args = ap.parse_args(argv)
+    body: dict[str, object] = {"reason": args.reason, "approver": args.approver}
+    route, scope = {
+        "rotate-keys": ("/v1/admin/keys/rotation", "admin:keys"),
+        "disable-client": ("/v1/admin/clients/{t}/disable", "admin:clients"),
+        "rotate-client-secret": ("/v1/admin/clients/{t}/secret", "admin:clients"),
+        "revoke-consent": ("/v1/admin/consents/{t}/revocation", "admin:consents"),
+    }[args.command]
+    if args.command == "rotate-client-secret" and args.overlap_seconds is not None:
+        body["overlap_seconds"] = args.overlap_seconds
+    path = route.format(t=getattr(args, "target", ""))
+    response = httpx.post(
+        f"{args.issuer}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {_token(args, scope)}"},
+        timeout=30,
+    )
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.is_success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The one place the consent service is wired: settings → pool, keys, relay, app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from clearway.consent import api, clients, handlers, oauth_api, pages
+from clearway.consent.keys import KeyEncryption, KeyRing
+from clearway.consent.service import Service
+from clearway.consent.settings import ConsentSettings
+from clearway.shared.auth import RevocationFeed, RevocationSet, TokenVerifier
+from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
+from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics
+from clearway.shared.relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+SCHEMA = "consent"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def key_ring(settings: ConsentSettings) -> KeyRing:
+    return KeyRing(
+        KeyEncryption(settings.kek),
+        alg=settings.alg,
+        max_token_ttl=timedelta(seconds=settings.token_ttl_s),
+        activation_delay=timedelta(seconds=settings.key_activation_delay_s),
+        rotation_interval=timedelta(seconds=settings.key_rotation_interval_s),
+    )
+
+
+async def prepare(settings: ConsentSettings) -> str:
+    """Migrate the schema and return the service role's DSN."""
+    admin = settings.platform.database_url
+    await migrate(
+        admin,
+        schema=SCHEMA,
+        service=SCHEMA,
+        migrations=load_migrations(MIGRATIONS),
+        role_password=settings.role_password,
+    )
+    return service_dsn(admin, SCHEMA, settings.role_password)
+
+
+async def _every(seconds: float, job, name: str) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; retrying", name)
+
+
+def build_app(settings: ConsentSettings) -> FastAPI:
+    """The consent service's FastAPI app; connects only when its lifespan starts."""
+    keys = key_ring(settings)
+    revocations = RevocationSet()
+
+    async def jwks() -> dict:
+        return keys.jwks()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        dsn = await prepare(settings)
+        await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic])
+        pool = await create_pool(dsn, schema=SCHEMA, max_size=10)
+        svc = Service(settings, pool, keys)
+        app.state.consent = svc
+        await clients.keep_keys_current(svc)
+        relay = OutboxRelay(dsn, SCHEMA, settings.platform.kafka_bootstrap, poll_interval=0.5)
+        await relay.start()
+        feed = RevocationFeed(settings.platform.kafka_bootstrap, settings.topic, revocations)
+        await feed.start()
+        if settings.seed_demo:
+            from clearway.consent.seed import seed
+
+            await seed(svc, settings.local_dir)
+        tasks = [
+            asyncio.create_task(
+                _every(1.0, lambda: clients.keep_keys_current(svc), "key rotation"),
+                name="consent-keys",
+            ),
+            asyncio.create_task(
+                _every(settings.expiry_sweep_s, lambda: handlers.expire_due(svc), "expiry sweep"),
+                name="consent-expiry",
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await feed.stop()
+            await relay.stop()
+            await pool.close()
+
+    app = create_app(
+        "consent", title="Clearway consent (OAuth 2.0 authorization server)", lifespan=lifespan
+    )
+    app.state.token_verifier = TokenVerifier(
+        issuer=settings.issuer,
+        audience="clearway-consent",
+        jwks_source=jwks,
+        revocations=revocations,
+    )
+    app.include_router(oauth_api.router)
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    return app

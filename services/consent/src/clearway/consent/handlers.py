@@ -1,0 +1,174 @@
+"""Consent use cases: each one loads, applies a domain rule, and saves state plus
+events in one transaction (the relay publishes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clearway.consent import events, store
+from clearway.consent.domain import Consent, ConsentError, Status
+from clearway.consent.service import Service
+
+
+class NotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class CreateConsent:
+    tenant: str
+    client_id: str
+    subject: str | None
+    purpose: str
+    authorization_details: list[dict[str, Any]]
+    scopes: list[str]
+    terms_version: str
+    ttl_s: int
+    actor: dict[str, Any]
+
+
+async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
+    consent = Consent.create(
+        tenant=cmd.tenant,
+        client_id=cmd.client_id,
+        subject=cmd.subject,
+        purpose=cmd.purpose,
+        authorization_details=cmd.authorization_details,
+        scopes=cmd.scopes,
+        terms_version=cmd.terms_version,
+        now=datetime.now(UTC),
+        ttl=timedelta(seconds=cmd.ttl_s),
+        actor=cmd.actor,
+    )
+    async with svc.pool.acquire() as conn, conn.transaction():
+        await store.save_consent(conn, consent)
+        await events.publish(conn, svc.topic, *events.consent_events(consent))
+    return consent
+
+
+async def get_consent(svc: Service, tenant: str | None, consent_id: str) -> Consent:
+    async with svc.pool.acquire() as conn:
+        consent = await store.get_consent(conn, consent_id)
+    if consent is None or consent.tenant != tenant:
+        raise NotFound(consent_id)  # another tenant's consent does not exist for you
+    return consent
+
+
+async def revoke_consent(
+    svc: Service,
+    tenant: str | None,
+    consent_id: str,
+    actor: dict[str, Any],
+    reason: str | None,
+    *,
+    subject: str | None = None,
+    extra_events: list[Any] = (),
+) -> Consent:
+    """Revoke (idempotent when already revoked); ``subject`` limits it to the user's own."""
+    async with svc.pool.acquire() as conn, conn.transaction():
+        consent = await store.get_consent(conn, consent_id, lock=True)
+        if consent is None or consent.tenant != tenant:
+            raise NotFound(consent_id)
+        if subject is not None and consent.subject != subject:
+            raise NotFound(consent_id)
+        if consent.status is Status.REVOKED:
+            return consent
+        consent.revoke(datetime.now(UTC), actor, reason)
+        await store.save_consent(conn, consent)
+        await events.publish(conn, svc.topic, *events.consent_events(consent), *extra_events)
+    return consent
+
+
+async def consume_consent(
+    svc: Service, tenant: str | None, consent_id: str, actor: dict
+) -> Consent:
+    async with svc.pool.acquire() as conn, conn.transaction():
+        consent = await store.get_consent(conn, consent_id, lock=True)
+        if consent is None or consent.tenant != tenant:
+            raise NotFound(consent_id)
+        consent.consume(datetime.now(UTC), actor)
+        await store.save_consent(conn, consent)
+        await events.publish(conn, svc.topic, *events.consent_events(consent))
+    return consent
+
+
+def evidence_of(consent: Consent, subject: str, user_agent: str | None, now: datetime) -> dict:
+    """What the user saw and did, hashed so the audit trail can hold the fingerprint."""
+    shown = {
+        "consent_id": consent.id,
+        "reference": consent.reference,
+        "purpose": consent.purpose,
+        "authorization_details": consent.authorization_details,
+        "terms_version": consent.terms_version,
+        "subject": subject,
+        "approved_at": now.isoformat(),
+        "user_agent": (user_agent or "")[:200],
+        "method": "consent-page/dev-identity",
+    }
+    digest = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
+    return {**shown, "hash": digest}
+
+
+async def decide(
+    svc: Service,
+    par: dict[str, Any],
+    subject: str,
+    tenant: str,
+    approve: bool,
+    user_agent: str | None,
+) -> str | None:
+    """Approve (returns a fresh authorization code) or reject (returns None) the consent
+    a pushed authorization request points at."""
+    now = datetime.now(UTC)
+    actor = events.actor(subject, None)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        consent = await store.get_consent(conn, par["consent_id"], lock=True)
+        if consent is None or consent.tenant != tenant:
+            raise NotFound(par["consent_id"])
+        if not approve:
+            consent.reject(subject, now, actor)
+            await store.save_consent(conn, consent)
+            await events.publish(conn, svc.topic, *events.consent_events(consent))
+            return None
+        consent.approve(subject, now, evidence_of(consent, subject, user_agent, now), actor)
+        await store.save_consent(conn, consent)
+        await events.publish(conn, svc.topic, *events.consent_events(consent))
+        code = secrets.token_urlsafe(32)
+        await conn.execute(
+            "INSERT INTO authorization_codes (code_hash, client_id, tenant, subject, consent_id,"
+            " redirect_uri, code_challenge, scopes, resource, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            hashlib.sha256(code.encode()).hexdigest(),
+            par["client_id"],
+            consent.tenant,
+            subject,
+            consent.id,
+            par["redirect_uri"],
+            par["code_challenge"],
+            par["scopes"],
+            par.get("resource", []),
+            now + timedelta(seconds=min(svc.settings.code_ttl_s, 60)),
+        )
+    return code
+
+
+async def expire_due(svc: Service) -> int:
+    """Mark consents past their expiry ``Expired`` (run periodically)."""
+    now = datetime.now(UTC)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        ids = await store.due_for_expiry(conn, now)
+        for consent_id in ids:
+            consent = await store.get_consent(conn, consent_id)
+            assert consent is not None
+            try:
+                consent.expire(now)
+            except ConsentError:
+                continue
+            await store.save_consent(conn, consent)
+            await events.publish(conn, svc.topic, *events.consent_events(consent))
+    return len(ids)

@@ -1,0 +1,243 @@
+"""The consent page (public by nature: the user's browser carries a login session,
+not a bearer token), reached through a pushed authorization request (RFC 9126)
+and answered with an authorization code (RFC 6749 §4.1, PKCE per RFC 7636,
+``iss`` per RFC 9207).
+
+The sign-in form is a *development identity* with seeded demo users; production
+puts the partner's identity provider in front of this page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from clearway.consent import events, handlers, store
+from clearway.consent.domain import ConsentError
+from clearway.consent.oauth_api import REQUEST_URI_PREFIX
+from clearway.consent.service import Service
+
+router = APIRouter(tags=["consent page"], include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+COOKIE = "cw_session"
+SESSION_S = 1800
+_hasher = PasswordHasher()
+
+
+def money(amount: dict[str, Any]) -> str:
+    value = amount["amount"]
+    return f"{value // 100:,}.{value % 100:02d} {amount['currency']}"
+
+
+def _svc(request: Request) -> Service:
+    return request.app.state.consent
+
+
+def _mac(svc: Service, text: str) -> str:
+    return hmac.new(svc.settings.session_key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _session(request: Request) -> tuple[str, str] | None:
+    """(subject, tenant) of a valid signed session cookie."""
+    raw = request.cookies.get(COOKIE, "")
+    parts = raw.split("|")
+    if len(parts) != 4:
+        return None
+    subject, tenant, exp, mac = parts
+    if not hmac.compare_digest(mac, _mac(_svc(request), f"{subject}|{tenant}|{exp}")):
+        return None
+    if not exp.isdigit() or int(exp) < time.time():
+        return None
+    return subject, tenant
+
+
+def _csrf(request: Request, subject: str, purpose: str) -> str:
+    return _mac(_svc(request), f"csrf|{subject}|{purpose}")
+
+
+def _page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+    return templates.TemplateResponse(
+        request, name, {"money": money, **ctx}, status_code=status, headers=headers
+    )
+
+
+def _error(request: Request, message: str, status: int = 400) -> HTMLResponse:
+    return _page(request, "error.html", status, title="Cannot continue", message=message)
+
+
+async def _pushed(svc: Service, client_id: str, request_uri: str, *, take: bool) -> Any:
+    if not request_uri.startswith(REQUEST_URI_PREFIX):
+        return None
+    h = hashlib.sha256(request_uri.removeprefix(REQUEST_URI_PREFIX).encode()).hexdigest()
+    sql = "FROM pushed_requests WHERE handle_hash = $1 AND client_id = $2 AND expires_at > now()"
+    async with svc.pool.acquire() as conn:
+        if take:  # single use: the decision consumes the request
+            row = await conn.fetchrow(f"DELETE {sql} RETURNING params", h, client_id)
+        else:
+            row = await conn.fetchrow(f"SELECT params {sql}", h, client_id)
+    return row["params"] if row else None
+
+
+@router.get("/oauth/authorize")
+async def authorize(request: Request, client_id: str = "", request_uri: str = "") -> Response:
+    svc = _svc(request)
+    par = await _pushed(svc, client_id, request_uri, take=False)
+    if par is None:
+        return _error(request, "This authorization request is unknown or has expired.")
+    session = _session(request)
+    if session is None:
+        nxt = "/oauth/authorize?" + urlencode({"client_id": client_id, "request_uri": request_uri})
+        return _page(request, "login.html", title="Sign in", next=nxt, error=None)
+    subject, tenant = session
+    async with svc.pool.acquire() as conn:
+        consent = await store.get_consent(conn, par["consent_id"])
+        client = await store.get_client(conn, client_id)
+    if consent is None or consent.tenant != tenant or client is None:
+        return _error(request, "This consent is not yours to give.", 403)
+    if consent.subject is not None and consent.subject != subject:
+        return _error(request, "This consent is not yours to give.", 403)
+    return _page(
+        request,
+        "consent.html",
+        title="Approve this payment" if consent.is_payment else "Give consent",
+        user=subject,
+        client_name=client["name"],
+        consent=consent,
+        scopes=par["scopes"],
+        request_uri=request_uri,
+        client_id=client_id,
+        csrf=_csrf(request, subject, request_uri),
+    )
+
+
+@router.post("/oauth/authorize")
+async def decide(
+    request: Request,
+    request_uri: str = Form(...),
+    client_id: str = Form(...),
+    csrf: str = Form(...),
+    decision: str = Form(...),
+) -> Response:
+    svc = _svc(request)
+    session = _session(request)
+    if session is None:
+        return _error(request, "Your session has ended; start again from the application.", 401)
+    subject, tenant = session
+    if not hmac.compare_digest(csrf, _csrf(request, subject, request_uri)):
+        return _error(request, "The form has expired; start again from the application.", 403)
+    par = await _pushed(svc, client_id, request_uri, take=True)
+    if par is None:
+        return _error(request, "This authorization request is unknown or has expired.")
+    try:
+        code = await handlers.decide(
+            svc, par, subject, tenant, decision == "approve", request.headers.get("user-agent")
+        )
+    except (ConsentError, handlers.NotFound) as error:
+        return _error(request, f"The consent cannot be changed: {error}.", 409)
+    params: dict[str, str] = {"iss": svc.settings.issuer}
+    if code is None:
+        params["error"] = "access_denied"
+        params["error_description"] = "the user rejected the consent"
+    else:
+        params["code"] = code
+    if par.get("state"):
+        params["state"] = par["state"]
+    sep = "&" if "?" in par["redirect_uri"] else "?"
+    return RedirectResponse(par["redirect_uri"] + sep + urlencode(params), status_code=303)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    username: str = Form(...),
+    password: str = Form(...),
+    next: str = Form("/consents"),
+) -> Response:
+    svc = _svc(request)
+    if not (next.startswith("/oauth/authorize?") or next == "/consents"):
+        next = "/consents"  # never an open redirect
+    async with svc.pool.acquire() as conn:
+        user = await conn.fetchrow(
+            "SELECT subject, tenant, password_hash FROM users WHERE username = $1", username
+        )
+    ok = user is not None and await asyncio.to_thread(_password_ok, user["password_hash"], password)
+    if not ok:
+        return _page(
+            request,
+            "login.html",
+            401,
+            title="Sign in",
+            next=next,
+            error="Wrong username or password.",
+        )
+    exp = str(int(time.time()) + SESSION_S)
+    value = f"{user['subject']}|{user['tenant']}|{exp}"
+    response = RedirectResponse(next, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        f"{value}|{_mac(svc, value)}",
+        max_age=SESSION_S,
+        httponly=True,
+        samesite="lax",
+        secure=svc.settings.issuer.startswith("https://"),
+    )
+    return response
+
+
+def _password_ok(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@router.get("/consents")
+async def my_consents(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _page(request, "login.html", title="Sign in", next="/consents", error=None)
+    subject, tenant = session
+    async with _svc(request).pool.acquire() as conn:
+        consents = await store.list_consents(conn, tenant, subject=subject)
+    return _page(
+        request,
+        "consents.html",
+        title="Your consents",
+        user=subject,
+        consents=consents,
+        csrf=_csrf(request, subject, "manage"),
+    )
+
+
+@router.post("/consents/{consent_id}/revoke")
+async def revoke_mine(request: Request, consent_id: str, csrf: str = Form(...)) -> Response:
+    session = _session(request)
+    if session is None:
+        return _error(request, "Sign in first.", 401)
+    subject, tenant = session
+    if not hmac.compare_digest(csrf, _csrf(request, subject, "manage")):
+        return _error(request, "The form has expired; reload the page.", 403)
+    try:
+        await handlers.revoke_consent(
+            _svc(request),
+            tenant,
+            consent_id,
+            events.actor(subject, None),
+            "revoked by the user",
+            subject=subject,
+        )
+    except (ConsentError, handlers.NotFound) as error:
+        return _error(request, f"The consent cannot be revoked: {error}.", 409)
+    return RedirectResponse("/consents", status_code=303)

@@ -1,0 +1,77 @@
+"""The scope catalog: every OAuth scope of the platform, named for a financial intent.
+
+This constant is the one source of ``docs/scopes.md`` (``python -m clearway.consent.scopes``
+rewrites it; a test fails when the page is stale). A client is registered with only
+the scopes it needs; a token's audience follows from the scopes it carries.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Scope:
+    name: str
+    audience: str
+    description: str
+    admin: bool = False
+
+
+SCOPES: tuple[Scope, ...] = (
+    Scope("payments:initiate", "clearway-transfer", "Create transfers (payment initiation)."),
+    Scope("payments:read", "clearway-transfer", "Read transfers and their status."),
+    Scope("payments:cancel", "clearway-transfer", "Cancel a pending transfer."),
+    Scope("webhooks:endpoints:manage", "clearway-webhooks", "Create, change, delete endpoints."),
+    Scope("webhooks:read", "clearway-webhooks", "Read endpoints, messages and attempts."),
+    Scope("webhooks:replay", "clearway-webhooks", "Resend messages and start replays."),
+    Scope("consents:read", "clearway-consent", "Read the tenant's consents."),
+    Scope("consents:write", "clearway-consent", "Create consents for users (partners)."),
+    Scope("consents:revoke", "clearway-consent", "Revoke a consent."),
+    Scope("audit:read", "clearway-audit", "Read audit records, proofs and verify the chain."),
+    Scope(
+        "admin:clients", "clearway-consent", "Disable clients, rotate client secrets.", admin=True
+    ),
+    Scope("admin:keys", "clearway-consent", "Rotate the token signing keys.", admin=True),
+    Scope("admin:consents", "clearway-consent", "Revoke any consent of a tenant.", admin=True),
+)
+
+BY_NAME = {s.name: s for s in SCOPES}
+ADMIN_SCOPES = frozenset(s.name for s in SCOPES if s.admin)
+AUDIENCES = frozenset(s.audience for s in SCOPES)
+
+
+def audiences_for(scopes: frozenset[str] | set[str]) -> list[str]:
+    """The services a token carrying ``scopes`` is meant for (its ``aud``)."""
+    return sorted({BY_NAME[s].audience for s in scopes if s in BY_NAME})
+
+
+def render_markdown() -> str:
+    """``docs/scopes.md``: the catalog as a table."""
+    lines = [
+        "# OAuth scope catalog",
+        "",
+        "Generated from `clearway.consent.scopes.SCOPES` by",
+        "`uv run python -m clearway.consent.scopes docs/scopes.md`; do not edit by hand.",
+        "",
+        "A token's audience (`aud`) is the set of services its scopes belong to,",
+        "unless the client narrows it with `resource` (RFC 8707). Admin scopes are",
+        "for operators only (the admin CLI); every admin action needs a reason and",
+        "is emitted as a `consent.admin_action` event.",
+        "",
+        "| scope | audience | admin | grants |",
+        "|---|---|---|---|",
+    ]
+    for s in SCOPES:
+        lines.append(
+            f"| `{s.name}` | `{s.audience}` | {'yes' if s.admin else 'no'} | {s.description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/scopes.md")
+    target.write_text(render_markdown(), encoding="utf-8")
+    print(f"wrote {target}")

@@ -1,0 +1,115 @@
+"""Demo data for the embedded stack (development only): two tenants, each with a
+client per role, and demo users for the consent page's development identity.
+
+Idempotent: a client that exists keeps its secret when ``dev-clients.json`` still
+holds a working one; otherwise (or with ``rotate=True``) its secret is rotated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from clearway.consent import clients, events, store
+from clearway.consent.bootstrap import SCHEMA, key_ring, prepare
+from clearway.consent.clientauth import _verify
+from clearway.consent.service import Service
+from clearway.consent.settings import ConsentSettings
+from clearway.shared.db import create_pool
+
+TENANTS = ("tnt_demo_alpha", "tnt_demo_beta")
+REDIRECT_URIS = ["http://127.0.0.1:8765/callback", "http://localhost:8765/callback"]
+#: role → scopes; client ids are ``<tenant>-<role>``.
+ROLES: dict[str, list[str]] = {
+    "partner": [
+        "payments:initiate",
+        "payments:read",
+        "payments:cancel",
+        "consents:read",
+        "consents:write",
+        "consents:revoke",
+    ],
+    "webhooks": ["webhooks:endpoints:manage", "webhooks:read", "webhooks:replay"],
+    "auditor": ["audit:read"],
+    "admin": ["admin:clients", "admin:keys", "admin:consents"],
+}
+#: Demo users of the development identity (username, display name, tenant).
+USERS = [("alice", "Alice Demo", TENANTS[0]), ("bob", "Bob Demo", TENANTS[1])]
+DEMO_PASSWORD = "demo-password"  # noqa: S105 (documented development-only credential)
+
+
+def _existing(path: Path) -> dict[str, str]:
+    try:
+        return {c["client_id"]: c["client_secret"] for c in json.loads(path.read_text())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
+    path = Path(local_dir) / "dev-clients.json"
+    known = _existing(path)
+    out: list[dict[str, Any]] = []
+    system = events.actor("system:seed", None)
+    for tenant in TENANTS:
+        for role, scopes in ROLES.items():
+            client_id = f"{tenant}-{role}"
+            async with svc.pool.acquire() as conn:
+                row = await store.get_client(conn, client_id)
+            if row is None:
+                secret = await clients.register_client(
+                    svc,
+                    client_id=client_id,
+                    tenant=tenant,
+                    name=f"Demo {role} ({tenant})",
+                    scopes=scopes,
+                    redirect_uris=REDIRECT_URIS if role == "partner" else [],
+                )
+            else:
+                secret = known.get(client_id)
+                works = secret is not None and await asyncio.to_thread(
+                    _verify, row["secret_hash"], secret
+                )
+                if rotate or not works or row["status"] != "active":
+                    secret = await clients.rotate_client_secret(
+                        svc, tenant, client_id, system, "demo seed", None, 0, admin=False
+                    )
+            out.append(
+                {
+                    "tenant": tenant,
+                    "client_id": client_id,
+                    "client_secret": secret,
+                    "scopes": scopes,
+                }
+            )
+    password_hash = svc.hash_secret(DEMO_PASSWORD)
+    async with svc.pool.acquire() as conn:
+        for username, name, tenant in USERS:
+            await conn.execute(
+                "INSERT INTO users (subject, tenant, username, display_name, password_hash)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING",
+                f"usr_{username}",
+                tenant,
+                username,
+                name,
+                password_hash,
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
+
+
+async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
+    dsn = await prepare(settings)
+    pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
+    try:
+        return await seed(
+            Service(settings, pool, key_ring(settings)), settings.local_dir, rotate=rotate
+        )
+    finally:
+        await pool.close()

@@ -1,0 +1,29 @@
+"""What the handlers need at hand, wired once by the bootstrap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from argon2 import PasswordHasher
+
+from clearway.consent.keys import KeyRing
+from clearway.consent.settings import ConsentSettings
+
+
+@dataclass
+class Service:
+    settings: ConsentSettings
+    pool: asyncpg.Pool
+    keys: KeyRing
+
+    def hash_secret(self, secret: str) -> str:
+        """An argon2id hash at the configured cost."""
+        hasher = PasswordHasher(
+            time_cost=self.settings.argon2_time_cost, memory_cost=self.settings.argon2_memory_kib
+        )
+        return hasher.hash(secret)
+
+    @property
+    def topic(self) -> str:
+        return self.settings.topic
