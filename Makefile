@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := .local/stack
 
-.PHONY: run test up down status setup lint typecheck schemas-check test-unit test-integration bench clean
+.PHONY: run test up down status setup lint typecheck schemas-check test-unit test-integration bench clean jaeger
 
 setup: .venv/.synced
 
@@ -49,3 +49,11 @@ bench: setup
 
 clean: down
 	rm -rf .local
+
+# Optional: Jaeger v2 built from the Go module proxy (query API, no web UI);
+# `make run` starts it when present and points every service's OTLP exporter at it.
+jaeger: .local/bin/jaeger
+
+.local/bin/jaeger: deploy/local/jaeger/go.mod
+	mkdir -p .local/bin
+	cd deploy/local/jaeger && go build -o ../../../.local/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger

@@ -77,10 +77,30 @@ def _healthy(port: int) -> bool:
         return False
 
 
+JAEGER = LOCAL / "bin" / "jaeger"
+OTLP_HTTP = "http://127.0.0.1:4318"
+
+
+def _start_jaeger() -> bool:
+    """Start the optional Jaeger (``make jaeger`` builds it); True when it runs."""
+    if not JAEGER.exists():
+        return False
+    if not _running("jaeger"):
+        log = open(LOCAL / "logs" / "jaeger.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [str(JAEGER), "--config", f"file:{HERE / 'jaeger' / 'config.yaml'}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        _pidfile("jaeger").write_text(str(proc.pid))
+        print("[platform] jaeger up: query API http://127.0.0.1:16686/api/traces, OTLP :4318")
+    return True
+
+
 def up() -> int:
     ep = localstack.up(STACK, localstack.Endpoints(55432, 59092, 59093))
     (LOCAL / "run").mkdir(parents=True, exist_ok=True)
     (LOCAL / "logs").mkdir(parents=True, exist_ok=True)
+    tracing = _start_jaeger()
     started = []
     for name, pkg, port in SERVICES:
         if not _installed(pkg):
@@ -90,6 +110,8 @@ def up() -> int:
             continue
         log = open(LOCAL / "logs" / f"{name}.log", "ab")
         env = _env(ep) | {"CLEARWAY_PORT": str(port), "CLEARWAY_SEED_DEMO": "1"}
+        if tracing:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = OTLP_HTTP
         proc = subprocess.Popen(
             [sys.executable, "-m", f"clearway.{pkg}"],
             stdout=log,
@@ -112,7 +134,7 @@ def up() -> int:
 
 
 def down() -> int:
-    for name, _, _ in reversed(SERVICES):
+    for name, _, _ in [*reversed(SERVICES), ("jaeger", "", 0)]:
         pid = _running(name)
         if pid:
             with contextlib.suppress(ProcessLookupError):
