@@ -86,7 +86,7 @@ def _start_jaeger() -> bool:
     if not JAEGER.exists():
         return False
     if not _running("jaeger"):
-        log = open(LOCAL / "logs" / "jaeger.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(LOCAL / "logs" / "jaeger.log", "ab")
         proc = subprocess.Popen(
             [str(JAEGER), "--config", f"file:{HERE / 'jaeger' / 'config.yaml'}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
