@@ -1,0 +1,108 @@
+"""The rail's HTTP API. Public by nature: it stands in for an external bank and
+listens on 127.0.0.1 only; there is no OAuth here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from clearway.rail import store
+from clearway.rail.domain import FaultPlan, InvalidCharge, new_charge
+from clearway.rail.faults import FaultState
+from clearway.shared.http import ProblemError
+
+router = APIRouter(prefix="/v1")
+
+
+class ChargeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(min_length=1, max_length=35)
+    amount: int = Field(gt=0, strict=True)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    source: str = Field(min_length=1, max_length=80)
+    destination: str = Field(min_length=1, max_length=80)
+
+
+class FaultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    lose_response_rate: float = 0.0
+    crash_rate: float = 0.0
+
+
+def _invalid(e: InvalidCharge) -> ProblemError:
+    return ProblemError(
+        422,
+        "validation-error",
+        "Request validation failed",
+        f"Field '{e.field}' is invalid: {e.reason}.",
+        errors=[{"field": e.field, "message": e.reason, "type": "value_error"}],
+    )
+
+
+@router.post("/charges", status_code=201)
+async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:
+    """Charge once per reference: a repeated reference answers 200 with the existing charge."""
+    try:
+        charge = new_charge(
+            body.reference, body.amount, body.currency, body.source, body.destination
+        )
+    except InvalidCharge as e:
+        raise _invalid(e) from None
+    result, created = await store.create_or_get(request.app.state.pool, charge)
+    if not created:
+        response.status_code = 200
+    return result
+
+
+@router.get("/charges/{reference}")
+async def get_charge(reference: str, request: Request) -> dict:
+    found = await store.get(request.app.state.pool, reference)
+    if found is None:
+        raise ProblemError(
+            404, "charge-not-found", "Charge not found", "No charge has this reference."
+        )
+    return found
+
+
+@router.delete("/charges/{reference}", status_code=204)
+async def forget_charge(reference: str, request: Request) -> Response:
+    """Sandbox tool: forget a charge, so reconciliation has something missing to find."""
+    if not await store.forget(request.app.state.pool, reference):
+        raise ProblemError(
+            404, "charge-not-found", "Charge not found", "No charge has this reference."
+        )
+    return Response(status_code=204)
+
+
+@router.get("/settlement-report")
+async def settlement_report(
+    request: Request,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> dict[str, Any]:
+    """Settled charges by reference; follow ``next_after`` until it is null."""
+    items = await store.settlement_report(request.app.state.pool, after, limit)
+    next_after = items[-1]["reference"] if len(items) == limit else None
+    return {"data": items, "next_after": next_after}
+
+
+@router.put("/faults")
+async def set_faults(body: FaultRequest, request: Request) -> dict[str, Any]:
+    """Switch fault injection (tests call this per test)."""
+    try:
+        plan = FaultPlan(**body.model_dump())
+    except InvalidCharge as e:
+        raise _invalid(e) from None
+    state: FaultState = request.app.state.faults
+    state.plan = plan
+    return {"plan": body.model_dump(), "injected": state.injected}
+
+
+@router.get("/faults")
+async def get_faults(request: Request) -> dict[str, Any]:
+    state: FaultState = request.app.state.faults
+    return {"plan": vars(state.plan), "injected": state.injected}

@@ -1,0 +1,109 @@
+"""The sandbox rail: one charge per reference, a settlement report, switchable faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def charge(ref: str, amount: int = 500, source: str = "acct_a") -> dict:
+    return {
+        "reference": ref,
+        "amount": amount,
+        "currency": "EUR",
+        "source": source,
+        "destination": "acct_b",
+    }
+
+
+async def test_a_repeated_reference_returns_the_existing_charge(rail):
+    first = await rail.post("/v1/charges", json=charge("CWREF1"))
+    again = await rail.post("/v1/charges", json=charge("CWREF1", amount=999))
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert first.json()["status"] == "settled"
+    assert (await rail.get("/v1/charges/CWREF1")).json() == first.json()
+    assert (await rail.get("/v1/charges/CWNOPE")).status_code == 404
+
+
+async def test_a_declined_source_makes_a_declined_charge_left_out_of_the_report(rail):
+    assert (await rail.post("/v1/charges", json=charge("CWNSF", source="acct_nsf9"))).json()[
+        "status"
+    ] == "declined"
+    for i in range(5):
+        await rail.post("/v1/charges", json=charge(f"CWR{i}"))
+    page1 = (await rail.get("/v1/settlement-report", params={"limit": 3})).json()
+    page2 = (
+        await rail.get("/v1/settlement-report", params={"limit": 3, "after": page1["next_after"]})
+    ).json()
+    refs = [c["reference"] for c in page1["data"] + page2["data"]]
+    assert refs == [f"CWR{i}" for i in range(5)]
+
+
+async def test_a_reference_outside_the_sepa_character_set_is_refused(rail):
+    r = await rail.post("/v1/charges", json=charge("CW_REF#1"))
+    assert r.status_code == 422 and "reference" in r.json()["detail"]
+
+
+async def test_injected_errors_answer_503_without_charging(rail):
+    await rail.put("/v1/faults", json={"error_rate": 1.0})
+    r = await rail.post("/v1/charges", json=charge("CWERR"))
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert (await rail.get("/v1/charges/CWERR")).status_code == 404
+
+
+async def test_a_lost_response_drops_the_connection_after_the_charge_is_made(rail):
+    await rail.put("/v1/faults", json={"lose_response_rate": 1.0, "latency_ms": 20})
+    with pytest.raises(httpx.RemoteProtocolError):
+        await rail.post("/v1/charges", json=charge("CWLOST"))
+    await rail.put("/v1/faults", json={})
+    assert (await rail.get("/v1/charges/CWLOST")).json()["status"] == "settled"
+
+
+async def test_a_crash_fault_kills_the_rail_process_after_charging(platform):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CLEARWAY_DATABASE_URL": platform.database_url, "CLEARWAY_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clearway.rail"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            for _ in range(600):
+                try:
+                    if (await c.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            await c.put("/v1/faults", json={"crash_rate": 1.0})
+            with pytest.raises(httpx.TransportError):
+                await c.post("/v1/charges", json=charge("CWCRASH"))
+        for _ in range(100):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert proc.returncode == 17
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    import asyncpg
+
+    conn = await asyncpg.connect(platform.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM rail.charges") == 1
+    finally:
+        await conn.close()

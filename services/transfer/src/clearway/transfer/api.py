@@ -1,0 +1,266 @@
+"""HTTP entrypoints: parse, authorise, call one handler, map the result."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Security
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from clearway.shared.auth import Principal, require_scope
+from clearway.shared.http import ProblemError
+from clearway.shared.redaction import find_pans
+from clearway.transfer import store
+from clearway.transfer.domain import (
+    Actor,
+    InvalidField,
+    InvalidTransition,
+    TransferRequest,
+)
+from clearway.transfer.handlers import (
+    Core,
+    InitiateTransfer,
+    KeyInFlight,
+    KeyReused,
+    TransferNotFound,
+    cancel_transfer,
+    get_transfer,
+    initiate_transfer,
+)
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+ACCOUNT = r"^acct_[A-Za-z0-9]{1,64}$"
+ACCOUNT_OR_TOKEN = r"^(acct|tok)_[A-Za-z0-9]{1,64}$"  # noqa: S105 (a card token id pattern)
+KEY = r"^[\x21-\x7e]{1,255}$"
+
+EXAMPLE = {
+    "amount": 12500,
+    "currency": "EUR",
+    "source": "acct_1JqB3cPayer",
+    "destination": "acct_9xZpQPayee",
+    "description": "Invoice 2026-1142",
+    "metadata": {"order_id": "ord_4471"},
+}
+
+
+class TransferIn(BaseModel):
+    """A transfer request; the source may be a card *token* (``tok_…``), never a card."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+    amount: StrictInt = Field(gt=0, description="Positive integer, minor units.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    source: str = Field(pattern=ACCOUNT_OR_TOKEN, description="Account id or card token.")
+    destination: str = Field(pattern=ACCOUNT, description="Account id.")
+    description: str | None = Field(default=None, max_length=140)
+    metadata: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=20
+    )
+
+
+def _core(request: Request) -> Core:
+    return request.app.state.core
+
+
+def _tenant(principal: Principal) -> str:
+    if not principal.tenant:
+        raise ProblemError(
+            403, "tenant-required", "Tenant required", "The access token carries no tenant."
+        )
+    return principal.tenant
+
+
+def _actor(principal: Principal) -> Actor:
+    chain: list[str] = []
+    act = principal.claims.get("act")
+    while isinstance(act, dict) and len(chain) < 10:  # RFC 8693 delegation chain
+        chain.append(str(act.get("sub", "")))
+        act = act.get("act")
+    return Actor(principal.subject, principal.client_id, tuple(chain))
+
+
+def _field_holding_pan(doc: Any, path: str = "") -> str | None:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            where = f"{path}.{k}" if path else str(k)
+            if find_pans(str(k)):
+                return where
+            found = _field_holding_pan(v, where)
+            if found:
+                return found
+        return None
+    if isinstance(doc, list):
+        for i, v in enumerate(doc):
+            found = _field_holding_pan(v, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return path or "body" if find_pans(json.dumps(doc)) else None
+
+
+async def refuse_card_numbers(request: Request) -> None:
+    """Runs before the body is parsed: a card number anywhere is a 422 naming the
+    field, and the value is never echoed, logged or stored."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    where: str | None = None
+    if find_pans(request.url.query):
+        where = "query"
+    elif any(find_pans(v) for k, v in request.headers.items() if k != "authorization"):
+        where = "header"
+    elif find_pans(raw):
+        try:
+            where = _field_holding_pan(json.loads(raw)) or "body"
+        except ValueError:
+            where = "body"
+    if where:
+        raise ProblemError(
+            422,
+            "card-number-refused",
+            "Card numbers are refused",
+            f"Field '{where}' holds a card number; send a card token (tok_…) instead.",
+            errors=[{"field": where, "message": "card numbers are refused", "type": "pan"}],
+        )
+
+
+async def idempotency_key(
+    key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> str:
+    if key is None:
+        raise ProblemError(
+            400,
+            "idempotency-key-missing",
+            "Idempotency-Key required",
+            "POST /v1/transfers needs an Idempotency-Key header.",
+        )
+    if not re.fullmatch(KEY, key):
+        raise ProblemError(
+            400,
+            "idempotency-key-invalid",
+            "Invalid Idempotency-Key",
+            "The Idempotency-Key must be 1-255 visible ASCII characters.",
+        )
+    return key
+
+
+def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[Depends(refuse_card_numbers)],
+    responses={409: {"description": "In flight"}, 422: {"description": "Invalid or reused"}},
+)
+async def create_transfer(
+    request: Request,
+    principal: Annotated[Principal, Security(require_scope("payments:initiate"))],
+    key: Annotated[str, Depends(idempotency_key)],
+    body: Annotated[TransferIn, Body(openapi_examples={"sepa": {"value": EXAMPLE}})],
+) -> JSONResponse:
+    """Initiate a transfer, once per ``Idempotency-Key`` (per tenant and client)."""
+    tenant = _tenant(principal)
+    try:
+        transfer = TransferRequest(**body.model_dump())
+    except InvalidField as e:
+        raise _invalid(e) from None
+    cmd = InitiateTransfer(
+        tenant,
+        principal.client_id,
+        key,
+        transfer,
+        _actor(principal),
+        request.state.correlation_id,
+    )
+    try:
+        outcome = await initiate_transfer(_core(request), cmd)
+    except KeyInFlight as e:
+        raise ProblemError(
+            409,
+            "request-in-flight",
+            "Request in flight",
+            "A request with this Idempotency-Key is still being processed; retry later.",
+            headers={"Retry-After": str(e.retry_after)},
+        ) from None
+    except KeyReused:
+        raise ProblemError(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used with a different request.",
+            errors=[{"field": "header.idempotency-key", "message": "reused", "type": "reuse"}],
+        ) from None
+    return _answer(outcome.status_code, outcome.body, outcome.replayed)
+
+
+@router.get("/{transfer_id}")
+async def read_transfer(
+    transfer_id: str,
+    request: Request,
+    principal: Annotated[Principal, Security(require_scope("payments:read"))],
+) -> dict[str, Any]:
+    try:
+        return await get_transfer(_core(request), _tenant(principal), transfer_id)
+    except TransferNotFound:
+        raise _not_found() from None
+
+
+@router.get("")
+async def list_transfers(
+    request: Request,
+    principal: Annotated[Principal, Security(require_scope("payments:read"))],
+    reference: str | None = None,
+    starting_after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    """Transfers of the caller's tenant, oldest first; pass ``next_cursor`` as
+    ``starting_after`` for the next page."""
+    rows = await store.list_transfers(
+        _core(request).pool, _tenant(principal), reference, starting_after, limit + 1
+    )
+    page = [store.transfer_json(r) for r in rows[:limit]]
+    return {"data": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
+
+
+@router.post("/{transfer_id}/cancel")
+async def cancel(
+    transfer_id: str,
+    request: Request,
+    principal: Annotated[Principal, Security(require_scope("payments:cancel"))],
+) -> dict[str, Any]:
+    """Cancel a transfer that was not submitted yet; repeating it answers the same."""
+    try:
+        return await cancel_transfer(
+            _core(request), _tenant(principal), transfer_id, _actor(principal)
+        )
+    except TransferNotFound:
+        raise _not_found() from None
+    except InvalidTransition as e:
+        raise ProblemError(
+            409,
+            "transfer-not-cancelable",
+            "Transfer cannot be canceled",
+            f"The transfer is {e.current}; only pending transfers can be canceled.",
+        ) from None
+
+
+def _not_found() -> ProblemError:
+    return ProblemError(
+        404,
+        "transfer-not-found",
+        "Transfer not found",
+        "No transfer with this id exists for your tenant.",
+    )
+
+
+def _invalid(e: InvalidField) -> ProblemError:
+    return ProblemError(
+        422,
+        "validation-error",
+        "Request validation failed",
+        f"Field '{e.field}' is invalid: {e.reason}.",
+        errors=[{"field": e.field, "message": e.reason, "type": "value_error"}],
+    )

@@ -1,0 +1,241 @@
+"""The one place where the transfer service is wired: settings, pools, relay, consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI
+
+from clearway.shared.auth import HttpJwksSource, RevocationFeed, RevocationSet, TokenVerifier
+from clearway.shared.consumer import IdempotentConsumer
+from clearway.shared.db import (
+    create_pool,
+    init_connection,
+    load_migrations,
+    migrate,
+    service_dsn,
+)
+from clearway.shared.dlt import DeadLetters
+from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
+from clearway.shared.outbox import Outbox
+from clearway.shared.relay import OutboxRelay, idempotent_producer
+from clearway.shared.schemas import default_registry
+from clearway.shared.settings import PlatformSettings
+from clearway.transfer import handlers
+from clearway.transfer.api import router
+from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
+from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC, EventFactory
+from clearway.transfer.executor import Executor
+from clearway.transfer.rail_client import RailClient
+
+log = logging.getLogger(__name__)
+SERVICE = "transfer"
+AUDIENCE = "clearway-transfer"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
+    issuer: str = "http://127.0.0.1:8003"
+    jwks_url: str | None = None  # default: <issuer>/.well-known/jwks.json
+    jwks: dict[str, Any] | None = None  # a static JWK Set (tests)
+    rail_url: str = "http://127.0.0.1:8005"
+    reference_secret: bytes = b"clearway-dev-reference-key"
+    role_password: str = "transfer-dev"  # noqa: S105 (dev default, overridden by env)
+    port: int = 8001
+    lock_timeout_s: float = 30.0
+    key_retention: timedelta = timedelta(days=7)
+    maintenance_interval_s: float = 30.0
+    sweep_grace_s: float = 10.0
+    revocation_feed: bool = True
+    run_executor: bool = True  # off: another replica executes (and tests that cancel)
+
+    @classmethod
+    def from_env(cls) -> TransferSettings:
+        e = os.environ
+        d = cls()
+        return cls(
+            platform=PlatformSettings.from_env(),
+            issuer=e.get("CLEARWAY_OAUTH_ISSUER", d.issuer),
+            jwks_url=e.get("CLEARWAY_JWKS_URL"),
+            rail_url=e.get("CLEARWAY_RAIL_URL", d.rail_url),
+            reference_secret=e.get("CLEARWAY_REFERENCE_KEY", d.reference_secret.decode()).encode(),
+            role_password=e.get("CLEARWAY_TRANSFER_DB_PASSWORD", d.role_password),
+            port=int(e.get("CLEARWAY_PORT", d.port)),
+            lock_timeout_s=float(e.get("CLEARWAY_IDEMPOTENCY_LOCK_TIMEOUT_S", d.lock_timeout_s)),
+            key_retention=timedelta(days=float(e.get("CLEARWAY_IDEMPOTENCY_RETENTION_DAYS", "7"))),
+            maintenance_interval_s=float(
+                e.get("CLEARWAY_MAINTENANCE_INTERVAL_S", d.maintenance_interval_s)
+            ),
+            sweep_grace_s=float(e.get("CLEARWAY_SWEEP_GRACE_S", d.sweep_grace_s)),
+            revocation_feed=e.get("CLEARWAY_REVOCATION_FEED", "1") == "1",
+            run_executor=e.get("CLEARWAY_RUN_EXECUTOR", "1") == "1",
+        )
+
+    @property
+    def service_dsn(self) -> str:
+        return service_dsn(self.platform.database_url, SERVICE, self.role_password)
+
+
+async def _maintain(
+    settings: TransferSettings, core: handlers.Core, executor: Executor | None
+) -> None:
+    """Cold-start sweep, then periodically: stale keys, expired keys, open transfers."""
+    jobs: list[tuple[str, Any]] = [
+        ("recover stale keys", lambda: handlers.recover_stale_keys(core)),
+        ("purge expired keys", lambda: handlers.purge_expired_keys(core)),
+    ]
+    if executor is not None:
+        jobs.append(("sweep open transfers", lambda: executor.sweep(settings.sweep_grace_s)))
+    while True:
+        for name, job in jobs:
+            try:
+                await job()
+            except Exception:
+                log.warning("maintenance job %r failed; next round retries", name, exc_info=True)
+        await asyncio.sleep(settings.maintenance_interval_s)
+
+
+def build_app(settings: TransferSettings) -> FastAPI:
+    p = settings.platform
+    revocations = RevocationSet()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate(
+            p.database_url,
+            schema=SERVICE,
+            service=SERVICE,
+            migrations=load_migrations(MIGRATIONS),
+            role_password=settings.role_password,
+        )
+        topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
+        await ensure_topics(p.kafka_bootstrap, [*topics, p.topic(CONSENT_TOPIC)])
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=30)
+            stack.push_async_callback(pool.close)
+            claims = await _claims_pool(settings.service_dsn)
+            stack.push_async_callback(claims.close)
+            registry = default_registry()
+            core = handlers.Core(
+                pool=pool,
+                claims=claims,
+                outbox=Outbox(validate=registry.validate),
+                events=EventFactory(registry),
+                events_topic=p.topic(EVENTS_TOPIC),
+                reference_secret=settings.reference_secret,
+                lock_timeout_s=settings.lock_timeout_s,
+                retention=settings.key_retention,
+            )
+            app.state.core = core
+            app.state.readiness_checks.append(_database_check(pool))
+            rail = RailClient(settings.rail_url)
+            stack.push_async_callback(rail.close)
+            executor = Executor(core, rail)
+            app.state.executor = executor
+
+            relay = OutboxRelay(settings.service_dsn, SERVICE, p.kafka_bootstrap)
+            await relay.start()
+            stack.push_async_callback(relay.stop)
+            producer = idempotent_producer(p.kafka_bootstrap)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+
+            broker = make_broker(p.kafka_bootstrap)
+            intents = IdempotentConsumer(
+                "transfer-intents",
+                pool,
+                DeadLetters(producer, "transfer-intents"),
+                handler=lambda conn, ev: handle_intent(core, conn, ev),
+                validate=registry.validate,
+                accept=lambda ev: ev.type == INTENT_TYPE,
+            )
+            jobs = IdempotentConsumer(
+                "transfer-executor",
+                pool,
+                DeadLetters(producer, "transfer-executor"),
+                batch_handler=executor_batch_handler(executor),
+                validate=registry.validate,
+                accept=lambda ev: ev.type == "transfer.created",
+            )
+            subscribe_idempotent(
+                broker,
+                intents,
+                p.topic(INTENTS_TOPIC),
+                group_id="transfer-intents",
+                max_records=100,
+            )
+            if settings.run_executor:
+                subscribe_idempotent(
+                    broker,
+                    jobs,
+                    p.topic(EVENTS_TOPIC),
+                    group_id="transfer-executor",
+                    max_records=100,
+                )
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            app.state.consumers = {"intents": intents, "executor": jobs}
+
+            if settings.revocation_feed:
+                feed = RevocationFeed(p.kafka_bootstrap, p.topic(CONSENT_TOPIC), revocations)
+                await feed.start()
+                stack.push_async_callback(feed.stop)
+
+            maintenance = asyncio.create_task(
+                _maintain(settings, core, executor if settings.run_executor else None)
+            )
+            try:
+                yield
+            finally:
+                maintenance.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintenance
+
+    app = create_app(SERVICE, title="Clearway transfers", lifespan=lifespan)
+    jwks_source: Any = settings.jwks or HttpJwksSource(
+        settings.jwks_url or f"{settings.issuer.rstrip('/')}/.well-known/jwks.json"
+    )
+    app.state.token_verifier = TokenVerifier(
+        issuer=settings.issuer,
+        audience=AUDIENCE,
+        jwks_source=jwks_source,
+        revocations=revocations,
+    )
+    app.include_router(router)
+    return app
+
+
+async def _claims_pool(dsn: str) -> asyncpg.Pool:
+    """Connections for idempotency-key claims, committing without waiting for the WAL
+    flush (see ``store.claim_key`` for why that is safe)."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=16,
+        init=init_connection,
+        server_settings={
+            "search_path": SERVICE,
+            "application_name": "clearway-transfer-claims",
+            "synchronous_commit": "off",
+        },
+    )
+
+
+def _database_check(pool: Any):
+    async def database() -> bool:
+        return await pool.fetchval("SELECT true")
+
+    return database

@@ -1,0 +1,208 @@
+"""Transfer rules: money, references, request fingerprints, the state machine, the ledger.
+
+Pure: no database, broker or web framework here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import rfc8785
+
+#: ISO 4217 active alphabetic codes this platform moves money in.
+CURRENCIES = frozenset(
+    "AED AUD BGN BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KES "
+    "KRW MAD MXN MYR NGN NOK NZD PEN PHP PKR PLN QAR RON SAR SEK SGD THB TRY TWD UAH USD VND "
+    "ZAR".split()
+)
+#: ISO 20022 EndToEndId is at most 35 characters.
+REFERENCE_MAX = 35
+TRANSFERS_ROUTE = "/v1/transfers"
+SOURCE = "/clearway/transfer"
+
+
+class TransferError(Exception):
+    """Base of the transfer domain's errors."""
+
+
+class InvalidField(TransferError, ValueError):
+    """A request field breaks a rule; ``field`` names it (the value is never quoted)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    SETTLED = "settled"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class InvalidTransition(TransferError):
+    def __init__(self, current: Status, wanted: Status) -> None:
+        super().__init__(f"cannot move a {current} transfer to {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+_NEXT: Mapping[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.SUBMITTED, Status.CANCELED}),
+    Status.SUBMITTED: frozenset({Status.SETTLED, Status.FAILED}),
+    Status.SETTLED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELED: frozenset(),
+}
+
+
+def check_transition(current: Status, wanted: Status) -> None:
+    """Raise :class:`InvalidTransition` unless ``current → wanted`` is allowed."""
+    if wanted not in _NEXT[current]:
+        raise InvalidTransition(current, wanted)
+
+
+def new_transfer_id() -> str:
+    """``tr_`` + 48-bit milliseconds + 80 random bits: unique and roughly time-ordered."""
+    return f"tr_{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused something: the token's subject, its client, and any delegation."""
+
+    subject: str
+    client_id: str
+    delegation: tuple[str, ...] = ()
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "client_id": self.client_id,
+            "delegation": list(self.delegation),
+        }
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """What a client asks for, already checked against the money rules."""
+
+    amount: int
+    currency: str
+    source: str
+    destination: str
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount <= 0:
+            raise InvalidField("amount", "must be a positive integer in minor units")
+        if self.currency not in CURRENCIES:
+            raise InvalidField("currency", "must be an ISO 4217 currency code")
+        if self.source == self.destination:
+            raise InvalidField("destination", "must differ from source")
+
+    def body(self) -> dict[str, Any]:
+        """The request as the JSON body a client sends (used for the fingerprint)."""
+        out: dict[str, Any] = {
+            "amount": self.amount,
+            "currency": self.currency,
+            "source": self.source,
+            "destination": self.destination,
+        }
+        if self.description is not None:
+            out["description"] = self.description
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
+
+
+def fingerprint(method: str, route: str, body: Any) -> str:
+    """SHA-256 over method, route template and the RFC 8785 canonical JSON of the body,
+    so that field order and whitespace do not matter (DESIGN §5)."""
+    h = hashlib.sha256()
+    h.update(method.upper().encode() + b"\x1f" + route.encode() + b"\x1f")
+    h.update(rfc8785.dumps(body))
+    return h.hexdigest()
+
+
+def reference_for(secret: bytes, tenant: str, client_id: str, key: str) -> str:
+    """The transfer's reference: ``CW`` + base32 of an HMAC-SHA256 over the scoped key.
+
+    34 characters of A-Z and 2-7, so it fits an ISO 20022 ``EndToEndId`` in the
+    SEPA character set; the same (tenant, client, key) always gives the same
+    reference, across retries, restarts and key expiry.
+    """
+    msg = "\x1f".join((tenant, client_id, key)).encode()
+    digest = hmac.new(secret, msg, hashlib.sha256).digest()[:20]
+    ref = "CW" + base64.b32encode(digest).decode().rstrip("=")
+    assert len(ref) <= REFERENCE_MAX
+    return ref
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One leg of a double-entry journal entry: debits negative, credits positive."""
+
+    account: str
+    leg: str
+    amount: int
+    currency: str
+
+
+def settlement_postings(source: str, destination: str, amount: int, currency: str) -> list[Posting]:
+    """The balanced postings of a settled transfer: the source pays, the destination gets."""
+    legs = [
+        Posting(source, "debit", -amount, currency),
+        Posting(destination, "credit", amount, currency),
+    ]
+    assert sum(p.amount for p in legs) == 0
+    return legs
+
+
+class KeyState(StrEnum):
+    IN_FLIGHT = "in_flight"
+    COMPLETED = "completed"
+
+
+class KeyDecision(StrEnum):
+    """What to do with a request whose idempotency key already exists."""
+
+    REPLAY = "replay"  # completed, same fingerprint: answer the stored response
+    MISMATCH = "mismatch"  # same key, another request: 422
+    IN_FLIGHT = "in_flight"  # the first request is still running: 409 + Retry-After
+    RECOVER = "recover"  # in flight for longer than the lock timeout: recover it
+
+
+def decide(
+    state: KeyState, stored_fingerprint: str, fingerprint_: str, age_s: float, lock_timeout_s: float
+) -> KeyDecision:
+    """The IETF idempotency-key draft's rules for a key seen before."""
+    if stored_fingerprint != fingerprint_:
+        return KeyDecision.MISMATCH
+    if state is KeyState.COMPLETED:
+        return KeyDecision.REPLAY
+    return KeyDecision.RECOVER if age_s >= lock_timeout_s else KeyDecision.IN_FLIGHT
+
+
+#: Executor retry schedule towards the rail (seconds), then the message is retried by
+#: the consumer's infrastructure backoff.
+RAIL_RETRY_SCHEDULE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.0, 2.0)
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
+    """Seconds to wait after failed attempt ``attempt`` (1-based); None: give up for now."""
+    if attempt > len(RAIL_RETRY_SCHEDULE):
+        return None
+    base = RAIL_RETRY_SCHEDULE[attempt - 1]
+    return max(base, min(retry_after, 10.0)) if retry_after is not None else base

@@ -1,0 +1,126 @@
+"""The executor's client for the payment rail.
+
+An ambiguous outcome (timeout, reset connection, a 5xx) may or may not have
+charged; before any retry the rail is asked about the reference, and only a
+"no such charge" leads to sending the charge again. The reference is the
+rail's idempotency key, so even a retry that races a lost charge cannot
+charge twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from clearway.transfer.domain import retry_delay
+
+log = logging.getLogger(__name__)
+
+
+class RailUnavailable(ConnectionError):
+    """The rail could not be reached for long enough; the job is retried later.
+
+    A ``ConnectionError`` so that the kit's consumer treats it as infrastructure
+    trouble (retried with backoff, never dead-lettered)."""
+
+
+@dataclass(frozen=True)
+class RailCharge:
+    charge_id: str
+    status: str  # settled | declined
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class RailRejected:
+    """The rail refused the request itself (4xx): the transfer fails."""
+
+    reason: str
+
+
+class RailClient:
+    def __init__(self, base_url: str, *, timeout_s: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def charge(
+        self, reference: str, amount: int, currency: str, source: str, destination: str
+    ) -> RailCharge | RailRejected:
+        payload = {
+            "reference": reference,
+            "amount": amount,
+            "currency": currency,
+            "source": source,
+            "destination": destination,
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                r = await self._http.post("/v1/charges", json=payload)
+                if r.status_code in (200, 201):
+                    return _charge(r.json())
+                if 400 <= r.status_code < 500 and r.status_code not in (408, 409, 429):
+                    return RailRejected(f"rail refused the charge ({r.status_code})")
+                retry_after = _retry_after(r)
+                log.warning("rail answered %s for %s; checking", r.status_code, reference)
+            except (httpx.TransportError, ValueError) as e:
+                log.warning("ambiguous rail outcome for %s (%s); checking", reference, e)
+            found = await self.find(reference)
+            if found is not None:
+                return found
+            delay = retry_delay(attempt, retry_after)
+            if delay is None:
+                raise RailUnavailable(f"rail unavailable for {reference}")
+            await asyncio.sleep(delay)
+
+    async def find(self, reference: str) -> RailCharge | None:
+        """The charge made under ``reference``, or None (also when the rail cannot say)."""
+        try:
+            r = await self._http.get(f"/v1/charges/{reference}")
+        except httpx.TransportError:
+            return None
+        if r.status_code == 200:
+            try:
+                return _charge(r.json())
+            except ValueError:
+                return None
+        return None
+
+    async def settlement_report(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(100_000):  # bounded: at most 100k pages
+            params = {"limit": "1000", **({"after": after} if after else {})}
+            r = await self._http.get("/v1/settlement-report", params=params)
+            r.raise_for_status()
+            page = r.json()
+            items += page["data"]
+            after = page.get("next_after")
+            if not after:
+                break
+        return items
+
+
+def _charge(doc: dict[str, Any]) -> RailCharge:
+    return RailCharge(doc["charge_id"], doc["status"], int(doc["amount"]), doc["currency"])
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    try:
+        return float(r.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None

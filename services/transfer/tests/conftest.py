@@ -1,0 +1,179 @@
+"""Fixtures for the transfer service's tests: real servers on 127.0.0.1, real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+
+from clearway.rail.bootstrap import RailSettings
+from clearway.rail.bootstrap import build_app as build_rail
+from clearway.shared.testing.issuer import TestIssuer
+from clearway.transfer.bootstrap import TransferSettings
+from clearway.transfer.bootstrap import build_app as build_transfer
+
+SCOPES = ("payments:initiate", "payments:read", "payments:cancel")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1 (a real server) for the block."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 90
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server exited during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[Any]], timeout: float = 90.0, interval: float = 0.1
+) -> Any:
+    """Wait until ``probe()`` is truthy and return it; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def issuer() -> TestIssuer:
+    return TestIssuer()
+
+
+@dataclass
+class Clearway:
+    """The running services of one test and a way to call them."""
+
+    url: str
+    rail_url: str
+    app: Any
+    db: asyncpg.Pool
+    issuer: TestIssuer
+
+    def token(
+        self,
+        tenant: str = "ten_a",
+        client_id: str = "cli_mobile",
+        scopes: tuple[str, ...] = SCOPES,
+        sub: str = "usr_1",
+    ) -> str:
+        return self.issuer.token(
+            sub=sub, client_id=client_id, scopes=scopes, audience="clearway-transfer", tenant=tenant
+        )
+
+    def client(self, **token: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.token(**token)}"},
+        )
+
+    async def post(self, key: str | None, body: Any, **token: Any) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key is not None else {}
+        async with self.client(**token) as c:
+            if isinstance(body, str | bytes):
+                headers["Content-Type"] = "application/json"
+                return await c.post("/v1/transfers", content=body, headers=headers)
+            return await c.post("/v1/transfers", json=body, headers=headers)
+
+    async def rail(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.rail_url, timeout=30) as c:
+            return await c.request(method, path, **kw)
+
+    async def count(self, sql: str, *args: Any) -> int:
+        return await self.db.fetchval(sql, *args)
+
+    async def statuses(self) -> dict[str, str]:
+        rows = await self.db.fetch("SELECT id, status FROM transfer.transfers")
+        return {r["id"]: r["status"] for r in rows}
+
+    async def unbalanced(self) -> int:
+        return await self.db.fetchval(
+            "SELECT count(*) FROM (SELECT transfer_id FROM transfer.ledger_postings"
+            " GROUP BY transfer_id HAVING sum(amount) <> 0 OR count(*) <> 2) x"
+        )
+
+
+@asynccontextmanager
+async def running(platform, issuer: TestIssuer, **overrides: Any) -> AsyncIterator[Clearway]:
+    """The rail and the transfer service, in-process behind real HTTP servers."""
+    rail_app = build_rail(RailSettings(database_url=platform.database_url, fault_seed=7))
+    async with serve(rail_app) as rail_url:
+        settings = TransferSettings(
+            platform=platform,
+            issuer=issuer.issuer,
+            jwks=issuer.jwks(),
+            rail_url=rail_url,
+            maintenance_interval_s=1.0,
+            sweep_grace_s=5.0,
+            revocation_feed=False,
+        )
+        app = build_transfer(replace(settings, **overrides))
+        async with serve(app) as url:
+            db = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
+            try:
+                yield Clearway(url, rail_url, app, db, issuer)
+            finally:
+                await db.close()
+
+
+@pytest_asyncio.fixture
+async def clearway(platform, issuer) -> AsyncIterator[Clearway]:
+    async with running(platform, issuer) as cw:
+        yield cw
+
+
+@pytest.fixture
+def body() -> dict[str, Any]:
+    return {
+        "amount": 12500,
+        "currency": "EUR",
+        "source": "acct_payer1",
+        "destination": "acct_payee1",
+        "description": "Invoice 1142",
+        "metadata": {"order": "ord_1"},
+    }
+
+
+@pytest.fixture
+def eventually():
+    return wait_until
+
+
+@pytest.fixture
+def start_services(platform, issuer):
+    """``async with start_services(**settings_overrides) as cw`` for tests needing
+    their own configuration (e.g. the executor switched off)."""
+    return lambda **overrides: running(platform, issuer, **overrides)

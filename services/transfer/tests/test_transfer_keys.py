@@ -1,0 +1,133 @@
+"""Idempotency keys: in flight, stale and recovered, purged; cancel before submission."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from clearway.transfer.domain import TRANSFERS_ROUTE, fingerprint, reference_for
+from clearway.transfer.handlers import purge_expired_keys, recover_stale_keys
+
+pytestmark = pytest.mark.integration
+
+
+def _key_row_args(clearway, body, key, tenant="ten_a", client="cli_mobile"):
+    core = clearway.app.state.core
+    return (
+        tenant,
+        client,
+        key,
+        fingerprint("POST", TRANSFERS_ROUTE, body),
+        reference_for(core.reference_secret, tenant, client, key),
+    )
+
+
+async def _insert_in_flight(clearway, body, key, age="0 seconds"):
+    await clearway.db.execute(
+        "INSERT INTO transfer.idempotency_keys (tenant, client_id, key, fingerprint, state,"
+        " reference, locked_at, expires_at) VALUES ($1,$2,$3,$4,'in_flight',$5,"
+        " now() - $6::text::interval, now() + interval '7 days')",
+        *_key_row_args(clearway, body, key),
+        age,
+    )
+
+
+async def test_a_request_whose_first_attempt_is_still_in_flight_gets_409_with_retry_after(
+    clearway, body
+):
+    await _insert_in_flight(clearway, body, "key-busy")
+    r = await clearway.post("key-busy", body)
+    assert r.status_code == 409
+    assert int(r.headers["Retry-After"]) >= 1
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
+
+
+async def test_a_stale_in_flight_key_without_a_transfer_is_recovered_by_running_it_once(
+    clearway, body
+):
+    await _insert_in_flight(clearway, body, "key-stale", age="1 hour")
+    r = await clearway.post("key-stale", body)
+    assert r.status_code == 201
+    again = await clearway.post("key-stale", body)
+    assert again.json() == r.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
+
+
+async def test_a_stale_in_flight_key_whose_transfer_exists_is_completed_without_a_second_effect(
+    clearway, body, eventually
+):
+    first = await clearway.post("key-crashed", body)
+    # as if the process died between the effect and the answer being recorded
+    await clearway.db.execute(
+        "UPDATE transfer.idempotency_keys SET state='in_flight', response=NULL, status_code=NULL,"
+        " locked_at = now() - interval '1 hour'"
+    )
+    recovered = await recover_stale_keys(clearway.app.state.core)
+    assert recovered == 1
+    state = await clearway.db.fetchval("SELECT state FROM transfer.idempotency_keys")
+    assert state == "completed"
+    r = await clearway.post("key-crashed", body)
+    assert r.headers["Idempotent-Replayed"] == "true"
+    assert r.json()["id"] == first.json()["id"]
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
+    await eventually(lambda: _settled_count(clearway, 1))
+    assert await clearway.count("SELECT count(*) FROM rail.charges") == 1
+
+
+async def _settled_count(clearway, n):
+    return list((await clearway.statuses()).values()).count("settled") == n
+
+
+async def test_expired_keys_are_purged_and_the_reference_still_blocks_a_second_transfer(
+    clearway, body
+):
+    first = await clearway.post("key-old", body)
+    await clearway.db.execute(
+        "UPDATE transfer.idempotency_keys SET expires_at = now() - interval '1 second'"
+    )
+    assert await purge_expired_keys(clearway.app.state.core) == 1
+    assert await clearway.count("SELECT count(*) FROM transfer.idempotency_keys") == 0
+    again = await clearway.post("key-old", body)
+    assert again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
+    other = await clearway.post("key-old", {**body, "amount": 1})
+    assert other.status_code == 422
+
+
+async def test_key_retention_is_configurable(start_services, body):
+    async with start_services(key_retention=timedelta(hours=2)) as cw:
+        await cw.post("key-ret", body)
+        left = await cw.db.fetchval(
+            "SELECT extract(epoch FROM expires_at - created_at) FROM transfer.idempotency_keys"
+        )
+    assert 7100 < float(left) < 7300
+
+
+async def test_a_pending_transfer_can_be_canceled_and_canceling_again_answers_the_same(
+    start_services, body
+):
+    async with start_services(run_executor=False) as cw:
+        created = (await cw.post("key-cancel", body)).json()
+        async with cw.client() as c:
+            first = await c.post(f"/v1/transfers/{created['id']}/cancel")
+            second = await c.post(f"/v1/transfers/{created['id']}/cancel")
+        async with cw.client(tenant="ten_b") as other:
+            foreign = await other.post(f"/v1/transfers/{created['id']}/cancel")
+        assert first.status_code == second.status_code == 200
+        assert first.json()["status"] == "canceled" and second.json() == first.json()
+        assert foreign.status_code == 404
+        events = await cw.db.fetchval(
+            "SELECT count(*) FROM transfer.transfers WHERE status = 'canceled'"
+        )
+        assert events == 1
+
+
+async def test_a_submitted_transfer_cannot_be_canceled(clearway, body, eventually):
+    created = (await clearway.post("key-late", body)).json()
+    await eventually(lambda: _settled_count(clearway, 1))
+    async with clearway.client() as c:
+        r = await c.post(f"/v1/transfers/{created['id']}/cancel")
+    assert r.status_code == 409
+    assert r.json()["type"].endswith("transfer-not-cancelable")
