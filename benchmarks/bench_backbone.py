@@ -57,7 +57,10 @@ class Platform:
         await migrate(
             self.db, schema=SCHEMA, service="bench", migrations=[EFFECTS], role_password="bench"
         )
-        self.pool = await create_pool(self.db, schema=SCHEMA, max_size=8)
+        # The consumer and the load generator stand for different services: they
+        # get their own pools so the consumer never queues behind the writers.
+        self.pool = await create_pool(self.db, schema=SCHEMA, max_size=4)
+        self.writer_pool = await create_pool(self.db, schema=SCHEMA, max_size=16)
         # The relay runs in its own process, as it would inside the producing
         # service; the consumer side lives in this process.
         self.relay = subprocess.Popen(
@@ -103,6 +106,7 @@ class Platform:
         self.relay.wait(timeout=10)
         await self.producer.stop()
         await self.pool.close()
+        await self.writer_pool.close()
 
 
 async def _write(pool: asyncpg.Pool, topic: str, numbers: range, run: str) -> None:
@@ -120,7 +124,7 @@ async def platform_throughput(p: Platform, n: int, per_txn: int = 250) -> float:
 
     async def one(start: int) -> None:
         async with sem:
-            await _write(p.pool, p.topic, range(start, start + per_txn), run)
+            await _write(p.writer_pool, p.topic, range(start, start + per_txn), run)
 
     await asyncio.gather(*(one(s) for s in range(0, n, per_txn)))
     while p.applied - start_applied < n:
@@ -128,25 +132,45 @@ async def platform_throughput(p: Platform, n: int, per_txn: int = 250) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def platform_latency(p: Platform, rate: int, seconds: float) -> list[float]:
-    run = uuid.uuid4().hex[:6]
-    p.latencies.clear()
-    start_applied = p.applied
+async def paced_writes(db: str, topic: str, rate: int, seconds: float, run: str) -> None:
+    """One event per transaction at ``rate``/s: what a service's request handlers do."""
+    pool = await create_pool(db, schema=SCHEMA, max_size=16)
     total = int(rate * seconds)
-    tick = 0.01
-    per_tick = max(1, int(rate * tick))
+    per_tick = max(1, int(rate * 0.01))
     t0 = time.perf_counter()
     sent = 0
     pending: set[asyncio.Task[None]] = set()
     while sent < total:
         for _ in range(per_tick):
-            t = asyncio.create_task(_write(p.pool, p.topic, range(sent, sent + 1), run))
+            t = asyncio.create_task(_write(pool, topic, range(sent, sent + 1), run))
             pending.add(t)
             t.add_done_callback(pending.discard)
             sent += 1
-        next_at = t0 + (sent / rate)
-        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        await asyncio.sleep(max(0.0, t0 + sent / rate - time.perf_counter()))
     await asyncio.gather(*pending)
+    await pool.close()
+
+
+async def platform_latency(p: Platform, rate: int, seconds: float) -> list[float]:
+    # The writers run in their own process (they stand for the producing
+    # service); sharing this event loop would charge their CPU to the consumer.
+    p.latencies.clear()
+    start_applied = p.applied
+    total = int(rate * seconds)
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.bench_backbone",
+        "--write-only",
+        p.db,
+        p.topic,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+    )
+    if await writer.wait() != 0:
+        raise RuntimeError("writer process failed")
     while p.applied - start_applied < total:
         await asyncio.sleep(0.01)
     return list(p.latencies)
@@ -241,5 +265,10 @@ if __name__ == "__main__":
     ap.add_argument("--events", type=int, default=30000)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--write-only", nargs=2, metavar=("DB", "TOPIC"))
     a = ap.parse_args()
-    asyncio.run(main(a.events, a.rate, a.seconds))
+    if a.write_only:
+        db, topic = a.write_only
+        asyncio.run(paced_writes(db, topic, a.rate, a.seconds, uuid.uuid4().hex[:6]))
+    else:
+        asyncio.run(main(a.events, a.rate, a.seconds))
