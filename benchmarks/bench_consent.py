@@ -149,7 +149,9 @@ async def bound_token(http, url, app, partner, writer) -> tuple[str, str]:
     return consent["id"], token.json()["access_token"]
 
 
-async def propagation(http, consent_url, resource_url, app, partner, trials) -> list[float]:
+async def propagation(
+    http, consent_url, resource_url, app, partner, trials, path="/v1/transfers"
+) -> list[float]:
     async def token(scope: str) -> str:
         r = await http.post(
             f"{consent_url}/oauth/token",
@@ -163,7 +165,7 @@ async def propagation(http, consent_url, resource_url, app, partner, trials) -> 
     delays = []
     for consent_id, tok in bound:
         headers = {"Authorization": f"Bearer {tok}"}
-        assert (await http.get(f"{resource_url}/v1/transfers", headers=headers)).status_code == 200
+        assert (await http.get(f"{resource_url}{path}", headers=headers)).status_code == 200
         r = await http.delete(
             f"{consent_url}/v1/consents/{consent_id}",
             headers={"Authorization": f"Bearer {revoker}"},
@@ -171,7 +173,7 @@ async def propagation(http, consent_url, resource_url, app, partner, trials) -> 
         assert r.status_code == 200, r.text
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 30:
-            if (await http.get(f"{resource_url}/v1/transfers", headers=headers)).status_code == 401:
+            if (await http.get(f"{resource_url}{path}", headers=headers)).status_code == 401:
                 break
         else:
             raise AssertionError("revoked consent still accepted after 30 s")
@@ -207,7 +209,7 @@ async def raw_kafka(bootstrap: str, trials: int) -> list[float]:
         await producer.stop()
 
 
-async def main(trials: int) -> None:
+async def main(trials: int, target: str = "kit") -> None:
     with stack() as (admin, kafka), tempfile.TemporaryDirectory() as local:
         db = await fresh_database(admin)
         port = free_port()
@@ -227,15 +229,34 @@ async def main(trials: int) -> None:
                 for c in json.loads((Path(local) / "dev-clients.json").read_text())
                 if c["client_id"] == "tnt_demo_alpha-partner"
             )
-            resource, feed = resource_app(settings.issuer, kafka, settings.topic)
+            path = "/v1/transfers"
+            if target == "transfer":
+                # The real transfer service, wired by its own bootstrap (executor
+                # off: no transfer is created here, only reads are refused).
+                from clearway.transfer.bootstrap import TransferSettings
+                from clearway.transfer.bootstrap import build_app as transfer_app
+
+                resource = transfer_app(
+                    TransferSettings(
+                        platform=settings.platform,
+                        issuer=settings.issuer,
+                        rail_url="http://127.0.0.1:9",
+                        run_executor=False,
+                    )
+                )
+                path = "/v1/transfers?reference=CW0"
+            else:
+                resource, _ = resource_app(settings.issuer, kafka, settings.topic)
             async with (
                 serve(resource, free_port()) as resource_url,
                 httpx.AsyncClient(timeout=30) as http,
             ):
-                await asyncio.wait_for(feed.ready.wait(), 30)
-                platform = await propagation(http, consent_url, resource_url, app, partner, trials)
+                await asyncio.sleep(2)  # the revocation feed catches up at start
+                platform = await propagation(
+                    http, consent_url, resource_url, app, partner, trials, path
+                )
         baseline = await raw_kafka(kafka, trials)
-    print("\n== consent revocation → first 401 at a kit-protected service ==")
+    print(f"\n== consent revocation → first 401 at the {target} service ==")
     print(f"platform  {summary(platform)}")
     print(f"baseline  raw aiokafka produce→consume (1 record, same broker)  {summary(baseline)}")
     print(
@@ -253,4 +274,11 @@ async def main(trials: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trials", type=int, default=100)
-    asyncio.run(main(ap.parse_args().trials))
+    ap.add_argument(
+        "--target",
+        choices=["kit", "transfer"],
+        default="transfer",
+        help="the service refusing the revoked token: the real transfer service or a bare kit app",
+    )
+    a = ap.parse_args()
+    asyncio.run(main(a.trials, a.target))
