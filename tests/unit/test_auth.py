@@ -473,3 +473,29 @@ def test_route_scopes_lists_the_scope_each_route_requires(verifier: TokenVerifie
 def test_a_route_cannot_require_no_scope_at_all() -> None:
     with pytest.raises(ValueError):
         require_scope()
+
+
+async def test_a_cached_verification_still_expires_with_its_token_and_honours_revocation():
+    issuer = TestIssuer()
+    now = [time.time()]
+    revocations = RevocationSet()
+    verifier = TokenVerifier(
+        issuer.issuer,
+        "clearway-transfer",
+        issuer.jwks(),
+        revocations=revocations,
+        clock=lambda: now[0],
+    )
+    token = issuer.token(
+        "usr_1", "cli_1", ["payments:read"], "clearway-transfer", ttl_s=60, consent_id="cns_9"
+    )
+    assert (await verifier.verify(token)).subject == "usr_1"
+    assert (await verifier.verify(token)).subject == "usr_1"  # served from the cache
+    revocations.revoke_consent("cns_9", now[0])
+    with pytest.raises(InvalidToken, match="revoked"):
+        await verifier.verify(token)
+    fresh = issuer.token("usr_2", "cli_1", ["payments:read"], "clearway-transfer", ttl_s=60)
+    await verifier.verify(fresh)
+    now[0] += 60 + verifier.leeway_s + 1
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(fresh)
