@@ -1,0 +1,25 @@
+"""``python -m clearway.webhooks``: the service on 127.0.0.1:$CLEARWAY_PORT (default 8002)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from clearway.shared.logging import configure_logging
+from clearway.shared.telemetry import setup_tracing
+from clearway.webhooks.bootstrap import SERVICE, build_app
+from clearway.webhooks.settings import WebhooksSettings
+
+
+def main() -> None:
+    configure_logging(SERVICE)
+    # httpx logs every request at INFO: the attempts table is the delivery log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = WebhooksSettings.from_env()
+    setup_tracing(SERVICE, otlp_endpoint=settings.platform.otlp_endpoint)
+    uvicorn.run(build_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""HTTP routes for endpoints and the event catalog.
+
+Scopes: ``webhooks:endpoints:manage`` to change endpoints, ``webhooks:read`` to
+read them. ``GET /v1/event-types`` is public on purpose: it is the partner
+documentation of the wire contract (the same content as docs/events.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Request, Response, Security
+from pydantic import BaseModel, ConfigDict, Field
+
+from clearway.shared.auth import Principal, require_scope
+from clearway.shared.http import ProblemError
+from clearway.webhooks import handlers, store
+from clearway.webhooks.catalog import catalog
+from clearway.webhooks.domain import InvalidSubscription
+from clearway.webhooks.handlers import Context, NotFound
+from clearway.webhooks.ssrf import SsrfGuard, UnsafeUrl
+
+MANAGE = "webhooks:endpoints:manage"
+READ = "webhooks:read"
+MAX_BODY_BYTES = 64 * 1024
+
+router = APIRouter()
+
+
+async def limited_body(request: Request) -> None:
+    """Refuse oversized request bodies before they are parsed (413)."""
+    size = request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
+        raise ProblemError(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"bodies are limited to {MAX_BODY_BYTES} bytes",
+        )
+
+
+class EndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2048)
+    description: str = Field("", max_length=500)
+    event_types: list[str] = Field(min_length=1, max_length=100)
+    rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+
+
+class EndpointPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    description: str | None = Field(None, max_length=500)
+    event_types: list[str] | None = Field(None, min_length=1, max_length=100)
+    rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=500)
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace_seconds: float | None = Field(None, ge=0, le=7 * 24 * 3600)
+
+
+class EndpointOut(BaseModel):
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    rate_limit_per_s: float | None
+    disabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EndpointCreated(EndpointOut):
+    secret: str = Field(description="The whsec_ signing secret. Shown once; store it now.")
+
+
+class SecretRotated(BaseModel):
+    secret: str = Field(description="The new whsec_ secret. Shown once.")
+    previous_secrets_expire_at: datetime
+
+
+def endpoint_out(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: row[k] for k in EndpointOut.model_fields}
+
+
+def tenant_of(principal: Principal) -> str:
+    if not principal.tenant:
+        raise ProblemError(403, "tenant-required", "Tenant required", "the token carries no tenant")
+    return principal.tenant
+
+
+def ctx_of(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+async def conn_of(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with request.app.state.pool.acquire() as conn:
+        yield conn
+
+
+async def checked_url(request: Request, url: str) -> str:
+    guard: SsrfGuard = request.app.state.guard
+    try:
+        return await guard.check_url(url)
+    except UnsafeUrl as e:
+        raise ProblemError(
+            422,
+            "unsafe-url",
+            "Endpoint URL refused",
+            f"Field 'url' is refused: {e.reason}.",
+            field="url",
+        ) from None
+
+
+def invalid_types(e: InvalidSubscription) -> ProblemError:
+    return ProblemError(
+        422,
+        "unknown-event-type",
+        "Unknown event type",
+        f"Field 'event_types': {e}.",
+        field="event_types",
+    )
+
+
+def not_found(e: NotFound) -> ProblemError:
+    return ProblemError(404, "not-found", "Not found", f"No {e.kind} {e.id} for this tenant.")
+
+
+@router.post(
+    "/v1/endpoints",
+    status_code=201,
+    response_model=EndpointCreated,
+    dependencies=[Depends(limited_body)],
+)
+async def create_endpoint(
+    body: EndpointIn,
+    request: Request,
+    principal: Principal = Security(require_scope(MANAGE)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    url = await checked_url(request, body.url)
+    try:
+        row, secret = await handlers.create_endpoint(
+            ctx_of(request),
+            conn,
+            principal,
+            tenant_of(principal),
+            url=url,
+            description=body.description,
+            event_types=body.event_types,
+            rate_limit_per_s=body.rate_limit_per_s,
+        )
+    except InvalidSubscription as e:
+        raise invalid_types(e) from None
+    return {**endpoint_out(row), "secret": secret}
+
+
+@router.get("/v1/endpoints", response_model=list[EndpointOut])
+async def list_endpoints(
+    principal: Principal = Security(require_scope(READ)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> list[dict[str, Any]]:
+    return [endpoint_out(r) for r in await store.list_endpoints(conn, tenant_of(principal))]
+
+
+@router.get("/v1/endpoints/{endpoint_id}", response_model=EndpointOut)
+async def get_endpoint(
+    endpoint_id: str,
+    principal: Principal = Security(require_scope(READ)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    row = await store.get_endpoint(conn, tenant_of(principal), endpoint_id)
+    if row is None:
+        raise not_found(NotFound("endpoint", endpoint_id))
+    return endpoint_out(row)
+
+
+@router.patch(
+    "/v1/endpoints/{endpoint_id}", response_model=EndpointOut, dependencies=[Depends(limited_body)]
+)
+async def update_endpoint(
+    endpoint_id: str,
+    body: EndpointPatch,
+    request: Request,
+    principal: Principal = Security(require_scope(MANAGE)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("url") is not None:
+        changes["url"] = await checked_url(request, changes["url"])
+    for name in ("url", "event_types"):
+        if name in changes and changes[name] is None:
+            raise ProblemError(
+                422,
+                "validation-error",
+                "Request validation failed",
+                f"Field '{name}' may not be null.",
+            )
+    try:
+        row = await handlers.update_endpoint(
+            ctx_of(request), conn, principal, tenant_of(principal), endpoint_id, changes
+        )
+    except InvalidSubscription as e:
+        raise invalid_types(e) from None
+    except NotFound as e:
+        raise not_found(e) from None
+    return endpoint_out(row)
+
+
+async def _set_disabled(
+    request: Request,
+    principal: Principal,
+    conn: asyncpg.Connection,
+    endpoint_id: str,
+    disabled: bool,
+    reason: str | None,
+) -> dict[str, Any]:
+    try:
+        row = await handlers.set_endpoint_disabled(
+            ctx_of(request), conn, principal, tenant_of(principal), endpoint_id, disabled, reason
+        )
+    except NotFound as e:
+        raise not_found(e) from None
+    return endpoint_out(row)
+
+
+@router.post("/v1/endpoints/{endpoint_id}/disable", response_model=EndpointOut)
+async def disable_endpoint(
+    endpoint_id: str,
+    request: Request,
+    body: Reason | None = None,
+    principal: Principal = Security(require_scope(MANAGE)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    reason = (body.reason if body else None) or "disabled by the tenant"
+    return await _set_disabled(request, principal, conn, endpoint_id, True, reason)
+
+
+@router.post("/v1/endpoints/{endpoint_id}/enable", response_model=EndpointOut)
+async def enable_endpoint(
+    endpoint_id: str,
+    request: Request,
+    principal: Principal = Security(require_scope(MANAGE)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    return await _set_disabled(request, principal, conn, endpoint_id, False, None)
+
+
+@router.delete("/v1/endpoints/{endpoint_id}", status_code=204)
+async def delete_endpoint(
+    endpoint_id: str,
+    request: Request,
+    principal: Principal = Security(require_scope(MANAGE)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> Response:
+    try:
+        await handlers.delete_endpoint(
+            ctx_of(request), conn, principal, tenant_of(principal), endpoint_id
+        )
+    except NotFound as e:
+        raise not_found(e) from None
+    return Response(status_code=204)
+
+
+@router.post("/v1/endpoints/{endpoint_id}/secret/rotate", response_model=SecretRotated)
+async def rotate_secret(
+    endpoint_id: str,
+    request: Request,
+    body: RotateIn | None = None,
+    principal: Principal = Security(require_scope(MANAGE)),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    try:
+        secret, until = await handlers.rotate_secret(
+            ctx_of(request),
+            conn,
+            principal,
+            tenant_of(principal),
+            endpoint_id,
+            body.grace_seconds if body else None,
+        )
+    except NotFound as e:
+        raise not_found(e) from None
+    return {"secret": secret, "previous_secrets_expire_at": until}
+
+
+@router.get("/v1/event-types")
+async def event_types() -> dict[str, Any]:
+    """The event catalog (public: partner documentation)."""
+    return {"data": catalog()}

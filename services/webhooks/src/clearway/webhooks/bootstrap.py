@@ -1,0 +1,110 @@
+"""The one place the webhook service is wired: pools, broker, relay, dispatcher, routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
+from clearway.shared.dlt import DeadLetters
+from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics, make_broker
+from clearway.shared.outbox import Outbox
+from clearway.shared.relay import OutboxRelay, idempotent_producer
+from clearway.shared.schemas import default_registry
+from clearway.webhooks import api, api_messages, consumers
+from clearway.webhooks.crypto import SecretBox
+from clearway.webhooks.dispatcher import Dispatcher
+from clearway.webhooks.handlers import Context
+from clearway.webhooks.replay import ReplayRunner
+from clearway.webhooks.settings import EVENTS_TOPIC, WebhooksSettings
+from clearway.webhooks.ssrf import SsrfGuard, guarded_client
+
+SERVICE = "webhooks"
+SCHEMA = "webhooks"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def prepare_database(settings: WebhooksSettings) -> str:
+    """Migrate as admin; return the DSN of the service's own role."""
+    admin = settings.platform.database_url
+    await migrate(
+        admin,
+        schema=SCHEMA,
+        service=SERVICE,
+        migrations=load_migrations(MIGRATIONS),
+        role_password=settings.role_password,
+    )
+    return service_dsn(admin, SERVICE, settings.role_password)
+
+
+def make_context(settings: WebhooksSettings) -> Context:
+    return Context(
+        settings, SecretBox(settings.secret_key), Outbox(validate=default_registry().validate)
+    )
+
+
+def build_app(settings: WebhooksSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        dsn = await prepare_database(settings)
+        ctx = make_context(settings)
+        pool = await create_pool(dsn, schema=SCHEMA, min_size=2, max_size=4 + settings.workers * 2)
+        guard = SsrfGuard(settings.allow_networks)
+        client = guarded_client(
+            guard, timeout_s=settings.request_timeout_s, max_connections=settings.max_connections
+        )
+        app.state.ctx, app.state.pool, app.state.guard = ctx, pool, guard
+
+        async def database_ready() -> bool:
+            return bool(await pool.fetchval("SELECT 1"))
+
+        app.state.readiness_checks.append(database_ready)
+        app.state.token_verifier = TokenVerifier(
+            issuer=settings.issuer,
+            audience=f"clearway-{SERVICE}",
+            jwks_source=settings.jwks
+            if settings.jwks is not None
+            else HttpJwksSource.for_issuer(settings.issuer),
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(pool.close)
+            stack.push_async_callback(client.aclose)
+            bootstrap = settings.platform.kafka_bootstrap
+            if settings.run_relay:
+                await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
+                relay = OutboxRelay(dsn, SCHEMA, bootstrap)
+                await relay.start()
+                stack.push_async_callback(relay.stop)
+            if settings.run_consumer:
+                producer = idempotent_producer(bootstrap)
+                await producer.start()
+                stack.push_async_callback(producer.stop)
+                consumer = consumers.fan_out_consumer(
+                    ctx, pool, DeadLetters(producer, consumers.GROUP)
+                )
+                # New topics are found on metadata refresh: keep that short.
+                broker = make_broker(bootstrap, metadata_max_age_ms=5000)
+                consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
+                await broker.start()
+                stack.push_async_callback(broker.stop)
+                app.state.consumer = consumer
+            replays = ReplayRunner(pool)
+            app.state.replays = replays
+            await replays.resume()
+            stack.push_async_callback(replays.stop)
+            if settings.run_dispatcher:
+                dispatcher = Dispatcher(ctx, pool, client, dsn)
+                await dispatcher.start()
+                stack.push_async_callback(dispatcher.stop)
+                app.state.dispatcher = dispatcher
+            yield
+
+    app = create_app(SERVICE, title="Clearway webhooks", lifespan=lifespan)
+    app.include_router(api.router)
+    app.include_router(api_messages.router)
+    return app

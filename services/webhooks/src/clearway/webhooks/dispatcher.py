@@ -1,0 +1,257 @@
+"""Dispatcher workers: claim due messages, sign and POST them, record the outcome.
+
+Several workers (tasks here, and any number of processes) share the work through
+``FOR UPDATE SKIP LOCKED`` claims with a lease. Whatever a receiver answers,
+however slowly or strangely, ends as an attempt row: a worker never dies of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import httpx
+from opentelemetry import trace
+
+from clearway.shared.metrics import WEBHOOK_ATTEMPTS_TOTAL
+from clearway.shared.telemetry import context_from_traceparent, current_traceparent
+from clearway.webhooks import store, store_dispatch
+from clearway.webhooks.domain import (
+    Outcome,
+    Status,
+    classify,
+    parse_retry_after,
+    retry_delay,
+    secret_key,
+    signature_header,
+)
+from clearway.webhooks.handlers import Context
+from clearway.webhooks.ssrf import is_refusal
+from clearway.webhooks.store_dispatch import Claimed, Result
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+CHANNEL = "clearway_webhooks_due"
+USER_AGENT = "Clearway-Webhooks/1.0"
+_RETRYABLE_DB = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+class Dispatcher:
+    def __init__(
+        self, ctx: Context, pool: asyncpg.Pool, client: httpx.AsyncClient, dsn: str
+    ) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.pool = pool
+        self.client = client
+        self.dsn = dsn
+        self.rng = random.Random()
+        self._keys: dict[int, bytes] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncpg.Connection | None = None
+        self.delivered = 0
+
+    async def start(self) -> None:
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            self._listener = await asyncpg.connect(self.dsn)
+            await self._listener.add_listener(CHANNEL, lambda *_: self._wake.set())
+        self._tasks = [
+            asyncio.create_task(self._work(i), name=f"webhook-worker-{i}")
+            for i in range(self.settings.workers)
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+
+    async def _work(self, n: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                done = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database went away, a bug: log, back off, carry on
+                log.exception("webhook worker %d failed a round; retrying", n)
+                await asyncio.sleep(1.0)
+                continue
+            if done < self.settings.batch_size:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it, record it; returns how many were attempted."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            claimed = await store_dispatch.claim(
+                conn, self.settings.batch_size, self.settings.lease_s
+            )
+        if not claimed:
+            return 0
+        keys = await self._signing_keys({c.endpoint_id for c in claimed})
+        results = await asyncio.gather(
+            *(self._attempt(c, keys.get(c.endpoint_id, [])) for c in claimed)
+        )
+        for attempt in range(5):
+            try:
+                await self._record(results)
+                break
+            except _RETRYABLE_DB:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        return len(claimed)
+
+    async def _signing_keys(self, endpoint_ids: set[str]) -> dict[str, list[bytes]]:
+        async with self.pool.acquire() as conn:
+            rows = await store.active_secrets(conn, sorted(endpoint_ids))
+        keys: dict[str, list[bytes]] = {}
+        for r in rows:
+            key = self._keys.get(r["id"])
+            if key is None:
+                secret = self.ctx.box.open(
+                    bytes(r["nonce"]), bytes(r["ciphertext"]), r["endpoint_id"]
+                )
+                key = self._keys[r["id"]] = secret_key(secret)
+            keys.setdefault(r["endpoint_id"], []).append(key)
+        return keys
+
+    async def _attempt(self, c: Claimed, keys: Sequence[bytes]) -> Result:
+        ts = int(time.time())
+        with _tracer.start_as_current_span(
+            "webhook send",
+            context=context_from_traceparent(c.traceparent),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "clearway.message_id": c.id,
+                "clearway.correlation_id": c.correlation_id or "",
+            },
+        ):
+            traceparent = current_traceparent()[0] or c.traceparent
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": c.id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": signature_header(keys, c.id, ts, c.payload),
+        }
+        if c.correlation_id:
+            headers["x-correlation-id"] = c.correlation_id
+        if traceparent:
+            headers["traceparent"] = traceparent
+        started = time.perf_counter()
+        code: int | None = None
+        body, error, retry_after = "", None, None
+        try:
+            async with self.client.stream("POST", c.url, content=c.payload, headers=headers) as r:
+                code = r.status_code
+                retry_after = parse_retry_after(r.headers.get("retry-after"))
+                body = await _read_limited(r, self.settings.response_body_limit)
+            outcome = classify(code)
+        except Exception as e:  # timeouts, resets, garbage: all just a failed attempt
+            outcome = Outcome.REFUSED if is_refusal(e) else Outcome.FAILURE
+            error = f"{type(e).__name__}: {e}"[:500]
+        latency_ms = (time.perf_counter() - started) * 1000
+        WEBHOOK_ATTEMPTS_TOTAL.labels(outcome.value).inc()
+        return self._judge(c, outcome, code, latency_ms, body, error, retry_after)
+
+    def _judge(
+        self,
+        c: Claimed,
+        outcome: Outcome,
+        code: int | None,
+        latency_ms: float,
+        body: str,
+        error: str | None,
+        retry_after: float | None,
+    ) -> Result:
+        delay: float | None = None
+        if outcome is Outcome.SUCCESS:
+            status = Status.DELIVERED
+        elif outcome is Outcome.GONE:
+            status = Status.FAILED
+        else:
+            delay = retry_delay(
+                c.round_attempt,
+                retry_after,
+                self.rng,
+                schedule=self.settings.schedule,
+                jitter=self.settings.jitter,
+            )
+            status = Status.FAILED if delay is None else Status.PENDING
+        return Result(
+            c, outcome.value, status.value, delay, code, latency_ms, body, error, retry_after
+        )
+
+    async def _record(self, results: Sequence[Result]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            ours = await store_dispatch.record(conn, results)
+            exhausted = [r for r in ours if r.status == Status.FAILED and r.outcome != Outcome.GONE]
+            gone = [r for r in ours if r.outcome == Outcome.GONE]
+            if exhausted:
+                await store_dispatch.dead_letter(conn, exhausted, "attempts exhausted")
+            if gone:
+                await store_dispatch.dead_letter(conn, gone, "the receiver answered 410 Gone")
+            for r in exhausted + gone:
+                await self.ctx.emit(
+                    conn,
+                    "webhooks.message.attempt.exhausted",
+                    r.claimed.id,
+                    {
+                        "message_id": r.claimed.id,
+                        "endpoint_id": r.claimed.endpoint_id,
+                        "event_id": r.claimed.event_id,
+                        "event_type": r.claimed.event_type,
+                        "attempts": r.claimed.attempt_no,
+                        "last_status_code": r.code,
+                        "reason": "410 Gone" if r.outcome == Outcome.GONE else "attempts exhausted",
+                    },
+                    tenant=r.claimed.tenant,
+                    correlation_id=r.claimed.correlation_id,
+                )
+            failed = [r.claimed.endpoint_id for r in ours if r.outcome != Outcome.SUCCESS]
+            disabled = await store_dispatch.endpoint_health(
+                conn,
+                succeeded=[r.claimed.endpoint_id for r in ours if r.outcome == Outcome.SUCCESS],
+                failed=failed,
+                gone=[r.claimed.endpoint_id for r in gone],
+                pause=[
+                    (r.claimed.endpoint_id, r.retry_after_s)
+                    for r in ours
+                    if r.outcome == Outcome.THROTTLED and r.retry_after_s
+                ],
+                disable_after_s=self.settings.disable_after_failing_s,
+            )
+            for ep in disabled:
+                await self.ctx.emit(
+                    conn,
+                    "webhooks.endpoint.disabled",
+                    ep["id"],
+                    {"endpoint_id": ep["id"], "url": ep["url"], "reason": ep["disabled_reason"]},
+                    tenant=ep["tenant"],
+                )
+        self.delivered += sum(1 for r in ours if r.outcome == Outcome.SUCCESS)
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    # Postgres text holds no NUL; anything undecodable is shown, not fatal.
+    return b"".join(chunks)[:limit].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

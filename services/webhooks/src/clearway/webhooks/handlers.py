@@ -1,0 +1,247 @@
+"""Use cases: manage endpoints, fan events out to messages, resend.
+
+Handlers write state and outbox rows in one transaction; they never publish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from clearway.shared.auth import Principal
+from clearway.shared.consumer import PermanentError
+from clearway.shared.events import Event, new_event
+from clearway.shared.outbox import Outbox
+from clearway.shared.schemas import default_registry
+from clearway.webhooks import store
+from clearway.webhooks.crypto import SecretBox
+from clearway.webhooks.domain import (
+    Delivery,
+    Status,
+    check_subscriptions,
+    generate_secret,
+    message_id,
+    new_endpoint_id,
+    subscribed,
+)
+from clearway.webhooks.settings import EVENTS_TOPIC, WebhooksSettings
+
+SOURCE = "/clearway/webhooks"
+
+
+class NotFound(Exception):
+    def __init__(self, kind: str, id: str) -> None:
+        super().__init__(f"{kind} {id} not found")
+        self.kind = kind
+        self.id = id
+
+
+@dataclass
+class Context:
+    """What the handlers need from the process: settings, the secret box, the outbox."""
+
+    settings: WebhooksSettings
+    box: SecretBox
+    outbox: Outbox
+
+    @property
+    def topic(self) -> str:
+        return self.settings.topic(EVENTS_TOPIC)
+
+    def known_event_types(self) -> list[str]:
+        return [t.event_type for t in default_registry().event_types()]
+
+    async def emit(
+        self,
+        conn: asyncpg.Connection,
+        type: str,
+        aggregate: str,
+        data: Any,
+        *,
+        tenant: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        schema = default_registry().get(type, 1)
+        event = new_event(
+            type=type,
+            source=SOURCE,
+            aggregate_id=aggregate,
+            aggregate_version=time.time_ns() // 1000,
+            data=data,
+            dataschema=schema.dataschema,
+            tenant=tenant,
+            correlation_id=correlation_id,
+        )
+        await self.outbox.add(conn, self.topic, event)
+
+    async def audit(
+        self,
+        conn: asyncpg.Connection,
+        principal: Principal,
+        action: str,
+        resource: str,
+        reason: str | None = None,
+    ) -> None:
+        delegation = principal.claims.get("act_chain") or []
+        actor = {
+            "subject": principal.subject,
+            "client_id": principal.client_id,
+            "delegation": [str(d) for d in delegation] if isinstance(delegation, list) else [],
+        }
+        data = {"actor": actor, "action": action, "resource": resource, "reason": reason}
+        await self.emit(conn, "webhooks.admin_action", resource, data)
+
+
+async def create_endpoint(
+    ctx: Context,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    tenant: str,
+    *,
+    url: str,
+    description: str,
+    event_types: Sequence[str],
+    rate_limit_per_s: float | None,
+) -> tuple[asyncpg.Record, str]:
+    """A new endpoint and its ``whsec_`` secret (returned once, stored encrypted)."""
+    patterns = check_subscriptions(event_types, ctx.known_event_types())
+    secret = generate_secret()
+    async with conn.transaction():
+        row = await store.insert_endpoint(
+            conn,
+            id=new_endpoint_id(),
+            tenant=tenant,
+            url=url,
+            description=description,
+            event_types=patterns,
+            rate_limit_per_s=rate_limit_per_s,
+        )
+        await store.insert_secret(conn, row["id"], *ctx.box.seal(secret, row["id"]))
+        await ctx.audit(conn, principal, "endpoint.created", row["id"])
+    return row, secret
+
+
+async def update_endpoint(
+    ctx: Context,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    tenant: str,
+    endpoint_id: str,
+    changes: Mapping[str, Any],
+) -> asyncpg.Record:
+    fields = dict(changes)
+    if "event_types" in fields:
+        fields["event_types"] = check_subscriptions(fields["event_types"], ctx.known_event_types())
+    async with conn.transaction():
+        row = await store.update_endpoint(conn, tenant, endpoint_id, fields)
+        if row is None:
+            raise NotFound("endpoint", endpoint_id)
+        await ctx.audit(conn, principal, "endpoint.updated", endpoint_id)
+    return row
+
+
+async def set_endpoint_disabled(
+    ctx: Context,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    tenant: str,
+    endpoint_id: str,
+    disabled: bool,
+    reason: str | None = None,
+) -> asyncpg.Record:
+    async with conn.transaction():
+        row = await store.set_disabled(conn, tenant, endpoint_id, disabled, reason)
+        if row is None:
+            raise NotFound("endpoint", endpoint_id)
+        action = "endpoint.disabled" if disabled else "endpoint.enabled"
+        await ctx.audit(conn, principal, action, endpoint_id, reason)
+    return row
+
+
+async def delete_endpoint(
+    ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, endpoint_id: str
+) -> None:
+    async with conn.transaction():
+        if not await store.delete_endpoint(conn, tenant, endpoint_id):
+            raise NotFound("endpoint", endpoint_id)
+        await ctx.audit(conn, principal, "endpoint.deleted", endpoint_id)
+
+
+async def rotate_secret(
+    ctx: Context,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    tenant: str,
+    endpoint_id: str,
+    grace_s: float | None,
+) -> tuple[str, Any]:
+    """A new secret; the old ones keep signing alongside it for the grace period."""
+    secret = generate_secret()
+    async with conn.transaction():
+        if await store.get_endpoint(conn, tenant, endpoint_id, lock=True) is None:
+            raise NotFound("endpoint", endpoint_id)
+        grace = ctx.settings.rotation_grace_s if grace_s is None else grace_s
+        old_until = await store.expire_secrets(conn, endpoint_id, grace)
+        await store.insert_secret(conn, endpoint_id, *ctx.box.seal(secret, endpoint_id))
+        await ctx.audit(conn, principal, "endpoint.secret_rotated", endpoint_id)
+    return secret, old_until
+
+
+async def resend_message(
+    ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, msg_id: str
+) -> asyncpg.Record:
+    async with conn.transaction():
+        row = await store.get_message(conn, tenant, msg_id, lock=True)
+        if row is None:
+            raise NotFound("message", msg_id)
+        await store.requeue(conn, [msg_id], "resend")
+        await ctx.audit(conn, principal, "message.resent", msg_id)
+    again = await store.get_message(conn, tenant, msg_id)
+    assert again is not None
+    return again
+
+
+def fan_out_handler(ctx: Context):  # type: ignore[no-untyped-def]
+    """The consumer's batch handler: one message per (event, subscribed endpoint).
+
+    Runs in the consumer's transaction (inbox rows + messages commit together).
+    An endpoint that is disabled gets its message stored as skipped.
+    """
+
+    async def fan_out(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+        tenants = sorted({e.tenant for e in events if e.tenant})
+        endpoints = await store.subscribers(conn, tenants) if tenants else []
+        rows: list[tuple[Any, ...]] = []
+        for ev in events:
+            for ep in endpoints:
+                if ep["tenant"] != ev.tenant or not subscribed(ep["event_types"], ev.type):
+                    continue
+                body = Delivery.for_event(
+                    ev.id, ev.type, ev.time.isoformat().replace("+00:00", "Z"), ev.data
+                ).body
+                if len(body) > ctx.settings.max_payload_bytes:
+                    raise PermanentError(
+                        f"event {ev.id} payload is {len(body)} bytes, over the"
+                        f" {ctx.settings.max_payload_bytes}-byte webhook limit"
+                    )
+                status = Status.SKIPPED if ep["disabled"] else Status.PENDING
+                rows.append(
+                    (
+                        message_id(ep["id"], ev.id),
+                        ev.tenant,
+                        ep["id"],
+                        ev.id,
+                        ev.type,
+                        ev.correlation_id,
+                        ev.traceparent,
+                        body,
+                        status.value,
+                    )
+                )
+        await store.insert_messages(conn, rows)
+
+    return fan_out

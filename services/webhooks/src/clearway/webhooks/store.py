@@ -1,0 +1,236 @@
+"""Repositories over the ``webhooks`` schema: endpoints, secrets, the delivery log.
+
+Every read and write of tenant data takes the tenant, so one tenant's query can
+never return another tenant's rows. The dispatcher's claim/record SQL lives in
+:mod:`clearway.webhooks.store_dispatch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+ENDPOINT_COLUMNS = (
+    "id, tenant, url, description, event_types, rate_limit_per_s, disabled, disabled_reason,"
+    " failing_since, created_at, updated_at"
+)
+MESSAGE_COLUMNS = (
+    "id, endpoint_id, event_id, event_type, correlation_id, status, attempts, next_attempt_at,"
+    " last_status_code, delivered_at, created_at, updated_at, queued_by"
+)
+UPDATABLE = frozenset({"url", "description", "event_types", "rate_limit_per_s"})
+
+
+async def insert_endpoint(
+    conn: asyncpg.Connection,
+    *,
+    id: str,
+    tenant: str,
+    url: str,
+    description: str,
+    event_types: Sequence[str],
+    rate_limit_per_s: float | None,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO endpoints (id, tenant, url, description, event_types, rate_limit_per_s)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}",
+        id,
+        tenant,
+        url,
+        description,
+        list(event_types),
+        rate_limit_per_s,
+    )
+    assert row is not None
+    return row
+
+
+async def insert_secret(
+    conn: asyncpg.Connection, endpoint_id: str, nonce: bytes, ciphertext: bytes
+) -> None:
+    await conn.execute(
+        "INSERT INTO endpoint_secrets (endpoint_id, nonce, ciphertext) VALUES ($1, $2, $3)",
+        endpoint_id,
+        nonce,
+        ciphertext,
+    )
+
+
+async def expire_secrets(conn: asyncpg.Connection, endpoint_id: str, grace_s: float) -> datetime:
+    """Let the endpoint's current secrets sign for ``grace_s`` more seconds."""
+    until: datetime = await conn.fetchval("SELECT now() + make_interval(secs => $1)", grace_s)
+    await conn.execute(
+        "UPDATE endpoint_secrets SET expires_at = LEAST(coalesce(expires_at, 'infinity'), $2)"
+        " WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > now())",
+        endpoint_id,
+        until,
+    )
+    return until
+
+
+async def active_secrets(
+    conn: asyncpg.Connection, endpoint_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, endpoint_id, nonce, ciphertext FROM endpoint_secrets"
+        " WHERE endpoint_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())"
+        " ORDER BY id",
+        list(endpoint_ids),
+    )
+
+
+async def get_endpoint(
+    conn: asyncpg.Connection, tenant: str, endpoint_id: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE tenant = $1 AND id = $2"
+        " AND deleted_at IS NULL" + (" FOR UPDATE" if lock else ""),
+        tenant,
+        endpoint_id,
+    )
+
+
+async def list_endpoints(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE tenant = $1 AND deleted_at IS NULL"
+        " ORDER BY created_at, id",
+        tenant,
+    )
+
+
+async def update_endpoint(
+    conn: asyncpg.Connection, tenant: str, endpoint_id: str, changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    sets = ["updated_at = now()"]
+    args: list[Any] = [tenant, endpoint_id]
+    for name, value in changes.items():
+        if name not in UPDATABLE:
+            raise ValueError(f"not updatable: {name}")
+        args.append(list(value) if name == "event_types" else value)
+        sets.append(f"{name} = ${len(args)}")
+    return await conn.fetchrow(
+        f"UPDATE endpoints SET {', '.join(sets)} WHERE tenant = $1 AND id = $2"
+        f" AND deleted_at IS NULL RETURNING {ENDPOINT_COLUMNS}",
+        *args,
+    )
+
+
+async def set_disabled(
+    conn: asyncpg.Connection, tenant: str, endpoint_id: str, disabled: bool, reason: str | None
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE endpoints SET disabled = $3, disabled_reason = $4, failing_since = NULL,"
+        " next_allowed_at = 'epoch', updated_at = now()"
+        " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL"
+        f" RETURNING {ENDPOINT_COLUMNS}",
+        tenant,
+        endpoint_id,
+        disabled,
+        reason,
+    )
+
+
+async def delete_endpoint(conn: asyncpg.Connection, tenant: str, endpoint_id: str) -> bool:
+    """Soft delete: the delivery log keeps the endpoint's messages; pending ones are skipped."""
+    done = await conn.fetchval(
+        "UPDATE endpoints SET deleted_at = now(), disabled = true, disabled_reason = 'deleted'"
+        " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL RETURNING id",
+        tenant,
+        endpoint_id,
+    )
+    return done is not None
+
+
+async def subscribers(conn: asyncpg.Connection, tenants: Sequence[str]) -> list[asyncpg.Record]:
+    """Every live endpoint of ``tenants`` (disabled ones too: their events are stored skipped)."""
+    return await conn.fetch(
+        "SELECT id, tenant, event_types, disabled FROM endpoints"
+        " WHERE tenant = ANY($1::text[]) AND deleted_at IS NULL",
+        list(tenants),
+    )
+
+
+async def insert_messages(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert (id, tenant, endpoint_id, event_id, event_type, correlation_id, traceparent,
+    payload, status) rows; a message that exists already is left alone."""
+    if not rows:
+        return 0
+    cols = list(zip(*rows, strict=True))
+    result = await conn.execute(
+        "INSERT INTO messages (id, tenant, endpoint_id, event_id, event_type, correlation_id,"
+        " traceparent, payload, status, next_attempt_at)"
+        " SELECT u.*, CASE WHEN u.status = 'pending' THEN now() END FROM unnest("
+        "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        " $8::bytea[], $9::text[]) AS u(id, tenant, endpoint_id, event_id, event_type,"
+        " correlation_id, traceparent, payload, status)"
+        " ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+        *[list(c) for c in cols],
+    )
+    return int(result.split()[-1])
+
+
+async def list_messages(
+    conn: asyncpg.Connection,
+    tenant: str,
+    *,
+    endpoint_id: str | None = None,
+    event_id: str | None = None,
+    correlation_id: str | None = None,
+    status: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[asyncpg.Record]:
+    where = ["tenant = $1"]
+    args: list[Any] = [tenant]
+    for column, value in (
+        ("endpoint_id", endpoint_id),
+        ("event_id", event_id),
+        ("correlation_id", correlation_id),
+        ("status", status),
+    ):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    if after is not None:
+        args += [after[0], after[1]]
+        where.append(f"(created_at, id) > (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    return await conn.fetch(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)}"
+        f" ORDER BY created_at, id LIMIT ${len(args)}",
+        *args,
+    )
+
+
+async def get_message(
+    conn: asyncpg.Connection, tenant: str, msg_id: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        tenant,
+        msg_id,
+    )
+
+
+async def list_attempts(conn: asyncpg.Connection, msg_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT attempt_no, trigger, outcome, response_code, latency_ms, response_body, error,"
+        " attempted_at FROM attempts WHERE message_id = $1 ORDER BY attempt_no, id",
+        msg_id,
+    )
+
+
+async def requeue(conn: asyncpg.Connection, msg_ids: Sequence[str], queued_by: str) -> int:
+    """Give messages a fresh round of attempts, starting now."""
+    result = await conn.execute(
+        "UPDATE messages SET status = 'pending', round_attempts = 0, next_attempt_at = now(),"
+        " queued_by = $2, updated_at = now() WHERE id = ANY($1::text[])",
+        list(msg_ids),
+        queued_by,
+    )
+    await conn.execute("SELECT pg_notify('clearway_webhooks_due', '')")
+    return int(result.split()[-1])

@@ -1,0 +1,167 @@
+"""The endpoints API: secrets shown once, bad input answered as problems, tenants apart."""
+
+from __future__ import annotations
+
+import pytest
+from clearway_webhook_verify import Verifier
+from standardwebhooks.webhooks import Webhook
+
+from clearway.shared.auth import route_scopes
+
+pytestmark = pytest.mark.integration
+
+
+async def test_an_endpoint_is_created_with_a_secret_shown_once_then_listed_updated_and_deleted(
+    service, receiver_factory
+):
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url, description="ledger sync")
+    assert created["secret"].startswith("whsec_") and created["id"].startswith("ep_")
+    got = await service.http.get(f"/v1/endpoints/{created['id']}", headers=service.auth)
+    assert got.status_code == 200 and "secret" not in got.json()
+    stored = await service.pool.fetchval("SELECT ciphertext FROM endpoint_secrets")
+    assert created["secret"].encode() not in bytes(stored), "secrets are encrypted at rest"
+
+    patched = await service.http.patch(
+        f"/v1/endpoints/{created['id']}",
+        json={"rate_limit_per_s": 5, "event_types": ["platform.test_event"]},
+        headers=service.auth,
+    )
+    assert patched.json()["rate_limit_per_s"] == 5 and patched.json()["event_types"] == [
+        "platform.test_event"
+    ]
+    listed = await service.http.get("/v1/endpoints", headers=service.auth)
+    assert [e["id"] for e in listed.json()] == [created["id"]]
+    assert (
+        await service.http.delete(f"/v1/endpoints/{created['id']}", headers=service.auth)
+    ).status_code == 204
+    assert (
+        await service.http.get(f"/v1/endpoints/{created['id']}", headers=service.auth)
+    ).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"url": "http://169.254.169.254/", "event_types": ["platform.*"]}, 422, "url"),
+        ({"url": "http://10.0.0.1/hook", "event_types": ["platform.*"]}, 422, "url"),
+        ({"url": "not a url", "event_types": ["platform.*"]}, 422, "url"),
+        ({"url": "http://127.0.0.1:9/h", "event_types": ["nothing.known"]}, 422, "event_types"),
+        ({"url": "http://127.0.0.1:9/h", "event_types": []}, 422, "event_types"),
+        ({"url": "http://127.0.0.1:9/h"}, 422, "event_types"),
+    ],
+)
+async def test_bad_input_gets_a_problem_naming_the_field(service, body, status, field):
+    r = await service.http.post("/v1/endpoints", json=body, headers=service.auth)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert field in r.text
+
+
+async def test_an_oversized_payload_is_refused_with_413(service):
+    body = {
+        "url": "http://127.0.0.1:9/h",
+        "event_types": ["platform.*"],
+        "description": "x" * 100_000,
+    }
+    r = await service.http.post("/v1/endpoints", json=body, headers=service.auth)
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_scopes_are_required_and_tenants_never_see_each_other(
+    service, token, receiver_factory
+):
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url)
+    read_only = {"Authorization": f"Bearer {token('webhooks:read')}"}
+    r = await service.http.post(
+        "/v1/endpoints", json={"url": receiver.url, "event_types": ["*"]}, headers=read_only
+    )
+    assert r.status_code == 403
+    assert (
+        await service.http.post("/v1/messages/msg_x/resend", headers=read_only)
+    ).status_code == 403
+    assert (await service.http.get("/v1/endpoints")).status_code == 401
+    other = {"Authorization": f"Bearer {token(tenant='ten_other')}"}
+    assert (
+        await service.http.get(f"/v1/endpoints/{created['id']}", headers=other)
+    ).status_code == 404
+    assert (await service.http.get("/v1/endpoints", headers=other)).json() == []
+    scopes = route_scopes(service.app)
+    public = {path for (method, path), s in scopes.items() if not s}
+    assert public == {"/healthz", "/readyz", "/metrics", "/v1/event-types"}
+
+
+async def test_the_event_catalog_lists_every_event_type_with_its_schema_and_changelog(service):
+    r = await service.http.get("/v1/event-types")
+    types = {t["type"]: t for t in r.json()["data"]}
+    assert {
+        "platform.test_event",
+        "webhooks.message.attempt.exhausted",
+        "webhooks.endpoint.disabled",
+    } <= set(types)
+    exhausted = types["webhooks.message.attempt.exhausted"]
+    assert "message_id" in exhausted["schema"]["properties"] and "## v1" in exhausted["changelog"]
+
+
+async def test_after_rotation_deliveries_carry_both_signatures_until_the_grace_period_ends(
+    service, receiver_factory, publish, make_event, eventually
+):
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url)
+    rotated = await service.http.post(
+        f"/v1/endpoints/{created['id']}/secret/rotate",
+        json={"grace_seconds": 3600},
+        headers=service.auth,
+    )
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["secret"]
+    await publish([make_event(1, run="rot")])
+    await eventually(lambda: len(receiver.requests) >= 1)
+    delivery = receiver.requests[0]
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 2
+    Webhook(created["secret"]).verify(delivery.body, delivery.headers)  # receiver with the old one
+    Verifier(new_secret).verify(delivery.body, delivery.headers)
+
+    await service.http.post(
+        f"/v1/endpoints/{created['id']}/secret/rotate",
+        json={"grace_seconds": 0},
+        headers=service.auth,
+    )
+    await publish([make_event(2, run="rot")])
+    await eventually(lambda: len(receiver.requests) >= 2)
+    assert len(receiver.requests[1].headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_a_disabled_endpoint_stores_events_as_skipped_and_a_resend_delivers_them_once_enabled(
+    service, receiver_factory, publish, make_event, eventually
+):
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url)
+    r = await service.http.post(
+        f"/v1/endpoints/{created['id']}/disable",
+        json={"reason": "maintenance"},
+        headers=service.auth,
+    )
+    assert r.json()["disabled"] is True
+    event = make_event(1, run="skip")
+    await publish([event])
+
+    async def skipped():
+        r = await service.http.get(
+            "/v1/messages", params={"status": "skipped"}, headers=service.auth
+        )
+        return r.json()["data"]
+
+    await eventually(lambda: _nonempty(skipped))
+    msg = (await skipped())[0]
+    assert receiver.requests == []
+    await service.http.post(f"/v1/endpoints/{created['id']}/enable", headers=service.auth)
+    r = await service.http.post(f"/v1/messages/{msg['id']}/resend", headers=service.auth)
+    assert r.status_code == 202
+    await eventually(lambda: len(receiver.requests) >= 1)
+    assert receiver.requests[0].headers["webhook-id"] == msg["id"]
+
+
+async def _nonempty(probe) -> bool:
+    return bool(await probe())
