@@ -198,6 +198,27 @@ class Dispatcher:
     async def _record(self, results: Sequence[Result]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             ours = await store_dispatch.record(conn, results)
+            for r in ours:
+                # Every attempt is an event too: the audit trail shows a flow's
+                # partner deliveries under the original correlation id.
+                await self.ctx.emit(
+                    conn,
+                    "webhooks.message.attempted",
+                    r.claimed.id,
+                    {
+                        "message_id": r.claimed.id,
+                        "endpoint_id": r.claimed.endpoint_id,
+                        "event_id": r.claimed.event_id,
+                        "event_type": r.claimed.event_type,
+                        "attempt": r.claimed.attempt_no,
+                        "outcome": r.outcome,
+                        "status_code": r.code,
+                        "latency_ms": float(r.latency_ms),
+                        "message_status": r.status,
+                    },
+                    tenant=r.claimed.tenant,
+                    correlation_id=r.claimed.correlation_id,
+                )
             exhausted = [r for r in ours if r.status == Status.FAILED and r.outcome != Outcome.GONE]
             gone = [r for r in ours if r.outcome == Outcome.GONE]
             if exhausted:
