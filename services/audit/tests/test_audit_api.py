@@ -1,0 +1,216 @@
+"""Support and regulators query the trail over HTTP; proofs check out client-side."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from clearway.audit.merkle import verify_consistency, verify_inclusion
+from clearway.audit.signing import Checkpoint
+from clearway.shared.auth import route_scopes
+
+from .conftest import audit_topic, event, eventually, read_events
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def flow(corr: str, tenant: str = "tn_1") -> dict[str, list]:
+    """One transfer's events across services, with their own event times."""
+    user = {"subject": "user_ann", "client_id": "app_mobile", "delegation": []}
+    kw = {"correlation_id": corr, "tenant": tenant}
+    return {
+        "consent": [
+            event(
+                "consent",
+                "authorised",
+                f"cns_{corr}",
+                1,
+                {"actor": user, "reason": "pay rent", "approver": "user_ann"},
+                time=at(0),
+                **kw,
+            ),
+        ],
+        "transfer": [
+            event("transfer", "created", f"tr_{corr}", 1, {"actor": user}, time=at(1), **kw),
+            event("transfer", "submitted", f"tr_{corr}", 2, {}, time=at(2), **kw),
+            event("transfer", "settled", f"tr_{corr}", 3, {}, time=at(3), **kw),
+        ],
+        "webhooks": [
+            event("webhooks", "attempt_failed", f"msg_{corr}", 1, {}, time=at(4), **kw),
+            event("webhooks", "delivered", f"msg_{corr}", 2, {}, time=at(5), **kw),
+        ],
+    }
+
+
+async def ingest_flows(s, *flows) -> int:
+    total = 0
+    # Publish the webhook attempts first: arrival order is not time order.
+    for domain in ("webhooks", "transfer", "consent"):
+        for f in flows:
+            await s.publish(domain, *f[domain])
+            total += len(f[domain])
+
+    async def all_in() -> bool:
+        return await s.count() == total
+
+    await eventually(all_in)
+    return total
+
+
+async def test_a_correlation_id_returns_the_whole_flow_in_time_order(audit_service):
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"), flow("corr_b"), flow("corr_x", tenant="tn_2"))
+    async with s.client() as c:
+        r = await c.get("/v1/audit/records", params={"correlation_id": "corr_a"})
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [i["type"] for i in items] == [
+        "consent.authorised",
+        "transfer.created",
+        "transfer.submitted",
+        "transfer.settled",
+        "webhooks.attempt_failed",
+        "webhooks.delivered",
+    ]
+    assert {i["source"] for i in items} == {"/consent", "/transfer", "/webhooks"}
+    assert items[4]["outcome"] == "failure" and items[0]["reason"] == "pay rent"
+    assert r.json()["next_cursor"] is None
+
+
+async def test_search_by_actor_resource_and_time_range_pages_with_a_cursor(audit_service):
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"), flow("corr_b"))
+    async with s.client() as c:
+        by_actor = (await c.get("/v1/audit/records", params={"actor": "user_ann"})).json()
+        assert len(by_actor["items"]) == 4
+        by_resource = (await c.get("/v1/audit/records", params={"resource": "tr_corr_b"})).json()
+        assert [i["type"].split(".")[1] for i in by_resource["items"]] == [
+            "created",
+            "submitted",
+            "settled",
+        ]
+        window = {"since": at(1).isoformat(), "until": at(3).isoformat()}
+        in_range = (await c.get("/v1/audit/records", params=window)).json()["items"]
+        assert sorted(i["type"] for i in in_range) == sorted(
+            ["transfer.created", "transfer.submitted"] * 2
+        )
+        seen, cursor, pages = [], None, 0
+        while pages < 20:
+            params = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+            page = (await c.get("/v1/audit/records", params=params)).json()
+            seen += page["items"]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert pages == 3 and len(seen) == 12
+    keys = [(i["occurred_at"], i["position"]) for i in seen]
+    assert keys == sorted(keys) and len(set(keys)) == 12
+
+
+async def test_tenants_never_see_each_others_records(audit_service):
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"), flow("corr_x", tenant="tn_2"))
+    async with s.client(s.token(tenant="tn_2")) as c:
+        mine = (await c.get("/v1/audit/records", params={"correlation_id": "corr_x"})).json()
+        theirs = (await c.get("/v1/audit/records", params={"correlation_id": "corr_a"})).json()
+        assert len(mine["items"]) == 6 and theirs["items"] == []
+        pos = await s.admin.fetchval("SELECT position FROM records WHERE tenant = 'tn_1' LIMIT 1")
+        assert (await c.get(f"/v1/audit/records/{pos}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "params, status, field",
+    [
+        ({"limit": 0}, 422, "query.limit"),
+        ({"limit": 10_000}, 422, "query.limit"),
+        ({"since": "yesterday"}, 422, "query.since"),
+        ({"since": "2026-01-02T00:00:00"}, 422, "since"),
+        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 422, "until"),
+        ({"cursor": "%%%not-a-cursor"}, 400, "cursor"),
+    ],
+)
+async def test_bad_search_parameters_get_a_problem_naming_the_field(
+    audit_service, params, status, field
+):
+    async with audit_service.client() as c:
+        r = await c.get("/v1/audit/records", params=params)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert field in r.text and r.json()["correlation_id"]
+
+
+async def test_every_route_declares_its_scope_and_tokens_are_required(audit_service):
+    s = audit_service
+    scopes = route_scopes(s.app)
+    assert scopes[("GET", "/v1/audit/records")] == {"audit:read"}
+    assert scopes[("GET", "/v1/audit/verify")] == {"audit:read"}
+    assert scopes[("POST", "/v1/audit/checkpoints")] == {"audit:admin"}
+    assert scopes[("GET", "/v1/audit/keys")] == set()  # public, like a JWKS
+    async with s.client("not-a-token") as c:
+        assert (await c.get("/v1/audit/records")).status_code == 401
+    async with s.client(s.token(scopes=("payments:read",))) as c:
+        assert (await c.get("/v1/audit/records")).status_code == 403
+        assert (await c.post("/v1/audit/checkpoints")).status_code == 403
+
+
+async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(audit_service):
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"))
+    admin = s.client(s.token(scopes=("audit:read", "audit:admin")))
+    async with admin as c:
+        first = (await c.post("/v1/audit/checkpoints")).json()
+        await ingest_flows(s, flow("corr_a"), flow("corr_b"))  # republished flow adds nothing
+        second = (await c.post("/v1/audit/checkpoints")).json()
+        assert (first["tree_size"], second["tree_size"]) == (6, 12)
+        report = (await c.get("/v1/audit/verify")).json()
+        assert report["ok"] and report["tree_size"] == 12 and report["checkpoints_checked"] == 2
+        keys = (await c.get("/v1/audit/keys")).json()["keys"]
+        assert first["key_id"] in {k["kid"] for k in keys}
+        proof = (await c.get("/v1/audit/proofs/inclusion", params={"position": 7})).json()
+        cons = (
+            await c.get("/v1/audit/proofs/consistency", params={"first": 6, "second": 12})
+        ).json()
+        bad = await c.get("/v1/audit/proofs/consistency", params={"first": 12, "second": 6})
+        assert bad.status_code == 422
+        missing = await c.get("/v1/audit/proofs/inclusion", params={"position": 99})
+        assert missing.status_code == 404
+    cp = s.app.state.keyring.verifies(
+        Checkpoint(
+            second["tree_size"],
+            bytes.fromhex(second["root_hash"]),
+            datetime.fromisoformat(second["issued_at"]),
+            second["key_id"],
+            __import__("base64").b64decode(second["signature"]),
+        )
+    )
+    assert cp
+    assert verify_inclusion(
+        7,
+        12,
+        bytes.fromhex(proof["leaf_hash"]),
+        [bytes.fromhex(h) for h in proof["audit_path"]],
+        bytes.fromhex(second["root_hash"]),
+    )
+    # Every signed head is also announced on the audit topic, and not audited itself.
+    announced = await read_events(s.settings.kafka_bootstrap, audit_topic(s), 2)
+    assert [(e.type, e.data["tree_size"]) for e in announced] == [
+        ("audit.checkpoint_signed", 6),
+        ("audit.checkpoint_signed", 12),
+    ]
+    assert announced[1].data["root_hash"] == second["root_hash"]
+    assert await s.count() == 12
+    assert verify_consistency(
+        6,
+        12,
+        bytes.fromhex(first["root_hash"]),
+        bytes.fromhex(second["root_hash"]),
+        [bytes.fromhex(h) for h in cons["consistency_path"]],
+    )

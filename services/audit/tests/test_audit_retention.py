@@ -1,0 +1,117 @@
+"""Retention drops whole expired partitions; what remains still verifies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from clearway.audit import handlers, store
+from clearway.audit.merkle import Pruned, verify_inclusion
+from clearway.audit.retention import RetentionRefused, apply_retention, partitions
+from clearway.audit.verification import verify_log
+
+from .test_audit_tamper_evidence import as_superuser
+
+pytestmark = pytest.mark.integration
+
+
+async def three_months_of_records(log) -> None:
+    for month, n, start in ((8, 10, 0), (9, 10, 10), (11, 5, 20)):
+        log.clock.now = datetime(2026, month, 15, tzinfo=UTC)
+        await log.append(n, start=start)
+        await log.checkpoint()
+
+
+async def verify(log):
+    async with log.pool.acquire() as conn:
+        return await verify_log(conn, log.keyring, chunk=4)
+
+
+async def test_records_land_in_monthly_partitions(audit_log):
+    await three_months_of_records(audit_log)
+    names = [p.name for p in await partitions(audit_log.admin)]
+    assert {"records_20260801t00", "records_20260901t00", "records_20261101t00"} <= set(names)
+    in_august = await audit_log.admin.fetchval("SELECT count(*) FROM records_20260801t00")
+    assert in_august == 10
+
+
+async def test_dropping_expired_partitions_keeps_the_rest_verifiable(audit_log):
+    log = audit_log
+    await three_months_of_records(log)
+    dropped = await apply_retention(
+        log.settings.database_url,
+        log.keyring,
+        older_than=datetime(2026, 10, 1, tzinfo=UTC),
+        operator="ops_kim",
+        reason="retention schedule: 60 days",
+        clock=log.clock,
+    )
+    assert [(d.partition, d.cut_size) for d in dropped] == [
+        ("records_20260801t00", 10),
+        ("records_20260901t00", 20),
+    ]
+    assert await log.admin.fetchval("SELECT min(position) FROM records") == 20
+    report = await verify(log)
+    assert report.ok, report.failure
+    assert (report.first_position, report.tree_size) == (20, 27)  # + 2 retention records
+    # The operator's action is itself on the record.
+    docs = await log.admin.fetch(
+        "SELECT content::jsonb AS d FROM records"
+        " WHERE content::jsonb ->> 'action' = 'audit.partition_dropped'"
+    )
+    assert {r["d"]["actor"]["subject"] for r in docs} == {"ops_kim"}
+    assert {r["d"]["reason"] for r in docs} == {"retention schedule: 60 days"}
+
+    # New checkpoints continue from the kept compact range, proofs still work.
+    cp = await log.checkpoint()
+    assert cp.tree_size == 27
+    async with log.pool.acquire() as conn:
+        proof = await handlers.prove_inclusion(conn, 23, cp)
+        assert verify_inclusion(23, 27, proof.leaf_hash, proof.path, cp.root_hash)
+        with pytest.raises(Pruned):
+            await handlers.prove_inclusion(conn, 4, cp)
+    assert (await verify(log)).ok
+
+    # Tampering with what remains is still caught.
+    await as_superuser(log.admin, "DELETE FROM records WHERE position = 21")
+    bad = await verify(log)
+    assert (bad.ok, bad.failure.position) == (False, 21)
+
+
+async def test_retention_refuses_to_drop_anything_from_a_log_that_does_not_verify(audit_log):
+    log = audit_log
+    await three_months_of_records(log)
+    await as_superuser(log.admin, "UPDATE records SET content = content || ' ' WHERE position = 3")
+    with pytest.raises(RetentionRefused, match="position=3"):
+        await apply_retention(
+            log.settings.database_url,
+            log.keyring,
+            older_than=datetime(2026, 10, 1, tzinfo=UTC),
+            operator="ops_kim",
+            reason="schedule",
+            clock=log.clock,
+        )
+    assert await log.admin.fetchval("SELECT count(*) FROM records_20260801t00") == 10
+
+
+async def test_a_forged_retention_cut_does_not_verify(audit_log):
+    log = audit_log
+    await three_months_of_records(log)
+    await apply_retention(
+        log.settings.database_url,
+        log.keyring,
+        older_than=datetime(2026, 9, 1, tzinfo=UTC),
+        operator="ops_kim",
+        reason="schedule",
+        clock=log.clock,
+    )
+    cut = await store.latest_cut(log.admin)
+    await log.admin.execute(
+        "INSERT INTO retention_cuts (cut_size, frontier, partition_name, anchor_size, operator,"
+        " reason) VALUES ($1, $2, 'forged', 0, 'x', 'x')",
+        cut.size + 10,
+        [b"\x00" * 32] * (cut.size + 10).bit_count(),
+    )
+    report = await verify(log)
+    assert not report.ok
