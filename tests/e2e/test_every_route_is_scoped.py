@@ -1,0 +1,153 @@
+"""Every route of every resource service: the shared token check, route by route.
+
+For each route that declares scopes (``route_scopes``): a token lacking the
+route's scope gets 403 naming it; a token with it gets past authorisation (any
+answer but 401/403); an expired, ``alg: none`` or wrong-audience token gets 401.
+Routes without a scope must be on the short list of public ones. The consent
+service is the issuer itself; its own suite runs the same matrix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from clearway.shared.auth import route_scopes
+from clearway.shared.testing.issuer import TestIssuer
+
+pytestmark = pytest.mark.integration
+
+ISSUER = "https://auth.test.clearway"
+PUBLIC = {
+    "transfer": {"/healthz", "/readyz", "/metrics"},
+    "webhooks": {"/healthz", "/readyz", "/metrics", "/v1/event-types"},
+    "audit": {"/healthz", "/readyz", "/metrics", "/v1/audit/keys"},
+}
+
+
+def transfer_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
+    from clearway.transfer.bootstrap import TransferSettings, build_app
+
+    # The transfer service fetches its JWKS over HTTP; a fixed one goes through
+    # the same verifier, so the app's verifier is swapped after build (below).
+    return build_app(
+        TransferSettings(
+            platform=platform,
+            issuer=ISSUER,
+            run_executor=False,
+            revocation_feed=False,
+            rail_url="http://127.0.0.1:9",
+        )
+    )
+
+
+def webhooks_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
+    from clearway.webhooks.bootstrap import build_app
+    from clearway.webhooks.settings import WebhooksSettings
+
+    return build_app(WebhooksSettings(platform=platform, issuer=ISSUER, jwks=issuer.jwks()))
+
+
+def audit_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
+    from clearway.audit.bootstrap import AuditSettings, build_app
+
+    return build_app(
+        AuditSettings(
+            database_url=platform.database_url,
+            kafka_bootstrap=platform.kafka_bootstrap,
+            topic_prefix=platform.topic_prefix,
+            issuer=ISSUER,
+            jwks=issuer.jwks(),
+            keyring_path=tmp / "audit-keys.json",
+        )
+    )
+
+
+SERVICES: dict[str, Callable[..., FastAPI]] = {
+    "transfer": transfer_app,
+    "webhooks": webhooks_app,
+    "audit": audit_app,
+}
+
+
+@asynccontextmanager
+async def running(app: FastAPI, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        from clearway.shared.auth import TokenVerifier
+
+        current = app.state.token_verifier
+        app.state.token_verifier = TokenVerifier(
+            ISSUER, current.audience, issuer.jwks(), revocations=current.revocations
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://svc"
+        ) as http:
+            yield http
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "does_not_exist_1", path)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_every_route_refuses_missing_scopes_and_bad_tokens_and_passes_with_its_scope(
+    service, platform, tmp_path
+):
+    issuer = TestIssuer(ISSUER)
+    app = SERVICES[service](platform, issuer, tmp_path)
+    scopes = route_scopes(app)
+    public = {path for (_, path), need in scopes.items() if not need}
+    assert public <= PUBLIC[service], f"routes without a scope: {public - PUBLIC[service]}"
+    scoped = {k: v for k, v in scopes.items() if v}
+    assert scoped, "a service with no scoped route is not protected at all"
+    print(f"{service}: {len(scoped)} scoped routes, public {sorted(public)}")
+    audience = app.state.token_verifier.audience if hasattr(app.state, "token_verifier") else None
+    audience = audience or f"clearway-{service}"
+
+    def token(scope: set[str], **kw) -> str:
+        return issuer.token(
+            sub="usr_route_check",
+            client_id="cli_route_check",
+            scopes=sorted(scope),
+            audience=kw.pop("audience", audience),
+            tenant="tnt_route_check",
+            **kw,
+        )
+
+    all_scopes = set().union(*scoped.values())
+    async with running(app, issuer) as http:
+        for (method, path), need in sorted(scoped.items()):
+            url = concrete(path)
+            body = {} if method in {"POST", "PUT", "PATCH"} else None
+            headers = {"Idempotency-Key": "route-check"}
+
+            async def call(tok: str | None):
+                h = dict(headers)
+                if tok is not None:
+                    h["Authorization"] = f"Bearer {tok}"
+                return await http.request(method, url, json=body, headers=h)
+
+            without = await call(token(all_scopes - need or {"openid"}))
+            assert without.status_code == 403, (method, path, without.text)
+            assert sorted(need)[0] in without.text
+
+            granted = await call(token(need))
+            assert granted.status_code not in (401, 403), (method, path, granted.text)
+
+            for bad in (
+                token(need, ttl_s=-120),
+                token(need, audience="clearway-somebody-else"),
+                issuer.alg_none_token(
+                    "usr_route_check", "cli_route_check", sorted(need), audience, "tnt_route_check"
+                ),
+                None,
+            ):
+                r = await call(bad)
+                assert r.status_code == 401, (method, path, r.text)
+                assert r.headers["content-type"].startswith("application/problem+json")
