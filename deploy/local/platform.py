@@ -112,6 +112,8 @@ def up() -> int:
         env = _env(ep) | {"CLEARWAY_PORT": str(port), "CLEARWAY_SEED_DEMO": "1"}
         if tracing:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = OTLP_HTTP
+        # Local development only: partners' test receivers run on this machine.
+        env.setdefault("CLEARWAY_WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
         proc = subprocess.Popen(
             [sys.executable, "-m", f"clearway.{pkg}"],
             stdout=log,

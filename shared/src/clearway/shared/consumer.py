@@ -20,7 +20,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,6 +54,34 @@ INFRA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     TimeoutError,
 )
+
+
+@contextmanager
+def event_scope(ev: Event, consumer: str, *, topic: str | None = None) -> Iterator[None]:
+    """Handle ``ev`` inside its trace and correlation: a CONSUMER span whose parent
+    is the event's ``traceparent``, with the correlation id and tenant bound.
+
+    The kit opens it around per-event handlers; batch handlers use it around the
+    work they do for each event so outbox writes continue the event's trace.
+    """
+    parent = context_from_traceparent(ev.traceparent, ev.tracestate)
+    with (
+        correlation(ev.correlation_id, ev.tenant),
+        _tracer.start_as_current_span(
+            f"{topic or ev.type} process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": topic or "",
+                "messaging.message.id": ev.id,
+                "messaging.consumer.group.name": consumer,
+                "clearway.correlation_id": ev.correlation_id or "",
+                "clearway.event_type": ev.type,
+            },
+        ),
+    ):
+        yield
 
 
 class PermanentError(Exception):
@@ -161,7 +190,16 @@ class IdempotentConsumer:
                     fresh.discard(ev.id)  # a copy inside the same batch counts once
                     todo.append((r, ev))
             if self.batch_handler is not None:
-                if todo:
+                if len(todo) == 1:  # the common case at low rates: one unbroken trace
+                    r, ev = todo[0]
+                    with event_scope(ev, self.name, topic=r.topic):
+                        await self.batch_handler(conn, [ev])
+                elif todo:
+                    # Each event's consumption still shows in its own trace; work the
+                    # batch handler does per event can continue it with event_scope().
+                    for r, ev in todo:
+                        with event_scope(ev, self.name, topic=r.topic):
+                            pass
                     await self.batch_handler(conn, [ev for _, ev in todo])
             else:
                 assert self.handler is not None
@@ -175,22 +213,7 @@ class IdempotentConsumer:
 
     async def _traced(self, conn: asyncpg.Connection, r: KafkaRecord, ev: Event) -> None:
         assert self.handler is not None
-        parent = context_from_traceparent(ev.traceparent, ev.tracestate)
-        with (
-            correlation(ev.correlation_id, ev.tenant),
-            _tracer.start_as_current_span(
-                f"{r.topic} process",
-                context=parent,
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": r.topic,
-                    "messaging.message.id": ev.id,
-                    "messaging.consumer.group.name": self.name,
-                    "clearway.correlation_id": ev.correlation_id or "",
-                },
-            ),
-        ):
+        with event_scope(ev, self.name, topic=r.topic):
             await self.handler(conn, ev)
 
     async def _one_by_one(

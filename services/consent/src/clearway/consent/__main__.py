@@ -12,10 +12,12 @@ import uvicorn
 from clearway.consent.bootstrap import build_app
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.logging import configure_logging
+from clearway.shared.telemetry import setup_tracing
 
 
 def main(argv: list[str]) -> int:
     configure_logging("consent")
+    setup_tracing("consent")
     settings = ConsentSettings.from_env()
     if argv[:1] == ["seed"]:
         from clearway.consent.seed import seed_standalone

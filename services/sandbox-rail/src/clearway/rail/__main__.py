@@ -6,10 +6,12 @@ import uvicorn
 
 from clearway.rail.bootstrap import RailSettings, build_app
 from clearway.shared.logging import configure_logging
+from clearway.shared.telemetry import setup_tracing
 
 
 def main() -> None:
     configure_logging("sandbox-rail")
+    setup_tracing("sandbox-rail")
     settings = RailSettings.from_env()
     uvicorn.run(build_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
 

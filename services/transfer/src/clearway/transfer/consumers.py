@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from clearway.shared.consumer import event_scope
 from clearway.shared.events import Event
 from clearway.shared.redaction import find_pans
 from clearway.transfer.domain import Actor, InvalidField, TransferRequest
@@ -124,7 +125,17 @@ async def _apply_intent(core: Core, intent: Event) -> Event:
 
 
 def executor_batch_handler(executor: Executor):
+    async def one(ev: Event) -> None:
+        # Each execution continues its event's trace and correlation id, so the
+        # rail call and the settled/failed events join the transfer's flow.
+        with event_scope(ev, "transfer-executor"):
+            await executor.execute(ev.data["transfer_id"])
+
     async def run(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
-        await executor.execute_many([ev.data["transfer_id"] for ev in events])
+        """Run them at once; re-raise the first failure after all have finished."""
+        results = await asyncio.gather(*(one(ev) for ev in events), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
 
     return run

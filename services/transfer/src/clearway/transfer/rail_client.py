@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 
+from clearway.shared.context import current_correlation_id
 from clearway.transfer.domain import retry_delay
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class RailClient:
             attempt += 1
             retry_after: float | None = None
             try:
-                r = await self._http.post("/v1/charges", json=payload)
+                r = await self._http.post("/v1/charges", json=payload, headers=_trace_headers())
                 if r.status_code in (200, 201):
                     return _charge(r.json())
                 if 400 <= r.status_code < 500 and r.status_code not in (408, 409, 429):
@@ -90,7 +92,7 @@ class RailClient:
     async def find(self, reference: str) -> RailCharge | None:
         """The charge made under ``reference``, or None (also when the rail cannot say)."""
         try:
-            r = await self._http.get(f"/v1/charges/{reference}")
+            r = await self._http.get(f"/v1/charges/{reference}", headers=_trace_headers())
         except httpx.TransportError:
             return None
         if r.status_code == 200:
@@ -124,3 +126,13 @@ def _retry_after(r: httpx.Response) -> float | None:
         return float(r.headers["retry-after"])
     except (KeyError, ValueError):
         return None
+
+
+def _trace_headers() -> dict[str, str]:
+    """W3C trace context and correlation id, so the rail's spans join the transfer's trace."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    cid = current_correlation_id()
+    if cid:
+        headers["X-Correlation-ID"] = cid
+    return headers
