@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -162,3 +164,24 @@ async def _read_events(settings, type_: str, n: int) -> list[dict]:
     finally:
         await consumer.stop()
     raise AssertionError(f"only {len(found)} {type_} events")
+
+
+async def test_an_endpoint_failing_continuously_for_the_configured_period_is_disabled(
+    service_factory, settings, receiver_factory, publish, make_event, eventually
+):
+    service = await service_factory(replace(settings, disable_after_failing_s=1.0))
+    receiver = await receiver_factory(lambda req, n: (500, {}, b"down"))
+    endpoint = await service.create_endpoint(receiver.url)
+    # A steady trickle of failures for longer than the period, none succeeding.
+    for i in range(6):
+        await publish([make_event(i, run="failing")])
+        await asyncio.sleep(0.4)
+    disabled = await _read_events(service.settings, "webhooks.endpoint.disabled", 1)
+    assert disabled[0]["endpoint_id"] == endpoint["id"]
+    ep = (await service.http.get(f"/v1/endpoints/{endpoint['id']}", headers=service.auth)).json()
+    assert ep["disabled"] is True and receiver.requests
+    # Later events for it are kept as skipped (replayable), not attempted.
+    attempts_before = len(receiver.requests)
+    await publish([make_event(99, run="failing")])
+    await eventually(lambda: _len_at_least(lambda: _status(service, endpoint["id"], "skipped"), 1))
+    assert len(receiver.requests) == attempts_before
