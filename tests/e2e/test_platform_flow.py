@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,15 +23,11 @@ import pytest
 import uvicorn
 from clearway_webhook_verify import Verifier
 
+from clearway.shared.testing.helpers import eventually, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVICES = ["consent", "rail", "transfer", "webhooks", "audit"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Platform:
@@ -149,17 +144,6 @@ class Receiver:
         finally:
             server.should_exit = True
             await task
-
-
-async def eventually(probe, timeout: float = 90.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"not reached within {timeout}s; last: {last}")
 
 
 async def test_one_transfer_flows_through_every_service_under_one_correlation_id(

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-
 from clearway.shared.db import Migration
 
 SCHEMA = "kitdemo"
@@ -16,15 +12,3 @@ EFFECTS = Migration(
     "CREATE TABLE effects (id bigserial PRIMARY KEY, event_id text NOT NULL,"
     " correlation_id text, amount bigint NOT NULL)",
 )
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[bool]], timeout: float = 60.0, interval: float = 0.1
-) -> None:
-    """Wait until ``probe()`` is true; fail with the elapsed time otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await probe():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")

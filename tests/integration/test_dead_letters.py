@@ -12,8 +12,9 @@ from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.relay import idempotent_producer
+from clearway.shared.testing.helpers import eventually
 
-from .kit_helpers import EFFECTS, SCHEMA, eventually
+from .kit_helpers import EFFECTS, SCHEMA
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,10 @@ from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempote
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.schemas import SchemaValidationError, default_registry
+from clearway.shared.testing.helpers import eventually
 from clearway.shared.testing.issuer import TestIssuer
 
-from .kit_helpers import EFFECTS, eventually
+from .kit_helpers import EFFECTS
 
 pytestmark = pytest.mark.integration
 

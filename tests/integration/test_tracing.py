@@ -17,8 +17,9 @@ from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempote
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.telemetry import setup_tracing
+from clearway.shared.testing.helpers import eventually
 
-from .kit_helpers import EFFECTS, SCHEMA, eventually
+from .kit_helpers import EFFECTS, SCHEMA
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,8 @@ an admin connection to its schema, a producer to publish CloudEvents with."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,20 +29,10 @@ from clearway.shared.db import init_connection
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.relay import idempotent_producer
+from clearway.shared.testing.helpers import eventually, free_port
 from clearway.shared.testing.issuer import TestIssuer
 
 DOMAINS = ("transfer", "webhooks", "consent")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[bool]], timeout: float = 60.0, interval: float = 0.2
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await probe():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class FakeClock:
@@ -137,12 +126,6 @@ async def read_events(bootstrap: str, topic: str, n: int, timeout: float = 60) -
     finally:
         await consumer.stop()
     return sorted(out, key=lambda e: e.time)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,8 +9,9 @@ import pytest
 from clearway.audit.merkle import verify_consistency, verify_inclusion
 from clearway.audit.signing import Checkpoint
 from clearway.shared.auth import route_scopes
+from clearway.shared.testing.helpers import eventually
 
-from .conftest import audit_topic, event, eventually, read_events
+from .conftest import audit_topic, event, read_events
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ from clearway.shared import dlt_cli
 from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.kafka import ensure_topics, make_broker
+from clearway.shared.testing.helpers import eventually
 
-from .conftest import event, eventually
+from .conftest import event
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from .conftest import eventually, free_port
+from clearway.shared.testing.helpers import eventually, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,7 @@ from joserfc.jwk import KeySet
 from playwright.async_api import async_playwright
 
 from clearway.consent import clients
-
-from .conftest import eventually, free_port, serve
+from clearway.shared.testing.helpers import eventually, free_port, serve
 
 pytestmark = pytest.mark.integration
 

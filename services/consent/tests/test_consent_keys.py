@@ -9,8 +9,9 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from clearway.consent.bootstrap import build_app, key_ring
+from clearway.shared.testing.helpers import eventually, serve
 
-from .conftest import eventually, read_events, serve
+from .conftest import read_events
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from clearway.shared.auth import RevocationSet, apply_record
+from clearway.shared.testing.helpers import eventually
 
-from .conftest import authorised_token, eventually, payment_details, read_events
+from .conftest import authorised_token, payment_details, read_events
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
 from clearway.consent import clients
+from clearway.shared.testing.helpers import eventually
 
-from .conftest import eventually, read_events
+from .conftest import read_events
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,9 @@ import sys
 import httpx
 import pytest
 
-from .conftest import authorised_token, free_port, read_events
+from clearway.shared.testing.helpers import free_port
+
+from .conftest import authorised_token, read_events
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,9 @@ import time
 import pytest
 from joserfc import jws
 
-from .conftest import authorised_token, eventually
+from clearway.shared.testing.helpers import eventually
+
+from .conftest import authorised_token
 
 pytestmark = pytest.mark.integration
 

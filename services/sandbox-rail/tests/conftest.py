@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -12,12 +11,7 @@ import pytest_asyncio
 import uvicorn
 
 from clearway.rail.bootstrap import RailSettings, build_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from clearway.shared.testing.helpers import free_port
 
 
 @pytest_asyncio.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,57 +11,16 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
 from clearway.rail.bootstrap import RailSettings
 from clearway.rail.bootstrap import build_app as build_rail
+from clearway.shared.testing.helpers import eventually as wait_until
+from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
 from clearway.transfer.bootstrap import TransferSettings
 from clearway.transfer.bootstrap import build_app as build_transfer
 
 SCOPES = ("payments:initiate", "payments:read", "payments:cancel")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1 (a real server) for the block."""
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 90
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server exited during start-up")
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 60)
-
-
-async def wait_until(
-    probe: Callable[[], Awaitable[Any]], timeout: float = 90.0, interval: float = 0.1
-) -> Any:
-    """Wait until ``probe()`` is truthy and return it; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture(scope="session")

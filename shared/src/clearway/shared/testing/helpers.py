@@ -1,0 +1,66 @@
+"""Small helpers every test suite needs: free ports, real local servers, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import uvicorn
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    timeout: float = 90.0,  # noqa: ASYNC109 - a polling bound, not a cancel scope
+    interval: float = 0.1,
+) -> T:
+    """Wait until ``probe()`` returns something truthy and return it.
+
+    Tests never assert on timing: the machine is shared and noisy, so waits are
+    generous and fail with the elapsed bound rather than a race.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await probe()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: Any, port: int | None = None, *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
+    """Run an ASGI ``app`` with uvicorn on 127.0.0.1 (a real server) inside this loop."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan=lifespan)
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 90
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 60)
