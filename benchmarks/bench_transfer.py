@@ -199,6 +199,22 @@ async def drive(port: int, token: str, keys: list[str], concurrency: int) -> tup
     return len(keys) / elapsed, latencies
 
 
+async def drive_all(
+    ports: list[int], token: str, keys: list[str], concurrency: int
+) -> tuple[float, list]:
+    """Spread the keys over every replica (the service is stateless: any replica
+    answers any key, replays included) and time the whole."""
+    t0 = time.perf_counter()
+    parts = await asyncio.gather(
+        *(
+            drive(p, token, keys[i :: len(ports)], max(1, concurrency // len(ports)))
+            for i, p in enumerate(ports)
+        )
+    )
+    elapsed = time.perf_counter() - t0
+    return len(keys) / elapsed, [x for _, lat in parts for x in lat]
+
+
 async def pgbench_only(concurrency: int, seconds: int) -> None:
     from clearway.shared.db import load_migrations, migrate
     from clearway.transfer.bootstrap import MIGRATIONS
@@ -215,9 +231,10 @@ async def pgbench_only(concurrency: int, seconds: int) -> None:
         print(f"pgbench {run_pgbench(db, concurrency, seconds):.0f} tps")
 
 
-async def main(n: int, concurrency: int, seconds: int) -> None:
+async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> None:
     issuer = TestIssuer()
-    jwks_port, port = _port(), _port()
+    jwks_port = _port()
+    ports = [_port() for _ in range(replicas)]
     jwks = uvicorn.Server(
         uvicorn.Config(
             Starlette(routes=[Route("/jwks.json", lambda r: JSONResponse(issuer.jwks()))]),
@@ -234,7 +251,6 @@ async def main(n: int, concurrency: int, seconds: int) -> None:
             **os.environ,
             "CLEARWAY_DATABASE_URL": db,
             "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
-            "CLEARWAY_PORT": str(port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
             "CLEARWAY_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
             "CLEARWAY_RUN_EXECUTOR": "0",
@@ -242,28 +258,33 @@ async def main(n: int, concurrency: int, seconds: int) -> None:
             "CLEARWAY_TOPIC_PREFIX": f"bench{os.getpid()}.",
         }
         log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
+        procs = []
         with log.open("wb") as out:
             # BENCH_PROFILE=<path>: profile the service with cProfile (written on exit)
             prof = os.environ.get("BENCH_PROFILE")
             wrap = ["-m", "cProfile", "-o", prof] if prof else []
-            proc = subprocess.Popen(
-                [sys.executable, *wrap, "-m", "clearway.transfer"],
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
-        url = f"http://127.0.0.1:{port}"
+            for port in ports:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, *wrap, "-m", "clearway.transfer"],
+                        env=env | {"CLEARWAY_PORT": str(port)},
+                        stdout=out,
+                        stderr=out,
+                    )
+                )
         try:
             async with httpx.AsyncClient() as c:
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline:
-                    if proc.poll() is not None:
-                        raise SystemExit(f"transfer service exited; see {log}")
-                    try:
-                        if (await c.get(url + "/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
+                for proc, port in zip(procs, ports, strict=True):
+                    url = f"http://127.0.0.1:{port}"
+                    deadline = time.monotonic() + 300
+                    while time.monotonic() < deadline:
+                        if proc.poll() is not None:
+                            raise SystemExit(f"transfer service exited; see {log}")
+                        try:
+                            if (await c.get(url + "/healthz")).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            await asyncio.sleep(0.1)
             token = issuer.token(
                 sub="usr_b",
                 client_id="cli_b",
@@ -272,22 +293,31 @@ async def main(n: int, concurrency: int, seconds: int) -> None:
                 tenant="ten_b",
                 ttl_s=3600,
             )
-            await drive(port, token, [f"warm-{i}" for i in range(200)], concurrency)
-            cpu0 = cpu_seconds(proc.pid)
-            new_rate, new_lat = await drive(
-                port, token, [f"new-{i}" for i in range(n)], concurrency
+
+            def cpu() -> float:
+                return sum(cpu_seconds(p.pid) for p in procs)
+
+            await drive_all(ports, token, [f"warm-{i}" for i in range(200)], concurrency)
+            cpu0 = cpu()
+            new_rate, new_lat = await drive_all(
+                ports, token, [f"new-{i}" for i in range(n)], concurrency
             )
             replay_keys = [f"new-{i % 500}" for i in range(n)]
-            cpu1 = cpu_seconds(proc.pid)
-            replay_rate, replay_lat = await drive(port, token, replay_keys, concurrency)
-            cpu2 = cpu_seconds(proc.pid)
+            cpu1 = cpu()
+            replay_rate, replay_lat = await drive_all(ports, token, replay_keys, concurrency)
+            cpu2 = cpu()
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                proc.wait(timeout=60)
         pg_tps = run_pgbench(db, concurrency, seconds)
     jwks.should_exit = True
     await jwks_task
-    print("\n== transfer: POST /v1/transfers (HTTP + JWT + idempotency + outbox) ==")
+    print(
+        f"\n== transfer: POST /v1/transfers (HTTP + JWT + idempotency + outbox),"
+        f" {replicas} replica(s) =="
+    )
     print(f"new-key accepts  {new_rate:8.0f}/s  {summary(new_lat)}")
     print(f"replays          {replay_rate:8.0f}/s  {summary(replay_lat)}")
     print(
@@ -307,8 +337,11 @@ if __name__ == "__main__":
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--pgbench-only", action="store_true", help="debug the baseline alone")
+    ap.add_argument(
+        "--replicas", type=int, default=1, help="transfer service processes sharing the load"
+    )
     a = ap.parse_args()
     if a.pgbench_only:
         asyncio.run(pgbench_only(a.concurrency, a.pgbench_seconds))
     else:
-        asyncio.run(main(a.requests, a.concurrency, a.pgbench_seconds))
+        asyncio.run(main(a.requests, a.concurrency, a.pgbench_seconds, a.replicas))
