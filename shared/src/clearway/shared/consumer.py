@@ -1,4 +1,4 @@
-"""Idempotent consumers (DESIGN §4.3, §4.4).
+"""Idempotent consumers (docs/design.md §4.3, §4.4).
 
 A batch of records is applied in one Postgres transaction together with its
 inbox rows ``(consumer, event_id, correlation_id)``: an event whose inbox row

@@ -1,6 +1,6 @@
 """Postgres access for services: pools bound to a service's schema, migrations, roles.
 
-Each service owns one schema and one login role (DESIGN §1). Migrations run as
+Each service owns one schema and one login role (docs/design.md §1). Migrations run as
 the admin user; the runtime role gets rights on its own schema only, so a
 service that tried to read another service's tables would be refused by the
 database itself, not by convention.

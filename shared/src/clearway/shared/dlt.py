@@ -1,4 +1,4 @@
-"""Dead-letter topics (DESIGN §3, §4.4).
+"""Dead-letter topics (docs/design.md §3, §4.4).
 
 A message a consumer cannot apply goes to ``<topic>.<group>.dlt`` with its
 original key, value and headers, plus ``dlt_*`` headers saying why, from

@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 in Kafka binary mode (DESIGN §3).
+"""CloudEvents 1.0 in Kafka binary mode (docs/design.md §3).
 
 The payload is the event's ``data`` as JSON; every attribute travels in a
 ``ce_*`` header (CloudEvents Kafka protocol binding, binary content mode).

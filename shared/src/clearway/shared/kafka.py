@@ -3,7 +3,7 @@
 Subscribers fetch batches, apply them through an :class:`IdempotentConsumer`
 and acknowledge (commit offsets) only after the database commit
 (``AckPolicy.MANUAL``). FastStream does not support Kafka transactions; the
-outbox + inbox pair gives exactly-once effects instead (DESIGN §4).
+outbox + inbox pair gives exactly-once effects instead (docs/design.md §4).
 """
 
 from __future__ import annotations

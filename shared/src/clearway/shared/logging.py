@@ -4,7 +4,7 @@
 ``ts``, ``level``, ``service``, ``logger``, ``message``, ``correlation_id``,
 ``trace_id``/``span_id`` (W3C hex, when a span is recording), the ``extra=``
 fields and ``exc``. Everything in a line goes through
-``clearway.shared.redaction`` (DESIGN.md section 9).
+``clearway.shared.redaction`` (docs/design.md §9).
 
 Redaction happens twice, on purpose:
 

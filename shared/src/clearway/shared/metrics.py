@@ -1,4 +1,4 @@
-"""Prometheus metrics every Clearway process exposes on ``GET /metrics`` (DESIGN §11).
+"""Prometheus metrics every Clearway process exposes on ``GET /metrics`` (docs/design.md §11).
 
 The metric objects live here, in the default registry, so the HTTP edge, the
 outbox relay, the consumers and the webhook dispatcher share one definition of

@@ -1,4 +1,4 @@
-"""Transactional outbox, write side (DESIGN §4.1).
+"""Transactional outbox, write side (docs/design.md §4.1).
 
 A handler adds events with :meth:`Outbox.add` on the connection of its own
 transaction; it never talks to Kafka. The relay (:mod:`clearway.shared.relay`)

@@ -1,6 +1,6 @@
 """The one redaction layer every log line and span attribute passes through.
 
-DESIGN.md section 9: PANs never reach a log, a trace or a topic; secrets,
+docs/design.md §9: PANs never reach a log, a trace or a topic; secrets,
 ``Authorization`` values and email addresses are masked; ids (``tr_…``,
 ``evt_…``, ``corr_…``, UUIDs, trace ids) and correlation context stay intact
 so an SRE can still follow a flow.
@@ -32,7 +32,7 @@ REDACTED: Final = "[REDACTED]"
 SECRET_PREFIXES: Final[tuple[str, ...]] = (
     # Clearway client secrets as issued by the consent service.
     "clearway_secret_",
-    # Standard Webhooks signing secrets (DESIGN.md section 6).
+    # Standard Webhooks signing secrets (docs/design.md §6).
     "whsec_",
     # OAuth client secrets (``cs_live_…``, ``cs_test_…`` included).
     "cs_",

@@ -1,4 +1,4 @@
-"""Outbox relay: publishes committed outbox rows to Kafka (DESIGN §4.2).
+"""Outbox relay: publishes committed outbox rows to Kafka (docs/design.md §4.2).
 
 - wakes on ``LISTEN clearway_outbox_<schema>`` and polls as a fallback;
 - claims rows with ``FOR UPDATE SKIP LOCKED`` in id order and deletes them only

@@ -1,7 +1,7 @@
 """OpenTelemetry wiring: one tracer provider per process, W3C context in Kafka headers.
 
 The trace of one transfer runs HTTP edge → outbox row (traceparent stored with
-the row) → relay publish → Kafka headers → consumer (DESIGN §11).
+the row) → relay publish → Kafka headers → consumer (docs/design.md §11).
 """
 
 from __future__ import annotations

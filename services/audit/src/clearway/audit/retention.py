@@ -1,4 +1,4 @@
-"""Retention: drop whole expired partitions while the rest stays verifiable (DESIGN §8, §9).
+"""Retention: drop whole expired partitions while the rest stays verifiable (docs/design.md §8, §9).
 
 An operator's job, run as the database owner (``python -m clearway.audit.cli
 retain``): the service role cannot drop tables. For the oldest partition whose

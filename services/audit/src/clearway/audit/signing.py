@@ -163,7 +163,7 @@ class Keyring:
         """The keyring in ``path`` (0600 JSON), created with one key when absent.
 
         Development key storage; production keeps the private key in an HSM
-        (DESIGN §9) behind the same ``sign``/``verifies`` interface.
+        (docs/design.md §9) behind the same ``sign``/``verifies`` interface.
         """
         if path.exists():
             return cls.from_json(json.loads(path.read_text()))

@@ -1,4 +1,4 @@
-"""Full verification of the audit log (DESIGN §8).
+"""Full verification of the audit log (docs/design.md §8).
 
 Recomputes every remaining record's leaf hash from its content, checks that
 positions are dense, rebuilds the tree from the retention cut's compact range

@@ -2,7 +2,7 @@
 
 A consent records what one user agreed to let one client do: purpose, RFC 9396
 authorization details, terms version, a human reference, status history with
-timestamps and the evidence of the approval. Its life (DESIGN §7)::
+timestamps and the evidence of the approval. Its life (docs/design.md §7)::
 
     AwaitingAuthorisation ─approve─▶ Authorised ─consume─▶ Consumed
             │                         │  └────revoke─▶ Revoked

@@ -3,7 +3,7 @@
 Private keys are stored as AES-256-GCM ciphertexts under a key-encryption key from
 the settings (``CLEARWAY_CONSENT_KEK``), with the ``kid`` as associated data so a
 ciphertext cannot be swapped onto another key's row. Holding the KEK in an HSM/KMS
-(envelope encryption, DESIGN §9) is the data-protection follow-up.
+(envelope encryption, docs/design.md §9) is the data-protection follow-up.
 
 Rotation publishes a new key *before* it signs anything (``activation_delay``):
 verifiers refresh their JWKS on an unknown ``kid`` at most every few seconds, so a

@@ -129,7 +129,7 @@ class TransferRequest:
 
 def fingerprint(method: str, route: str, body: Any) -> str:
     """SHA-256 over method, route template and the RFC 8785 canonical JSON of the body,
-    so that field order and whitespace do not matter (DESIGN §5)."""
+    so that field order and whitespace do not matter (docs/design.md §5)."""
     h = hashlib.sha256()
     h.update(method.upper().encode() + b"\x1f" + route.encode() + b"\x1f")
     h.update(rfc8785.dumps(body))

@@ -1,6 +1,6 @@
 """Use cases: initiate (HTTP and Kafka share it), cancel, key recovery and purge.
 
-Initiation is two short transactions (DESIGN §5): first the idempotency key is
+Initiation is two short transactions (docs/design.md §5): first the idempotency key is
 claimed *in flight*, then the transfer row, its ``transfer.created`` outbox row
 and the completed key (status + body) commit together. A crash between the two
 leaves an in-flight key and no transfer: recovery sees that no effect happened.

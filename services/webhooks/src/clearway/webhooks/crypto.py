@@ -1,7 +1,7 @@
 """Endpoint secrets at rest: AES-256-GCM, the endpoint id bound as associated data.
 
 The key comes from settings for now; the envelope under an HSM/KMS key
-(DESIGN §9) arrives with the data protection work.
+(docs/design.md §9) arrives with the data protection work.
 """
 
 from __future__ import annotations

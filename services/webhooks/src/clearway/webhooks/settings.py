@@ -13,7 +13,7 @@ from clearway.shared.settings import PlatformSettings
 from clearway.webhooks.domain import JITTER, RETRY_SCHEDULE
 
 #: Development-only key for secrets at rest. Production sets
-#: CLEARWAY_WEBHOOKS_SECRET_KEY; the HSM/KMS envelope (DESIGN §9) replaces it
+#: CLEARWAY_WEBHOOKS_SECRET_KEY; the HSM/KMS envelope (docs/design.md §9) replaces it
 #: with the data protection work.
 DEV_SECRET_KEY = hashlib.sha256(b"clearway-webhooks-dev-only").digest()
 EVENTS_TOPIC = "clearway.webhooks.events.v1"

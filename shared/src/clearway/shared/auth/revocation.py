@@ -1,6 +1,6 @@
 """Revoked consents, tokens and clients, kept in memory by every service.
 
-DESIGN §7: a revoked consent's tokens stop working everywhere within a second,
+docs/design.md §7: a revoked consent's tokens stop working everywhere within a second,
 not at token expiry. The consent service publishes revocations as CloudEvents on
 Kafka; each service replays that topic from the beginning into a
 :class:`RevocationSet` (so a restarted service rebuilds it) and checks every

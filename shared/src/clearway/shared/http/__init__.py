@@ -2,7 +2,7 @@
 
 ``create_app`` installs them all: RFC 9457 problem+json errors, the
 ``X-Correlation-ID`` edge, dated ``Clearway-Version`` negotiation with
-deprecation headers (DESIGN §10), request metrics and ``/metrics`` (DESIGN §11),
+deprecation headers (docs/design.md §10), request metrics and ``/metrics`` (docs/design.md §11),
 and the ``/healthz``/``/readyz`` probes.
 """
 

@@ -2,7 +2,7 @@
 
 Every error body is ``application/problem+json`` with a stable ``type`` URI,
 a human ``title``, the ``status``, a ``detail``, the ``instance`` (request
-path) and the ``correlation_id`` (STYLE rule 11). Nothing the client sent is
+path) and the ``correlation_id`` (docs/design.md §13, conventions). Nothing the client sent is
 echoed back and no stack trace leaves the process: a rejected field may hold a
 card number, and a traceback tells an attacker how we are built.
 """

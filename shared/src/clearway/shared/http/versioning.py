@@ -1,6 +1,6 @@
 """Dated API versions: the ``Clearway-Version`` header and its deprecation signals.
 
-DESIGN §10: the URL carries the major version (``/v1``); within it a dated
+docs/design.md §10: the URL carries the major version (``/v1``); within it a dated
 ``Clearway-Version: YYYY-MM-DD`` header picks the behaviour. Deprecated
 versions keep working but say so with ``Deprecation`` (RFC 9745), ``Sunset``
 (RFC 8594) and a ``Link rel="deprecation"`` to the upgrade guide.
@@ -88,7 +88,7 @@ class ApiVersions:
         Raises ``UnsupportedVersionError`` for a malformed or unknown version.
         """
         if header is None:
-            # DESIGN §10 pins a version per client; until client records carry
+            # docs/design.md §10 pins a version per client; until client records carry
             # their pin, a request without the header gets the current version.
             return self.current
         version = header.strip()

@@ -1,4 +1,4 @@
--- The kit's bookkeeping in every service schema (DESIGN §4).
+-- The kit's bookkeeping in every service schema (docs/design.md §4).
 -- outbox: events written in the same transaction as the state change; the relay
 -- publishes and deletes them. inbox: (consumer, event_id) applied by this service.
 CREATE TABLE IF NOT EXISTS outbox (

@@ -1,6 +1,6 @@
 """Compatibility of a schema with its earlier revisions inside one major version.
 
-Inside a major version only additive, defaulted changes are allowed (DESIGN §3).
+Inside a major version only additive, defaulted changes are allowed (docs/design.md §3).
 The verdict comes from Apache Avro's ``ReaderWriterCompatibilityChecker``, run
 in both directions against every earlier revision; the walk below only turns a
 "no" into a message that names the field.

@@ -1,4 +1,4 @@
-"""The wire contract as code: Avro schemas under ``schemas/`` (DESIGN §3).
+"""The wire contract as code: Avro schemas under ``schemas/`` (docs/design.md §3).
 
 Layout: ``schemas/<domain>/<event.type>/v<N>.avsc`` is the source of truth for
 major version N, ``v<N>.json`` beside it is the generated JSON Schema view for

@@ -1,4 +1,4 @@
--- The audit log (DESIGN §8). `content` is the record's canonical leaf (RFC 8785
+-- The audit log (docs/design.md §8). `content` is the record's canonical leaf (RFC 8785
 -- JSON) and the only source of truth: the search columns are generated from it,
 -- so they can never disagree with what was hashed. Positions are dense and
 -- assigned by one writer at a time (advisory lock in clearway.audit.store).

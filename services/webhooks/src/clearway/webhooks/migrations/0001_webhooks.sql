@@ -1,4 +1,4 @@
--- Webhook delivery (DESIGN §1, §6): endpoints, secrets, messages, attempts,
+-- Webhook delivery (docs/design.md §1, §6): endpoints, secrets, messages, attempts,
 -- dead letters and replay jobs. Nothing is ever deleted by the dispatcher:
 -- a message ends delivered, failed (dead-lettered) or skipped.
 CREATE TABLE endpoints (
