@@ -30,8 +30,8 @@ async def test_an_endpoint_is_created_with_a_secret_shown_once_then_listed_updat
     assert patched.json()["rate_limit_per_s"] == 5 and patched.json()["event_types"] == [
         "platform.test_event"
     ]
-    listed = await service.http.get("/v1/endpoints", headers=service.auth)
-    assert [e["id"] for e in listed.json()] == [created["id"]]
+    listed = (await service.http.get("/v1/endpoints", headers=service.auth)).json()
+    assert listed == {"data": [patched.json()], "next_cursor": None, "has_more": False}
     assert (
         await service.http.delete(f"/v1/endpoints/{created['id']}", headers=service.auth)
     ).status_code == 204
@@ -55,7 +55,8 @@ async def test_bad_input_gets_a_problem_naming_the_field(service, body, status, 
     r = await service.http.post("/v1/endpoints", json=body, headers=service.auth)
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/problem+json")
-    assert field in r.text
+    assert r.json()["type"].endswith("/validation-error")
+    assert [e["field"] for e in r.json()["errors"]] == [field]
 
 
 async def test_an_oversized_payload_is_refused_with_413(service):
@@ -86,10 +87,33 @@ async def test_scopes_are_required_and_tenants_never_see_each_other(
     assert (
         await service.http.get(f"/v1/endpoints/{created['id']}", headers=other)
     ).status_code == 404
-    assert (await service.http.get("/v1/endpoints", headers=other)).json() == []
+    assert (await service.http.get("/v1/endpoints", headers=other)).json()["data"] == []
     scopes = route_scopes(service.app)
     public = {path for (method, path), s in scopes.items() if not s}
     assert public == {"/healthz", "/readyz", "/metrics", "/v1/event-types"}
+
+
+async def test_endpoints_page_with_cursors_bound_to_the_tenant(service, token, receiver_factory):
+    receiver = await receiver_factory()
+    made = [(await service.create_endpoint(receiver.url))["id"] for _ in range(3)]
+    seen, params = [], {"limit": 2}
+    for _ in range(3):
+        body = (await service.http.get("/v1/endpoints", params=params, headers=service.auth)).json()
+        seen += [e["id"] for e in body["data"]]
+        if not body["has_more"]:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert seen == made and body["next_cursor"] is None
+    first = (
+        await service.http.get("/v1/endpoints", params={"limit": 1}, headers=service.auth)
+    ).json()
+    other = {"Authorization": f"Bearer {token(tenant='ten_other')}"}
+    r = await service.http.get(
+        "/v1/endpoints", params={"cursor": first["next_cursor"]}, headers=other
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cursor"
+    too_many = await service.http.get("/v1/endpoints", params={"limit": 101}, headers=service.auth)
+    assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "query.limit"
 
 
 async def test_the_event_catalog_lists_every_event_type_with_its_schema_and_changelog(service):

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
-from clearway.webhooks import handlers, store
+from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
+from clearway.webhooks import handlers
 from clearway.webhooks.catalog import catalog
 from clearway.webhooks.domain import InvalidSubscription
 from clearway.webhooks.handlers import Context, NotFound
@@ -106,8 +106,13 @@ def ctx_of(request: Request) -> Context:
 
 
 async def conn_of(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for one request; a handler's ``NotFound`` becomes the 404 here,
+    once, instead of in every route (it reaches this ``yield`` as FastAPI unwinds)."""
     async with request.app.state.pool.acquire() as conn:
-        yield conn
+        try:
+            yield conn
+        except NotFound as e:
+            raise not_found(e) from None
 
 
 async def checked_url(request: Request, url: str) -> str:
@@ -115,23 +120,11 @@ async def checked_url(request: Request, url: str) -> str:
     try:
         return await guard.check_url(url)
     except UnsafeUrl as e:
-        raise ProblemError(
-            422,
-            "unsafe-url",
-            "Endpoint URL refused",
-            f"Field 'url' is refused: {e.reason}.",
-            field="url",
-        ) from None
+        raise invalid_field("url", f"is refused: {e.reason}", "unsafe_url") from None
 
 
 def invalid_types(e: InvalidSubscription) -> ProblemError:
-    return ProblemError(
-        422,
-        "unknown-event-type",
-        "Unknown event type",
-        f"Field 'event_types': {e}.",
-        field="event_types",
-    )
+    return invalid_field("event_types", str(e), "unknown_event_type")
 
 
 def not_found(e: NotFound) -> ProblemError:
@@ -167,12 +160,22 @@ async def create_endpoint(
     return {**endpoint_out(row), "secret": secret}
 
 
-@router.get("/v1/endpoints", response_model=list[EndpointOut])
+def by_created(row: asyncpg.Record) -> tuple[datetime, str]:
+    """The keyset position of an endpoint or message row: ``(created_at, id)``."""
+    return row["created_at"], row["id"]
+
+
+@router.get("/v1/endpoints")
 async def list_endpoints(
+    page: PageRequest = Depends(page_request),
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
-) -> list[dict[str, Any]]:
-    return [endpoint_out(r) for r in await store.list_endpoints(conn, tenant_of(principal))]
+) -> dict[str, Any]:
+    tenant = tenant_of(principal)
+    rows = await handlers.list_endpoints(
+        conn, tenant, after=page.after(tenant), limit=page.fetch_limit
+    )
+    return page.page(rows, tenant=tenant, position=by_created, render=endpoint_out)
 
 
 @router.get("/v1/endpoints/{endpoint_id}", response_model=EndpointOut)
@@ -181,10 +184,7 @@ async def get_endpoint(
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    row = await store.get_endpoint(conn, tenant_of(principal), endpoint_id)
-    if row is None:
-        raise not_found(NotFound("endpoint", endpoint_id))
-    return endpoint_out(row)
+    return endpoint_out(await handlers.get_endpoint(conn, tenant_of(principal), endpoint_id))
 
 
 @router.patch(
@@ -202,20 +202,13 @@ async def update_endpoint(
         changes["url"] = await checked_url(request, changes["url"])
     for name in ("url", "event_types"):
         if name in changes and changes[name] is None:
-            raise ProblemError(
-                422,
-                "validation-error",
-                "Request validation failed",
-                f"Field '{name}' may not be null.",
-            )
+            raise invalid_field(name, "may not be null", "null_not_allowed")
     try:
         row = await handlers.update_endpoint(
             ctx_of(request), conn, principal, tenant_of(principal), endpoint_id, changes
         )
     except InvalidSubscription as e:
         raise invalid_types(e) from None
-    except NotFound as e:
-        raise not_found(e) from None
     return endpoint_out(row)
 
 
@@ -227,12 +220,9 @@ async def _set_disabled(
     disabled: bool,
     reason: str | None,
 ) -> dict[str, Any]:
-    try:
-        row = await handlers.set_endpoint_disabled(
-            ctx_of(request), conn, principal, tenant_of(principal), endpoint_id, disabled, reason
-        )
-    except NotFound as e:
-        raise not_found(e) from None
+    row = await handlers.set_endpoint_disabled(
+        ctx_of(request), conn, principal, tenant_of(principal), endpoint_id, disabled, reason
+    )
     return endpoint_out(row)
 
 
@@ -265,12 +255,9 @@ async def delete_endpoint(
     principal: Principal = Security(require_scope(MANAGE)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> Response:
-    try:
-        await handlers.delete_endpoint(
-            ctx_of(request), conn, principal, tenant_of(principal), endpoint_id
-        )
-    except NotFound as e:
-        raise not_found(e) from None
+    await handlers.delete_endpoint(
+        ctx_of(request), conn, principal, tenant_of(principal), endpoint_id
+    )
     return Response(status_code=204)
 
 
@@ -282,17 +269,14 @@ async def rotate_secret(
     principal: Principal = Security(require_scope(MANAGE)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    try:
-        secret, until = await handlers.rotate_secret(
-            ctx_of(request),
-            conn,
-            principal,
-            tenant_of(principal),
-            endpoint_id,
-            body.grace_seconds if body else None,
-        )
-    except NotFound as e:
-        raise not_found(e) from None
+    secret, until = await handlers.rotate_secret(
+        ctx_of(request),
+        conn,
+        principal,
+        tenant_of(principal),
+        endpoint_id,
+        body.grace_seconds if body else None,
+    )
     return {"secret": secret, "previous_secrets_expire_at": until}
 
 

@@ -6,8 +6,6 @@ to resend a message or start/re-run a replay.
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,10 +14,16 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
-from clearway.webhooks import handlers, replay, store
-from clearway.webhooks.api import READ, conn_of, ctx_of, limited_body, not_found, tenant_of
-from clearway.webhooks.handlers import NotFound
+from clearway.shared.http import PageRequest, page_request
+from clearway.webhooks import handlers, replay
+from clearway.webhooks.api import (
+    READ,
+    by_created,
+    conn_of,
+    ctx_of,
+    limited_body,
+    tenant_of,
+)
 
 REPLAY = "webhooks:replay"
 router = APIRouter()
@@ -86,21 +90,12 @@ class ReplayOut(BaseModel):
     finished_at: datetime | None
 
 
-def _cursor(row: asyncpg.Record) -> str:
-    raw = json.dumps([row["created_at"].isoformat(), row["id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+def _message(row: asyncpg.Record) -> dict[str, Any]:
+    return MessageOut(**dict(row)).model_dump(mode="json")
 
 
-def _after(cursor: str | None) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        at, msg_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(msg_id)
-    except (ValueError, TypeError):
-        raise ProblemError(
-            400, "invalid-cursor", "Invalid cursor", "Field 'cursor' is not a cursor we gave out."
-        ) from None
+def _attempt(row: asyncpg.Record) -> dict[str, Any]:
+    return AttemptOut(**dict(row)).model_dump(mode="json")
 
 
 @router.get("/v1/messages")
@@ -109,23 +104,21 @@ async def list_messages(
     event_id: str | None = Query(None, max_length=100),
     correlation_id: str | None = Query(None, max_length=100),
     status: Literal["pending", "delivered", "failed", "skipped"] | None = None,
-    cursor: str | None = Query(None, max_length=500),
-    limit: int = Query(50, ge=1, le=500),
+    page: PageRequest = Depends(page_request),
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    rows = await store.list_messages(
-        conn,
-        tenant_of(principal),
-        endpoint_id=endpoint_id,
-        event_id=event_id,
-        correlation_id=correlation_id,
-        status=status,
-        after=_after(cursor),
-        limit=limit,
+    tenant = tenant_of(principal)
+    filters = {
+        "endpoint_id": endpoint_id,
+        "event_id": event_id,
+        "correlation_id": correlation_id,
+        "status": status,
+    }
+    rows = await handlers.list_messages(
+        conn, tenant, filters, after=page.after(tenant, filters), limit=page.fetch_limit
     )
-    data = [MessageOut(**dict(r)).model_dump(mode="json") for r in rows]
-    return {"data": data, "next_cursor": _cursor(rows[-1]) if len(rows) == limit else None}
+    return page.page(rows, tenant=tenant, filters=filters, position=by_created, render=_message)
 
 
 @router.get("/v1/messages/{msg_id}", response_model=MessageOut)
@@ -134,22 +127,28 @@ async def get_message(
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    row = await store.get_message(conn, tenant_of(principal), msg_id)
-    if row is None:
-        raise not_found(NotFound("message", msg_id))
-    return dict(row)
+    return dict(await handlers.get_message(conn, tenant_of(principal), msg_id))
 
 
 @router.get("/v1/messages/{msg_id}/attempts")
 async def list_attempts(
     msg_id: str,
+    page: PageRequest = Depends(page_request),
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    if await store.get_message(conn, tenant_of(principal), msg_id) is None:
-        raise not_found(NotFound("message", msg_id))
-    rows = await store.list_attempts(conn, msg_id)
-    return {"data": [AttemptOut(**dict(r)).model_dump(mode="json") for r in rows]}
+    tenant = tenant_of(principal)
+    filters = {"message": msg_id}
+    rows = await handlers.list_attempts(
+        conn, tenant, msg_id, after=page.after(tenant, filters), limit=page.fetch_limit
+    )
+    return page.page(
+        rows,
+        tenant=tenant,
+        filters=filters,
+        position=lambda r: (r["attempt_no"], r["id"]),
+        render=_attempt,
+    )
 
 
 @router.post("/v1/messages/{msg_id}/resend", status_code=202, response_model=MessageOut)
@@ -159,12 +158,9 @@ async def resend_message(
     principal: Principal = Security(require_scope(REPLAY)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    try:
-        row = await handlers.resend_message(
-            ctx_of(request), conn, principal, tenant_of(principal), msg_id
-        )
-    except NotFound as e:
-        raise not_found(e) from None
+    row = await handlers.resend_message(
+        ctx_of(request), conn, principal, tenant_of(principal), msg_id
+    )
     return dict(row)
 
 
@@ -177,20 +173,17 @@ async def start_replay(
     principal: Principal = Security(require_scope(REPLAY)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    try:
-        row = await replay.create_job(
-            ctx_of(request),
-            conn,
-            principal,
-            tenant_of(principal),
-            endpoint_id=body.endpoint_id,
-            since=body.since,
-            until=body.until,
-            status=body.status,
-            dry_run=body.dry_run,
-        )
-    except NotFound as e:
-        raise not_found(e) from None
+    row = await replay.create_job(
+        ctx_of(request),
+        conn,
+        principal,
+        tenant_of(principal),
+        endpoint_id=body.endpoint_id,
+        since=body.since,
+        until=body.until,
+        status=body.status,
+        dry_run=body.dry_run,
+    )
     request.app.state.replays.spawn(row["id"])
     return dict(row)
 
@@ -201,10 +194,7 @@ async def get_replay(
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    try:
-        return dict(await replay.get_job(conn, tenant_of(principal), job_id))
-    except NotFound as e:
-        raise not_found(e) from None
+    return dict(await replay.get_job(conn, tenant_of(principal), job_id))
 
 
 @router.post("/v1/replays/{job_id}/run", status_code=202, response_model=ReplayOut)
@@ -215,9 +205,6 @@ async def rerun_replay(
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
     """Run a job again (safe: what was delivered since it started is not re-sent)."""
-    try:
-        row = await replay.restart_job(conn, tenant_of(principal), job_id)
-    except NotFound as e:
-        raise not_found(e) from None
+    row = await replay.restart_job(conn, tenant_of(principal), job_id)
     request.app.state.replays.spawn(row["id"])
     return dict(row)

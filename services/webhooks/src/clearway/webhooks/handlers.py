@@ -245,3 +245,59 @@ def fan_out_handler(ctx: Context):  # type: ignore[no-untyped-def]
         await store.insert_messages(conn, rows)
 
     return fan_out
+
+
+# Reads. Entrypoints page through these, never through the store (docs/design.md §2).
+
+
+async def get_endpoint(conn: asyncpg.Connection, tenant: str, endpoint_id: str) -> asyncpg.Record:
+    """One live endpoint of the tenant; ``NotFound`` otherwise."""
+    row = await store.get_endpoint(conn, tenant, endpoint_id)
+    if row is None:
+        raise NotFound("endpoint", endpoint_id)
+    return row
+
+
+async def list_endpoints(
+    conn: asyncpg.Connection, tenant: str, *, after: tuple[Any, ...] | None, limit: int
+) -> list[asyncpg.Record]:
+    """The tenant's live endpoints, oldest first, after a ``(created_at, id)`` position."""
+    return await store.list_endpoints(conn, tenant, after=_pair(after), limit=limit)
+
+
+async def get_message(conn: asyncpg.Connection, tenant: str, msg_id: str) -> asyncpg.Record:
+    """One message of the delivery log; ``NotFound`` when it is not the tenant's."""
+    row = await store.get_message(conn, tenant, msg_id)
+    if row is None:
+        raise NotFound("message", msg_id)
+    return row
+
+
+async def list_messages(
+    conn: asyncpg.Connection,
+    tenant: str,
+    filters: Mapping[str, str | None],
+    *,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Delivery-log messages matching ``filters`` (endpoint_id, event_id, correlation_id,
+    status), oldest first, after a ``(created_at, id)`` position."""
+    return await store.list_messages(conn, tenant, **filters, after=_pair(after), limit=limit)
+
+
+async def list_attempts(
+    conn: asyncpg.Connection,
+    tenant: str,
+    msg_id: str,
+    *,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """The attempts of one of the tenant's messages, after an ``(attempt_no, id)`` position."""
+    await get_message(conn, tenant, msg_id)
+    return await store.list_attempts(conn, msg_id, after=_pair(after), limit=limit)
+
+
+def _pair(after: tuple[Any, ...] | None) -> Any:
+    return None if after is None else (after[0], after[1])

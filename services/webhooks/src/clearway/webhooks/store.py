@@ -93,11 +93,23 @@ async def get_endpoint(
     )
 
 
-async def list_endpoints(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+async def list_endpoints(
+    conn: asyncpg.Connection,
+    tenant: str,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[asyncpg.Record]:
+    """A tenant's live endpoints in ``(created_at, id)`` order, after a keyset position."""
+    at, last_id = after if after is not None else (None, None)
     return await conn.fetch(
         f"SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE tenant = $1 AND deleted_at IS NULL"
-        " ORDER BY created_at, id",
+        " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))"
+        " ORDER BY created_at, id LIMIT $4",
         tenant,
+        at,
+        last_id,
+        limit,
     )
 
 
@@ -216,11 +228,19 @@ async def get_message(
     )
 
 
-async def list_attempts(conn: asyncpg.Connection, msg_id: str) -> list[asyncpg.Record]:
+async def list_attempts(
+    conn: asyncpg.Connection, msg_id: str, *, after: tuple[int, int] | None = None, limit: int = 50
+) -> list[asyncpg.Record]:
+    """A message's attempts in ``(attempt_no, id)`` order, after a keyset position."""
+    no, last_id = after if after is not None else (None, None)
     return await conn.fetch(
-        "SELECT attempt_no, trigger, outcome, response_code, latency_ms, response_body, error,"
-        " attempted_at FROM attempts WHERE message_id = $1 ORDER BY attempt_no, id",
+        "SELECT id, attempt_no, trigger, outcome, response_code, latency_ms, response_body, error,"
+        " attempted_at FROM attempts WHERE message_id = $1"
+        " AND ($2::int IS NULL OR (attempt_no, id) > ($2, $3)) ORDER BY attempt_no, id LIMIT $4",
         msg_id,
+        no,
+        last_id,
+        limit,
     )
 
 
