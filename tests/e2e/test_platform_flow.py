@@ -236,11 +236,11 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
             async def whole_flow():
                 r = await http.get(
                     f"{services.url('audit')}/v1/audit/records",
-                    params={"correlation_id": correlation, "limit": 500},
+                    params={"correlation_id": correlation, "limit": 100},
                     headers={"Authorization": f"Bearer {auditor}"},
                 )
                 assert r.status_code == 200, r.text
-                items = r.json()["items"]
+                items = r.json()["data"]
                 actions = {i["action"] for i in items}
                 return items if wanted <= actions else None
 

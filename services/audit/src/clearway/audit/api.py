@@ -7,24 +7,23 @@ Taking a checkpoint on demand needs ``audit:admin``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Security
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Security
 
-from clearway.audit import handlers, store
+from clearway.audit import handlers
 from clearway.audit.merkle import Pruned
 from clearway.audit.verification import verify_log
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
+from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
 
 router = APIRouter(prefix="/v1/audit")
 READ = Security(require_scope("audit:read"))
 ADMIN = Security(require_scope("audit:admin"))
-MAX_LIMIT = 500
 
 
 def _record_json(row: Any) -> dict[str, Any]:
@@ -34,36 +33,22 @@ def _record_json(row: Any) -> dict[str, Any]:
     return doc
 
 
-def _encode_cursor(occurred_at: datetime, position: int) -> str:
-    raw = json.dumps([occurred_at.isoformat(), position]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+async def _conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; a handler's ``NotFound`` becomes the one 404 here."""
+    async with request.app.state.pool.acquire() as conn:
+        try:
+            yield conn
+        except handlers.NotFound as e:
+            raise ProblemError(404, "not-found", "Not found", str(e)) from None
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when, pos = json.loads(raw)
-        if not isinstance(pos, int):
-            raise ValueError("position")
-        return datetime.fromisoformat(when), pos
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ProblemError(
-            400,
-            "invalid-cursor",
-            "Invalid cursor",
-            "Field 'cursor' is not a cursor we issued.",
-            field="cursor",
-        ) from None
+CONN = Depends(_conn)
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        raise ProblemError(
-            422,
-            "validation-error",
-            "Request validation failed",
-            f"Field '{name}' needs a time zone (RFC 3339, e.g. 2026-01-01T00:00:00Z).",
-            errors=[{"field": name, "message": "time zone required", "type": "timezone"}],
+        raise invalid_field(
+            ("query", name), "needs a time zone (RFC 3339, e.g. 2026-01-01T00:00:00Z)", "timezone"
         )
     return value
 
@@ -73,7 +58,6 @@ Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 @router.get("/records")
 async def search_records(
-    request: Request,
     principal: Principal = READ,
     correlation_id: Text = None,
     actor: Text = None,
@@ -81,46 +65,43 @@ async def search_records(
     action: Text = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=400)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    page: PageRequest = Depends(page_request),
+    conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
     """Records of the caller's tenant in time order; ``next_cursor`` pages on."""
     since, until = _aware("since", since), _aware("until", until)
     if since and until and since >= until:
-        raise ProblemError(
-            422,
-            "validation-error",
-            "Request validation failed",
-            "Field 'until' must be later than 'since'.",
-            errors=[{"field": "until", "message": "must be later than since", "type": "range"}],
-        )
-    f = store.SearchFilter(
-        tenant=principal.tenant,
-        correlation_id=correlation_id,
-        actor=actor,
-        resource=resource,
-        action=action,
-        since=since,
-        until=until,
-        after=_decode_cursor(cursor) if cursor else None,
-        limit=limit + 1,
+        raise invalid_field(("query", "until"), "must be later than since", "range")
+    filters = {
+        "correlation_id": correlation_id,
+        "actor": actor,
+        "resource": resource,
+        "action": action,
+        "since": since,
+        "until": until,
+    }
+    tenant = principal.tenant or ""
+    rows = await handlers.search_records(
+        conn,
+        principal.tenant,
+        filters,
+        after=page.after(tenant, filters),
+        limit=page.fetch_limit,
     )
-    async with request.app.state.pool.acquire() as conn:
-        rows = await store.search(conn, f)
-    page = rows[:limit]
-    nxt = (
-        _encode_cursor(page[-1]["occurred_at"], page[-1]["position"]) if len(rows) > limit else None
+    return page.page(
+        rows,
+        tenant=tenant,
+        filters=filters,
+        position=lambda r: (r["occurred_at"], r["position"]),
+        render=_record_json,
     )
-    return {"items": [_record_json(r) for r in page], "next_cursor": nxt}
 
 
 @router.get("/records/{position}")
-async def get_record(request: Request, position: int, principal: Principal = READ) -> Any:
-    async with request.app.state.pool.acquire() as conn:
-        row = await store.record_at(conn, position)
-    if row is None or row["tenant"] != principal.tenant:
-        raise ProblemError(404, "record-not-found", "No such record", f"No record at {position}.")
-    return _record_json(row)
+async def get_record(
+    position: int, principal: Principal = READ, conn: asyncpg.Connection = CONN
+) -> Any:
+    return _record_json(await handlers.get_record(conn, principal.tenant, position))
 
 
 @router.get("/verify")
@@ -132,12 +113,10 @@ async def verify(request: Request, principal: Principal = READ) -> dict[str, Any
 
 
 @router.get("/checkpoints/latest")
-async def latest_checkpoint(request: Request, principal: Principal = READ) -> dict[str, Any]:
-    async with request.app.state.pool.acquire() as conn:
-        cp = await store.latest_checkpoint(conn)
-    if cp is None:
-        raise ProblemError(404, "no-checkpoint", "No checkpoint yet", "No checkpoint was signed.")
-    return cp.checkpoint.as_json()
+async def latest_checkpoint(
+    principal: Principal = READ, conn: asyncpg.Connection = CONN
+) -> dict[str, Any]:
+    return (await handlers.get_checkpoint(conn)).checkpoint.as_json()
 
 
 @router.post("/checkpoints", status_code=201)
@@ -155,46 +134,27 @@ async def take_checkpoint(request: Request, principal: Principal = ADMIN) -> dic
     return cp.as_json()
 
 
-async def _checkpoint(conn: Any, tree_size: int | None) -> store.StoredCheckpoint:
-    cp = await (
-        store.checkpoint_at(conn, tree_size) if tree_size else store.latest_checkpoint(conn)
-    )
-    if cp is None:
-        raise ProblemError(
-            404,
-            "checkpoint-not-found",
-            "No such checkpoint",
-            f"No checkpoint at tree size {tree_size}." if tree_size else "No checkpoint yet.",
-        )
-    return cp
-
-
 @router.get("/proofs/inclusion")
 async def inclusion(
-    request: Request,
     position: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int | None, Query(ge=1)] = None,
     principal: Principal = READ,
+    conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of one record against a signed checkpoint."""
-    async with request.app.state.pool.acquire() as conn:
-        cp = await _checkpoint(conn, tree_size)
-        row = await store.record_at(conn, position)
-        if row is None or row["tenant"] != principal.tenant:
-            raise ProblemError(
-                404, "record-not-found", "No such record", f"No record at {position}."
-            )
-        if position >= cp.checkpoint.tree_size:
-            raise ProblemError(
-                409,
-                "not-yet-checkpointed",
-                "Record not covered by the checkpoint",
-                f"Position {position} is beyond tree size {cp.checkpoint.tree_size}.",
-            )
-        try:
-            proof = await handlers.prove_inclusion(conn, position, cp.checkpoint)
-        except Pruned as e:
-            raise ProblemError(410, "pruned", "Pruned by retention", str(e)) from None
+    cp = await handlers.get_checkpoint(conn, tree_size)
+    await handlers.get_record(conn, principal.tenant, position)
+    if position >= cp.checkpoint.tree_size:
+        raise ProblemError(
+            409,
+            "not-yet-checkpointed",
+            "Record not covered by the checkpoint",
+            f"Position {position} is beyond tree size {cp.checkpoint.tree_size}.",
+        )
+    try:
+        proof = await handlers.prove_inclusion(conn, position, cp.checkpoint)
+    except Pruned as e:
+        raise ProblemError(410, "pruned", "Pruned by retention", str(e)) from None
     return {
         "position": position,
         "tree_size": cp.checkpoint.tree_size,
@@ -206,26 +166,19 @@ async def inclusion(
 
 @router.get("/proofs/consistency")
 async def consistency(
-    request: Request,
     first: Annotated[int, Query(ge=1)],
     second: Annotated[int, Query(ge=1)],
     principal: Principal = READ,
+    conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof between two signed checkpoints."""
     if first > second:
-        raise ProblemError(
-            422,
-            "validation-error",
-            "Request validation failed",
-            "Field 'first' must not exceed 'second'.",
-            errors=[{"field": "first", "message": "must not exceed second", "type": "range"}],
-        )
-    async with request.app.state.pool.acquire() as conn:
-        a, b = await _checkpoint(conn, first), await _checkpoint(conn, second)
-        try:
-            proof = await handlers.prove_consistency(conn, first, second)
-        except Pruned as e:
-            raise ProblemError(410, "pruned", "Pruned by retention", str(e)) from None
+        raise invalid_field(("query", "first"), "must not exceed second", "range")
+    a, b = await handlers.get_checkpoint(conn, first), await handlers.get_checkpoint(conn, second)
+    try:
+        proof = await handlers.prove_consistency(conn, first, second)
+    except Pruned as e:
+        raise ProblemError(410, "pruned", "Pruned by retention", str(e)) from None
     return {
         "first": a.checkpoint.as_json(),
         "second": b.checkpoint.as_json(),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from clearway.audit import handlers, retention, store
+from clearway.audit import handlers, retention
 from clearway.audit.bootstrap import AuditSettings, checkpoint_outbox
 from clearway.audit.signing import Checkpoint
 from clearway.audit.verification import verify_log
@@ -27,7 +27,7 @@ async def _connect(settings: AuditSettings) -> asyncpg.Connection:
     from clearway.shared.db import init_connection
 
     conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": ident(store.SCHEMA)}
+        settings.database_url, server_settings={"search_path": ident(handlers.SCHEMA)}
     )
     await init_connection(conn)
     return conn

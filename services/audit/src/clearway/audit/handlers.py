@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -212,3 +213,53 @@ async def prove_inclusion(
 async def prove_consistency(conn: asyncpg.Connection, first: int, second: int) -> list[bytes]:
     mth = await _range_hasher(conn, second)
     return consistency_proof(first, second, mth)
+
+
+# Reads for the HTTP API: entrypoints go through these, never through the store.
+
+SCHEMA = store.SCHEMA  # the Postgres schema the log lives in, for the CLI's own connection
+
+
+class NotFound(Exception):
+    """No such record for this tenant, or no such checkpoint."""
+
+
+async def search_records(
+    conn: asyncpg.Connection,
+    tenant: str | None,
+    filters: Mapping[str, str | datetime | None],
+    *,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Records of ``tenant`` matching ``filters`` (correlation_id, actor, resource, action,
+    since, until) in ``(occurred_at, position)`` order, after a keyset position."""
+    f = store.SearchFilter(
+        tenant=tenant,
+        **filters,  # type: ignore[arg-type]
+        after=None if after is None else (after[0], after[1]),
+        limit=limit,
+    )
+    return await store.search(conn, f)
+
+
+async def get_record(conn: asyncpg.Connection, tenant: str | None, position: int) -> asyncpg.Record:
+    """The record at ``position`` if it is the tenant's; ``NotFound`` otherwise."""
+    row = await store.record_at(conn, position)
+    if row is None or row["tenant"] != tenant:
+        raise NotFound(f"No record at {position}.")
+    return row
+
+
+async def get_checkpoint(
+    conn: asyncpg.Connection, tree_size: int | None = None
+) -> store.StoredCheckpoint:
+    """The signed checkpoint at ``tree_size``, or the latest; ``NotFound`` when there is none."""
+    cp = await (
+        store.checkpoint_at(conn, tree_size) if tree_size else store.latest_checkpoint(conn)
+    )
+    if cp is None:
+        raise NotFound(
+            f"No checkpoint at tree size {tree_size}." if tree_size else "No checkpoint yet."
+        )
+    return cp
