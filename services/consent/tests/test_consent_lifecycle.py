@@ -26,10 +26,12 @@ async def test_bad_authorization_details_are_refused_naming_the_field(consent):
         json={"purpose": "pay", "authorization_details": [bad]},
         headers=headers,
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     problem = response.json()
-    assert problem["error"] == "invalid_authorization_details"
-    assert problem["field"] == "authorization_details[0].instructedAmount.currency"
+    assert problem["type"].endswith("/validation-error")
+    assert [(e["field"], e["type"]) for e in problem["errors"]] == [
+        ("authorization_details[0].instructedAmount.currency", "invalid_authorization_details")
+    ]
     missing = await consent.http.post(
         f"{consent.url}/v1/consents", json={"authorization_details": []}, headers=headers
     )
@@ -60,7 +62,41 @@ async def test_a_consent_records_who_what_and_a_reference_and_tenants_never_see_
     )
     assert revoke.status_code == 404
     listed = await consent.http.get(f"{consent.url}/v1/consents", headers=foreign_headers)
-    assert created["id"] not in {c["id"] for c in listed.json()["items"]}
+    assert listed.json() == {"data": [], "next_cursor": None, "has_more": False}
+    mine = await consent.http.get(
+        f"{consent.url}/v1/consents",
+        params={"status": "AwaitingAuthorisation"},
+        headers=await bearer(consent, alpha, "consents:read"),
+    )
+    assert [c["id"] for c in mine.json()["data"]] == [created["id"]]
+    unknown = await consent.http.get(
+        f"{consent.url}/v1/consents",
+        params={"status": "Pending"},
+        headers=await bearer(consent, alpha, "consents:read"),
+    )
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "query.status"
+
+
+async def test_consents_page_newest_first_with_cursors_bound_to_the_filters(consent):
+    partner = consent.client(0, "partner")
+    made = [(await consent.create_consent(partner, subject="usr_pat"))["id"] for _ in range(3)]
+    headers = await bearer(consent, partner, "consents:read")
+    url, seen, params = f"{consent.url}/v1/consents", [], {"limit": 2, "subject": "usr_pat"}
+    first = (await consent.http.get(url, params=params, headers=headers)).json()
+    assert first["has_more"] is True and len(first["data"]) == 2
+    rest = (
+        await consent.http.get(
+            url, params={**params, "cursor": first["next_cursor"]}, headers=headers
+        )
+    ).json()
+    seen = [c["id"] for c in first["data"] + rest["data"]]
+    assert seen == made[::-1] and rest["has_more"] is False and rest["next_cursor"] is None
+    moved = await consent.http.get(
+        url,
+        params={"limit": 2, "subject": "usr_other", "cursor": first["next_cursor"]},
+        headers=headers,
+    )
+    assert moved.status_code == 422 and moved.json()["errors"][0]["field"] == "query.cursor"
 
 
 async def test_revocation_events_carry_what_every_services_revocation_set_reads(consent):

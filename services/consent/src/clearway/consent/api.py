@@ -7,21 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from clearway.consent import clients, events, handlers, store
+from clearway.consent import clients, events, handlers
 from clearway.consent.domain import (
     Consent,
     ConsentError,
     InvalidAuthorizationDetails,
     InvalidTransition,
+    Status,
 )
 from clearway.consent.scopes import BY_NAME
 from clearway.consent.service import Service
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
+from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
 
 router = APIRouter(prefix="/v1")
 
@@ -90,9 +91,7 @@ async def create_consent(
 ) -> JSONResponse:
     unknown = [s for s in body.scopes if s not in BY_NAME or BY_NAME[s].admin]
     if unknown or not body.scopes:
-        raise ProblemError(
-            422, "validation-error", "Request validation failed", "Field 'scopes' is invalid."
-        )
+        raise invalid_field("scopes", "must name known, non-admin scopes", "unknown_scope")
     try:
         consent = await handlers.create_consent(
             _svc(request),
@@ -109,27 +108,32 @@ async def create_consent(
             ),
         )
     except InvalidAuthorizationDetails as error:
-        raise ProblemError(
-            400,
-            "invalid-authorization-details",
-            "invalid_authorization_details",
-            f"Field '{error.field}' is invalid: {error.reason}.",
-            error="invalid_authorization_details",
-            field=error.field,
-        ) from None
+        # RFC 9396 §5 names the error; the type carries it, the field says where.
+        raise invalid_field(error.field, error.reason, "invalid_authorization_details") from None
     return JSONResponse(view(consent), 201, headers={"Location": f"/v1/consents/{consent.id}"})
 
 
 @router.get("/consents")
 async def list_consents(
     request: Request,
-    status: str | None = None,
-    subject: str | None = None,
+    status: Status | None = None,
+    subject: str | None = Query(default=None, min_length=1, max_length=200),
+    page: PageRequest = Depends(page_request),
     p: Principal = Security(require_scope("consents:read")),
 ) -> dict[str, Any]:
-    async with _svc(request).pool.acquire() as conn:
-        items = await store.list_consents(conn, p.tenant or "", subject=subject, status=status)
-    return {"items": [view(c) for c in items]}
+    """The tenant's consents, newest first."""
+    tenant, filters = p.tenant or "", {"status": status, "subject": subject}
+    items = await handlers.list_consents(
+        _svc(request),
+        tenant,
+        subject=subject,
+        status=status,
+        after=page.after(tenant, filters),
+        limit=page.fetch_limit,
+    )
+    return page.page(
+        items, tenant=tenant, filters=filters, position=lambda c: (c.created_at, c.id), render=view
+    )
 
 
 @router.get("/consents/{consent_id}")

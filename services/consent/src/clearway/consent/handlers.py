@@ -139,19 +139,13 @@ async def decide(
         await store.save_consent(conn, consent)
         await events.publish(conn, svc.topic, *events.consent_events(consent))
         code = secrets.token_urlsafe(32)
-        await conn.execute(
-            "INSERT INTO authorization_codes (code_hash, client_id, tenant, subject, consent_id,"
-            " redirect_uri, code_challenge, scopes, resource, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        await store.insert_authorization_code(
+            conn,
             hashlib.sha256(code.encode()).hexdigest(),
-            par["client_id"],
+            par,
             consent.tenant,
             subject,
             consent.id,
-            par["redirect_uri"],
-            par["code_challenge"],
-            par["scopes"],
-            par.get("resource", []),
             now + timedelta(seconds=min(svc.settings.code_ttl_s, 60)),
         )
     return code
@@ -172,3 +166,30 @@ async def expire_due(svc: Service) -> int:
             await store.save_consent(conn, consent)
             await events.publish(conn, svc.topic, *events.consent_events(consent))
     return len(ids)
+
+
+async def list_consents(
+    svc: Service,
+    tenant: str,
+    *,
+    subject: str | None = None,
+    status: Status | None = None,
+    after: tuple[Any, ...] | None = None,
+    limit: int = 50,
+) -> list[Consent]:
+    """The tenant's consents, newest first, after a ``(created_at, id)`` position."""
+    async with svc.pool.acquire() as conn:
+        return await store.list_consents(
+            conn,
+            tenant,
+            subject=subject,
+            status=status,
+            before=None if after is None else (after[0], after[1]),
+            limit=limit,
+        )
+
+
+async def find_user(svc: Service, username: str) -> Any:
+    """The development identity's user record for a sign-in, or None."""
+    async with svc.pool.acquire() as conn:
+        return await store.get_user(conn, username)

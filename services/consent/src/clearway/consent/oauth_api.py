@@ -4,21 +4,17 @@ PAR (RFC 9126), introspection (RFC 7662) and revocation (RFC 7009)."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from clearway.consent import clientauth, tokens
+from clearway.consent import authorization, clientauth, tokens
 from clearway.consent.oauth_errors import OAuthError
 from clearway.consent.scopes import SCOPES
 from clearway.consent.service import Service
 
 router = APIRouter(tags=["oauth"])
-REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -130,39 +126,19 @@ async def par(request: Request) -> Response:
         raise OAuthError(
             "invalid_request", "consent_id is required (create it with POST /v1/consents)"
         )
-    scopes = tokens.grant_scopes(client, form.get("scope"))
-    async with svc.pool.acquire() as conn:
-        consent = await conn.fetchrow(
-            "SELECT client_id, status, scopes FROM consents WHERE id = $1", consent_id
-        )
-        if consent is None or consent["client_id"] != client["client_id"]:
-            raise OAuthError("invalid_request", "unknown consent_id")
-        if consent["status"] != "AwaitingAuthorisation":
-            raise OAuthError("invalid_request", f"consent is {consent['status']}")
-        beyond = set(scopes) - set(consent["scopes"])
-        if form.get("scope") is None:
-            scopes = sorted(set(scopes) & set(consent["scopes"]))
-        elif beyond:
-            raise OAuthError("invalid_scope", f"beyond the consent: {' '.join(sorted(beyond))}")
-        handle = secrets.token_urlsafe(32)
-        params = {
-            "client_id": client["client_id"],
+    body = await authorization.push_request(
+        svc,
+        client,
+        consent_id,
+        tokens.grant_scopes(client, form.get("scope")),
+        scope_requested=form.get("scope") is not None,
+        params={
             "redirect_uri": redirect_uri,
             "state": form.get("state"),
             "code_challenge": form["code_challenge"],
-            "scopes": scopes,
             "resource": form.get("resource", []),
-            "consent_id": consent_id,
-        }
-        await conn.execute(
-            "INSERT INTO pushed_requests (handle_hash, client_id, params, expires_at)"
-            " VALUES ($1, $2, $3, $4)",
-            hashlib.sha256(handle.encode()).hexdigest(),
-            client["client_id"],
-            params,
-            datetime.now(UTC) + timedelta(seconds=svc.settings.par_ttl_s),
-        )
-    body = {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": svc.settings.par_ttl_s}
+        },
+    )
     return JSONResponse(body, status_code=201, headers=_NO_STORE)
 
 

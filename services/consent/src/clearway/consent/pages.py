@@ -23,9 +23,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from clearway.consent import events, handlers, store
+from clearway.consent import authorization, events, handlers
 from clearway.consent.domain import ConsentError
-from clearway.consent.oauth_api import REQUEST_URI_PREFIX
 from clearway.consent.service import Service
 
 router = APIRouter(tags=["consent page"], include_in_schema=False)
@@ -77,23 +76,10 @@ def _error(request: Request, message: str, status: int = 400) -> HTMLResponse:
     return _page(request, "error.html", status, title="Cannot continue", message=message)
 
 
-async def _pushed(svc: Service, client_id: str, request_uri: str, *, take: bool) -> Any:
-    if not request_uri.startswith(REQUEST_URI_PREFIX):
-        return None
-    h = hashlib.sha256(request_uri.removeprefix(REQUEST_URI_PREFIX).encode()).hexdigest()
-    sql = "FROM pushed_requests WHERE handle_hash = $1 AND client_id = $2 AND expires_at > now()"
-    async with svc.pool.acquire() as conn:
-        if take:  # single use: the decision consumes the request
-            row = await conn.fetchrow(f"DELETE {sql} RETURNING params", h, client_id)
-        else:
-            row = await conn.fetchrow(f"SELECT params {sql}", h, client_id)
-    return row["params"] if row else None
-
-
 @router.get("/oauth/authorize")
 async def authorize(request: Request, client_id: str = "", request_uri: str = "") -> Response:
     svc = _svc(request)
-    par = await _pushed(svc, client_id, request_uri, take=False)
+    par = await authorization.pushed_request(svc, client_id, request_uri, take=False)
     if par is None:
         return _error(request, "This authorization request is unknown or has expired.")
     session = _session(request)
@@ -101,13 +87,10 @@ async def authorize(request: Request, client_id: str = "", request_uri: str = ""
         nxt = "/oauth/authorize?" + urlencode({"client_id": client_id, "request_uri": request_uri})
         return _page(request, "login.html", title="Sign in", next=nxt, error=None)
     subject, tenant = session
-    async with svc.pool.acquire() as conn:
-        consent = await store.get_consent(conn, par["consent_id"])
-        client = await store.get_client(conn, client_id)
-    if consent is None or consent.tenant != tenant or client is None:
+    shown = await authorization.consent_to_show(svc, par, client_id, subject, tenant)
+    if shown is None:
         return _error(request, "This consent is not yours to give.", 403)
-    if consent.subject is not None and consent.subject != subject:
-        return _error(request, "This consent is not yours to give.", 403)
+    consent, client = shown
     return _page(
         request,
         "consent.html",
@@ -137,7 +120,7 @@ async def decide(
     subject, tenant = session
     if not hmac.compare_digest(csrf, _csrf(request, subject, request_uri)):
         return _error(request, "The form has expired; start again from the application.", 403)
-    par = await _pushed(svc, client_id, request_uri, take=True)
+    par = await authorization.pushed_request(svc, client_id, request_uri, take=True)
     if par is None:
         return _error(request, "This authorization request is unknown or has expired.")
     try:
@@ -168,10 +151,7 @@ async def login(
     svc = _svc(request)
     if not (next.startswith("/oauth/authorize?") or next == "/consents"):
         next = "/consents"  # never an open redirect
-    async with svc.pool.acquire() as conn:
-        user = await conn.fetchrow(
-            "SELECT subject, tenant, password_hash FROM users WHERE username = $1", username
-        )
+    user = await handlers.find_user(svc, username)
     ok = user is not None and await asyncio.to_thread(_password_ok, user["password_hash"], password)
     if not ok:
         return _page(
@@ -209,8 +189,7 @@ async def my_consents(request: Request) -> Response:
     if session is None:
         return _page(request, "login.html", title="Sign in", next="/consents", error=None)
     subject, tenant = session
-    async with _svc(request).pool.acquire() as conn:
-        consents = await store.list_consents(conn, tenant, subject=subject)
+    consents = await handlers.list_consents(_svc(request), tenant, subject=subject)
     return _page(
         request,
         "consents.html",

@@ -78,15 +78,22 @@ async def list_consents(
     tenant: str,
     *,
     subject: str | None = None,
-    status: str | None = None,
+    status: Status | None = None,
+    before: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> list[Consent]:
+    """A tenant's consents, newest first, before a ``(created_at, id)`` keyset position."""
+    at, last_id = before if before is not None else (None, None)
     rows = await conn.fetch(
         "SELECT * FROM consents WHERE tenant = $1 AND ($2::text IS NULL OR subject = $2)"
-        " AND ($3::text IS NULL OR status = $3) ORDER BY created_at DESC LIMIT $4",
+        " AND ($3::text IS NULL OR status = $3)"
+        " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))"
+        " ORDER BY created_at DESC, id DESC LIMIT $6",
         tenant,
         subject,
-        status,
+        None if status is None else str(status),
+        at,
+        last_id,
         limit,
     )
     return [_consent(r) for r in rows]
@@ -144,4 +151,68 @@ async def record_token(conn: asyncpg.Connection, claims: dict[str, Any], code_ha
         code_hash,
         claims["iat"],
         claims["exp"],
+    )
+
+
+_PUSHED = "FROM pushed_requests WHERE handle_hash = $1 AND client_id = $2 AND expires_at > now()"
+
+
+async def insert_pushed_request(
+    conn: asyncpg.Connection,
+    handle_hash: str,
+    client_id: str,
+    params: dict[str, Any],
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO pushed_requests (handle_hash, client_id, params, expires_at)"
+        " VALUES ($1, $2, $3, $4)",
+        handle_hash,
+        client_id,
+        params,
+        expires_at,
+    )
+
+
+async def pushed_request(
+    conn: asyncpg.Connection, handle_hash: str, client_id: str, *, take: bool
+) -> dict[str, Any] | None:
+    """The parameters of a live pushed request; ``take`` deletes it (single use)."""
+    if take:
+        row = await conn.fetchrow(f"DELETE {_PUSHED} RETURNING params", handle_hash, client_id)
+    else:
+        row = await conn.fetchrow(f"SELECT params {_PUSHED}", handle_hash, client_id)
+    return dict(row["params"]) if row else None
+
+
+async def insert_authorization_code(
+    conn: asyncpg.Connection,
+    code_hash: str,
+    par: dict[str, Any],
+    tenant: str,
+    subject: str,
+    consent_id: str,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO authorization_codes (code_hash, client_id, tenant, subject, consent_id,"
+        " redirect_uri, code_challenge, scopes, resource, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        code_hash,
+        par["client_id"],
+        tenant,
+        subject,
+        consent_id,
+        par["redirect_uri"],
+        par["code_challenge"],
+        par["scopes"],
+        par.get("resource", []),
+        expires_at,
+    )
+
+
+async def get_user(conn: asyncpg.Connection, username: str) -> Any:
+    """A development-identity user (``subject``, ``tenant``, ``password_hash``) or None."""
+    return await conn.fetchrow(
+        "SELECT subject, tenant, password_hash FROM users WHERE username = $1", username
     )
