@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from clearway.rail import store
-from clearway.rail.domain import FaultPlan, InvalidCharge, new_charge
+from clearway.rail import handlers
+from clearway.rail.domain import FaultPlan, InvalidCharge
 from clearway.rail.faults import FaultState
-from clearway.shared.http import ProblemError
+from clearway.shared.http import ProblemError, invalid_field
 
 router = APIRouter(prefix="/v1")
 
@@ -34,25 +34,23 @@ class FaultRequest(BaseModel):
 
 
 def _invalid(e: InvalidCharge) -> ProblemError:
-    return ProblemError(
-        422,
-        "validation-error",
-        "Request validation failed",
-        f"Field '{e.field}' is invalid: {e.reason}.",
-        errors=[{"field": e.field, "message": e.reason, "type": "value_error"}],
-    )
+    return invalid_field(e.field, e.reason)
 
 
 @router.post("/charges", status_code=201)
 async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:
     """Charge once per reference: a repeated reference answers 200 with the existing charge."""
     try:
-        charge = new_charge(
-            body.reference, body.amount, body.currency, body.source, body.destination
+        result, created = await handlers.create_charge(
+            request.app.state.pool,
+            body.reference,
+            body.amount,
+            body.currency,
+            body.source,
+            body.destination,
         )
     except InvalidCharge as e:
         raise _invalid(e) from None
-    result, created = await store.create_or_get(request.app.state.pool, charge)
     if not created:
         response.status_code = 200
     return result
@@ -60,7 +58,7 @@ async def create_charge(body: ChargeRequest, request: Request, response: Respons
 
 @router.get("/charges/{reference}")
 async def get_charge(reference: str, request: Request) -> dict:
-    found = await store.get(request.app.state.pool, reference)
+    found = await handlers.get_charge(request.app.state.pool, reference)
     if found is None:
         raise ProblemError(
             404, "charge-not-found", "Charge not found", "No charge has this reference."
@@ -71,7 +69,7 @@ async def get_charge(reference: str, request: Request) -> dict:
 @router.delete("/charges/{reference}", status_code=204)
 async def forget_charge(reference: str, request: Request) -> Response:
     """Sandbox tool: forget a charge, so reconciliation has something missing to find."""
-    if not await store.forget(request.app.state.pool, reference):
+    if not await handlers.forget_charge(request.app.state.pool, reference):
         raise ProblemError(
             404, "charge-not-found", "Charge not found", "No charge has this reference."
         )
@@ -84,8 +82,12 @@ async def settlement_report(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
-    """Settled charges by reference; follow ``next_after`` until it is null."""
-    items = await store.settlement_report(request.app.state.pool, after, limit)
+    """Settled charges by reference; follow ``next_after`` until it is null.
+
+    Deliberately not the Clearway list shape: this imitates an external bank's
+    settlement file, which the transfer service's reconciliation reads as a bank's.
+    """
+    items = await handlers.settlement_report(request.app.state.pool, after, limit)
     next_after = items[-1]["reference"] if len(items) == limit else None
     return {"data": items, "next_after": next_after}
 
