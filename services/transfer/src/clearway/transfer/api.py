@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
+from clearway.shared.http import ProblemError, invalid_field
 from clearway.shared.redaction import find_pans
 from clearway.transfer import store
 from clearway.transfer.domain import (
@@ -257,10 +257,4 @@ def _not_found() -> ProblemError:
 
 
 def _invalid(e: InvalidField) -> ProblemError:
-    return ProblemError(
-        422,
-        "validation-error",
-        "Request validation failed",
-        f"Field '{e.field}' is invalid: {e.reason}.",
-        errors=[{"field": e.field, "message": e.reason, "type": "value_error"}],
-    )
+    return invalid_field(e.field, e.reason)
