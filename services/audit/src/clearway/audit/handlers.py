@@ -172,7 +172,7 @@ async def take_checkpoint(
 async def _take_checkpoint(
     conn: asyncpg.Connection, keyring: Keyring, clock: Clock, announce: CheckpointOutbox | None
 ) -> Checkpoint:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", store.CHECKPOINT_LOCK)
+    await store.lock_checkpoints(conn)
     size = (await store.head(conn)).next_position
     last = await store.latest_checkpoint(conn)
     if last is not None and last.checkpoint.tree_size == size:

@@ -41,6 +41,11 @@ async def lock_appends(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
 
 
+async def lock_checkpoints(conn: asyncpg.Connection) -> None:
+    """One checkpoint signer at a time (transaction-scoped advisory lock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHECKPOINT_LOCK)
+
+
 async def head(conn: asyncpg.Connection) -> Head:
     row = await conn.fetchrow(
         "SELECT r.position, r.recorded_at,"

@@ -193,3 +193,19 @@ async def find_user(svc: Service, username: str) -> Any:
     """The development identity's user record for a sign-in, or None."""
     async with svc.pool.acquire() as conn:
         return await store.get_user(conn, username)
+
+
+async def find_client(svc: Service, client_id: str) -> Any:
+    """A registered client (any status) or None."""
+    async with svc.pool.acquire() as conn:
+        return await store.get_client(conn, client_id)
+
+
+async def register_users(
+    svc: Service, users: list[tuple[str, str, str, str]], password_hash: str
+) -> None:
+    """Add development-identity users ``(subject, tenant, username, display_name)`` with
+    one password hash; subjects that exist are kept as they are."""
+    async with svc.pool.acquire() as conn:
+        for subject, tenant, username, display_name in users:
+            await store.insert_user(conn, subject, tenant, username, display_name, password_hash)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clearway.consent import clients, events, store
+from clearway.consent import clients, events, handlers
 from clearway.consent.bootstrap import SCHEMA, key_ring, prepare
 from clearway.consent.clientauth import _verify
 from clearway.consent.service import Service
@@ -56,8 +56,7 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     for tenant in TENANTS:
         for role, scopes in ROLES.items():
             client_id = f"{tenant}-{role}"
-            async with svc.pool.acquire() as conn:
-                row = await store.get_client(conn, client_id)
+            row = await handlers.find_client(svc, client_id)
             if row is None:
                 secret = await clients.register_client(
                     svc,
@@ -85,17 +84,11 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
                 }
             )
     password_hash = svc.hash_secret(DEMO_PASSWORD)
-    async with svc.pool.acquire() as conn:
-        for username, name, tenant in USERS:
-            await conn.execute(
-                "INSERT INTO users (subject, tenant, username, display_name, password_hash)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING",
-                f"usr_{username}",
-                tenant,
-                username,
-                name,
-                password_hash,
-            )
+    await handlers.register_users(
+        svc,
+        [(f"usr_{username}", tenant, username, name) for username, name, tenant in USERS],
+        password_hash,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")

@@ -216,3 +216,23 @@ async def get_user(conn: asyncpg.Connection, username: str) -> Any:
     return await conn.fetchrow(
         "SELECT subject, tenant, password_hash FROM users WHERE username = $1", username
     )
+
+
+async def insert_user(
+    conn: asyncpg.Connection,
+    subject: str,
+    tenant: str,
+    username: str,
+    display_name: str,
+    password_hash: str,
+) -> None:
+    """A development-identity user; an existing subject is left as it is."""
+    await conn.execute(
+        "INSERT INTO users (subject, tenant, username, display_name, password_hash)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING",
+        subject,
+        tenant,
+        username,
+        display_name,
+        password_hash,
+    )

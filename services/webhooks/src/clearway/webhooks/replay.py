@@ -13,21 +13,15 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from clearway.shared.auth import Principal
-from clearway.webhooks import store
+from clearway.webhooks import store, store_replay
 from clearway.webhooks.domain import new_replay_id
 from clearway.webhooks.handlers import Context, NotFound
 
 log = logging.getLogger(__name__)
-JOB_COLUMNS = (
-    "id, endpoint_id, status_filter, since, until, dry_run, state, total, processed, queued,"
-    " skipped, runs, started_at, finished_at, created_at"
-)
-_FILTER = {"failed": "AND status = 'failed'", "skipped": "AND status = 'skipped'", "all": ""}
 
 
 async def create_job(
@@ -45,36 +39,25 @@ async def create_job(
     async with conn.transaction():
         if await store.get_endpoint(conn, tenant, endpoint_id) is None:
             raise NotFound("endpoint", endpoint_id)
-        total = await conn.fetchval(
-            "SELECT count(*) FROM messages WHERE endpoint_id = $1 AND created_at >= $2"
-            f" AND created_at < $3 {_FILTER[status]}",
-            endpoint_id,
-            since,
-            until,
+        total = await store_replay.count_messages(conn, endpoint_id, since, until, status)
+        row = await store_replay.insert_job(
+            conn,
+            id=new_replay_id(),
+            tenant=tenant,
+            endpoint_id=endpoint_id,
+            status=status,
+            since=since,
+            until=until,
+            dry_run=dry_run,
+            total=total,
         )
-        row = await conn.fetchrow(
-            "INSERT INTO replay_jobs (id, tenant, endpoint_id, status_filter, since, until,"
-            " dry_run, state, total) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8)"
-            f" RETURNING {JOB_COLUMNS}",
-            new_replay_id(),
-            tenant,
-            endpoint_id,
-            status,
-            since,
-            until,
-            dry_run,
-            total,
-        )
-        assert row is not None
         if not dry_run:
             await ctx.audit(conn, principal, "replay.started", row["id"])
     return row
 
 
 async def get_job(conn: asyncpg.Connection, tenant: str, job_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        f"SELECT {JOB_COLUMNS} FROM replay_jobs WHERE tenant = $1 AND id = $2", tenant, job_id
-    )
+    row = await store_replay.get_job(conn, tenant, job_id)
     if row is None:
         raise NotFound("replay", job_id)
     return row
@@ -83,13 +66,7 @@ async def get_job(conn: asyncpg.Connection, tenant: str, job_id: str) -> asyncpg
 async def restart_job(conn: asyncpg.Connection, tenant: str, job_id: str) -> asyncpg.Record:
     """Run a job again from its beginning; its start time (what 'already delivered' means)
     stays the one of its first run."""
-    row = await conn.fetchrow(
-        "UPDATE replay_jobs SET state = 'running', cursor_at = NULL, cursor_id = NULL,"
-        " processed = 0, queued = 0, skipped = 0, runs = runs + 1, finished_at = NULL"
-        f" WHERE tenant = $1 AND id = $2 RETURNING {JOB_COLUMNS}",
-        tenant,
-        job_id,
-    )
+    row = await store_replay.restart_job(conn, tenant, job_id)
     if row is None:
         raise NotFound("replay", job_id)
     return row
@@ -98,24 +75,12 @@ async def restart_job(conn: asyncpg.Connection, tenant: str, job_id: str) -> asy
 async def step(conn: asyncpg.Connection, job_id: str, batch: int = 500) -> bool:
     """Handle one batch of a job; returns False once the job is done."""
     async with conn.transaction():
-        job = await conn.fetchrow("SELECT * FROM replay_jobs WHERE id = $1 FOR UPDATE", job_id)
+        job = await store_replay.lock_job(conn, job_id)
         if job is None or job["state"] == "done":
             return False
-        args: list[Any] = [job["endpoint_id"], job["since"], job["until"], batch]
-        after = ""
-        if job["cursor_at"] is not None:
-            args += [job["cursor_at"], job["cursor_id"]]
-            after = "AND (created_at, id) > ($5, $6)"
-        rows = await conn.fetch(
-            "SELECT id, status, delivered_at, created_at FROM messages WHERE endpoint_id = $1"
-            f" AND created_at >= $2 AND created_at < $3 {_FILTER[job['status_filter']]} {after}"
-            " ORDER BY created_at, id LIMIT $4 FOR UPDATE",
-            *args,
-        )
+        rows = await store_replay.next_batch(conn, job, batch)
         if not rows:
-            await conn.execute(
-                "UPDATE replay_jobs SET state = 'done', finished_at = now() WHERE id = $1", job_id
-            )
+            await store_replay.finish_job(conn, job_id)
             return False
         eligible = [
             r["id"]
@@ -125,16 +90,7 @@ async def step(conn: asyncpg.Connection, job_id: str, batch: int = 500) -> bool:
         ]
         if eligible and not job["dry_run"]:
             await store.requeue(conn, eligible, f"replay:{job_id}")
-        await conn.execute(
-            "UPDATE replay_jobs SET cursor_at = $2, cursor_id = $3, processed = processed + $4,"
-            " queued = queued + $5, skipped = skipped + $6 WHERE id = $1",
-            job_id,
-            rows[-1]["created_at"],
-            rows[-1]["id"],
-            len(rows),
-            len(eligible),
-            len(rows) - len(eligible),
-        )
+        await store_replay.advance_job(conn, job_id, rows[-1], len(rows), len(eligible))
     return True
 
 
@@ -147,8 +103,8 @@ class ReplayRunner:
 
     async def resume(self) -> None:
         """Pick up the jobs a previous process left running."""
-        for row in await self.pool.fetch("SELECT id FROM replay_jobs WHERE state = 'running'"):
-            self.spawn(row["id"])
+        for job_id in await store_replay.running_jobs(self.pool):
+            self.spawn(job_id)
 
     def spawn(self, job_id: str) -> None:
         if job_id in self._tasks and not self._tasks[job_id].done():
