@@ -13,13 +13,12 @@ all in one transaction holding the append lock.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
-from clearway.audit import store
+from clearway.audit import store, store_retention
 from clearway.audit.domain import Actor, AuditEntry
 from clearway.audit.handlers import (
     CheckpointOutbox,
@@ -30,10 +29,9 @@ from clearway.audit.handlers import (
 )
 from clearway.audit.merkle import Frontier
 from clearway.audit.signing import Keyring
+from clearway.audit.store_retention import Partition, partitions
 from clearway.audit.verification import verify_log
 from clearway.shared.db import ident
-
-_BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
 class RetentionRefused(Exception):
@@ -41,33 +39,10 @@ class RetentionRefused(Exception):
 
 
 @dataclass(frozen=True)
-class Partition:
-    name: str
-    lower: datetime
-    upper: datetime
-
-
-@dataclass(frozen=True)
 class Dropped:
     partition: str
     cut_size: int
     anchor_size: int
-
-
-async def partitions(conn: asyncpg.Connection) -> list[Partition]:
-    rows = await conn.fetch(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound"
-        " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'records'::regclass"
-    )
-    out = []
-    for r in rows:
-        m = _BOUND.search(r["bound"])
-        if m:
-            lo = await conn.fetchval("SELECT $1::text::timestamptz", m.group(1))
-            hi = await conn.fetchval("SELECT $1::text::timestamptz", m.group(2))
-            out.append(Partition(r["relname"], lo, hi))
-    return sorted(out, key=lambda p: p.lower)
 
 
 async def apply_retention(
@@ -103,21 +78,15 @@ async def _drop(
     clock: Clock,
     announce: CheckpointOutbox | None,
 ) -> Dropped:
-    table = ident(part.name)
     async with conn.transaction():
         await store.lock_appends(conn)
         report = await verify_log(conn, keyring)
         if not report.ok:
             raise RetentionRefused(f"the log does not verify: {report.failure}")
-        last = await conn.fetchval(f"SELECT max(position) FROM {table}")
+        last = await store_retention.last_position(conn, part)
         cut = await store.latest_cut(conn)
         size = cut.size if last is None else last + 1
-        older = await conn.fetchval(
-            "SELECT count(*) FROM records WHERE position < $1 AND recorded_at >= $2",
-            size,
-            part.upper,
-        )
-        if older:
+        if await store_retention.recorded_since_before(conn, size, part.upper):
             raise RetentionRefused(f"{part.name} is not a prefix of the log")
         anchor = await store.latest_checkpoint(conn)
         if anchor is None or anchor.checkpoint.tree_size < size:
@@ -126,17 +95,16 @@ async def _drop(
             anchor_cp = anchor.checkpoint
         frontier = Frontier(cut.size, cut.frontier)
         frontier.extend(await store.leaf_hashes(conn, cut.size, size))
-        await conn.execute(
-            "INSERT INTO retention_cuts (cut_size, frontier, partition_name, anchor_size,"
-            " operator, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            size,
-            frontier.hashes,
-            part.name,
-            anchor_cp.tree_size,
-            operator,
-            reason,
+        await store_retention.insert_cut(
+            conn,
+            size=size,
+            frontier=frontier.hashes,
+            part=part,
+            anchor_size=anchor_cp.tree_size,
+            operator=operator,
+            reason=reason,
         )
-        await conn.execute(f"DROP TABLE {table}")
+        await store_retention.drop_partition(conn, part)
         now = clock().astimezone(UTC)
         await append_entries(
             conn,
