@@ -16,7 +16,9 @@ from clearway.shared.http import (
     MAX_LIMIT,
     CursorCodec,
     CursorError,
+    FieldError,
     PageRequest,
+    ValidationProblem,
     create_app,
     invalid_field,
     page_request,
@@ -254,3 +256,16 @@ async def test_hand_raised_validation_problem_has_fastapis_shape(
     assert a["errors"] == [{"field": "first", "message": "must not exceed second", "type": "range"}]
     assert a["detail"] == "Field 'first' is invalid: must not exceed second."
     assert set(b["errors"][0]) == {"field", "message", "type"}
+
+
+def test_a_specific_422_keeps_the_errors_body_under_its_own_type() -> None:
+    problem = ValidationProblem(
+        FieldError(("header", "idempotency-key"), "reused", "reuse"),
+        type_slug="idempotency-key-reused",
+        title="Idempotency-Key reused",
+    )
+    assert problem.status == 422 and problem.type.endswith("/idempotency-key-reused")
+    assert problem.extensions == {
+        "errors": [{"field": "header.idempotency-key", "message": "reused", "type": "reuse"}]
+    }
+    assert problem.detail == "Field 'header.idempotency-key' is invalid: reused."

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError, invalid_field
+from clearway.shared.http import FieldError, ProblemError, ValidationProblem, invalid_field
 from clearway.shared.redaction import find_pans
 from clearway.transfer import store
 from clearway.transfer.domain import (
@@ -115,12 +115,11 @@ async def refuse_card_numbers(request: Request) -> None:
         except ValueError:
             where = "body"
     if where:
-        raise ProblemError(
-            422,
-            "card-number-refused",
-            "Card numbers are refused",
-            f"Field '{where}' holds a card number; send a card token (tok_…) instead.",
-            errors=[{"field": where, "message": "card numbers are refused", "type": "pan"}],
+        raise ValidationProblem(
+            FieldError(where, "card numbers are refused", "pan"),
+            type_slug="card-number-refused",
+            title="Card numbers are refused",
+            detail=f"Field '{where}' holds a card number; send a card token (tok_…) instead.",
         )
 
 
@@ -186,12 +185,11 @@ async def create_transfer(
             headers={"Retry-After": str(e.retry_after)},
         ) from None
     except KeyReused:
-        raise ProblemError(
-            422,
-            "idempotency-key-reused",
-            "Idempotency-Key reused",
-            "This Idempotency-Key was already used with a different request.",
-            errors=[{"field": "header.idempotency-key", "message": "reused", "type": "reuse"}],
+        raise ValidationProblem(
+            FieldError("header.idempotency-key", "reused", "reuse"),
+            type_slug="idempotency-key-reused",
+            title="Idempotency-Key reused",
+            detail="This Idempotency-Key was already used with a different request.",
         ) from None
     return _answer(outcome.status_code, outcome.body, outcome.replayed)
 

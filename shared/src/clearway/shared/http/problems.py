@@ -154,15 +154,17 @@ class ValidationProblem(ProblemError):
     ``errors: [{field, message, type}]`` and a ``detail`` naming the first field.
     """
 
-    def __init__(self, *errors: FieldError) -> None:
+    def __init__(
+        self,
+        *errors: FieldError,
+        type_slug: str = "validation-error",
+        title: str = "Request validation failed",
+        detail: str | None = None,
+    ) -> None:
+        # A more specific 422 (e.g. ``card-number-refused``) keeps the same ``errors``
+        # body under its own type, so clients read the field at fault one way.
         fields = [e.as_json() for e in errors]
-        super().__init__(
-            422,
-            "validation-error",
-            "Request validation failed",
-            _validation_detail(fields),
-            errors=fields,
-        )
+        super().__init__(422, type_slug, title, detail or _validation_detail(fields), errors=fields)
 
 
 class FieldError:
