@@ -16,7 +16,13 @@ from fastapi import APIRouter, Depends, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
+from clearway.shared.http import (
+    PageRequest,
+    ProblemError,
+    invalid_field,
+    list_body,
+    page_request,
+)
 from clearway.webhooks import handlers
 from clearway.webhooks.catalog import catalog
 from clearway.webhooks.domain import InvalidSubscription
@@ -282,5 +288,5 @@ async def rotate_secret(
 
 @router.get("/v1/event-types")
 async def event_types() -> dict[str, Any]:
-    """The event catalog (public: partner documentation)."""
-    return {"data": catalog()}
+    """The event catalog (public: partner documentation), whole: one page in the list shape."""
+    return list_body(catalog())
