@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKER = ROOT / "deploy" / "ci" / "check_doc_refs.py"
 # Spelled in pieces so that this file does not trip the check it tests.
 SECTION = "\u00a7"
-OUTSIDE_DESIGN = "DES" + "IGN"
+OUTSIDE_NOTES = "DES" + "IGN"
 
 
 def run_checker(root: Path) -> subprocess.CompletedProcess[str]:
@@ -35,7 +35,7 @@ def plant(root: Path) -> None:
     )
     (root / "pkg" / "bad.py").write_text(
         "x = 1\n"
-        f"# see {OUTSIDE_DESIGN} {SECTION}3\n"
+        f"# see {OUTSIDE_NOTES} {SECTION}3\n"
         f"# and docs/design.md {SECTION}99\n"
         f"# and docs/design.md {SECTION}4, {SECTION}7\n"
         f"# and docs/missing.md {SECTION}2\n"
@@ -53,7 +53,7 @@ def test_a_planted_bad_reference_fails_the_check_naming_file_and_line(tmp_path):
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert any(line.startswith("pkg/bad.py:2:") and OUTSIDE_DESIGN in line for line in lines)
+    assert any(line.startswith("pkg/bad.py:2:") and OUTSIDE_NOTES in line for line in lines)
     assert any(line.startswith("pkg/bad.py:3:") and f"{SECTION}99" in line for line in lines)
     assert any(line.startswith("pkg/bad.py:4:") and f"{SECTION}7" in line for line in lines)
     assert not any(line.startswith("pkg/bad.py:4:") and f"{SECTION}4:" in line for line in lines)
