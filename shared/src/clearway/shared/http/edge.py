@@ -20,7 +20,7 @@ from typing import Any
 from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clearway.shared.context import correlation_id_var, new_correlation_id
@@ -136,7 +136,7 @@ class EdgeMiddleware:
         """Refuse control characters and oversized bodies before any route or dependency
         runs; the ``receive`` to hand on replays the body that was read here."""
         loc = (
-            path_control_field(scope, _routes(scope))
+            path_control_field(scope["path"], _path_templates(scope))
             or query_control_field(scope["query_string"])
             or header_control_field(scope["headers"])
         )
@@ -150,20 +150,27 @@ class EdgeMiddleware:
         return replay(messages, receive)
 
 
-def _routes(scope: Scope) -> list[BaseRoute]:
-    app = scope.get("app")
-    return list(getattr(getattr(app, "router", None), "routes", []))
+def _path_templates(scope: Scope) -> list[str]:
+    """The app's documented route paths (``/v1/transfers/{transfer_id}``), from its
+    OpenAPI document: public API (FastAPI includes routers lazily, so its route
+    list is not flat), built once and cached, and read only for requests that
+    were refused or not routed."""
+    openapi = getattr(scope.get("app"), "openapi", None)
+    return list(openapi().get("paths", {})) if callable(openapi) else []
 
 
 def _route_template(scope: Scope) -> str:
     """The matched route's path template (``/v1/transfers/{transfer_id}``), never the raw path.
 
     Raw paths would make one time series per id; requests refused before
-    routing (a bad version header) are matched here so they still count
-    against their route.
+    routing (a bad version header, a control character, a body too large) are
+    matched here so they still count against their route.
     """
-    route = scope.get("route")
-    if route is None:
-        route = next((r for r in _routes(scope) if r.matches(scope)[0] is not Match.NONE), None)
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    route_path = scope["path"]
+    for template in _path_templates(scope):
+        if compile_path(template)[0].match(route_path):
+            return template
+    return UNMATCHED_ROUTE

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.routing import BaseRoute, Match
-from starlette.types import Message, Receive, Scope
+from starlette.routing import compile_path
+from starlette.types import Message, Receive
 
 from clearway.shared.http.problems import ProblemError, field_name
 
@@ -114,18 +114,23 @@ def header_control_field(headers: Iterable[tuple[bytes, bytes]]) -> Loc | None:
     return None
 
 
-def path_control_field(scope: Scope, routes: Sequence[BaseRoute]) -> Loc | None:
+def path_control_field(path: str, templates: Iterable[str]) -> Loc | None:
     """The location (``("path", "transfer_id")``) of the path parameter holding a
-    refused character, or ``("path",)`` when no route names it; ``None`` when the
-    (already percent-decoded) path is clean."""
-    if not has_control_characters(scope["path"]):
+    refused character, or ``("path",)`` when no route template names it; ``None``
+    when the (already percent-decoded) ``path`` is clean.
+
+    ``templates`` are route paths such as ``/v1/transfers/{transfer_id}``; they are
+    only looked at when the path holds a refused character.
+    """
+    if not has_control_characters(path):
         return None
-    for route in routes:
-        match, child = route.matches(scope)
-        if match is Match.NONE:
+    for template in templates:
+        regex, _, _ = compile_path(template)
+        match = regex.match(path)
+        if match is None:
             continue
-        for name, value in child.get("path_params", {}).items():
-            if isinstance(value, str) and has_control_characters(value):
+        for name, value in match.groupdict().items():
+            if has_control_characters(value):
                 return ("path", name)
     return ("path",)
 
