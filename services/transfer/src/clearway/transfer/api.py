@@ -102,7 +102,11 @@ def _field_holding_pan(doc: Any, path: str = "") -> str | None:
 
 async def refuse_card_numbers(request: Request) -> None:
     """Runs before the body is parsed: a card number anywhere is a 422 naming the
-    field, and the value is never echoed, logged or stored."""
+    field, and the value is never echoed, logged or stored.
+
+    It runs before authentication too; the body it reads is the one the kit's
+    edge already read and bounded (``create_app(max_body_bytes=...)``, 413 past it).
+    """
     raw = (await request.body()).decode("utf-8", errors="replace")
     where: str | None = None
     if find_pans(request.url.query):

@@ -102,7 +102,9 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
             yield
 
-    app = create_app(SERVICE, title="Clearway webhooks", lifespan=lifespan)
+    app = create_app(
+        SERVICE, title="Clearway webhooks", lifespan=lifespan, max_body_bytes=api.MAX_BODY_BYTES
+    )
     app.include_router(api.router)
     app.include_router(api_messages.router)
     return app
