@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import ProblemError
-from clearway.shared.redaction import find_pans
-from clearway.transfer import store
+from clearway.shared.redaction import find_pan_field, find_pans
 from clearway.transfer.domain import (
     Actor,
     InvalidField,
@@ -29,6 +28,9 @@ from clearway.transfer.handlers import (
     cancel_transfer,
     get_transfer,
     initiate_transfer,
+)
+from clearway.transfer.handlers import (
+    list_transfers as transfer_page,  # the route keeps the name (OpenAPI operationId)
 )
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
@@ -81,25 +83,6 @@ def _actor(principal: Principal) -> Actor:
     return Actor(principal.subject, principal.client_id, tuple(chain))
 
 
-def _field_holding_pan(doc: Any, path: str = "") -> str | None:
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            where = f"{path}.{k}" if path else str(k)
-            if find_pans(str(k)):
-                return where
-            found = _field_holding_pan(v, where)
-            if found:
-                return found
-        return None
-    if isinstance(doc, list):
-        for i, v in enumerate(doc):
-            found = _field_holding_pan(v, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return path or "body" if find_pans(json.dumps(doc)) else None
-
-
 async def refuse_card_numbers(request: Request) -> None:
     """Runs before the body is parsed: a card number anywhere is a 422 naming the
     field, and the value is never echoed, logged or stored."""
@@ -111,7 +94,7 @@ async def refuse_card_numbers(request: Request) -> None:
         where = "header"
     elif find_pans(raw):
         try:
-            where = _field_holding_pan(json.loads(raw)) or "body"
+            where = find_pan_field(json.loads(raw)) or "body"
         except ValueError:
             where = "body"
     if where:
@@ -218,11 +201,7 @@ async def list_transfers(
 ) -> dict[str, Any]:
     """Transfers of the caller's tenant, oldest first; pass ``next_cursor`` as
     ``starting_after`` for the next page."""
-    rows = await store.list_transfers(
-        _core(request).pool, _tenant(principal), reference, starting_after, limit + 1
-    )
-    page = [store.transfer_json(r) for r in rows[:limit]]
-    return {"data": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
+    return await transfer_page(_core(request), _tenant(principal), reference, starting_after, limit)
 
 
 @router.post("/{transfer_id}/cancel")

@@ -32,7 +32,7 @@ from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.shared.settings import PlatformSettings
-from clearway.transfer import handlers
+from clearway.transfer import handlers, store
 from clearway.transfer.api import router
 from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
 from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC, EventFactory
@@ -236,6 +236,6 @@ async def _claims_pool(dsn: str) -> asyncpg.Pool:
 
 def _database_check(pool: Any):
     async def database() -> bool:
-        return await pool.fetchval("SELECT true")
+        return await store.ping(pool)
 
     return database

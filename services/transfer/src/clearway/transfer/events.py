@@ -1,7 +1,8 @@
-"""The events this service writes to its outbox, built from transfer rows.
+"""The events this service writes to its outbox, built from what the ``Transfer``
+aggregate recorded (``TransferCreated``, …), never from rows.
 
 Ids are deterministic (transfer id, version, type), so a state change that is
-written twice is recognised downstream as the same event.
+written twice is recognised downstream as the same event (docs/design.md §3).
 """
 
 from __future__ import annotations
@@ -9,15 +10,43 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import asyncpg
-
 from clearway.shared.events import Event, event_id, new_event
 from clearway.shared.schemas import SchemaRegistry
-from clearway.transfer.domain import SOURCE
+from clearway.transfer.domain import (
+    SOURCE,
+    TransferCanceled,
+    TransferCreated,
+    TransferEvent,
+    TransferFailed,
+    TransferSettled,
+)
 
 EVENTS_TOPIC = "clearway.transfer.events.v1"
 INTENTS_TOPIC = "clearway.transfer.intents.v1"
 CONSENT_TOPIC = "clearway.consent.events.v1"
+
+
+def transfer_data(ev: TransferEvent) -> dict[str, Any]:
+    """The wire payload of a recorded transfer event (``schemas/transfer/<type>/v1``)."""
+    data: dict[str, Any] = {
+        "transfer_id": ev.transfer_id,
+        "reference": ev.reference,
+        "amount": ev.amount,
+        "currency": ev.currency,
+        "status": ev.status.value,
+    }
+    if isinstance(ev, TransferCreated):
+        data["source"] = ev.source
+        data["destination"] = ev.destination
+        data["description"] = ev.description
+        data["actor"] = ev.actor.as_data() if ev.actor else None
+    elif isinstance(ev, TransferCanceled):
+        data["actor"] = ev.actor.as_data() if ev.actor else None
+    elif isinstance(ev, TransferSettled):
+        data["rail_charge_id"] = ev.rail_charge_id
+    elif isinstance(ev, TransferFailed):
+        data["reason"] = ev.reason
+    return data
 
 
 class EventFactory:
@@ -34,29 +63,12 @@ class EventFactory:
             dataschema=self.registry.get(type_, 1).dataschema,
         )
 
-    def for_transfer(self, type_: str, row: asyncpg.Record, **extra: Any) -> Event:
-        data: dict[str, Any] = {
-            "transfer_id": row["id"],
-            "reference": row["reference"],
-            "amount": row["amount"],
-            "currency": row["currency"],
-            "status": row["status"],
-            **extra,
-        }
+    def for_transfer(self, ev: TransferEvent) -> Event:
+        """The CloudEvent of one event the aggregate recorded, at the version it made."""
         return replace(
-            self.build(type_, row["id"], row["version"], data),
-            tenant=row["tenant"],
-            correlation_id=row["correlation_id"],
-        )
-
-    def created(self, row: asyncpg.Record) -> Event:
-        return self.for_transfer(
-            "transfer.created",
-            row,
-            source=row["source"],
-            destination=row["destination"],
-            description=row["description"],
-            actor=row["actor"],
+            self.build(ev.type, ev.transfer_id, ev.version, transfer_data(ev)),
+            tenant=ev.tenant,
+            correlation_id=ev.correlation_id,
         )
 
     def intent_result(self, type_: str, intent: Event, subject: str, data: dict[str, Any]) -> Event:
