@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from clearway.shared.actor import Actor
 from clearway.transfer.domain import (
-    Actor,
     InvalidTransition,
     Status,
     Transfer,

@@ -74,7 +74,7 @@ async def test_reconciliation_flags_an_extra_rail_charge_and_a_missing_one(
         )
         == 2
     )
-    assert EVENTS_TOPIC in core.events_topic
+    assert core.events.topic.endswith(EVENTS_TOPIC)
     text = report.render()
     assert "unexpected at rail  1" in text and gone in text
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from clearway.shared.actor import Actor
 from clearway.transfer import store
-from clearway.transfer.domain import Actor, Status
+from clearway.transfer.domain import Status
 
 pytestmark = pytest.mark.integration
 

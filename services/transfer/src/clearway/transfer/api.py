@@ -10,11 +10,11 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import ProblemError
 from clearway.shared.redaction import find_pan_field, find_pans
 from clearway.transfer.domain import (
-    Actor,
     InvalidField,
     InvalidTransition,
     TransferRequest,
@@ -72,15 +72,6 @@ def _tenant(principal: Principal) -> str:
             403, "tenant-required", "Tenant required", "The access token carries no tenant."
         )
     return principal.tenant
-
-
-def _actor(principal: Principal) -> Actor:
-    chain: list[str] = []
-    act = principal.claims.get("act")
-    while isinstance(act, dict) and len(chain) < 10:  # RFC 8693 delegation chain
-        chain.append(str(act.get("sub", "")))
-        act = act.get("act")
-    return Actor(principal.subject, principal.client_id, tuple(chain))
 
 
 async def refuse_card_numbers(request: Request) -> None:
@@ -155,7 +146,7 @@ async def create_transfer(
         principal.client_id,
         key,
         transfer,
-        _actor(principal),
+        Actor.from_principal(principal),
         request.state.correlation_id,
     )
     try:
@@ -213,7 +204,7 @@ async def cancel(
     """Cancel a transfer that was not submitted yet; repeating it answers the same."""
     try:
         return await cancel_transfer(
-            _core(request), _tenant(principal), transfer_id, _actor(principal)
+            _core(request), _tenant(principal), transfer_id, Actor.from_principal(principal)
         )
     except TransferNotFound:
         raise _not_found() from None

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from clearway.shared.actor import Actor
 from clearway.shared.consumer import event_scope
 from clearway.shared.events import Event
 from clearway.shared.redaction import find_pan_field
-from clearway.transfer.domain import Actor, InvalidField, TransferRequest
+from clearway.transfer.domain import InvalidField, TransferRequest
 from clearway.transfer.executor import Executor
 from clearway.transfer.handlers import Core, InitiateTransfer, accept_intent, reject_intent
 
@@ -42,17 +43,18 @@ def _command(intent: Event) -> InitiateTransfer:
         description=data.get("description"),
         metadata=data.get("metadata") or {},
     )
-    actor = data.get("actor") or {}
+    client_id = data["client_id"]
+    # The message's client is the one acting; without an actor record, it acts itself.
+    given = Actor.from_data(data.get("actor"))
+    actor = Actor(
+        given.subject if given else client_id, client_id, given.delegation if given else ()
+    )
     return InitiateTransfer(
         tenant=intent.tenant,
-        client_id=data["client_id"],
+        client_id=client_id,
         key=data["idempotency_key"],
         request=request,
-        actor=Actor(
-            subject=actor.get("subject") or data["client_id"],
-            client_id=data["client_id"],
-            delegation=tuple(actor.get("delegation") or ()),
-        ),
+        actor=actor,
         correlation_id=intent.correlation_id,
     )
 

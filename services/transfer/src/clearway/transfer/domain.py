@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 
 import rfc8785
 
+from clearway.shared.actor import Actor
+
 #: ISO 4217 active alphabetic codes this platform moves money in.
 CURRENCIES = frozenset(
     "AED AUD BGN BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KES "
@@ -87,22 +89,6 @@ def check_transition(current: Status, wanted: Status) -> None:
 def new_transfer_id() -> str:
     """``tr_`` + 48-bit milliseconds + 80 random bits: unique and roughly time-ordered."""
     return f"tr_{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who caused something: the token's subject, its client, and any delegation."""
-
-    subject: str
-    client_id: str
-    delegation: tuple[str, ...] = ()
-
-    def as_data(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "client_id": self.client_id,
-            "delegation": list(self.delegation),
-        }
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from typing import Any
 
 import asyncpg
 
+from clearway.shared.actor import Actor
+from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
-from clearway.shared.outbox import Outbox
 from clearway.transfer import store
 from clearway.transfer.domain import (
     TRANSFERS_ROUTE,
-    Actor,
     KeyDecision,
     KeyState,
     Status,
@@ -38,7 +38,7 @@ from clearway.transfer.domain import (
     fingerprint,
     reference_for,
 )
-from clearway.transfer.events import EventFactory
+from clearway.transfer.events import intent_result, transfer_event
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.reconciliation import Report, compare, new_run_id
 
@@ -51,9 +51,7 @@ class Core:
 
     pool: asyncpg.Pool
     claims: asyncpg.Pool  # synchronous_commit=off: see store.claim_key
-    outbox: Outbox
-    events: EventFactory
-    events_topic: str
+    events: EventWriter  # the transfer events topic
     reference_secret: bytes
     lock_timeout_s: float = 30.0
     retention: timedelta = timedelta(days=7)
@@ -199,8 +197,9 @@ async def accept_intent(
         "status": body["status"],
         "replayed": outcome.replayed,
     }
-    result = core.events.intent_result("transfer.accepted", intent, body["id"], data)
-    await core.outbox.add(conn, core.events_topic, result)
+    await core.events.write(
+        conn, intent_result(core.events, "transfer.accepted", intent, body["id"], data)
+    )
 
 
 async def reject_intent(
@@ -214,8 +213,9 @@ async def reject_intent(
         "field": field,
         "reason": reason,
     }
-    result = core.events.intent_result("transfer.rejected", intent, intent.subject, data)
-    await core.outbox.add(conn, core.events_topic, result)
+    await core.events.write(
+        conn, intent_result(core.events, "transfer.rejected", intent, intent.subject, data)
+    )
 
 
 async def get_transfer(core: Core, tenant: str, transfer_id: str) -> dict[str, Any]:
@@ -299,9 +299,8 @@ async def _save(conn: asyncpg.Connection, core: Core, transfer: Transfer) -> Non
 
 
 async def _write_events(conn: asyncpg.Connection, core: Core, transfer: Transfer) -> None:
-    events = [core.events.for_transfer(ev) for ev in transfer.collect_events()]
-    if events:
-        await core.outbox.add(conn, core.events_topic, *events)
+    events = [transfer_event(core.events, ev) for ev in transfer.collect_events()]
+    await core.events.write(conn, *events)
 
 
 def transfer_view(t: Transfer) -> dict[str, Any]:
@@ -326,15 +325,12 @@ async def reconcile_settlements(core: Core, rail: RailClient) -> Report:
     its breaks and write ``transfer.reconciled`` in one transaction."""
     charges = {c["reference"]: c for c in await rail.settlement_report()}
     report = compare(await store.settled_by_reference(core.pool), charges, new_run_id())
-    event = core.events.build(
-        "transfer.reconciled",
-        report.run_id,
-        1,
-        {"run_id": report.run_id, **report.counts(), "breaks": report.breaks},
-    )
+    data = {"run_id": report.run_id, **report.counts(), "breaks": report.breaks}
     async with core.pool.acquire() as conn, conn.transaction():
         await store.record_reconciliation(conn, report.run_id, report.counts(), report.breaks)
-        await core.outbox.add(conn, core.events_topic, event)
+        await core.events.emit(
+            conn, "transfer.reconciled", subject=report.run_id, version=1, data=data
+        )
     return report
 
 

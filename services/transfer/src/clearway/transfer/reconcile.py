@@ -13,10 +13,8 @@ import asyncio
 import sys
 
 from clearway.shared.db import create_pool
-from clearway.shared.outbox import Outbox
-from clearway.shared.schemas import default_registry
+from clearway.shared.event_writer import EventWriter
 from clearway.transfer.bootstrap import SERVICE, TransferSettings
-from clearway.transfer.events import EVENTS_TOPIC, EventFactory
 from clearway.transfer.handlers import Core, reconcile_settlements
 from clearway.transfer.rail_client import RailClient
 
@@ -25,13 +23,10 @@ async def _main(args: argparse.Namespace) -> int:
     settings = TransferSettings.from_env()
     pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=2)
     rail = RailClient(args.rail_url or settings.rail_url)
-    registry = default_registry()
     core = Core(
         pool=pool,
         claims=pool,
-        outbox=Outbox(validate=registry.validate),
-        events=EventFactory(registry),
-        events_topic=settings.platform.topic(EVENTS_TOPIC),
+        events=EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix),
         reference_secret=settings.reference_secret,
     )
     try:

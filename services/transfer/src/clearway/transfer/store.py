@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from clearway.transfer.domain import Actor, KeyState, Posting, Status, Transfer
+from clearway.shared.actor import Actor
+from clearway.transfer.domain import KeyState, Posting, Status, Transfer
 
 TRANSFER_COLUMNS = (
     "id, tenant, client_id, reference, fingerprint, amount, currency, source, destination,"
@@ -159,12 +160,6 @@ async def purge_expired_keys(conn: asyncpg.Connection, batch: int = 5000) -> int
 # ------------------------------------------------------------------ transfers
 
 
-def _actor(data: dict[str, Any] | None) -> Actor | None:
-    if not data:
-        return None
-    return Actor(data["subject"], data["client_id"], tuple(data.get("delegation") or ()))
-
-
 def _transfer(row: asyncpg.Record) -> Transfer:
     return Transfer(
         id=row["id"],
@@ -179,7 +174,7 @@ def _transfer(row: asyncpg.Record) -> Transfer:
         created_at=row["created_at"],
         description=row["description"],
         metadata=dict(row["metadata"] or {}),
-        actor=_actor(row["actor"]),
+        actor=Actor.from_data(row["actor"]),
         correlation_id=row["correlation_id"],
         status=Status(row["status"]),
         version=row["version"],
