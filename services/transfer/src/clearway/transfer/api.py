@@ -6,13 +6,13 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, Header, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
+from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
 from clearway.shared.redaction import find_pan_field, find_pans
 from clearway.transfer.domain import (
     InvalidField,
@@ -140,7 +140,7 @@ async def create_transfer(
     try:
         transfer = TransferRequest(**body.model_dump())
     except InvalidField as e:
-        raise _invalid(e) from None
+        raise invalid_field(e.field, e.reason) from None
     cmd = InitiateTransfer(
         tenant,
         principal.client_id,
@@ -186,13 +186,12 @@ async def read_transfer(
 async def list_transfers(
     request: Request,
     principal: Annotated[Principal, Security(require_scope("payments:read"))],
+    page: Annotated[PageRequest, Depends(page_request)],
     reference: str | None = None,
-    starting_after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     """Transfers of the caller's tenant, oldest first; pass ``next_cursor`` as
-    ``starting_after`` for the next page."""
-    return await transfer_page(_core(request), _tenant(principal), reference, starting_after, limit)
+    ``cursor`` for the next page."""
+    return await transfer_page(_core(request), _tenant(principal), reference, page)
 
 
 @router.post("/{transfer_id}/cancel")
@@ -223,14 +222,4 @@ def _not_found() -> ProblemError:
         "transfer-not-found",
         "Transfer not found",
         "No transfer with this id exists for your tenant.",
-    )
-
-
-def _invalid(e: InvalidField) -> ProblemError:
-    return ProblemError(
-        422,
-        "validation-error",
-        "Request validation failed",
-        f"Field '{e.field}' is invalid: {e.reason}.",
-        errors=[{"field": e.field, "message": e.reason, "type": "value_error"}],
     )

@@ -25,6 +25,7 @@ import asyncpg
 from clearway.shared.actor import Actor
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
+from clearway.shared.http import PageRequest
 from clearway.transfer import store
 from clearway.transfer.domain import (
     TRANSFERS_ROUTE,
@@ -226,12 +227,18 @@ async def get_transfer(core: Core, tenant: str, transfer_id: str) -> dict[str, A
 
 
 async def list_transfers(
-    core: Core, tenant: str, reference: str | None, starting_after: str | None, limit: int
+    core: Core, tenant: str, reference: str | None, page: PageRequest
 ) -> dict[str, Any]:
-    """One page of the tenant's transfers, oldest first."""
-    found = await store.list_transfers(core.pool, tenant, reference, starting_after, limit + 1)
-    page = [transfer_view(t) for t in found[:limit]]
-    return {"data": page, "next_cursor": page[-1]["id"] if len(found) > limit else None}
+    """One page of the tenant's transfers, oldest first, in the kit's list shape; the
+    cursor is bound to the tenant and the ``reference`` filter (a 422 otherwise)."""
+    filters = {"reference": reference}
+    after = page.after(tenant, filters)
+    found = await store.list_transfers(
+        core.pool, tenant, reference, str(after[0]) if after else None, page.fetch_limit
+    )
+    return page.page(
+        found, tenant=tenant, filters=filters, position=lambda t: (t.id,), render=transfer_view
+    )
 
 
 async def cancel_transfer(
