@@ -240,6 +240,61 @@ def field_name(loc: Sequence[str | int]) -> str:
     return ".".join(parts) or "body"
 
 
+class ValidationProblem(ProblemError):
+    """A 422 ``validation-error`` with the same body FastAPI's request validation gets.
+
+    Raise it for a check a pydantic model cannot express (a cross-field range, an
+    unknown scope, a cursor we did not issue), so that a client parses one shape:
+    ``errors: [{field, message, type}]`` and a ``detail`` naming the first field.
+    """
+
+    def __init__(self, *errors: FieldError) -> None:
+        fields = [e.as_json() for e in errors]
+        super().__init__(
+            422,
+            "validation-error",
+            "Request validation failed",
+            _validation_detail(fields),
+            errors=fields,
+        )
+
+
+class FieldError:
+    """One entry of a validation problem's ``errors``: which field, why, and a machine type."""
+
+    __slots__ = ("field", "message", "type")
+
+    def __init__(self, field: str | Sequence[str | int], message: str, type: str) -> None:
+        self.field = field if isinstance(field, str) else field_name(field)
+        self.message = message
+        self.type = type
+
+    def as_json(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message, "type": self.type}
+
+
+def invalid_field(
+    field: str | Sequence[str | int], message: str, type: str = "value_error"
+) -> ValidationProblem:
+    """A validation problem for one field: ``raise invalid_field("until", "must be after since")``.
+
+    ``field`` is a dotted name or a pydantic-style location (``("query", "cursor")``
+    becomes ``query.cursor``, as FastAPI names a query parameter); ``message``
+    must not echo the rejected value (it may be a card number or a secret).
+    """
+    return ValidationProblem(FieldError(field, message, type))
+
+
+def _validation_detail(fields: Sequence[Mapping[str, str]]) -> str:
+    if not fields:
+        return "The request is invalid."
+    first = fields[0]
+    detail = f"Field '{first['field']}' is invalid: {first['message']}."
+    if len(fields) > 1:
+        detail += f" ({len(fields) - 1} more invalid field(s) in 'errors'.)"
+    return detail
+
+
 def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse:
     errors: list[Mapping[str, Any]] = [e for e in raw if isinstance(e, Mapping)]
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
@@ -247,28 +302,19 @@ def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse
         return _malformed_body(request, malformed)
     # Only loc, msg and type leave: pydantic's ``input`` and ``ctx`` can hold the
     # rejected value itself (a PAN in the wrong field must not come back).
-    fields = [
-        {
-            "field": field_name(e.get("loc", ())),
-            "message": str(e.get("msg", "")),
-            "type": str(e.get("type", "")),
-        }
-        for e in errors
-    ]
-    if fields:
-        first = fields[0]
-        detail = f"Field '{first['field']}' is invalid: {first['message']}."
-        if len(fields) > 1:
-            detail += f" ({len(fields) - 1} more invalid field(s) in 'errors'.)"
-    else:
-        detail = "The request is invalid."
+    problem = ValidationProblem(
+        *(
+            FieldError(e.get("loc", ()), str(e.get("msg", "")), str(e.get("type", "")))
+            for e in errors
+        )
+    )
     return problem_response(
         request,
-        status=422,
-        type_uri=problem_type_uri("validation-error"),
-        title="Request validation failed",
-        detail=detail,
-        extensions={"errors": fields},
+        status=problem.status,
+        type_uri=problem.type,
+        title=problem.title,
+        detail=problem.detail,
+        extensions=problem.extensions,
     )
 
 
