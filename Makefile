@@ -28,6 +28,7 @@ status:
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	$(PY) deploy/ci/check_doc_refs.py
 
 typecheck: setup
 	.venv/bin/mypy shared/src/clearway/shared

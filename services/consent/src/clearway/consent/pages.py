@@ -23,9 +23,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from clearway.consent import authorization, events, handlers
+from clearway.consent import authorization, handlers
 from clearway.consent.domain import ConsentError
 from clearway.consent.service import Service
+from clearway.shared.actor import Actor
 
 router = APIRouter(tags=["consent page"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -213,7 +214,7 @@ async def revoke_mine(request: Request, consent_id: str, csrf: str = Form(...)) 
             _svc(request),
             tenant,
             consent_id,
-            events.actor(subject, None),
+            Actor(subject),
             "revoked by the user",
             subject=subject,
         )

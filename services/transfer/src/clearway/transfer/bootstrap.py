@@ -26,16 +26,16 @@ from clearway.shared.db import (
     service_dsn,
 )
 from clearway.shared.dlt import DeadLetters
+from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
-from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.shared.settings import PlatformSettings
-from clearway.transfer import handlers
+from clearway.transfer import handlers, store
 from clearway.transfer.api import router
 from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
-from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC, EventFactory
+from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient
 
@@ -132,9 +132,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             core = handlers.Core(
                 pool=pool,
                 claims=claims,
-                outbox=Outbox(validate=registry.validate),
-                events=EventFactory(registry),
-                events_topic=p.topic(EVENTS_TOPIC),
+                events=EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry),
                 reference_secret=settings.reference_secret,
                 lock_timeout_s=settings.lock_timeout_s,
                 retention=settings.key_retention,
@@ -236,6 +234,6 @@ async def _claims_pool(dsn: str) -> asyncpg.Pool:
 
 def _database_check(pool: Any):
     async def database() -> bool:
-        return await pool.fetchval("SELECT true")
+        return await store.ping(pool)
 
     return database

@@ -16,14 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import PageRequest, page_request
 from clearway.webhooks import handlers, replay
-from clearway.webhooks.api import (
-    READ,
-    by_created,
-    conn_of,
-    ctx_of,
-    limited_body,
-    tenant_of,
-)
+from clearway.webhooks.api import READ, by_created, conn_of, ctx_of, tenant_of
 
 REPLAY = "webhooks:replay"
 router = APIRouter()
@@ -164,9 +157,7 @@ async def resend_message(
     return dict(row)
 
 
-@router.post(
-    "/v1/replays", status_code=202, response_model=ReplayOut, dependencies=[Depends(limited_body)]
-)
+@router.post("/v1/replays", status_code=202, response_model=ReplayOut)
 async def start_replay(
     body: ReplayIn,
     request: Request,
