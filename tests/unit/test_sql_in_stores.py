@@ -22,14 +22,6 @@ NOT_YET_MOVED = {
     # Readiness probes and start-up wiring, not use cases.
     "services/audit/src/clearway/audit/bootstrap.py": "readiness probe, partition config",
     "services/webhooks/src/clearway/webhooks/bootstrap.py": "readiness probe",
-    "services/transfer/src/clearway/transfer/bootstrap.py": "readiness probe",
-    # Handler-level modules whose SQL is still inline (follow-up of issue 9 item 8).
-    "services/consent/src/clearway/consent/clientauth.py": "client assertion replay, secrets",
-    "services/consent/src/clearway/consent/clients.py": "client registration, secrets",
-    "services/consent/src/clearway/consent/keys.py": "signing keys",
-    "services/consent/src/clearway/consent/tokens.py": "codes, issued tokens",
-    # Owned by the transfer-aggregate work: the reconciliation job.
-    "services/transfer/src/clearway/transfer/reconcile.py": "reconciliation runs",
 }
 
 

@@ -27,7 +27,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from clearway.consent import events, store
+from clearway.consent import events, store, store_clients
 from clearway.consent.oauth_errors import invalid_client
 from clearway.consent.service import Service
 
@@ -121,9 +121,7 @@ async def authenticate(svc: Service, form: dict[str, Any], authorization: str | 
         raise invalid_client()
     if client["failed_attempts"]:
         async with pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE clients SET failed_attempts = 0 WHERE client_id = $1", client_id
-            )
+            await store_clients.reset_failures(conn, client_id)
     return client
 
 
@@ -155,13 +153,9 @@ async def _assertion_ok(
     if not now - 30 < c["exp"] < now + 600 or not isinstance(c.get("jti"), str):
         return False
     async with pool.acquire() as conn:
-        inserted = await conn.fetchval(
-            "INSERT INTO seen_assertions (jti, expires_at) VALUES ($1, to_timestamp($2))"
-            " ON CONFLICT DO NOTHING RETURNING 1",
-            f"{client['client_id']}:{c['jti']}",
-            c["exp"] + 60,
+        return await store_clients.first_use_of_assertion(
+            conn, f"{client['client_id']}:{c['jti']}", c["exp"] + 60
         )
-    return inserted == 1
 
 
 async def _record_failure(svc: Service, client_id: str) -> None:
@@ -171,18 +165,10 @@ async def _record_failure(svc: Service, client_id: str) -> None:
             return
         failures = client["failed_attempts"] + 1
         if failures < LOCK_AFTER:
-            await conn.execute(
-                "UPDATE clients SET failed_attempts = $2 WHERE client_id = $1", client_id, failures
-            )
+            await store_clients.set_failures(conn, client_id, failures)
             return
         version = client["version"] + 1
-        await conn.execute(
-            "UPDATE clients SET failed_attempts = $2, status = 'locked', version = $3"
-            " WHERE client_id = $1",
-            client_id,
-            failures,
-            version,
-        )
+        await store_clients.lock_client(conn, client_id, failures, version)
         data = {
             "client_id": client_id,
             "tenant": client["tenant"],

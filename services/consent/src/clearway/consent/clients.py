@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clearway.consent import events, store
+from clearway.consent import events, store, store_clients
 from clearway.consent.handlers import NotFound
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
@@ -64,13 +64,7 @@ async def disable_client(
     async with svc.pool.acquire() as conn, conn.transaction():
         client = await _client_for_update(conn, tenant, client_id)
         version = client["version"] + 1
-        await conn.execute(
-            "UPDATE clients SET status = 'disabled', revoked_before = $2, version = $3"
-            " WHERE client_id = $1",
-            client_id,
-            now,
-            version,
-        )
+        await store_clients.disable_client(conn, client_id, now, version)
         data = {
             "client_id": client_id,
             "tenant": client["tenant"],
@@ -118,16 +112,14 @@ async def rotate_client_secret(
             overlap = 0
         until = now + timedelta(seconds=overlap) if overlap > 0 else None
         version = client["version"] + 1
-        await conn.execute(
-            "UPDATE clients SET secret_hash = $2, previous_secret_hash = $3,"
-            " previous_secret_valid_until = $4, status = 'active', failed_attempts = 0,"
-            " revoked_before = $5, version = $6 WHERE client_id = $1",
+        await store_clients.replace_secret(
+            conn,
             client_id,
-            svc.hash_secret(secret),
-            client["secret_hash"] if until else None,
-            until,
-            now,
-            version,
+            secret_hash=svc.hash_secret(secret),
+            previous_hash=client["secret_hash"] if until else None,
+            previous_valid_until=until,
+            revoked_before=now,
+            version=version,
         )
         data = {
             "client_id": client_id,

@@ -26,6 +26,8 @@ from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey
 
+from clearway.consent import store_keys
+
 log = logging.getLogger(__name__)
 
 SigningKey = ECKey | OKPKey
@@ -118,10 +120,7 @@ class KeyRing:
             return jwt.encode(header, claims, k.key, algorithms=[k.alg])
 
     async def load(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(
-            "SELECT kid, alg, public_jwk, private_ciphertext, activates_at, retired_at,"
-            " publish_until FROM signing_keys ORDER BY activates_at, created_at"
-        )
+        rows = await store_keys.signing_keys(conn)
         known = {k.kid: k for k in self._keys}
         keys = []
         for r in rows:
@@ -164,28 +163,13 @@ class KeyRing:
         # the margin covers the verifiers' clock leeway.
         publish_until = activates + self.max_token_ttl + timedelta(seconds=60)
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('consent:keys'))")
+            await store_keys.lock_rotation(conn)
             if unless_newer_than is not None:
-                newest = await conn.fetchval(
-                    "SELECT max(activates_at) FROM signing_keys WHERE retired_at IS NULL"
-                )
+                newest = await store_keys.newest_live_activation(conn)
                 if newest is not None and newest > unless_newer_than:
                     return None
-            await conn.execute(
-                "UPDATE signing_keys SET retired_at = $1, publish_until = $2"
-                " WHERE retired_at IS NULL",
-                activates,
-                publish_until,
-            )
-            await conn.execute(
-                "INSERT INTO signing_keys (kid, alg, public_jwk, private_ciphertext, activates_at)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                kid,
-                alg,
-                public,
-                sealed,
-                activates,
-            )
+            await store_keys.retire_live_keys(conn, activates, publish_until)
+            await store_keys.insert_key(conn, kid, alg, public, sealed, activates)
         await self.load(conn)
         return next(k for k in self._keys if k.kid == kid)
 

@@ -20,7 +20,7 @@ import asyncpg
 from joserfc import jws
 from joserfc.errors import JoseError
 
-from clearway.consent import events, store
+from clearway.consent import events, store, store_tokens
 from clearway.consent.domain import Status
 from clearway.consent.oauth_errors import OAuthError
 from clearway.consent.scopes import AUDIENCES, BY_NAME, audiences_for
@@ -137,9 +137,7 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
         raise OAuthError("invalid_request", "code is required")
     h = code_hash(code)
     async with svc.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT * FROM authorization_codes WHERE code_hash = $1 FOR UPDATE", h
-        )
+        row = await store_tokens.lock_code(conn, h)
         if row is None or row["client_id"] != client["client_id"]:
             raise OAuthError("invalid_grant", "unknown authorization code")
         if row["redeemed_at"] is not None:
@@ -151,9 +149,7 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
         else:
             reuse = None
         if reuse is None:
-            await conn.execute(
-                "UPDATE authorization_codes SET redeemed_at = now() WHERE code_hash = $1", h
-            )
+            await store_tokens.mark_code_redeemed(conn, h)
     if reuse is not None:
         raise reuse
     if form.get("redirect_uri") != row["redirect_uri"]:
@@ -181,11 +177,7 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
 
 
 async def _revoke_tokens_of_code(svc: Service, conn: asyncpg.Connection, h: str) -> None:
-    rows = await conn.fetch(
-        "UPDATE issued_tokens SET revoked_at = now() WHERE code_hash = $1 AND revoked_at IS NULL"
-        " RETURNING jti, client_id, consent_id, expires_at, tenant",
-        h,
-    )
+    rows = await store_tokens.revoke_tokens_of_code(conn, h)
     await svc.events.write(
         conn, *[_token_revoked(svc, r, "authorization code reuse") for r in rows]
     )
@@ -228,9 +220,7 @@ async def introspect(svc: Service, caller: Any, token: str | None) -> dict[str, 
     if claims is None or claims.get("tenant") != caller["tenant"]:
         return {"active": False}
     async with svc.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT revoked_at FROM issued_tokens WHERE jti = $1", claims["jti"]
-        )
+        row = await store_tokens.issued_token(conn, claims["jti"])
         client = await store.get_client(conn, claims["client_id"])
         consent = (
             await store.get_consent(conn, claims["consent_id"]) if "consent_id" in claims else None
@@ -253,10 +243,6 @@ async def revoke(svc: Service, caller: Any, token: str | None) -> None:
     if claims is None or claims.get("client_id") != caller["client_id"]:
         return
     async with svc.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "UPDATE issued_tokens SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL"
-            " RETURNING jti, client_id, consent_id, expires_at, tenant",
-            claims["jti"],
-        )
+        row = await store_tokens.revoke_token(conn, claims["jti"])
         if row is not None:
             await svc.events.write(conn, _token_revoked(svc, row, "revoked by the client"))
