@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from clearway.consent import clients, handlers
 from clearway.consent.domain import (
+    ClientStatus,
     Consent,
     ConsentError,
     InvalidAuthorizationDetails,
@@ -202,7 +203,7 @@ async def disable_client(
         )
     except handlers.NotFound:
         raise ProblemError(404, "client-not-found", "Client not found") from None
-    return {"client_id": client_id, "status": "disabled"}
+    return {"client_id": client_id, "status": str(ClientStatus.DISABLED)}
 
 
 @router.post("/admin/clients/{client_id}/secret")

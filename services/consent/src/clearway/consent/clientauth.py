@@ -28,6 +28,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from clearway.consent import events, store, store_clients
+from clearway.consent.domain import ClientStatus
 from clearway.consent.oauth_errors import invalid_client
 from clearway.consent.service import Service
 
@@ -106,7 +107,7 @@ async def authenticate(svc: Service, form: dict[str, Any], authorization: str | 
     if client is None:
         # Same answer as a wrong secret: do not reveal which client ids exist.
         raise invalid_client()
-    if client["status"] != "active":
+    if client["status"] != ClientStatus.ACTIVE:
         raise invalid_client(f"client is {client['status']}")
     if assertion is not None:
         ok = client["auth_method"] == "private_key_jwt" and await _assertion_ok(
@@ -161,7 +162,7 @@ async def _assertion_ok(
 async def _record_failure(svc: Service, client_id: str) -> None:
     async with svc.pool.acquire() as conn, conn.transaction():
         client = await store.get_client(conn, client_id, lock=True)
-        if client is None or client["status"] != "active":
+        if client is None or client["status"] != ClientStatus.ACTIVE:
             return
         failures = client["failed_attempts"] + 1
         if failures < LOCK_AFTER:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clearway.consent import events, store, store_clients
+from clearway.consent.domain import ClientStatus
 from clearway.consent.handlers import NotFound
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
@@ -105,10 +106,10 @@ async def rotate_client_secret(
     secret = new_secret()
     async with svc.pool.acquire() as conn, conn.transaction():
         client = await _client_for_update(conn, tenant, client_id)
-        if client["status"] == "disabled":
+        if client["status"] == ClientStatus.DISABLED:
             raise NotFound(client_id)
         overlap = svc.settings.secret_overlap_s if overlap_s is None else overlap_s
-        if client["status"] == "locked":
+        if client["status"] == ClientStatus.LOCKED:
             overlap = 0
         until = now + timedelta(seconds=overlap) if overlap > 0 else None
         version = client["version"] + 1

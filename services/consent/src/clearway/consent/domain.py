@@ -29,6 +29,15 @@ class Status(StrEnum):
     EXPIRED = "Expired"
 
 
+class ClientStatus(StrEnum):
+    """An OAuth client's standing: ``locked`` after repeated failed authentications
+    (a secret rotation reactivates it), ``disabled`` by an admin for good."""
+
+    ACTIVE = "active"
+    LOCKED = "locked"
+    DISABLED = "disabled"
+
+
 FINAL = frozenset({Status.CONSUMED, Status.REJECTED, Status.REVOKED, Status.EXPIRED})
 _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.AWAITING: frozenset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from clearway.consent.domain import Consent
+from clearway.consent.domain import Consent, Status
 from clearway.shared.actor import Actor
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
@@ -34,7 +34,7 @@ def consent_events(writer: EventWriter, consent: Consent) -> list[Event]:
                 "subject": consent.subject,
                 "purpose": consent.purpose,
                 "reference": consent.reference,
-                "status": "AwaitingAuthorisation",
+                "status": str(Status.AWAITING),
                 "terms_version": consent.terms_version,
                 "authorization_details": json.dumps(consent.authorization_details),
                 "scopes": " ".join(consent.scopes),

@@ -16,6 +16,7 @@ from typing import Any
 from clearway.consent import clients, handlers
 from clearway.consent.bootstrap import SCHEMA, key_ring, prepare
 from clearway.consent.clientauth import _verify
+from clearway.consent.domain import ClientStatus
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.actor import Actor
@@ -72,7 +73,7 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
                 works = secret is not None and await asyncio.to_thread(
                     _verify, row["secret_hash"], secret
                 )
-                if rotate or not works or row["status"] != "active":
+                if rotate or not works or row["status"] != ClientStatus.ACTIVE:
                     secret = await clients.rotate_client_secret(
                         svc, tenant, client_id, system, "demo seed", None, 0, admin=False
                     )

@@ -21,7 +21,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 
 from clearway.consent import events, store, store_tokens
-from clearway.consent.domain import Status
+from clearway.consent.domain import ClientStatus, Status
 from clearway.consent.oauth_errors import OAuthError
 from clearway.consent.scopes import AUDIENCES, BY_NAME, audiences_for
 from clearway.consent.service import Service
@@ -227,7 +227,7 @@ async def introspect(svc: Service, caller: Any, token: str | None) -> dict[str, 
         )
     if row is None or row["revoked_at"] is not None or client is None:
         return {"active": False}
-    if client["status"] == "disabled":
+    if client["status"] == ClientStatus.DISABLED:
         return {"active": False}
     cutoff = client["revoked_before"]
     if cutoff is not None and claims["iat"] <= cutoff.timestamp():
