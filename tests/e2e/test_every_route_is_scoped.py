@@ -32,14 +32,14 @@ PUBLIC = {
 
 
 def transfer_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.transfer.bootstrap import TransferSettings, build_app
+    from clearway.transfer.bootstrap import build_app
+    from clearway.transfer.settings import TransferSettings
 
     # The transfer service fetches its JWKS over HTTP; a fixed one goes through
     # the same verifier, so the app's verifier is swapped after build (below).
     return build_app(
         TransferSettings(
-            platform=platform,
-            issuer=ISSUER,
+            platform=platform.replace(oauth_issuer=ISSUER),
             run_executor=False,
             revocation_feed=False,
             rail_url="http://127.0.0.1:9",
@@ -51,18 +51,17 @@ def webhooks_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
     from clearway.webhooks.bootstrap import build_app
     from clearway.webhooks.settings import WebhooksSettings
 
-    return build_app(WebhooksSettings(platform=platform, issuer=ISSUER, jwks=issuer.jwks()))
+    platform = platform.replace(oauth_issuer=ISSUER)
+    return build_app(WebhooksSettings(platform=platform, jwks=issuer.jwks()))
 
 
 def audit_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.audit.bootstrap import AuditSettings, build_app
+    from clearway.audit.bootstrap import build_app
+    from clearway.audit.settings import AuditSettings
 
     return build_app(
         AuditSettings(
-            database_url=platform.database_url,
-            kafka_bootstrap=platform.kafka_bootstrap,
-            topic_prefix=platform.topic_prefix,
-            issuer=ISSUER,
+            platform=platform.replace(oauth_issuer=ISSUER),
             jwks=issuer.jwks(),
             keyring_path=tmp / "audit-keys.json",
         )

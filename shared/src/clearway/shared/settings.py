@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 import sys
@@ -43,6 +44,8 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceError
 
+from clearway.shared.db import service_dsn
+
 __all__ = [
     "Base64Secret",
     "Csv",
@@ -53,6 +56,7 @@ __all__ = [
     "is_secret",
 ]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 S = TypeVar("S", bound="_Settings")
 Svc = TypeVar("Svc", bound="ServiceSettings")
@@ -299,6 +303,8 @@ class ServiceSettings(_Settings):
             raise SettingsError(problems)
         if platform.env == "production":
             settings.refuse_development_secrets()
+        for var in settings.development_secrets():
+            log.warning("%s not set: using the built-in development default", var)
         return settings
 
     @classmethod
@@ -312,15 +318,26 @@ class ServiceSettings(_Settings):
             print(f"clearway-{name}: invalid configuration\n{e}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    def refuse_development_secrets(self) -> None:
-        """Raise when a secret still has its built-in development default."""
-        bad = {
-            var: "required in production (the built-in development default is in use)"
+    def development_secrets(self) -> list[str]:
+        """The variables of secrets still at their built-in development default."""
+        return [
+            var
             for name, var, field in self.env_fields()
             if is_secret(field) and _reveal(getattr(self, name)) == _reveal(field.default)
-        }
-        if bad:
-            raise SettingsError(bad)
+        ]
+
+    def refuse_development_secrets(self) -> None:
+        """Raise when a secret still has its built-in development default."""
+        why = "required in production (the built-in development default is in use)"
+        if bad := self.development_secrets():
+            raise SettingsError(dict.fromkeys(bad, why))
+
+    @property
+    def service_dsn(self) -> str:
+        """DSN of the service's own Postgres role (created by its migrations)."""
+        return service_dsn(
+            self.platform.database_url, self.service, self.db_password.get_secret_value()
+        )
 
     @property
     def issuer(self) -> str:

@@ -19,6 +19,7 @@ from clearway.shared.outbox import Outbox
 from clearway.shared.schemas import default_registry
 from clearway.transfer.events import EVENTS_TOPIC, EventFactory
 from clearway.transfer.rail_client import RailClient
+from clearway.transfer.settings import TransferSettings
 
 MATCHED, MISSING, UNEXPECTED, MISMATCH = (
     "matched",
@@ -133,10 +134,8 @@ async def reconcile(pool: Any, rail: RailClient, events_topic: str) -> Report:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from clearway.transfer.bootstrap import SERVICE, TransferSettings
-
     settings = TransferSettings.from_env()
-    pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=2)
+    pool = await create_pool(settings.service_dsn, schema=settings.service, max_size=2)
     rail = RailClient(args.rail_url or settings.rail_url)
     try:
         report = await reconcile(pool, rail, settings.platform.topic(EVENTS_TOPIC))
@@ -149,7 +148,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Reconcile the rail's settlement report.")
-    ap.add_argument("--rail-url", help="rail base URL (default $CLEARWAY_RAIL_URL)")
+    ap.add_argument("--rail-url", help="rail base URL (default $CLEARWAY_TRANSFER_RAIL_URL)")
     return asyncio.run(_main(ap.parse_args(argv)))
 
 

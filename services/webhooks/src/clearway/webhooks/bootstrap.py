@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
-from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
+from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics, make_broker
@@ -37,15 +37,14 @@ async def prepare_database(settings: WebhooksSettings) -> str:
         schema=SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.role_password,
+        role_password=settings.db_password.get_secret_value(),
     )
-    return service_dsn(admin, SERVICE, settings.role_password)
+    return settings.service_dsn
 
 
 def make_context(settings: WebhooksSettings) -> Context:
-    return Context(
-        settings, SecretBox(settings.secret_key), Outbox(validate=default_registry().validate)
-    )
+    box = SecretBox(settings.secret_key.get_secret_value())
+    return Context(settings, box, Outbox(validate=default_registry().validate))
 
 
 def build_app(settings: WebhooksSettings) -> FastAPI:
