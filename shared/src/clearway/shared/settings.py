@@ -53,6 +53,8 @@ __all__ = [
     "ServiceSettings",
     "SettingsError",
     "internal",
+    "is_base64",
+    "is_internal",
     "is_secret",
 ]
 
@@ -109,6 +111,11 @@ def is_internal(field: FieldInfo) -> bool:
 def is_secret(field: FieldInfo) -> bool:
     """True for ``SecretStr``/``SecretBytes`` fields (optionally ``| None``)."""
     return _mentions(field.annotation, (SecretStr, SecretBytes))
+
+
+def is_base64(field: FieldInfo) -> bool:
+    """True for :data:`Base64Secret` fields (base64 in the environment)."""
+    return any(isinstance(m, BeforeValidator) and m.func is _b64 for m in field.metadata)
 
 
 def _reveal(value: Any) -> Any:
