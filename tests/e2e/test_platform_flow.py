@@ -16,13 +16,18 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from clearway_webhook_verify import Verifier
 
+from clearway.shared.events import Event
 from clearway.shared.testing.helpers import eventually, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -146,6 +151,123 @@ class Receiver:
             await task
 
 
+TOPICS = ("consent", "transfer", "webhooks")
+
+
+@dataclass(frozen=True)
+class Published:
+    """An event as it sits on its topic: where (partition, offset) and what."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: Event
+
+
+async def events_of(platform, correlation: str) -> dict[str, Published]:
+    """Every event of the flow's topics carrying ``correlation``, by event id, read
+    straight from Kafka (to the end offsets as of now)."""
+    topics = [platform.topic(f"clearway.{d}.events.v1") for d in TOPICS]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=platform.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    out: dict[str, Published] = {}
+    try:
+        await consumer._client.force_metadata_update()  # as clearway-dlt does, for assign()
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        assert tps, "the flow's topics exist"
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if end[tp] > 0}
+        for _ in range(120):  # bounded: a few hundred records, read in seconds
+            if not pending:
+                break
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
+                for r in records:
+                    ev = Event.from_kafka(r.headers, r.value)
+                    if ev.correlation_id == correlation and r.offset < end[tp]:
+                        out[ev.id] = Published(tp.topic, tp.partition, r.offset, ev)
+            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+        assert not pending, f"could not read {pending} to its end"
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _utc(value: str | datetime) -> datetime:
+    t = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def assert_causal_order(
+    items: list[dict[str, Any]], flow: dict[str, Published], transfer_id: str
+) -> None:
+    """The audit trail of the flow in the order things happened, checked against
+    the events themselves rather than the search's own ORDER BY."""
+    # Every record is one of the flow's events, dated when that event says it
+    # happened (its ce_time), not when audit got to it.
+    for i in items:
+        assert i["source_event_id"] in flow, i
+        ev = flow[i["source_event_id"]].event
+        assert (i["type"], _utc(i["occurred_at"])) == (ev.type, _utc(ev.time)), i
+    # So the trail reads in the order the events themselves say they happened.
+    order = [i["source_event_id"] for i in items]
+    happened = [flow[e].event.time for e in order]
+    assert happened == sorted(happened), [flow[e].event.type for e in order]
+    # Nothing the partner, the user or the transfer did is missing from the trail.
+    audited = {i["source_event_id"] for i in items}
+    business = {k for k, p in flow.items() if not p.event.type.startswith("webhooks.")}
+    assert business <= audited, {flow[k].event.type for k in business - audited}
+
+    # The transfer's own history, in the order its topic holds it (one key, one
+    # partition, offsets in write order): created → submitted → settled.
+    history = sorted(
+        (p for p in flow.values() if p.event.subject == transfer_id),
+        key=lambda p: (p.partition, p.offset),
+    )
+    assert [p.event.type for p in history] == [
+        "transfer.created",
+        "transfer.submitted",
+        "transfer.settled",
+    ]
+    assert len({(p.topic, p.partition) for p in history}) == 1
+    assert [p.event.time for p in history] == sorted(p.event.time for p in history)
+    # One trace follows the transfer through the executor (docs/design.md §11).
+    traces = {i["trace_id"] for i in items if i["source_event_id"] in {p.event.id for p in history}}
+    assert len(traces) == 1 and None not in traces, traces
+    assert [e for e in order if e in {p.event.id for p in history}] == [p.event.id for p in history]
+
+    # The test's own steps, one after the other: consent given, transfer made and
+    # settled (the partner saw the webhook), then the consent withdrawn.
+    steps = [i["action"] for i in items if not i["action"].startswith("webhooks.")]
+    assert steps == [
+        "consent.created",
+        "transfer.created",
+        "transfer.submitted",
+        "transfer.settled",
+        "consent.revoked",
+    ], steps
+
+    # Each delivery attempt links back to the event it delivered, which is part of
+    # the same flow and comes before it in the trail.
+    attempts = [i for i in items if i["action"] == "webhooks.message.attempted"]
+    delivered = []
+    for a in attempts:
+        data = flow[a["source_event_id"]].event.data
+        cause = flow.get(data["event_id"])
+        assert cause is not None, data
+        assert cause.event.type == data["event_type"]
+        assert order.index(cause.event.id) < order.index(a["source_event_id"])
+        delivered.append((data["event_type"], data["outcome"]))
+    assert sorted(delivered) == [
+        ("transfer.created", "success"),
+        ("transfer.settled", "success"),
+        ("transfer.submitted", "success"),
+    ], delivered
+
+
 async def test_one_transfer_flows_through_every_service_under_one_correlation_id(
     platform, tmp_path
 ):
@@ -241,13 +363,15 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
                 )
                 assert r.status_code == 200, r.text
                 items = r.json()["items"]
-                actions = {i["action"] for i in items}
-                return items if wanted <= actions else None
+                actions = [i["action"] for i in items]
+                # One delivery attempt per transfer event (created, submitted, settled).
+                attempts = actions.count("webhooks.message.attempted")
+                return items if wanted <= set(actions) and attempts >= 3 else None
 
             items = await eventually(whole_flow)
-            times = [i["occurred_at"] for i in items]
-            assert times == sorted(times), "the flow reads in time order"
             assert {i["correlation_id"] for i in items} == {correlation}
+            flow = await events_of(platform, correlation)
+            assert_causal_order(items, flow, transfer["id"])
             r = await http.get(
                 f"{services.url('audit')}/v1/audit/verify",
                 headers={"Authorization": f"Bearer {auditor}"},

@@ -7,6 +7,7 @@ import pytest
 from clearway.shared.redaction import (
     SECRET_PREFIXES,
     SENSITIVE_KEYS,
+    find_pan_field,
     find_pans,
     luhn_valid,
     redact_text,
@@ -69,6 +70,17 @@ def test_find_pans_ignores_ids_timestamps_and_numbers_that_fail_luhn() -> None:
 
 def test_find_pans_finds_a_card_number_followed_by_its_cvv() -> None:
     assert find_pans("card 4242 4242 4242 4242 123 exp 12/29") == [VISA]
+
+
+def test_find_pan_field_names_where_a_card_number_sits_in_a_json_document() -> None:
+    assert find_pan_field({"amount": 4242, "metadata": {"card": "4242-4242-4242-4242"}}) == (
+        "metadata.card"
+    )
+    assert find_pan_field({"lines": [{"x": "ok"}, {"x": f"pay {VISA}"}]}) == "lines[1].x"
+    assert find_pan_field({"metadata": {VISA: "a key"}}) == "metadata"  # never quoted
+    assert find_pan_field({"n": int(VISA)}) == "n"
+    assert find_pan_field(f"bare {VISA}") == ""
+    assert find_pan_field({"id": TRANSFER_ID, "amount": 12500, "ok": True, "none": None}) is None
 
 
 # --- PANs in text ---------------------------------------------------------------------

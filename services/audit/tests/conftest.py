@@ -18,9 +18,10 @@ import uvicorn
 
 from clearway.audit import handlers
 from clearway.audit.bootstrap import build_app, connect_service_pool, prepare_database
-from clearway.audit.domain import Actor, AuditEntry
+from clearway.audit.domain import AuditEntry
 from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
+from clearway.shared.actor import Actor
 from clearway.shared.db import init_connection
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics

@@ -9,6 +9,7 @@ import pytest
 from clearway.audit.merkle import verify_consistency, verify_inclusion
 from clearway.audit.signing import Checkpoint
 from clearway.shared.auth import route_scopes
+from clearway.shared.events import event_id
 from clearway.shared.testing.helpers import eventually
 
 from .conftest import audit_topic, event, read_events
@@ -207,6 +208,9 @@ async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(
         ("audit.checkpoint_signed", 12),
     ]
     assert announced[1].data["root_hash"] == second["root_hash"]
+    # The kit's EventWriter: the platform's source, an id from (log, tree size, type).
+    assert {e.source for e in announced} == {"/clearway/audit"}
+    assert announced[1].id == event_id("audit_log", 12, "audit.checkpoint_signed")
     assert await s.count() == 12
     assert verify_consistency(
         6,

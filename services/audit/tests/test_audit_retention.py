@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from clearway.audit import handlers, store
-from clearway.audit.merkle import Pruned, verify_inclusion
+from clearway.audit.merkle import Frontier, Pruned, verify_inclusion
 from clearway.audit.retention import RetentionRefused, apply_retention, partitions
 from clearway.audit.verification import verify_log
 
@@ -95,7 +95,70 @@ async def test_retention_refuses_to_drop_anything_from_a_log_that_does_not_verif
     assert await log.admin.fetchval("SELECT count(*) FROM records_20260801t00") == 10
 
 
-async def test_a_forged_retention_cut_does_not_verify(audit_log):
+async def forge_cut(log, size: int, frontier: list[bytes], partition: str) -> None:
+    """Insert a retention cut the way someone with the owner's rights could."""
+    await log.admin.execute(
+        "INSERT INTO retention_cuts (cut_size, frontier, partition_name, anchor_size, operator,"
+        " reason) VALUES ($1, $2, $3, 25, 'ops_kim', 'retention schedule')",
+        size,
+        frontier,
+        partition,
+    )
+
+
+async def zero_hashes(log) -> tuple[int, str]:
+    await forge_cut(log, 20, [b"\x00" * 32] * 2, "records_20260901t00")
+    return 0, "root-mismatch"
+
+
+async def a_checkpoints_frontier_at_another_size(log) -> tuple[int, str]:
+    # The compact range signed at 20 ([0,16) and [16,20)), passed off as the one of
+    # 24 (same number of hashes): hides 20..23 and claims [16,24) is [16,20).
+    signed = await store.checkpoint_at(log.admin, 20)
+    await forge_cut(log, 24, signed.frontier, "records_20260901t00")
+    return 16, "root-mismatch"
+
+
+async def a_frontier_over_rewritten_records(log) -> tuple[int, str]:
+    # Rewrite position 12 (content and leaf hash, consistently), then cut the log
+    # above it with the compact range of what is now below: the kept cut at 10
+    # extended with the rewritten leaves. The frontier no longer matches the records
+    # the checkpoint at 20 signed.
+    await as_superuser(
+        log.admin,
+        "UPDATE records SET content = replace(content, 'user_alice', 'user_mallory'),"
+        " leaf_hash = sha256('\\x00'::bytea"
+        " || convert_to(replace(content, 'user_alice', 'user_mallory'), 'UTF8'))"
+        " WHERE position = 12",
+    )
+    kept = await store.latest_cut(log.admin)
+    frontier = Frontier(kept.size, kept.frontier)
+    frontier.extend(await store.leaf_hashes(log.admin, kept.size, 20))
+    await forge_cut(log, 20, frontier.hashes, "records_20260901t00")
+    return 0, "root-mismatch"
+
+
+async def a_cut_past_the_last_checkpoint(log) -> tuple[int, str]:
+    # A correct compact range over every record, 25 (the partition_dropped record)
+    # included, which no signed checkpoint covers; no partition was dropped either.
+    kept = await store.latest_cut(log.admin)
+    frontier = Frontier(kept.size, kept.frontier)
+    frontier.extend(await store.leaf_hashes(log.admin, kept.size, 26))
+    await forge_cut(log, 26, frontier.hashes, "records_20261101t00")
+    return 26, "unanchored-cut"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        zero_hashes,
+        a_checkpoints_frontier_at_another_size,
+        a_frontier_over_rewritten_records,
+        a_cut_past_the_last_checkpoint,
+    ],
+    ids=lambda f: f.__name__,
+)
+async def test_a_forged_retention_cut_does_not_verify(audit_log, forge):
     log = audit_log
     await three_months_of_records(log)
     await apply_retention(
@@ -106,12 +169,12 @@ async def test_a_forged_retention_cut_does_not_verify(audit_log):
         reason="schedule",
         clock=log.clock,
     )
-    cut = await store.latest_cut(log.admin)
-    await log.admin.execute(
-        "INSERT INTO retention_cuts (cut_size, frontier, partition_name, anchor_size, operator,"
-        " reason) VALUES ($1, $2, 'forged', 0, 'x', 'x')",
-        cut.size + 10,
-        [b"\x00" * 32] * (cut.size + 10).bit_count(),
-    )
+    genuine = await verify(log)
+    assert genuine.ok, genuine.failure
+    assert (genuine.first_position, genuine.tree_size) == (10, 26)
+    assert [c.checkpoint.tree_size for c in await store.checkpoints(log.admin)] == [10, 20, 25]
+
+    position, kind = await forge(log)
     report = await verify(log)
     assert not report.ok
+    assert (report.failure.position, report.failure.kind) == (position, kind), report.failure

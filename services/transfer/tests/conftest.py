@@ -11,9 +11,11 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 
 from clearway.rail.bootstrap import build_app as build_rail
 from clearway.rail.settings import RailSettings
+from clearway.shared.events import Event
 from clearway.shared.testing.helpers import eventually as wait_until
 from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
@@ -132,3 +134,31 @@ def start_services(platform, issuer):
     """``async with start_services(**settings_overrides) as cw`` for tests needing
     their own configuration (e.g. the executor switched off)."""
     return lambda **overrides: running(platform, issuer, **overrides)
+
+
+@pytest.fixture
+def published(platform):
+    """``await published()``: every event on the transfer events topic so far, in order."""
+
+    async def read(topic: str = "clearway.transfer.events.v1") -> list[Event]:
+        consumer = AIOKafkaConsumer(
+            platform.topic(topic),
+            bootstrap_servers=platform.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        out: list[Event] = []
+        try:
+            for _ in range(100):  # bounded: until a poll finds nothing new
+                batch = await consumer.getmany(timeout_ms=1500, max_records=10_000)
+                if not batch:
+                    break
+                for records in batch.values():
+                    out += [Event.from_kafka(r.headers, r.value) for r in records]
+        finally:
+            await consumer.stop()
+        return out
+
+    return read

@@ -156,12 +156,25 @@ async def test_transfers_are_listed_by_reference_page_by_page(clearway, body):
     async with clearway.client() as c:
         one = await c.get("/v1/transfers", params={"reference": refs[1]})
         first = await c.get("/v1/transfers", params={"limit": 2})
-        second = await c.get(
-            "/v1/transfers", params={"limit": 2, "starting_after": first.json()["next_cursor"]}
-        )
+        cursor = first.json()["next_cursor"]
+        second = await c.get("/v1/transfers", params={"limit": 2, "cursor": cursor})
+        # a cursor is bound to its filters: it cannot be carried to another query
+        refiltered = await c.get("/v1/transfers", params={"cursor": cursor, "reference": refs[0]})
+        flipped = "B" if cursor[8] == "A" else "A"  # a middle character carries 6 full bits
+        forged = await c.get("/v1/transfers", params={"cursor": cursor[:8] + flipped + cursor[9:]})
+        too_many = await c.get("/v1/transfers", params={"limit": 101})
+    async with clearway.client(tenant="ten_b") as other:
+        foreign = await other.get("/v1/transfers", params={"cursor": cursor})
     assert [t["reference"] for t in one.json()["data"]] == [refs[1]]
-    assert len(first.json()["data"]) == 2 and len(second.json()["data"]) == 1
-    assert second.json()["next_cursor"] is None
+    assert one.json()["has_more"] is False and one.json()["next_cursor"] is None
+    assert [t["reference"] for t in first.json()["data"]] == refs[:2]
+    assert first.json()["has_more"] is True
+    assert [t["reference"] for t in second.json()["data"]] == refs[2:]
+    assert second.json()["next_cursor"] is None and second.json()["has_more"] is False
+    for refused in (refiltered, forged, foreign):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "query.cursor"
+    assert too_many.status_code == 422
 
 
 async def test_every_route_declares_its_scope(clearway, body):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from clearway.shared.events import Event, new_event
 from clearway.shared.relay import idempotent_producer
@@ -49,31 +48,12 @@ async def publish(platform, *events: Event) -> None:
         await producer.stop()
 
 
-async def results(platform) -> list[Event]:
-    c = AIOKafkaConsumer(
-        platform.topic("clearway.transfer.events.v1"),
-        bootstrap_servers=platform.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await c.start()
-    out: list[Event] = []
-    try:
-        batch = await c.getmany(timeout_ms=1500, max_records=10_000)
-        for records in batch.values():
-            out += [Event.from_kafka(r.headers, r.value) for r in records]
-    finally:
-        await c.stop()
-    return [e for e in out if e.type in ("transfer.accepted", "transfer.rejected")]
-
-
 async def test_the_same_intent_delivered_twice_on_kafka_makes_one_transfer(
-    clearway, platform, body, eventually
+    clearway, platform, body, eventually, published
 ):
     ev = intent("payroll-1", body)
     await publish(platform, ev, ev)
-    found = await eventually(lambda: _of(platform, ev.correlation_id))
+    found = await eventually(lambda: _of(published, ev.correlation_id))
     assert [e.type for e in found] == ["transfer.accepted"]
     assert found[0].data["intent_id"] == ev.id
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
@@ -81,8 +61,11 @@ async def test_the_same_intent_delivered_twice_on_kafka_makes_one_transfer(
     assert await clearway.count("SELECT count(*) FROM rail.charges") == 1
 
 
-async def _of(platform, correlation_id):
-    return [e for e in await results(platform) if e.correlation_id == correlation_id]
+async def _of(published, correlation_id):
+    results = ("transfer.accepted", "transfer.rejected")
+    return [
+        e for e in await published() if e.type in results and e.correlation_id == correlation_id
+    ]
 
 
 async def _settled(clearway):
@@ -90,14 +73,14 @@ async def _settled(clearway):
 
 
 async def test_an_intent_with_a_key_already_used_over_http_is_the_same_intent(
-    clearway, platform, body, eventually
+    clearway, platform, body, eventually, published
 ):
     over_http = await clearway.post("shared-1", body)
     assert over_http.status_code == 201
     # the same request again as a second intent message, with its own correlation id
     ev = intent("shared-1", dict(reversed(list(body.items()))))
     await publish(platform, ev)
-    [accepted] = await eventually(lambda: _of(platform, ev.correlation_id))
+    [accepted] = await eventually(lambda: _of(published, ev.correlation_id))
     assert accepted.type == "transfer.accepted"
     assert accepted.data["transfer_id"] == over_http.json()["id"]
     assert accepted.data["replayed"] is True
@@ -105,12 +88,12 @@ async def test_an_intent_with_a_key_already_used_over_http_is_the_same_intent(
 
 
 async def test_an_intent_from_another_client_of_the_tenant_is_another_transfer(
-    clearway, platform, body, eventually
+    clearway, platform, body, eventually, published
 ):
     await clearway.post("k-1", body)
     ev = intent("k-1", body, client_id="cli_payroll")
     await publish(platform, ev)
-    [accepted] = await eventually(lambda: _of(platform, ev.correlation_id))
+    [accepted] = await eventually(lambda: _of(published, ev.correlation_id))
     assert accepted.data["replayed"] is False
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 2
 
@@ -124,11 +107,11 @@ async def test_an_intent_from_another_client_of_the_tenant_is_another_transfer(
     ],
 )
 async def test_a_bad_intent_is_rejected_with_its_correlation_id_naming_the_field(
-    clearway, platform, body, eventually, change, field
+    clearway, platform, body, eventually, published, change, field
 ):
     ev = intent("bad-1", {**body, **change})
     await publish(platform, ev)
-    [rejected] = await eventually(lambda: _of(platform, ev.correlation_id))
+    [rejected] = await eventually(lambda: _of(published, ev.correlation_id))
     assert rejected.type == "transfer.rejected"
     assert rejected.data["field"] == field
     assert "4111" not in str(rejected.data)

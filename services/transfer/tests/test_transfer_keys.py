@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from clearway.shared.events import event_id
 from clearway.transfer.domain import TRANSFERS_ROUTE, fingerprint, reference_for
 from clearway.transfer.handlers import purge_expired_keys, recover_stale_keys
 
@@ -106,7 +107,7 @@ async def test_key_retention_is_configurable(start_services, body):
 
 
 async def test_a_pending_transfer_can_be_canceled_and_canceling_again_answers_the_same(
-    start_services, body
+    start_services, body, eventually, published
 ):
     async with start_services(run_executor=False) as cw:
         created = (await cw.post("key-cancel", body)).json()
@@ -118,10 +119,23 @@ async def test_a_pending_transfer_can_be_canceled_and_canceling_again_answers_th
         assert first.status_code == second.status_code == 200
         assert first.json()["status"] == "canceled" and second.json() == first.json()
         assert foreign.status_code == 404
-        events = await cw.db.fetchval(
-            "SELECT count(*) FROM transfer.transfers WHERE status = 'canceled'"
-        )
-        assert events == 1
+        # everything written is on the topic once the relay has emptied the outbox
+        await eventually(lambda: _outbox_empty(cw))
+        events = [e for e in await published() if e.subject == created["id"]]
+    assert [e.type for e in events] == ["transfer.created", "transfer.canceled"]
+    canceled = events[1]
+    assert canceled.data["status"] == "canceled"
+    assert canceled.data["actor"] == {
+        "subject": "usr_1",
+        "client_id": "cli_mobile",
+        "delegation": [],
+    }
+    assert canceled.tenant == "ten_a"
+    assert canceled.id == event_id(created["id"], 2, "transfer.canceled")
+
+
+async def _outbox_empty(cw):
+    return await cw.count("SELECT count(*) FROM transfer.outbox") == 0
 
 
 async def test_a_submitted_transfer_cannot_be_canceled(clearway, body, eventually):

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from clearway.transfer.events import EVENTS_TOPIC
+from clearway.transfer.handlers import reconcile_settlements
 from clearway.transfer.rail_client import RailClient
-from clearway.transfer.reconcile import compare, reconcile
+from clearway.transfer.reconciliation import compare
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ async def test_reconciliation_flags_an_extra_rail_charge_and_a_missing_one(
     core = clearway.app.state.core
     rail = RailClient(clearway.rail_url)
     try:
-        report = await reconcile(core.pool, rail, core.events_topic)
+        report = await reconcile_settlements(core, rail)
     finally:
         await rail.close()
     assert report.matched == 2
@@ -73,7 +74,7 @@ async def test_reconciliation_flags_an_extra_rail_charge_and_a_missing_one(
         )
         == 2
     )
-    assert EVENTS_TOPIC in core.events_topic
+    assert core.events.topic.endswith(EVENTS_TOPIC)
     text = report.render()
     assert "unexpected at rail  1" in text and gone in text
 

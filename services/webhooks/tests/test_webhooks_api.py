@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 import pytest
 from clearway_webhook_verify import Verifier
 from standardwebhooks.webhooks import Webhook
@@ -66,6 +69,22 @@ async def test_an_oversized_payload_is_refused_with_413(service):
     }
     r = await service.http.post("/v1/endpoints", json=body, headers=service.auth)
     assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+
+    # The same body streamed without a Content-Length (chunked): the limit is
+    # counted on the stream, not read from a header the client may leave out.
+    async def chunked() -> AsyncIterator[bytes]:
+        raw = json.dumps(body).encode()
+        for start in range(0, len(raw), 8192):
+            yield raw[start : start + 8192]
+
+    r = await service.http.post(
+        "/v1/endpoints",
+        content=chunked(),
+        headers={**service.auth, "Content-Type": "application/json"},
+    )
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+    assert await service.pool.fetchval("SELECT count(*) FROM endpoints") == 0
 
 
 async def test_scopes_are_required_and_tenants_never_see_each_other(

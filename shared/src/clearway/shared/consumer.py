@@ -66,7 +66,7 @@ def event_scope(ev: Event, consumer: str, *, topic: str | None = None) -> Iterat
     """
     parent = context_from_traceparent(ev.traceparent, ev.tracestate)
     with (
-        correlation(ev.correlation_id, ev.tenant),
+        correlation(ev.correlation_id, ev.tenant, causation_id=ev.id),
         _tracer.start_as_current_span(
             f"{topic or ev.type} process",
             context=parent,

@@ -328,6 +328,32 @@ def find_pans(text: str) -> list[str]:
     return found
 
 
+def find_pan_field(doc: object, path: str = "") -> str | None:
+    """Where in a decoded JSON document the first card number sits, or None.
+
+    The answer is a path such as ``metadata.card`` or ``items[2]``; a key that
+    itself holds a card number is named by the object around it (the path must
+    not quote the number), and ``""`` is the document itself. Used to refuse
+    requests and messages naming the field at fault, without quoting the value.
+    """
+    if isinstance(doc, Mapping):
+        for key, value in doc.items():
+            if find_pans(str(key)):
+                return path
+            where = f"{path}.{key}" if path else str(key)
+            found = find_pan_field(value, where)
+            if found is not None:
+                return found
+        return None
+    if isinstance(doc, list | tuple):
+        for i, item in enumerate(doc):
+            found = find_pan_field(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return path if isinstance(doc, str | int) and find_pans(str(doc)) else None
+
+
 def is_sensitive_key(key: str | bytes) -> bool:
     """Whether values under ``key`` are secret (see ``SENSITIVE_KEYS``)."""
     if isinstance(key, bytes):

@@ -17,9 +17,9 @@ from clearway.audit.settings import AuditSettings
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
 from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
+from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import make_broker
-from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 
@@ -62,11 +62,8 @@ async def connect_service_pool(settings: AuditSettings) -> asyncpg.Pool:
 
 
 def checkpoint_outbox(settings: AuditSettings) -> handlers.CheckpointOutbox:
-    registry = default_registry()
     return handlers.CheckpointOutbox(
-        Outbox(validate=registry.validate),
-        settings.platform.topic(AUDIT_TOPIC),
-        registry.get(handlers.CHECKPOINT_EVENT, 1).dataschema,
+        EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix, topic=AUDIT_TOPIC)
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import rfc8785
 
+from clearway.shared.actor import Actor
 from clearway.shared.events import Event
 
 #: Version of the leaf document; a new one would be a new field set, never a reinterpretation.
@@ -26,20 +27,6 @@ ADMIN_ACTION_SUFFIX = ".admin_action"
 
 class InvalidAuditEvent(ValueError):
     """An event whose audit fields have the wrong shape; it goes to the dead letters."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    subject: str
-    client_id: str | None
-    delegation: tuple[Any, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "client_id": self.client_id,
-            "delegation": list(self.delegation),
-        }
 
 
 @dataclass(frozen=True)
@@ -123,7 +110,7 @@ def leaf_document(entry: AuditEntry, seq: int, recorded_at: datetime | str) -> d
         "resource": entry.resource,
         "source": entry.source,
         "outcome": entry.outcome,
-        "actor": entry.actor.as_json() if entry.actor else None,
+        "actor": entry.actor.as_data() if entry.actor else None,
         "reason": entry.reason,
         "approver": entry.approver,
         "consent_id": entry.consent_id,
@@ -206,4 +193,5 @@ def _actor(value: Any) -> Actor | None:
     delegation = value.get("delegation") or []
     if not isinstance(delegation, Sequence) or isinstance(delegation, str | bytes):
         raise InvalidAuditEvent("field 'actor.delegation' must be a list")
+    # Recorded as the event said it: the leaf keeps whatever the list holds.
     return Actor(subject, client, tuple(delegation))

@@ -20,8 +20,7 @@ from clearway.audit.merkle import (
     leaf_hash,
 )
 from clearway.audit.signing import Checkpoint, Keyring
-from clearway.shared.events import new_event
-from clearway.shared.outbox import Outbox
+from clearway.shared.event_writer import EventWriter
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -125,9 +124,7 @@ class CheckpointOutbox:
     """Where signed checkpoints are announced (``clearway.audit.events.v1``), so a
     copy of the latest signed head lives outside the audit database."""
 
-    outbox: Outbox
-    topic: str
-    dataschema: str
+    events: EventWriter
 
     async def add(self, conn: asyncpg.Connection, cp: Checkpoint) -> None:
         doc = cp.as_json()
@@ -139,16 +136,15 @@ class CheckpointOutbox:
             "signature": doc["signature"],
             "signed_note": doc["signed_note"],
         }
-        event = new_event(
-            type=CHECKPOINT_EVENT,
-            source="/audit",
-            aggregate_id="audit_log",
-            aggregate_version=cp.tree_size,
+        # The log is the aggregate and its size the version: one announcement per head.
+        await self.events.emit(
+            conn,
+            CHECKPOINT_EVENT,
+            subject="audit_log",
+            version=cp.tree_size,
             data=data,
-            dataschema=self.dataschema,
             time=cp.issued_at,
         )
-        await self.outbox.add(conn, self.topic, event)
 
 
 async def take_checkpoint(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from clearway.audit import store
-from clearway.audit.domain import Actor, AuditEntry
+from clearway.audit.domain import AuditEntry
 from clearway.audit.handlers import (
     CheckpointOutbox,
     Clock,
@@ -31,6 +31,7 @@ from clearway.audit.handlers import (
 from clearway.audit.merkle import Frontier
 from clearway.audit.signing import Keyring
 from clearway.audit.verification import verify_log
+from clearway.shared.actor import Actor
 from clearway.shared.db import ident
 
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from clearway.consent import clients, events, handlers, store
+from clearway.consent import clients, handlers, store
 from clearway.consent.domain import (
     Consent,
     ConsentError,
@@ -20,6 +20,7 @@ from clearway.consent.domain import (
 )
 from clearway.consent.scopes import BY_NAME
 from clearway.consent.service import Service
+from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import ProblemError
 
@@ -46,10 +47,6 @@ class SecretRotation(AdminRequest):
 
 def _svc(request: Request) -> Service:
     return request.app.state.consent
-
-
-def _actor(p: Principal) -> dict[str, Any]:
-    return events.actor(p.subject, p.client_id)
 
 
 def view(c: Consent) -> dict[str, Any]:
@@ -105,7 +102,7 @@ async def create_consent(
                 scopes=body.scopes,
                 terms_version=body.terms_version,
                 ttl_s=body.expires_in,
-                actor=_actor(p),
+                actor=Actor.from_principal(p),
             ),
         )
     except InvalidAuthorizationDetails as error:
@@ -151,7 +148,7 @@ async def revoke_consent(
         raise _not_found(consent_id)
     try:
         c = await handlers.revoke_consent(
-            _svc(request), p.tenant, consent_id, _actor(p), "revoked through the API"
+            _svc(request), p.tenant, consent_id, Actor.from_principal(p), "revoked through the API"
         )
     except handlers.NotFound:
         raise _not_found(consent_id) from None
@@ -168,7 +165,11 @@ async def consume_consent(
     if p.consent_id != consent_id:  # only the token bound to the consent may consume it
         raise _not_found(consent_id)
     try:
-        return view(await handlers.consume_consent(_svc(request), p.tenant, consent_id, _actor(p)))
+        return view(
+            await handlers.consume_consent(
+                _svc(request), p.tenant, consent_id, Actor.from_principal(p)
+            )
+        )
     except handlers.NotFound:
         raise _not_found(consent_id) from None
     except ConsentError as error:
@@ -179,7 +180,9 @@ async def consume_consent(
 async def rotate_keys(
     body: AdminRequest, request: Request, p: Principal = Security(require_scope("admin:keys"))
 ) -> dict[str, Any]:
-    return await clients.rotate_keys(_svc(request), _actor(p), body.reason, body.approver, p.tenant)
+    return await clients.rotate_keys(
+        _svc(request), Actor.from_principal(p), body.reason, body.approver, p.tenant
+    )
 
 
 @router.post("/admin/clients/{client_id}/disable")
@@ -191,7 +194,7 @@ async def disable_client(
 ) -> dict[str, Any]:
     try:
         await clients.disable_client(
-            _svc(request), p.tenant, client_id, _actor(p), body.reason, body.approver
+            _svc(request), p.tenant, client_id, Actor.from_principal(p), body.reason, body.approver
         )
     except handlers.NotFound:
         raise ProblemError(404, "client-not-found", "Client not found") from None
@@ -210,7 +213,7 @@ async def rotate_client_secret(
             _svc(request),
             p.tenant,
             client_id,
-            _actor(p),
+            Actor.from_principal(p),
             body.reason,
             body.approver,
             body.overlap_seconds,
@@ -229,12 +232,15 @@ async def admin_revoke_consent(
     request: Request,
     p: Principal = Security(require_scope("admin:consents")),
 ) -> dict[str, Any]:
-    action = events.admin_action(
-        _actor(p), "revoke_consent", consent_id, body.reason, body.approver, p.tenant
-    )
     try:
         c = await handlers.revoke_consent(
-            _svc(request), p.tenant, consent_id, _actor(p), body.reason, extra_events=[action]
+            _svc(request),
+            p.tenant,
+            consent_id,
+            Actor.from_principal(p),
+            body.reason,
+            admin=True,
+            approver=body.approver,
         )
     except handlers.NotFound:
         raise _not_found(consent_id) from None

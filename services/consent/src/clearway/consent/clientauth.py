@@ -190,8 +190,11 @@ async def _record_failure(svc: Service, client_id: str) -> None:
             "at": events.rfc3339(datetime.now(UTC)),
             "actor": None,
         }
-        await events.publish(
+        await svc.events.emit(
             conn,
-            svc.topic,
-            events.event("client.locked", client_id, version, data, client["tenant"]),
+            "client.locked",
+            subject=client_id,
+            version=version,
+            data=data,
+            tenant=client["tenant"],
         )

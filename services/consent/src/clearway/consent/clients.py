@@ -10,6 +10,7 @@ from typing import Any
 from clearway.consent import events, store
 from clearway.consent.handlers import NotFound
 from clearway.consent.service import Service
+from clearway.shared.actor import Actor
 
 
 def new_secret() -> str:
@@ -52,7 +53,12 @@ async def _client_for_update(conn: Any, tenant: str | None, client_id: str) -> A
 
 
 async def disable_client(
-    svc: Service, tenant: str | None, client_id: str, actor: dict, reason: str, approver: str | None
+    svc: Service,
+    tenant: str | None,
+    client_id: str,
+    actor: Actor,
+    reason: str,
+    approver: str | None,
 ) -> None:
     now = datetime.now(UTC)
     async with svc.pool.acquire() as conn, conn.transaction():
@@ -70,13 +76,20 @@ async def disable_client(
             "tenant": client["tenant"],
             "at": events.rfc3339(now),
             "reason": reason,
-            "actor": actor,
         }
-        await events.publish(
+        await svc.events.write(
             conn,
-            svc.topic,
-            events.event("client.disabled", client_id, version, data, client["tenant"]),
-            events.admin_action(actor, "disable_client", client_id, reason, approver, tenant),
+            svc.events.event(
+                "client.disabled",
+                subject=client_id,
+                version=version,
+                data=data,
+                actor=actor,
+                tenant=client["tenant"],
+            ),
+            events.admin_action(
+                svc.events, actor, "disable_client", client_id, version, reason, approver, tenant
+            ),
         )
 
 
@@ -84,7 +97,7 @@ async def rotate_client_secret(
     svc: Service,
     tenant: str | None,
     client_id: str,
-    actor: dict,
+    actor: Actor,
     reason: str,
     approver: str | None,
     overlap_s: int | None = None,
@@ -122,23 +135,36 @@ async def rotate_client_secret(
             "at": events.rfc3339(now),
             "previous_secret_valid_until": events.rfc3339(until) if until else None,
             "reason": reason,
-            "actor": actor,
         }
         out = [
-            events.event("client.credentials_rotated", client_id, version, data, client["tenant"])
+            svc.events.event(
+                "client.credentials_rotated",
+                subject=client_id,
+                version=version,
+                data=data,
+                actor=actor,
+                tenant=client["tenant"],
+            )
         ]
         if admin:
             out.append(
                 events.admin_action(
-                    actor, "rotate_client_secret", client_id, reason, approver, tenant
+                    svc.events,
+                    actor,
+                    "rotate_client_secret",
+                    client_id,
+                    version,
+                    reason,
+                    approver,
+                    tenant,
                 )
             )
-        await events.publish(conn, svc.topic, *out)
+        await svc.events.write(conn, *out)
     return secret
 
 
 async def rotate_keys(
-    svc: Service, actor: dict | None, reason: str, approver: str | None, tenant: str | None
+    svc: Service, actor: Actor | None, reason: str, approver: str | None, tenant: str | None
 ) -> dict[str, Any]:
     """Publish a new signing key now; it signs after the activation delay."""
     async with svc.pool.acquire() as conn:
@@ -149,15 +175,26 @@ async def rotate_keys(
             "alg": key.alg,
             "activates_at": events.rfc3339(key.activates_at),
             "reason": reason,
-            "actor": actor,
+            "actor": actor.as_data() if actor else None,
         }
         async with conn.transaction():
-            out = [events.event("consent.signing_key_rotated", key.kid, 1, data, tenant)]
+            # A key is made once: version 1 of the aggregate named by its kid.
+            out = [
+                svc.events.event(
+                    "consent.signing_key_rotated",
+                    subject=key.kid,
+                    version=1,
+                    data=data,
+                    tenant=tenant,
+                )
+            ]
             if actor is not None:
                 out.append(
-                    events.admin_action(actor, "rotate_keys", key.kid, reason, approver, tenant)
+                    events.admin_action(
+                        svc.events, actor, "rotate_keys", key.kid, 1, reason, approver, tenant
+                    )
                 )
-            await events.publish(conn, svc.topic, *out)
+            await svc.events.write(conn, *out)
     return {"kid": key.kid, "alg": key.alg, "activates_at": events.rfc3339(key.activates_at)}
 
 
@@ -175,6 +212,6 @@ async def keep_keys_current(svc: Service) -> None:
             "actor": None,
         }
         async with conn.transaction():
-            await events.publish(
-                conn, svc.topic, events.event("consent.signing_key_rotated", key.kid, 1, data, None)
+            await svc.events.emit(
+                conn, "consent.signing_key_rotated", subject=key.kid, version=1, data=data
             )

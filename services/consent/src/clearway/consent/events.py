@@ -8,62 +8,20 @@ and ``client.credentials_rotated`` (``client_id``, ``at``); instants are RFC 333
 
 from __future__ import annotations
 
-import functools
 import json
-import uuid
 from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 
 from clearway.consent.domain import Consent
-from clearway.shared.events import Event, new_event
-from clearway.shared.outbox import Outbox
-from clearway.shared.schemas import default_registry
-
-TOPIC = "clearway.consent.events.v1"
-SOURCE = "/clearway/consent"
-
-
-@functools.cache
-def _registry() -> Any:
-    return default_registry()
-
-
-@functools.cache
-def _outbox() -> Outbox:
-    return Outbox(validate=_registry().validate)
+from clearway.shared.actor import Actor
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.events import Event
 
 
 def rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def actor(subject: str, client_id: str | None, delegation: list[str] | None = None) -> dict:
-    return {"subject": subject, "client_id": client_id, "delegation": delegation or []}
-
-
-def event(
-    type_: str, aggregate_id: str, version: int, data: dict[str, Any], tenant: str | None
-) -> Event:
-    return new_event(
-        type=type_,
-        source=SOURCE,
-        aggregate_id=aggregate_id,
-        aggregate_version=version,
-        data=data,
-        dataschema=_registry().get(type_, 1).dataschema,
-        tenant=tenant,
-    )
-
-
-async def publish(conn: asyncpg.Connection, topic: str, *events: Event) -> None:
-    """Write events to the outbox inside the caller's transaction (the relay publishes)."""
-    if events:
-        await _outbox().add(conn, topic, *events)
-
-
-def consent_events(consent: Consent) -> list[Event]:
+def consent_events(writer: EventWriter, consent: Consent) -> list[Event]:
     """Events the consent recorded since it was loaded, in order; clears them."""
     out = []
     first_version = consent.version - sum(1 for t, _ in consent.events if t != "consent.created")
@@ -84,7 +42,9 @@ def consent_events(consent: Consent) -> list[Event]:
                 "expires_at": rfc3339(consent.expires_at),
                 "actor": info["actor"],
             }
-            out.append(event(type_, consent.id, 1, data, consent.tenant))
+            out.append(
+                writer.event(type_, subject=consent.id, version=1, data=data, tenant=consent.tenant)
+            )
             continue
         version += 1
         change = consent.history[version - 1]
@@ -102,20 +62,42 @@ def consent_events(consent: Consent) -> list[Event]:
             data["revoked_at"] = rfc3339(change.at)
         if type_ == "consent.authorised":
             data["evidence_hash"] = (consent.evidence or {}).get("hash")
-        out.append(event(type_, consent.id, version, data, consent.tenant))
+        out.append(
+            writer.event(
+                type_, subject=consent.id, version=version, data=data, tenant=consent.tenant
+            )
+        )
     consent.events.clear()
     return out
 
 
 def admin_action(
-    actor_: dict, action: str, resource: str, reason: str, approver: str | None, tenant: str | None
+    writer: EventWriter,
+    actor: Actor,
+    action: str,
+    resource: str,
+    version: int,
+    reason: str,
+    approver: str | None,
+    tenant: str | None,
 ) -> Event:
+    """A ``consent.admin_action`` on ``resource`` at its ``version`` after the change.
+
+    The id derives from (resource, version), so the action is one event however
+    often its transaction is retried.
+    """
     data = {
         "action": action,
         "resource": resource,
         "reason": reason,
         "approver": approver,
         "at": rfc3339(datetime.now(UTC)),
-        "actor": actor_,
     }
-    return event("consent.admin_action", f"adm_{uuid.uuid4().hex}", 1, data, tenant)
+    return writer.event(
+        "consent.admin_action",
+        subject=resource,
+        version=version,
+        data=data,
+        actor=actor,
+        tenant=tenant,
+    )

@@ -13,6 +13,7 @@ from typing import Any
 from clearway.consent import events, store
 from clearway.consent.domain import Consent, ConsentError, Status
 from clearway.consent.service import Service
+from clearway.shared.actor import Actor
 
 
 class NotFound(Exception):
@@ -29,7 +30,7 @@ class CreateConsent:
     scopes: list[str]
     terms_version: str
     ttl_s: int
-    actor: dict[str, Any]
+    actor: Actor
 
 
 async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
@@ -43,11 +44,11 @@ async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
         terms_version=cmd.terms_version,
         now=datetime.now(UTC),
         ttl=timedelta(seconds=cmd.ttl_s),
-        actor=cmd.actor,
+        actor=cmd.actor.as_data(),
     )
     async with svc.pool.acquire() as conn, conn.transaction():
         await store.save_consent(conn, consent)
-        await events.publish(conn, svc.topic, *events.consent_events(consent))
+        await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return consent
 
 
@@ -63,13 +64,17 @@ async def revoke_consent(
     svc: Service,
     tenant: str | None,
     consent_id: str,
-    actor: dict[str, Any],
+    actor: Actor,
     reason: str | None,
     *,
     subject: str | None = None,
-    extra_events: list[Any] = (),
+    admin: bool = False,
+    approver: str | None = None,
 ) -> Consent:
-    """Revoke (idempotent when already revoked); ``subject`` limits it to the user's own."""
+    """Revoke (idempotent when already revoked); ``subject`` limits it to the user's own.
+
+    ``admin`` also records a ``consent.admin_action`` (with ``approver``).
+    """
     async with svc.pool.acquire() as conn, conn.transaction():
         consent = await store.get_consent(conn, consent_id, lock=True)
         if consent is None or consent.tenant != tenant:
@@ -78,22 +83,36 @@ async def revoke_consent(
             raise NotFound(consent_id)
         if consent.status is Status.REVOKED:
             return consent
-        consent.revoke(datetime.now(UTC), actor, reason)
+        consent.revoke(datetime.now(UTC), actor.as_data(), reason)
         await store.save_consent(conn, consent)
-        await events.publish(conn, svc.topic, *events.consent_events(consent), *extra_events)
+        out = events.consent_events(svc.events, consent)
+        if admin:
+            out.append(
+                events.admin_action(
+                    svc.events,
+                    actor,
+                    "revoke_consent",
+                    consent.id,
+                    consent.version,
+                    reason or "",
+                    approver,
+                    tenant,
+                )
+            )
+        await svc.events.write(conn, *out)
     return consent
 
 
 async def consume_consent(
-    svc: Service, tenant: str | None, consent_id: str, actor: dict
+    svc: Service, tenant: str | None, consent_id: str, actor: Actor
 ) -> Consent:
     async with svc.pool.acquire() as conn, conn.transaction():
         consent = await store.get_consent(conn, consent_id, lock=True)
         if consent is None or consent.tenant != tenant:
             raise NotFound(consent_id)
-        consent.consume(datetime.now(UTC), actor)
+        consent.consume(datetime.now(UTC), actor.as_data())
         await store.save_consent(conn, consent)
-        await events.publish(conn, svc.topic, *events.consent_events(consent))
+        await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return consent
 
 
@@ -125,7 +144,7 @@ async def decide(
     """Approve (returns a fresh authorization code) or reject (returns None) the consent
     a pushed authorization request points at."""
     now = datetime.now(UTC)
-    actor = events.actor(subject, None)
+    actor = Actor(subject).as_data()  # the user, at the consent page
     async with svc.pool.acquire() as conn, conn.transaction():
         consent = await store.get_consent(conn, par["consent_id"], lock=True)
         if consent is None or consent.tenant != tenant:
@@ -133,11 +152,11 @@ async def decide(
         if not approve:
             consent.reject(subject, now, actor)
             await store.save_consent(conn, consent)
-            await events.publish(conn, svc.topic, *events.consent_events(consent))
+            await svc.events.write(conn, *events.consent_events(svc.events, consent))
             return None
         consent.approve(subject, now, evidence_of(consent, subject, user_agent, now), actor)
         await store.save_consent(conn, consent)
-        await events.publish(conn, svc.topic, *events.consent_events(consent))
+        await svc.events.write(conn, *events.consent_events(svc.events, consent))
         code = secrets.token_urlsafe(32)
         await conn.execute(
             "INSERT INTO authorization_codes (code_hash, client_id, tenant, subject, consent_id,"
@@ -170,5 +189,5 @@ async def expire_due(svc: Service) -> int:
             except ConsentError:
                 continue
             await store.save_consent(conn, consent)
-            await events.publish(conn, svc.topic, *events.consent_events(consent))
+            await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return len(ids)

@@ -23,10 +23,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from clearway.consent import events, handlers, store
+from clearway.consent import handlers, store
 from clearway.consent.domain import ConsentError
 from clearway.consent.oauth_api import REQUEST_URI_PREFIX
 from clearway.consent.service import Service
+from clearway.shared.actor import Actor
 
 router = APIRouter(tags=["consent page"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -235,7 +236,7 @@ async def revoke_mine(request: Request, consent_id: str, csrf: str = Form(...)) 
             _svc(request),
             tenant,
             consent_id,
-            events.actor(subject, None),
+            Actor(subject),
             "revoked by the user",
             subject=subject,
         )

@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clearway.consent import clients, events, store
+from clearway.consent import clients, store
 from clearway.consent.bootstrap import SCHEMA, key_ring, prepare
 from clearway.consent.clientauth import _verify
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
+from clearway.shared.actor import Actor
 from clearway.shared.db import create_pool
 
 TENANTS = ("tnt_demo_alpha", "tnt_demo_beta")
@@ -52,7 +53,7 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     path = Path(local_dir) / "dev-clients.json"
     known = _existing(path)
     out: list[dict[str, Any]] = []
-    system = events.actor("system:seed", None)
+    system = Actor.system("seed")
     for tenant in TENANTS:
         for role, scopes in ROLES.items():
             client_id = f"{tenant}-{role}"

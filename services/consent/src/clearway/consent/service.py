@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from argon2 import PasswordHasher
 
 from clearway.consent.keys import KeyRing
 from clearway.consent.settings import ConsentSettings
+from clearway.shared.event_writer import EventWriter
 
 
 @dataclass
@@ -16,6 +17,11 @@ class Service:
     settings: ConsentSettings
     pool: asyncpg.Pool
     keys: KeyRing
+    #: The one way this service emits: ``clearway.consent.events.v1``, ``/clearway/consent``.
+    events: EventWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
 
     def hash_secret(self, secret: str) -> str:
         """An argon2id hash at the configured cost."""

@@ -25,6 +25,7 @@ from clearway.consent.domain import Status
 from clearway.consent.oauth_errors import OAuthError
 from clearway.consent.scopes import AUDIENCES, BY_NAME, audiences_for
 from clearway.consent.service import Service
+from clearway.shared.events import Event
 
 
 def code_hash(code: str) -> str:
@@ -185,12 +186,13 @@ async def _revoke_tokens_of_code(svc: Service, conn: asyncpg.Connection, h: str)
         " RETURNING jti, client_id, consent_id, expires_at, tenant",
         h,
     )
-    await events.publish(
-        conn, svc.topic, *[_token_revoked(r, "authorization code reuse") for r in rows]
+    await svc.events.write(
+        conn, *[_token_revoked(svc, r, "authorization code reuse") for r in rows]
     )
 
 
-def _token_revoked(row: Any, reason: str) -> Any:
+def _token_revoked(svc: Service, row: Any, reason: str) -> Event:
+    """``token.revoked``: a token is revoked once, so it is version 1 of the jti."""
     data = {
         "jti": row["jti"],
         "client_id": row["client_id"],
@@ -199,7 +201,9 @@ def _token_revoked(row: Any, reason: str) -> Any:
         "reason": reason,
         "actor": None,
     }
-    return events.event("token.revoked", row["jti"], 1, data, row["tenant"])
+    return svc.events.event(
+        "token.revoked", subject=row["jti"], version=1, data=data, tenant=row["tenant"]
+    )
 
 
 def verify_own(svc: Service, token: str) -> dict[str, Any] | None:
@@ -255,4 +259,4 @@ async def revoke(svc: Service, caller: Any, token: str | None) -> None:
             claims["jti"],
         )
         if row is not None:
-            await events.publish(conn, svc.topic, _token_revoked(row, "revoked by the client"))
+            await svc.events.write(conn, _token_revoked(svc, row, "revoked by the client"))

@@ -6,16 +6,15 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, Header, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import ProblemError
-from clearway.shared.redaction import find_pans
-from clearway.transfer import store
+from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
+from clearway.shared.redaction import find_pan_field, find_pans
 from clearway.transfer.domain import (
-    Actor,
     InvalidField,
     InvalidTransition,
     TransferRequest,
@@ -29,6 +28,9 @@ from clearway.transfer.handlers import (
     cancel_transfer,
     get_transfer,
     initiate_transfer,
+)
+from clearway.transfer.handlers import (
+    list_transfers as transfer_page,  # the route keeps the name (OpenAPI operationId)
 )
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
@@ -72,37 +74,13 @@ def _tenant(principal: Principal) -> str:
     return principal.tenant
 
 
-def _actor(principal: Principal) -> Actor:
-    chain: list[str] = []
-    act = principal.claims.get("act")
-    while isinstance(act, dict) and len(chain) < 10:  # RFC 8693 delegation chain
-        chain.append(str(act.get("sub", "")))
-        act = act.get("act")
-    return Actor(principal.subject, principal.client_id, tuple(chain))
-
-
-def _field_holding_pan(doc: Any, path: str = "") -> str | None:
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            where = f"{path}.{k}" if path else str(k)
-            if find_pans(str(k)):
-                return where
-            found = _field_holding_pan(v, where)
-            if found:
-                return found
-        return None
-    if isinstance(doc, list):
-        for i, v in enumerate(doc):
-            found = _field_holding_pan(v, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return path or "body" if find_pans(json.dumps(doc)) else None
-
-
 async def refuse_card_numbers(request: Request) -> None:
     """Runs before the body is parsed: a card number anywhere is a 422 naming the
-    field, and the value is never echoed, logged or stored."""
+    field, and the value is never echoed, logged or stored.
+
+    It runs before authentication too; the body it reads is the one the kit's
+    edge already read and bounded (``create_app(max_body_bytes=...)``, 413 past it).
+    """
     raw = (await request.body()).decode("utf-8", errors="replace")
     where: str | None = None
     if find_pans(request.url.query):
@@ -111,7 +89,7 @@ async def refuse_card_numbers(request: Request) -> None:
         where = "header"
     elif find_pans(raw):
         try:
-            where = _field_holding_pan(json.loads(raw)) or "body"
+            where = find_pan_field(json.loads(raw)) or "body"
         except ValueError:
             where = "body"
     if where:
@@ -166,13 +144,13 @@ async def create_transfer(
     try:
         transfer = TransferRequest(**body.model_dump())
     except InvalidField as e:
-        raise _invalid(e) from None
+        raise invalid_field(e.field, e.reason) from None
     cmd = InitiateTransfer(
         tenant,
         principal.client_id,
         key,
         transfer,
-        _actor(principal),
+        Actor.from_principal(principal),
         request.state.correlation_id,
     )
     try:
@@ -212,17 +190,12 @@ async def read_transfer(
 async def list_transfers(
     request: Request,
     principal: Annotated[Principal, Security(require_scope("payments:read"))],
+    page: Annotated[PageRequest, Depends(page_request)],
     reference: str | None = None,
-    starting_after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     """Transfers of the caller's tenant, oldest first; pass ``next_cursor`` as
-    ``starting_after`` for the next page."""
-    rows = await store.list_transfers(
-        _core(request).pool, _tenant(principal), reference, starting_after, limit + 1
-    )
-    page = [store.transfer_json(r) for r in rows[:limit]]
-    return {"data": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
+    ``cursor`` for the next page."""
+    return await transfer_page(_core(request), _tenant(principal), reference, page)
 
 
 @router.post("/{transfer_id}/cancel")
@@ -234,7 +207,7 @@ async def cancel(
     """Cancel a transfer that was not submitted yet; repeating it answers the same."""
     try:
         return await cancel_transfer(
-            _core(request), _tenant(principal), transfer_id, _actor(principal)
+            _core(request), _tenant(principal), transfer_id, Actor.from_principal(principal)
         )
     except TransferNotFound:
         raise _not_found() from None
@@ -253,14 +226,4 @@ def _not_found() -> ProblemError:
         "transfer-not-found",
         "Transfer not found",
         "No transfer with this id exists for your tenant.",
-    )
-
-
-def _invalid(e: InvalidField) -> ProblemError:
-    return ProblemError(
-        422,
-        "validation-error",
-        "Request validation failed",
-        f"Field '{e.field}' is invalid: {e.reason}.",
-        errors=[{"field": e.field, "message": e.reason, "type": "value_error"}],
     )

@@ -22,15 +22,15 @@ from clearway.shared.db import (
     migrate,
 )
 from clearway.shared.dlt import DeadLetters
+from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
-from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
-from clearway.transfer import handlers
+from clearway.transfer import handlers, store
 from clearway.transfer.api import router
 from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
-from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC, EventFactory
+from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
@@ -84,9 +84,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             core = handlers.Core(
                 pool=pool,
                 claims=claims,
-                outbox=Outbox(validate=registry.validate),
-                events=EventFactory(registry),
-                events_topic=p.topic(EVENTS_TOPIC),
+                events=EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry),
                 reference_secret=settings.reference_secret.get_secret_value(),
                 lock_timeout_s=settings.lock_timeout_s,
                 retention=settings.key_retention,
@@ -188,6 +186,6 @@ async def _claims_pool(dsn: str) -> asyncpg.Pool:
 
 def _database_check(pool: Any):
     async def database() -> bool:
-        return await pool.fetchval("SELECT true")
+        return await store.ping(pool)
 
     return database

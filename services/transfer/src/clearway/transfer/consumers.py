@@ -4,124 +4,69 @@ Intents run the same core as ``POST /v1/transfers``: the key in the message is
 scoped by the message's tenant and client id, so an intent whose key was already
 used over HTTP by the same client is the same intent. Each intent message gets
 exactly one result event (``transfer.accepted`` or ``transfer.rejected``) with
-its correlation id.
+its correlation id. Here a message is only parsed; the handlers decide.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 
+from clearway.shared.actor import Actor
 from clearway.shared.consumer import event_scope
 from clearway.shared.events import Event
-from clearway.shared.redaction import find_pans
-from clearway.transfer.domain import Actor, InvalidField, TransferRequest
+from clearway.shared.redaction import find_pan_field
+from clearway.transfer.domain import InvalidField, TransferRequest
 from clearway.transfer.executor import Executor
-from clearway.transfer.handlers import (
-    Core,
-    InitiateTransfer,
-    KeyInFlight,
-    KeyReused,
-    initiate_transfer,
-)
+from clearway.transfer.handlers import Core, InitiateTransfer, accept_intent, reject_intent
 
 log = logging.getLogger(__name__)
 INTENT_TYPE = "transfer.intent"
 
 
-class IntentInFlight(ConnectionError):
-    """Another request holds the key for longer than we wait: retry the message later."""
-
-
-def _rejected(core: Core, intent: Event, field: str | None, reason: str) -> Event:
-    key = intent.data.get("idempotency_key")
-    return core.events.intent_result(
-        "transfer.rejected",
-        intent,
-        intent.subject,
-        {
-            "intent_id": intent.id,
-            "idempotency_key": key if isinstance(key, str) else None,
-            "field": field,
-            "reason": reason,
-        },
-    )
-
-
-def _request(data: dict[str, Any]) -> TransferRequest:
-    metadata = data.get("metadata") or {}
-    return TransferRequest(
+def _command(intent: Event) -> InitiateTransfer:
+    """The intent as a command; :class:`InvalidField` names what makes it unusable."""
+    data = intent.data
+    where = find_pan_field(data)
+    if where is not None:
+        raise InvalidField(where or "data", "card numbers are refused; use a card token")
+    if not intent.tenant:
+        raise InvalidField("ce_tenant", "an intent must name its tenant")
+    request = TransferRequest(
         amount=data["amount"],
         currency=data["currency"],
         source=data["source"],
         destination=data["destination"],
         description=data.get("description"),
-        metadata=metadata,
+        metadata=data.get("metadata") or {},
+    )
+    client_id = data["client_id"]
+    # The message's client is the one acting; without an actor record, it acts itself.
+    given = Actor.from_data(data.get("actor"))
+    actor = Actor(
+        given.subject if given else client_id, client_id, given.delegation if given else ()
+    )
+    return InitiateTransfer(
+        tenant=intent.tenant,
+        client_id=client_id,
+        key=data["idempotency_key"],
+        request=request,
+        actor=actor,
+        correlation_id=intent.correlation_id,
     )
 
 
 async def handle_intent(core: Core, conn: asyncpg.Connection, intent: Event) -> None:
-    """Apply one intent; the result event joins the inbox transaction."""
-    result = await _apply_intent(core, intent)
-    await core.outbox.add(conn, core.events_topic, result)
-
-
-async def _apply_intent(core: Core, intent: Event) -> Event:
-    data = dict(intent.data)
-    if find_pans(json.dumps(data)):
-        field = next((k for k, v in data.items() if find_pans(json.dumps(v))), "data")
-        return _rejected(core, intent, field, "card numbers are refused; use a card token")
-    if not intent.tenant:
-        return _rejected(core, intent, "ce_tenant", "an intent must name its tenant")
+    """Apply one intent; the result event joins the inbox transaction ``conn``."""
     try:
-        request = _request(data)
+        cmd = _command(intent)
     except InvalidField as e:
-        return _rejected(core, intent, e.field, e.reason)
-    actor = data.get("actor") or {}
-    cmd = InitiateTransfer(
-        tenant=intent.tenant,
-        client_id=data["client_id"],
-        key=data["idempotency_key"],
-        request=request,
-        actor=Actor(
-            subject=actor.get("subject") or data["client_id"],
-            client_id=data["client_id"],
-            delegation=tuple(actor.get("delegation") or ()),
-        ),
-        correlation_id=intent.correlation_id,
-    )
-    waits = max(8, int(core.lock_timeout_s * 2 / 0.25) + 8)
-    for _ in range(waits):  # bounded: past the lock timeout the key is recovered
-        try:
-            outcome = await initiate_transfer(core, cmd)
-            break
-        except KeyInFlight:
-            await asyncio.sleep(0.25)
-        except KeyReused:
-            return _rejected(
-                core, intent, "idempotency_key", "key already used with a different request"
-            )
-    else:
-        raise IntentInFlight("idempotency key still in flight")
-    body = outcome.body
-    return core.events.intent_result(
-        "transfer.accepted",
-        intent,
-        body["id"],
-        {
-            "intent_id": intent.id,
-            "idempotency_key": cmd.key,
-            "transfer_id": body["id"],
-            "reference": body["reference"],
-            "status": body["status"],
-            "replayed": outcome.replayed,
-        },
-    )
+        await reject_intent(core, conn, intent, e.field, e.reason)
+        return
+    await accept_intent(core, conn, intent, cmd)
 
 
 def executor_batch_handler(executor: Executor):

@@ -1,4 +1,15 @@
-"""Transfer rules: money, references, request fingerprints, the state machine, the ledger.
+"""Transfer rules: money, references, request fingerprints, the ``Transfer`` aggregate,
+the ledger.
+
+A transfer's life (docs/design.md §5)::
+
+    pending ─submit─▶ submitted ─settle─▶ settled
+       │                  └──────fail───▶ failed
+       └──cancel─▶ canceled
+
+Every change is made by a method of :class:`Transfer`, which checks the move,
+bumps the version and records a past-tense event (``TransferSubmitted``, …);
+handlers save the transfer and turn those events into outbox rows.
 
 Pure: no database, broker or web framework here.
 """
@@ -12,10 +23,13 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import rfc8785
+
+from clearway.shared.actor import Actor
 
 #: ISO 4217 active alphabetic codes this platform moves money in.
 CURRENCIES = frozenset(
@@ -78,22 +92,6 @@ def new_transfer_id() -> str:
 
 
 @dataclass(frozen=True)
-class Actor:
-    """Who caused something: the token's subject, its client, and any delegation."""
-
-    subject: str
-    client_id: str
-    delegation: tuple[str, ...] = ()
-
-    def as_data(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "client_id": self.client_id,
-            "delegation": list(self.delegation),
-        }
-
-
-@dataclass(frozen=True)
 class TransferRequest:
     """What a client asks for, already checked against the money rules."""
 
@@ -127,6 +125,211 @@ class TransferRequest:
         return out
 
 
+@dataclass(frozen=True)
+class Posting:
+    """One leg of a double-entry journal entry: debits negative, credits positive."""
+
+    account: str
+    leg: str
+    amount: int
+    currency: str
+
+
+def settlement_postings(source: str, destination: str, amount: int, currency: str) -> list[Posting]:
+    """The balanced postings of a settled transfer: the source pays, the destination gets."""
+    legs = [
+        Posting(source, "debit", -amount, currency),
+        Posting(destination, "credit", amount, currency),
+    ]
+    assert sum(p.amount for p in legs) == 0
+    return legs
+
+
+# --- the aggregate's events -----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferEvent:
+    """Something that happened to a transfer: what every ``transfer.*`` event carries.
+
+    ``version`` is the transfer's version *after* the change, so (transfer id,
+    version, type) names the event for good (docs/design.md §3).
+    """
+
+    type: ClassVar[str]
+    transfer_id: str
+    version: int
+    tenant: str
+    correlation_id: str | None
+    reference: str
+    amount: int
+    currency: str
+    status: Status
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferCreated(TransferEvent):
+    type: ClassVar[str] = "transfer.created"
+    source: str
+    destination: str
+    description: str | None
+    actor: Actor | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferSubmitted(TransferEvent):
+    type: ClassVar[str] = "transfer.submitted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferSettled(TransferEvent):
+    type: ClassVar[str] = "transfer.settled"
+    rail_charge_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferFailed(TransferEvent):
+    type: ClassVar[str] = "transfer.failed"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferCanceled(TransferEvent):
+    type: ClassVar[str] = "transfer.canceled"
+    actor: Actor | None
+
+
+# --- the aggregate ----------------------------------------------------------------------
+
+
+@dataclass
+class Transfer:
+    """One transfer: money from ``source`` to ``destination`` under a stable reference.
+
+    ``events`` holds what happened since the transfer was created or loaded, in
+    order; the handler that saves the transfer writes them to the outbox in the
+    same transaction and then clears them (:meth:`collect_events`).
+    """
+
+    id: str
+    tenant: str
+    client_id: str
+    reference: str
+    fingerprint: str
+    amount: int
+    currency: str
+    source: str
+    destination: str
+    created_at: datetime
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    actor: Actor | None = None
+    correlation_id: str | None = None
+    status: Status = Status.PENDING
+    version: int = 1
+    rail_charge_id: str | None = None
+    failure_reason: str | None = None
+    events: list[TransferEvent] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        tenant: str,
+        client_id: str,
+        reference: str,
+        fingerprint: str,
+        request: TransferRequest,
+        actor: Actor,
+        now: datetime,
+        correlation_id: str | None = None,
+    ) -> Transfer:
+        """A new pending transfer (version 1) that has recorded ``TransferCreated``."""
+        transfer = cls(
+            id=new_transfer_id(),
+            tenant=tenant,
+            client_id=client_id,
+            reference=reference,
+            fingerprint=fingerprint,
+            amount=request.amount,
+            currency=request.currency,
+            source=request.source,
+            destination=request.destination,
+            created_at=now,
+            description=request.description,
+            metadata=dict(request.metadata),
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+        transfer.events.append(
+            TransferCreated(
+                **transfer._event_fields(),
+                source=transfer.source,
+                destination=transfer.destination,
+                description=transfer.description,
+                actor=actor,
+            )
+        )
+        return transfer
+
+    @property
+    def saved_version(self) -> int:
+        """The version the stored row holds: the one before the recorded changes.
+
+        The store updates the row only while it still holds this version
+        (optimistic concurrency); a created transfer has no row yet (0).
+        """
+        return self.events[0].version - 1 if self.events else self.version
+
+    def submit(self) -> None:
+        """Hand the transfer to the rail: ``pending → submitted``."""
+        self._move(Status.SUBMITTED)
+        self.events.append(TransferSubmitted(**self._event_fields()))
+
+    def settle(self, rail_charge_id: str) -> None:
+        """The rail settled it: ``submitted → settled``."""
+        self._move(Status.SETTLED)
+        self.rail_charge_id = rail_charge_id
+        self.events.append(TransferSettled(**self._event_fields(), rail_charge_id=rail_charge_id))
+
+    def fail(self, reason: str) -> None:
+        """The rail refused it for good: ``submitted → failed``."""
+        self._move(Status.FAILED)
+        self.failure_reason = reason
+        self.events.append(TransferFailed(**self._event_fields(), reason=reason))
+
+    def cancel(self, actor: Actor) -> None:
+        """The client withdrew it before submission: ``pending → canceled``."""
+        self._move(Status.CANCELED)
+        self.events.append(TransferCanceled(**self._event_fields(), actor=actor))
+
+    def postings(self) -> list[Posting]:
+        """The balanced ledger legs of this transfer once settled."""
+        return settlement_postings(self.source, self.destination, self.amount, self.currency)
+
+    def collect_events(self) -> list[TransferEvent]:
+        """The events recorded since the last collection, in order; clears them."""
+        out, self.events = self.events, []
+        return out
+
+    def _move(self, wanted: Status) -> None:
+        check_transition(self.status, wanted)
+        self.status = wanted
+        self.version += 1
+
+    def _event_fields(self) -> dict[str, Any]:
+        return {
+            "transfer_id": self.id,
+            "version": self.version,
+            "tenant": self.tenant,
+            "correlation_id": self.correlation_id,
+            "reference": self.reference,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+        }
+
+
 def fingerprint(method: str, route: str, body: Any) -> str:
     """SHA-256 over method, route template and the RFC 8785 canonical JSON of the body,
     so that field order and whitespace do not matter (docs/design.md §5)."""
@@ -148,26 +351,6 @@ def reference_for(secret: bytes, tenant: str, client_id: str, key: str) -> str:
     ref = "CW" + base64.b32encode(digest).decode().rstrip("=")
     assert len(ref) <= REFERENCE_MAX
     return ref
-
-
-@dataclass(frozen=True)
-class Posting:
-    """One leg of a double-entry journal entry: debits negative, credits positive."""
-
-    account: str
-    leg: str
-    amount: int
-    currency: str
-
-
-def settlement_postings(source: str, destination: str, amount: int, currency: str) -> list[Posting]:
-    """The balanced postings of a settled transfer: the source pays, the destination gets."""
-    legs = [
-        Posting(source, "debit", -amount, currency),
-        Posting(destination, "credit", amount, currency),
-    ]
-    assert sum(p.amount for p in legs) == 0
-    return legs
 
 
 class KeyState(StrEnum):

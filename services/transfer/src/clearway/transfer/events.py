@@ -1,72 +1,71 @@
-"""The events this service writes to its outbox, built from transfer rows.
+"""What the transfer service writes to its outbox, built from what the ``Transfer``
+aggregate recorded (``TransferCreated``, …), never from rows, and written through
+the kit's :class:`~clearway.shared.event_writer.EventWriter`.
 
 Ids are deterministic (transfer id, version, type), so a state change that is
-written twice is recognised downstream as the same event.
+written twice is recognised downstream as the same event (docs/design.md §3).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-import asyncpg
-
-from clearway.shared.events import Event, event_id, new_event
-from clearway.shared.schemas import SchemaRegistry
-from clearway.transfer.domain import SOURCE
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.events import Event
+from clearway.transfer.domain import (
+    TransferCanceled,
+    TransferCreated,
+    TransferEvent,
+    TransferFailed,
+    TransferSettled,
+)
 
 EVENTS_TOPIC = "clearway.transfer.events.v1"
 INTENTS_TOPIC = "clearway.transfer.intents.v1"
 CONSENT_TOPIC = "clearway.consent.events.v1"
 
 
-class EventFactory:
-    def __init__(self, registry: SchemaRegistry) -> None:
-        self.registry = registry
+def transfer_event(writer: EventWriter, ev: TransferEvent) -> Event:
+    """The CloudEvent of one event the aggregate recorded, at the version it made."""
+    data: dict[str, Any] = {
+        "transfer_id": ev.transfer_id,
+        "reference": ev.reference,
+        "amount": ev.amount,
+        "currency": ev.currency,
+        "status": ev.status.value,
+    }
+    actor = None
+    if isinstance(ev, TransferCreated):
+        data |= {"source": ev.source, "destination": ev.destination}
+        data["description"] = ev.description
+        actor = ev.actor
+    elif isinstance(ev, TransferCanceled):
+        actor = ev.actor
+    elif isinstance(ev, TransferSettled):
+        data["rail_charge_id"] = ev.rail_charge_id
+    elif isinstance(ev, TransferFailed):
+        data["reason"] = ev.reason
+    return writer.event(
+        ev.type,
+        subject=ev.transfer_id,
+        version=ev.version,
+        data=data,
+        actor=actor,
+        tenant=ev.tenant,
+        correlation_id=ev.correlation_id,
+    )
 
-    def build(self, type_: str, aggregate_id: str, version: int, data: dict[str, Any]) -> Event:
-        return new_event(
-            type=type_,
-            source=SOURCE,
-            aggregate_id=aggregate_id,
-            aggregate_version=version,
-            data=data,
-            dataschema=self.registry.get(type_, 1).dataschema,
-        )
 
-    def for_transfer(self, type_: str, row: asyncpg.Record, **extra: Any) -> Event:
-        data: dict[str, Any] = {
-            "transfer_id": row["id"],
-            "reference": row["reference"],
-            "amount": row["amount"],
-            "currency": row["currency"],
-            "status": row["status"],
-            **extra,
-        }
-        return replace(
-            self.build(type_, row["id"], row["version"], data),
-            tenant=row["tenant"],
-            correlation_id=row["correlation_id"],
-        )
-
-    def created(self, row: asyncpg.Record) -> Event:
-        return self.for_transfer(
-            "transfer.created",
-            row,
-            source=row["source"],
-            destination=row["destination"],
-            description=row["description"],
-            actor=row["actor"],
-        )
-
-    def intent_result(self, type_: str, intent: Event, subject: str, data: dict[str, Any]) -> Event:
-        """``transfer.accepted``/``transfer.rejected``: one per intent message, whatever
-        transfer it maps to, with the intent's correlation id."""
-        ev = self.build(type_, subject, 1, data)
-        return replace(
-            ev,
-            id=event_id(intent.id, 1, type_),
-            correlation_id=intent.correlation_id,
-            causation_id=intent.id,
-            tenant=intent.tenant,
-        )
+def intent_result(writer: EventWriter, type_: str, intent: Event, subject: str, data: Any) -> Event:
+    """``transfer.accepted``/``transfer.rejected``: one per intent message (its id derives
+    from the intent's), whatever transfer it maps to, with the intent's correlation id."""
+    return writer.event(
+        type_,
+        subject=subject,
+        aggregate=intent.id,
+        version=1,
+        data=data,
+        causation_id=intent.id,
+        correlation_id=intent.correlation_id,
+        tenant=intent.tenant,
+    )

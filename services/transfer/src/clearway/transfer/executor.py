@@ -2,8 +2,9 @@
 
 Driven by ``transfer.created`` events (queued job over Kafka) and by a sweep of
 open transfers at start-up and periodically, so pending work resumes after a
-cold start. Every step is safe to repeat: state changes are conditional
-updates, the rail deduplicates by reference, ledger legs are unique.
+cold start. Every step is safe to repeat: each state change loads the
+``Transfer``, lets the aggregate check the move and saves it (handlers), the
+rail deduplicates by reference, ledger legs are unique.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from clearway.transfer import store
-from clearway.transfer.domain import Status, settlement_postings
+from clearway.transfer import handlers
+from clearway.transfer.domain import Status, Transfer
 from clearway.transfer.handlers import Core
-from clearway.transfer.rail_client import RailCharge, RailClient
+from clearway.transfer.rail_client import RailCharge, RailClient, RailRejected
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,30 @@ class Executor:
     async def execute(self, transfer_id: str) -> Status | None:
         """Drive one transfer as far as it goes; returns its final status (or None)."""
         async with self._slots:
-            row = await self._submit(transfer_id)
-            if row is None or Status(row["status"]) is not Status.SUBMITTED:
-                return Status(row["status"]) if row else None
+            try:
+                transfer = await handlers.submit_transfer(self.core, transfer_id)
+            except handlers.TransferNotFound:
+                return None
+            if transfer.status is not Status.SUBMITTED:
+                return transfer.status
             result = await self.rail.charge(
-                row["reference"],
-                row["amount"],
-                row["currency"],
-                row["source"],
-                row["destination"],
+                transfer.reference,
+                transfer.amount,
+                transfer.currency,
+                transfer.source,
+                transfer.destination,
             )
-            return await self._finish(transfer_id, result)
+            return (await self._record(transfer_id, result)).status
+
+    async def _record(self, transfer_id: str, result: RailCharge | RailRejected) -> Transfer:
+        if isinstance(result, RailCharge) and result.status == "settled":
+            return await handlers.settle_transfer(self.core, transfer_id, result.charge_id)
+        reason = (
+            f"declined by the rail (charge {result.charge_id})"
+            if isinstance(result, RailCharge)
+            else result.reason
+        )
+        return await handlers.fail_transfer(self.core, transfer_id, reason)
 
     async def execute_many(self, transfer_ids: list[str]) -> None:
         """Run several at once; re-raise the first failure after all have finished."""
@@ -49,55 +63,9 @@ class Executor:
         if errors:
             raise errors[0]
 
-    async def _submit(self, transfer_id: str):
-        core = self.core
-        async with core.pool.acquire() as conn, conn.transaction():
-            row = await store.move(conn, transfer_id, Status.PENDING, Status.SUBMITTED)
-            if row is None:
-                return await store.transfer_by_id(conn, transfer_id)
-            await core.outbox.add(
-                conn, core.events_topic, core.events.for_transfer("transfer.submitted", row)
-            )
-            return row
-
-    async def _finish(self, transfer_id: str, result) -> Status:
-        core = self.core
-        async with core.pool.acquire() as conn, conn.transaction():
-            row = await store.transfer_by_id(conn, transfer_id, for_update=True)
-            assert row is not None
-            if Status(row["status"]) is not Status.SUBMITTED:
-                return Status(row["status"])  # someone else finished it
-            if isinstance(result, RailCharge) and result.status == "settled":
-                legs = settlement_postings(
-                    row["source"], row["destination"], row["amount"], row["currency"]
-                )
-                await store.post_ledger(conn, transfer_id, legs)
-                row = await store.move(
-                    conn,
-                    transfer_id,
-                    Status.SUBMITTED,
-                    Status.SETTLED,
-                    rail_charge_id=result.charge_id,
-                )
-                ev = core.events.for_transfer(
-                    "transfer.settled", row, rail_charge_id=result.charge_id
-                )
-            else:
-                reason = (
-                    f"declined by the rail (charge {result.charge_id})"
-                    if isinstance(result, RailCharge)
-                    else result.reason
-                )
-                row = await store.move(
-                    conn, transfer_id, Status.SUBMITTED, Status.FAILED, failure_reason=reason
-                )
-                ev = core.events.for_transfer("transfer.failed", row, reason=reason)
-            await core.outbox.add(conn, core.events_topic, ev)
-            return Status(row["status"])
-
     async def sweep(self, older_than_s: float, limit: int = 1000) -> int:
         """Resume open (pending/submitted) transfers nobody touched for a while."""
-        ids = await store.open_transfers(self.core.pool, older_than_s, limit)
+        ids = await handlers.open_transfers(self.core, older_than_s, limit)
         if ids:
             log.info("sweep resumes %d open transfer(s)", len(ids))
             await self.execute_many(ids)

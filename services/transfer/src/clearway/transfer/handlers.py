@@ -1,4 +1,8 @@
-"""Use cases: initiate (HTTP and Kafka share it), cancel, key recovery and purge.
+"""Use cases: initiate (HTTP and Kafka intents share it), read, list, cancel, the executor's
+submit/settle/fail, key recovery and purge.
+
+Every change loads the ``Transfer`` (row locked), calls the aggregate, and saves it
+with its recorded events as outbox rows in the same transaction (docs/design.md §4).
 
 Initiation is two short transactions (docs/design.md §5): first the idempotency key is
 claimed *in flight*, then the transfer row, its ``transfer.created`` outbox row
@@ -9,31 +13,35 @@ A crash after the second leaves a transfer: recovery completes the key from it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from clearway.shared.outbox import Outbox
+from clearway.shared.actor import Actor
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.events import Event
+from clearway.shared.http import PageRequest
 from clearway.transfer import store
 from clearway.transfer.domain import (
     TRANSFERS_ROUTE,
-    Actor,
     KeyDecision,
     KeyState,
     Status,
+    Transfer,
     TransferError,
     TransferRequest,
-    check_transition,
     decide,
     fingerprint,
-    new_transfer_id,
     reference_for,
 )
-from clearway.transfer.events import EventFactory
+from clearway.transfer.events import intent_result, transfer_event
+from clearway.transfer.rail_client import RailClient
+from clearway.transfer.reconciliation import Report, compare, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +52,7 @@ class Core:
 
     pool: asyncpg.Pool
     claims: asyncpg.Pool  # synchronous_commit=off: see store.claim_key
-    outbox: Outbox
-    events: EventFactory
-    events_topic: str
+    events: EventWriter  # the transfer events topic
     reference_secret: bytes
     lock_timeout_s: float = 30.0
     retention: timedelta = timedelta(days=7)
@@ -82,6 +88,13 @@ class KeyReused(TransferError):
 
 class TransferNotFound(TransferError):
     pass
+
+
+class IntentInFlight(ConnectionError):
+    """Another request holds the key for longer than we wait: retry the message later.
+
+    A ``ConnectionError`` so that the kit's consumer retries it instead of
+    dead-lettering it."""
 
 
 async def initiate_transfer(core: Core, cmd: InitiateTransfer) -> Outcome:
@@ -129,68 +142,208 @@ async def initiate_transfer(core: Core, cmd: InitiateTransfer) -> Outcome:
 async def _create(
     conn: asyncpg.Connection, core: Core, cmd: InitiateTransfer, fp: str, ref: str
 ) -> Outcome:
+    transfer = Transfer.create(
+        tenant=cmd.tenant,
+        client_id=cmd.client_id,
+        reference=ref,
+        fingerprint=fp,
+        request=cmd.request,
+        actor=cmd.actor,
+        now=datetime.now(UTC),
+        correlation_id=cmd.correlation_id,
+    )
     reused = False
     async with conn.transaction():
-        row = await store.insert_transfer(
-            conn,
-            {
-                "id": new_transfer_id(),
-                "tenant": cmd.tenant,
-                "client_id": cmd.client_id,
-                "reference": ref,
-                "fingerprint": fp,
-                **cmd.request.body(),
-                "description": cmd.request.description,
-                "metadata": dict(cmd.request.metadata),
-                "actor": cmd.actor.as_data(),
-                "correlation_id": cmd.correlation_id,
-            },
-        )
-        replayed = row is None
-        if row is None:
+        replayed = not await store.insert_transfer(conn, transfer)
+        if replayed:
             # The key was purged or its claim recovered: the transfer already exists.
-            row = await store.transfer_by_reference(conn, cmd.tenant, ref)
-            assert row is not None
-            reused = row["fingerprint"] != fp
+            found = await store.transfer_by_reference(conn, cmd.tenant, ref)
+            assert found is not None
+            transfer, reused = found, found.fingerprint != fp
         else:
-            await core.outbox.add(conn, core.events_topic, core.events.created(row))
-        if reused:
+            await _write_events(conn, core, transfer)
+        body = transfer_view(transfer)
+        if reused:  # committed before KeyReused is raised, so the claim is freed
             await store.release_key(conn, cmd.tenant, cmd.client_id, cmd.key)
         else:
-            body = store.transfer_json(row)
             await store.complete_key(conn, cmd.tenant, cmd.client_id, cmd.key, 201, body)
     if reused:
         raise KeyReused()
     return Outcome(201, body, replayed)
 
 
+async def accept_intent(
+    core: Core, conn: asyncpg.Connection, intent: Event, cmd: InitiateTransfer
+) -> None:
+    """Apply a ``transfer.intent`` like ``POST /v1/transfers``; its one result event
+    (``transfer.accepted`` or ``transfer.rejected``) joins the inbox transaction ``conn``."""
+    waits = max(8, int(core.lock_timeout_s * 2 / 0.25) + 8)
+    for _ in range(waits):  # bounded: past the lock timeout the key is recovered
+        try:
+            outcome = await initiate_transfer(core, cmd)
+            break
+        except KeyInFlight:
+            await asyncio.sleep(0.25)
+        except KeyReused:
+            reason = "key already used with a different request"
+            return await reject_intent(core, conn, intent, "idempotency_key", reason)
+    else:
+        raise IntentInFlight("idempotency key still in flight")
+    body = outcome.body
+    data = {
+        "intent_id": intent.id,
+        "idempotency_key": cmd.key,
+        "transfer_id": body["id"],
+        "reference": body["reference"],
+        "status": body["status"],
+        "replayed": outcome.replayed,
+    }
+    await core.events.write(
+        conn, intent_result(core.events, "transfer.accepted", intent, body["id"], data)
+    )
+
+
+async def reject_intent(
+    core: Core, conn: asyncpg.Connection, intent: Event, field: str | None, reason: str
+) -> None:
+    """Answer an intent that cannot become a transfer with ``transfer.rejected``."""
+    key = intent.data.get("idempotency_key")
+    data = {
+        "intent_id": intent.id,
+        "idempotency_key": key if isinstance(key, str) else None,
+        "field": field,
+        "reason": reason,
+    }
+    await core.events.write(
+        conn, intent_result(core.events, "transfer.rejected", intent, intent.subject, data)
+    )
+
+
 async def get_transfer(core: Core, tenant: str, transfer_id: str) -> dict[str, Any]:
-    row = await store.transfer_by_id(core.pool, transfer_id, tenant)
-    if row is None:
+    transfer = await store.transfer_by_id(core.pool, transfer_id, tenant)
+    if transfer is None:
         raise TransferNotFound(transfer_id)
-    return store.transfer_json(row)
+    return transfer_view(transfer)
 
 
-async def cancel_transfer(core: Core, tenant: str, transfer_id: str, actor: Actor) -> dict:
+async def list_transfers(
+    core: Core, tenant: str, reference: str | None, page: PageRequest
+) -> dict[str, Any]:
+    """One page of the tenant's transfers, oldest first, in the kit's list shape; the
+    cursor is bound to the tenant and the ``reference`` filter (a 422 otherwise)."""
+    filters = {"reference": reference}
+    after = page.after(tenant, filters)
+    found = await store.list_transfers(
+        core.pool, tenant, reference, str(after[0]) if after else None, page.fetch_limit
+    )
+    return page.page(
+        found, tenant=tenant, filters=filters, position=lambda t: (t.id,), render=transfer_view
+    )
+
+
+async def cancel_transfer(
+    core: Core, tenant: str, transfer_id: str, actor: Actor
+) -> dict[str, Any]:
     """Cancel a pending transfer; canceling a canceled one answers the same again."""
     async with core.pool.acquire() as conn, conn.transaction():
-        row = await store.transfer_by_id(conn, transfer_id, tenant, for_update=True)
-        if row is None:
-            raise TransferNotFound(transfer_id)
-        status = Status(row["status"])
-        if status is Status.CANCELED:
-            return store.transfer_json(row)
-        check_transition(status, Status.CANCELED)
-        row = await store.move(conn, transfer_id, Status.PENDING, Status.CANCELED)
-        assert row is not None
-        ev = core.events.for_transfer("transfer.canceled", row, actor=actor.as_data())
-        await core.outbox.add(conn, core.events_topic, ev)
-        return store.transfer_json(row)
+        transfer = await _load(conn, transfer_id, tenant)
+        if transfer.status is not Status.CANCELED:
+            transfer.cancel(actor)  # InvalidTransition once it was submitted
+            await _save(conn, core, transfer)
+        return transfer_view(transfer)
+
+
+async def submit_transfer(core: Core, transfer_id: str) -> Transfer:
+    """Mark a pending transfer submitted before the rail is called. A transfer that is
+    no longer pending is returned as it is: a redelivered job, the sweep or another
+    replica got there first (or it was canceled)."""
+    async with core.pool.acquire() as conn, conn.transaction():
+        transfer = await _load(conn, transfer_id)
+        if transfer.status is Status.PENDING:
+            transfer.submit()
+            await _save(conn, core, transfer)
+        return transfer
+
+
+async def settle_transfer(core: Core, transfer_id: str, rail_charge_id: str) -> Transfer:
+    """Record the rail's settlement and post the balanced ledger legs."""
+    async with core.pool.acquire() as conn, conn.transaction():
+        transfer = await _load(conn, transfer_id)
+        if transfer.status is Status.SUBMITTED:  # else someone else finished it
+            transfer.settle(rail_charge_id)
+            await store.post_ledger(conn, transfer.id, transfer.postings())
+            await _save(conn, core, transfer)
+        return transfer
+
+
+async def fail_transfer(core: Core, transfer_id: str, reason: str) -> Transfer:
+    """Record that the rail refused the transfer for good (no ledger legs)."""
+    async with core.pool.acquire() as conn, conn.transaction():
+        transfer = await _load(conn, transfer_id)
+        if transfer.status is Status.SUBMITTED:  # else someone else finished it
+            transfer.fail(reason)
+            await _save(conn, core, transfer)
+        return transfer
+
+
+async def open_transfers(core: Core, older_than_s: float, limit: int) -> list[str]:
+    """Ids of pending or submitted transfers nobody touched for ``older_than_s``."""
+    return await store.open_transfers(core.pool, older_than_s, limit)
+
+
+async def _load(conn: asyncpg.Connection, transfer_id: str, tenant: str | None = None) -> Transfer:
+    # FOR UPDATE: load → act → save of one transfer never interleaves with another.
+    transfer = await store.transfer_by_id(conn, transfer_id, tenant, for_update=True)
+    if transfer is None:
+        raise TransferNotFound(transfer_id)
+    return transfer
+
+
+async def _save(conn: asyncpg.Connection, core: Core, transfer: Transfer) -> None:
+    """The transfer's new state and the events it recorded, in the caller's transaction."""
+    await store.save_transfer(conn, transfer)
+    await _write_events(conn, core, transfer)
+
+
+async def _write_events(conn: asyncpg.Connection, core: Core, transfer: Transfer) -> None:
+    events = [transfer_event(core.events, ev) for ev in transfer.collect_events()]
+    await core.events.write(conn, *events)
+
+
+def transfer_view(t: Transfer) -> dict[str, Any]:
+    """The public representation of a transfer (what the API answers and replays)."""
+    return {
+        "id": t.id,
+        "reference": t.reference,
+        "status": t.status.value,
+        "amount": t.amount,
+        "currency": t.currency,
+        "source": t.source,
+        "destination": t.destination,
+        "description": t.description,
+        "metadata": dict(t.metadata),
+        "failure_reason": t.failure_reason,
+        "created_at": t.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def reconcile_settlements(core: Core, rail: RailClient) -> Report:
+    """Match the rail's settlement report against settled transfers; store the run and
+    its breaks and write ``transfer.reconciled`` in one transaction."""
+    charges = {c["reference"]: c for c in await rail.settlement_report()}
+    report = compare(await store.settled_by_reference(core.pool), charges, new_run_id())
+    data = {"run_id": report.run_id, **report.counts(), "breaks": report.breaks}
+    async with core.pool.acquire() as conn, conn.transaction():
+        await store.record_reconciliation(conn, report.run_id, report.counts(), report.breaks)
+        await core.events.emit(
+            conn, "transfer.reconciled", subject=report.run_id, version=1, data=data
+        )
+    return report
 
 
 async def recover_stale_keys(core: Core) -> int:
     """Settle in-flight keys older than the lock timeout by looking at the transfers,
-    never by re-running anything: a transfer row means the effect happened."""
+    never by re-running anything: a transfer means the effect happened."""
     recovered = 0
     async with core.pool.acquire() as conn:
         for k in await store.stale_keys(conn, core.lock_timeout_s):
@@ -199,9 +352,9 @@ async def recover_stale_keys(core: Core) -> int:
                     conn, k["tenant"], k["client_id"], k["key"], k["locked_at"]
                 ):
                     continue
-                row = await store.transfer_by_reference(conn, k["tenant"], k["reference"])
-                if row is not None and row["fingerprint"] == k["fingerprint"]:
-                    body = store.transfer_json(row)
+                found = await store.transfer_by_reference(conn, k["tenant"], k["reference"])
+                if found is not None and found.fingerprint == k["fingerprint"]:
+                    body = transfer_view(found)
                     await store.complete_key(conn, k["tenant"], k["client_id"], k["key"], 201, body)
                 else:
                     await store.release_key(conn, k["tenant"], k["client_id"], k["key"])

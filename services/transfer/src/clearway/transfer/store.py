@@ -1,4 +1,4 @@
-"""asyncpg repositories for the ``transfer`` schema."""
+"""asyncpg repositories for the ``transfer`` schema: the only module here that speaks SQL."""
 
 from __future__ import annotations
 
@@ -8,30 +8,29 @@ from typing import Any
 
 import asyncpg
 
-from clearway.transfer.domain import KeyState, Posting, Status
+from clearway.shared.actor import Actor
+from clearway.transfer.domain import KeyState, Posting, Status, Transfer
 
 TRANSFER_COLUMNS = (
     "id, tenant, client_id, reference, fingerprint, amount, currency, source, destination,"
     " description, metadata, status, version, rail_charge_id, failure_reason, actor,"
-    " correlation_id, created_at, updated_at"
+    " correlation_id, created_at"
 )
+Executor = asyncpg.Connection | asyncpg.Pool
 
 
-def transfer_json(row: asyncpg.Record) -> dict[str, Any]:
-    """The public representation of a transfer (what the API returns)."""
-    return {
-        "id": row["id"],
-        "reference": row["reference"],
-        "status": row["status"],
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "source": row["source"],
-        "destination": row["destination"],
-        "description": row["description"],
-        "metadata": row["metadata"] or {},
-        "failure_reason": row["failure_reason"],
-        "created_at": row["created_at"].isoformat().replace("+00:00", "Z"),
-    }
+class StaleTransfer(Exception):
+    """The row changed since the transfer was loaded (optimistic version check)."""
+
+    def __init__(self, transfer_id: str, version: int) -> None:
+        super().__init__(f"transfer {transfer_id} is no longer at version {version}")
+        self.transfer_id = transfer_id
+        self.version = version
+
+
+async def ping(pool: asyncpg.Pool) -> bool:
+    """Whether the database answers (the readiness check)."""
+    return bool(await pool.fetchval("SELECT true"))
 
 
 # ------------------------------------------------------------------ idempotency keys
@@ -161,47 +160,92 @@ async def purge_expired_keys(conn: asyncpg.Connection, batch: int = 5000) -> int
 # ------------------------------------------------------------------ transfers
 
 
-async def insert_transfer(conn: asyncpg.Connection, t: dict[str, Any]) -> asyncpg.Record | None:
-    """Insert a pending transfer; None when (tenant, reference) already exists."""
-    return await conn.fetchrow(
-        "INSERT INTO transfers (id, tenant, client_id, reference, fingerprint, amount, currency,"
-        " source, destination, description, metadata, status, actor, correlation_id)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
-        f" ON CONFLICT (tenant, reference) DO NOTHING RETURNING {TRANSFER_COLUMNS}",
-        t["id"],
-        t["tenant"],
-        t["client_id"],
-        t["reference"],
-        t["fingerprint"],
-        t["amount"],
-        t["currency"],
-        t["source"],
-        t["destination"],
-        t["description"],
-        t["metadata"],
-        Status.PENDING.value,
-        t["actor"],
-        t["correlation_id"],
+def _transfer(row: asyncpg.Record) -> Transfer:
+    return Transfer(
+        id=row["id"],
+        tenant=row["tenant"],
+        client_id=row["client_id"],
+        reference=row["reference"],
+        fingerprint=row["fingerprint"],
+        amount=row["amount"],
+        currency=row["currency"],
+        source=row["source"],
+        destination=row["destination"],
+        created_at=row["created_at"],
+        description=row["description"],
+        metadata=dict(row["metadata"] or {}),
+        actor=Actor.from_data(row["actor"]),
+        correlation_id=row["correlation_id"],
+        status=Status(row["status"]),
+        version=row["version"],
+        rail_charge_id=row["rail_charge_id"],
+        failure_reason=row["failure_reason"],
     )
 
 
-async def transfer_by_reference(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant: str, reference: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def insert_transfer(conn: asyncpg.Connection, t: Transfer) -> bool:
+    """Insert a new transfer; False when (tenant, reference) already exists."""
+    inserted = await conn.fetchval(
+        "INSERT INTO transfers (id, tenant, client_id, reference, fingerprint, amount, currency,"
+        " source, destination, description, metadata, status, version, actor, correlation_id,"
+        " created_at, updated_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16)"
+        " ON CONFLICT (tenant, reference) DO NOTHING RETURNING true",
+        t.id,
+        t.tenant,
+        t.client_id,
+        t.reference,
+        t.fingerprint,
+        t.amount,
+        t.currency,
+        t.source,
+        t.destination,
+        t.description,
+        t.metadata,
+        t.status.value,
+        t.version,
+        t.actor.as_data() if t.actor else None,
+        t.correlation_id,
+        t.created_at,
+    )
+    return bool(inserted)
+
+
+async def save_transfer(conn: asyncpg.Connection, t: Transfer) -> None:
+    """Write the transfer's state if the row still holds the version it was loaded at;
+    raise :class:`StaleTransfer` otherwise (someone else changed it meanwhile)."""
+    saved = await conn.fetchval(
+        "UPDATE transfers SET status=$3, version=$4, rail_charge_id=$5, failure_reason=$6,"
+        " updated_at=now() WHERE id=$1 AND version=$2 RETURNING true",
+        t.id,
+        t.saved_version,
+        t.status.value,
+        t.version,
+        t.rail_charge_id,
+        t.failure_reason,
+    )
+    if not saved:
+        raise StaleTransfer(t.id, t.saved_version)
+
+
+async def transfer_by_reference(conn: Executor, tenant: str, reference: str) -> Transfer | None:
+    row = await conn.fetchrow(
         f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE tenant=$1 AND reference=$2",
         tenant,
         reference,
     )
+    return _transfer(row) if row else None
 
 
 async def transfer_by_id(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     transfer_id: str,
     tenant: str | None = None,
     *,
     for_update: bool = False,
-) -> asyncpg.Record | None:
+) -> Transfer | None:
+    """Load a transfer (of ``tenant`` when given); ``for_update`` locks its row until
+    the transaction ends, so load → act → save cannot interleave with another writer."""
     sql = f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id=$1"
     args: list[Any] = [transfer_id]
     if tenant is not None:
@@ -209,13 +253,14 @@ async def transfer_by_id(
         args.append(tenant)
     if for_update:
         sql += " FOR UPDATE"
-    return await conn.fetchrow(sql, *args)
+    row = await conn.fetchrow(sql, *args)
+    return _transfer(row) if row else None
 
 
 async def list_transfers(
-    pool: asyncpg.Pool, tenant: str, reference: str | None, after: str | None, limit: int
-) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    conn: Executor, tenant: str, reference: str | None, after: str | None, limit: int
+) -> list[Transfer]:
+    rows = await conn.fetch(
         f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE tenant=$1"
         " AND ($2::text IS NULL OR reference=$2) AND ($3::text IS NULL OR id > $3)"
         " ORDER BY id LIMIT $4",
@@ -224,36 +269,16 @@ async def list_transfers(
         after,
         limit,
     )
-
-
-async def move(
-    conn: asyncpg.Connection,
-    transfer_id: str,
-    from_status: Status,
-    to_status: Status,
-    *,
-    rail_charge_id: str | None = None,
-    failure_reason: str | None = None,
-) -> asyncpg.Record | None:
-    """Move a transfer between states if it is still in ``from_status``."""
-    return await conn.fetchrow(
-        "UPDATE transfers SET status=$3, version=version+1, updated_at=now(),"
-        " rail_charge_id=coalesce($4, rail_charge_id), failure_reason=coalesce($5, failure_reason)"
-        f" WHERE id=$1 AND status=$2 RETURNING {TRANSFER_COLUMNS}",
-        transfer_id,
-        from_status.value,
-        to_status.value,
-        rail_charge_id,
-        failure_reason,
-    )
+    return [_transfer(r) for r in rows]
 
 
 async def open_transfers(pool: asyncpg.Pool, older_than_s: float, limit: int) -> list[str]:
     rows = await pool.fetch(
-        "SELECT id FROM transfers WHERE status IN ('pending', 'submitted')"
+        "SELECT id FROM transfers WHERE status = ANY($3::text[])"
         " AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT $2",
         older_than_s,
         limit,
+        [Status.PENDING.value, Status.SUBMITTED.value],
     )
     return [r["id"] for r in rows]
 
@@ -263,4 +288,38 @@ async def post_ledger(conn: asyncpg.Connection, transfer_id: str, legs: Sequence
         "INSERT INTO ledger_postings (transfer_id, account, leg, amount, currency)"
         " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (transfer_id, leg) DO NOTHING",
         [(transfer_id, p.account, p.leg, p.amount, p.currency) for p in legs],
+    )
+
+
+# ------------------------------------------------------------------ reconciliation
+
+
+async def settled_by_reference(conn: Executor) -> dict[str, dict[str, Any]]:
+    """Every settled transfer's id, amount and currency, by reference."""
+    rows = await conn.fetch(
+        "SELECT id, reference, amount, currency FROM transfers WHERE status = $1",
+        Status.SETTLED.value,
+    )
+    return {r["reference"]: dict(r) for r in rows}
+
+
+async def record_reconciliation(
+    conn: asyncpg.Connection,
+    run_id: str,
+    counts: dict[str, int],
+    breaks: Sequence[dict[str, Any]],
+) -> None:
+    """Store one reconciliation run and its breaks."""
+    await conn.execute(
+        "INSERT INTO reconciliation_runs (id, matched, missing_at_rail, unexpected_at_rail,"
+        " mismatched) VALUES ($1,$2,$3,$4,$5)",
+        run_id,
+        counts["matched"],
+        counts["missing_at_rail"],
+        counts["unexpected_at_rail"],
+        counts["mismatched"],
+    )
+    await conn.executemany(
+        "INSERT INTO reconciliation_items (run_id, reference, kind, detail) VALUES ($1,$2,$3,$4)",
+        [(run_id, b["reference"], b["kind"], b["detail"]) for b in breaks],
     )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import ProblemError
 from clearway.webhooks import handlers, replay, store
-from clearway.webhooks.api import READ, conn_of, ctx_of, limited_body, not_found, tenant_of
+from clearway.webhooks.api import READ, conn_of, ctx_of, not_found, tenant_of
 from clearway.webhooks.handlers import NotFound
 
 REPLAY = "webhooks:replay"
@@ -168,9 +168,7 @@ async def resend_message(
     return dict(row)
 
 
-@router.post(
-    "/v1/replays", status_code=202, response_model=ReplayOut, dependencies=[Depends(limited_body)]
-)
+@router.post("/v1/replays", status_code=202, response_model=ReplayOut)
 async def start_replay(
     body: ReplayIn,
     request: Request,

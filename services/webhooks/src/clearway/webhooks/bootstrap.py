@@ -11,11 +11,10 @@ from fastapi import FastAPI
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
+from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics, make_broker
-from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
-from clearway.shared.schemas import default_registry
 from clearway.webhooks import api, api_messages, consumers
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.dispatcher import Dispatcher
@@ -43,8 +42,8 @@ async def prepare_database(settings: WebhooksSettings) -> str:
 
 
 def make_context(settings: WebhooksSettings) -> Context:
-    box = SecretBox(settings.secret_key.get_secret_value())
-    return Context(settings, box, Outbox(validate=default_registry().validate))
+    events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix)
+    return Context(settings, SecretBox(settings.secret_key.get_secret_value()), events)
 
 
 def build_app(settings: WebhooksSettings) -> FastAPI:
@@ -103,7 +102,9 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
             yield
 
-    app = create_app(SERVICE, title="Clearway webhooks", lifespan=lifespan)
+    app = create_app(
+        SERVICE, title="Clearway webhooks", lifespan=lifespan, max_body_bytes=api.MAX_BODY_BYTES
+    )
     app.include_router(api.router)
     app.include_router(api_messages.router)
     return app

@@ -201,11 +201,12 @@ class Dispatcher:
             for r in ours:
                 # Every attempt is an event too: the audit trail shows a flow's
                 # partner deliveries under the original correlation id.
-                await self.ctx.emit(
+                await self.ctx.events.emit(
                     conn,
                     "webhooks.message.attempted",
-                    r.claimed.id,
-                    {
+                    subject=r.claimed.id,
+                    version=r.claimed.attempt_no,  # attempts are numbered over the message's life
+                    data={
                         "message_id": r.claimed.id,
                         "endpoint_id": r.claimed.endpoint_id,
                         "event_id": r.claimed.event_id,
@@ -216,6 +217,7 @@ class Dispatcher:
                         "latency_ms": float(r.latency_ms),
                         "message_status": r.status,
                     },
+                    causation_id=r.claimed.event_id,
                     tenant=r.claimed.tenant,
                     correlation_id=r.claimed.correlation_id,
                 )
@@ -226,11 +228,12 @@ class Dispatcher:
             if gone:
                 await store_dispatch.dead_letter(conn, gone, "the receiver answered 410 Gone")
             for r in exhausted + gone:
-                await self.ctx.emit(
+                await self.ctx.events.emit(
                     conn,
                     "webhooks.message.attempt.exhausted",
-                    r.claimed.id,
-                    {
+                    subject=r.claimed.id,
+                    version=r.claimed.attempt_no,
+                    data={
                         "message_id": r.claimed.id,
                         "endpoint_id": r.claimed.endpoint_id,
                         "event_id": r.claimed.event_id,
@@ -239,6 +242,7 @@ class Dispatcher:
                         "last_status_code": r.code,
                         "reason": "410 Gone" if r.outcome == Outcome.GONE else "attempts exhausted",
                     },
+                    causation_id=r.claimed.event_id,
                     tenant=r.claimed.tenant,
                     correlation_id=r.claimed.correlation_id,
                 )
@@ -256,11 +260,16 @@ class Dispatcher:
                 disable_after_s=self.settings.disable_after_failing_s,
             )
             for ep in disabled:
-                await self.ctx.emit(
+                await self.ctx.events.emit(
                     conn,
                     "webhooks.endpoint.disabled",
-                    ep["id"],
-                    {"endpoint_id": ep["id"], "url": ep["url"], "reason": ep["disabled_reason"]},
+                    subject=ep["id"],
+                    version=ep["version"],
+                    data={
+                        "endpoint_id": ep["id"],
+                        "url": ep["url"],
+                        "reason": ep["disabled_reason"],
+                    },
                     tenant=ep["tenant"],
                 )
         self.delivered += sum(1 for r in ours if r.outcome == Outcome.SUCCESS)

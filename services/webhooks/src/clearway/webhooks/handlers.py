@@ -5,18 +5,17 @@ Handlers write state and outbox rows in one transaction; they never publish.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal
 from clearway.shared.consumer import PermanentError
-from clearway.shared.events import Event, new_event
-from clearway.shared.outbox import Outbox
-from clearway.shared.schemas import default_registry
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.events import Event
 from clearway.webhooks import store
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.domain import (
@@ -28,9 +27,7 @@ from clearway.webhooks.domain import (
     new_endpoint_id,
     subscribed,
 )
-from clearway.webhooks.settings import EVENTS_TOPIC, WebhooksSettings
-
-SOURCE = "/clearway/webhooks"
+from clearway.webhooks.settings import WebhooksSettings
 
 
 class NotFound(Exception):
@@ -42,41 +39,14 @@ class NotFound(Exception):
 
 @dataclass
 class Context:
-    """What the handlers need from the process: settings, the secret box, the outbox."""
+    """What the handlers need from the process: settings, the secret box, the event writer."""
 
     settings: WebhooksSettings
     box: SecretBox
-    outbox: Outbox
-
-    @property
-    def topic(self) -> str:
-        return self.settings.topic(EVENTS_TOPIC)
+    events: EventWriter
 
     def known_event_types(self) -> list[str]:
-        return [t.event_type for t in default_registry().event_types()]
-
-    async def emit(
-        self,
-        conn: asyncpg.Connection,
-        type: str,
-        aggregate: str,
-        data: Any,
-        *,
-        tenant: str | None = None,
-        correlation_id: str | None = None,
-    ) -> None:
-        schema = default_registry().get(type, 1)
-        event = new_event(
-            type=type,
-            source=SOURCE,
-            aggregate_id=aggregate,
-            aggregate_version=time.time_ns() // 1000,
-            data=data,
-            dataschema=schema.dataschema,
-            tenant=tenant,
-            correlation_id=correlation_id,
-        )
-        await self.outbox.add(conn, self.topic, event)
+        return [t.event_type for t in self.events.registry.event_types()]
 
     async def audit(
         self,
@@ -84,16 +54,18 @@ class Context:
         principal: Principal,
         action: str,
         resource: str,
+        version: int,
         reason: str | None = None,
     ) -> None:
-        delegation = principal.claims.get("act_chain") or []
-        actor = {
-            "subject": principal.subject,
-            "client_id": principal.client_id,
-            "delegation": [str(d) for d in delegation] if isinstance(delegation, list) else [],
-        }
-        data = {"actor": actor, "action": action, "resource": resource, "reason": reason}
-        await self.emit(conn, "webhooks.admin_action", resource, data)
+        """A ``webhooks.admin_action`` for ``resource`` at its ``version`` after the change."""
+        await self.events.emit(
+            conn,
+            "webhooks.admin_action",
+            subject=resource,
+            version=version,
+            data={"action": action, "resource": resource, "reason": reason},
+            actor=Actor.from_principal(principal),
+        )
 
 
 async def create_endpoint(
@@ -121,7 +93,7 @@ async def create_endpoint(
             rate_limit_per_s=rate_limit_per_s,
         )
         await store.insert_secret(conn, row["id"], *ctx.box.seal(secret, row["id"]))
-        await ctx.audit(conn, principal, "endpoint.created", row["id"])
+        await ctx.audit(conn, principal, "endpoint.created", row["id"], row["version"])
     return row, secret
 
 
@@ -140,7 +112,7 @@ async def update_endpoint(
         row = await store.update_endpoint(conn, tenant, endpoint_id, fields)
         if row is None:
             raise NotFound("endpoint", endpoint_id)
-        await ctx.audit(conn, principal, "endpoint.updated", endpoint_id)
+        await ctx.audit(conn, principal, "endpoint.updated", endpoint_id, row["version"])
     return row
 
 
@@ -158,7 +130,7 @@ async def set_endpoint_disabled(
         if row is None:
             raise NotFound("endpoint", endpoint_id)
         action = "endpoint.disabled" if disabled else "endpoint.enabled"
-        await ctx.audit(conn, principal, action, endpoint_id, reason)
+        await ctx.audit(conn, principal, action, endpoint_id, row["version"], reason)
     return row
 
 
@@ -166,9 +138,10 @@ async def delete_endpoint(
     ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, endpoint_id: str
 ) -> None:
     async with conn.transaction():
-        if not await store.delete_endpoint(conn, tenant, endpoint_id):
+        version = await store.delete_endpoint(conn, tenant, endpoint_id)
+        if version is None:
             raise NotFound("endpoint", endpoint_id)
-        await ctx.audit(conn, principal, "endpoint.deleted", endpoint_id)
+        await ctx.audit(conn, principal, "endpoint.deleted", endpoint_id, version)
 
 
 async def rotate_secret(
@@ -187,7 +160,8 @@ async def rotate_secret(
         grace = ctx.settings.rotation_grace_s if grace_s is None else grace_s
         old_until = await store.expire_secrets(conn, endpoint_id, grace)
         await store.insert_secret(conn, endpoint_id, *ctx.box.seal(secret, endpoint_id))
-        await ctx.audit(conn, principal, "endpoint.secret_rotated", endpoint_id)
+        version = await store.touch_endpoint(conn, endpoint_id)
+        await ctx.audit(conn, principal, "endpoint.secret_rotated", endpoint_id, version)
     return secret, old_until
 
 
@@ -199,9 +173,9 @@ async def resend_message(
         if row is None:
             raise NotFound("message", msg_id)
         await store.requeue(conn, [msg_id], "resend")
-        await ctx.audit(conn, principal, "message.resent", msg_id)
-    again = await store.get_message(conn, tenant, msg_id)
-    assert again is not None
+        again = await store.get_message(conn, tenant, msg_id)
+        assert again is not None
+        await ctx.audit(conn, principal, "message.resent", msg_id, again["version"])
     return again
 
 

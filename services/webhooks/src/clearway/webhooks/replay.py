@@ -67,7 +67,7 @@ async def create_job(
         )
         assert row is not None
         if not dry_run:
-            await ctx.audit(conn, principal, "replay.started", row["id"])
+            await ctx.audit(conn, principal, "replay.started", row["id"], 1)  # a job starts once
     return row
 
 

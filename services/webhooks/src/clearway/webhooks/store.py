@@ -15,11 +15,11 @@ import asyncpg
 
 ENDPOINT_COLUMNS = (
     "id, tenant, url, description, event_types, rate_limit_per_s, disabled, disabled_reason,"
-    " failing_since, created_at, updated_at"
+    " failing_since, created_at, updated_at, version"
 )
 MESSAGE_COLUMNS = (
     "id, endpoint_id, event_id, event_type, correlation_id, status, attempts, next_attempt_at,"
-    " last_status_code, delivered_at, created_at, updated_at, queued_by"
+    " last_status_code, delivered_at, created_at, updated_at, queued_by, version"
 )
 UPDATABLE = frozenset({"url", "description", "event_types", "rate_limit_per_s"})
 
@@ -104,7 +104,7 @@ async def list_endpoints(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.
 async def update_endpoint(
     conn: asyncpg.Connection, tenant: str, endpoint_id: str, changes: dict[str, Any]
 ) -> asyncpg.Record | None:
-    sets = ["updated_at = now()"]
+    sets = ["updated_at = now()", "version = version + 1"]
     args: list[Any] = [tenant, endpoint_id]
     for name, value in changes.items():
         if name not in UPDATABLE:
@@ -123,7 +123,7 @@ async def set_disabled(
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "UPDATE endpoints SET disabled = $3, disabled_reason = $4, failing_since = NULL,"
-        " next_allowed_at = 'epoch', updated_at = now()"
+        " next_allowed_at = 'epoch', updated_at = now(), version = version + 1"
         " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL"
         f" RETURNING {ENDPOINT_COLUMNS}",
         tenant,
@@ -133,15 +133,29 @@ async def set_disabled(
     )
 
 
-async def delete_endpoint(conn: asyncpg.Connection, tenant: str, endpoint_id: str) -> bool:
-    """Soft delete: the delivery log keeps the endpoint's messages; pending ones are skipped."""
-    done = await conn.fetchval(
-        "UPDATE endpoints SET deleted_at = now(), disabled = true, disabled_reason = 'deleted'"
-        " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL RETURNING id",
+async def delete_endpoint(conn: asyncpg.Connection, tenant: str, endpoint_id: str) -> int | None:
+    """Soft delete: the delivery log keeps the endpoint's messages; pending ones are skipped.
+
+    Returns the endpoint's new version, ``None`` when there was no such endpoint.
+    """
+    version: int | None = await conn.fetchval(
+        "UPDATE endpoints SET deleted_at = now(), disabled = true, disabled_reason = 'deleted',"
+        " version = version + 1"
+        " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL RETURNING version",
         tenant,
         endpoint_id,
     )
-    return done is not None
+    return version
+
+
+async def touch_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> int:
+    """Record a change made beside the row (a secret rotation); returns the new version."""
+    version: int = await conn.fetchval(
+        "UPDATE endpoints SET version = version + 1, updated_at = now() WHERE id = $1"
+        " RETURNING version",
+        endpoint_id,
+    )
+    return version
 
 
 async def subscribers(conn: asyncpg.Connection, tenants: Sequence[str]) -> list[asyncpg.Record]:
@@ -228,7 +242,8 @@ async def requeue(conn: asyncpg.Connection, msg_ids: Sequence[str], queued_by: s
     """Give messages a fresh round of attempts, starting now."""
     result = await conn.execute(
         "UPDATE messages SET status = 'pending', round_attempts = 0, next_attempt_at = now(),"
-        " queued_by = $2, updated_at = now() WHERE id = ANY($1::text[])",
+        " queued_by = $2, updated_at = now(), version = version + 1"
+        " WHERE id = ANY($1::text[])",
         list(msg_ids),
         queued_by,
     )

@@ -213,7 +213,7 @@ async def endpoint_health(
 ) -> list[asyncpg.Record]:
     """Track continuous failure; disable endpoints that are gone or failed too long.
 
-    Returns the endpoints disabled by this call (id, tenant, url, disabled_reason).
+    Returns the endpoints disabled by this call (id, tenant, url, disabled_reason, version).
     """
     if succeeded:
         await conn.execute(
@@ -235,21 +235,22 @@ async def endpoint_health(
             sorted(set(failed)),
         )
         disabled += await conn.fetch(
-            "UPDATE endpoints SET disabled = true, updated_at = now(), disabled_reason ="
+            "UPDATE endpoints SET disabled = true, updated_at = now(), version = version + 1,"
+            " disabled_reason ="
             " 'failing continuously since '"
             " || to_char(failing_since, 'YYYY-MM-DD\"T\"HH24:MI:SSOF')"
             " WHERE id = ANY($1::text[]) AND NOT disabled"
             " AND failing_since <= now() - make_interval(secs => $2)"
-            " RETURNING id, tenant, url, disabled_reason",
+            " RETURNING id, tenant, url, disabled_reason, version",
             sorted(set(failed)),
             disable_after_s,
         )
     if gone:
         disabled += await conn.fetch(
-            "UPDATE endpoints SET disabled = true, updated_at = now(),"
+            "UPDATE endpoints SET disabled = true, updated_at = now(), version = version + 1,"
             " disabled_reason = 'the receiver answered 410 Gone'"
             " WHERE id = ANY($1::text[]) AND NOT disabled"
-            " RETURNING id, tenant, url, disabled_reason",
+            " RETURNING id, tenant, url, disabled_reason, version",
             sorted(set(gone)),
         )
     return disabled

@@ -9,11 +9,23 @@ and the ``/healthz``/``/readyz`` probes.
 from clearway.shared.http.app import OPS_PATHS, create_app
 from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id
 from clearway.shared.http.health import ReadinessCheck
+from clearway.shared.http.paging import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    CursorCodec,
+    CursorError,
+    PageRequest,
+    list_body,
+    page_request,
+)
 from clearway.shared.http.problems import (
     CORRELATION_HEADER,
     PROBLEM_MEDIA_TYPE,
+    FieldError,
     ProblemError,
     ProblemResponse,
+    ValidationProblem,
+    invalid_field,
     problem_response,
     problem_type_uri,
 )
@@ -26,18 +38,28 @@ from clearway.shared.http.versioning import (
 
 __all__ = [
     "CORRELATION_HEADER",
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
     "OPS_PATHS",
     "PROBLEM_MEDIA_TYPE",
     "VERSION_HEADER",
     "ApiVersions",
+    "CursorCodec",
+    "CursorError",
     "Deprecation",
     "EdgeMiddleware",
+    "FieldError",
+    "PageRequest",
     "ProblemError",
     "ProblemResponse",
     "ReadinessCheck",
     "UnsupportedVersionError",
+    "ValidationProblem",
     "accept_correlation_id",
     "create_app",
+    "invalid_field",
+    "list_body",
+    "page_request",
     "problem_response",
     "problem_type_uri",
 ]

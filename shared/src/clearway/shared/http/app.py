@@ -8,6 +8,8 @@ from starlette.types import Lifespan
 
 from clearway.shared.http.edge import EdgeMiddleware
 from clearway.shared.http.health import HEALTH_PATH, READY_PATH, ReadinessCheck, health_router
+from clearway.shared.http.hygiene import DEFAULT_MAX_BODY_BYTES
+from clearway.shared.http.paging import CursorCodec, cursor_key
 from clearway.shared.http.problems import install_problem_handlers
 from clearway.shared.http.versioning import ApiVersions
 from clearway.shared.metrics import mount_metrics
@@ -24,22 +26,39 @@ def create_app(
     version: str = "1.0.0",
     lifespan: Lifespan[FastAPI] | None = None,
     api_versions: ApiVersions | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    cursor_secret: bytes | None = None,
 ) -> FastAPI:
     """A FastAPI app for ``service`` with problem+json errors, correlation ids,
     dated versioning, request metrics, ``/metrics``, ``/healthz`` and ``/readyz``.
 
+    Every request body is bounded by ``max_body_bytes`` (413 past it, chunked
+    bodies included) and every path, query, header and JSON or form string is
+    free of control characters (422 naming the field) before a route runs; a
+    database or broker that cannot be reached is a 503 with ``Retry-After``.
+
     Services add their routers under ``/v1`` and append async readiness checks
     to ``app.state.readiness_checks``. Middleware a service adds later wraps
     this edge, so it runs before the correlation id is bound.
+
+    ``cursor_secret`` keys the list cursors (``paging``); by default it is read
+    from ``CLEARWAY_<SVC>_CURSOR_KEY`` (random per process when unset).
     """
     versions = api_versions or ApiVersions()
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.service = service
     app.state.api_versions = versions
+    app.state.cursors = CursorCodec(cursor_secret or cursor_key(service))
     readiness_checks: list[ReadinessCheck] = []
     app.state.readiness_checks = readiness_checks
     install_problem_handlers(app)
-    app.add_middleware(EdgeMiddleware, service=service, versions=versions, unversioned=OPS_PATHS)
+    app.add_middleware(
+        EdgeMiddleware,
+        service=service,
+        versions=versions,
+        unversioned=OPS_PATHS,
+        max_body_bytes=max_body_bytes,
+    )
     app.include_router(health_router(service))
     mount_metrics(app, path=METRICS_PATH)
     # Server spans continue an incoming W3C traceparent; the edge above tags them

@@ -1,8 +1,10 @@
 """The HTTP edge: one pure ASGI middleware in front of every Clearway route.
 
 Per request it binds the correlation id, resolves the ``Clearway-Version``,
-stamps both (and any deprecation signals) on the response, turns a crash into
-a 500 problem, and records latency and deprecated calls. It is plain ASGI
+reads the body against the size limit and refuses control characters
+(``hygiene``), stamps the correlation id and version (and any deprecation
+signals) on the response, turns a crash into a problem (503 when a dependency
+is down, else 500), and records latency and deprecated calls. It is plain ASGI
 rather than ``BaseHTTPMiddleware``: no extra task per request, and context
 variables set here are the ones the route sees.
 """
@@ -18,10 +20,20 @@ from typing import Any
 from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clearway.shared.context import correlation_id_var, new_correlation_id
+from clearway.shared.http.hygiene import (
+    DEFAULT_MAX_BODY_BYTES,
+    body_control_field,
+    control_character_problem,
+    header_control_field,
+    path_control_field,
+    query_control_field,
+    read_body,
+    replay,
+)
 from clearway.shared.http.problems import CORRELATION_HEADER, problem_for
 from clearway.shared.http.versioning import VERSION_HEADER, ApiVersions
 from clearway.shared.metrics import DEPRECATED_CALLS_TOTAL, HTTP_REQUEST_DURATION_SECONDS
@@ -46,7 +58,8 @@ def accept_correlation_id(value: str | None) -> str:
 
 
 class EdgeMiddleware:
-    """Correlation, versioning, error boundary and request metrics for one service."""
+    """Correlation, versioning, input hygiene, error boundary and request metrics for
+    one service; ``max_body_bytes`` bounds every request body (413 beyond it)."""
 
     def __init__(
         self,
@@ -55,11 +68,13 @@ class EdgeMiddleware:
         service: str,
         versions: ApiVersions,
         unversioned: Collection[str] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.service = service
         self.versions = versions
         self.unversioned = frozenset(unversioned)
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,6 +114,7 @@ class EdgeMiddleware:
                 state["api_version"] = version
                 stamped.append((VERSION_HEADER, version))
                 stamped.extend(self.versions.deprecation_headers(version))
+            receive = await self._screened(scope, receive, request_headers)
             await self.app(scope, receive, send_stamped)
         except Exception as exc:
             if response_started:  # too late for a problem: let the server abort the response
@@ -116,18 +132,45 @@ class EdgeMiddleware:
                 client = str(state.get("client_id") or "anonymous")
                 DEPRECATED_CALLS_TOTAL.labels(self.service, version, route, client).inc()
 
+    async def _screened(self, scope: Scope, receive: Receive, headers: Headers) -> Receive:
+        """Refuse control characters and oversized bodies before any route or dependency
+        runs; the ``receive`` to hand on replays the body that was read here."""
+        loc = (
+            path_control_field(scope["path"], _path_templates(scope))
+            or query_control_field(scope["query_string"])
+            or header_control_field(scope["headers"])
+        )
+        if loc is not None:
+            raise control_character_problem(loc)
+        messages = await read_body(receive, self.max_body_bytes, headers.get("content-length"))
+        body = messages[0].get("body", b"")
+        loc = body_control_field(headers.get("content-type"), body)
+        if loc is not None:
+            raise control_character_problem(loc)
+        return replay(messages, receive)
+
+
+def _path_templates(scope: Scope) -> list[str]:
+    """The app's documented route paths (``/v1/transfers/{transfer_id}``), from its
+    OpenAPI document: public API (FastAPI includes routers lazily, so its route
+    list is not flat), built once and cached, and read only for requests that
+    were refused or not routed."""
+    openapi = getattr(scope.get("app"), "openapi", None)
+    return list(openapi().get("paths", {})) if callable(openapi) else []
+
 
 def _route_template(scope: Scope) -> str:
     """The matched route's path template (``/v1/transfers/{transfer_id}``), never the raw path.
 
     Raw paths would make one time series per id; requests refused before
-    routing (a bad version header) are matched here so they still count
-    against their route.
+    routing (a bad version header, a control character, a body too large) are
+    matched here so they still count against their route.
     """
-    route = scope.get("route")
-    if route is None:
-        app = scope.get("app")
-        routes: list[BaseRoute] = list(getattr(getattr(app, "router", None), "routes", []))
-        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    route_path = scope["path"]
+    for template in _path_templates(scope):
+        if compile_path(template)[0].match(route_path):
+            return template
+    return UNMATCHED_ROUTE

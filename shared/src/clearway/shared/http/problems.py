@@ -9,11 +9,17 @@ card number, and a traceback tells an attacker how we are built.
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
+import asyncpg
+import httpx
+from aiokafka import errors as kafka_errors
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +31,10 @@ from clearway.shared.context import current_correlation_id, new_correlation_id
 CORRELATION_HEADER = "X-Correlation-ID"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE_URI = "https://docs.clearway.dev/problems/"
+
+# Seconds a client should wait after a 503 for a dependency that is down: long enough
+# for a pool to reconnect after a database restart or failover, short enough to notice.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 _MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "correlation_id"})
 
@@ -88,7 +98,7 @@ def problem_response(
         "title": title,
         "status": status,
         "detail": detail or title,
-        "instance": request.url.path,
+        "instance": instance_uri(request),
         "correlation_id": correlation_id,
     }
     for key, value in (extensions or {}).items():
@@ -97,6 +107,12 @@ def problem_response(
     return ProblemResponse(
         body, status_code=status, headers={**(headers or {}), CORRELATION_HEADER: correlation_id}
     )
+
+
+def instance_uri(request: Request) -> str:
+    """The request path as a URI reference (RFC 9457 §3.1.5): percent-encoded, so a
+    control character the client put in the path is never echoed raw."""
+    return quote(request.url.path, safe="/:@!$&'()*+,;=~")
 
 
 def problem_for(request: Request, exc: BaseException) -> Response:
@@ -115,6 +131,9 @@ def problem_for(request: Request, exc: BaseException) -> Response:
         return _validation_problem(request, exc.errors())
     if isinstance(exc, StarletteHTTPException):
         return _http_problem(request, exc)
+    cause = unavailable_dependency(exc)
+    if cause is not None:
+        return _unavailable_problem(request, cause)
     logger.exception(
         "unhandled error answering %s %s", request.method, request.url.path, exc_info=exc
     )
@@ -124,6 +143,81 @@ def problem_for(request: Request, exc: BaseException) -> Response:
         type_uri=problem_type_uri("internal-error"),
         title="Internal server error",
         detail="Something went wrong on our side. Quote the correlation_id when you contact us.",
+    )
+
+
+# Errors that say "the database or broker cannot be reached right now" rather than
+# "this request is wrong" or "our code is wrong". A timeout counts: inside a request
+# it is a pool acquire, a statement or a produce that a dependency did not answer.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,  # asyncio.TimeoutError is TimeoutError since Python 3.11
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, incl. a connection that died
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, starting up, canceled
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.NoBrokersAvailable,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.RequestTimedOutError,
+    httpx.TransportError,  # an HTTP dependency (the rail, a JWKS endpoint) unreachable
+)
+# A bare OSError is also what asyncio raises when every address of a host refused
+# the connection ("Multiple exceptions: ...", errno None). File errors are bugs.
+_NETWORK_ERRNOS = frozenset(
+    {None, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ETIMEDOUT}
+)
+
+
+def unavailable_dependency(exc: BaseException) -> BaseException | None:
+    """The exception in ``exc``'s chain (causes, exception groups) that says a database,
+    broker or other dependency cannot be reached; ``None`` when it is something else."""
+    for candidate in _chain(exc):
+        if isinstance(candidate, _UNAVAILABLE):
+            return candidate
+        if type(candidate) is OSError and candidate.errno in _NETWORK_ERRNOS:
+            return candidate
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its explicit or implicit cause, and members of exception groups (bounded)."""
+    seen: set[int] = set()
+    pending: list[tuple[BaseException, int]] = [(exc, 0)]
+    while pending:
+        current, level = pending.pop()
+        if id(current) in seen or level > 8:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend((member, level + 1) for member in current.exceptions)
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        if cause is not None:
+            pending.append((cause, level + 1))
+
+
+def _unavailable_problem(request: Request, cause: BaseException) -> ProblemResponse:
+    # One line, no traceback and no message: driver messages can carry host names,
+    # user names or statement text; the type and errno are enough to act on.
+    logger.warning(
+        "dependency unavailable answering %s %s: %s.%s (errno %s)",
+        request.method,
+        request.url.path,
+        type(cause).__module__,
+        type(cause).__qualname__,
+        getattr(cause, "errno", None),
+    )
+    return problem_response(
+        request,
+        status=503,
+        type_uri=problem_type_uri("service-unavailable"),
+        title="Service unavailable",
+        detail="A service this request depends on is unavailable; retry after a short wait.",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
     )
 
 
@@ -146,6 +240,61 @@ def field_name(loc: Sequence[str | int]) -> str:
     return ".".join(parts) or "body"
 
 
+class ValidationProblem(ProblemError):
+    """A 422 ``validation-error`` with the same body FastAPI's request validation gets.
+
+    Raise it for a check a pydantic model cannot express (a cross-field range, an
+    unknown scope, a cursor we did not issue), so that a client parses one shape:
+    ``errors: [{field, message, type}]`` and a ``detail`` naming the first field.
+    """
+
+    def __init__(self, *errors: FieldError) -> None:
+        fields = [e.as_json() for e in errors]
+        super().__init__(
+            422,
+            "validation-error",
+            "Request validation failed",
+            _validation_detail(fields),
+            errors=fields,
+        )
+
+
+class FieldError:
+    """One entry of a validation problem's ``errors``: which field, why, and a machine type."""
+
+    __slots__ = ("field", "message", "type")
+
+    def __init__(self, field: str | Sequence[str | int], message: str, type: str) -> None:
+        self.field = field if isinstance(field, str) else field_name(field)
+        self.message = message
+        self.type = type
+
+    def as_json(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message, "type": self.type}
+
+
+def invalid_field(
+    field: str | Sequence[str | int], message: str, type: str = "value_error"
+) -> ValidationProblem:
+    """A validation problem for one field: ``raise invalid_field("until", "must be after since")``.
+
+    ``field`` is a dotted name or a pydantic-style location (``("query", "cursor")``
+    becomes ``query.cursor``, as FastAPI names a query parameter); ``message``
+    must not echo the rejected value (it may be a card number or a secret).
+    """
+    return ValidationProblem(FieldError(field, message, type))
+
+
+def _validation_detail(fields: Sequence[Mapping[str, str]]) -> str:
+    if not fields:
+        return "The request is invalid."
+    first = fields[0]
+    detail = f"Field '{first['field']}' is invalid: {first['message']}."
+    if len(fields) > 1:
+        detail += f" ({len(fields) - 1} more invalid field(s) in 'errors'.)"
+    return detail
+
+
 def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse:
     errors: list[Mapping[str, Any]] = [e for e in raw if isinstance(e, Mapping)]
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
@@ -153,28 +302,19 @@ def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse
         return _malformed_body(request, malformed)
     # Only loc, msg and type leave: pydantic's ``input`` and ``ctx`` can hold the
     # rejected value itself (a PAN in the wrong field must not come back).
-    fields = [
-        {
-            "field": field_name(e.get("loc", ())),
-            "message": str(e.get("msg", "")),
-            "type": str(e.get("type", "")),
-        }
-        for e in errors
-    ]
-    if fields:
-        first = fields[0]
-        detail = f"Field '{first['field']}' is invalid: {first['message']}."
-        if len(fields) > 1:
-            detail += f" ({len(fields) - 1} more invalid field(s) in 'errors'.)"
-    else:
-        detail = "The request is invalid."
+    problem = ValidationProblem(
+        *(
+            FieldError(e.get("loc", ()), str(e.get("msg", "")), str(e.get("type", "")))
+            for e in errors
+        )
+    )
     return problem_response(
         request,
-        status=422,
-        type_uri=problem_type_uri("validation-error"),
-        title="Request validation failed",
-        detail=detail,
-        extensions={"errors": fields},
+        status=problem.status,
+        type_uri=problem.type,
+        title=problem.title,
+        detail=problem.detail,
+        extensions=problem.extensions,
     )
 
 

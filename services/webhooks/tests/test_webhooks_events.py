@@ -1,0 +1,61 @@
+"""Webhooks' own events: written by the kit's EventWriter with deterministic ids and the actor."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from clearway.shared.actor import Actor
+from clearway.shared.events import event_id, header_map, headers_from_json
+
+from .conftest import ALL_SCOPES, AUDIENCE, TENANT
+
+pytestmark = pytest.mark.integration
+
+
+async def test_admin_actions_record_the_delegated_actor_with_ids_from_the_endpoint_version(
+    service_factory, settings, issuer
+):
+    quiet = replace(settings, run_relay=False, run_consumer=False, run_dispatcher=False)
+    service = await service_factory(quiet)
+    # RFC 8693: support_7 acts for usr_ops (outermost act = current actor).
+    token = issuer.token(
+        sub="usr_ops",
+        client_id="cli_partner_admin",
+        scopes=ALL_SCOPES,
+        audience=AUDIENCE,
+        tenant=TENANT,
+        extra_claims={"act": {"sub": "support_7", "act": {"sub": "svc_console"}}},
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"url": "http://127.0.0.1:9/hook", "event_types": ["platform.*"]}
+    created = (await service.http.post("/v1/endpoints", json=body, headers=auth)).json()
+    ep = created["id"]
+    for _ in range(2):  # the same change twice is two changes: two versions, two ids
+        r = await service.http.patch(f"/v1/endpoints/{ep}", json={"description": "x"}, headers=auth)
+        assert r.status_code == 200
+    r = await service.http.post(f"/v1/endpoints/{ep}/secret/rotate", json={}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert (await service.http.delete(f"/v1/endpoints/{ep}", headers=auth)).status_code == 204
+
+    rows = await service.pool.fetch("SELECT event_id, headers, payload FROM outbox ORDER BY id")
+    payloads = [json.loads(bytes(r["payload"])) for r in rows]
+    assert [p["action"] for p in payloads] == [
+        "endpoint.created",
+        "endpoint.updated",
+        "endpoint.updated",
+        "endpoint.secret_rotated",
+        "endpoint.deleted",
+    ]
+    assert [r["event_id"] for r in rows] == [
+        event_id(ep, v, "webhooks.admin_action") for v in range(1, 6)
+    ]
+    for row, payload in zip(rows, payloads, strict=True):
+        assert Actor.from_data(payload["actor"]) == Actor(
+            "usr_ops", "cli_partner_admin", ("support_7", "svc_console")
+        )
+        headers = header_map(headers_from_json(row["headers"]))
+        assert headers["ce_source"] == "/clearway/webhooks"
+        assert headers["ce_subject"] == ep

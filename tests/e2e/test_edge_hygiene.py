@@ -1,0 +1,318 @@
+"""Every route of every service, every string parameter, a NUL byte: 422, never 5xx.
+
+Each service's app is built with its bootstrap ``build_app`` and test settings and
+started once against the real Postgres and Kafka. Its OpenAPI document drives the
+sweep: for every operation and every string parameter in the path, the query, a
+header or a JSON or form body (nested fields and list items too), one request
+carries a NUL byte in that parameter alone and must be a 422 problem naming it,
+without echoing the value. Tokens carry the route's scopes, so authorisation
+cannot be what refuses the request. The same running app then serves a real
+HTTP server, where a chunked body over the limit, sent without a token, is a 413.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from clearway.shared.auth import route_scopes
+from clearway.shared.http import PROBLEM_MEDIA_TYPE
+from clearway.shared.testing.helpers import free_port, serve
+from clearway.shared.testing.issuer import TestIssuer
+
+pytestmark = pytest.mark.integration
+
+NUL = "\x00"
+FORM = "application/x-www-form-urlencoded"
+# The requests that were 500s from Postgres before the edge refused control characters.
+KNOWN = {
+    "transfer": {("GET", "/v1/transfers", "query.reference")},
+    "webhooks": {
+        ("GET", "/v1/messages", "query.correlation_id"),
+        ("POST", "/v1/replays", "endpoint_id"),
+    },
+    "consent": {("GET", "/v1/consents", "query.subject")},
+    "audit": set(),
+    "sandbox-rail": set(),
+}
+
+
+@dataclass
+class Service:
+    app: FastAPI
+    token: Callable[[set[str]], str | None]
+    max_body_bytes: int = 1024 * 1024
+    started: list[Any] = field(default_factory=list)
+
+
+def transfer(platform, issuer: TestIssuer, tmp: Path) -> Service:
+    from clearway.transfer.bootstrap import build_app
+    from clearway.transfer.settings import TransferSettings
+
+    app = build_app(
+        TransferSettings(
+            platform=platform.replace(oauth_issuer=issuer.issuer),
+            jwks=issuer.jwks(),
+            run_executor=False,
+            revocation_feed=False,
+            rail_url="http://127.0.0.1:9",
+        )
+    )
+    return Service(app, _issued(issuer, "clearway-transfer"))
+
+
+def webhooks(platform, issuer: TestIssuer, tmp: Path) -> Service:
+    from clearway.webhooks.api import MAX_BODY_BYTES
+    from clearway.webhooks.bootstrap import build_app
+    from clearway.webhooks.settings import WebhooksSettings
+
+    settings = WebhooksSettings(
+        platform=platform.replace(oauth_issuer=issuer.issuer),
+        jwks=issuer.jwks(),
+        run_dispatcher=False,
+    )
+    return Service(build_app(settings), _issued(issuer, "clearway-webhooks"), MAX_BODY_BYTES)
+
+
+def audit(platform, issuer: TestIssuer, tmp: Path) -> Service:
+    from clearway.audit.bootstrap import build_app
+    from clearway.audit.settings import AuditSettings
+    from clearway.audit.signing import Keyring
+
+    settings = AuditSettings(
+        platform=platform.replace(oauth_issuer=issuer.issuer),
+        jwks=issuer.jwks(),
+        keyring=Keyring.generate(),
+        checkpoint_interval_s=3600,
+        consume=False,
+    )
+    return Service(build_app(settings), _issued(issuer, "clearway-audit"))
+
+
+def consent(platform, issuer: TestIssuer, tmp: Path) -> Service:
+    from clearway.consent.bootstrap import build_app
+    from clearway.consent.settings import ConsentSettings
+
+    settings = ConsentSettings(
+        platform=platform.replace(oauth_issuer=f"http://127.0.0.1:{free_port()}", local_dir=tmp),
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+    )
+    app = build_app(settings)
+
+    def token(scopes: set[str]) -> str:
+        # The consent service is the issuer: its tokens are signed with its own key.
+        from joserfc import jwt
+        from joserfc.errors import SecurityWarning
+
+        key = app.state.consent.keys.signer()
+        now = int(time.time())
+        claims = {
+            "iss": settings.issuer,
+            "sub": "usr_hygiene",
+            "aud": "clearway-consent",
+            "client_id": "cli_hygiene",
+            "scope": " ".join(sorted(scopes)),
+            "tenant": "tnt_hygiene",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": f"at_{uuid.uuid4().hex}",
+        }
+        header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)
+            return jwt.encode(header, claims, key.key, algorithms=[key.alg])
+
+    return Service(app, token)
+
+
+def rail(platform, issuer: TestIssuer, tmp: Path) -> Service:
+    from clearway.rail.bootstrap import build_app
+    from clearway.rail.settings import RailSettings
+
+    # The rail stands in for a bank and takes no OAuth token.
+    return Service(build_app(RailSettings(platform=platform)), lambda s: None)
+
+
+SERVICES: dict[str, Callable[..., Service]] = {
+    "transfer": transfer,
+    "webhooks": webhooks,
+    "consent": consent,
+    "audit": audit,
+    "sandbox-rail": rail,
+}
+
+
+def _issued(issuer: TestIssuer, audience: str) -> Callable[[set[str]], str]:
+    def token(scopes: set[str]) -> str:
+        return issuer.token(
+            sub="usr_hygiene",
+            client_id="cli_hygiene",
+            scopes=sorted(scopes),
+            audience=audience,
+            tenant="tnt_hygiene",
+        )
+
+    return token
+
+
+# ------------------------------------------------------------- OpenAPI walking
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    where: str  # path | query | header | cookie | json | form
+    loc: tuple[str | int, ...]  # parameter name, or the field's path in the body
+    expected: str  # the field the problem must name
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = spec["components"]["schemas"][name]
+    return schema
+
+
+def _variants(spec: dict[str, Any], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = _resolve(spec, schema)
+    found = [schema]
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, []):
+            found.extend(_variants(spec, sub))
+    return found
+
+
+def _is_string(spec: dict[str, Any], schema: dict[str, Any]) -> bool:
+    return any(v.get("type") == "string" for v in _variants(spec, schema))
+
+
+def _string_fields(
+    spec: dict[str, Any], schema: dict[str, Any], loc: tuple[str | int, ...] = (), depth: int = 0
+) -> Iterator[tuple[str | int, ...]]:
+    """Paths of every string a body schema allows: properties, list items, map values."""
+    if depth > 5:
+        return
+    if loc and _is_string(spec, schema):
+        yield loc
+    for variant in _variants(spec, schema):
+        for name, sub in variant.get("properties", {}).items():
+            yield from _string_fields(spec, sub, (*loc, name), depth + 1)
+        if variant.get("type") == "array" and isinstance(variant.get("items"), dict):
+            yield from _string_fields(spec, variant["items"], (*loc, 0), depth + 1)
+        extra = variant.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            yield from _string_fields(spec, extra, (*loc, "key"), depth + 1)
+
+
+def cases(spec: dict[str, Any]) -> list[Case]:
+    found: set[Case] = set()
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            method = method.upper()
+            for p in op.get("parameters", []):
+                where, name = p["in"], p["name"]
+                if where == "path" or _is_string(spec, p.get("schema", {})):
+                    named = "header.cookie" if where == "cookie" else f"{where}.{name}"
+                    if where == "header":
+                        named = f"header.{name.lower()}"
+                    found.add(Case(method, path, where, (name,), named))
+            content = op.get("requestBody", {}).get("content", {})
+            for media, body in content.items():
+                kind = "form" if media == FORM else "json" if "json" in media else None
+                if kind is None:
+                    continue
+                for loc in _string_fields(spec, body.get("schema", {})):
+                    found.add(Case(method, path, kind, loc, ".".join(map(str, loc))))
+    return sorted(found, key=lambda c: (c.path, c.method, c.where, str(c.loc)))
+
+
+def _nested(loc: tuple[str | int, ...], value: Any) -> Any:
+    for part in reversed(loc):
+        value = [value] if isinstance(part, int) else {part: value}
+    return value
+
+
+def request_for(case: Case, token: str | None) -> dict[str, Any]:
+    bad = f"x{NUL}y"
+    url = case.path
+    for name in re.findall(r"\{([^}:]+)[^}]*\}", case.path):
+        value = "x%00y" if case.where == "path" and case.loc == (name,) else "id_1"
+        url = re.sub(r"\{" + re.escape(name) + r"[^}]*\}", value, url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    kw: dict[str, Any] = {"method": case.method, "url": url, "headers": headers}
+    if case.where == "query":
+        kw["params"] = {case.loc[0]: bad}
+    elif case.where == "header":
+        headers[str(case.loc[0])] = bad
+    elif case.where == "cookie":
+        headers["Cookie"] = f"{case.loc[0]}={bad}"
+    elif case.where == "json":
+        kw["json"] = _nested(case.loc, bad)
+    elif case.where == "form":
+        kw["data"] = {case.loc[0]: bad}
+    return kw
+
+
+@asynccontextmanager
+async def started(svc: Service) -> AsyncIterator[httpx.AsyncClient]:
+    app = svc.app
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as http,
+    ):
+        yield http
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_a_nul_byte_in_any_string_parameter_is_a_422_naming_it(service, platform, tmp_path):
+    issuer = TestIssuer()
+    svc = SERVICES[service](platform, issuer, tmp_path)
+    spec = svc.app.openapi()
+    swept = cases(spec)
+    named = {(c.method, c.path, c.expected) for c in swept}
+    assert KNOWN[service] <= named, f"the sweep misses {KNOWN[service] - named}"
+    scopes = route_scopes(svc.app)
+    failures: list[str] = []
+    async with started(svc) as http:
+        for case in swept:
+            need = set(scopes.get((case.method, case.path), set()))
+            token = svc.token(need or {"openid"})
+            r = await http.request(**request_for(case, token))
+            problem = (
+                r.json() if r.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE) else {}
+            )
+            got = (problem.get("errors") or [{}])[0].get("field")
+            if r.status_code != 422 or got != case.expected or NUL in r.text or "\\u0000" in r.text:
+                failures.append(f"{case}: {r.status_code} {got!r} {r.text[:200]}")
+        # A real server: a chunked body over the limit, before any token is checked.
+        post = next(p for p, ops in spec["paths"].items() if "post" in ops)
+        async with serve(svc.app, lifespan="off") as url, httpx.AsyncClient(timeout=30) as real:
+            chunk = b"x" * 65536
+
+            async def oversized() -> AsyncIterator[bytes]:
+                for _ in range(svc.max_body_bytes // len(chunk) + 2):
+                    yield chunk
+
+            post_url = url + re.sub(r"\{[^}]+\}", "id_1", post)
+            r = await real.post(
+                post_url, content=oversized(), headers={"Content-Type": "application/json"}
+            )
+            assert "content-length" not in r.request.headers
+            assert r.status_code == 413, (post, r.status_code, r.text)
+            assert r.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    print(f"{service}: {len(swept)} string parameters swept")
+    assert not failures, "\n".join(failures)
