@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := .local/stack
 
-.PHONY: run test up down status setup lint typecheck schemas-check test-unit test-integration bench clean jaeger
+.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger
 
 setup: .venv/.synced
 
@@ -28,10 +28,15 @@ status:
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/clearway-config check
 	$(PY) deploy/ci/check_doc_refs.py
 
 typecheck: setup
 	.venv/bin/mypy shared/src/clearway/shared
+
+# docs/configuration.md is generated from the settings classes; `make lint` checks it.
+config-doc: setup
+	.venv/bin/clearway-config write
 
 schemas-check: setup
 	.venv/bin/clearway-schemas check

@@ -23,15 +23,17 @@ from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 
 from benchmarks.common import fresh_database, stack
-from clearway.audit.bootstrap import AuditSettings, connect_service_pool, prepare_database
+from clearway.audit.bootstrap import connect_service_pool, prepare_database
 from clearway.audit.consumers import build_consumer
 from clearway.audit.handlers import take_checkpoint
 from clearway.audit.merkle import Frontier
+from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
 from clearway.audit.verification import verify_log
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.events import new_event
 from clearway.shared.relay import idempotent_producer
+from clearway.shared.settings import PlatformSettings
 
 BATCH = 500
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,7 +77,8 @@ def kafka_records(start: int, n: int) -> list[Record]:
 async def run(n: int) -> None:
     with stack() as (db, kafka):
         url = await fresh_database(db)
-        settings = AuditSettings(database_url=url, kafka_bootstrap=kafka, consume=False)
+        platform = PlatformSettings(database_url=url, kafka_bootstrap=kafka)
+        settings = AuditSettings(platform=platform, consume=False)
         await prepare_database(settings)
         pool = await connect_service_pool(settings)
         producer = idempotent_producer(kafka)

@@ -215,12 +215,14 @@ async def main(trials: int, target: str = "kit") -> None:
         port = free_port()
         settings = ConsentSettings(
             platform=PlatformSettings(
-                database_url=db, kafka_bootstrap=kafka, topic_prefix=f"b{uuid.uuid4().hex[:6]}."
+                database_url=db,
+                kafka_bootstrap=kafka,
+                topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
+                oauth_issuer=f"http://127.0.0.1:{port}",
+                local_dir=Path(local),
             ),
-            issuer=f"http://127.0.0.1:{port}",
             port=port,
             seed_demo=True,
-            local_dir=Path(local),
         )
         app = build_app(settings)
         async with serve(app, port) as consent_url:
@@ -233,13 +235,12 @@ async def main(trials: int, target: str = "kit") -> None:
             if target == "transfer":
                 # The real transfer service, wired by its own bootstrap (executor
                 # off: no transfer is created here, only reads are refused).
-                from clearway.transfer.bootstrap import TransferSettings
                 from clearway.transfer.bootstrap import build_app as transfer_app
+                from clearway.transfer.settings import TransferSettings
 
                 resource = transfer_app(
                     TransferSettings(
                         platform=settings.platform,
-                        issuer=settings.issuer,
                         rail_url="http://127.0.0.1:9",
                         run_executor=False,
                     )

@@ -9,7 +9,7 @@ Prints, for the same run:
 - the ratios (goal: accepts >= 50% of pgbench; replays >= 3x accepts).
 
 The service runs as its own process (``python -m clearway.transfer``) with the
-executor switched off (``CLEARWAY_RUN_EXECUTOR=0``: in production it is its own
+executor switched off (``CLEARWAY_TRANSFER_RUN_EXECUTOR=0``: in production it is its own
 replica), relay on, real JWT verification; the client is httpx in this process.
 """
 
@@ -252,9 +252,9 @@ async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> Non
             "CLEARWAY_DATABASE_URL": db,
             "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
-            "CLEARWAY_RUN_EXECUTOR": "0",
-            "CLEARWAY_REVOCATION_FEED": "0",
+            "CLEARWAY_TRANSFER_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
+            "CLEARWAY_TRANSFER_RUN_EXECUTOR": "0",
+            "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
             "CLEARWAY_TOPIC_PREFIX": f"bench{os.getpid()}.",
         }
         log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
@@ -267,7 +267,7 @@ async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> Non
                 procs.append(
                     subprocess.Popen(
                         [sys.executable, *wrap, "-m", "clearway.transfer"],
-                        env=env | {"CLEARWAY_PORT": str(port)},
+                        env=env | {"CLEARWAY_TRANSFER_PORT": str(port)},
                         stdout=out,
                         stderr=out,
                     )

@@ -45,11 +45,13 @@ def _installed(package: str) -> bool:
 
 
 def _env(ep: localstack.Endpoints) -> dict[str, str]:
+    """The variables every service gets (names: docs/configuration.md)."""
     return {
         **os.environ,
         "CLEARWAY_DATABASE_URL": ep.database_url,
         "CLEARWAY_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
         "CLEARWAY_LOCAL_DIR": str(LOCAL),
+        "CLEARWAY_CONSENT_SEED_DEMO": "1",
     }
 
 
@@ -109,9 +111,9 @@ def up() -> int:
             print(f"[platform] {name} already running")
             continue
         log = open(LOCAL / "logs" / f"{name}.log", "ab")
-        env = _env(ep) | {"CLEARWAY_PORT": str(port), "CLEARWAY_SEED_DEMO": "1"}
+        env = _env(ep) | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)}
         if tracing:
-            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = OTLP_HTTP
+            env["CLEARWAY_OTLP_ENDPOINT"] = OTLP_HTTP
         # Local development only: partners' test receivers run on this machine.
         env.setdefault("CLEARWAY_WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
         proc = subprocess.Popen(

@@ -57,12 +57,12 @@ class Service:
 
 
 def transfer(platform, issuer: TestIssuer, tmp: Path) -> Service:
-    from clearway.transfer.bootstrap import TransferSettings, build_app
+    from clearway.transfer.bootstrap import build_app
+    from clearway.transfer.settings import TransferSettings
 
     app = build_app(
         TransferSettings(
-            platform=platform,
-            issuer=issuer.issuer,
+            platform=platform.replace(oauth_issuer=issuer.issuer),
             jwks=issuer.jwks(),
             run_executor=False,
             revocation_feed=False,
@@ -78,8 +78,7 @@ def webhooks(platform, issuer: TestIssuer, tmp: Path) -> Service:
     from clearway.webhooks.settings import WebhooksSettings
 
     settings = WebhooksSettings(
-        platform=platform,
-        issuer=issuer.issuer,
+        platform=platform.replace(oauth_issuer=issuer.issuer),
         jwks=issuer.jwks(),
         run_dispatcher=False,
     )
@@ -87,14 +86,12 @@ def webhooks(platform, issuer: TestIssuer, tmp: Path) -> Service:
 
 
 def audit(platform, issuer: TestIssuer, tmp: Path) -> Service:
-    from clearway.audit.bootstrap import AuditSettings, build_app
+    from clearway.audit.bootstrap import build_app
+    from clearway.audit.settings import AuditSettings
     from clearway.audit.signing import Keyring
 
     settings = AuditSettings(
-        database_url=platform.database_url,
-        kafka_bootstrap=platform.kafka_bootstrap,
-        topic_prefix=platform.topic_prefix,
-        issuer=issuer.issuer,
+        platform=platform.replace(oauth_issuer=issuer.issuer),
         jwks=issuer.jwks(),
         keyring=Keyring.generate(),
         checkpoint_interval_s=3600,
@@ -108,9 +105,7 @@ def consent(platform, issuer: TestIssuer, tmp: Path) -> Service:
     from clearway.consent.settings import ConsentSettings
 
     settings = ConsentSettings(
-        platform=platform,
-        issuer=f"http://127.0.0.1:{free_port()}",
-        local_dir=tmp,
+        platform=platform.replace(oauth_issuer=f"http://127.0.0.1:{free_port()}", local_dir=tmp),
         argon2_time_cost=1,
         argon2_memory_kib=1024,
     )
@@ -144,10 +139,11 @@ def consent(platform, issuer: TestIssuer, tmp: Path) -> Service:
 
 
 def rail(platform, issuer: TestIssuer, tmp: Path) -> Service:
-    from clearway.rail.bootstrap import RailSettings, build_app
+    from clearway.rail.bootstrap import build_app
+    from clearway.rail.settings import RailSettings
 
     # The rail stands in for a bank and takes no OAuth token.
-    return Service(build_app(RailSettings(database_url=platform.database_url)), lambda s: None)
+    return Service(build_app(RailSettings(platform=platform)), lambda s: None)
 
 
 SERVICES: dict[str, Callable[..., Service]] = {

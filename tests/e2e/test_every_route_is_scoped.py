@@ -35,12 +35,12 @@ PUBLIC = {
 
 
 def transfer_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.transfer.bootstrap import TransferSettings, build_app
+    from clearway.transfer.bootstrap import build_app
+    from clearway.transfer.settings import TransferSettings
 
     return build_app(
         TransferSettings(
-            platform=platform,
-            issuer=ISSUER,
+            platform=platform.replace(oauth_issuer=ISSUER),
             jwks=issuer.jwks(),
             run_executor=False,
             revocation_feed=False,
@@ -53,18 +53,17 @@ def webhooks_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
     from clearway.webhooks.bootstrap import build_app
     from clearway.webhooks.settings import WebhooksSettings
 
-    return build_app(WebhooksSettings(platform=platform, issuer=ISSUER, jwks=issuer.jwks()))
+    platform = platform.replace(oauth_issuer=ISSUER)
+    return build_app(WebhooksSettings(platform=platform, jwks=issuer.jwks()))
 
 
 def audit_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.audit.bootstrap import AuditSettings, build_app
+    from clearway.audit.bootstrap import build_app
+    from clearway.audit.settings import AuditSettings
 
     return build_app(
         AuditSettings(
-            database_url=platform.database_url,
-            kafka_bootstrap=platform.kafka_bootstrap,
-            topic_prefix=platform.topic_prefix,
-            issuer=ISSUER,
+            platform=platform.replace(oauth_issuer=ISSUER),
             jwks=issuer.jwks(),
             keyring_path=tmp / "audit-keys.json",
         )

@@ -49,14 +49,14 @@ class Platform:
             "CLEARWAY_TOPIC_PREFIX": settings.topic_prefix,
             "CLEARWAY_OAUTH_ISSUER": self.url("consent"),
             "CLEARWAY_LOCAL_DIR": str(local),
-            "CLEARWAY_SEED_DEMO": "1",
+            "CLEARWAY_CONSENT_SEED_DEMO": "1",
             "CLEARWAY_CONSENT_ARGON2_TIME_COST": "1",
             "CLEARWAY_CONSENT_ARGON2_MEMORY_KIB": "8192",
-            "CLEARWAY_RAIL_URL": self.url("rail"),
+            "CLEARWAY_TRANSFER_RAIL_URL": self.url("rail"),
             "CLEARWAY_WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
             "CLEARWAY_WEBHOOKS_SCHEDULE": "0,0.5,1",
-            "CLEARWAY_AUDIT_CHECKPOINT_INTERVAL": "2",
-            "CLEARWAY_MAINTENANCE_INTERVAL_S": "2",
+            "CLEARWAY_AUDIT_CHECKPOINT_INTERVAL_S": "2",
+            "CLEARWAY_TRANSFER_MAINTENANCE_INTERVAL_S": "2",
         }
 
     def url(self, svc: str) -> str:
@@ -67,7 +67,7 @@ class Platform:
             log = open(self.local / f"{svc}.log", "wb")
             self.procs[svc] = subprocess.Popen(
                 [sys.executable, "-m", f"clearway.{svc}"],
-                env=self.env | {"CLEARWAY_PORT": str(self.ports[svc])},
+                env=self.env | {f"CLEARWAY_{svc.upper()}_PORT": str(self.ports[svc])},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

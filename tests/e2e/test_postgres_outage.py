@@ -30,7 +30,8 @@ BODY = {"amount": 100, "currency": "EUR", "source": "acct_payer", "destination":
 async def test_a_stopped_postgres_is_a_503_with_retry_after_and_the_service_recovers(
     stack, topic_prefix
 ):
-    from clearway.transfer.bootstrap import TransferSettings, build_app
+    from clearway.transfer.bootstrap import build_app
+    from clearway.transfer.settings import TransferSettings
 
     ls = _localstack()
     # Not under pytest's tmp_path: pytest runs in parallel (other checkouts, CI
@@ -43,11 +44,11 @@ async def test_a_stopped_postgres_is_a_503_with_retry_after_and_the_service_reco
             database_url=f"postgresql://postgres@127.0.0.1:{port}/clearway",
             kafka_bootstrap=stack.kafka_bootstrap,
             topic_prefix=topic_prefix,
+            oauth_issuer=issuer.issuer,
         )
         app = build_app(
             TransferSettings(
                 platform=platform,
-                issuer=issuer.issuer,
                 jwks=issuer.jwks(),
                 run_executor=False,
                 revocation_feed=False,

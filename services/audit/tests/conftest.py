@@ -17,13 +17,9 @@ import pytest_asyncio
 import uvicorn
 
 from clearway.audit import handlers
-from clearway.audit.bootstrap import (
-    AuditSettings,
-    build_app,
-    connect_service_pool,
-    prepare_database,
-)
+from clearway.audit.bootstrap import build_app, connect_service_pool, prepare_database
 from clearway.audit.domain import AuditEntry
+from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
 from clearway.shared.actor import Actor
 from clearway.shared.db import init_connection
@@ -93,7 +89,7 @@ class AuditLog:
 @pytest_asyncio.fixture
 async def audit_log(platform) -> AsyncIterator[AuditLog]:
     clock = FakeClock()
-    settings = AuditSettings(database_url=platform.database_url, clock=clock, consume=False)
+    settings = AuditSettings(platform=platform, clock=clock, consume=False)
     await prepare_database(settings)
     pool = await connect_service_pool(settings)
     admin = await asyncpg.connect(platform.database_url, server_settings={"search_path": "audit"})
@@ -106,7 +102,7 @@ async def audit_log(platform) -> AsyncIterator[AuditLog]:
 
 
 def audit_topic(s: Any) -> str:
-    return s.settings.topic_prefix + "clearway.audit.events.v1"
+    return s.settings.platform.topic_prefix + "clearway.audit.events.v1"
 
 
 async def read_events(bootstrap: str, topic: str, n: int, timeout: float = 60) -> list[Event]:
@@ -153,7 +149,7 @@ class RunningAudit:
         return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=60)
 
     async def publish(self, domain: str, *events: Event, topic: str | None = None) -> None:
-        t = topic or self.settings.topic_prefix + f"clearway.{domain}.events.v1"
+        t = topic or self.settings.platform.topic_prefix + f"clearway.{domain}.events.v1"
         for e in events:
             await self.producer.send_and_wait(t, e.body(), key=e.key, headers=e.headers())
 
@@ -182,10 +178,7 @@ async def audit_service(platform) -> AsyncIterator[RunningAudit]:
     topics = [platform.topic(f"clearway.{d}.events.v1") for d in (*DOMAINS, "audit")]
     await ensure_topics(platform.kafka_bootstrap, topics)
     settings = AuditSettings(
-        database_url=platform.database_url,
-        kafka_bootstrap=platform.kafka_bootstrap,
-        topic_prefix=platform.topic_prefix,
-        issuer=issuer.issuer,
+        platform=platform.replace(oauth_issuer=issuer.issuer),
         jwks=issuer.jwks(),
         port=free_port(),
         keyring=Keyring.generate(),

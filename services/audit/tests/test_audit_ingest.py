@@ -124,11 +124,14 @@ async def test_replaying_every_topic_from_the_beginning_adds_no_record(audit_ser
         DeadLetters(s.producer, "audit-replay"),
         batch_handler=consumer.batch_handler,
     )
-    broker = make_broker(s.settings.kafka_bootstrap)
+    broker = make_broker(s.settings.platform.kafka_bootstrap)
     from clearway.shared.kafka import subscribe_idempotent
 
     subscribe_idempotent(
-        broker, replayer, group_id="audit-replay", pattern=topic_pattern(s.settings.topic_prefix)
+        broker,
+        replayer,
+        group_id="audit-replay",
+        pattern=topic_pattern(s.settings.platform.topic_prefix),
     )
     await broker.start()
     try:
@@ -149,9 +152,9 @@ async def test_replaying_every_topic_from_the_beginning_adds_no_record(audit_ser
 
 async def test_malformed_events_go_to_the_dead_letter_topic_with_the_reason(audit_service):
     s = audit_service
-    topic = s.settings.topic_prefix + "clearway.transfer.events.v1"
+    topic = s.settings.platform.topic_prefix + "clearway.transfer.events.v1"
     dlt = dlt_topic(topic, "audit")
-    await ensure_topics(s.settings.kafka_bootstrap, [dlt])
+    await ensure_topics(s.settings.platform.kafka_bootstrap, [dlt])
     await s.producer.send_and_wait(
         topic,
         b"not json",
@@ -169,7 +172,7 @@ async def test_malformed_events_go_to_the_dead_letter_topic_with_the_reason(audi
     letters = []
 
     async def two_letters() -> bool:
-        letters[:] = await dlt_cli.list_dead_letters(s.settings.kafka_bootstrap, dlt)
+        letters[:] = await dlt_cli.list_dead_letters(s.settings.platform.kafka_bootstrap, dlt)
         return len(letters) == 2
 
     await eventually(two_letters, timeout=90, interval=1.0)

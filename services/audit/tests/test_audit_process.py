@@ -22,8 +22,8 @@ async def test_the_service_runs_as_a_process_and_answers_healthz(platform, tmp_p
         "CLEARWAY_DATABASE_URL": platform.database_url,
         "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
-        "CLEARWAY_PORT": str(port),
-        "CLEARWAY_AUDIT_KEYRING": str(tmp_path / "keys.json"),
+        "CLEARWAY_AUDIT_PORT": str(port),
+        "CLEARWAY_AUDIT_KEYRING_PATH": str(tmp_path / "keys.json"),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "clearway.audit"],

@@ -40,7 +40,7 @@ async def test_dropping_expired_partitions_keeps_the_rest_verifiable(audit_log):
     log = audit_log
     await three_months_of_records(log)
     dropped = await apply_retention(
-        log.settings.database_url,
+        log.settings.platform.database_url,
         log.keyring,
         older_than=datetime(2026, 10, 1, tzinfo=UTC),
         operator="ops_kim",
@@ -85,7 +85,7 @@ async def test_retention_refuses_to_drop_anything_from_a_log_that_does_not_verif
     await as_superuser(log.admin, "UPDATE records SET content = content || ' ' WHERE position = 3")
     with pytest.raises(RetentionRefused, match="position=3"):
         await apply_retention(
-            log.settings.database_url,
+            log.settings.platform.database_url,
             log.keyring,
             older_than=datetime(2026, 10, 1, tzinfo=UTC),
             operator="ops_kim",
@@ -162,7 +162,7 @@ async def test_a_forged_retention_cut_does_not_verify(audit_log, forge):
     log = audit_log
     await three_months_of_records(log)
     await apply_retention(
-        log.settings.database_url,
+        log.settings.platform.database_url,
         log.keyring,
         older_than=datetime(2026, 9, 1, tzinfo=UTC),
         operator="ops_kim",

@@ -169,8 +169,8 @@ async def test_the_cli_verifies_and_exits_non_zero_naming_the_position(audit_log
     audit_log.keyring.save(keys)
     env = {
         **os.environ,
-        "CLEARWAY_DATABASE_URL": audit_log.settings.database_url,
-        "CLEARWAY_AUDIT_KEYRING": str(keys),
+        "CLEARWAY_DATABASE_URL": audit_log.settings.platform.database_url,
+        "CLEARWAY_AUDIT_KEYRING_PATH": str(keys),
     }
 
     async def cli(*args: str) -> subprocess.CompletedProcess:

@@ -100,11 +100,9 @@ def payment_details(amount: int = 12345, currency: str = "EUR") -> dict[str, Any
 def consent_settings(platform, tmp_path: Path) -> ConsentSettings:
     port = free_port()
     return ConsentSettings(
-        platform=platform,
-        issuer=f"http://127.0.0.1:{port}",
+        platform=platform.replace(oauth_issuer=f"http://127.0.0.1:{port}", local_dir=tmp_path),
         port=port,
         seed_demo=True,
-        local_dir=tmp_path,
         key_activation_delay_s=6.0,
         expiry_sweep_s=0.5,
         # cheap hashes keep the suite fast; production keeps the RFC 9106 default
@@ -120,7 +118,7 @@ async def consent(consent_settings: ConsentSettings) -> AsyncIterator[Consent]:
         serve(app, consent_settings.port) as url,
         httpx.AsyncClient(timeout=30) as http,
     ):
-        clients = json.loads((consent_settings.local_dir / "dev-clients.json").read_text())
+        clients = json.loads((consent_settings.platform.local_dir / "dev-clients.json").read_text())
         yield Consent(url, app, consent_settings, clients, http)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import httpx
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -23,13 +21,13 @@ async def test_private_keys_rest_encrypted_and_only_the_right_kek_opens_them(con
         replica = key_ring(consent.settings)  # another replica with the same KEK
         await replica.load(conn)
         assert replica.signer().kid == consent.svc.keys.signer().kid
-        stranger = key_ring(replace(consent.settings, kek=b"\x01" * 32))
+        stranger = key_ring(consent.settings.replace(kek=b"\x01" * 32))
         with pytest.raises(InvalidTag):
             await stranger.load(conn)
 
 
 async def test_keys_rotate_on_schedule_and_the_retired_key_stays_published(consent_settings):
-    settings = replace(consent_settings, key_rotation_interval_s=3.0, key_activation_delay_s=1.0)
+    settings = consent_settings.replace(key_rotation_interval_s=3.0, key_activation_delay_s=1.0)
     app = build_app(settings)
     async with serve(app, settings.port) as url, httpx.AsyncClient() as http:
         first = app.state.consent.keys.signer().kid

@@ -48,9 +48,9 @@ async def test_the_service_starts_seeds_demo_clients_and_reseeding_keeps_their_s
     env = env_for(
         platform,
         tmp_path,
-        CLEARWAY_PORT=str(port),
+        CLEARWAY_CONSENT_PORT=str(port),
         CLEARWAY_OAUTH_ISSUER=issuer,
-        CLEARWAY_SEED_DEMO="1",
+        CLEARWAY_CONSENT_SEED_DEMO="1",
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "clearway.consent"],

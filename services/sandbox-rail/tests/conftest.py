@@ -10,14 +10,15 @@ import httpx
 import pytest_asyncio
 import uvicorn
 
-from clearway.rail.bootstrap import RailSettings, build_app
+from clearway.rail.bootstrap import build_app
+from clearway.rail.settings import RailSettings
 from clearway.shared.testing.helpers import free_port
 
 
 @pytest_asyncio.fixture
 async def rail(platform) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
-    app = build_app(RailSettings(database_url=platform.database_url, fault_seed=1))
+    app = build_app(RailSettings(platform=platform, fault_seed=1))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 60

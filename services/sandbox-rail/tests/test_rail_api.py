@@ -73,7 +73,11 @@ async def test_a_crash_fault_kills_the_rail_process_after_charging(platform):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "CLEARWAY_DATABASE_URL": platform.database_url, "CLEARWAY_PORT": str(port)}
+    env = {
+        **os.environ,
+        "CLEARWAY_DATABASE_URL": platform.database_url,
+        "CLEARWAY_RAIL_PORT": str(port),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "clearway.rail"],
         env=env,

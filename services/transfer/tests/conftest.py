@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -13,14 +13,14 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
-from clearway.rail.bootstrap import RailSettings
 from clearway.rail.bootstrap import build_app as build_rail
+from clearway.rail.settings import RailSettings
 from clearway.shared.events import Event
 from clearway.shared.testing.helpers import eventually as wait_until
 from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
-from clearway.transfer.bootstrap import TransferSettings
 from clearway.transfer.bootstrap import build_app as build_transfer
+from clearway.transfer.settings import TransferSettings
 
 SCOPES = ("payments:initiate", "payments:read", "payments:cancel")
 
@@ -87,18 +87,17 @@ class Clearway:
 @asynccontextmanager
 async def running(platform, issuer: TestIssuer, **overrides: Any) -> AsyncIterator[Clearway]:
     """The rail and the transfer service, in-process behind real HTTP servers."""
-    rail_app = build_rail(RailSettings(database_url=platform.database_url, fault_seed=7))
+    rail_app = build_rail(RailSettings(platform=platform, fault_seed=7))
     async with serve(rail_app) as rail_url:
         settings = TransferSettings(
-            platform=platform,
-            issuer=issuer.issuer,
+            platform=platform.replace(oauth_issuer=issuer.issuer),
             jwks=issuer.jwks(),
             rail_url=rail_url,
             maintenance_interval_s=1.0,
             sweep_grace_s=5.0,
             revocation_feed=False,
         )
-        app = build_transfer(replace(settings, **overrides))
+        app = build_transfer(settings.replace(**overrides))
         async with serve(app) as url:
             db = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
             try:

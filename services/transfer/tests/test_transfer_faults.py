@@ -137,20 +137,20 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
     }
     rail = Process(
-        "clearway.rail", {**base_env, "CLEARWAY_PORT": str(rail_port)}, tmp_path / "rail.log"
+        "clearway.rail", {**base_env, "CLEARWAY_RAIL_PORT": str(rail_port)}, tmp_path / "rail.log"
     )
     transfer = Process(
         "clearway.transfer",
         {
             **base_env,
-            "CLEARWAY_PORT": str(transfer_port),
+            "CLEARWAY_TRANSFER_PORT": str(transfer_port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
-            "CLEARWAY_RAIL_URL": f"http://127.0.0.1:{rail_port}",
-            "CLEARWAY_IDEMPOTENCY_LOCK_TIMEOUT_S": "3",
-            "CLEARWAY_MAINTENANCE_INTERVAL_S": "2",
-            "CLEARWAY_SWEEP_GRACE_S": "5",
-            "CLEARWAY_REVOCATION_FEED": "0",
+            "CLEARWAY_TRANSFER_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
+            "CLEARWAY_TRANSFER_RAIL_URL": f"http://127.0.0.1:{rail_port}",
+            "CLEARWAY_TRANSFER_LOCK_TIMEOUT_S": "3",
+            "CLEARWAY_TRANSFER_MAINTENANCE_INTERVAL_S": "2",
+            "CLEARWAY_TRANSFER_SWEEP_GRACE_S": "5",
+            "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
         },
         tmp_path / "transfer.log",
     )

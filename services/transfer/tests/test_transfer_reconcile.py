@@ -86,7 +86,7 @@ async def test_reconciliation_flags_an_extra_rail_charge_and_a_missing_one(
     env = {
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
-        "CLEARWAY_RAIL_URL": clearway.rail_url,
+        "CLEARWAY_TRANSFER_RAIL_URL": clearway.rail_url,
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
     }
     done = await asyncio.to_thread(

@@ -130,8 +130,7 @@ def token(issuer: TestIssuer) -> Callable[..., str]:
 @pytest.fixture
 def settings(platform, issuer) -> WebhooksSettings:
     return WebhooksSettings(
-        platform=platform,
-        issuer=issuer.issuer,
+        platform=platform.replace(oauth_issuer=issuer.issuer),
         jwks=issuer.jwks(),
         allow_networks=("127.0.0.0/8",),
         schedule=(0, 0.3, 0.3, 0.3, 0.3),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -169,7 +168,7 @@ async def _read_events(settings, type_: str, n: int) -> list[dict]:
 async def test_an_endpoint_failing_continuously_for_the_configured_period_is_disabled(
     service_factory, settings, receiver_factory, publish, make_event, eventually
 ):
-    service = await service_factory(replace(settings, disable_after_failing_s=1.0))
+    service = await service_factory(settings.replace(disable_after_failing_s=1.0))
     receiver = await receiver_factory(lambda req, n: (500, {}, b"down"))
     endpoint = await service.create_endpoint(receiver.url)
     # A steady trickle of failures for longer than the period, none succeeding.

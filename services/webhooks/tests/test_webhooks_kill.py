@@ -38,13 +38,13 @@ def start_service(platform, log) -> subprocess.Popen:
         "CLEARWAY_DATABASE_URL": platform.database_url,
         "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
-        "CLEARWAY_PORT": str(free_port()),
+        "CLEARWAY_WEBHOOKS_PORT": str(free_port()),
         "CLEARWAY_OAUTH_ISSUER": "http://127.0.0.1:9",
         "CLEARWAY_WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
         "CLEARWAY_WEBHOOKS_SCHEDULE": "0,0.3,0.3,0.3,0.3",
-        "CLEARWAY_WEBHOOKS_REQUEST_TIMEOUT": "10",
-        "CLEARWAY_WEBHOOKS_LEASE": "12",
-        "CLEARWAY_WEBHOOKS_POLL": "0.1",
+        "CLEARWAY_WEBHOOKS_REQUEST_TIMEOUT_S": "10",
+        "CLEARWAY_WEBHOOKS_LEASE_S": "12",
+        "CLEARWAY_WEBHOOKS_POLL_INTERVAL_S": "0.1",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "clearway.webhooks"], env=env, stdout=log, stderr=log

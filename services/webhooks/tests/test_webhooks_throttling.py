@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -13,9 +11,9 @@ async def test_a_1_per_second_rate_limit_is_never_exceeded_across_workers(
     service_factory, settings, receiver_factory, publish, make_event, eventually
 ):
     # two service instances (processes' worth of workers) share one endpoint
-    first = await service_factory(dataclasses.replace(settings, workers=3))
+    first = await service_factory(settings.replace(workers=3))
     await service_factory(
-        dataclasses.replace(settings, workers=3, run_consumer=False, run_relay=False)
+        settings.replace(workers=3, run_consumer=False, run_relay=False)
     )
     receiver = await receiver_factory()
     await first.create_endpoint(receiver.url, rate_limit_per_s=1)

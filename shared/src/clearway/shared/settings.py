@@ -1,41 +1,353 @@
-"""Connection settings every service reads from its environment.
+"""Typed settings read from the environment: one base, one naming scheme (docs/design.md §12).
 
-``CLEARWAY_DATABASE_URL`` and ``CLEARWAY_KAFKA_BOOTSTRAP`` point at an existing
-Postgres/Kafka; ``CLEARWAY_TOPIC_PREFIX`` lets tests and sandboxes share a
-broker without sharing topics.
+Two levels, one rule for variable names:
+
+* :class:`PlatformSettings`: the shared infrastructure, the same for every
+  service: ``CLEARWAY_<FIELD>`` (``CLEARWAY_DATABASE_URL``,
+  ``CLEARWAY_KAFKA_BOOTSTRAP``, ``CLEARWAY_TOPIC_PREFIX``, ``CLEARWAY_ENV`` …).
+* :class:`ServiceSettings`: the base of each service's ``settings.py``. Every
+  field of a service, including ``port``, ``host`` and ``db_password`` declared
+  here, is ``CLEARWAY_<SVC>_<FIELD>`` (``CLEARWAY_TRANSFER_PORT``,
+  ``CLEARWAY_WEBHOOKS_SECRET_KEY``), so one environment can hold every
+  service's configuration without collisions. The platform part is nested as
+  ``settings.platform``.
+
+Construction is explicit: ``TransferSettings(port=1)`` (tests, benchmarks) is
+defaults plus keyword arguments and never reads the environment;
+``TransferSettings.from_env()`` (a service's ``__main__``) reads it and raises
+:class:`SettingsError` naming every bad variable. Secrets are ``SecretStr`` /
+``SecretBytes`` and never appear in ``repr``, logs or the generated
+``docs/configuration.md``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 import os
-from dataclasses import dataclass, field, replace
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BeforeValidator, Field, SecretBytes, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as SourceError
+
+from clearway.shared.db import service_dsn
+
+__all__ = [
+    "Base64Secret",
+    "Csv",
+    "PlatformSettings",
+    "ServiceSettings",
+    "SettingsError",
+    "internal",
+    "is_base64",
+    "is_internal",
+    "is_secret",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+S = TypeVar("S", bound="_Settings")
+Svc = TypeVar("Svc", bound="ServiceSettings")
+
+#: The environment ``from_env`` is reading; ``None``: construction from keyword arguments only.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("clearway_environ", default=None)
 
 
-@dataclass(frozen=True)
-class PlatformSettings:
-    """Where the platform's infrastructure is and how this process names things."""
+class SettingsError(ValueError):
+    """Invalid configuration; ``problems`` maps each environment variable to what is wrong."""
 
-    database_url: str = "postgresql://postgres@127.0.0.1:55432/clearway"
-    kafka_bootstrap: str = "127.0.0.1:59092"
-    topic_prefix: str = ""
-    otlp_endpoint: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{var}: {why}" for var, why in problems.items()))
+
+
+def _b64(value: Any) -> Any:
+    # Key material comes from the environment as base64 text; bytes (tests) pass through.
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64") from None
+    return value
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+#: Binary key material: base64 in the environment, ``bytes`` in code, never printed.
+Base64Secret = Annotated[SecretBytes, BeforeValidator(_b64)]
+#: A tuple written ``a,b,c`` in the environment (not JSON).
+Csv = Annotated[T, NoDecode, BeforeValidator(_split_csv)]
+
+
+def internal(default: Any = None, **kwargs: Any) -> Any:
+    """A field set only in code (a test's JWK Set, a clock): never read from, or
+    documented as, an environment variable."""
+    return Field(default, json_schema_extra={"clearway_internal": True}, **kwargs)
+
+
+def is_internal(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("clearway_internal"))
+
+
+def is_secret(field: FieldInfo) -> bool:
+    """True for ``SecretStr``/``SecretBytes`` fields (optionally ``| None``)."""
+    return _mentions(field.annotation, (SecretStr, SecretBytes))
+
+
+def is_base64(field: FieldInfo) -> bool:
+    """True for :data:`Base64Secret` fields (base64 in the environment)."""
+    return any(isinstance(m, BeforeValidator) and m.func is _b64 for m in field.metadata)
+
+
+def _reveal(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr | SecretBytes) else value
+
+
+def _mentions(annotation: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, types):
+        return True
+    return any(_mentions(a, types) for a in getattr(annotation, "__args__", ()))
+
+
+class _Environ(EnvSettingsSource):
+    """The environment of the current ``from_env`` call, without the internal fields."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (k if self.case_sensitive else k.lower()): v
+            for k, v in self._environ.items()
+            if not (self.env_ignore_empty and v == "")
+        }
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if is_internal(field):
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind, msg = error["type"], str(error["msg"])
+    friendly = {
+        "int_parsing": "must be an integer",
+        "int_from_float": "must be an integer",
+        "float_parsing": "must be a number",
+        "bool_parsing": "must be a boolean (true/false, 1/0)",
+        "missing": "is required",
+    }
+    # only the message: pydantic's full error would echo the (possibly secret) input
+    return friendly.get(kind, msg.removeprefix("Value error, "))
+
+
+class _Settings(BaseSettings):
+    """Shared mechanics: keyword construction, ``from_env``, errors named by variable."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        use_attribute_docstrings=True,
+        env_ignore_empty=True,
+        case_sensitive=False,
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> PlatformSettings:
-        """Read the ``CLEARWAY_*`` variables, falling back to the embedded stack's ports."""
-        e = os.environ if env is None else env
-        d = cls()
-        return cls(
-            database_url=e.get("CLEARWAY_DATABASE_URL", d.database_url),
-            kafka_bootstrap=e.get("CLEARWAY_KAFKA_BOOTSTRAP", d.kafka_bootstrap),
-            topic_prefix=e.get("CLEARWAY_TOPIC_PREFIX", ""),
-            otlp_endpoint=e.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        )
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments win; the environment is read only inside ``from_env``.
+        environ = _ENVIRON.get()
+        if environ is None:
+            return (init_settings,)
+        return (init_settings, _Environ(settings_cls, environ))
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The environment variable of a field (``CLEARWAY_TRANSFER_PORT``)."""
+        return f"{cls.model_config.get('env_prefix', '')}{field_name}".upper()
+
+    @classmethod
+    def env_fields(cls) -> Iterator[tuple[str, str, FieldInfo]]:
+        """``(name, variable, field)`` for every field read from the environment."""
+        for name, field in cls.model_fields.items():
+            if not is_internal(field) and name != "platform":
+                yield name, cls.env_name(name), field
+
+    @classmethod
+    def _read(cls: type[S], environ: Mapping[str, str], **values: Any) -> S:
+        token = _ENVIRON.set(environ)
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise SettingsError(
+                {
+                    cls.env_name(str(err["loc"][0])) if err["loc"] else cls.__name__: _message(err)
+                    for err in e.errors()
+                }
+            ) from None
+        except SourceError as e:  # a complex value that is not valid JSON
+            raise SettingsError({cls.__name__: str(e)}) from None
+        finally:
+            _ENVIRON.reset(token)
+
+    def replace(self: S, **changes: Any) -> S:
+        """A validated copy with some fields changed (``dataclasses.replace`` for settings)."""
+        return type(self)(**{**dict(self), **changes})
+
+
+class PlatformSettings(_Settings):
+    """Where the platform's infrastructure is and how this process names things.
+
+    ``CLEARWAY_TOPIC_PREFIX`` lets tests and sandboxes share a broker without
+    sharing topics.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CLEARWAY_")
+
+    env: Literal["development", "test", "production"] = "development"
+    """Deployment kind; ``production`` refuses the built-in development secrets."""
+    database_url: str = "postgresql://postgres@127.0.0.1:55432/clearway"
+    """Admin DSN of Postgres: migrations run with it, each service then connects as its own role."""
+    kafka_bootstrap: str = "127.0.0.1:59092"
+    """Kafka bootstrap servers (``host:port``, comma-separated)."""
+    topic_prefix: str = ""
+    """Prepended to every topic name, so tests and sandboxes can share a broker."""
+    oauth_issuer: str = "http://127.0.0.1:8003"
+    """OAuth 2.0 issuer (the consent service's public URL) whose tokens the services accept."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP endpoint for traces (e.g. ``http://127.0.0.1:4318``); unset: no export."""
+    local_dir: Path = Path(".local")
+    """Directory for local state of the embedded stack (demo clients, dev keys)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformSettings:
+        """Read the ``CLEARWAY_*`` variables (``env`` defaults to ``os.environ``)."""
+        return cls._read(os.environ if env is None else env)
 
     def topic(self, name: str) -> str:
         """The physical topic for a logical one (``clearway.transfer.events.v1``)."""
         return f"{self.topic_prefix}{name}"
 
     def with_database(self, url: str) -> PlatformSettings:
-        return replace(self, database_url=url)
+        return self.replace(database_url=url)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A DSN may carry a password (RFC 3986 userinfo): never print it.
+        for name, value in super().__repr_args__():
+            if name == "database_url" and isinstance(value, str):
+                value = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
+            yield name, value
+
+
+class ServiceSettings(_Settings):
+    """Base of every service's settings; a service's ``settings.py`` adds only its own fields."""
+
+    #: the service's short name (``transfer``, ``rail``): its variables are
+    #: ``CLEARWAY_<SERVICE>_<FIELD>``
+    service: ClassVar[str] = ""
+
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds (``0.0.0.0`` in containers)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port of the HTTP server."""
+    db_password: SecretStr = SecretStr("dev")
+    """Password of the service's own Postgres role (created by its migrations)."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not re.fullmatch(r"[a-z][a-z0-9]*", cls.service):
+            raise TypeError(f"{cls.__name__}.service must be a short lowercase name")
+        cls.model_config = {**cls.model_config, "env_prefix": f"CLEARWAY_{cls.service.upper()}_"}
+
+    @classmethod
+    def from_env(cls: type[Svc], env: Mapping[str, str] | None = None, **values: Any) -> Svc:
+        """Read the platform's and this service's variables (``env`` defaults to
+        ``os.environ``); ``values`` override them. Raises :class:`SettingsError`
+        naming every bad variable, also for a development secret in production."""
+        environ = os.environ if env is None else env
+        problems: dict[str, str] = {}
+        platform = values.pop("platform", None)
+        if platform is None:
+            try:
+                platform = PlatformSettings.from_env(environ)
+            except SettingsError as e:
+                problems |= e.problems
+                platform = PlatformSettings()
+        try:
+            settings = cls._read(environ, platform=platform, **values)
+        except SettingsError as e:
+            raise SettingsError(problems | e.problems) from None
+        if problems:
+            raise SettingsError(problems)
+        if platform.env == "production":
+            settings.refuse_development_secrets()
+        for var in settings.development_secrets():
+            log.warning("%s not set: using the built-in development default", var)
+        return settings
+
+    @classmethod
+    def from_env_or_exit(cls: type[Svc], env: Mapping[str, str] | None = None) -> Svc:
+        """``from_env`` for a ``__main__``: a bad configuration ends the process with
+        the variables at fault (exit status 2) instead of a traceback."""
+        try:
+            return cls.from_env(env)
+        except SettingsError as e:
+            name = cls.service or cls.__name__
+            print(f"clearway-{name}: invalid configuration\n{e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def development_secrets(self) -> list[str]:
+        """The variables of secrets still at their built-in development default."""
+        return [
+            var
+            for name, var, field in self.env_fields()
+            if is_secret(field) and _reveal(getattr(self, name)) == _reveal(field.default)
+        ]
+
+    def refuse_development_secrets(self) -> None:
+        """Raise when a secret still has its built-in development default."""
+        why = "required in production (the built-in development default is in use)"
+        if bad := self.development_secrets():
+            raise SettingsError(dict.fromkeys(bad, why))
+
+    @property
+    def service_dsn(self) -> str:
+        """DSN of the service's own Postgres role (created by its migrations)."""
+        return service_dsn(
+            self.platform.database_url, self.service, self.db_password.get_secret_value()
+        )
+
+    @property
+    def issuer(self) -> str:
+        """The OAuth issuer without a trailing slash (RFC 8414 §2 ``issuer`` identifier)."""
+        return self.platform.oauth_issuer.rstrip("/")
+

@@ -6,7 +6,6 @@ the row) → relay publish → Kafka headers → consumer (docs/design.md §11).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 from opentelemetry import context as otel_context
@@ -26,9 +25,9 @@ def setup_tracing(
 ) -> TracerProvider:
     """Install the process's tracer provider (once); export by OTLP/HTTP when configured.
 
-    ``otlp_endpoint`` defaults to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (e.g. Jaeger's
-    ``http://127.0.0.1:4318``). Extra processors (tests use an in-memory
-    exporter) are added to an already installed provider too.
+    ``otlp_endpoint`` comes from the settings (``CLEARWAY_OTLP_ENDPOINT``, e.g.
+    Jaeger's ``http://127.0.0.1:4318``); ``None``: no export. Extra processors
+    (tests use an in-memory exporter) are added to an already installed provider too.
     """
     global _configured
     provider = _configured
@@ -39,7 +38,7 @@ def setup_tracing(
         else:
             provider = TracerProvider(resource=Resource.create({"service.name": service}))
             trace.set_tracer_provider(provider)
-        endpoint = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        endpoint = otlp_endpoint
         if endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

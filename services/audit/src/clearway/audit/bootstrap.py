@@ -5,27 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
 
 from clearway.audit import api, consumers, handlers, store
-from clearway.audit.signing import Keyring
+from clearway.audit.settings import AuditSettings
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
-from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate, service_dsn
+from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import make_broker
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
-from clearway.shared.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 SERVICE = "audit"
@@ -34,62 +30,19 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 AUDIT_TOPIC = "clearway.audit.events.v1"
 
 
-@dataclass(frozen=True)
-class AuditSettings:
-    """``database_url`` is an admin DSN: migrations run with it, the service then
-    connects as its own append-only role."""
-
-    database_url: str = PlatformSettings.database_url
-    kafka_bootstrap: str = PlatformSettings.kafka_bootstrap
-    topic_prefix: str = ""
-    issuer: str = "http://127.0.0.1:8003"
-    jwks: dict[str, Any] | None = (
-        None  # a fixed JWK Set (tests); else <issuer>/.well-known/jwks.json
-    )
-    port: int = 8004
-    role_password: str = "clearway-audit-dev"  # noqa: S105 - local dev default
-    keyring: Keyring | None = None
-    keyring_path: Path = Path(".local/audit/checkpoint-keys.json")
-    checkpoint_interval_s: float = 60.0
-    partition_unit: str = "month"
-    consume: bool = True
-    metadata_max_age_ms: int = 30_000
-    clock: Any = field(default=handlers.utc_now)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> AuditSettings:
-        e = os.environ if env is None else env
-        p = PlatformSettings.from_env(dict(e))
-        local = Path(e.get("CLEARWAY_LOCAL_DIR", ".local"))
-        return cls(
-            database_url=p.database_url,
-            kafka_bootstrap=p.kafka_bootstrap,
-            topic_prefix=p.topic_prefix,
-            issuer=e.get("CLEARWAY_OAUTH_ISSUER", cls.issuer),
-            port=int(e.get("CLEARWAY_PORT", "8004")),
-            role_password=e.get("CLEARWAY_AUDIT_DB_PASSWORD", cls.role_password),
-            keyring_path=Path(
-                e.get("CLEARWAY_AUDIT_KEYRING", str(local / "audit" / "checkpoint-keys.json"))
-            ),
-            checkpoint_interval_s=float(e.get("CLEARWAY_AUDIT_CHECKPOINT_INTERVAL", "60")),
-            partition_unit=e.get("CLEARWAY_AUDIT_PARTITION_UNIT", "month"),
-        )
-
-    def load_keyring(self) -> Keyring:
-        return self.keyring or Keyring.load_or_create(self.keyring_path)
-
-
 async def prepare_database(settings: AuditSettings) -> None:
     """Migrate as admin, set the partition unit, create this and the next partition."""
     await migrate(
-        settings.database_url,
+        settings.platform.database_url,
         schema=store.SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.role_password,
+        role_password=settings.db_password.get_secret_value(),
         privileges=APPEND_ONLY,
     )
-    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": "audit"})
+    conn = await asyncpg.connect(
+        settings.platform.database_url, server_settings={"search_path": "audit"}
+    )
     try:
         await conn.execute("UPDATE partition_config SET unit = $1", settings.partition_unit)
         await precreate_partitions(conn, settings)
@@ -104,13 +57,13 @@ async def precreate_partitions(conn: asyncpg.Connection, settings: AuditSettings
 
 
 async def connect_service_pool(settings: AuditSettings) -> asyncpg.Pool:
-    dsn = service_dsn(settings.database_url, SERVICE, settings.role_password)
+    dsn = settings.service_dsn
     return await create_pool(dsn, schema=store.SCHEMA, max_size=8)
 
 
 def checkpoint_outbox(settings: AuditSettings) -> handlers.CheckpointOutbox:
     return handlers.CheckpointOutbox(
-        EventWriter(SERVICE, topic_prefix=settings.topic_prefix, topic=AUDIT_TOPIC)
+        EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix, topic=AUDIT_TOPIC)
     )
 
 
@@ -149,20 +102,20 @@ def build_app(settings: AuditSettings) -> FastAPI:
         if settings.consume:
             app.state.announce = checkpoint_outbox(settings)
             relay = OutboxRelay(
-                service_dsn(settings.database_url, SERVICE, settings.role_password),
+                settings.service_dsn,
                 store.SCHEMA,
-                settings.kafka_bootstrap,
+                settings.platform.kafka_bootstrap,
             )
             await relay.start()
-            producer = idempotent_producer(settings.kafka_bootstrap)
+            producer = idempotent_producer(settings.platform.kafka_bootstrap)
             await producer.start()
             broker = make_broker(
-                settings.kafka_bootstrap, metadata_max_age_ms=settings.metadata_max_age_ms
+                settings.platform.kafka_bootstrap, metadata_max_age_ms=settings.metadata_max_age_ms
             )
             app.state.consumer = consumer = consumers.build_consumer(
                 pool, DeadLetters(producer, consumers.CONSUMER), default_registry(), settings.clock
             )
-            consumers.subscribe(broker, consumer, settings.topic_prefix)
+            consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
             await broker.start()
         task = asyncio.create_task(_checkpoint_loop(app, settings))
         try:

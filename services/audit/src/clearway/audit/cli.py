@@ -17,7 +17,8 @@ from pathlib import Path
 import asyncpg
 
 from clearway.audit import handlers, retention
-from clearway.audit.bootstrap import AuditSettings, checkpoint_outbox
+from clearway.audit.bootstrap import checkpoint_outbox
+from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Checkpoint
 from clearway.audit.verification import verify_log
 from clearway.shared.db import ident
@@ -27,7 +28,7 @@ async def _connect(settings: AuditSettings) -> asyncpg.Connection:
     from clearway.shared.db import init_connection
 
     conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": ident(handlers.SCHEMA)}
+        settings.platform.database_url, server_settings={"search_path": ident(handlers.SCHEMA)}
     )
     await init_connection(conn)
     return conn
@@ -86,7 +87,7 @@ async def _retain(settings: AuditSettings, days: int, operator: str, reason: str
     cutoff = datetime.now(UTC) - timedelta(days=days)
     try:
         dropped = await retention.apply_retention(
-            settings.database_url,
+            settings.platform.database_url,
             settings.load_keyring(),
             older_than=cutoff,
             operator=operator,
@@ -104,7 +105,7 @@ async def _retain(settings: AuditSettings, days: int, operator: str, reason: str
 def _rotate(settings: AuditSettings) -> int:
     ring = settings.load_keyring()
     kid = ring.rotate()
-    ring.save(settings.keyring_path)
+    ring.save(settings.keyring_file)
     print(f"new active checkpoint key {kid}; older keys kept for verification")
     return 0
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--reason", required=True)
     sub.add_parser("rotate-key", help="add a new active checkpoint signing key")
     args = parser.parse_args(argv)
-    settings = AuditSettings.from_env()
+    settings = AuditSettings.from_env_or_exit()
     if args.command == "verify":
         return asyncio.run(_verify(settings, args.witness))
     if args.command == "checkpoint":

@@ -1,4 +1,5 @@
-"""``python -m clearway.consent`` serves the consent service on 127.0.0.1:$CLEARWAY_PORT;
+"""``python -m clearway.consent`` serves the consent service on
+``$CLEARWAY_CONSENT_HOST:$CLEARWAY_CONSENT_PORT`` (127.0.0.1:8003);
 ``python -m clearway.consent seed`` seeds the demo tenants and writes
 ``$CLEARWAY_LOCAL_DIR/dev-clients.json``."""
 
@@ -16,16 +17,16 @@ from clearway.shared.telemetry import setup_tracing
 
 
 def main(argv: list[str]) -> int:
+    settings = ConsentSettings.from_env_or_exit()
     configure_logging("consent")
-    setup_tracing("consent")
-    settings = ConsentSettings.from_env()
+    setup_tracing("consent", otlp_endpoint=settings.platform.otlp_endpoint)
     if argv[:1] == ["seed"]:
         from clearway.consent.seed import seed_standalone
 
         path = asyncio.run(seed_standalone(settings, rotate="--rotate" in argv))
         print(f"wrote {path}")
         return 0
-    uvicorn.run(build_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 

@@ -20,7 +20,7 @@ import sys
 
 import httpx
 
-from clearway.consent.settings import DEFAULT_ISSUER
+from clearway.shared.settings import PlatformSettings
 
 
 def _token(args: argparse.Namespace, scope: str) -> str:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--issuer", default=os.environ.get("CLEARWAY_OAUTH_ISSUER", DEFAULT_ISSUER))
+    ap.add_argument("--issuer", default=PlatformSettings.from_env().oauth_issuer)
     ap.add_argument("--token", default=os.environ.get("CLEARWAY_ADMIN_TOKEN"))
     ap.add_argument("--client-id")
     ap.add_argument("--client-secret")

@@ -17,7 +17,7 @@ from clearway.consent.keys import KeyEncryption, KeyRing
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.auth import RevocationFeed, RevocationSet, TokenVerifier
-from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
+from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.relay import OutboxRelay
@@ -29,8 +29,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def key_ring(settings: ConsentSettings) -> KeyRing:
     return KeyRing(
-        KeyEncryption(settings.kek),
-        alg=settings.alg,
+        KeyEncryption(settings.kek.get_secret_value()),
+        alg=settings.signing_alg,
         max_token_ttl=timedelta(seconds=settings.token_ttl_s),
         activation_delay=timedelta(seconds=settings.key_activation_delay_s),
         rotation_interval=timedelta(seconds=settings.key_rotation_interval_s),
@@ -45,9 +45,9 @@ async def prepare(settings: ConsentSettings) -> str:
         schema=SCHEMA,
         service=SCHEMA,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.role_password,
+        role_password=settings.db_password.get_secret_value(),
     )
-    return service_dsn(admin, SCHEMA, settings.role_password)
+    return settings.service_dsn
 
 
 async def _every(seconds: float, job, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         if settings.seed_demo:
             from clearway.consent.seed import seed
 
-            await seed(svc, settings.local_dir)
+            await seed(svc, settings.platform.local_dir)
         tasks = [
             asyncio.create_task(
                 _every(1.0, lambda: clients.keep_keys_current(svc), "key rotation"),

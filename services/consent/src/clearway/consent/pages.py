@@ -45,7 +45,8 @@ def _svc(request: Request) -> Service:
 
 
 def _mac(svc: Service, text: str) -> str:
-    return hmac.new(svc.settings.session_key, text.encode(), hashlib.sha256).hexdigest()
+    key = svc.settings.session_key.get_secret_value()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def _session(request: Request) -> tuple[str, str] | None:

@@ -104,7 +104,7 @@ async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) ->
     pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
     try:
         return await seed(
-            Service(settings, pool, key_ring(settings)), settings.local_dir, rotate=rotate
+            Service(settings, pool, key_ring(settings)), settings.platform.local_dir, rotate=rotate
         )
     finally:
         await pool.close()

@@ -2,54 +2,35 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from clearway.rail.api import router
 from clearway.rail.faults import FaultInjector, FaultState
-from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
+from clearway.rail.settings import RailSettings
+from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
 
 SERVICE = "rail"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-@dataclass(frozen=True)
-class RailSettings:
-    database_url: str  # admin DSN: migrations run with it, the service uses its own role
-    role_password: str = "rail-dev"  # noqa: S105 (dev default; set CLEARWAY_RAIL_DB_PASSWORD)
-    port: int = 8005
-    fault_seed: int | None = None
-
-    @classmethod
-    def from_env(cls) -> RailSettings:
-        e = os.environ
-        return cls(
-            database_url=e.get(
-                "CLEARWAY_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/clearway"
-            ),
-            role_password=e.get("CLEARWAY_RAIL_DB_PASSWORD", "rail-dev"),
-            port=int(e.get("CLEARWAY_PORT", "8005")),
-        )
-
-
 def build_app(settings: RailSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        password = settings.db_password.get_secret_value()
         await migrate(
-            settings.database_url,
+            settings.platform.database_url,
             schema=SERVICE,
             service=SERVICE,
             migrations=load_migrations(MIGRATIONS),
-            role_password=settings.role_password,
+            role_password=password,
             with_kit=False,
         )
-        dsn = service_dsn(settings.database_url, SERVICE, settings.role_password)
+        dsn = settings.service_dsn
         app.state.pool = await create_pool(dsn, schema=SERVICE, max_size=10)
         try:
             yield

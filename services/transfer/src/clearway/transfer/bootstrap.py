@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,6 @@ from clearway.shared.db import (
     init_connection,
     load_migrations,
     migrate,
-    service_dsn,
 )
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -31,62 +27,18 @@ from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
-from clearway.shared.settings import PlatformSettings
 from clearway.transfer import handlers, store
 from clearway.transfer.api import router
 from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
 from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient
+from clearway.transfer.settings import TransferSettings
 
 log = logging.getLogger(__name__)
 SERVICE = "transfer"
 AUDIENCE = "clearway-transfer"
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    platform: PlatformSettings = field(default_factory=PlatformSettings)
-    issuer: str = "http://127.0.0.1:8003"
-    jwks_url: str | None = None  # default: <issuer>/.well-known/jwks.json
-    jwks: dict[str, Any] | None = None  # a static JWK Set (tests)
-    rail_url: str = "http://127.0.0.1:8005"
-    reference_secret: bytes = b"clearway-dev-reference-key"
-    role_password: str = "transfer-dev"  # noqa: S105 (dev default, overridden by env)
-    port: int = 8001
-    lock_timeout_s: float = 30.0
-    key_retention: timedelta = timedelta(days=7)
-    maintenance_interval_s: float = 30.0
-    sweep_grace_s: float = 10.0
-    revocation_feed: bool = True
-    run_executor: bool = True  # off: another replica executes (and tests that cancel)
-
-    @classmethod
-    def from_env(cls) -> TransferSettings:
-        e = os.environ
-        d = cls()
-        return cls(
-            platform=PlatformSettings.from_env(),
-            issuer=e.get("CLEARWAY_OAUTH_ISSUER", d.issuer),
-            jwks_url=e.get("CLEARWAY_JWKS_URL"),
-            rail_url=e.get("CLEARWAY_RAIL_URL", d.rail_url),
-            reference_secret=e.get("CLEARWAY_REFERENCE_KEY", d.reference_secret.decode()).encode(),
-            role_password=e.get("CLEARWAY_TRANSFER_DB_PASSWORD", d.role_password),
-            port=int(e.get("CLEARWAY_PORT", d.port)),
-            lock_timeout_s=float(e.get("CLEARWAY_IDEMPOTENCY_LOCK_TIMEOUT_S", d.lock_timeout_s)),
-            key_retention=timedelta(days=float(e.get("CLEARWAY_IDEMPOTENCY_RETENTION_DAYS", "7"))),
-            maintenance_interval_s=float(
-                e.get("CLEARWAY_MAINTENANCE_INTERVAL_S", d.maintenance_interval_s)
-            ),
-            sweep_grace_s=float(e.get("CLEARWAY_SWEEP_GRACE_S", d.sweep_grace_s)),
-            revocation_feed=e.get("CLEARWAY_REVOCATION_FEED", "1") == "1",
-            run_executor=e.get("CLEARWAY_RUN_EXECUTOR", "1") == "1",
-        )
-
-    @property
-    def service_dsn(self) -> str:
-        return service_dsn(self.platform.database_url, SERVICE, self.role_password)
 
 
 async def _maintain(
@@ -119,7 +71,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             schema=SERVICE,
             service=SERVICE,
             migrations=load_migrations(MIGRATIONS),
-            role_password=settings.role_password,
+            role_password=settings.db_password.get_secret_value(),
         )
         topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
         await ensure_topics(p.kafka_bootstrap, [*topics, p.topic(CONSENT_TOPIC)])
@@ -133,7 +85,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 pool=pool,
                 claims=claims,
                 events=EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry),
-                reference_secret=settings.reference_secret,
+                reference_secret=settings.reference_secret.get_secret_value(),
                 lock_timeout_s=settings.lock_timeout_s,
                 retention=settings.key_retention,
             )

@@ -14,20 +14,20 @@ import sys
 
 from clearway.shared.db import create_pool
 from clearway.shared.event_writer import EventWriter
-from clearway.transfer.bootstrap import SERVICE, TransferSettings
 from clearway.transfer.handlers import Core, reconcile_settlements
 from clearway.transfer.rail_client import RailClient
+from clearway.transfer.settings import TransferSettings
 
 
 async def _main(args: argparse.Namespace) -> int:
-    settings = TransferSettings.from_env()
-    pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=2)
+    settings = TransferSettings.from_env_or_exit()
+    pool = await create_pool(settings.service_dsn, schema=settings.service, max_size=2)
     rail = RailClient(args.rail_url or settings.rail_url)
     core = Core(
         pool=pool,
         claims=pool,
-        events=EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix),
-        reference_secret=settings.reference_secret,
+        events=EventWriter(settings.service, topic_prefix=settings.platform.topic_prefix),
+        reference_secret=settings.reference_secret.get_secret_value(),
     )
     try:
         report = await reconcile_settlements(core, rail)
@@ -40,7 +40,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Reconcile the rail's settlement report.")
-    ap.add_argument("--rail-url", help="rail base URL (default $CLEARWAY_RAIL_URL)")
+    ap.add_argument("--rail-url", help="rail base URL (default $CLEARWAY_TRANSFER_RAIL_URL)")
     return asyncio.run(_main(ap.parse_args(argv)))
 
 

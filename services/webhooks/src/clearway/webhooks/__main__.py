@@ -1,4 +1,5 @@
-"""``python -m clearway.webhooks``: the service on 127.0.0.1:$CLEARWAY_PORT (default 8002)."""
+"""``python -m clearway.webhooks``: the service on
+``$CLEARWAY_WEBHOOKS_HOST:$CLEARWAY_WEBHOOKS_PORT`` (127.0.0.1:8002)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from clearway.webhooks.settings import WebhooksSettings
 
 
 def main() -> None:
+    settings = WebhooksSettings.from_env_or_exit()
     configure_logging(SERVICE)
     # httpx logs every request at INFO: the attempts table is the delivery log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = WebhooksSettings.from_env()
     setup_tracing(SERVICE, otlp_endpoint=settings.platform.otlp_endpoint)
-    uvicorn.run(build_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
 if __name__ == "__main__":

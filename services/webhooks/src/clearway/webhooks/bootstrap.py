@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
-from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
+from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -36,14 +36,14 @@ async def prepare_database(settings: WebhooksSettings) -> str:
         schema=SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.role_password,
+        role_password=settings.db_password.get_secret_value(),
     )
-    return service_dsn(admin, SERVICE, settings.role_password)
+    return settings.service_dsn
 
 
 def make_context(settings: WebhooksSettings) -> Context:
     events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix)
-    return Context(settings, SecretBox(settings.secret_key), events)
+    return Context(settings, SecretBox(settings.secret_key.get_secret_value()), events)
 
 
 def build_app(settings: WebhooksSettings) -> FastAPI:

@@ -1,15 +1,14 @@
-"""The webhook service's settings; tests build them directly, ``from_env`` reads ``CLEARWAY_*``."""
+"""The webhook service's settings: ``CLEARWAY_WEBHOOKS_<FIELD>`` (see docs/configuration.md)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from clearway.shared.settings import PlatformSettings
+from pydantic import SecretStr
+
+from clearway.shared.settings import Base64Secret, Csv, ServiceSettings, internal
 from clearway.webhooks.domain import JITTER, RETRY_SCHEDULE
 
 #: Development-only key for secrets at rest. Production sets
@@ -19,65 +18,50 @@ DEV_SECRET_KEY = hashlib.sha256(b"clearway-webhooks-dev-only").digest()
 EVENTS_TOPIC = "clearway.webhooks.events.v1"
 
 
-@dataclass(frozen=True)
-class WebhooksSettings:
-    platform: PlatformSettings = field(default_factory=PlatformSettings)
+class WebhooksSettings(ServiceSettings):
+    """Signed webhook delivery to partners' endpoints."""
+
+    service: ClassVar[str] = "webhooks"
+
     port: int = 8002
-    issuer: str = "http://127.0.0.1:8003"
-    #: a static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``
-    jwks: Mapping[str, Any] | None = None
-    role_password: str = "webhooks-dev"  # noqa: S105 (the dev role's password)
-    secret_key: bytes = DEV_SECRET_KEY
-    schedule: tuple[float, ...] = RETRY_SCHEDULE
+    db_password: SecretStr = SecretStr("webhooks-dev")
+    jwks: Mapping[str, Any] | None = internal()
+    """A static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``."""
+    secret_key: Base64Secret = DEV_SECRET_KEY
+    """Key (32 bytes, base64) encrypting endpoint signing secrets at rest."""
+    schedule: Csv[tuple[float, ...]] = RETRY_SCHEDULE
+    """Delays in seconds between delivery attempts (comma-separated)."""
     jitter: float = JITTER
+    """Random spread of each retry delay, as a fraction of it."""
     request_timeout_s: float = 15.0
-    #: how long a claimed attempt is protected from other workers; after a crash
-    #: the message becomes due again once its lease ran out
+    """Timeout of one delivery request."""
     lease_s: float = 45.0
+    """How long a claimed attempt is protected from other workers; after a crash the
+    message becomes due again once its lease ran out."""
     workers: int = 4
+    """Concurrent delivery workers."""
     batch_size: int = 100
+    """Due messages claimed per round."""
     max_connections: int = 256
+    """Outbound HTTP connection pool size."""
     poll_interval_s: float = 0.25
-    #: networks the SSRF guard lets through although they are not public
-    allow_networks: tuple[str, ...] = ()
+    """How often an idle dispatcher looks for due messages."""
+    allow_networks: Csv[tuple[str, ...]] = ()
+    """Non-public networks (CIDR, comma-separated) the SSRF guard lets through."""
     rotation_grace_s: float = 24 * 3600
+    """How long the previous signing secret stays valid after a rotation."""
     disable_after_failing_s: float = 5 * 24 * 3600
+    """An endpoint failing continuously for this long is disabled."""
     max_payload_bytes: int = 256 * 1024
+    """Largest event payload delivered."""
     response_body_limit: int = 1024
+    """Bytes of a receiver's response body kept with the attempt."""
     run_relay: bool = True
+    """Run the outbox relay in this process."""
     run_consumer: bool = True
+    """Consume the domain event topics in this process."""
     run_dispatcher: bool = True
+    """Deliver webhooks from this process."""
 
     def topic(self, name: str) -> str:
         return self.platform.topic(name)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> WebhooksSettings:
-        e = os.environ if env is None else env
-        d = cls()
-
-        def num(name: str, default: float) -> float:
-            return float(e[name]) if e.get(name) else default
-
-        key = e.get("CLEARWAY_WEBHOOKS_SECRET_KEY")
-        schedule = e.get("CLEARWAY_WEBHOOKS_SCHEDULE")
-        nets = e.get("CLEARWAY_WEBHOOKS_ALLOW_NETWORKS", "")
-        return cls(
-            platform=PlatformSettings.from_env(dict(e)),
-            port=int(e.get("CLEARWAY_PORT", d.port)),
-            issuer=e.get("CLEARWAY_OAUTH_ISSUER", d.issuer),
-            role_password=e.get("CLEARWAY_WEBHOOKS_ROLE_PASSWORD", d.role_password),
-            secret_key=base64.b64decode(key) if key else d.secret_key,
-            schedule=tuple(float(x) for x in schedule.split(",")) if schedule else d.schedule,
-            jitter=num("CLEARWAY_WEBHOOKS_JITTER", d.jitter),
-            request_timeout_s=num("CLEARWAY_WEBHOOKS_REQUEST_TIMEOUT", d.request_timeout_s),
-            lease_s=num("CLEARWAY_WEBHOOKS_LEASE", d.lease_s),
-            workers=int(num("CLEARWAY_WEBHOOKS_WORKERS", d.workers)),
-            batch_size=int(num("CLEARWAY_WEBHOOKS_BATCH", d.batch_size)),
-            poll_interval_s=num("CLEARWAY_WEBHOOKS_POLL", d.poll_interval_s),
-            allow_networks=tuple(n.strip() for n in nets.split(",") if n.strip()),
-            rotation_grace_s=num("CLEARWAY_WEBHOOKS_ROTATION_GRACE", d.rotation_grace_s),
-            disable_after_failing_s=num(
-                "CLEARWAY_WEBHOOKS_DISABLE_AFTER", d.disable_after_failing_s
-            ),
-        )

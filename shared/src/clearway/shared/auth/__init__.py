@@ -9,7 +9,7 @@ Wire it in a service's bootstrap::
         jwks_source=HttpJwksSource.for_issuer(settings.issuer),
         revocations=revocations,
     )
-    feed = RevocationFeed(settings.kafka_bootstrap, consent_topic, revocations)
+    feed = RevocationFeed(settings.platform.kafka_bootstrap, consent_topic, revocations)
     await feed.start()  # in the lifespan; await feed.stop() on shutdown
 
 and declare each route's scope::

@@ -1,0 +1,48 @@
+"""The audit service's settings: ``CLEARWAY_AUDIT_<FIELD>`` (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import SecretStr
+
+from clearway.audit import handlers
+from clearway.audit.signing import Keyring
+from clearway.shared.settings import ServiceSettings, internal
+
+
+class AuditSettings(ServiceSettings):
+    """The tamper-evident audit log. ``platform.database_url`` is an admin DSN:
+    migrations run with it, the service then connects as its own append-only role."""
+
+    service: ClassVar[str] = "audit"
+
+    port: int = 8004
+    db_password: SecretStr = SecretStr("clearway-audit-dev")
+    jwks: dict[str, Any] | None = internal()
+    """A fixed JWK Set (tests); else ``<issuer>/.well-known/jwks.json``."""
+    keyring: Keyring | None = internal()
+    """A keyring in memory (tests); else the one at ``keyring_path``."""
+    keyring_path: Path | None = None
+    """File of the checkpoint signing keys (unset: under ``CLEARWAY_LOCAL_DIR``)."""
+    checkpoint_interval_s: float = 60.0
+    """Interval between signed checkpoints of the log."""
+    partition_unit: Literal["month", "week", "day", "hour"] = "month"
+    """Size of the log's time partitions."""
+    consume: bool = True
+    """Consume the domain event topics (off: API and checkpoints only)."""
+    metadata_max_age_ms: int = 30_000
+    """How often the consumer refreshes topic metadata (finds new topics)."""
+    clock: Callable[[], datetime] = internal(handlers.utc_now)
+    """The time source (tests use a fake clock)."""
+
+    @property
+    def keyring_file(self) -> Path:
+        """Where the checkpoint keys are stored."""
+        return self.keyring_path or self.platform.local_dir / "audit" / "checkpoint-keys.json"
+
+    def load_keyring(self) -> Keyring:
+        return self.keyring or Keyring.load_or_create(self.keyring_file)
