@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.integration
 async def test_admin_actions_record_the_delegated_actor_with_ids_from_the_endpoint_version(
     service_factory, settings, issuer
 ):
-    quiet = replace(settings, run_relay=False, run_consumer=False, run_dispatcher=False)
+    quiet = settings.replace(run_relay=False, run_consumer=False, run_dispatcher=False)
     service = await service_factory(quiet)
     # RFC 8693: support_7 acts for usr_ops (outermost act = current actor).
     token = issuer.token(

@@ -166,37 +166,8 @@ class EventWriter:
         checked = [self.check(e) for e in events]
         return await self._outbox.add(conn, self.topic, *checked)
 
-    async def emit(
-        self,
-        conn: asyncpg.Connection,
-        event_type: str,
-        *,
-        subject: str,
-        version: int,
-        data: Mapping[str, Any],
-        aggregate: str | None = None,
-        actor: Actor | None = None,
-        major: int = 1,
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-        tenant: str | None = None,
-        time: datetime | None = None,
-    ) -> Event:
-        """Build, validate and write one event; see :meth:`event` for the arguments."""
-        [written] = await self.write(
-            conn,
-            self.event(
-                event_type,
-                subject=subject,
-                version=version,
-                data=data,
-                aggregate=aggregate,
-                actor=actor,
-                major=major,
-                causation_id=causation_id,
-                correlation_id=correlation_id,
-                tenant=tenant,
-                time=time,
-            ),
-        )
+    async def emit(self, conn: asyncpg.Connection, event_type: str, **fields: Any) -> Event:
+        """Build, validate and write one event; ``fields`` are :meth:`event`'s
+        keyword arguments (``subject``, ``version``, ``data``, ...)."""
+        [written] = await self.write(conn, self.event(event_type, **fields))
         return written
