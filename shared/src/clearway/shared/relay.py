@@ -28,6 +28,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from opentelemetry import trace
 
 from clearway.shared.backoff import Backoff
@@ -40,6 +41,7 @@ from clearway.shared.telemetry import context_from_traceparent, current_tracepar
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
+REQUEST_TIMEOUT_MS = 30000
 #: Reconnect delays of the relay: it never gives up (the outbox keeps every row).
 RELAY_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
@@ -52,10 +54,32 @@ def idempotent_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "linger_ms": 2,
         "max_batch_size": 512 * 1024,
-        "request_timeout_ms": 30000,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
     }
     opts.update(overrides)
     return AIOKafkaProducer(**opts)
+
+
+async def stop_producer(producer: AIOKafkaProducer, timeout_s: float = 5.0) -> None:
+    """Stop ``producer`` within ``timeout_s`` even while the broker is down.
+
+    aiokafka's ``stop()`` first flushes every pending batch, and with the broker
+    gone an idempotent producer retries them forever. After ``timeout_s`` the
+    pending batches are abandoned: their outbox rows were never deleted, so the
+    next relay publishes them again.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait([stopping], timeout=timeout_s)
+    if not done:
+        # No public API abandons pending batches; ending the sender task is what
+        # unblocks stop() (it waits for the flush or for that task).
+        sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        if sender_task is not None:
+            sender_task.cancel()
+            await asyncio.wait([sender_task])
+        log.warning("Kafka producer stopped with unsent batches (they stay in the outbox)")
+    with contextlib.suppress(Exception):
+        await stopping
 
 
 class OutboxRelay:
@@ -73,6 +97,7 @@ class OutboxRelay:
         producer_options: Mapping[str, Any] | None = None,
         backoff: Backoff = RELAY_BACKOFF,
         stall_after_s: float = 10.0,
+        publish_timeout_s: float | None = None,
     ) -> None:
         self.database_url = database_url
         self.schema = schema
@@ -82,6 +107,11 @@ class OutboxRelay:
         self.backoff = backoff
         self.stall_after_s = stall_after_s
         self._producer_options = dict(producer_options or {})
+        # With the broker gone an idempotent producer retries a batch forever; past
+        # twice its request timeout the relay calls the batch failed instead of
+        # holding the transaction open for the whole outage.
+        timeout_ms = self._producer_options.get("request_timeout_ms", REQUEST_TIMEOUT_MS)
+        self.publish_timeout_s = publish_timeout_s or 2 * timeout_ms / 1000
         self._producer: AIOKafkaProducer | None = producer
         self._own_producer = producer is None
         self._wake = asyncio.Event()
@@ -171,8 +201,7 @@ class OutboxRelay:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_producer(producer)
 
     def _recovered(self) -> None:
         if self.last_error is not None:
@@ -231,7 +260,12 @@ class OutboxRelay:
             OUTBOX_LAG_SECONDS.labels(self.schema).set(max(lag, 0.0))
             self._publishing_since = time.monotonic()
             futures = [await self._send(r) for r in rows]
-            await asyncio.gather(*futures)
+            try:
+                await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout_s)
+            except TimeoutError:
+                raise KafkaTimeoutError(
+                    f"{len(rows)} records not acknowledged within {self.publish_timeout_s:.0f}s"
+                ) from None
             self._publishing_since = None
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
