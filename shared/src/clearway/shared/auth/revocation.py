@@ -240,9 +240,9 @@ class RevocationFeed:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
-        self._consumer = consumer
+        self._consumer = consumer  # closed by _close() even when start() is interrupted
         try:
+            await consumer.start()
             # Without a group id, aiokafka assigns every partition of a subscribed
             # topic to this consumer (and follows partitions added later); nothing is
             # shared with other replicas and no offsets are committed.
