@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -21,11 +20,12 @@ from clearway.shared.auth import HttpJwksSource, TokenVerifier
 from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate, service_dsn
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.http import create_app
-from clearway.shared.kafka import make_broker
+from clearway.shared.kafka import consumers_healthy, make_broker, run_broker
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.shared.settings import PlatformSettings
+from clearway.shared.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SERVICE = "audit"
@@ -117,17 +117,13 @@ def checkpoint_outbox(settings: AuditSettings) -> handlers.CheckpointOutbox:
     )
 
 
-async def _checkpoint_loop(app: FastAPI, settings: AuditSettings) -> None:
-    while True:
-        await asyncio.sleep(settings.checkpoint_interval_s)
-        try:
-            await handlers.take_checkpoint(
-                app.state.pool, app.state.keyring, settings.clock, app.state.announce
-            )
-            async with app.state.pool.acquire() as conn, conn.transaction():
-                await precreate_partitions(conn, settings)
-        except Exception:  # the next round retries; a corrupted log is logged loudly
-            log.exception("periodic audit checkpoint failed")
+async def _checkpoint(app: FastAPI, settings: AuditSettings) -> None:
+    """Sign a checkpoint over the records so far and keep the next partitions ready."""
+    await handlers.take_checkpoint(
+        app.state.pool, app.state.keyring, settings.clock, app.state.announce
+    )
+    async with app.state.pool.acquire() as conn, conn.transaction():
+        await precreate_partitions(conn, settings)
 
 
 def build_app(settings: AuditSettings) -> FastAPI:
@@ -147,39 +143,44 @@ def build_app(settings: AuditSettings) -> FastAPI:
             return bool(await pool.fetchval("SELECT 1"))
 
         app.state.readiness_checks.append(database)
-        producer = broker = relay = None
         app.state.announce = None
-        if settings.consume:
-            app.state.announce = checkpoint_outbox(settings)
-            relay = OutboxRelay(
-                service_dsn(settings.database_url, SERVICE, settings.role_password),
-                store.SCHEMA,
-                settings.kafka_bootstrap,
-            )
-            await relay.start()
-            producer = idempotent_producer(settings.kafka_bootstrap)
-            await producer.start()
-            broker = make_broker(
-                settings.kafka_bootstrap, metadata_max_age_ms=settings.metadata_max_age_ms
-            )
-            app.state.consumer = consumer = consumers.build_consumer(
-                pool, DeadLetters(producer, consumers.CONSUMER), default_registry(), settings.clock
-            )
-            consumers.subscribe(broker, consumer, settings.topic_prefix)
-            await broker.start()
-        task = asyncio.create_task(_checkpoint_loop(app, settings))
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.consume:
+                    app.state.announce = checkpoint_outbox(settings)
+                    producer = idempotent_producer(settings.kafka_bootstrap)
+                    await producer.start()
+                    stack.push_async_callback(producer.stop)  # the DLT writer outlives tasks
+                tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+                if settings.consume:
+                    relay = OutboxRelay(
+                        service_dsn(settings.database_url, SERVICE, settings.role_password),
+                        store.SCHEMA,
+                        settings.kafka_bootstrap,
+                    )
+                    tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                    broker = make_broker(
+                        settings.kafka_bootstrap, metadata_max_age_ms=settings.metadata_max_age_ms
+                    )
+                    app.state.consumer = consumer = consumers.build_consumer(
+                        pool,
+                        DeadLetters(producer, consumers.CONSUMER),
+                        default_registry(),
+                        settings.clock,
+                    )
+                    consumers.subscribe(broker, consumer, settings.topic_prefix)
+                    tasks.task(
+                        "consumers",
+                        lambda: run_broker(broker),
+                        health=lambda: consumers_healthy([consumer]),
+                    )
+                # a failed checkpoint is retried (and counted) by the supervisor; a
+                # corrupted log is logged loudly by the checkpoint itself
+                tasks.every(
+                    "checkpoint", settings.checkpoint_interval_s, lambda: _checkpoint(app, settings)
+                )
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            if broker is not None:
-                await broker.stop()
-            if producer is not None:
-                await producer.stop()
-            if relay is not None:
-                await relay.stop()
             await pool.close()
 
     app = create_app(SERVICE, title="Clearway audit", lifespan=lifespan)

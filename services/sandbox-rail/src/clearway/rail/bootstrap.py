@@ -14,6 +14,7 @@ from clearway.rail.api import router
 from clearway.rail.faults import FaultInjector, FaultState
 from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
 from clearway.shared.http import create_app
+from clearway.shared.supervisor import Supervisor
 
 SERVICE = "rail"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -52,7 +53,9 @@ def build_app(settings: RailSettings) -> FastAPI:
         dsn = service_dsn(settings.database_url, SERVICE, settings.role_password)
         app.state.pool = await create_pool(dsn, schema=SERVICE, max_size=10)
         try:
-            yield
+            # The rail has no background work yet; tasks are declared here when it does.
+            async with Supervisor("sandbox-rail", app):
+                yield
         finally:
             await app.state.pool.close()
 
