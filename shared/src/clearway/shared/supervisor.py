@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 Job = Callable[[], Awaitable[Any]]
 Health = Callable[[], bool]
 
-#: Restart delays: quick first restarts, at most half a minute apart when a task
+#: Restart delays: quick first restarts, at most ten seconds apart when a task
 #: keeps crashing; never gives up (the crash is logged every time).
-RESTART_BACKOFF = Backoff(base=0.5, cap=30.0, jitter=0.2)
+RESTART_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
 
 class TaskState(enum.StrEnum):
