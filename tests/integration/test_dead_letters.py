@@ -6,7 +6,8 @@ import asyncpg
 import pytest
 
 from clearway.shared import dlt_cli
-from clearway.shared.consumer import IdempotentConsumer, PermanentError, RetryPolicy
+from clearway.shared.backoff import Backoff
+from clearway.shared.consumer import IdempotentConsumer, PermanentError
 from clearway.shared.db import create_pool, migrate
 from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.events import Event, new_event
@@ -62,7 +63,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         pool,
         DeadLetters(producer, "kitdemo"),
         handler=ledger,
-        retry=RetryPolicy(attempts=3, base_delay=0.01),
+        retry=Backoff(base=0.01, max_attempts=3),
     )
     broker = make_broker(platform.kafka_bootstrap)
     subscribe_idempotent(broker, consumer, topic, group_id="kitdemo")

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from clearway.transfer.domain import (
+    RAIL_RETRY,
     InvalidField,
     InvalidTransition,
     KeyDecision,
@@ -18,7 +19,6 @@ from clearway.transfer.domain import (
     fingerprint,
     new_transfer_id,
     reference_for,
-    retry_delay,
     settlement_postings,
 )
 
@@ -85,9 +85,11 @@ def test_settlement_postings_balance():
 
 
 def test_the_rail_retry_schedule_is_bounded_and_honours_retry_after():
-    assert retry_delay(1) == 0.05
-    assert retry_delay(2, retry_after=3) == 3
-    assert retry_delay(100) is None
+    assert RAIL_RETRY.step(1) == 0.05  # attempts count from 1, as everywhere
+    assert 0.04 <= (RAIL_RETRY.delay(1) or 0) <= 0.06
+    assert RAIL_RETRY.delay(2, retry_after=3) == 3
+    assert RAIL_RETRY.delay(2, retry_after=3600) == 10.0
+    assert RAIL_RETRY.delay(8) is not None and RAIL_RETRY.delay(9) is None
 
 
 def test_transfer_ids_are_prefixed_and_roughly_time_ordered():

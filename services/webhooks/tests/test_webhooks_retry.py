@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+from clearway.shared.backoff import parse_retry_after
 from clearway.webhooks.domain import (
     RETRY_SCHEDULE,
     Outcome,
     check_subscriptions,
     classify,
     matches,
-    parse_retry_after,
-    retry_delay,
+    retry_policy,
 )
+
+
+def retry_delay(attempt, retry_after=None, rng=None, *, schedule=RETRY_SCHEDULE):  # type: ignore[no-untyped-def]
+    policy = retry_policy(schedule)
+    return replace(policy, rng=rng or random.Random()).delay(attempt, retry_after)
 
 
 def test_the_published_schedule_is_immediately_5s_5min_30min_2h_5h_10h_10h():

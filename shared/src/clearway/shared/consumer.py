@@ -10,7 +10,7 @@ Failures:
 - infrastructure errors (database or network down) are retried with backoff
   until they pass: the batch is not acknowledged meanwhile, nothing is skipped;
 - a handler error isolates the message (one transaction per message), retries
-  it with backoff and dead-letters it after ``RetryPolicy.attempts``;
+  it with backoff and dead-letters it once ``retry`` (a :class:`Backoff`) is exhausted;
   :class:`PermanentError` dead-letters at once.
 """
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 from opentelemetry import trace
 
+from clearway.shared.backoff import Backoff, retry
 from clearway.shared.context import correlation
 from clearway.shared.dlt import DeadLetters, KafkaRecord
 from clearway.shared.events import Event, MalformedEvent
@@ -88,18 +88,11 @@ class PermanentError(Exception):
     """Raised by a handler when a message can never succeed: dead-letter it now."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Per-message retries before dead-lettering; exponential with full jitter."""
-
-    attempts: int = 4
-    base_delay: float = 0.1
-    max_delay: float = 5.0
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return (rng or random).uniform(ceiling / 2, ceiling)
+#: Per-message retries of a handler error before the message is dead-lettered.
+MESSAGE_RETRY = Backoff(base=0.1, cap=5.0, jitter=0.5, max_attempts=4)
+#: Infrastructure errors and dead-letter writes are retried until they pass: the
+#: batch is not acknowledged meanwhile and the consumer reports itself unhealthy.
+INFRA_RETRY = Backoff(base=0.2, cap=30.0, jitter=0.2)
 
 
 class IdempotentConsumer:
@@ -115,7 +108,8 @@ class IdempotentConsumer:
         batch_handler: BatchHandler | None = None,
         validate: Validator | None = None,
         accept: Callable[[Event], bool] | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: Backoff = MESSAGE_RETRY,
+        infra_retry: Backoff = INFRA_RETRY,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler or batch_handler")
@@ -127,8 +121,20 @@ class IdempotentConsumer:
         self.validate = validate
         self.accept = accept
         self.retry = retry
+        self.infra_retry = infra_retry
+        self.last_error: str | None = None
         self.applied = 0
         self.duplicates = 0
+
+    def healthy(self) -> bool:
+        """False while the database (or the dead-letter topic) keeps failing: records
+        are then neither applied nor acknowledged."""
+        return self.last_error is None
+
+    def _unwell(self, error: BaseException, attempt: int) -> None:
+        if self.last_error is None:
+            log.error("%s: infrastructure failing (%s); retrying until it passes", self.name, error)
+        self.last_error = f"{type(error).__name__}: {error}"[:500]
 
     async def handle_records(self, records: Sequence[KafkaRecord]) -> None:
         """Apply a fetched batch. Returns once every record is applied, a duplicate,
@@ -162,16 +168,15 @@ class IdempotentConsumer:
         return ev
 
     async def _with_infra_retry(self, op: Callable[[], Awaitable[None]]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await op()
-                return
-            except INFRA_ERRORS as e:
-                attempt += 1
-                delay = min(30.0, 0.2 * 2 ** min(attempt, 8))
-                log.warning("%s: infrastructure error (%s), retry in %.1fs", self.name, e, delay)
-                await asyncio.sleep(delay)
+        await retry(
+            op,
+            self.infra_retry,
+            what=f"{self.name}: apply",
+            retry_on=INFRA_ERRORS,
+            logger=log,
+            on_retry=self._unwell,
+        )
+        self.last_error = None
 
     async def _apply(self, items: Sequence[tuple[KafkaRecord, Event]]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -225,10 +230,11 @@ class IdempotentConsumer:
             first_error = None
             while True:
                 if error is not None:
-                    if isinstance(error, PermanentError) or attempt >= self.retry.attempts:
+                    delay = None if isinstance(error, PermanentError) else self.retry.delay(attempt)
+                    if delay is None:
                         await self._dead_letter(r, error, attempts=attempt)
                         break
-                    await asyncio.sleep(self.retry.delay(attempt))
+                    await asyncio.sleep(delay)
                 try:
                     await self._with_infra_retry(_bind(self._apply, [(r, ev)]))
                     break
@@ -242,15 +248,15 @@ class IdempotentConsumer:
             "%s: dead-lettering %s[%d]@%d: %s", self.name, r.topic, r.partition, r.offset, error
         )
         CONSUMER_MESSAGES_TOTAL.labels(self.name, "dead_lettered").inc()
-        attempt = 0
-        while True:  # the DLT write must succeed before the offset moves on
-            try:
-                await self.dead_letters.send(r, error, attempts=attempts)
-                return
-            except Exception as e:
-                attempt += 1
-                log.error("%s: dead-letter write failed (%s); retrying", self.name, e)
-                await asyncio.sleep(min(10.0, 0.2 * 2**attempt))
+        # The DLT write must succeed before the offset moves on: retried until it does.
+        await retry(
+            lambda: self.dead_letters.send(r, error, attempts=attempts),
+            self.infra_retry,
+            what=f"{self.name}: dead-letter write",
+            logger=log,
+            on_retry=self._unwell,
+        )
+        self.last_error = None
 
 
 def _bind(

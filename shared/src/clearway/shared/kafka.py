@@ -8,9 +8,10 @@ outbox + inbox pair gives exactly-once effects instead (docs/design.md §4).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -71,6 +72,30 @@ def subscribe_idempotent(
         batch_timeout_ms=batch_timeout_ms,
         **kwargs,
     )(subscriber)
+
+
+async def run_broker(broker: KafkaBroker, *, check_every_s: float = 1.0) -> None:
+    """Run ``broker``'s subscribers until cancelled: the supervised form of a broker.
+
+    Raises when a subscriber's consume loop died (FastStream restarts a loop that
+    crashed, but one that ended stays dead), so the supervisor restarts the broker.
+    """
+    await broker.start()
+    try:
+        while True:
+            await asyncio.sleep(check_every_s)
+            for sub in broker.subscribers:
+                tasks = getattr(sub, "tasks", None)
+                if tasks and all(t.done() for t in tasks):
+                    raise RuntimeError(f"a consume loop of {sub.specification.name} ended")
+    finally:
+        with contextlib.suppress(Exception):
+            await broker.stop()
+
+
+def consumers_healthy(consumers: Sequence[IdempotentConsumer]) -> bool:
+    """Health of a broker's consumers: none is stuck retrying its infrastructure."""
+    return all(c.healthy() for c in consumers)
 
 
 async def ensure_topics(

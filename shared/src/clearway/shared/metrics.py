@@ -88,6 +88,18 @@ WEBHOOK_ATTEMPTS_TOTAL = _metric(
     "Outbound webhook delivery attempts by outcome.",
     ("outcome",),
 )
+TASK_RESTARTS_TOTAL = _metric(
+    Counter,
+    "clearway_task_restarts_total",
+    "Background tasks restarted by the supervisor after a crash.",
+    ("service", "task"),
+)
+TASK_UP = _metric(
+    Gauge,
+    "clearway_task_up",
+    "1 while a supervised background task runs and reports itself healthy, else 0.",
+    ("service", "task"),
+)
 
 
 def mount_metrics(

@@ -6,7 +6,11 @@
   idempotent producer), so a crash republishes rather than loses;
 - keeps per-key order: one relay per schema is active at a time (a session
   advisory lock elects it; standbys take over when its connection dies), and
-  the idempotent producer keeps the order of what it is given per partition.
+  the idempotent producer keeps the order of what it is given per partition;
+- survives any error (database or broker down, an aiokafka ``KafkaError`` such as
+  a request timeout in a long outage), reports itself unhealthy meanwhile
+  (:meth:`OutboxRelay.healthy`, consulted by the supervisor and ``/readyz``) and
+  reconnects with backoff.
 
 Run standalone: ``python -m clearway.shared.relay --schema transfer``.
 """
@@ -19,12 +23,15 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from opentelemetry import trace
 
+from clearway.shared.backoff import Backoff
 from clearway.shared.db import ident, init_connection
 from clearway.shared.events import headers_from_json
 from clearway.shared.metrics import OUTBOX_LAG_SECONDS, OUTBOX_PUBLISHED_TOTAL
@@ -33,6 +40,10 @@ from clearway.shared.telemetry import context_from_traceparent, current_tracepar
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
+
+REQUEST_TIMEOUT_MS = 30000
+#: Reconnect delays of the relay: it never gives up (the outbox keeps every row).
+RELAY_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
 
 def idempotent_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
@@ -43,10 +54,32 @@ def idempotent_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "linger_ms": 2,
         "max_batch_size": 512 * 1024,
-        "request_timeout_ms": 30000,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
     }
     opts.update(overrides)
     return AIOKafkaProducer(**opts)
+
+
+async def stop_producer(producer: AIOKafkaProducer, timeout_s: float = 5.0) -> None:
+    """Stop ``producer`` within ``timeout_s`` even while the broker is down.
+
+    aiokafka's ``stop()`` first flushes every pending batch, and with the broker
+    gone an idempotent producer retries them forever. After ``timeout_s`` the
+    pending batches are abandoned: their outbox rows were never deleted, so the
+    next relay publishes them again.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait([stopping], timeout=timeout_s)
+    if not done:
+        # No public API abandons pending batches; ending the sender task is what
+        # unblocks stop() (it waits for the flush or for that task).
+        sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        if sender_task is not None:
+            sender_task.cancel()
+            await asyncio.wait([sender_task])
+        log.warning("Kafka producer stopped with unsent batches (they stay in the outbox)")
+    with contextlib.suppress(Exception):
+        await stopping
 
 
 class OutboxRelay:
@@ -61,16 +94,32 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval: float = 1.0,
         producer: AIOKafkaProducer | None = None,
+        producer_options: Mapping[str, Any] | None = None,
+        backoff: Backoff = RELAY_BACKOFF,
+        stall_after_s: float = 10.0,
+        publish_timeout_s: float | None = None,
     ) -> None:
         self.database_url = database_url
         self.schema = schema
+        self.kafka_bootstrap = kafka_bootstrap
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self._producer = producer or idempotent_producer(kafka_bootstrap)
+        self.backoff = backoff
+        self.stall_after_s = stall_after_s
+        self._producer_options = dict(producer_options or {})
+        # With the broker gone an idempotent producer retries a batch forever; past
+        # twice its request timeout the relay calls the batch failed instead of
+        # holding the transaction open for the whole outage.
+        timeout_ms = self._producer_options.get("request_timeout_ms", REQUEST_TIMEOUT_MS)
+        self.publish_timeout_s = publish_timeout_s or 2 * timeout_ms / 1000
+        self._producer: AIOKafkaProducer | None = producer
         self._own_producer = producer is None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._publishing_since: float | None = None
+        self.last_error: str | None = None
         self.published = 0
         self.is_leader = False
 
@@ -78,11 +127,18 @@ class OutboxRelay:
     def channel(self) -> str:
         return f"clearway_outbox_{self.schema}"
 
+    def healthy(self) -> bool:
+        """False while the relay cannot publish: its last try failed, or a batch has been
+        waiting for Kafka's acknowledgement for longer than ``stall_after_s``."""
+        if self.last_error is not None:
+            return False
+        since = self._publishing_since
+        return since is None or time.monotonic() - since < self.stall_after_s
+
     async def start(self) -> None:
-        """Start relaying in a background task."""
-        if self._own_producer:
-            await self._producer.start()
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
+        """Start relaying in a background task (see :meth:`run`)."""
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.schema}")
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -90,22 +146,68 @@ class OutboxRelay:
         if self._task:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._own_producer:
-            await self._producer.stop()
 
     async def run_forever(self) -> None:
         await self.start()
         assert self._task is not None
         await self._task
 
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self._lead()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("outbox relay lost its database connection: %s; retrying", e)
-                self.is_leader = False
-                await self._sleep(1.0)
+    async def run(self) -> None:
+        """Relay until :meth:`stop` (or cancellation).
+
+        Survives any error (database gone, broker gone, a request timeout during a
+        long broker outage): it is logged, :meth:`healthy` turns false, and the
+        relay reconnects after a :data:`RELAY_BACKOFF` delay. Rows stay in the
+        outbox meanwhile; nothing is lost, a republished row is absorbed by the
+        consumers' inbox.
+        """
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if self._producer is None:
+                        self._producer = idempotent_producer(
+                            self.kafka_bootstrap, **self._producer_options
+                        )
+                        await self._producer.start()
+                    await self._lead()
+                except Exception as e:
+                    await self._failed(e)
+        finally:
+            self.is_leader = False
+            if self._own_producer:
+                await self._drop_producer()
+
+    async def _failed(self, error: Exception) -> None:
+        self._failures += 1
+        self._publishing_since = None
+        first = self.last_error is None
+        self.last_error = f"{type(error).__name__}: {error}"[:500]
+        delay = self.backoff.delay(self._failures) or self.backoff.cap
+        (log.error if first else log.warning)(
+            "outbox relay %s cannot publish (%s); retry %d in %.1fs",
+            self.schema,
+            self.last_error,
+            self._failures,
+            delay,
+        )
+        if self._own_producer and not isinstance(
+            error, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+        ):
+            # A Kafka error may leave the idempotent producer's sequence numbers out of
+            # step with the broker (an expired batch); a fresh producer starts clean.
+            await self._drop_producer()
+        await self._sleep(delay)
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await stop_producer(producer)
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.info("outbox relay %s publishes again", self.schema)
+        self.last_error = None
+        self._failures = 0
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -124,6 +226,7 @@ class OutboxRelay:
             while not await conn.fetchval(
                 "SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self.schema}"
             ):
+                self._recovered()  # a standby is healthy: the leader publishes
                 await self._sleep(1.0)  # standby: another relay holds the lock
                 if self._stopping.is_set():
                     return
@@ -151,15 +254,24 @@ class OutboxRelay:
             )
             if not rows:
                 OUTBOX_LAG_SECONDS.labels(self.schema).set(0)
+                self._recovered()  # nothing waits to be published
                 return 0
             lag = time.time() - rows[0]["created_at"].timestamp()
             OUTBOX_LAG_SECONDS.labels(self.schema).set(max(lag, 0.0))
+            self._publishing_since = time.monotonic()
             futures = [await self._send(r) for r in rows]
-            await asyncio.gather(*futures)
+            try:
+                await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout_s)
+            except TimeoutError:
+                raise KafkaTimeoutError(
+                    f"{len(rows)} records not acknowledged within {self.publish_timeout_s:.0f}s"
+                ) from None
+            self._publishing_since = None
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
         self.published += len(rows)
+        self._recovered()
         OUTBOX_PUBLISHED_TOTAL.labels(self.schema).inc(len(rows))
         return len(rows)
 
@@ -184,6 +296,7 @@ class OutboxRelay:
             headers.append(("traceparent", tp.encode()))
             if ts:
                 headers.append(("tracestate", ts.encode()))
+        assert self._producer is not None
         fut: asyncio.Future[Any] = await self._producer.send(
             row["topic"], value=bytes(row["payload"]), key=row["key"], headers=headers
         )

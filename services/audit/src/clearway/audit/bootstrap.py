@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,9 +18,10 @@ from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrat
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
-from clearway.shared.kafka import make_broker
+from clearway.shared.kafka import consumers_healthy, make_broker, run_broker
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
+from clearway.shared.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SERVICE = "audit"
@@ -67,17 +67,13 @@ def checkpoint_outbox(settings: AuditSettings) -> handlers.CheckpointOutbox:
     )
 
 
-async def _checkpoint_loop(app: FastAPI, settings: AuditSettings) -> None:
-    while True:
-        await asyncio.sleep(settings.checkpoint_interval_s)
-        try:
-            await handlers.take_checkpoint(
-                app.state.pool, app.state.keyring, settings.clock, app.state.announce
-            )
-            async with app.state.pool.acquire() as conn, conn.transaction():
-                await precreate_partitions(conn, settings)
-        except Exception:  # the next round retries; a corrupted log is logged loudly
-            log.exception("periodic audit checkpoint failed")
+async def _checkpoint(app: FastAPI, settings: AuditSettings) -> None:
+    """Sign a checkpoint over the records so far and keep the next partitions ready."""
+    await handlers.take_checkpoint(
+        app.state.pool, app.state.keyring, settings.clock, app.state.announce
+    )
+    async with app.state.pool.acquire() as conn, conn.transaction():
+        await precreate_partitions(conn, settings)
 
 
 def build_app(settings: AuditSettings) -> FastAPI:
@@ -97,39 +93,39 @@ def build_app(settings: AuditSettings) -> FastAPI:
             return bool(await pool.fetchval("SELECT 1"))
 
         app.state.readiness_checks.append(database)
-        producer = broker = relay = None
         app.state.announce = None
-        if settings.consume:
-            app.state.announce = checkpoint_outbox(settings)
-            relay = OutboxRelay(
-                settings.service_dsn,
-                store.SCHEMA,
-                settings.platform.kafka_bootstrap,
-            )
-            await relay.start()
-            producer = idempotent_producer(settings.platform.kafka_bootstrap)
-            await producer.start()
-            broker = make_broker(
-                settings.platform.kafka_bootstrap, metadata_max_age_ms=settings.metadata_max_age_ms
-            )
-            app.state.consumer = consumer = consumers.build_consumer(
-                pool, DeadLetters(producer, consumers.CONSUMER), default_registry(), settings.clock
-            )
-            consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
-            await broker.start()
-        task = asyncio.create_task(_checkpoint_loop(app, settings))
+        kafka = settings.platform.kafka_bootstrap
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.consume:
+                    app.state.announce = checkpoint_outbox(settings)
+                    producer = idempotent_producer(kafka)
+                    await producer.start()
+                    stack.push_async_callback(producer.stop)  # the DLT writer outlives tasks
+                tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+                if settings.consume:
+                    relay = OutboxRelay(settings.service_dsn, store.SCHEMA, kafka)
+                    tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                    broker = make_broker(kafka, metadata_max_age_ms=settings.metadata_max_age_ms)
+                    app.state.consumer = consumer = consumers.build_consumer(
+                        pool,
+                        DeadLetters(producer, consumers.CONSUMER),
+                        default_registry(),
+                        settings.clock,
+                    )
+                    consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
+                    tasks.task(
+                        "consumers",
+                        lambda: run_broker(broker),
+                        health=lambda: consumers_healthy([consumer]),
+                    )
+                # a failed checkpoint is retried (and counted) by the supervisor; a
+                # corrupted log is logged loudly by the checkpoint itself
+                tasks.every(
+                    "checkpoint", settings.checkpoint_interval_s, lambda: _checkpoint(app, settings)
+                )
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            if broker is not None:
-                await broker.stop()
-            if producer is not None:
-                await producer.stop()
-            if relay is not None:
-                await relay.stop()
             await pool.close()
 
     app = create_app(SERVICE, title="Clearway audit", lifespan=lifespan)

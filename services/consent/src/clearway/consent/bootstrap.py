@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +19,7 @@ from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.relay import OutboxRelay
+from clearway.shared.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SCHEMA = "consent"
@@ -50,15 +49,6 @@ async def prepare(settings: ConsentSettings) -> str:
     return settings.service_dsn
 
 
-async def _every(seconds: float, job, name: str) -> None:  # type: ignore[no-untyped-def]
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await job()
-        except Exception:
-            log.exception("%s failed; retrying", name)
-
-
 def build_app(settings: ConsentSettings) -> FastAPI:
     """The consent service's FastAPI app; connects only when its lifespan starts."""
     keys = key_ring(settings)
@@ -75,33 +65,23 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         svc = Service(settings, pool, keys)
         app.state.consent = svc
         await clients.keep_keys_current(svc)
-        relay = OutboxRelay(dsn, SCHEMA, settings.platform.kafka_bootstrap, poll_interval=0.5)
-        await relay.start()
-        feed = RevocationFeed(settings.platform.kafka_bootstrap, settings.topic, revocations)
-        await feed.start()
         if settings.seed_demo:
             from clearway.consent.seed import seed
 
             await seed(svc, settings.platform.local_dir)
-        tasks = [
-            asyncio.create_task(
-                _every(1.0, lambda: clients.keep_keys_current(svc), "key rotation"),
-                name="consent-keys",
-            ),
-            asyncio.create_task(
-                _every(settings.expiry_sweep_s, lambda: handlers.expire_due(svc), "expiry sweep"),
-                name="consent-expiry",
-            ),
-        ]
         try:
-            yield
+            async with Supervisor("consent", app) as tasks:
+                bootstrap = settings.platform.kafka_bootstrap
+                relay = OutboxRelay(dsn, SCHEMA, bootstrap, poll_interval=0.5)
+                tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                feed = RevocationFeed(bootstrap, settings.topic, revocations)
+                tasks.task("revocation-feed", feed.run, health=feed.healthy)
+                tasks.every("key-rotation", 1.0, lambda: clients.keep_keys_current(svc))
+                tasks.every(
+                    "expiry-sweep", settings.expiry_sweep_s, lambda: handlers.expire_due(svc)
+                )
+                yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await feed.stop()
-            await relay.stop()
             await pool.close()
 
     app = create_app(

@@ -13,6 +13,7 @@ from clearway.rail.faults import FaultInjector, FaultState
 from clearway.rail.settings import RailSettings
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
+from clearway.shared.supervisor import Supervisor
 
 SERVICE = "rail"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -33,7 +34,9 @@ def build_app(settings: RailSettings) -> FastAPI:
         dsn = settings.service_dsn
         app.state.pool = await create_pool(dsn, schema=SERVICE, max_size=10)
         try:
-            yield
+            # The rail has no background work yet; tasks are declared here when it does.
+            async with Supervisor("sandbox-rail", app):
+                yield
         finally:
             await app.state.pool.close()
 

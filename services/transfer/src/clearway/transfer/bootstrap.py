@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -24,9 +23,16 @@ from clearway.shared.db import (
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
+from clearway.shared.kafka import (
+    consumers_healthy,
+    ensure_topics,
+    make_broker,
+    run_broker,
+    subscribe_idempotent,
+)
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
+from clearway.shared.supervisor import Supervisor
 from clearway.transfer import handlers, store
 from clearway.transfer.api import router
 from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
@@ -41,23 +47,24 @@ AUDIENCE = "clearway-transfer"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def _maintain(
-    settings: TransferSettings, core: handlers.Core, executor: Executor | None
+def _maintenance(
+    tasks: Supervisor, settings: TransferSettings, core: handlers.Core, executor: Executor | None
 ) -> None:
     """Cold-start sweep, then periodically: stale keys, expired keys, open transfers."""
-    jobs: list[tuple[str, Any]] = [
-        ("recover stale keys", lambda: handlers.recover_stale_keys(core)),
-        ("purge expired keys", lambda: handlers.purge_expired_keys(core)),
-    ]
+    every = settings.maintenance_interval_s
+    tasks.every(
+        "recover-stale-keys", every, lambda: handlers.recover_stale_keys(core), run_at_start=True
+    )
+    tasks.every(
+        "purge-expired-keys", every, lambda: handlers.purge_expired_keys(core), run_at_start=True
+    )
     if executor is not None:
-        jobs.append(("sweep open transfers", lambda: executor.sweep(settings.sweep_grace_s)))
-    while True:
-        for name, job in jobs:
-            try:
-                await job()
-            except Exception:
-                log.warning("maintenance job %r failed; next round retries", name, exc_info=True)
-        await asyncio.sleep(settings.maintenance_interval_s)
+        tasks.every(
+            "sweep-open-transfers",
+            every,
+            lambda: executor.sweep(settings.sweep_grace_s),
+            run_at_start=True,
+        )
 
 
 def build_app(settings: TransferSettings) -> FastAPI:
@@ -96,9 +103,6 @@ def build_app(settings: TransferSettings) -> FastAPI:
             executor = Executor(core, rail)
             app.state.executor = executor
 
-            relay = OutboxRelay(settings.service_dsn, SERVICE, p.kafka_bootstrap)
-            await relay.start()
-            stack.push_async_callback(relay.stop)
             producer = idempotent_producer(p.kafka_bootstrap)
             await producer.start()
             stack.push_async_callback(producer.stop)
@@ -135,24 +139,21 @@ def build_app(settings: TransferSettings) -> FastAPI:
                     group_id="transfer-executor",
                     max_records=100,
                 )
-            await broker.start()
-            stack.push_async_callback(broker.stop)
             app.state.consumers = {"intents": intents, "executor": jobs}
 
+            tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            relay = OutboxRelay(settings.service_dsn, SERVICE, p.kafka_bootstrap)
+            tasks.task("outbox-relay", relay.run, health=relay.healthy)
+            tasks.task(
+                "consumers",
+                lambda: run_broker(broker),
+                health=lambda: consumers_healthy([intents, jobs]),
+            )
             if settings.revocation_feed:
                 feed = RevocationFeed(p.kafka_bootstrap, p.topic(CONSENT_TOPIC), revocations)
-                await feed.start()
-                stack.push_async_callback(feed.stop)
-
-            maintenance = asyncio.create_task(
-                _maintain(settings, core, executor if settings.run_executor else None)
-            )
-            try:
-                yield
-            finally:
-                maintenance.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await maintenance
+                tasks.task("revocation-feed", feed.run, health=feed.healthy)
+            _maintenance(tasks, settings, core, executor if settings.run_executor else None)
+            yield
 
     app = create_app(SERVICE, title="Clearway transfers", lifespan=lifespan)
     jwks_source: Any = settings.jwks or HttpJwksSource(

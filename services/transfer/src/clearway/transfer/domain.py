@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import rfc8785
 
 from clearway.shared.actor import Actor
+from clearway.shared.backoff import Backoff
 
 #: ISO 4217 active alphabetic codes this platform moves money in.
 CURRENCIES = frozenset(
@@ -378,14 +379,9 @@ def decide(
     return KeyDecision.RECOVER if age_s >= lock_timeout_s else KeyDecision.IN_FLIGHT
 
 
-#: Executor retry schedule towards the rail (seconds), then the message is retried by
-#: the consumer's infrastructure backoff.
-RAIL_RETRY_SCHEDULE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.0, 2.0)
-
-
-def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
-    """Seconds to wait after failed attempt ``attempt`` (1-based); None: give up for now."""
-    if attempt > len(RAIL_RETRY_SCHEDULE):
-        return None
-    base = RAIL_RETRY_SCHEDULE[attempt - 1]
-    return max(base, min(retry_after, 10.0)) if retry_after is not None else base
+#: Executor retries towards the rail: the wait after failed attempt n is the n-th step
+#: (seconds, ±20 %); a rail's Retry-After is honoured up to 10 s. After the last
+#: attempt the job goes back to the consumer, whose infrastructure backoff retries it.
+RAIL_RETRY = Backoff.from_schedule(
+    (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.0, 2.0), jitter=0.2, retry_after_cap=10.0
+)

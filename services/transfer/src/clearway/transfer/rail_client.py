@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 from opentelemetry import propagate
 
+from clearway.shared.backoff import parse_retry_after
 from clearway.shared.context import current_correlation_id
-from clearway.transfer.domain import retry_delay
+from clearway.transfer.domain import RAIL_RETRY
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,20 @@ class RailClient:
                     return _charge(r.json())
                 if 400 <= r.status_code < 500 and r.status_code not in (408, 409, 429):
                     return RailRejected(f"rail refused the charge ({r.status_code})")
-                retry_after = _retry_after(r)
+                retry_after = parse_retry_after(r.headers.get("retry-after"))
                 log.warning("rail answered %s for %s; checking", r.status_code, reference)
             except (httpx.TransportError, ValueError) as e:
                 log.warning("ambiguous rail outcome for %s (%s); checking", reference, e)
             found = await self.find(reference)
             if found is not None:
                 return found
-            delay = retry_delay(attempt, retry_after)
+            delay = RAIL_RETRY.delay(attempt, retry_after)
             if delay is None:
+                log.error(
+                    "rail unavailable for %s after %d attempts; the job is retried later",
+                    reference,
+                    attempt,
+                )
                 raise RailUnavailable(f"rail unavailable for {reference}")
             await asyncio.sleep(delay)
 
@@ -119,13 +125,6 @@ class RailClient:
 
 def _charge(doc: dict[str, Any]) -> RailCharge:
     return RailCharge(doc["charge_id"], doc["status"], int(doc["amount"]), doc["currency"])
-
-
-def _retry_after(r: httpx.Response) -> float | None:
-    try:
-        return float(r.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
 
 
 def _trace_headers() -> dict[str, str]:

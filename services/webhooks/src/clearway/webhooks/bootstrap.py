@@ -13,8 +13,9 @@ from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_topics, make_broker
+from clearway.shared.kafka import consumers_healthy, ensure_topics, make_broker, run_broker
 from clearway.shared.relay import OutboxRelay, idempotent_producer
+from clearway.shared.supervisor import Supervisor
 from clearway.webhooks import api, api_messages, consumers
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.dispatcher import Dispatcher
@@ -73,24 +74,10 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
             stack.push_async_callback(pool.close)
             stack.push_async_callback(client.aclose)
             bootstrap = settings.platform.kafka_bootstrap
-            if settings.run_relay:
-                await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
-                relay = OutboxRelay(dsn, SCHEMA, bootstrap)
-                await relay.start()
-                stack.push_async_callback(relay.stop)
             if settings.run_consumer:
                 producer = idempotent_producer(bootstrap)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
-                consumer = consumers.fan_out_consumer(
-                    ctx, pool, DeadLetters(producer, consumers.GROUP)
-                )
-                # New topics are found on metadata refresh: keep that short.
-                broker = make_broker(bootstrap, metadata_max_age_ms=5000)
-                consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
-                await broker.start()
-                stack.push_async_callback(broker.stop)
-                app.state.consumer = consumer
             replays = ReplayRunner(pool)
             app.state.replays = replays
             await replays.resume()
@@ -100,6 +87,29 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 await dispatcher.start()
                 stack.push_async_callback(dispatcher.stop)
                 app.state.dispatcher = dispatcher
+
+            tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            if settings.run_relay:
+                await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
+                relay = OutboxRelay(dsn, SCHEMA, bootstrap)
+                tasks.task("outbox-relay", relay.run, health=relay.healthy)
+            if settings.run_consumer:
+                consumer = consumers.fan_out_consumer(
+                    ctx, pool, DeadLetters(producer, consumers.GROUP)
+                )
+                # New topics are found on metadata refresh: keep that short.
+                broker = make_broker(bootstrap, metadata_max_age_ms=5000)
+                consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
+                tasks.task(
+                    "consumers",
+                    lambda: run_broker(broker),
+                    health=lambda: consumers_healthy([consumer]),
+                )
+                app.state.consumer = consumer
+            if settings.run_dispatcher:
+                for i in range(settings.workers):
+                    # Delivery is not what readiness is about: the API serves without it.
+                    tasks.task(f"dispatcher-worker-{i}", dispatcher.work, critical=False)
             yield
 
     app = create_app(

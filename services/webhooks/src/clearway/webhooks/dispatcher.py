@@ -1,8 +1,11 @@
 """Dispatcher workers: claim due messages, sign and POST them, record the outcome.
 
-Several workers (tasks here, and any number of processes) share the work through
-``FOR UPDATE SKIP LOCKED`` claims with a lease. Whatever a receiver answers,
-however slowly or strangely, ends as an attempt row: a worker never dies of it.
+Several workers (supervised tasks here, and any number of processes) share the
+work through ``FOR UPDATE SKIP LOCKED`` claims with a lease. Whatever a receiver
+answers, however slowly or strangely, ends as an attempt row: a worker never
+dies of it. A round that fails for other reasons (the database) raises to the
+supervisor, which logs it, counts it and restarts the worker with backoff;
+attempts that could not be recorded are kept and recorded by the next round.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 
@@ -18,6 +20,7 @@ import asyncpg
 import httpx
 from opentelemetry import trace
 
+from clearway.shared.backoff import Backoff, RetriesExhausted, parse_retry_after, retry
 from clearway.shared.metrics import WEBHOOK_ATTEMPTS_TOTAL
 from clearway.shared.telemetry import context_from_traceparent, current_traceparent
 from clearway.webhooks import store, store_dispatch
@@ -25,8 +28,7 @@ from clearway.webhooks.domain import (
     Outcome,
     Status,
     classify,
-    parse_retry_after,
-    retry_delay,
+    retry_policy,
     secret_key,
     signature_header,
 )
@@ -39,6 +41,9 @@ _tracer = trace.get_tracer(__name__)
 CHANNEL = "clearway_webhooks_due"
 USER_AGENT = "Clearway-Webhooks/1.0"
 _RETRYABLE_DB = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+#: Recording a round's attempts meets deadlocks with other workers now and then.
+RECORD_RETRY = Backoff(base=0.05, cap=1.0, jitter=0.5, max_attempts=5)
 
 
 class Dispatcher:
@@ -50,7 +55,8 @@ class Dispatcher:
         self.pool = pool
         self.client = client
         self.dsn = dsn
-        self.rng = random.Random()
+        self.backoff = retry_policy(self.settings.schedule, self.settings.jitter)
+        self._unrecorded: list[Result] = []
         self._keys: dict[int, bytes] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -59,36 +65,23 @@ class Dispatcher:
         self.delivered = 0
 
     async def start(self) -> None:
+        """Listen for due messages; the workers are :meth:`work` tasks the caller runs."""
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             self._listener = await asyncpg.connect(self.dsn)
             await self._listener.add_listener(CHANNEL, lambda *_: self._wake.set())
-        self._tasks = [
-            asyncio.create_task(self._work(i), name=f"webhook-worker-{i}")
-            for i in range(self.settings.workers)
-        ]
 
     async def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
 
-    async def _work(self, n: int) -> None:
+    async def work(self) -> None:
+        """One worker: claim, deliver and record rounds until stopped. A round that fails
+        raises (the supervisor restarts the worker with backoff)."""
         while not self._stopping.is_set():
-            try:
-                done = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database went away, a bug: log, back off, carry on
-                log.exception("webhook worker %d failed a round; retrying", n)
-                await asyncio.sleep(1.0)
-                continue
+            done = await self.run_once()
             if done < self.settings.batch_size:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -96,6 +89,8 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it, record it; returns how many were attempted."""
+        if self._unrecorded:
+            await self._record_or_keep([])
         async with self.pool.acquire() as conn, conn.transaction():
             claimed = await store_dispatch.claim(
                 conn, self.settings.batch_size, self.settings.lease_s
@@ -106,13 +101,34 @@ class Dispatcher:
         results = await asyncio.gather(
             *(self._attempt(c, keys.get(c.endpoint_id, [])) for c in claimed)
         )
-        for attempt in range(5):
-            try:
-                await self._record(results)
-                break
-            except _RETRYABLE_DB:
-                await asyncio.sleep(0.05 * (attempt + 1))
+        await self._record_or_keep(results)
         return len(claimed)
+
+    async def _record_or_keep(self, results: Sequence[Result]) -> None:
+        """Record attempts, retrying deadlocks; if that keeps failing, keep them for the
+        next round (never drop an attempt that was made) and raise."""
+        batch = [*self._unrecorded, *results]
+        self._unrecorded = []
+        try:
+            await retry(
+                lambda: self._record(batch),
+                RECORD_RETRY,
+                what=f"recording {len(batch)} webhook attempts",
+                retry_on=_RETRYABLE_DB,
+                logger=log,
+            )
+        except (RetriesExhausted, *_TRANSIENT, asyncio.CancelledError) as e:
+            self._unrecorded = batch + self._unrecorded
+            if not isinstance(e, asyncio.CancelledError):
+                log.error("recording %d webhook attempts failed: %s; kept", len(batch), e)
+            raise
+        except Exception as e:  # a bug, not the weather: say which attempts are lost
+            log.error(
+                "recording webhook attempts failed (%s); attempts of %s are not recorded",
+                e,
+                ", ".join(f"{r.claimed.id}#{r.claimed.attempt_no}" for r in batch),
+            )
+            raise
 
     async def _signing_keys(self, endpoint_ids: set[str]) -> dict[str, list[bytes]]:
         async with self.pool.acquire() as conn:
@@ -157,6 +173,7 @@ class Dispatcher:
         try:
             async with self.client.stream("POST", c.url, content=c.payload, headers=headers) as r:
                 code = r.status_code
+                # finite, non-negative and bounded: it also pauses the whole endpoint
                 retry_after = parse_retry_after(r.headers.get("retry-after"))
                 body = await _read_limited(r, self.settings.response_body_limit)
             outcome = classify(code)
@@ -183,13 +200,7 @@ class Dispatcher:
         elif outcome is Outcome.GONE:
             status = Status.FAILED
         else:
-            delay = retry_delay(
-                c.round_attempt,
-                retry_after,
-                self.rng,
-                schedule=self.settings.schedule,
-                jitter=self.settings.jitter,
-            )
+            delay = self.backoff.delay(c.round_attempt, retry_after)
             status = Status.FAILED if delay is None else Status.PENDING
         return Result(
             c, outcome.value, status.value, delay, code, latency_ms, body, error, retry_after
@@ -225,6 +236,11 @@ class Dispatcher:
             gone = [r for r in ours if r.outcome == Outcome.GONE]
             if exhausted:
                 await store_dispatch.dead_letter(conn, exhausted, "attempts exhausted")
+                log.error(
+                    "%d webhook messages dead-lettered after their last attempt: %s",
+                    len(exhausted),
+                    ", ".join(r.claimed.id for r in exhausted),
+                )
             if gone:
                 await store_dispatch.dead_letter(conn, gone, "the receiver answered 410 Gone")
             for r in exhausted + gone:

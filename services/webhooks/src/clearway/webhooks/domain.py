@@ -14,13 +14,14 @@ import fnmatch
 import hashlib
 import hmac
 import json
-import random
 import re
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from clearway.shared.backoff import Backoff
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 #: The published retry schedule: delay before attempt N+1 after attempt N failed
@@ -96,26 +97,20 @@ def signature_header(keys: Sequence[bytes], msg_id: str, timestamp: int, body: b
     return " ".join(sign(k, msg_id, timestamp, body) for k in keys)
 
 
-def retry_delay(
-    attempt: int,
-    retry_after: float | None = None,
-    rng: random.Random | None = None,
-    *,
-    schedule: Sequence[float] = RETRY_SCHEDULE,
-    jitter: float = JITTER,
-) -> float | None:
-    """Seconds to wait after failed attempt ``attempt`` (1-based); ``None`` when it was the last.
+def retry_policy(schedule: Sequence[float] = RETRY_SCHEDULE, jitter: float = JITTER) -> Backoff:
+    """The published schedule as the kit's :class:`Backoff`: ``delay(n)`` is the wait after
+    failed attempt ``n`` (1-based), ``schedule[n]`` ± ``jitter``, ``None`` after the last.
 
-    The schedule entry gets ±``jitter`` so retries of many messages spread out;
-    a receiver's ``Retry-After`` is a floor (capped at the schedule's longest step).
+    ``schedule[0]`` is the wait before attempt 1 (immediate), so the steps between
+    attempts are ``schedule[1:]``; a receiver's ``Retry-After`` is a floor, capped at
+    the schedule's longest step.
     """
-    if attempt >= len(schedule):
-        return None
-    base = schedule[attempt]
-    delay = base * (1 + (rng or random).uniform(-jitter, jitter)) if base else 0.0
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, max(schedule)))
-    return delay
+    return Backoff.from_schedule(
+        tuple(schedule[1:]),
+        jitter=jitter,
+        max_attempts=len(schedule),
+        retry_after_cap=max(schedule),
+    )
 
 
 def classify(status_code: int) -> Outcome:
@@ -127,17 +122,6 @@ def classify(status_code: int) -> Outcome:
     if status_code == 429:
         return Outcome.THROTTLED
     return Outcome.FAILURE
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (RFC 9110 §10.2.3); dates are not honoured."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def check_subscriptions(patterns: Iterable[str], known_types: Iterable[str]) -> list[str]:

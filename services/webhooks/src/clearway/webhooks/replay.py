@@ -17,11 +17,14 @@ from datetime import datetime
 import asyncpg
 
 from clearway.shared.auth import Principal
+from clearway.shared.backoff import Backoff, retry
 from clearway.webhooks import store, store_replay
 from clearway.webhooks.domain import new_replay_id
 from clearway.webhooks.handlers import Context, NotFound
 
 log = logging.getLogger(__name__)
+#: A replay step waits out database trouble: never gives up, at most 30 s apart.
+REPLAY_RETRY = Backoff(base=0.5, cap=30.0, jitter=0.2)
 
 
 async def create_job(
@@ -112,14 +115,20 @@ class ReplayRunner:
         self._tasks[job_id] = asyncio.create_task(self._run(job_id), name=f"replay-{job_id}")
 
     async def _run(self, job_id: str) -> None:
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    if not await step(conn, job_id):
-                        return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("replay %s: %s; retrying", job_id, e)
-                await asyncio.sleep(1.0)
+        async def one_step() -> bool:
+            async with self.pool.acquire() as conn:
+                return await step(conn, job_id)
+
+        # Each step is retried until the database lets it through (the job is durable
+        # and resumable, so waiting is always right); the backoff restarts per step.
+        while await retry(
+            one_step,
+            REPLAY_RETRY,
+            what=f"replay {job_id}",
+            retry_on=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
+            logger=log,
+        ):
+            pass
 
     async def stop(self) -> None:
         for t in self._tasks.values():

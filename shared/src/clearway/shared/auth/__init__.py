@@ -10,7 +10,8 @@ Wire it in a service's bootstrap::
         revocations=revocations,
     )
     feed = RevocationFeed(settings.platform.kafka_bootstrap, consent_topic, revocations)
-    await feed.start()  # in the lifespan; await feed.stop() on shutdown
+    # in the lifespan, on the service's Supervisor (restarted and reported in /readyz):
+    tasks.task("revocation-feed", feed.run, health=feed.healthy)
 
 and declare each route's scope::
 

@@ -23,10 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from clearway.shared.backoff import Backoff
+
 if TYPE_CHECKING:
     from clearway.shared.auth.verify import Principal
 
 log = logging.getLogger(__name__)
+
+#: Reconnect delays of the revocation feed; it never gives up.
+FEED_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
 CONSENT_REVOKED = "consent.revoked"
 TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type, not a secret)
@@ -164,39 +169,29 @@ class RevocationFeed:
         *,
         start_timeout_s: float = 30.0,
         poll_timeout_ms: int = 100,
+        backoff: Backoff = FEED_BACKOFF,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.revocations = revocations
         self.ready = asyncio.Event()
+        self.backoff = backoff
+        self.last_error: str | None = None
+        self._failures = 0
         self._start_timeout_s = start_timeout_s
         self._poll_timeout_ms = poll_timeout_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._end_offsets: dict[TopicPartition, int] = {}
 
+    def healthy(self) -> bool:
+        """True once the records present at start are applied and reads succeed."""
+        return self.ready.is_set() and self.last_error is None
+
     async def start(self) -> None:
-        """Take every partition of the topic, seek to the beginning and start applying."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        self._consumer = consumer
-        try:
-            # Without a group id, aiokafka assigns every partition of a subscribed
-            # topic to this consumer (and follows partitions added later); nothing is
-            # shared with other replicas and no offsets are committed.
-            consumer.subscribe([self.topic])
-            partitions = await self._assignment(consumer)
-            await consumer.seek_to_beginning(*partitions)
-            self._end_offsets = dict(await consumer.end_offsets(partitions))
-        except BaseException:
-            await self.stop()
-            raise
-        self._task = asyncio.create_task(self._run(consumer), name=f"revocations:{self.topic}")
+        """Connect (raising if the topic cannot be read) and apply in a background task."""
+        await self._connect()
+        self._task = asyncio.create_task(self.run(), name=f"revocations:{self.topic}")
 
     async def stop(self) -> None:
         """Stop applying and close the consumer."""
@@ -205,34 +200,87 @@ class RevocationFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await self._close()
+
+    async def run(self) -> None:
+        """Apply revocations until cancelled (the supervised form of the feed).
+
+        Survives broker trouble: a dead feed would let revoked tokens through
+        silently, so every error is logged, :meth:`healthy` turns false, and the
+        feed reconnects after a :data:`FEED_BACKOFF` delay.
+        """
+        try:
+            while True:
+                try:
+                    if self._consumer is None:
+                        await self._connect()
+                    assert self._consumer is not None
+                    await self._consume(self._consumer)
+                except Exception as error:
+                    self._failures += 1
+                    delay = self.backoff.delay(self._failures) or self.backoff.cap
+                    (log.error if self.last_error is None else log.warning)(
+                        "revocation feed on %s failed (%s); retry %d in %.1fs",
+                        self.topic,
+                        error,
+                        self._failures,
+                        delay,
+                        exc_info=self.last_error is None,
+                    )
+                    self.last_error = f"{type(error).__name__}: {error}"[:500]
+                    await asyncio.sleep(delay)
+        finally:
+            await self._close()
+
+    async def _connect(self) -> None:
+        """Take every partition of the topic and seek to the beginning."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._consumer = consumer  # closed by _close() even when start() is interrupted
+        try:
+            await consumer.start()
+            # Without a group id, aiokafka assigns every partition of a subscribed
+            # topic to this consumer (and follows partitions added later); nothing is
+            # shared with other replicas and no offsets are committed.
+            consumer.subscribe([self.topic])
+            partitions = await self._assignment(consumer)
+            await consumer.seek_to_beginning(*partitions)
+            self._end_offsets = dict(await consumer.end_offsets(partitions))
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
 
     async def _assignment(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         deadline = time.monotonic() + self._start_timeout_s
         while not consumer.assignment():
             if time.monotonic() >= deadline:
                 raise RuntimeError(f"topic {self.topic} not found on {self.bootstrap}")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # polling for the group-less assignment, not a retry
         return sorted(consumer.assignment())
 
-    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         await self._check_caught_up(consumer)
         while True:
-            try:
-                # A short poll keeps propagation of a revocation well under a second.
-                batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
-                for records in batch.values():
-                    for record in records:
-                        self._apply(record)
-                if not self.ready.is_set():
-                    await self._check_caught_up(consumer)
-            except Exception:
-                # Keep the feed alive through broker trouble: a dead feed would let
-                # revoked tokens through silently.
-                log.exception("revocation feed on %s failed; retrying", self.topic)
-                await asyncio.sleep(1.0)
+            # A short poll keeps propagation of a revocation well under a second.
+            batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
+            for records in batch.values():
+                for record in records:
+                    self._apply(record)
+            if not self.ready.is_set():
+                await self._check_caught_up(consumer)
+            if self.last_error is not None:
+                log.info("revocation feed on %s reads again", self.topic)
+            self.last_error = None
+            self._failures = 0
 
     def _apply(self, record: Any) -> None:
         try:
