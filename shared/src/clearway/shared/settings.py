@@ -280,6 +280,9 @@ class ServiceSettings(_Settings):
     """TCP port of the HTTP server."""
     db_password: SecretStr = SecretStr("dev")
     """Password of the service's own Postgres role (created by its migrations)."""
+    cursor_key: Base64Secret | None = None
+    """MAC key of the list cursors (base64 of at least 32 random bytes), the same on
+    every replica; unset in development, each process draws its own."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -338,6 +341,11 @@ class ServiceSettings(_Settings):
         why = "required in production (the built-in development default is in use)"
         if bad := self.development_secrets():
             raise SettingsError(dict.fromkeys(bad, why))
+
+    @property
+    def cursor_secret(self) -> bytes | None:
+        """The list-cursor key for ``create_app(cursor_secret=...)``."""
+        return self.cursor_key.get_secret_value() if self.cursor_key is not None else None
 
     @property
     def service_dsn(self) -> str:

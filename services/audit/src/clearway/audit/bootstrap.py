@@ -128,6 +128,11 @@ def build_app(settings: AuditSettings) -> FastAPI:
         finally:
             await pool.close()
 
-    app = create_app(SERVICE, title="Clearway audit", lifespan=lifespan)
+    app = create_app(
+        SERVICE,
+        title="Clearway audit",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
+    )
     app.include_router(api.router)
     return app

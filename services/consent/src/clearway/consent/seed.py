@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from clearway.consent import clients, handlers
-from clearway.consent.bootstrap import SCHEMA, key_ring, prepare
 from clearway.consent.clientauth import _verify
 from clearway.consent.domain import ClientStatus
 from clearway.consent.service import Service
-from clearway.consent.settings import ConsentSettings
 from clearway.shared.actor import Actor
-from clearway.shared.db import create_pool
 
 TENANTS = ("tnt_demo_alpha", "tnt_demo_beta")
 REDIRECT_URIS = ["http://127.0.0.1:8765/callback", "http://localhost:8765/callback"]
@@ -98,13 +95,3 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     tmp.replace(path)
     return path
 
-
-async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
-    dsn = await prepare(settings)
-    pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
-    try:
-        return await seed(
-            Service(settings, pool, key_ring(settings)), settings.platform.local_dir, rotate=rotate
-        )
-    finally:
-        await pool.close()

@@ -40,7 +40,12 @@ def build_app(settings: RailSettings) -> FastAPI:
         finally:
             await app.state.pool.close()
 
-    app = create_app("sandbox-rail", title="Clearway sandbox rail", lifespan=lifespan)
+    app = create_app(
+        "sandbox-rail",
+        title="Clearway sandbox rail",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
+    )
     app.include_router(router)
     app.state.faults = FaultState(settings.fault_seed)
     app.add_middleware(FaultInjector, state=app.state.faults)
