@@ -41,3 +41,4 @@ def test_every_variable_is_listed_and_no_secret_value_is():
                 if isinstance(value, bytes):
                     assert base64.b64encode(value).decode() not in text, var
     assert "development default (secret; required in production)" in text
+    assert "unset (secret; required in production)" in text

@@ -98,7 +98,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             )
             app.state.core = core
             app.state.readiness_checks.append(_database_check(pool))
-            rail = RailClient(settings.rail_url)
+            rail = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
             stack.push_async_callback(rail.close)
             executor = Executor(core, rail)
             app.state.executor = executor
