@@ -30,7 +30,7 @@ from clearway_webhook_verify import Verifier
 from clearway.shared.events import Event
 from clearway.shared.testing.helpers import eventually, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SERVICES = ["consent", "rail", "transfer", "webhooks", "audit"]
 

@@ -19,7 +19,7 @@ import uvicorn
 
 from clearway.shared.testing.token_endpoint import TokenEndpoint
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 INTENTS = int(os.environ.get("CLEARWAY_FAULT_RUN_INTENTS", "1000"))
 

@@ -20,7 +20,8 @@ from clearway.shared.kafka import ensure_topics
 from clearway.webhooks import handlers
 from clearway.webhooks.bootstrap import make_context, prepare_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Its own budget: on a busy 2-core machine the 10,000 events can take twice as long.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 # The acceptance run's 10,000 events take about 70 s here; CLEARWAY_WEBHOOKS_KILL_N
 # makes a quicker local run.
 N = int(os.environ.get("CLEARWAY_WEBHOOKS_KILL_N", "10000"))
