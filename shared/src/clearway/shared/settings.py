@@ -284,6 +284,8 @@ class ServiceSettings(_Settings):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract_settings"):  # a base with shared fields, not a service
+            return
         if not re.fullmatch(r"[a-z][a-z0-9]*", cls.service):
             raise TypeError(f"{cls.__name__}.service must be a short lowercase name")
         cls.model_config = {**cls.model_config, "env_prefix": f"CLEARWAY_{cls.service.upper()}_"}
