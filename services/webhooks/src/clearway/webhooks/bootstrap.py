@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -44,7 +45,8 @@ async def prepare_database(settings: WebhooksSettings) -> str:
 
 def make_context(settings: WebhooksSettings) -> Context:
     events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix)
-    return Context(settings, SecretBox(settings.secret_key.get_secret_value()), events)
+    # the HSM must answer now: a service without its keys refuses to start
+    return Context(settings, SecretBox(open_envelope(settings)), events)
 
 
 def build_app(settings: WebhooksSettings) -> FastAPI:
