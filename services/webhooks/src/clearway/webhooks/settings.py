@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
+from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.settings import Csv, internal
 from clearway.webhooks.domain import JITTER, RETRY_SCHEDULE
@@ -18,6 +19,9 @@ class WebhooksSettings(KeySettings):
     """Signed webhook delivery to partners' endpoints."""
 
     service: ClassVar[str] = "webhooks"
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
+        SealedColumn("endpoint_secrets", "sealed"),
+    )
 
     port: int = 8002
     db_password: SecretStr = SecretStr("webhooks-dev")

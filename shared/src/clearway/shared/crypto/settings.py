@@ -17,6 +17,7 @@ from clearway.shared.crypto.envelope import DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
 from clearway.shared.crypto.keyring import KeyringProvider
 from clearway.shared.crypto.keys import KeyProvider
+from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.softhsm import DEFAULT_MODULE, ensure_token
 from clearway.shared.settings import ServiceSettings, SettingsError
 
@@ -27,6 +28,8 @@ class KeySettings(ServiceSettings):
     """Base of the settings of a service holding secrets at rest (not itself a service)."""
 
     abstract_settings: ClassVar[bool] = True
+    #: the columns of the service holding envelope blobs (re-wrapped on rotation)
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = ()
 
     key_provider: Literal["hsm", "keyring"] = "hsm"
     """Where the key-encryption keys live: ``hsm`` (PKCS#11) or ``keyring`` (a local
