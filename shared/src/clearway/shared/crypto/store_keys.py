@@ -104,7 +104,7 @@ async def sealed_batch(
         await conn.fetch(
             f"SELECT {i}::text AS id, {c} AS sealed FROM {t}"
             f" WHERE {c} IS NOT NULL AND ($1::text IS NULL OR {i} > CAST($1 AS {kind}))"
-            f" ORDER BY {i} LIMIT $2",
+            f" ORDER BY {t}.{i} LIMIT $2",  # the column, not the text alias
             after,
             limit,
         )
