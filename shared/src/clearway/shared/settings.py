@@ -8,7 +8,7 @@ Two levels, one rule for variable names:
 * :class:`ServiceSettings`: the base of each service's ``settings.py``. Every
   field of a service, including ``port``, ``host`` and ``db_password`` declared
   here, is ``CLEARWAY_<SVC>_<FIELD>`` (``CLEARWAY_TRANSFER_PORT``,
-  ``CLEARWAY_WEBHOOKS_SECRET_KEY``), so one environment can hold every
+  ``CLEARWAY_WEBHOOKS_HSM_TOKEN``), so one environment can hold every
   service's configuration without collisions. The platform part is nested as
   ``settings.platform``.
 
