@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, then the Python workspace.
-# System: Postgres server binaries, a JDK and Maven (for the Kafka jars).
+# System: Postgres server binaries, a JDK and Maven (for the Kafka jars), SoftHSM2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,6 +10,8 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 # Browser tests of the consent page drive Debian's Chromium through Playwright.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# KEKs live in a PKCS#11 token; tests and `make run` use SoftHSM2 (docs/design.md §9).
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 if ((${#need[@]})); then
   echo "[bootstrap] installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -26,8 +26,8 @@ SERVICES: dict[str, tuple[str, set[str]]] = {
         "clearway.transfer.settings:TransferSettings",
         {"CLEARWAY_TRANSFER_CLIENT_SECRET", "CLEARWAY_TRANSFER_REFERENCE_SECRET"},
     ),
-    "webhooks": ("clearway.webhooks.settings:WebhooksSettings", {"CLEARWAY_WEBHOOKS_SECRET_KEY"}),
-    "consent": ("clearway.consent.settings:ConsentSettings", {"CLEARWAY_CONSENT_SESSION_KEY"}),
+    "webhooks": ("clearway.webhooks.settings:WebhooksSettings", {"CLEARWAY_WEBHOOKS_HSM_PIN"}),
+    "consent": ("clearway.consent.settings:ConsentSettings", {"CLEARWAY_CONSENT_HSM_PIN"}),
     "audit": ("clearway.audit.settings:AuditSettings", set()),
     "rail": ("clearway.rail.settings:RailSettings", set()),
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from cryptography.exceptions import InvalidTag
 
 from clearway.consent.bootstrap import build_app, key_ring
+from clearway.shared.crypto import Envelope, RecordUnreadable
+from clearway.shared.crypto.keyring import KeyringProvider
 from clearway.shared.testing.helpers import eventually, serve
 
 from .conftest import read_events
@@ -14,15 +15,17 @@ from .conftest import read_events
 pytestmark = pytest.mark.integration
 
 
-async def test_private_keys_rest_encrypted_and_only_the_right_kek_opens_them(consent):
+async def test_private_keys_rest_encrypted_and_only_the_right_kek_opens_them(consent, tmp_path):
     async with consent.svc.pool.acquire() as conn:
         rows = await conn.fetch("SELECT kid, private_ciphertext FROM signing_keys")
         assert rows and all(b"PRIVATE KEY" not in bytes(r["private_ciphertext"]) for r in rows)
         replica = key_ring(consent.settings)  # another replica with the same KEK
         await replica.load(conn)
         assert replica.signer().kid == consent.svc.keys.signer().kid
-        stranger = key_ring(consent.settings.replace(kek=b"\x01" * 32))
-        with pytest.raises(InvalidTag):
+        other_kek = KeyringProvider("consent", tmp_path)  # same name, another KEK
+        other_kek.ensure()
+        stranger = key_ring(consent.settings, Envelope(other_kek))
+        with pytest.raises(RecordUnreadable, match=r"signing_keys\.private_ciphertext of row"):
             await stranger.load(conn)
 
 

@@ -22,7 +22,7 @@ async def test_an_endpoint_is_created_with_a_secret_shown_once_then_listed_updat
     assert created["secret"].startswith("whsec_") and created["id"].startswith("ep_")
     got = await service.http.get(f"/v1/endpoints/{created['id']}", headers=service.auth)
     assert got.status_code == 200 and "secret" not in got.json()
-    stored = await service.pool.fetchval("SELECT ciphertext FROM endpoint_secrets")
+    stored = await service.pool.fetchval("SELECT sealed FROM endpoint_secrets")
     assert created["secret"].encode() not in bytes(stored), "secrets are encrypted at rest"
 
     patched = await service.http.patch(

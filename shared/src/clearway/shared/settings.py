@@ -8,7 +8,7 @@ Two levels, one rule for variable names:
 * :class:`ServiceSettings`: the base of each service's ``settings.py``. Every
   field of a service, including ``port``, ``host`` and ``db_password`` declared
   here, is ``CLEARWAY_<SVC>_<FIELD>`` (``CLEARWAY_TRANSFER_PORT``,
-  ``CLEARWAY_WEBHOOKS_SECRET_KEY``), so one environment can hold every
+  ``CLEARWAY_WEBHOOKS_HSM_TOKEN``), so one environment can hold every
   service's configuration without collisions. The platform part is nested as
   ``settings.platform``.
 
@@ -291,6 +291,8 @@ class ServiceSettings(_Settings):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract_settings"):  # a base with shared fields, not a service
+            return
         if not re.fullmatch(r"[a-z][a-z0-9]*", cls.service):
             raise TypeError(f"{cls.__name__}.service must be a short lowercase name")
         cls.model_config = {**cls.model_config, "env_prefix": f"CLEARWAY_{cls.service.upper()}_"}

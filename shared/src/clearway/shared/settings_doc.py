@@ -41,7 +41,7 @@ starts, and nowhere else. One naming scheme:
 
 * the platform's shared infrastructure: `CLEARWAY_<FIELD>`, the same for every service;
 * everything that belongs to one service: `CLEARWAY_<SVC>_<FIELD>`
-  (`CLEARWAY_TRANSFER_PORT`, `CLEARWAY_WEBHOOKS_SECRET_KEY`).
+  (`CLEARWAY_TRANSFER_PORT`, `CLEARWAY_WEBHOOKS_HSM_TOKEN`).
 
 A missing or malformed value stops the service at start with the variable at
 fault (`CLEARWAY_TRANSFER_PORT: must be an integer`) and exit status 2. Secrets

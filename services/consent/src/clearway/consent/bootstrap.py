@@ -11,11 +11,14 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from clearway.consent import api, clients, handlers, oauth_api, pages
-from clearway.consent.keys import KeyEncryption, KeyRing
+from clearway.consent.keys import KeyEncryption, KeyRing, load_session_key
 from clearway.consent.seed import seed
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.auth import RevocationFeed, RevocationSet, TokenVerifier
+from clearway.shared.crypto import Envelope
+from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics
@@ -27,9 +30,11 @@ SCHEMA = "consent"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def key_ring(settings: ConsentSettings) -> KeyRing:
+def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> KeyRing:
+    """The signing keys, sealed by ``envelope`` (default: the configured key provider;
+    an unreachable HSM raises KeyUnavailable, so the service refuses to start)."""
     return KeyRing(
-        KeyEncryption(settings.kek.get_secret_value()),
+        KeyEncryption(envelope or open_envelope(settings)),
         alg=settings.signing_alg,
         max_token_ttl=timedelta(seconds=settings.token_ttl_s),
         activation_delay=timedelta(seconds=settings.key_activation_delay_s),
@@ -75,6 +80,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic])
         pool = await create_pool(dsn, schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
+        async with pool.acquire() as conn:
+            svc.session_key = await load_session_key(conn, keys.encryption.envelope)
         app.state.consent = svc
         await clients.keep_keys_current(svc)
         if settings.seed_demo:
@@ -87,6 +94,16 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 feed = RevocationFeed(bootstrap, settings.topic, revocations)
                 tasks.task("revocation-feed", feed.run, health=feed.healthy)
                 tasks.every("key-rotation", 1.0, lambda: clients.keep_keys_current(svc))
+                tasks.every(
+                    "kek-rotation",
+                    30.0,
+                    lambda: keep_kek_current(
+                        pool,
+                        keys.encryption.envelope,
+                        svc.events,
+                        timedelta(seconds=settings.kek_rotation_interval_s),
+                    ),
+                )
                 tasks.every(
                     "expiry-sweep", settings.expiry_sweep_s, lambda: handlers.expire_due(svc)
                 )

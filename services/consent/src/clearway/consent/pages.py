@@ -45,7 +45,9 @@ def _svc(request: Request) -> Service:
 
 
 def _mac(svc: Service, text: str) -> str:
-    key = svc.settings.session_key.get_secret_value()
+    if not svc.session_key:  # loaded at start; never a guessable fallback
+        raise RuntimeError("the consent session key is not loaded")
+    key = svc.session_key
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 

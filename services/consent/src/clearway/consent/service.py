@@ -17,6 +17,8 @@ class Service:
     settings: ConsentSettings
     pool: asyncpg.Pool
     keys: KeyRing
+    #: HMAC key of the page session cookie and CSRF tokens (generated once, stored sealed)
+    session_key: bytes = b""
     #: The one way this service emits: ``clearway.consent.events.v1``, ``/clearway/consent``.
     events: EventWriter = field(init=False)
 

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import ClassVar
 
 from pydantic import SecretStr
 
-from clearway.shared.settings import Base64Secret, ServiceSettings
-
-# Development-only fallback; production sets CLEARWAY_CONSENT_KEK (32 bytes, base64).
-_DEV_SECRET = b"clearway-consent-development-only"
+from clearway.shared.crypto.rotation import SealedColumn
+from clearway.shared.crypto.settings import KeySettings
 
 
-class ConsentSettings(ServiceSettings):
+class ConsentSettings(KeySettings):
     """The OAuth 2.0 authorization server and consent store; its public URL is the
     platform's ``CLEARWAY_OAUTH_ISSUER``."""
 
     service: ClassVar[str] = "consent"
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
+        SealedColumn("signing_keys", "private_ciphertext", "kid"),
+        SealedColumn("session_keys", "sealed"),
+    )
 
     port: int = 8003
     db_password: SecretStr = SecretStr("consent-dev")
-    kek: Base64Secret = hashlib.sha256(_DEV_SECRET + b"/kek").digest()
-    """AES-256 key-encryption key (32 bytes, base64) for private signing keys at rest."""
-    session_key: Base64Secret = hashlib.sha256(_DEV_SECRET + b"/session").digest()
-    """HMAC key (base64) of the development login session cookie and CSRF tokens."""
     signing_alg: str = "ES256"
     """JWS algorithm of issued access tokens (RFC 7518)."""
     token_ttl_s: int = 300

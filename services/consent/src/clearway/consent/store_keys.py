@@ -57,3 +57,17 @@ async def insert_key(
         sealed,
         activates_at,
     )
+
+
+async def session_key(conn: asyncpg.Connection) -> bytes | None:
+    """The sealed session/CSRF key, when one was generated."""
+    value = await conn.fetchval("SELECT sealed FROM session_keys WHERE id = 'session'")
+    return None if value is None else bytes(value)
+
+
+async def insert_session_key(conn: asyncpg.Connection, sealed: bytes) -> None:
+    """Store the sealed session key unless another replica stored one first."""
+    await conn.execute(
+        "INSERT INTO session_keys (id, sealed) VALUES ('session', $1) ON CONFLICT DO NOTHING",
+        sealed,
+    )

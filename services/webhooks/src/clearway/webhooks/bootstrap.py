@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -44,7 +47,8 @@ async def prepare_database(settings: WebhooksSettings) -> str:
 
 def make_context(settings: WebhooksSettings) -> Context:
     events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix)
-    return Context(settings, SecretBox(settings.secret_key.get_secret_value()), events)
+    # the HSM must answer now: a service without its keys refuses to start
+    return Context(settings, SecretBox(open_envelope(settings)), events)
 
 
 def build_app(settings: WebhooksSettings) -> FastAPI:
@@ -89,6 +93,12 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            rotation = timedelta(seconds=settings.kek_rotation_interval_s)
+            tasks.every(
+                "kek-rotation",
+                30.0,
+                lambda: keep_kek_current(pool, ctx.box.envelope, ctx.events, rotation),
+            )
             if settings.run_relay:
                 await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(dsn, SCHEMA, bootstrap)

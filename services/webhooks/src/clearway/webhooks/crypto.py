@@ -1,25 +1,29 @@
-"""Endpoint secrets at rest: AES-256-GCM, the endpoint id bound as associated data.
+"""Endpoint signing secrets at rest: the kit's envelope (docs/design.md §9).
 
-The key comes from settings for now; the envelope under an HSM/KMS key
-(docs/design.md §9) arrives with the data protection work.
+Each ``whsec_`` secret is sealed under a fresh data key wrapped by the service's
+KEK in the HSM, bound to its endpoint and tenant, so a sealed secret copied onto
+another endpoint does not open.
 """
 
 from __future__ import annotations
 
-import os
+from clearway.shared.crypto import Context, Envelope
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+SERVICE = "webhooks"
+
+
+def _context(endpoint_id: str, tenant: str) -> Context:
+    return Context(SERVICE, "endpoint_secrets", "sealed", endpoint_id, tenant)
 
 
 class SecretBox:
-    def __init__(self, key: bytes) -> None:
-        if len(key) != 32:
-            raise ValueError("the webhook secret key must be 32 bytes (AES-256)")
-        self._aead = AESGCM(key)
+    """Seal and open endpoint secrets through an :class:`Envelope`."""
 
-    def seal(self, plaintext: str, endpoint_id: str) -> tuple[bytes, bytes]:
-        nonce = os.urandom(12)
-        return nonce, self._aead.encrypt(nonce, plaintext.encode(), endpoint_id.encode())
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
 
-    def open(self, nonce: bytes, ciphertext: bytes, endpoint_id: str) -> str:
-        return self._aead.decrypt(nonce, ciphertext, endpoint_id.encode()).decode()
+    def seal(self, plaintext: str, endpoint_id: str, tenant: str) -> bytes:
+        return self.envelope.seal(plaintext.encode(), _context(endpoint_id, tenant))
+
+    def open(self, sealed: bytes, endpoint_id: str, tenant: str) -> str:
+        return self.envelope.open(sealed, _context(endpoint_id, tenant)).decode()

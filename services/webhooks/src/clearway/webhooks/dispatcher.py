@@ -137,9 +137,7 @@ class Dispatcher:
         for r in rows:
             key = self._keys.get(r["id"])
             if key is None:
-                secret = self.ctx.box.open(
-                    bytes(r["nonce"]), bytes(r["ciphertext"]), r["endpoint_id"]
-                )
+                secret = self.ctx.box.open(bytes(r["sealed"]), r["endpoint_id"], r["tenant"])
                 key = self._keys[r["id"]] = secret_key(secret)
             keys.setdefault(r["endpoint_id"], []).append(key)
         return keys

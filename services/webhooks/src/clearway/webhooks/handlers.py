@@ -92,7 +92,7 @@ async def create_endpoint(
             event_types=patterns,
             rate_limit_per_s=rate_limit_per_s,
         )
-        await store.insert_secret(conn, row["id"], *ctx.box.seal(secret, row["id"]))
+        await store.insert_secret(conn, row["id"], ctx.box.seal(secret, row["id"], tenant))
         await ctx.audit(conn, principal, "endpoint.created", row["id"], row["version"])
     return row, secret
 
@@ -159,7 +159,7 @@ async def rotate_secret(
             raise NotFound("endpoint", endpoint_id)
         grace = ctx.settings.rotation_grace_s if grace_s is None else grace_s
         old_until = await store.expire_secrets(conn, endpoint_id, grace)
-        await store.insert_secret(conn, endpoint_id, *ctx.box.seal(secret, endpoint_id))
+        await store.insert_secret(conn, endpoint_id, ctx.box.seal(secret, endpoint_id, tenant))
         version = await store.touch_endpoint(conn, endpoint_id)
         await ctx.audit(conn, principal, "endpoint.secret_rotated", endpoint_id, version)
     return secret, old_until

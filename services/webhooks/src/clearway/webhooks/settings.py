@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from clearway.shared.settings import Base64Secret, Csv, ServiceSettings, internal
+from clearway.shared.crypto.rotation import SealedColumn
+from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.settings import Csv, internal
 from clearway.webhooks.domain import JITTER, RETRY_SCHEDULE
 
-#: Development-only key for secrets at rest. Production sets
-#: CLEARWAY_WEBHOOKS_SECRET_KEY; the HSM/KMS envelope (docs/design.md §9) replaces it
-#: with the data protection work.
-DEV_SECRET_KEY = hashlib.sha256(b"clearway-webhooks-dev-only").digest()
 EVENTS_TOPIC = "clearway.webhooks.events.v1"
 
 
-class WebhooksSettings(ServiceSettings):
+class WebhooksSettings(KeySettings):
     """Signed webhook delivery to partners' endpoints."""
 
     service: ClassVar[str] = "webhooks"
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
+        SealedColumn("endpoint_secrets", "sealed"),
+    )
 
     port: int = 8002
     db_password: SecretStr = SecretStr("webhooks-dev")
     jwks: Mapping[str, Any] | None = internal()
     """A static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``."""
-    secret_key: Base64Secret = DEV_SECRET_KEY
-    """Key (32 bytes, base64) encrypting endpoint signing secrets at rest."""
     schedule: Csv[tuple[float, ...]] = RETRY_SCHEDULE
     """Delays in seconds between delivery attempts (comma-separated)."""
     jitter: float = JITTER

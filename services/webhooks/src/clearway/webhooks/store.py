@@ -48,14 +48,9 @@ async def insert_endpoint(
     return row
 
 
-async def insert_secret(
-    conn: asyncpg.Connection, endpoint_id: str, nonce: bytes, ciphertext: bytes
-) -> None:
+async def insert_secret(conn: asyncpg.Connection, endpoint_id: str, sealed: bytes) -> None:
     await conn.execute(
-        "INSERT INTO endpoint_secrets (endpoint_id, nonce, ciphertext) VALUES ($1, $2, $3)",
-        endpoint_id,
-        nonce,
-        ciphertext,
+        "INSERT INTO endpoint_secrets (endpoint_id, sealed) VALUES ($1, $2)", endpoint_id, sealed
     )
 
 
@@ -75,9 +70,10 @@ async def active_secrets(
     conn: asyncpg.Connection, endpoint_ids: Sequence[str]
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT id, endpoint_id, nonce, ciphertext FROM endpoint_secrets"
-        " WHERE endpoint_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())"
-        " ORDER BY id",
+        "SELECT s.id, s.endpoint_id, e.tenant, s.sealed FROM endpoint_secrets s"
+        " JOIN endpoints e ON e.id = s.endpoint_id"
+        " WHERE s.endpoint_id = ANY($1::text[]) AND (s.expires_at IS NULL OR s.expires_at > now())"
+        " ORDER BY s.id",
         list(endpoint_ids),
     )
 

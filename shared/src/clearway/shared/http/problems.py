@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clearway.shared.context import current_correlation_id, new_correlation_id
+from clearway.shared.crypto.keys import KeyUnavailable
 
 CORRELATION_HEADER = "X-Correlation-ID"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -162,6 +163,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     kafka_errors.NodeNotReadyError,
     kafka_errors.RequestTimedOutError,
     httpx.TransportError,  # an HTTP dependency (the rail, a JWKS endpoint) unreachable
+    KeyUnavailable,  # the HSM holding the key-encryption keys (docs/design.md §9)
 )
 # A bare OSError is also what asyncio raises when every address of a host refused
 # the connection ("Multiple exceptions: ...", errno None). File errors are bugs.

@@ -25,6 +25,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from clearway.shared.crypto.softhsm import ensure_token, softhsm_home
 from clearway.shared.settings import PlatformSettings
 
 
@@ -63,6 +64,22 @@ def _docker_engine() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SoftHSM2 token directory for this test session (docs/design.md §9).
+
+    ``SOFTHSM2_CONF`` is read once per process when the PKCS#11 module loads, so
+    the whole session shares one configuration and its token ``clearway`` (the
+    default ``hsm_token``), initialised here before anything loads the module:
+    SoftHSM2 reads its token directory at ``C_Initialize``. Tests tell their keys
+    apart by KEK name.
+    """
+    home = tmp_path_factory.mktemp("softhsm")
+    os.environ["SOFTHSM2_CONF"] = str(home / "softhsm2.conf")
+    ensure_token(home, "clearway")
+    return softhsm_home(home)
 
 
 @pytest.fixture(scope="session")

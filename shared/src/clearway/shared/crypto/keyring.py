@@ -1,0 +1,91 @@
+"""Development-only key provider: KEKs in a local 0600 JSON file (docs/design.md §9).
+
+Generated on first start under the platform's local directory, never compiled
+in. ``CLEARWAY_ENV=production`` refuses it (see :mod:`.settings`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from clearway.shared.crypto.keys import KeyProvider, KeyVersionUnknown, UnwrapFailed, wrap_aad
+
+__all__ = ["KeyringProvider"]
+
+
+class KeyringProvider(KeyProvider):
+    """KEK versions of one service in ``<directory>/<name>.json``."""
+
+    kind = "keyring"
+
+    def __init__(self, name: str, directory: Path) -> None:
+        super().__init__(name)
+        self.path = directory / f"{name}.kek.json"
+        self._keys: dict[int, AESGCM] = {}
+        self._mtime: float | None = None
+
+    def _load(self) -> dict[int, bytes]:
+        if not self.path.exists():
+            return {}
+        doc = json.loads(self.path.read_text())
+        return {int(v): base64.b64decode(k) for v, k in doc["versions"].items()}
+
+    def _refresh(self) -> None:
+        mtime = self.path.stat().st_mtime_ns if self.path.exists() else None
+        if mtime != self._mtime:
+            self._keys = {v: AESGCM(k) for v, k in self._load().items()}
+            self._mtime = mtime
+
+    def _save(self, keys: dict[int, bytes]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"versions": {str(v): base64.b64encode(k).decode() for v, k in keys.items()}}
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        tmp.replace(self.path)
+        self._mtime = None
+
+    def versions(self) -> list[int]:
+        self._refresh()
+        return sorted(self._keys)
+
+    def _key(self, version: int) -> AESGCM:
+        key = self._keys.get(version)
+        if key is None:
+            self._refresh()
+            key = self._keys.get(version)
+        if key is None:
+            raise KeyVersionUnknown(self.name, version)
+        return key
+
+    def wrap(self, version: int, data_key: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._key(version).encrypt(nonce, data_key, wrap_aad(self.name, version))
+
+    def unwrap(self, version: int, wrapped: bytes) -> bytes:
+        key = self._key(version)
+        try:
+            return key.decrypt(wrapped[:12], wrapped[12:], wrap_aad(self.name, version))
+        except (InvalidTag, ValueError):
+            raise UnwrapFailed(
+                f"data key does not authenticate under {self.name} v{version}"
+            ) from None
+
+    def create_version(self) -> int:
+        keys = self._load()
+        version = max(keys, default=0) + 1
+        keys[version] = AESGCM.generate_key(256)
+        self._save(keys)
+        return version
+
+    def destroy_version(self, version: int) -> None:
+        keys = self._load()
+        keys.pop(version, None)
+        self._save(keys)

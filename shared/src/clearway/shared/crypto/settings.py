@@ -1,0 +1,103 @@
+"""Key settings of a service that seals data (docs/design.md §9).
+
+A service whose settings derive from :class:`KeySettings` gets
+``CLEARWAY_<SVC>_KEY_PROVIDER`` (``hsm`` or ``keyring``), the PKCS#11 module,
+token and PIN, and the development keyring's directory. ``CLEARWAY_ENV=production``
+refuses the development keyring and requires the HSM PIN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, SecretStr
+
+from clearway.shared.crypto.envelope import DekCache, Envelope
+from clearway.shared.crypto.hsm import HsmProvider
+from clearway.shared.crypto.keyring import KeyringProvider
+from clearway.shared.crypto.keys import KeyProvider
+from clearway.shared.crypto.rotation import SealedColumn
+from clearway.shared.crypto.softhsm import DEFAULT_MODULE, ensure_token
+from clearway.shared.settings import ServiceSettings, SettingsError
+
+__all__ = ["KeySettings", "open_envelope", "open_provider"]
+
+
+class KeySettings(ServiceSettings):
+    """Base of the settings of a service holding secrets at rest (not itself a service)."""
+
+    abstract_settings: ClassVar[bool] = True
+    #: the columns of the service holding envelope blobs (re-wrapped on rotation)
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = ()
+
+    key_provider: Literal["hsm", "keyring"] = "hsm"
+    """Where the key-encryption keys live: ``hsm`` (PKCS#11) or ``keyring`` (a local
+    file, development only; refused in production)."""
+    hsm_module: str = DEFAULT_MODULE
+    """Path of the PKCS#11 module of the HSM."""
+    hsm_token: str = "clearway"  # noqa: S105 - a token label, not a secret
+    """Label of the HSM token holding the service's keys."""
+    hsm_pin: SecretStr | None = None
+    """User PIN of the HSM token; unset in development: a local SoftHSM2 token with a
+    generated PIN under the platform's local directory."""
+    keyring_dir: Path | None = None
+    """Directory of the development keyring (default ``<local dir>/keys``)."""
+    kek_rotation_interval_s: float = Field(90 * 86400.0, gt=0)
+    """Age at which a new key-encryption key version becomes primary."""
+    dek_cache_size: int = Field(4096, ge=0)
+    """Unwrapped data keys kept in memory (0: none)."""
+    dek_cache_ttl_s: float = Field(60.0, ge=0)
+    """How long an unwrapped data key stays in memory."""
+
+    def development_secrets(self) -> list[str]:
+        found = super().development_secrets()
+        if self.key_provider == "keyring":
+            found = [v for v in found if v != self.env_name("hsm_pin")]
+        return found
+
+    def refuse_development_secrets(self) -> None:
+        problems: dict[str, str] = {}
+        try:
+            super().refuse_development_secrets()
+        except SettingsError as e:
+            problems |= e.problems
+        if self.key_provider == "keyring":
+            problems[self.env_name("key_provider")] = (
+                "the development keyring is refused in production: set it to hsm"
+                f" with {self.env_name('hsm_module')}, {self.env_name('hsm_token')}"
+                f" and {self.env_name('hsm_pin')}"
+            )
+        if self.hsm_pin is None:
+            problems[self.env_name("hsm_pin")] = "required in production (the HSM user PIN)"
+        if problems:
+            raise SettingsError(problems)
+
+
+def open_provider(settings: KeySettings, name: str | None = None) -> KeyProvider:
+    """The key provider of ``settings`` for KEK ``name`` (default: the service).
+
+    Creates the KEK's first version when absent; raises
+    :class:`~clearway.shared.crypto.keys.KeyUnavailable` with a clear message when
+    the HSM cannot be reached, so a service refuses to start.
+    """
+    name = name or settings.service
+    local = settings.platform.local_dir
+    provider: KeyProvider
+    if settings.key_provider == "keyring":
+        provider = KeyringProvider(name, settings.keyring_dir or local / "keys")
+    else:
+        pin = settings.hsm_pin.get_secret_value() if settings.hsm_pin else None
+        if pin is None:  # development: a local SoftHSM2 token, PIN generated on first use
+            pin = ensure_token(local, settings.hsm_token)
+        provider = HsmProvider(
+            name, module=settings.hsm_module, token_label=settings.hsm_token, pin=pin
+        )
+    provider.ensure()
+    return provider
+
+
+def open_envelope(settings: KeySettings, name: str | None = None) -> Envelope:
+    """An :class:`Envelope` over :func:`open_provider` with the configured DEK cache."""
+    cache = DekCache(settings.dek_cache_size, settings.dek_cache_ttl_s)
+    return Envelope(open_provider(settings, name), cache)
