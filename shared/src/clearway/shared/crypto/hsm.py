@@ -23,8 +23,8 @@ from pkcs11.mechanisms import GCMParams
 from clearway.shared.crypto.keys import (
     KeyProvider,
     KeyUnavailable,
-    KeyVersionUnknown,
     UnwrapFailed,
+    version_of,
     wrap_aad,
 )
 
@@ -161,13 +161,7 @@ class HsmProvider(KeyProvider):
 
     def kek_object(self, version: int) -> Any:
         """The token object of a KEK version (for attribute checks; its value is unreadable)."""
-        key = self._keys.get(version)
-        if key is None:
-            self.versions()
-            key = self._keys.get(version)
-        if key is None:
-            raise KeyVersionUnknown(self.name, version)
-        return key
+        return version_of(lambda: self._keys, self.versions, self.name, version)
 
     def wrap(self, version: int, data_key: bytes) -> bytes:
         nonce = os.urandom(12)

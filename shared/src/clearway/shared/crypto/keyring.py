@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from clearway.shared.crypto.keys import KeyProvider, KeyVersionUnknown, UnwrapFailed, wrap_aad
+from clearway.shared.crypto.keys import KeyProvider, UnwrapFailed, version_of, wrap_aad
 
 __all__ = ["KeyringProvider"]
 
@@ -57,13 +57,7 @@ class KeyringProvider(KeyProvider):
         return sorted(self._keys)
 
     def _key(self, version: int) -> AESGCM:
-        key = self._keys.get(version)
-        if key is None:
-            self._refresh()
-            key = self._keys.get(version)
-        if key is None:
-            raise KeyVersionUnknown(self.name, version)
-        return key
+        return version_of(lambda: self._keys, self._refresh, self.name, version)
 
     def wrap(self, version: int, data_key: bytes) -> bytes:
         nonce = os.urandom(12)

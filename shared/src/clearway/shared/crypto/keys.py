@@ -16,6 +16,10 @@ development only).
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+K = TypeVar("K")
 
 __all__ = [
     "KeyProvider",
@@ -36,6 +40,20 @@ class KeyVersionUnknown(LookupError):
     def __init__(self, name: str, version: int) -> None:
         self.name, self.version = name, version
         super().__init__(f"key-encryption key {name} v{version} is unknown or destroyed")
+
+
+def version_of(
+    keys: Callable[[], Mapping[int, K]], refresh: Callable[[], object], name: str, version: int
+) -> K:
+    """The key of ``version`` in ``keys()``, re-reading the store once when it is not
+    there (another replica may have rotated); :class:`KeyVersionUnknown` otherwise."""
+    key = keys().get(version)
+    if key is None:
+        refresh()
+        key = keys().get(version)
+    if key is None:
+        raise KeyVersionUnknown(name, version)
+    return key
 
 
 class UnwrapFailed(ValueError):
