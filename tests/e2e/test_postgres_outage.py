@@ -99,7 +99,13 @@ async def test_a_stopped_postgres_is_a_503_with_retry_after_and_the_service_reco
                 await asyncio.sleep(0.2)
             assert (await create("after")).status_code == 201
             assert len((await http.get("/v1/transfers")).json()["data"]) == 2
-            assert (await http.get("/readyz")).status_code == 200
+            # Background work reconnects on its own backoff (relay and consumers retry
+            # at most ~12 s apart), so readiness follows within seconds, not at once.
+            deadline = asyncio.get_running_loop().time() + 60
+            while (r := await http.get("/readyz")).status_code != 200:
+                assert r.status_code == 503, r.text
+                assert asyncio.get_running_loop().time() < deadline, r.text
+                await asyncio.sleep(0.5)
     finally:
         await asyncio.to_thread(ls.stop_postgres, base)
         shutil.rmtree(base, ignore_errors=True)

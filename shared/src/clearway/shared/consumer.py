@@ -92,7 +92,8 @@ class PermanentError(Exception):
 MESSAGE_RETRY = Backoff(base=0.1, cap=5.0, jitter=0.5, max_attempts=4)
 #: Infrastructure errors and dead-letter writes are retried until they pass: the
 #: batch is not acknowledged meanwhile and the consumer reports itself unhealthy.
-INFRA_RETRY = Backoff(base=0.2, cap=30.0, jitter=0.2)
+#: At most ~12 s apart, so a database or broker that comes back is noticed quickly.
+INFRA_RETRY = Backoff(base=0.2, cap=10.0, jitter=0.2)
 
 
 class IdempotentConsumer:
