@@ -15,7 +15,7 @@ import asyncpg
 
 ENDPOINT_COLUMNS = (
     "id, tenant, url, description, event_types, rate_limit_per_s, disabled, disabled_reason,"
-    " failing_since, created_at, updated_at, version"
+    " failing_since, created_at, updated_at, version, signing_public_key, consecutive_failures"
 )
 MESSAGE_COLUMNS = (
     "id, endpoint_id, event_id, event_type, correlation_id, status, attempts, next_attempt_at,"
@@ -33,29 +33,35 @@ async def insert_endpoint(
     description: str,
     event_types: Sequence[str],
     rate_limit_per_s: float | None,
+    signing_public_key: str | None = None,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "INSERT INTO endpoints (id, tenant, url, description, event_types, rate_limit_per_s)"
-        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}",
+        "INSERT INTO endpoints"
+        " (id, tenant, url, description, event_types, rate_limit_per_s, signing_public_key)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ENDPOINT_COLUMNS}",
         id,
         tenant,
         url,
         description,
         list(event_types),
         rate_limit_per_s,
+        signing_public_key,
     )
     assert row is not None
     return row
 
 
 async def insert_secret(
-    conn: asyncpg.Connection, endpoint_id: str, nonce: bytes, ciphertext: bytes
+    conn: asyncpg.Connection, endpoint_id: str, nonce: bytes, ciphertext: bytes, kind: str = "hmac"
 ) -> None:
+    """A sealed signing key: ``hmac`` (a whsec_ secret) or ``ed25519`` (a whsk_ key)."""
     await conn.execute(
-        "INSERT INTO endpoint_secrets (endpoint_id, nonce, ciphertext) VALUES ($1, $2, $3)",
+        "INSERT INTO endpoint_secrets (endpoint_id, nonce, ciphertext, kind)"
+        " VALUES ($1, $2, $3, $4)",
         endpoint_id,
         nonce,
         ciphertext,
+        kind,
     )
 
 
@@ -64,7 +70,7 @@ async def expire_secrets(conn: asyncpg.Connection, endpoint_id: str, grace_s: fl
     until: datetime = await conn.fetchval("SELECT now() + make_interval(secs => $1)", grace_s)
     await conn.execute(
         "UPDATE endpoint_secrets SET expires_at = LEAST(coalesce(expires_at, 'infinity'), $2)"
-        " WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > now())",
+        " WHERE endpoint_id = $1 AND kind = 'hmac' AND (expires_at IS NULL OR expires_at > now())",
         endpoint_id,
         until,
     )
@@ -75,7 +81,7 @@ async def active_secrets(
     conn: asyncpg.Connection, endpoint_ids: Sequence[str]
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT id, endpoint_id, nonce, ciphertext FROM endpoint_secrets"
+        "SELECT id, endpoint_id, kind, nonce, ciphertext FROM endpoint_secrets"
         " WHERE endpoint_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())"
         " ORDER BY id",
         list(endpoint_ids),
