@@ -63,7 +63,7 @@ def redact(address: str) -> str:
         return "<not an address>"
     if isinstance(ip, ipaddress.IPv4Address):
         return ".".join(str(ip).split(".")[:2]) + ".x.x"
-    return ":".join(ip.exploded.split(":")[:2]) + ":x"
+    return ":".join(h.lstrip("0") or "0" for h in ip.exploded.split(":")[:2]) + ":x"
 
 
 def is_public(address: IPAddress) -> bool:
@@ -200,8 +200,14 @@ def guarded_session(
     )
 
 
-def is_refusal(error: BaseException) -> bool:
-    return REFUSAL in str(error)
+def is_refusal(error: BaseException | None) -> bool:
+    """Whether a client error is (or wraps) a refusal of the guard."""
+    seen = 0
+    while error is not None and seen < 5:
+        if REFUSAL in str(error) or REFUSAL in str(getattr(error, "os_error", "")):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def refused_networks() -> Sequence[str]:
