@@ -63,9 +63,7 @@ async def test_a_non_global_address_is_refused_and_not_named(what, address):
 
 
 async def test_a_name_resolving_to_one_private_address_among_public_ones_is_refused():
-    guard = SsrfGuard(
-        resolver=resolves_to({"internal.example.com": ["93.184.216.34", "10.0.0.7"]})
-    )
+    guard = SsrfGuard(resolver=resolves_to({"internal.example.com": ["93.184.216.34", "10.0.0.7"]}))
     with pytest.raises(UnsafeUrl) as refused:
         await guard.check_url("https://internal.example.com/hook")
     assert "10.0.0.7" not in refused.value.reason and "non-public" in refused.value.reason
