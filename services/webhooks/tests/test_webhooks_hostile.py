@@ -226,7 +226,8 @@ async def test_a_dripping_endpoint_does_not_slow_a_healthy_one_nor_cause_lease_r
     # its messages are paused, not lost
     assert (
         await service.pool.fetchval(
-            "SELECT count(*) FROM messages WHERE endpoint_id = $1 AND status IN ('pending', 'skipped')",
+            "SELECT count(*) FROM messages"
+            " WHERE endpoint_id = $1 AND status IN ('pending', 'skipped')",
             dripping["id"],
         )
         == n
