@@ -26,6 +26,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -80,6 +81,10 @@ class Dispatcher:
         self._unrecorded: list[Result] = []
         self._keys: dict[int, SigningKey] = {}
         self._inflight: Counter[str] = Counter()
+        # endpoints whose row a success must update (failing when last claimed): the
+        # rows of healthy endpoints are not written per batch, so that recording does
+        # not lock out claims of a busy endpoint
+        self._failing: set[str] = set()
         self._swept_at = 0.0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -102,39 +107,59 @@ class Dispatcher:
     async def work(self) -> None:
         """One worker: keep attempts in flight, record them as they finish, until stopped.
 
-        A failure to claim or record raises (the supervisor restarts the worker);
-        attempts still in flight then finish (within their deadline) and are kept
-        for the next round. Cancelled (shutdown), they are abandoned: their
-        messages are due again after the lease, with the same ``webhook-id``.
+        Recording runs beside the attempts (one group commit at a time per worker,
+        taking whatever finished meanwhile), so claiming and sending never wait for
+        the bookkeeping. A failure to claim or record raises (the supervisor
+        restarts the worker); attempts still in flight then finish (within their
+        deadline) and are kept for the next round. Cancelled (shutdown), they are
+        abandoned: their messages are due again after the lease, same ``webhook-id``.
         """
         running: set[asyncio.Task[Result]] = set()
+        finished: list[Result] = []
+        recording: asyncio.Task[None] | None = None
         size = self.settings.batch_size
         try:
             if self._unrecorded:
                 await self._record_or_keep([])
-            while not self._stopping.is_set() or running:
+            while not self._stopping.is_set() or running or finished or recording:
+                if recording is not None and recording.done():
+                    recording, done_recording = None, recording
+                    done_recording.result()  # raises what recording raised (outcomes kept)
+                if finished and recording is None:
+                    recording = asyncio.create_task(self._record_or_keep(finished))
+                    finished = []
                 room = size - len(running)
-                if not self._stopping.is_set() and (room >= max(1, size // 4) or not running):
+                if not self._stopping.is_set() and (room >= max(1, size // 2) or not running):
                     for c, keys in await self._claim(room):
                         running.add(asyncio.create_task(self._attempt(c, keys)))
-                if not running:
+                waiting: set[asyncio.Task[Any]] = set(running)
+                if recording is not None:
+                    waiting.add(recording)
+                if not waiting:
+                    if finished:
+                        continue
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
                     continue
-                done, running = await asyncio.wait(
-                    running, timeout=self.settings.poll_interval_s, return_when="FIRST_COMPLETED"
+                done, _ = await asyncio.wait(
+                    waiting, timeout=self.settings.poll_interval_s, return_when="FIRST_COMPLETED"
                 )
-                if done:
-                    await self._record_or_keep([t.result() for t in done])
+                for t in done & running:
+                    running.discard(t)
+                    finished.append(t.result())
         except asyncio.CancelledError:
             for t in running:
                 t.cancel()
             raise
         except BaseException:
+            if recording is not None and not recording.done():
+                with contextlib.suppress(Exception):
+                    await recording
             if running:
                 done, _ = await asyncio.wait(running)
-                self._unrecorded += [t.result() for t in done]
+                finished += [t.result() for t in done]
+            self._unrecorded += finished
             raise
 
     async def run_once(self) -> int:
@@ -172,6 +197,11 @@ class Dispatcher:
             )
             for c in claimed:
                 self._inflight[c.endpoint_id] += 1
+            for d in due:
+                if d.failing:
+                    self._failing.add(d.id)
+                else:
+                    self._failing.discard(d.id)
             keys = await self._signing_keys(conn, {c.endpoint_id for c in claimed})
         return [(c, keys.get(c.endpoint_id, [])) for c in claimed]
 
@@ -378,6 +408,9 @@ class Dispatcher:
             else:
                 fails += 1
             seen[r.claimed.endpoint_id] = (ok, fails, max(pause, r.pause_s or 0.0))
+        seen = {ep: h for ep, h in seen.items() if h[1] or ep in self._failing}
+        if not seen:
+            return
         before = await store_dispatch.consecutive_failures(conn, list(seen))
         health = []
         for ep, (ok, fails, pause) in seen.items():

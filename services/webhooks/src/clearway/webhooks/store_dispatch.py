@@ -41,6 +41,7 @@ class DueEndpoint:
     tenant: str
     rate_limit_per_s: float | None
     consecutive_failures: int
+    failing: bool  # failures in a row, or failing continuously: a success has news
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ async def due_endpoints(
     """Lock up to ``limit`` live, unpaused endpoints with due messages, least recently
     claimed first, skipping ``exclude`` and endpoints another claim holds."""
     rows = await conn.fetch(
-        "SELECT e.id, e.tenant, e.rate_limit_per_s, e.consecutive_failures FROM endpoints e"
+        "SELECT e.id, e.tenant, e.rate_limit_per_s, e.consecutive_failures,"
+        " (e.consecutive_failures > 0 OR e.failing_since IS NOT NULL) AS failing FROM endpoints e"
         " WHERE NOT e.disabled AND e.next_allowed_at <= now() AND e.id <> ALL($2::text[])"
         "  AND EXISTS (SELECT 1 FROM messages m WHERE m.endpoint_id = e.id"
         "   AND m.status = 'pending' AND m.next_attempt_at <= now())"
@@ -75,17 +77,24 @@ async def due_endpoints(
 
 
 _CLAIM = """
-SELECT m.id, m.endpoint_id, m.tenant, m.payload, m.attempts, m.round_attempts,
-       m.correlation_id, m.traceparent, m.event_type, m.event_id, m.queued_by, e.url
-FROM unnest($1::text[], $2::int[]) AS q(endpoint_id, n)
-JOIN endpoints e ON e.id = q.endpoint_id
-CROSS JOIN LATERAL (
-    SELECT * FROM messages m
-    WHERE m.endpoint_id = q.endpoint_id AND m.status = 'pending' AND m.next_attempt_at <= now()
-    ORDER BY m.next_attempt_at
-    LIMIT q.n
-    FOR UPDATE SKIP LOCKED
-) m
+WITH picked AS (
+    SELECT m.id
+    FROM unnest($1::text[], $2::int[]) AS q(endpoint_id, n)
+    CROSS JOIN LATERAL (
+        SELECT m.id FROM messages m
+        WHERE m.endpoint_id = q.endpoint_id AND m.status = 'pending'
+          AND m.next_attempt_at <= now()
+        ORDER BY m.next_attempt_at
+        LIMIT q.n
+        FOR UPDATE SKIP LOCKED
+    ) m
+)
+UPDATE messages m SET attempts = m.attempts + 1, round_attempts = m.round_attempts + 1,
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+FROM picked, endpoints e
+WHERE m.id = picked.id AND e.id = m.endpoint_id
+RETURNING m.id, m.endpoint_id, m.tenant, m.payload, m.attempts, m.round_attempts,
+    m.correlation_id, m.traceparent, m.event_type, m.event_id, m.queued_by, e.url
 """
 
 
@@ -105,7 +114,7 @@ async def claim(
     its probe is recorded.
     """
     ids = sorted(quotas)
-    rows = await conn.fetch(_CLAIM, ids, [quotas[i] for i in ids])
+    rows = await conn.fetch(_CLAIM, ids, [quotas[i] for i in ids], lease_s)
     await conn.execute(
         "UPDATE endpoints e SET last_claimed_at = clock_timestamp(),"
         " next_allowed_at = CASE"
@@ -118,15 +127,6 @@ async def claim(
         list(probing),
         lease_s,
     )
-    if not rows:
-        return []
-    await conn.execute(
-        "UPDATE messages SET attempts = attempts + 1, round_attempts = round_attempts + 1,"
-        " next_attempt_at = now() + make_interval(secs => $2), updated_at = now()"
-        " WHERE id = ANY($1::text[])",
-        [r["id"] for r in rows],
-        lease_s,
-    )
     return [
         Claimed(
             id=r["id"],
@@ -134,8 +134,8 @@ async def claim(
             tenant=r["tenant"],
             url=r["url"],
             payload=bytes(r["payload"]),
-            attempt_no=r["attempts"] + 1,
-            round_attempt=r["round_attempts"] + 1,
+            attempt_no=r["attempts"],  # as leased: this attempt's number
+            round_attempt=r["round_attempts"],
             correlation_id=r["correlation_id"],
             traceparent=r["traceparent"],
             event_type=r["event_type"],
