@@ -170,7 +170,7 @@ async def test_a_dripping_endpoint_does_not_slow_a_healthy_one_nor_cause_lease_r
     )
     healthy = await receiver_factory()
     await service.create_endpoint(healthy.url)
-    n, rate = 1000, 200
+    n, rate = 1000, 150
 
     # warm up (connections, caches), unmeasured: neither phase pays for it
     await _paced(publish, lambda i: make_event(i, run="warm"), 200, rate)
