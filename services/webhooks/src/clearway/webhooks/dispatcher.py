@@ -400,25 +400,34 @@ class Dispatcher:
 
     async def _health(self, conn: asyncpg.Connection, results: Sequence[Result]) -> None:
         """Failures in a row per endpoint, 429 pauses, and the circuit breaker."""
-        seen: dict[str, tuple[bool, int, float]] = {}
+        seen: dict[str, tuple[bool, int, bool, float]] = {}
         for r in results:  # in the order the attempts finished
-            ok, fails, pause = seen.get(r.claimed.endpoint_id, (False, 0, 0.0))
-            if r.outcome == Outcome.SUCCESS:
+            ok, fails, last_ok, pause = seen.get(r.claimed.endpoint_id, (False, 0, True, 0.0))
+            outcome = Outcome(r.outcome)
+            if outcome is Outcome.SUCCESS:
                 ok, fails = True, 0
-            else:
+            elif self.breaker.counts(outcome, None if r.error else r.code):
                 fails += 1
-            seen[r.claimed.endpoint_id] = (ok, fails, max(pause, r.pause_s or 0.0))
-        seen = {ep: h for ep, h in seen.items() if h[1] or ep in self._failing}
+            last_ok = outcome is Outcome.SUCCESS
+            seen[r.claimed.endpoint_id] = (ok, fails, last_ok, max(pause, r.pause_s or 0.0))
+        # a batch of successes for an endpoint that was not failing changes nothing
+        seen = {ep: h for ep, h in seen.items() if not h[2] or ep in self._failing}
         if not seen:
             return
         before = await store_dispatch.consecutive_failures(conn, list(seen))
         health = []
-        for ep, (ok, fails, pause) in seen.items():
+        for ep, (ok, fails, last_ok, pause) in seen.items():
             was = before.get(ep, 0)
             now = fails if ok else was + fails
+            # what this process knows of the row now: a later success must reset it
+            if now or not last_ok:
+                self._failing.add(ep)
+            else:
+                self._failing.discard(ep)
             if fails and self.breaker.is_open(now) and not self.breaker.is_open(was):
                 log.warning("circuit breaker of endpoint %s opened after %d failures", ep, now)
-            health.append(Health(ep, ok, fails, pause, self.breaker.pause(now) if fails else None))
+            breaker = self.breaker.pause(now) if fails else None
+            health.append(Health(ep, ok, fails, last_ok, pause, breaker))
         await store_dispatch.endpoint_health(conn, health, threshold=self.breaker.threshold)
 
 

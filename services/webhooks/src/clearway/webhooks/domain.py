@@ -131,7 +131,8 @@ def signature_header(keys: Sequence[SigningKey], msg_id: str, timestamp: int, bo
 
 @dataclass(frozen=True)
 class Breaker:
-    """A circuit breaker per endpoint, counted in failed attempts in a row.
+    """A circuit breaker per endpoint, counted in failed attempts in a row
+    (:meth:`counts`: the endpoint down, hanging or overloaded).
 
     Below ``threshold`` the endpoint is closed (delivered to as usual). At
     ``threshold`` it opens: the endpoint is paused for ``cooldown_s``, doubling
@@ -143,6 +144,17 @@ class Breaker:
     threshold: int = 5
     cooldown_s: float = 30.0
     max_cooldown_s: float = 600.0
+
+    @staticmethod
+    def counts(outcome: Outcome, status_code: int | None) -> bool:
+        """Whether an attempt counts against the endpoint: it is unreachable or hanging
+        (timeout, connection error, refused, an answer that never completed: pass
+        ``status_code=None``) or says it is overloaded (502, 503, 504).
+        A quick 4xx or 500 is about the message, not the endpoint: it neither counts
+        nor resets the count (the message's own schedule deals with it)."""
+        if outcome not in (Outcome.FAILURE, Outcome.REFUSED):
+            return False
+        return status_code is None or status_code in (502, 503, 504)
 
     def is_open(self, failures: int) -> bool:
         return failures >= self.threshold

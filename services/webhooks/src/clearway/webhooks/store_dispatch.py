@@ -119,7 +119,9 @@ async def claim(
         "UPDATE endpoints e SET last_claimed_at = clock_timestamp(),"
         " next_allowed_at = CASE"
         "  WHEN e.id = ANY($3::text[]) THEN now() + make_interval(secs => $4)"
-        "  WHEN u.step > 0 THEN GREATEST(now(), e.next_allowed_at) + make_interval(secs => u.step)"
+        # the slot runs from now, not from the transaction's start (now())
+        "  WHEN u.step > 0"
+        "   THEN GREATEST(clock_timestamp(), e.next_allowed_at) + make_interval(secs => u.step)"
         "  ELSE e.next_allowed_at END"
         " FROM unnest($1::text[], $2::float8[]) AS u(id, step) WHERE e.id = u.id",
         ids,
@@ -227,7 +229,8 @@ class Health:
 
     endpoint_id: str
     succeeded: bool  # some attempt of the batch succeeded
-    failures: int  # failed attempts after the batch's last success (all, if none)
+    failures: int  # attempts counting against the breaker after the batch's last success
+    last_ok: bool  # the batch's last attempt succeeded (the endpoint is not failing)
     pause_s: float  # longest pause a 429 asked for (0: none)
     breaker_pause_s: float | None  # the breaker's pause, when it is open after the batch
 
@@ -238,24 +241,24 @@ async def endpoint_health(
     """Count failures in a row, pause endpoints (429, open breaker), close the breaker on
     success, track continuous failure. Returns ``(id, consecutive_failures)`` as now.
 
-    The caller computes the breaker's pause from the count it will reach
-    (:func:`consecutive_after`), so the rule stays in the domain.
+    The caller computes the breaker's pause from the count it will reach, so the
+    rule stays in the domain (:class:`clearway.webhooks.domain.Breaker`).
     """
     hs = sorted(health, key=lambda h: h.endpoint_id)  # one lock order for every worker
     return await conn.fetch(
         "UPDATE endpoints e SET"
         " consecutive_failures = CASE WHEN u.ok THEN u.fails"
         "   ELSE e.consecutive_failures + u.fails END,"
-        " failing_since = CASE WHEN u.fails = 0 THEN NULL"
-        "   WHEN u.ok THEN now() ELSE coalesce(e.failing_since, now()) END,"
+        " failing_since = CASE WHEN u.last_ok THEN NULL"
+        "   ELSE coalesce(e.failing_since, now()) END,"
         " next_allowed_at = GREATEST("
         # a breaker that was open or probing restarts from now: success closes it, a
         # failure pauses it anew (a 429 or rate-limit slot is in u.pause / the claim)
         "   CASE WHEN e.consecutive_failures >= $6 THEN now() ELSE e.next_allowed_at END,"
         "   now() + make_interval(secs => u.pause),"
         "   now() + make_interval(secs => coalesce(u.breaker, 0)))"
-        " FROM unnest($1::text[], $2::bool[], $3::int[], $4::float8[], $5::float8[])"
-        "   AS u(id, ok, fails, pause, breaker)"
+        " FROM unnest($1::text[], $2::bool[], $3::int[], $4::float8[], $5::float8[],"
+        "   $7::bool[]) AS u(id, ok, fails, pause, breaker, last_ok)"
         " WHERE e.id = u.id RETURNING e.id, e.consecutive_failures",
         [h.endpoint_id for h in hs],
         [h.succeeded for h in hs],
@@ -263,6 +266,7 @@ async def endpoint_health(
         [h.pause_s for h in hs],
         [h.breaker_pause_s for h in hs],
         threshold,
+        [h.last_ok for h in hs],
     )
 
 
