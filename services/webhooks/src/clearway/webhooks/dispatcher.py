@@ -162,13 +162,6 @@ class Dispatcher:
             self._unrecorded += finished
             raise
 
-    async def run_once(self) -> int:
-        """Claim what is due, deliver it and record it; returns how many were attempted."""
-        claimed = await self._claim(self.settings.batch_size)
-        results = await asyncio.gather(*(self._attempt(c, keys) for c, keys in claimed))
-        await self._record_or_keep(results)
-        return len(claimed)
-
     async def _claim(self, budget: int) -> list[tuple[Claimed, list[SigningKey]]]:
         cap = self.settings.endpoint_concurrency
         async with self.pool.acquire() as conn, conn.transaction():

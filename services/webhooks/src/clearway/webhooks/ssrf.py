@@ -27,7 +27,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -208,22 +208,3 @@ def is_refusal(error: BaseException | None) -> bool:
             return True
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
-
-
-def refused_networks() -> Sequence[str]:
-    """What is refused, for documentation."""
-    return (
-        "private",
-        "loopback",
-        "link-local",
-        "site-local",
-        "unique-local",
-        "reserved",
-        "multicast",
-        "CGNAT",
-        "unspecified",
-        "IPv4-mapped/-translated/-compatible",
-        "NAT64",
-        "6to4",
-        "Teredo",
-    )
