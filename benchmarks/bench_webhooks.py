@@ -1,11 +1,17 @@
-"""Webhook delivery: deliveries/s and event→delivery latency vs a bare HTTP client.
+"""Webhook delivery: deliveries/s and event→delivery latency vs the fastest bare client.
 
-Same run, same fast local receiver (a separate process), same payloads:
+Same run, same compiled local receiver (``benchmarks/webhooks_receiver``, a Go
+server in its own process, its capacity measured alone with ``hey`` first), same
+payloads:
+- the receiver alone: requests/s with ``hey`` (so it is shown not to be the limit);
+- the bare loops: each candidate client (``bench_webhooks_clients``) posting the
+  same bodies with the same concurrency, no signing, no database; the fastest counts;
 - the service: events published to Kafka → fan-out consumer → messages →
-  dispatcher (signed POSTs) → receiver; deliveries/s over a backlog of N events,
-  then latency p50/p99 at a paced rate (event creation → receipt);
-- the baseline: a bare ``httpx.AsyncClient`` posting the same bodies with the same
-  concurrency, no signing, no database.
+  dispatcher (signed POSTs, each outcome recorded) → receiver; deliveries/s over
+  a backlog of N events, then latency p50/p99 at a paced rate (event creation →
+  receipt).
+
+    python -m benchmarks.bench_webhooks [--events 10000] [--paced-rate 500]
 """
 
 from __future__ import annotations
@@ -13,13 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 
+from benchmarks.bench_webhooks_clients import fastest
+from benchmarks.bench_webhooks_receiver import compiled_receiver, receiver_capacity
 from benchmarks.common import fresh_database, stack, summary
 from clearway.shared.auth import Principal
 from clearway.shared.events import new_event
@@ -29,17 +39,11 @@ from clearway.shared.schemas import default_registry
 from clearway.shared.settings import PlatformSettings
 from clearway.webhooks import handlers
 from clearway.webhooks.bootstrap import build_app, make_context
-from clearway.webhooks.domain import Delivery
 from clearway.webhooks.settings import WebhooksSettings
 
 TOPIC = "clearway.platform.events.v1"
 TENANT = "ten_bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+CONCURRENCY = 64
 
 
 def event(i: int, run: str, t0: float | None = None):
@@ -64,45 +68,108 @@ async def wait_count(client, base, n, timeout=600) -> float:
     while time.monotonic() < deadline:
         if (await stats(client, base))["count"] >= n:
             return time.monotonic()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     raise TimeoutError(f"receiver did not get {n} requests")
 
 
-async def baseline(base: str, n: int, concurrency: int) -> float:
-    bodies = [
-        Delivery.for_event(
-            f"evt_{i}",
-            "platform.test_event",
-            "2026-01-01T00:00:00Z",
-            {"id": str(i), "amount": i, "note": None},
-        ).body
-        for i in range(n)
-    ]
-    sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(
-        timeout=60,
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-    ) as client:
+async def _measure(ctl, base, producer, platform, n, paced_rate, paced_seconds, pool):  # type: ignore[no-untyped-def]
+    """Deliveries/s over a backlog of ``n`` events, then latencies at ``paced_rate``."""
 
-        async def post(body: bytes) -> None:
-            async with sem:
-                r = await client.post(
-                    f"{base}/hook", content=body, headers={"content-type": "application/json"}
-                )
-                assert r.status_code == 204
+    async def send(e) -> None:  # type: ignore[no-untyped-def]
+        await producer.send(platform.topic(TOPIC), value=e.body(), key=e.key, headers=e.headers())
 
-        t = time.monotonic()
-        await asyncio.gather(*(post(b) for b in bodies))
-        return n / (time.monotonic() - t)
+    async def progress(t: float) -> None:
+        while True:
+            await asyncio.sleep(2)
+            r = await pool.fetchrow(
+                "SELECT count(*) AS c, count(*) FILTER (WHERE status = 'delivered') AS d"
+                " FROM messages"
+            )
+            print(f"  {time.monotonic() - t:5.1f}s messages {r['c']:6d} delivered {r['d']:6d}")
 
-
-async def main(n: int, paced_rate: int, paced_seconds: float) -> None:
-    port = free_port()
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_webhooks_receiver", str(port)]
-    )
-    base = f"http://127.0.0.1:{port}"
+    # throughput over a backlog: the clock runs from the first send to the last receipt
+    t = time.monotonic()
+    shown = asyncio.create_task(progress(t))
     try:
+        futs = [
+            await producer.send(
+                platform.topic(TOPIC), value=e.body(), key=e.key, headers=e.headers()
+            )
+            for e in (event(i, "tp") for i in range(n))
+        ]
+        await asyncio.gather(*futs)
+        done = await wait_count(ctl, base, n)
+    finally:
+        shown.cancel()
+    rate = n / (done - t)
+    await ctl.post(f"{base}/reset")
+    # latency at a paced rate, in bursts of 1/50 s, each event stamped when sent
+    m = int(paced_rate * paced_seconds)
+    burst = max(1, paced_rate // 50)
+    start = time.monotonic()
+    for i in range(0, m, burst):
+        for j in range(i, min(m, i + burst)):
+            await send(event(j, "lat", time.time()))
+        await asyncio.sleep(max(0.0, start + (i + burst) / paced_rate - time.monotonic()))
+    await wait_count(ctl, base, m)
+    return rate, (await stats(ctl, base))["latencies"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dispatcher_processes(platform: PlatformSettings, k: int, workers: int) -> Iterator[None]:
+    """``k`` webhook service processes that only dispatch (no consumer, no relay), as
+    production scales delivery out: ``python -m clearway.webhooks`` (uvicorn, uvloop)."""
+    env = {
+        **os.environ,
+        "CLEARWAY_DATABASE_URL": platform.database_url,
+        "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
+        "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
+        "CLEARWAY_OAUTH_ISSUER": "http://127.0.0.1:9",
+        "CLEARWAY_LOG_LEVEL": "WARNING",
+        "CLEARWAY_WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
+        "CLEARWAY_WEBHOOKS_RUN_CONSUMER": "false",
+        "CLEARWAY_WEBHOOKS_RUN_RELAY": "false",
+        "CLEARWAY_WEBHOOKS_WORKERS": str(workers),
+        "CLEARWAY_WEBHOOKS_BATCH_SIZE": str(2 * CONCURRENCY // workers),
+        "CLEARWAY_WEBHOOKS_ENDPOINT_CONCURRENCY": str(2 * CONCURRENCY),
+        "CLEARWAY_WEBHOOKS_MAX_CONNECTIONS": str(CONCURRENCY),
+        "CLEARWAY_WEBHOOKS_POLL_INTERVAL_S": "0.02",
+    }
+    procs = []
+    for _ in range(k):
+        port = _free_port()
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "clearway.webhooks"],
+                env={**env, "CLEARWAY_WEBHOOKS_PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        for _ in range(300):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            time.sleep(0.1)
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+
+
+async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, processes: int) -> None:
+    with compiled_receiver() as base:
+        alone = receiver_capacity(base)
+        print(f"receiver alone (hey, c={CONCURRENCY}): {alone:,.0f} requests/s")
+        best, bare = await fastest(f"{base}/hook", n, CONCURRENCY)
         with stack() as (admin, kafka):
             db = await fresh_database(admin)
             platform = PlatformSettings(
@@ -110,22 +177,17 @@ async def main(n: int, paced_rate: int, paced_seconds: float) -> None:
             )
             await ensure_topics(kafka, [platform.topic(TOPIC)])
             async with httpx.AsyncClient(timeout=120) as ctl:
-                for _ in range(100):
-                    with contextlib.suppress(httpx.HTTPError):
-                        await ctl.get(f"{base}/stats")
-                        break
-                    await asyncio.sleep(0.1)
-                bare = await baseline(base, n, concurrency=200)
                 await ctl.post(f"{base}/reset")
-
                 settings = WebhooksSettings(
                     platform=platform,
                     allow_networks=("127.0.0.0/8",),
-                    workers=4,
-                    batch_size=50,
-                    max_connections=200,
+                    workers=workers,
+                    batch_size=2 * CONCURRENCY // workers,
+                    endpoint_concurrency=2 * CONCURRENCY,
+                    max_connections=CONCURRENCY,
                     poll_interval_s=0.02,
                     run_relay=False,
+                    run_dispatcher=processes == 0,
                 )
                 app = build_app(settings)
                 async with app.router.lifespan_context(app):
@@ -146,55 +208,33 @@ async def main(n: int, paced_rate: int, paced_seconds: float) -> None:
                     producer = idempotent_producer(kafka)
                     await producer.start()
                     try:
-                        # throughput over a backlog
-                        t = time.monotonic()
-                        futs = [
-                            await producer.send(
-                                platform.topic(TOPIC),
-                                value=e.body(),
-                                key=e.key,
-                                headers=e.headers(),
+                        with dispatcher_processes(platform, processes, workers):
+                            rate, lat = await _measure(
+                                ctl,
+                                base,
+                                producer,
+                                platform,
+                                n,
+                                paced_rate,
+                                paced_seconds,
+                                app.state.pool,
                             )
-                            for e in (event(i, "tp") for i in range(n))
-                        ]
-                        await asyncio.gather(*futs)
-                        done = await wait_count(ctl, base, n)
-                        rate = n / (done - t)
-                        await ctl.post(f"{base}/reset")
-                        # latency at a paced rate
-                        m = int(paced_rate * paced_seconds)
-                        for i in range(m):
-                            e = event(i, "lat", time.time())
-                            await producer.send(
-                                platform.topic(TOPIC),
-                                value=e.body(),
-                                key=e.key,
-                                headers=e.headers(),
-                            )
-                            await asyncio.sleep(1 / paced_rate)
-                        await wait_count(ctl, base, m)
-                        lat = (await stats(ctl, base))["latencies"]
                     finally:
                         await producer.stop()
-        print(
-            f"webhooks: {rate:,.0f} deliveries/s over {n:,} events (Kafka → fan-out → signed POST)"
-        )
-        print(f"baseline: {bare:,.0f} posts/s, bare httpx.AsyncClient, same payloads and receiver")
-        print(f"ratio:    {rate / bare:.0%} of the bare client")
-        print(f"latency event→delivery at {paced_rate}/s: {summary(lat)}")
-    finally:
-        receiver.terminate()
-        try:
-            receiver.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            receiver.kill()
-            receiver.wait()
+    print(f"webhooks: {rate:,.0f} deliveries/s over {n:,} events (Kafka → fan-out → signed POST)")
+    print(f"baseline: {bare:,.0f} posts/s, bare {best} loop, same payloads and receiver")
+    print(f"ratio:    {rate / bare:.0%} of the fastest bare client")
+    print(f"latency event→delivery at {paced_rate}/s: {summary(lat)}")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=5_000)
+    ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--paced-rate", type=int, default=500)
-    ap.add_argument("--paced-seconds", type=float, default=5)
+    ap.add_argument("--paced-seconds", type=float, default=10)
+    ap.add_argument("--workers", type=int, default=2, help="dispatcher workers per process")
+    ap.add_argument(
+        "--processes", type=int, default=2, help="dispatcher processes (0: in the bench's own)"
+    )
     a = ap.parse_args()
-    asyncio.run(main(a.events, a.paced_rate, a.paced_seconds))
+    asyncio.run(main(a.events, a.paced_rate, a.paced_seconds, a.workers, a.processes))

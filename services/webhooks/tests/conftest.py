@@ -138,6 +138,9 @@ def settings(platform, issuer) -> WebhooksSettings:
         request_timeout_s=5,
         lease_s=10,
         poll_interval_s=0.05,
+        # the breaker's pauses compressed like the schedule
+        breaker_cooldown_s=0.2,
+        breaker_max_cooldown_s=0.5,
     )
 
 

@@ -8,9 +8,11 @@ from dataclasses import replace
 from clearway.shared.backoff import parse_retry_after
 from clearway.webhooks.domain import (
     RETRY_SCHEDULE,
+    Breaker,
     Outcome,
     check_subscriptions,
     classify,
+    fair_shares,
     matches,
     retry_policy,
 )
@@ -75,3 +77,27 @@ def test_subscriptions_take_exact_types_and_wildcards_of_known_types():
         except Exception:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def test_the_breaker_opens_at_the_threshold_and_its_pause_doubles_up_to_a_cap():
+    b = Breaker(threshold=5, cooldown_s=30, max_cooldown_s=100)
+    assert [b.pause(n) for n in (4, 5, 6, 7, 20)] == [None, 30, 60, 100, 100]
+    assert not b.is_open(4) and b.is_open(5)
+
+
+def test_the_breaker_counts_an_endpoint_down_hanging_or_overloaded_not_a_quick_refusal():
+    counts = Breaker.counts
+    assert counts(Outcome.FAILURE, None) and counts(Outcome.REFUSED, None)
+    assert counts(Outcome.FAILURE, 503) and counts(Outcome.FAILURE, 504)
+    assert not counts(Outcome.FAILURE, 500) and not counts(Outcome.FAILURE, 404)
+    assert not counts(Outcome.THROTTLED, 429) and not counts(Outcome.SUCCESS, 200)
+
+
+def test_claims_are_shared_by_tenants_in_turn_then_by_their_endpoints():
+    endpoints = [("a1", "big"), ("a2", "big"), ("a3", "big"), ("b1", "small")]
+    room = {"a1": 16, "a2": 16, "a3": 16, "b1": 16}
+    shares = fair_shares(endpoints, 8, room)
+    assert shares["b1"] == 4, "one endpoint of a small tenant gets its tenant's half"
+    assert sum(shares[e] for e in ("a1", "a2", "a3")) == 4
+    assert fair_shares(endpoints, 100, {**room, "b1": 1})["b1"] == 1, "never beyond its room"
+    assert fair_shares(endpoints, 3, {"a1": 0}) == {}

@@ -15,9 +15,16 @@ from clearway_webhook_verify import (
     TimestampOutOfWindow,
     Verifier,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from clearway.webhooks.domain import generate_secret, secret_key, signature_header
+from clearway.webhooks.domain import (
+    generate_secret,
+    generate_signing_key,
+    secret_key,
+    signature_header,
+    signing_key,
+)
 
 BODY = b'{"type":"transfer.settled","data":{"amount":100}}'
 
@@ -69,13 +76,74 @@ def test_an_old_or_future_timestamp_is_refused(offset):
         Verifier(secret).verify(BODY, headers)
 
 
-def test_a_replayed_webhook_id_is_refused_by_a_pluggable_store():
+def test_a_processed_webhook_id_is_refused_as_a_replay_by_a_pluggable_store():
     secret = generate_secret()
     seen = InMemorySeenIds()
-    verifier = Verifier(secret, seen_ids=seen)
-    verifier.verify(BODY, clearway_headers([secret], msg_id="msg_3"))
+    with Verifier(secret, seen_ids=seen).receive(
+        BODY, clearway_headers([secret], msg_id="msg_3")
+    ) as event:
+        assert event["type"] == "transfer.settled"
     with pytest.raises(ReplayedMessage):
         Verifier(secret, seen_ids=seen).verify(BODY, clearway_headers([secret], msg_id="msg_3"))
+
+
+def test_an_id_whose_handler_failed_is_accepted_again():
+    secret = generate_secret()
+    verifier = Verifier(secret)
+    with pytest.raises(RuntimeError):
+        with verifier.receive(BODY, clearway_headers([secret], msg_id="msg_5")):
+            raise RuntimeError("the partner's database is down")
+    # Clearway retries (fresh timestamp, same webhook-id): not a replay
+    with verifier.receive(BODY, clearway_headers([secret], msg_id="msg_5")) as event:
+        assert event["data"]["amount"] == 100
+    with pytest.raises(ReplayedMessage):
+        verifier.verify(BODY, clearway_headers([secret], msg_id="msg_5"))
+    # the two-phase form: verify, handle, then mark
+    assert verifier.verify(BODY, clearway_headers([secret], msg_id="msg_6"))
+    verifier.processed("msg_6")
+    with pytest.raises(ReplayedMessage):
+        verifier.verify(BODY, clearway_headers([secret], msg_id="msg_6"))
+
+
+def v1a_headers(whsk: str, msg_id: str = "msg_7") -> dict[str, str]:
+    ts = int(time.time())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": signature_header([signing_key(whsk)], msg_id, ts, BODY),
+    }
+
+
+def test_v1a_signatures_verify_with_ed25519_per_the_spec():
+    # standardwebhooks (Python, 1.1) verifies only v1: v1a is checked with cryptography,
+    # as the spec defines it: Ed25519 over "{id}.{timestamp}.{body}", base64, "v1a," prefix
+    whsk, whpk = generate_signing_key()
+    headers = v1a_headers(whsk)
+    version, _, value = headers["webhook-signature"].partition(",")
+    assert version == "v1a" and whsk.startswith("whsk_") and whpk.startswith("whpk_")
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(whpk.removeprefix("whpk_")))
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + BODY
+    public.verify(base64.b64decode(value), content)  # raises if wrong
+    assert Verifier(whpk).verify(BODY, headers)["type"] == "transfer.settled"
+    with pytest.raises(InvalidSignature):
+        Verifier(whpk).verify(BODY.replace(b"100", b"900"), headers)
+    with pytest.raises(InvalidSignature):
+        Verifier(generate_signing_key()[1]).verify(BODY, headers)
+
+
+def test_v1_and_v1a_side_by_side_each_receiver_checks_what_it_holds():
+    secret, (whsk, whpk) = generate_secret(), generate_signing_key()
+    ts = int(time.time())
+    keys = [secret_key(secret), signing_key(whsk)]
+    headers = {
+        "webhook-id": "msg_8",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": signature_header(keys, "msg_8", ts, BODY),
+    }
+    assert [s.split(",")[0] for s in headers["webhook-signature"].split(" ")] == ["v1", "v1a"]
+    Webhook(secret).verify(BODY, headers)  # the official library skips v1a and checks v1
+    Verifier(secret).verify(BODY, headers)
+    Verifier(whpk).verify(BODY, headers)
 
 
 def test_missing_headers_are_refused():

@@ -28,8 +28,10 @@ async def test_a_1_per_second_rate_limit_is_never_exceeded_across_workers(
 
 
 async def test_a_429_with_retry_after_is_respected(
-    service, receiver_factory, publish, make_event, eventually
+    service_factory, settings, receiver_factory, publish, make_event, eventually
 ):
+    # Retry-After is honoured up to the schedule's longest step: make that 5 s here
+    service = await service_factory(settings.replace(schedule=(0, 0.3, 0.3, 0.3, 5)))
     receiver = await receiver_factory(
         lambda req, n: (429, {"retry-after": "2"}, b"slow down") if n == 1 else (204, {}, b"")
     )

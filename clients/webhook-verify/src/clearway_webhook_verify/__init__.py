@@ -1,21 +1,32 @@
-"""Verify Clearway webhooks: signature, timestamp window and replay.
+"""Verify Clearway webhooks: signature, timestamp window and replay of processed ids.
 
 Standard Webhooks (https://www.standardwebhooks.com/): the signed content is
-``"{webhook-id}.{webhook-timestamp}.{body}"``, HMAC-SHA256 keyed with the
-base64 part of a ``whsec_`` secret; ``webhook-signature`` holds one or more
-space-separated ``v1,<base64>`` signatures. Standard library only.
+``"{webhook-id}.{webhook-timestamp}.{body}"``; ``webhook-signature`` holds one or
+more space-separated signatures: ``v1,<base64 HMAC-SHA256>`` keyed with the
+base64 part of a ``whsec_`` secret, and, for endpoints that opted in,
+``v1a,<base64 Ed25519>`` checked with the endpoint's ``whpk_`` public key. HMAC
+needs only the standard library; ``v1a`` needs ``cryptography`` (the ``ed25519``
+extra).
+
+Replay protection has two parts. The timestamp window refuses a captured
+request replayed later than ``tolerance_s``. Inside the window, the seen-id
+store refuses an id *that was processed successfully*: an id is remembered only
+once the partner's handler succeeded (:meth:`Verifier.receive`, or
+:meth:`Verifier.verify` then :meth:`Verifier.processed`), so Clearway's retry of
+a delivery the partner failed to process (it answered 5xx) is accepted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = [
@@ -30,6 +41,7 @@ __all__ = [
 ]
 
 PREFIX = "whsec_"
+PUBLIC_KEY_PREFIX = "whpk_"
 DEFAULT_TOLERANCE_S = 300
 
 
@@ -50,17 +62,24 @@ class TimestampOutOfWindow(VerificationError):
 
 
 class ReplayedMessage(VerificationError):
-    pass
+    """This ``webhook-id`` was already processed successfully: answer 2xx, do nothing."""
 
 
 class SeenIdStore(Protocol):
-    """Remembers webhook ids; ``add`` returns False when the id was already seen."""
+    """Remembers the webhook ids that were processed successfully.
+
+    ``add`` returns False when the id was already there; ``contains`` says whether
+    it is (and not expired).
+    """
 
     def add(self, webhook_id: str, expires_at: float) -> bool: ...
 
+    def contains(self, webhook_id: str) -> bool: ...
+
 
 class InMemorySeenIds:
-    """A process-local seen-id store (use a shared one, e.g. Redis SET NX, across processes)."""
+    """A process-local seen-id store (use a shared one, e.g. Redis ``SET NX EX`` and
+    ``EXISTS``, across processes)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._seen: dict[str, float] = {}
@@ -77,6 +96,10 @@ class InMemorySeenIds:
             self._seen[webhook_id] = expires_at
             return True
 
+    def contains(self, webhook_id: str) -> bool:
+        with self._lock:
+            return self._seen.get(webhook_id, 0) > self._clock()
+
 
 def _key(secret: str | bytes) -> bytes:
     if isinstance(secret, bytes):
@@ -87,8 +110,28 @@ def _key(secret: str | bytes) -> bytes:
         raise ValueError("a secret is whsec_ followed by base64") from e
 
 
+def _public_key(whpk: str) -> Any:
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "v1a (Ed25519) signatures need cryptography: "
+            "pip install 'clearway-webhook-verify[ed25519]'"
+        ) from e
+    try:
+        raw = base64.b64decode(whpk[len(PUBLIC_KEY_PREFIX) :])
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError("a public key is whpk_ followed by base64 of 32 bytes") from e
+
+
 class Verifier:
-    """Checks a delivery against any of ``secrets`` (several during a rotation)."""
+    """Checks a delivery against any of ``secrets``: ``whsec_`` secrets (v1) and
+    ``whpk_`` public keys (v1a); several during a rotation.
+
+    ``remember_s`` is how long a processed id is refused as a replay (default
+    twice the window: by then a replay fails the timestamp check anyway).
+    """
 
     def __init__(
         self,
@@ -96,17 +139,23 @@ class Verifier:
         *,
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         seen_ids: SeenIdStore | None = None,
+        remember_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._keys = [_key(s) for s in ([secrets] if isinstance(secrets, str) else secrets)]
-        if not self._keys:
-            raise ValueError("give at least one secret")
+        given = [secrets] if isinstance(secrets, str) else list(secrets)
+        if not given:
+            raise ValueError("give at least one secret or public key")
+        self._keys = [_key(s) for s in given if not s.startswith(PUBLIC_KEY_PREFIX)]
+        self._public = [_public_key(s) for s in given if s.startswith(PUBLIC_KEY_PREFIX)]
         self.tolerance_s = tolerance_s
+        self.remember_s = 2 * tolerance_s if remember_s is None else remember_s
         self.seen_ids = seen_ids if seen_ids is not None else InMemorySeenIds(clock)
         self._clock = clock
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> Any:
-        """Return the parsed JSON body of a genuine, fresh, first-seen delivery; raise otherwise."""
+        """The parsed JSON body of a genuine, fresh delivery whose id was not processed yet;
+        raise otherwise. Nothing is remembered: call :meth:`processed` once handled, or
+        use :meth:`receive`, which does both."""
         h = {k.lower(): v for k, v in headers.items()}
         msg_id, ts, sigs = (
             h.get("webhook-id"),
@@ -125,20 +174,48 @@ class Verifier:
         if timestamp > now + self.tolerance_s:
             raise TimestampOutOfWindow("message timestamp too new")
         content = f"{msg_id}.{timestamp}.".encode() + body
+        if not self._signed(content, sigs.split(" ")):
+            raise InvalidSignature("no matching signature")
+        if self.seen_ids.contains(msg_id):
+            raise ReplayedMessage(f"webhook-id {msg_id} was already processed")
+        return json.loads(body)
+
+    def processed(self, webhook_id: str) -> None:
+        """Remember ``webhook_id`` as processed: later copies are :class:`ReplayedMessage`."""
+        self.seen_ids.add(webhook_id, self._clock() + self.remember_s)
+
+    @contextlib.contextmanager
+    def receive(self, body: bytes, headers: Mapping[str, str]) -> Iterator[Any]:
+        """Verify, hand the event to the ``with`` block, and remember the id only if the
+        block finished without an exception (a failed handler lets the retry in)."""
+        event = self.verify(body, headers)
+        yield event
+        webhook_id = next(v for k, v in headers.items() if k.lower() == "webhook-id")
+        self.processed(webhook_id)
+
+    def _signed(self, content: bytes, signatures: Iterable[str]) -> bool:
         expected = [
             base64.b64encode(hmac.new(k, content, hashlib.sha256).digest()) for k in self._keys
         ]
-        if not any(_matches(sig, expected) for sig in sigs.split(" ")):
-            raise InvalidSignature("no matching signature")
-        # Remember the id past the window: a replay after that fails the timestamp check.
-        if not self.seen_ids.add(msg_id, now + 2 * self.tolerance_s):
-            raise ReplayedMessage(f"webhook-id {msg_id} was already received")
-        return json.loads(body)
-
-
-def _matches(signature: str, expected: Iterable[bytes]) -> bool:
-    version, _, value = signature.partition(",")
-    if version != "v1":
+        for sig in signatures:
+            version, _, value = sig.partition(",")
+            if version == "v1" and any(hmac.compare_digest(value.encode(), e) for e in expected):
+                return True
+            if version == "v1a" and self._public and self._ed25519(content, value):
+                return True
         return False
-    given = value.encode()
-    return any(hmac.compare_digest(given, e) for e in expected)
+
+    def _ed25519(self, content: bytes, value: str) -> bool:
+        from cryptography.exceptions import InvalidSignature as BadSignature
+
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        for key in self._public:
+            try:
+                key.verify(raw, content)
+                return True
+            except BadSignature:
+                continue
+        return False

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from clearway.shared.logging import configure_logging
@@ -16,8 +14,6 @@ from clearway.webhooks.settings import WebhooksSettings
 def main() -> None:
     settings = WebhooksSettings.from_env_or_exit()
     configure_logging(SERVICE)
-    # httpx logs every request at INFO: the attempts table is the delivery log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     setup_tracing(SERVICE, otlp_endpoint=settings.platform.otlp_endpoint)
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None)
 

@@ -44,6 +44,11 @@ class EndpointIn(BaseModel):
     description: str = Field("", max_length=500)
     event_types: list[str] = Field(min_length=1, max_length=100)
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+    ed25519_signatures: bool = Field(
+        False,
+        description="Also sign with Ed25519 (Standard Webhooks v1a); the response's"
+        " signing_public_key (whpk_) verifies those signatures.",
+    )
 
 
 class EndpointPatch(BaseModel):
@@ -73,6 +78,9 @@ class EndpointOut(BaseModel):
     disabled: bool
     disabled_reason: str | None
     failing_since: datetime | None
+    signing_public_key: str | None = Field(
+        description="whpk_ public key verifying the v1a signatures; null unless opted in."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -149,6 +157,7 @@ async def create_endpoint(
             description=body.description,
             event_types=body.event_types,
             rate_limit_per_s=body.rate_limit_per_s,
+            ed25519_signatures=body.ed25519_signatures,
         )
     except InvalidSubscription as e:
         raise invalid_types(e) from None

@@ -25,7 +25,7 @@ from clearway.webhooks.dispatcher import Dispatcher
 from clearway.webhooks.handlers import Context
 from clearway.webhooks.replay import ReplayRunner
 from clearway.webhooks.settings import EVENTS_TOPIC, WebhooksSettings
-from clearway.webhooks.ssrf import SsrfGuard, guarded_client
+from clearway.webhooks.ssrf import SsrfGuard, guarded_session
 
 SERVICE = "webhooks"
 SCHEMA = "webhooks"
@@ -58,8 +58,10 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
         ctx = make_context(settings)
         pool = await create_pool(dsn, schema=SCHEMA, min_size=2, max_size=4 + settings.workers * 2)
         guard = SsrfGuard(settings.allow_networks)
-        client = guarded_client(
-            guard, timeout_s=settings.request_timeout_s, max_connections=settings.max_connections
+        client = guarded_session(
+            guard,
+            max_connections=settings.max_connections,
+            per_endpoint=settings.endpoint_concurrency,
         )
         app.state.ctx, app.state.pool, app.state.guard = ctx, pool, guard
 
@@ -76,7 +78,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(pool.close)
-            stack.push_async_callback(client.aclose)
+            stack.push_async_callback(client.close)
             bootstrap = settings.platform.kafka_bootstrap
             if settings.run_consumer:
                 producer = idempotent_producer(bootstrap)

@@ -1,9 +1,13 @@
-"""Pure webhook rules: ids, dispatch states, the retry schedule, signing, subscriptions.
+"""Pure webhook rules: ids, dispatch states, the retry schedule, the circuit breaker,
+signing, subscriptions.
 
 Signing follows Standard Webhooks (https://www.standardwebhooks.com/, spec
-``spec/standard-webhooks.md``): ``webhook-signature: v1,<base64 HMAC-SHA256 of
-"{webhook-id}.{webhook-timestamp}.{body}">`` keyed with the base64 part of a
-``whsec_`` secret; several space-separated signatures during a rotation.
+``spec/standard-webhooks.md``, "Signature scheme"): the signed content is
+``"{webhook-id}.{webhook-timestamp}.{body}"``; ``v1,<base64 HMAC-SHA256>`` keyed
+with the base64 part of a ``whsec_`` secret, and, for endpoints that opted in,
+``v1a,<base64 Ed25519 signature>`` with the ``whsk_`` private key whose ``whpk_``
+public key the partner holds. ``webhook-signature`` lists them space-separated
+(one per active key; several during a rotation).
 """
 
 from __future__ import annotations
@@ -21,9 +25,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from clearway.shared.backoff import Backoff
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+SIGNING_KEY_PREFIX = "whsk_"
+PUBLIC_KEY_PREFIX = "whpk_"
+#: A key the dispatcher signs with: an HMAC key (v1) or an Ed25519 private key (v1a).
+SigningKey = bytes | Ed25519PrivateKey
 #: The published retry schedule: delay before attempt N+1 after attempt N failed
 #: (attempt 1 goes out immediately). 8 attempts over about 28 hours.
 RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -86,15 +97,73 @@ def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One ``v1,<base64>`` signature."""
+def generate_signing_key() -> tuple[str, str]:
+    """A fresh Ed25519 key pair as ``(whsk_<base64 32-byte seed>, whpk_<base64 public key>)``."""
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    seed = private.private_bytes_raw()
+    return (
+        SIGNING_KEY_PREFIX + base64.b64encode(seed).decode(),
+        PUBLIC_KEY_PREFIX + base64.b64encode(public).decode(),
+    )
+
+
+def signing_key(whsk: str) -> Ed25519PrivateKey:
+    """The Ed25519 private key of a ``whsk_`` string."""
+    return Ed25519PrivateKey.from_private_bytes(
+        base64.b64decode(whsk.removeprefix(SIGNING_KEY_PREFIX))
+    )
+
+
+def sign(key: SigningKey, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One signature: ``v1,<base64 HMAC>`` for an HMAC key, ``v1a,<base64 Ed25519>`` for a
+    private key."""
     content = f"{msg_id}.{timestamp}.".encode() + body
+    if isinstance(key, Ed25519PrivateKey):
+        return "v1a," + base64.b64encode(key.sign(content)).decode()
     return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
-def signature_header(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: one signature per active secret, space-separated."""
+def signature_header(keys: Sequence[SigningKey], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: one signature per active key, space-separated."""
     return " ".join(sign(k, msg_id, timestamp, body) for k in keys)
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """A circuit breaker per endpoint, counted in failed attempts in a row
+    (:meth:`counts`: the endpoint down, hanging or overloaded).
+
+    Below ``threshold`` the endpoint is closed (delivered to as usual). At
+    ``threshold`` it opens: the endpoint is paused for ``cooldown_s``, doubling
+    with each further failure up to ``max_cooldown_s``; its messages stay
+    pending. When the pause is over it is half-open: one message at a time is
+    tried (the probe); a success closes it, a failure opens it again.
+    """
+
+    threshold: int = 5
+    cooldown_s: float = 30.0
+    max_cooldown_s: float = 600.0
+
+    @staticmethod
+    def counts(outcome: Outcome, status_code: int | None) -> bool:
+        """Whether an attempt counts against the endpoint: it is unreachable or hanging
+        (timeout, connection error, refused, an answer that never completed: pass
+        ``status_code=None``) or says it is overloaded (502, 503, 504).
+        A quick 4xx or 500 is about the message, not the endpoint: it neither counts
+        nor resets the count (the message's own schedule deals with it)."""
+        if outcome not in (Outcome.FAILURE, Outcome.REFUSED):
+            return False
+        return status_code is None or status_code in (502, 503, 504)
+
+    def is_open(self, failures: int) -> bool:
+        return failures >= self.threshold
+
+    def pause(self, failures: int) -> float | None:
+        """How long the endpoint pauses after its ``failures``-th failure in a row."""
+        if failures < self.threshold:
+            return None
+        return min(self.max_cooldown_s, self.cooldown_s * 2 ** min(failures - self.threshold, 30))
 
 
 def retry_policy(schedule: Sequence[float] = RETRY_SCHEDULE, jitter: float = JITTER) -> Backoff:
@@ -122,6 +191,33 @@ def classify(status_code: int) -> Outcome:
     if status_code == 429:
         return Outcome.THROTTLED
     return Outcome.FAILURE
+
+
+def fair_shares(
+    endpoints: Sequence[tuple[str, str]], budget: int, room: Mapping[str, int]
+) -> dict[str, int]:
+    """Split a claim of ``budget`` messages fairly: tenants take turns one message at a
+    time, each tenant's endpoints take turns within its share, and no endpoint gets
+    more than its ``room``. ``endpoints`` are ``(endpoint_id, tenant)``, the ones
+    served least recently first; the result maps endpoint id to a quota."""
+    turns: dict[str, list[str]] = {}
+    for endpoint_id, tenant in endpoints:
+        if room.get(endpoint_id, 0) > 0:
+            turns.setdefault(tenant, []).append(endpoint_id)
+    shares: dict[str, int] = {}
+    while budget > 0 and turns:
+        for tenant in list(turns):
+            queue = turns[tenant]
+            endpoint_id = queue.pop(0)
+            shares[endpoint_id] = shares.get(endpoint_id, 0) + 1
+            budget -= 1
+            if shares[endpoint_id] < room[endpoint_id]:
+                queue.append(endpoint_id)
+            if not queue:
+                del turns[tenant]
+            if budget == 0:
+                break
+    return shares
 
 
 def check_subscriptions(patterns: Iterable[str], known_types: Iterable[str]) -> list[str]:

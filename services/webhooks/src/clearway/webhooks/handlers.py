@@ -23,6 +23,7 @@ from clearway.webhooks.domain import (
     Status,
     check_subscriptions,
     generate_secret,
+    generate_signing_key,
     message_id,
     new_endpoint_id,
     subscribed,
@@ -78,10 +79,17 @@ async def create_endpoint(
     description: str,
     event_types: Sequence[str],
     rate_limit_per_s: float | None,
+    ed25519_signatures: bool = False,
 ) -> tuple[asyncpg.Record, str]:
-    """A new endpoint and its ``whsec_`` secret (returned once, stored encrypted)."""
+    """A new endpoint and its ``whsec_`` secret (returned once, stored encrypted).
+
+    With ``ed25519_signatures`` it also gets an Ed25519 key pair: deliveries carry a
+    ``v1a`` signature besides the ``v1`` one; the ``whsk_`` private key is sealed
+    like the secret, the ``whpk_`` public key is the endpoint's ``signing_public_key``.
+    """
     patterns = check_subscriptions(event_types, ctx.known_event_types())
     secret = generate_secret()
+    private, public = generate_signing_key() if ed25519_signatures else (None, None)
     async with conn.transaction():
         row = await store.insert_endpoint(
             conn,
@@ -91,8 +99,12 @@ async def create_endpoint(
             description=description,
             event_types=patterns,
             rate_limit_per_s=rate_limit_per_s,
+            signing_public_key=public,
         )
         await store.insert_secret(conn, row["id"], ctx.box.seal(secret, row["id"], tenant))
+        if private is not None:
+            sealed = ctx.box.seal(private, row["id"], tenant)
+            await store.insert_secret(conn, row["id"], sealed, kind="ed25519")
         await ctx.audit(conn, principal, "endpoint.created", row["id"], row["version"])
     return row, secret
 

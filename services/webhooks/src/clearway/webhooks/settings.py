@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
@@ -32,16 +32,25 @@ class WebhooksSettings(KeySettings):
     jitter: float = JITTER
     """Random spread of each retry delay, as a fraction of it."""
     request_timeout_s: float = 15.0
-    """Timeout of one delivery request."""
+    """Deadline of one whole delivery attempt: DNS, connect, send and the capped
+    response read. At least 2 s shorter than the lease."""
     lease_s: float = 45.0
     """How long a claimed attempt is protected from other workers; after a crash the
     message becomes due again once its lease ran out."""
     workers: int = 4
     """Concurrent delivery workers."""
     batch_size: int = 100
-    """Due messages claimed per round."""
+    """Attempts one worker keeps in flight (it claims more as they finish)."""
     max_connections: int = 256
     """Outbound HTTP connection pool size."""
+    endpoint_concurrency: int = 16
+    """Attempts in flight to one endpoint, per process."""
+    breaker_threshold: int = 5
+    """Failed attempts in a row that open an endpoint's circuit breaker."""
+    breaker_cooldown_s: float = 30.0
+    """How long an open breaker pauses its endpoint (doubling per further failure)."""
+    breaker_max_cooldown_s: float = 600.0
+    """The longest pause of an open breaker."""
     poll_interval_s: float = 0.25
     """How often an idle dispatcher looks for due messages."""
     allow_networks: Csv[tuple[str, ...]] = ()
@@ -60,6 +69,14 @@ class WebhooksSettings(KeySettings):
     """Consume the domain event topics in this process."""
     run_dispatcher: bool = True
     """Deliver webhooks from this process."""
+
+    @model_validator(mode="after")
+    def _deadline_inside_lease(self) -> WebhooksSettings:
+        # An attempt that outlived its lease would be sent again by another worker
+        # while still in flight; 2 s leave room to record its outcome.
+        if self.request_timeout_s + 2 > self.lease_s:
+            raise ValueError("lease_s must exceed request_timeout_s by at least 2 seconds")
+        return self
 
     def topic(self, name: str) -> str:
         return self.platform.topic(name)

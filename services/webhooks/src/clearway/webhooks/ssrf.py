@@ -1,36 +1,78 @@
-"""SSRF guard: refuse URLs that resolve to private, loopback, link-local or other
-non-public addresses, at creation and again at connect time.
+"""SSRF guard: refuse URLs that reach anything but the public internet, at creation and
+again at connect time (docs/design.md §6).
 
-The connect-time check lives in the HTTP client's network backend: the name is
-resolved once, every address is checked, and the connection goes to a checked
-address, so a DNS answer that changes between the two checks (rebinding) gains
-nothing.
+An address passes only if it is a global unicast address: IPv4 ``is_global``;
+IPv6 inside ``2000::/3`` and ``is_global``, and not a transition address that
+tunnels or translates to IPv4 (NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``
+(RFC 6052, RFC 8215), 6to4 ``2002::/16`` (RFC 3056), Teredo ``2001::/32``
+(RFC 4380)). Outside ``2000::/3`` fall IPv4-mapped ``::ffff:a.b.c.d``,
+IPv4-translated ``::ffff:0:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, site-local
+``fec0::/10``, ULA, link-local and the rest: all refused. The operator's
+``allow`` networks (tests: ``127.0.0.0/8``) are the only exception.
+
+What the guard found is never told to the tenant: :class:`UnsafeUrl` names the
+host, not the address (a resolved internal address in a 422 or in an attempt
+row is an internal-DNS oracle). Operators get the address in the log, masked
+to its network (:func:`redact`).
+
+The connect-time check lives in the dispatcher's client: its resolver checks
+every address of a name, and its socket factory checks the address actually
+connected to (literal hosts and cached answers included), so a DNS answer that
+changes between the checks (rebinding) gains nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
+log = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 MAX_URL_LENGTH = 2048
+REFUSAL = "ssrf guard: "
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+#: Inside 2000::/3 but tunnelling or translating to IPv4: refused whatever they embed.
+_TRANSITION = tuple(
+    ipaddress.ip_network(n) for n in ("2002::/16", "2001::/32", "64:ff9b::/96", "64:ff9b:1::/48")
+)
 
 
 class UnsafeUrl(ValueError):
-    """A URL the dispatcher must not call; ``reason`` says why."""
+    """A URL the dispatcher must not call; ``reason`` says why (and names no address)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def redact(address: str) -> str:
+    """An address masked to its network, for operators' logs: ``10.0.x.x``, ``fd00:1:x``."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return "<not an address>"
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ".".join(str(ip).split(".")[:2]) + ".x.x"
+    return ":".join(h.lstrip("0") or "0" for h in ip.exploded.split(":")[:2]) + ":x"
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether ``address`` is a global unicast address (see the module docstring)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address.is_global and not address.is_multicast
+    if address not in _GLOBAL_UNICAST or any(address in net for net in _TRANSITION):
+        return False
+    return address.is_global and not address.is_multicast
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -44,28 +86,31 @@ class SsrfGuard:
         self.resolver = resolver
 
     def address_allowed(self, address: IPAddress) -> bool:
-        if any(address in net for net in self.allow):
-            return True
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            return self.address_allowed(mapped)
-        return address.is_global and not address.is_multicast
+        return any(address in net for net in self.allow) or is_public(address)
+
+    def check_address(self, host: str, address: str) -> None:
+        """:class:`UnsafeUrl` unless ``address`` (of ``host``) may be connected to."""
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            raise UnsafeUrl(f"host {host!r} resolves to something that is not an address") from None
+        if not self.address_allowed(ip):
+            log.warning("ssrf guard refused host %r at %s", host, redact(address))
+            raise UnsafeUrl(f"host {host!r} resolves to a non-public address")
 
     async def resolve_checked(self, host: str, port: int) -> list[str]:
         """The addresses of ``host``; :class:`UnsafeUrl` if any of them is not allowed."""
         try:
-            literal = ipaddress.ip_address(host.strip("[]"))
-            addresses = [str(literal)]
+            addresses = [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
             try:
                 addresses = await self.resolver(host, port)
-            except OSError as e:
-                raise UnsafeUrl(f"host {host!r} does not resolve: {e}") from None
+            except OSError:
+                raise UnsafeUrl(f"host {host!r} does not resolve") from None
         if not addresses:
             raise UnsafeUrl(f"host {host!r} does not resolve")
         for a in addresses:
-            if not self.address_allowed(ipaddress.ip_address(a.split("%")[0])):
-                raise UnsafeUrl(f"host {host!r} resolves to a non-public address ({a})")
+            self.check_address(host, a)
         return addresses
 
     async def check_url(self, url: str) -> str:
@@ -87,66 +132,79 @@ class SsrfGuard:
         return url
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's default backend, connecting only to addresses the guard allows."""
+class _GuardedResolver(AbstractResolver):
+    """aiohttp's resolver hook: names resolve only to addresses the guard allows."""
 
     def __init__(self, guard: SsrfGuard) -> None:
         self._guard = guard
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
             addresses = await self._guard.resolve_checked(host, port)
         except UnsafeUrl as e:
-            raise httpcore.ConnectError(f"ssrf guard: {e.reason}") from None
-        # TLS SNI and Host still use the name; only the TCP connect uses the address.
-        return await self._inner.connect_tcp(
-            addresses[0], port, timeout, local_address, socket_options
-        )
+            raise OSError(REFUSAL + e.reason) from None
+        return [
+            ResolveResult(
+                hostname=host,
+                host=a,
+                port=port,
+                family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for a in addresses
+        ]
 
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("ssrf guard: unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-def guarded_client(
-    guard: SsrfGuard, *, timeout_s: float, max_connections: int = 256
-) -> httpx.AsyncClient:
-    """A pooled client that re-checks every address when it opens a connection."""
-    transport = httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+def _guarded_socket(guard: SsrfGuard) -> Callable[[tuple[Any, ...]], socket.socket]:
+    def make(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        try:
+            guard.check_address("(connect)", str(sockaddr[0]))
+        except UnsafeUrl as e:
+            raise OSError(REFUSAL + e.reason) from None
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    return make
+
+
+def guarded_session(
+    guard: SsrfGuard, *, max_connections: int = 256, per_endpoint: int = 16
+) -> aiohttp.ClientSession:
+    """The dispatcher's pooled client: every connection re-checked, kept alive per
+    endpoint (host and port), at most ``per_endpoint`` connections to one of them.
+
+    No timeout here: the dispatcher bounds each whole attempt itself.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=per_endpoint,
+        resolver=_GuardedResolver(guard),
+        socket_factory=_guarded_socket(guard),
+        keepalive_timeout=5.0,
+        ttl_dns_cache=10,
     )
-    # httpx does not expose httpcore's network_backend; the pool is rebuilt with it.
-    pool = transport._pool
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=pool._ssl_context,
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=5.0,
-        http1=True,
-        http2=False,
-        network_backend=_GuardedBackend(guard),
-    )
-    return httpx.AsyncClient(
-        transport=transport, timeout=httpx.Timeout(timeout_s), follow_redirects=False
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent", "Content-Type"),
+        auto_decompress=False,  # a receiver's body is kept as sent, capped (no zip bombs)
+        raise_for_status=False,
     )
 
 
-def is_refusal(error: BaseException) -> bool:
-    return "ssrf guard:" in str(error)
-
-
-def refused_networks() -> Sequence[str]:
-    """What is refused, for documentation."""
-    return ("private", "loopback", "link-local", "reserved", "multicast", "CGNAT", "unspecified")
+def is_refusal(error: BaseException | None) -> bool:
+    """Whether a client error is (or wraps) a refusal of the guard."""
+    seen = 0
+    while error is not None and seen < 5:
+        if REFUSAL in str(error) or REFUSAL in str(getattr(error, "os_error", "")):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False

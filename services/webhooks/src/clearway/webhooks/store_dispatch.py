@@ -1,19 +1,20 @@
-"""The dispatcher's SQL: claim due attempts across workers, record what happened.
+"""The dispatcher's SQL: claim due attempts fairly across workers, record what happened.
 
-Claims use ``FOR UPDATE SKIP LOCKED`` and then a lease (``next_attempt_at`` moved
-past the request timeout), so a worker that dies mid-request leaves the message
-due again once the lease ran out; the retry carries the same ``webhook-id``.
-Per-endpoint throttling (rate limit, a 429's ``Retry-After``) is the endpoint
-row's ``next_allowed_at``, advanced under a row lock by whichever worker claims,
-so it holds across workers and processes.
+Claims (docs/design.md §6) lock endpoints, not a global queue: the due endpoints
+served least recently first (``last_claimed_at``, round-robin), ``FOR UPDATE
+SKIP LOCKED`` so workers and processes share them, then each endpoint's due
+messages up to the quota the caller gives it (its concurrency cap, one for a
+half-open circuit breaker or a rate limit). Each claimed message gets a lease
+(``next_attempt_at`` moved past the attempt deadline), so a worker that dies
+mid-request leaves it due again once the lease ran out, with the same
+``webhook-id``. An endpoint's ``next_allowed_at`` pauses it (rate-limit slot,
+a 429's ``Retry-After``, an open breaker) for every worker and process.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -35,6 +36,15 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class DueEndpoint:
+    id: str
+    tenant: str
+    rate_limit_per_s: float | None
+    consecutive_failures: int
+    failing: bool  # failures in a row, or failing continuously: a success has news
+
+
+@dataclass(frozen=True)
 class Result:
     claimed: Claimed
     outcome: str
@@ -44,83 +54,79 @@ class Result:
     latency_ms: float
     body: str
     error: str | None
-    retry_after_s: float | None
+    pause_s: float | None  # how long a 429 paused the endpoint (already clamped)
+
+
+async def due_endpoints(
+    conn: asyncpg.Connection, limit: int, exclude: Sequence[str]
+) -> list[DueEndpoint]:
+    """Lock up to ``limit`` live, unpaused endpoints with due messages, least recently
+    claimed first, skipping ``exclude`` and endpoints another claim holds."""
+    rows = await conn.fetch(
+        "SELECT e.id, e.tenant, e.rate_limit_per_s, e.consecutive_failures,"
+        " (e.consecutive_failures > 0 OR e.failing_since IS NOT NULL) AS failing FROM endpoints e"
+        " WHERE NOT e.disabled AND e.next_allowed_at <= now() AND e.id <> ALL($2::text[])"
+        "  AND EXISTS (SELECT 1 FROM messages m WHERE m.endpoint_id = e.id"
+        "   AND m.status = 'pending' AND m.next_attempt_at <= now())"
+        " ORDER BY e.last_claimed_at, e.id LIMIT $1"
+        " FOR UPDATE OF e SKIP LOCKED",
+        limit,
+        list(exclude),
+    )
+    return [DueEndpoint(**dict(r)) for r in rows]
 
 
 _CLAIM = """
-SELECT m.id, m.endpoint_id, m.tenant, m.payload, m.attempts, m.round_attempts,
-       m.correlation_id, m.traceparent, m.event_type, m.event_id, m.queued_by,
-       e.url, e.disabled, e.rate_limit_per_s, e.next_allowed_at, now() AS now
-FROM messages m JOIN endpoints e ON e.id = m.endpoint_id
-WHERE m.status = 'pending' AND m.next_attempt_at <= now()
-ORDER BY m.next_attempt_at
-LIMIT $1
-FOR UPDATE OF m SKIP LOCKED
+WITH picked AS (
+    SELECT m.id
+    FROM unnest($1::text[], $2::int[]) AS q(endpoint_id, n)
+    CROSS JOIN LATERAL (
+        SELECT m.id FROM messages m
+        WHERE m.endpoint_id = q.endpoint_id AND m.status = 'pending'
+          AND m.next_attempt_at <= now()
+        ORDER BY m.next_attempt_at
+        LIMIT q.n
+        FOR UPDATE SKIP LOCKED
+    ) m
+)
+UPDATE messages m SET attempts = m.attempts + 1, round_attempts = m.round_attempts + 1,
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+FROM picked, endpoints e
+WHERE m.id = picked.id AND e.id = m.endpoint_id
+RETURNING m.id, m.endpoint_id, m.tenant, m.payload, m.attempts, m.round_attempts,
+    m.correlation_id, m.traceparent, m.event_type, m.event_id, m.queued_by, e.url
 """
 
 
-async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[Claimed]:
-    """Claim up to ``limit`` due messages (call inside a transaction)."""
-    rows = await conn.fetch(_CLAIM, limit)
-    if not rows:
-        return []
-    now: datetime = rows[0]["now"]
-    skipped = [r["id"] for r in rows if r["disabled"]]
-    live = [r for r in rows if not r["disabled"]]
-    throttled = sorted(
-        {r["endpoint_id"] for r in live if r["rate_limit_per_s"] or r["next_allowed_at"] > now}
-    )
-    take = [r for r in live if r["endpoint_id"] not in throttled]
-    deferred: list[tuple[str, datetime]] = []
-    if throttled:
-        locked = await conn.fetch(
-            "SELECT id, rate_limit_per_s, next_allowed_at FROM endpoints"
-            " WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-            throttled,
-        )
-        by_endpoint: dict[str, list[asyncpg.Record]] = defaultdict(list)
-        for r in live:
-            if r["endpoint_id"] in throttled:
-                by_endpoint[r["endpoint_id"]].append(r)
-        advanced: list[tuple[str, datetime]] = []
-        for ep in locked:
-            rate = ep["rate_limit_per_s"]
-            step = timedelta(seconds=1 / rate) if rate else timedelta(0)
-            slot = max(now, ep["next_allowed_at"])
-            took = False
-            for r in by_endpoint[ep["id"]]:
-                if slot <= now:
-                    take.append(r)
-                    took = True
-                else:
-                    deferred.append((r["id"], slot))
-                slot += step  # no rate: step 0, everyone waits for the Retry-After pause
-            if took and rate:
-                advanced.append((ep["id"], max(now, ep["next_allowed_at"]) + step))
-        if advanced:
-            await conn.executemany(
-                "UPDATE endpoints SET next_allowed_at = $2 WHERE id = $1", advanced
-            )
-    if skipped:
-        await conn.execute(
-            "UPDATE messages SET status = 'skipped', next_attempt_at = NULL, updated_at = now()"
-            " WHERE id = ANY($1::text[])",
-            skipped,
-        )
-    if deferred:
-        await conn.execute(
-            "UPDATE messages SET next_attempt_at = u.at FROM unnest($1::text[],"
-            " $2::timestamptz[]) AS u(id, at) WHERE messages.id = u.id",
-            [d[0] for d in deferred],
-            [d[1] for d in deferred],
-        )
-    if not take:
-        return []
+async def claim(
+    conn: asyncpg.Connection,
+    quotas: Mapping[str, int],
+    lease_s: float,
+    *,
+    rate_limited: Mapping[str, float],
+    probing: Sequence[str],
+) -> list[Claimed]:
+    """Claim up to ``quotas[endpoint]`` due messages of each (locked) endpoint and lease
+    them for ``lease_s``; call inside the transaction of :func:`due_endpoints`.
+
+    A rate-limited endpoint's next slot moves ``1/rate`` on; a ``probing`` endpoint
+    (half-open breaker) is held for the lease, so that no one else probes it before
+    its probe is recorded.
+    """
+    ids = sorted(quotas)
+    rows = await conn.fetch(_CLAIM, ids, [quotas[i] for i in ids], lease_s)
     await conn.execute(
-        "UPDATE messages SET attempts = attempts + 1, round_attempts = round_attempts + 1,"
-        " next_attempt_at = now() + make_interval(secs => $2), updated_at = now()"
-        " WHERE id = ANY($1::text[])",
-        [r["id"] for r in take],
+        "UPDATE endpoints e SET last_claimed_at = clock_timestamp(),"
+        " next_allowed_at = CASE"
+        "  WHEN e.id = ANY($3::text[]) THEN now() + make_interval(secs => $4)"
+        # the slot runs from now, not from the transaction's start (now())
+        "  WHEN u.step > 0"
+        "   THEN GREATEST(clock_timestamp(), e.next_allowed_at) + make_interval(secs => u.step)"
+        "  ELSE e.next_allowed_at END"
+        " FROM unnest($1::text[], $2::float8[]) AS u(id, step) WHERE e.id = u.id",
+        ids,
+        [1.0 / rate_limited[i] if i in rate_limited else 0.0 for i in ids],
+        list(probing),
         lease_s,
     )
     return [
@@ -130,16 +136,28 @@ async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[Cl
             tenant=r["tenant"],
             url=r["url"],
             payload=bytes(r["payload"]),
-            attempt_no=r["attempts"] + 1,
-            round_attempt=r["round_attempts"] + 1,
+            attempt_no=r["attempts"],  # as leased: this attempt's number
+            round_attempt=r["round_attempts"],
             correlation_id=r["correlation_id"],
             traceparent=r["traceparent"],
             event_type=r["event_type"],
             event_id=r["event_id"],
             queued_by=r["queued_by"],
         )
-        for r in take
+        for r in rows
     ]
+
+
+async def skip_disabled(conn: asyncpg.Connection, limit: int) -> int:
+    """Store due messages of disabled endpoints as ``skipped`` (replayable); how many."""
+    result: str = await conn.execute(
+        "UPDATE messages SET status = 'skipped', next_attempt_at = NULL, updated_at = now()"
+        " WHERE id IN (SELECT m.id FROM endpoints e JOIN messages m ON m.endpoint_id = e.id"
+        "  WHERE e.disabled AND m.status = 'pending' AND m.next_attempt_at <= now()"
+        "  LIMIT $1 FOR UPDATE OF m SKIP LOCKED)",
+        limit,
+    )
+    return int(result.split()[-1])
 
 
 async def record(conn: asyncpg.Connection, results: Sequence[Result]) -> list[Result]:
@@ -195,45 +213,83 @@ async def record(conn: asyncpg.Connection, results: Sequence[Result]) -> list[Re
 
 
 async def dead_letter(conn: asyncpg.Connection, results: Sequence[Result], reason: str) -> None:
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO dead_letters (message_id, endpoint_id, tenant, reason)"
-        " VALUES ($1, $2, $3, $4)",
-        [(r.claimed.id, r.claimed.endpoint_id, r.claimed.tenant, reason) for r in results],
+        " SELECT u.m, u.e, u.t, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(m, e, t)",
+        [r.claimed.id for r in results],
+        [r.claimed.endpoint_id for r in results],
+        [r.claimed.tenant for r in results],
+        reason,
     )
 
 
+@dataclass(frozen=True)
+class Health:
+    """What one batch of attempts says about one endpoint."""
+
+    endpoint_id: str
+    succeeded: bool  # some attempt of the batch succeeded
+    failures: int  # attempts counting against the breaker after the batch's last success
+    last_ok: bool  # the batch's last attempt succeeded (the endpoint is not failing)
+    pause_s: float  # longest pause a 429 asked for (0: none)
+    breaker_pause_s: float | None  # the breaker's pause, when it is open after the batch
+
+
 async def endpoint_health(
-    conn: asyncpg.Connection,
-    *,
-    succeeded: Sequence[str],
-    failed: Sequence[str],
-    gone: Sequence[str],
-    pause: Sequence[tuple[str, float]],
-    disable_after_s: float,
+    conn: asyncpg.Connection, health: Sequence[Health], *, threshold: int
 ) -> list[asyncpg.Record]:
-    """Track continuous failure; disable endpoints that are gone or failed too long.
+    """Count failures in a row, pause endpoints (429, open breaker), close the breaker on
+    success, track continuous failure. Returns ``(id, consecutive_failures)`` as now.
+
+    The caller computes the breaker's pause from the count it will reach, so the
+    rule stays in the domain (:class:`clearway.webhooks.domain.Breaker`).
+    """
+    hs = sorted(health, key=lambda h: h.endpoint_id)  # one lock order for every worker
+    return await conn.fetch(
+        "UPDATE endpoints e SET"
+        " consecutive_failures = CASE WHEN u.ok THEN u.fails"
+        "   ELSE e.consecutive_failures + u.fails END,"
+        " failing_since = CASE WHEN u.last_ok THEN NULL"
+        "   ELSE coalesce(e.failing_since, now()) END,"
+        " next_allowed_at = GREATEST("
+        # a breaker that was open or probing restarts from now: success closes it, a
+        # failure pauses it anew (a 429 or rate-limit slot is in u.pause / the claim)
+        "   CASE WHEN e.consecutive_failures >= $6 THEN now() ELSE e.next_allowed_at END,"
+        "   now() + make_interval(secs => u.pause),"
+        "   now() + make_interval(secs => coalesce(u.breaker, 0)))"
+        " FROM unnest($1::text[], $2::bool[], $3::int[], $4::float8[], $5::float8[],"
+        "   $7::bool[]) AS u(id, ok, fails, pause, breaker, last_ok)"
+        " WHERE e.id = u.id RETURNING e.id, e.consecutive_failures",
+        [h.endpoint_id for h in hs],
+        [h.succeeded for h in hs],
+        [h.failures for h in hs],
+        [h.pause_s for h in hs],
+        [h.breaker_pause_s for h in hs],
+        threshold,
+        [h.last_ok for h in hs],
+    )
+
+
+async def consecutive_failures(
+    conn: asyncpg.Connection, endpoint_ids: Sequence[str]
+) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT id, consecutive_failures FROM endpoints WHERE id = ANY($1::text[])"
+        " ORDER BY id FOR UPDATE",
+        sorted(set(endpoint_ids)),
+    )
+    return {r["id"]: r["consecutive_failures"] for r in rows}
+
+
+async def disable_failing(
+    conn: asyncpg.Connection, *, failed: Sequence[str], gone: Sequence[str], disable_after_s: float
+) -> list[asyncpg.Record]:
+    """Disable endpoints that answered 410 or failed continuously for ``disable_after_s``.
 
     Returns the endpoints disabled by this call (id, tenant, url, disabled_reason, version).
     """
-    if succeeded:
-        await conn.execute(
-            "UPDATE endpoints SET failing_since = NULL"
-            " WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL",
-            sorted(set(succeeded)),
-        )
-    if pause:
-        await conn.executemany(
-            "UPDATE endpoints SET next_allowed_at = GREATEST(next_allowed_at,"
-            " now() + make_interval(secs => $2)) WHERE id = $1",
-            sorted(pause),
-        )
     disabled: list[asyncpg.Record] = []
     if failed:
-        await conn.execute(
-            "UPDATE endpoints SET failing_since = now()"
-            " WHERE id = ANY($1::text[]) AND failing_since IS NULL",
-            sorted(set(failed)),
-        )
         disabled += await conn.fetch(
             "UPDATE endpoints SET disabled = true, updated_at = now(), version = version + 1,"
             " disabled_reason ="

@@ -1,0 +1,3 @@
+module clearway/benchmarks/webhooks_receiver
+
+go 1.22
