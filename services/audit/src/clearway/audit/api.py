@@ -187,7 +187,7 @@ async def latest_checkpoint(
 async def take_checkpoint(request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
     try:
         cp = await handlers.take_checkpoint(
-            request.app.state.pool,
+            request.app.state.signer_pool,
             request.app.state.keyring,
             announce=request.app.state.announce,
         )
