@@ -198,15 +198,28 @@ async def run(n: int, workers: int) -> None:
 
             quiet, nxt = await ingest_p99(consumer, n, 3.0)
             runner = verification_runner(settings, pool, keyring)
+            loops = [
+                asyncio.create_task(runner.work()) for _ in range(settings.verification_concurrency)
+            ]
             try:
                 for i in range(8):
                     await runner.start(f"tn_{i}", "bench", full=True)
-                busy, _ = await ingest_p99(
-                    consumer, nxt, 3.0, busy=lambda: any(not t.done() for t in runner._tasks)
-                )
-                await runner.wait()
+                idle = False
+
+                async def watch() -> None:
+                    nonlocal idle
+                    while not await runner.idle():
+                        await asyncio.sleep(0.2)
+                    idle = True
+
+                watcher = asyncio.create_task(watch())
+                busy, _ = await ingest_p99(consumer, nxt, 3.0, busy=lambda: not idle)
+                await watcher
             finally:
-                await runner.close()
+                for loop in loops:
+                    loop.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+                runner.close()
         finally:
             executor.shutdown()
             await producer.stop()

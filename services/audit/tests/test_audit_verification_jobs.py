@@ -3,35 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
 
 from clearway.audit import jobs
 from clearway.audit.bootstrap import verification_runner
+from clearway.shared.testing.helpers import eventually
 
 from .test_audit_tamper_evidence import as_superuser
 
 pytestmark = pytest.mark.integration
 
 
-def runner(log, **over):
+@contextlib.asynccontextmanager
+async def runner(log, loops: int = 1, **over):
+    """A runner with ``loops`` work loops, as the service's lifespan runs them."""
     settings = log.settings.replace(
         verification_min_interval_s=over.pop("min_interval_s", 0.0), **over
     )
-    return verification_runner(settings, log.pool, log.keyring)
+    r = verification_runner(settings, log.pool, log.keyring)
+    tasks = [asyncio.create_task(r.work()) for _ in range(loops)]
+    try:
+        yield r
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        r.close()
 
 
 async def done(r, tenant: str, job: dict) -> dict:
-    await r.wait()
-    return await r.get(tenant, job["id"])
+    async def finished():
+        j = await r.get(tenant, job["id"])
+        return j if j["state"] in ("done", "error") else None
+
+    return await eventually(finished, timeout=120)
 
 
 async def test_one_job_at_a_time_per_tenant_and_requests_are_rate_limited(audit_log):
     await audit_log.append(40)
     await audit_log.checkpoint()
-    r = runner(audit_log, min_interval_s=3600)
-    try:
+    async with runner(audit_log, min_interval_s=3600) as r:
         first = await r.start("tn_1", "auditor_ann", full=False)
         assert first["state"] == "queued"
         with pytest.raises(jobs.VerificationBusy) as busy:
@@ -47,8 +61,7 @@ async def test_one_job_at_a_time_per_tenant_and_requests_are_rate_limited(audit_
         # A tenant sees only its own jobs.
         with pytest.raises(jobs.JobNotFound):
             await r.get("tn_1", other["id"])
-    finally:
-        await r.close()
+        await done(r, "tn_2", other)
 
 
 async def test_an_abandoned_job_does_not_block_its_tenant(audit_log):
@@ -56,13 +69,10 @@ async def test_an_abandoned_job_does_not_block_its_tenant(audit_log):
         "INSERT INTO verification_jobs (id, tenant, requested_by, full_run, state, updated_at)"
         " VALUES ('vrf_gone', 'tn_1', 'x', false, 'running', now() - interval '1 hour')"
     )
-    r = runner(audit_log)
-    try:
+    async with runner(audit_log) as r:
         job = await r.start("tn_1", "auditor_ann", full=False)
         assert (await done(r, "tn_1", job))["ok"] is True
         assert (await r.get("tn_1", "vrf_gone"))["state"] == "error"
-    finally:
-        await r.close()
 
 
 async def test_a_verified_prefix_is_not_hashed_again_unless_a_full_run_is_asked(audit_log):
@@ -70,8 +80,7 @@ async def test_a_verified_prefix_is_not_hashed_again_unless_a_full_run_is_asked(
     await log.append(30)
     await log.checkpoint()
     await log.append(12, start=30)
-    r = runner(log)
-    try:
+    async with runner(log) as r:
         first = await done(r, "tn_1", await r.start("tn_1", "a", full=False))
         assert first["result"]["verified_size"] == 30 and first["result"]["hashed_from"] == 0
         await log.checkpoint()  # 42
@@ -90,8 +99,6 @@ async def test_a_verified_prefix_is_not_hashed_again_unless_a_full_run_is_asked(
             3,
             "altered",
         )
-    finally:
-        await r.close()
 
 
 async def test_eight_verifications_do_not_stall_ingestion(audit_log):
@@ -114,13 +121,19 @@ async def test_eight_verifications_do_not_stall_ingestion(audit_log):
         return sorted(xs)[int(0.99 * (len(xs) - 1))]
 
     quiet = await ingest(2.0, 100_000)
-    r = runner(log, verification_concurrency=8)
-    try:
+    # Eight tenants ask at once; as many runs as the service would allow at most.
+    async with runner(log, loops=8) as r:
         started = [await r.start(f"tn_{i}", "auditor", full=True) for i in range(8)]
-        busy = await ingest(2.0, 200_000, until=lambda: not r._tasks)
+        idle = False
+
+        async def watch() -> None:
+            nonlocal idle
+            idle = await eventually(r.idle, timeout=120, interval=0.2)
+
+        watcher = asyncio.create_task(watch())
+        busy = await ingest(2.0, 200_000, until=lambda: idle)
+        await watcher
         results = [await done(r, f"tn_{i}", j) for i, j in enumerate(started)]
-    finally:
-        await r.close()
     assert all(j["ok"] for j in results), [j["result"] for j in results]
     assert min(j["result"]["records_checked"] for j in results) >= 20_000
     print(f"ingest p99: {p99(quiet) * 1000:.1f} ms quiet, {p99(busy) * 1000:.1f} ms verifying")

@@ -149,9 +149,11 @@ def build_app(settings: AuditSettings) -> FastAPI:
                 tasks.every(
                     "checkpoint", settings.checkpoint_interval_s, lambda: _checkpoint(app, settings)
                 )
+                for i in range(settings.verification_concurrency):
+                    tasks.task(f"verification-{i}", runner.work, critical=False)
                 yield
         finally:
-            await runner.close()
+            runner.close()
             await signer_pool.close()
             await pool.close()
 

@@ -2,8 +2,8 @@
 
 ``POST /v1/audit/verifications`` asks for a run; this module decides whether it may
 start (one active job per tenant, at most one request per tenant every
-``verification_min_interval_s``), records it and runs it in the background:
-at most ``verification_concurrency`` runs at once per process, each on its own
+``verification_min_interval_s``) and queues it. ``verification_concurrency``
+supervised loops per process claim queued jobs and run them, each on its own
 connection (never one of the ingest pool's), with its blocks read and hashed by a
 pool of ``verification_workers`` processes started at low CPU priority. A run is
 incremental: it starts from the largest signed checkpoint an earlier run
@@ -13,6 +13,7 @@ reproduced, unless a full run was asked for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -83,7 +84,9 @@ def _lower_priority() -> None:
 
 @dataclass
 class VerificationRunner:
-    """Starts and runs verification jobs of one service process."""
+    """Records verification jobs and runs them: :meth:`work` is a supervised loop
+    (one per allowed concurrent run) that claims queued jobs from the table, so a
+    job asked of one replica may run on another."""
 
     pool: asyncpg.Pool
     dsn: str
@@ -91,16 +94,13 @@ class VerificationRunner:
     workers: int = 2
     concurrency: int = 1
     min_interval_s: float = 60.0
+    poll_s: float = 2.0
     schema: str = store.SCHEMA
-    _slots: asyncio.Semaphore = field(init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _executor: ProcessPoolExecutor | None = field(default=None, init=False)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-
-    def __post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.concurrency)
 
     async def start(self, tenant: str, requested_by: str, *, full: bool) -> dict[str, Any]:
-        """Record a new job and start it, or raise ``VerificationBusy``/``Throttled``."""
+        """Record a new queued job, or raise ``VerificationBusy``/``VerificationThrottled``."""
         async with self.pool.acquire() as conn, conn.transaction():
             await store_jobs.lock_tenant(conn, tenant)
             await store_jobs.abandon_stale(conn, tenant, STALE_AFTER_S)
@@ -112,9 +112,7 @@ class VerificationRunner:
                 raise VerificationThrottled(max(1, math.ceil(self.min_interval_s - age)))
             job_id = "vrf_" + secrets.token_hex(12)
             row = await store_jobs.insert_job(conn, job_id, tenant, requested_by, full)
-        task = asyncio.create_task(self._run(job_id, full), name=f"audit-verify-{job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._wake.set()
         return job_json(row)
 
     async def get(self, tenant: str, job_id: str) -> dict[str, Any]:
@@ -132,15 +130,24 @@ class VerificationRunner:
             raise JobNotFound("no finished verification")
         return job_json(row)
 
-    async def wait(self) -> None:
-        """Until every job started so far has finished (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def work(self) -> None:
+        """Run queued jobs one at a time, for ever (a supervised task)."""
+        while True:
+            async with self.pool.acquire() as conn:
+                job = await store_jobs.claim_next(conn)
+            if job is not None:
+                await self._run(job["id"], job["full_run"])
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await self.wait()
+    async def idle(self) -> bool:
+        """No job queued or running (tests, benchmarks)."""
+        async with self.pool.acquire() as conn:
+            return await store_jobs.pending(conn) == 0
+
+    def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -156,35 +163,33 @@ class VerificationRunner:
         return BlockReader(self._executor, self.dsn, self.schema, self.workers)
 
     async def _run(self, job_id: str, full: bool) -> None:
-        async with self._slots:
-            async with self.pool.acquire() as conn:
-                await store_jobs.mark_running(conn, job_id)
-                since = None if full else await store_jobs.verified_size(conn)
+        async with self.pool.acquire() as conn:
+            since = None if full else await store_jobs.verified_size(conn)
+        try:
+            own = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
             try:
-                own = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
-                try:
-                    report = await verify_log(
-                        own,
-                        self.keyring,
-                        since=since,
-                        reader=self._reader(),
-                        progress=self._progress(job_id),
-                    )
-                finally:
-                    await own.close()
-                result, state, ok = report.as_json(), "done", report.ok
-                verified = report.verified_size if report.ok else None
-            except Exception:
-                log.exception("audit verification %s failed to run", job_id)
-                result, state = {"error": "the verification could not run"}, "error"
-                ok, verified = None, None
-            async with self.pool.acquire() as conn:
-                await store_jobs.finish(
-                    conn, job_id, state=state, ok=ok, report=result, verified_size=verified
+                report = await verify_log(
+                    own,
+                    self.keyring,
+                    since=since,
+                    reader=self._reader(),
+                    progress=self._progress(job_id),
                 )
+            finally:
+                await own.close()
+            result, state, ok = report.as_json(), "done", report.ok
+            verified = report.verified_size if report.ok else None
+        except Exception:
+            log.exception("audit verification %s failed to run", job_id)
+            result, state = {"error": "the verification could not run"}, "error"
+            ok, verified = None, None
+        async with self.pool.acquire() as conn:
+            await store_jobs.finish(
+                conn, job_id, state=state, ok=ok, report=result, verified_size=verified
+            )
 
     def _progress(self, job_id: str) -> Any:
-        last = 0.0
+        last = time.monotonic()
 
         async def report(done: int, total: int) -> None:
             nonlocal last

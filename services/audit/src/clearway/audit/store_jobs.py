@@ -14,16 +14,17 @@ async def lock_tenant(conn: asyncpg.Connection, tenant: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"audit.verify:{tenant}")
 
 
-async def abandon_stale(conn: asyncpg.Connection, tenant: str, stale_after_s: float) -> None:
-    """Jobs whose runner stopped reporting (process gone) are closed as errors."""
+async def abandon_stale(conn: asyncpg.Connection, tenant: str, running_s: float) -> None:
+    """Jobs whose runner stopped reporting (process gone), or that no runner took up
+    within an hour, are closed as errors."""
     await conn.execute(
         "UPDATE verification_jobs SET state = 'error', finished_at = now(), updated_at = now(),"
-        ' report = \'{"error": "abandoned: the runner stopped reporting"}\'::jsonb'
-        " WHERE tenant = $1 AND state = ANY($2::text[])"
-        " AND updated_at < now() - make_interval(secs => $3)",
+        ' report = \'{"error": "abandoned: no runner finished it"}\'::jsonb'
+        " WHERE tenant = $1 AND ((state = 'running'"
+        " AND updated_at < now() - make_interval(secs => $2))"
+        " OR (state = 'queued' AND updated_at < now() - interval '1 hour'))",
         tenant,
-        list(ACTIVE),
-        stale_after_s,
+        running_s,
     )
 
 
@@ -59,10 +60,21 @@ async def insert_job(
     return row
 
 
-async def mark_running(conn: asyncpg.Connection, job_id: str) -> None:
-    await conn.execute(
-        "UPDATE verification_jobs SET state = 'running', updated_at = now() WHERE id = $1",
-        job_id,
+async def claim_next(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """Take the oldest queued job (any replica may; ``SKIP LOCKED`` keeps them apart)."""
+    return await conn.fetchrow(
+        "UPDATE verification_jobs SET state = 'running', updated_at = now()"
+        " WHERE id = (SELECT id FROM verification_jobs WHERE state = 'queued'"
+        " ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *"
+    )
+
+
+async def pending(conn: asyncpg.Connection) -> int:
+    """Jobs queued or running (any tenant)."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM verification_jobs WHERE state = ANY($1::text[])", list(ACTIVE)
+        )
     )
 
 
