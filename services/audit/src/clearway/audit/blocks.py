@@ -1,5 +1,5 @@
 """Verification in blocks: read a range of records as binary COPY, recompute the leaves,
-fold them into their compact range (docs/design.md §8, ADR 0012).
+fold them into their compact range (docs/design.md §8, ADR 0013).
 
 A block is ``[start, stop)`` with ``start`` a multiple of the block size (a power
 of two), except the first block of a run; so the compact range of a block is a

@@ -67,7 +67,7 @@ async def connect_service_pool(settings: AuditSettings) -> asyncpg.Pool:
 
 
 async def connect_signer_pool(settings: AuditSettings) -> asyncpg.Pool:
-    """The checkpoint writer's own pool, as ``clearway_audit_signer`` (ADR 0011)."""
+    """The checkpoint writer's own pool, as ``clearway_audit_signer`` (ADR 0012)."""
     return await create_pool(settings.signer_dsn, schema=store.SCHEMA, max_size=2)
 
 

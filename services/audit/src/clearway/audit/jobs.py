@@ -1,4 +1,4 @@
-"""Verification as a job (docs/design.md §8, ADR 0012).
+"""Verification as a job (docs/design.md §8, ADR 0013).
 
 ``POST /v1/audit/verifications`` asks for a run; this module decides whether it may
 start (one active job per tenant, at most one request per tenant every

@@ -1,4 +1,4 @@
-"""The audit schema's two runtime roles (docs/design.md §8, ADR 0011).
+"""The audit schema's two runtime roles (docs/design.md §8, ADR 0012).
 
 ``clearway_audit`` ingests: it may read everything and insert records (and the
 kit's inbox/outbox rows), but not checkpoints or retention cuts.

@@ -1,4 +1,4 @@
--- Signed retention cuts and verification jobs (docs/design.md §8, ADR 0011, ADR 0012).
+-- Signed retention cuts and verification jobs (docs/design.md §8, ADR 0012, ADR 0013).
 
 -- A cut is a statement signed with the audit key (clearway.audit.cuts): the
 -- checkpoint it derives from (anchor_size = cut_size, anchor_root its signed root)
