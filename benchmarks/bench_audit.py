@@ -88,6 +88,15 @@ def kafka_records(start: int, n: int) -> list[Record]:
     return out
 
 
+async def drop_database(admin_url: str, url: str) -> None:
+    """The benchmark's database is large: drop it once measured."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 async def plain_insert_rate(admin_url: str, n: int) -> float:
     """Records/s of a plain batched INSERT of the same rows (the append baseline)."""
     conn = await asyncpg.connect(admin_url, server_settings={"search_path": "audit"})
@@ -172,29 +181,40 @@ async def run(n: int, workers: int) -> None:
                 )
             blobs = [r[0] for r in rows]
             del rows
-            t = time.perf_counter()
-            for b in blobs:
-                sha256(b).digest()
-            baseline_s = time.perf_counter() - t
 
+            def baseline() -> float:
+                t = time.perf_counter()
+                for b in blobs:
+                    sha256(b).digest()
+                return n / (time.perf_counter() - t)
+
+            # The host is shared and noisy: the baseline is sampled before, between and
+            # after the verification runs and its best sample is the one compared with
+            # (the conservative choice); each verification figure is the better of two.
+            base_rates = [baseline()]
             # Warm the worker processes (spawned, imports) outside the measurement, as a
             # long-running service has them.
             reader = BlockReader(executor, settings.service_dsn, "audit", workers)
             own = await asyncpg.connect(
                 settings.service_dsn, server_settings={"search_path": "audit"}
             )
+            pooled_rates: list[float] = []
+            inline_rates: list[float] = []
             try:
                 await verify_log(own, keyring, reader=reader)
-                t = time.perf_counter()
-                report = await verify_log(own, keyring, reader=reader)
-                verify_s = time.perf_counter() - t
-                t = time.perf_counter()
-                inline = await verify_log(own, keyring)
-                inline_s = time.perf_counter() - t
+                for _ in range(2):
+                    t = time.perf_counter()
+                    report = await verify_log(own, keyring, reader=reader)
+                    pooled_rates.append(n / (time.perf_counter() - t))
+                    assert report.ok and report.records_checked == n, report.as_json()
+                    base_rates.append(baseline())
+                    t = time.perf_counter()
+                    inline = await verify_log(own, keyring)
+                    inline_rates.append(n / (time.perf_counter() - t))
+                    assert inline.ok and inline.records_checked == n, inline.as_json()
+                    base_rates.append(baseline())
             finally:
                 await own.close()
-            assert report.ok and report.records_checked == n, report.as_json()
-            assert inline.ok and inline.records_checked == n, inline.as_json()
 
             quiet, nxt = await ingest_p99(consumer, n, 3.0)
             runner = verification_runner(settings, pool, keyring)
@@ -225,9 +245,10 @@ async def run(n: int, workers: int) -> None:
             await producer.stop()
             await signer.close()
             await pool.close()
+            await drop_database(db, url)
 
     size = sum(len(b) for b in blobs) / len(blobs)
-    base_rate = n / baseline_s
+    base_rate, pooled, inline_rate = max(base_rates), max(pooled_rates), max(inline_rates)
     append_rate = n / append_s
     print(f"records: {n:,} (mean leaf {size:.0f} bytes), checkpoints: {report.checkpoints_checked}")
     print(
@@ -238,15 +259,19 @@ async def run(n: int, workers: int) -> None:
         f" append = {append_rate / plain_rate:.0%} of it"
     )
     print(f"checkpoint over the tail: {checkpoint_s * 1000:.0f} ms")
-    print(f"baseline plain SHA-256 over the same bytes: {base_rate:,.0f} records/s")
     print(
-        f"full verification ({workers} worker processes, binary COPY blocks): "
-        f"{n / verify_s:,.0f} records/s = {n / verify_s / base_rate:.0%} of baseline"
-        f"  [goal >= 50%]"
+        f"baseline plain SHA-256 over the same bytes: {base_rate:,.0f} records/s"
+        f" (best of {', '.join(f'{r:,.0f}' for r in base_rates)})"
     )
     print(
-        f"full verification inline (one process): {n / inline_s:,.0f} records/s"
-        f" = {n / inline_s / base_rate:.0%} of baseline"
+        f"full verification ({workers} worker processes, binary COPY blocks): "
+        f"{pooled:,.0f} records/s = {pooled / base_rate:.0%} of baseline  [goal >= 50%]"
+        f" (runs: {', '.join(f'{r:,.0f}' for r in pooled_rates)})"
+    )
+    print(
+        f"full verification inline (one process): {inline_rate:,.0f} records/s"
+        f" = {inline_rate / base_rate:.0%} of baseline"
+        f" (runs: {', '.join(f'{r:,.0f}' for r in inline_rates)})"
     )
     print(
         f"ingest p99 (batches of {BATCH}): {quiet * 1000:.0f} ms quiet,"
