@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -53,6 +54,19 @@ def _env(ep: localstack.Endpoints) -> dict[str, str]:
         "CLEARWAY_LOCAL_DIR": str(LOCAL),
         "CLEARWAY_CONSENT_SEED_DEMO": "1",
     }
+
+
+def _service_client(pkg: str) -> dict[str, str]:
+    """The service's OAuth client secret for internal calls (the transfer service's
+    rail tokens), as the consent service seeded it into ``dev-clients.json``."""
+    try:
+        clients = json.loads((LOCAL / "dev-clients.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    secret = next(
+        (c["client_secret"] for c in clients if c.get("client_id") == f"clearway-{pkg}"), None
+    )
+    return {f"CLEARWAY_{pkg.upper()}_CLIENT_SECRET": secret} if secret else {}
 
 
 def _pidfile(name: str) -> Path:
@@ -111,7 +125,8 @@ def up() -> int:
             print(f"[platform] {name} already running")
             continue
         log = open(LOCAL / "logs" / f"{name}.log", "ab")
-        env = _env(ep) | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)}
+        # consent starts first and seeds the service clients the others use
+        env = _env(ep) | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)} | _service_client(pkg)
         if tracing:
             env["CLEARWAY_OTLP_ENDPOINT"] = OTLP_HTTP
         # Local development only: partners' test receivers run on this machine.

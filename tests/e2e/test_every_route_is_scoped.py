@@ -31,6 +31,7 @@ PUBLIC = {
     "transfer": {"/healthz", "/readyz", "/metrics"},
     "webhooks": {"/healthz", "/readyz", "/metrics", "/v1/event-types"},
     "audit": {"/healthz", "/readyz", "/metrics", "/v1/audit/keys"},
+    "rail": {"/healthz", "/readyz", "/metrics"},
 }
 
 
@@ -70,10 +71,20 @@ def audit_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
     )
 
 
+def rail_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
+    from clearway.rail.bootstrap import build_app
+    from clearway.rail.settings import RailSettings
+
+    return build_app(
+        RailSettings(platform=platform.replace(oauth_issuer=ISSUER), jwks=issuer.jwks())
+    )
+
+
 SERVICES: dict[str, Callable[..., FastAPI]] = {
     "transfer": transfer_app,
     "webhooks": webhooks_app,
     "audit": audit_app,
+    "rail": rail_app,
 }
 
 

@@ -65,9 +65,12 @@ class Platform:
     async def start(self, http: httpx.AsyncClient) -> None:
         for svc in SERVICES:
             log = open(self.local / f"{svc}.log", "wb")
+            env = self.env | {f"CLEARWAY_{svc.upper()}_PORT": str(self.ports[svc])}
+            if svc == "transfer":  # its rail tokens: the client consent seeded for it
+                env["CLEARWAY_TRANSFER_CLIENT_SECRET"] = self.client_secret("clearway-transfer")
             self.procs[svc] = subprocess.Popen(
                 [sys.executable, "-m", f"clearway.{svc}"],
-                env=self.env | {f"CLEARWAY_{svc.upper()}_PORT": str(self.ports[svc])},
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -97,6 +100,10 @@ class Platform:
     def client(self, role: str, tenant: str = "tnt_demo_alpha") -> dict[str, str]:
         clients = json.loads((self.local / "dev-clients.json").read_text())
         return next(c for c in clients if c["client_id"] == f"{tenant}-{role}")
+
+    def client_secret(self, client_id: str) -> str:
+        clients = json.loads((self.local / "dev-clients.json").read_text())
+        return str(next(c for c in clients if c["client_id"] == client_id)["client_secret"])
 
     async def token(self, http: httpx.AsyncClient, role: str, scope: str) -> str:
         c = self.client(role)
@@ -339,6 +346,21 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
             [delivery] = await eventually(settled_webhook)
             assert delivery["data"]["transfer_id"] == transfer["id"]
             assert delivery["headers"]["x-correlation-id"] == correlation
+            # The transfer service charged with a consent-issued service token; a
+            # partner's token, or none, gets nowhere at the rail.
+            charge = {
+                "reference": "CWE2E0001",
+                "amount": 1,
+                "currency": "EUR",
+                "source": "acct_x",
+                "destination": "acct_y",
+            }
+            rail_charges = f"{services.url('rail')}/v1/charges"
+            assert (await http.post(rail_charges, json=charge)).status_code == 401
+            r = await http.post(
+                rail_charges, json=charge, headers={"Authorization": f"Bearer {partner}"}
+            )
+            assert r.status_code == 401, r.text  # not for the rail's audience
 
             r = await http.delete(
                 f"{services.url('consent')}/v1/consents/{consent_id}",

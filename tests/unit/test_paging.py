@@ -23,7 +23,8 @@ from clearway.shared.http import (
     invalid_field,
     page_request,
 )
-from clearway.shared.http.paging import cursor_key, cursor_key_variable
+from clearway.shared.http.paging import cursor_key
+from clearway.shared.settings import SettingsError
 
 WHEN = datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=UTC)
 POS = (WHEN, "msg_01", 7)
@@ -101,17 +102,27 @@ def test_another_key_does_not_accept_the_cursor(codec: CursorCodec) -> None:
         CursorCodec(secrets.token_bytes(32)).decode(codec.encode(POS, **BOUND), **BOUND)
 
 
-def test_key_comes_from_the_service_variable_and_short_keys_are_refused() -> None:
-    assert cursor_key_variable("sandbox-rail") == "CLEARWAY_SANDBOX_RAIL_CURSOR_KEY"
+def test_the_configured_key_is_used_short_keys_are_refused_and_unset_is_random() -> None:
     key = secrets.token_bytes(32)
-    env = {"CLEARWAY_AUDIT_CURSOR_KEY": base64.b64encode(key).decode()}
-    assert cursor_key("audit", env) == key
-    with pytest.raises(ValueError, match="CLEARWAY_AUDIT_CURSOR_KEY"):
-        cursor_key("audit", {"CLEARWAY_AUDIT_CURSOR_KEY": base64.b64encode(b"short").decode()})
+    assert cursor_key("audit", key) == key
+    with pytest.raises(ValueError, match="at least 32"):
+        cursor_key("audit", b"short")
     # Unset: a fresh random key per process (never a constant in the source).
-    assert cursor_key("audit", {}) != cursor_key("audit", {})
+    assert cursor_key("audit") != cursor_key("audit")
     with pytest.raises(ValueError):
         CursorCodec(b"too short")
+
+
+def test_the_cursor_key_is_a_service_setting_required_in_production() -> None:
+    from clearway.audit.settings import AuditSettings
+
+    key = secrets.token_bytes(32)
+    env = {"CLEARWAY_AUDIT_CURSOR_KEY": base64.b64encode(key).decode()}
+    assert AuditSettings.from_env(env).cursor_secret == key
+    assert AuditSettings.from_env({}).cursor_secret is None
+    with pytest.raises(SettingsError) as refused:
+        AuditSettings.from_env({"CLEARWAY_ENV": "production"})
+    assert "CLEARWAY_AUDIT_CURSOR_KEY" in str(refused.value)
 
 
 ROWS = [{"id": f"r{i:03d}"} for i in range(105)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -70,7 +71,11 @@ async def test_the_service_starts_seeds_demo_clients_and_reseeding_keeps_their_s
                 assert proc.poll() is None, "the service exited"
                 await asyncio.sleep(0.1)
             clients = json.loads((tmp_path / "dev-clients.json").read_text())
-            assert {c["tenant"] for c in clients} == {"tnt_demo_alpha", "tnt_demo_beta"}
+            assert {c["tenant"] for c in clients} == {
+                "tnt_demo_alpha",
+                "tnt_demo_beta",
+                "tnt_platform",
+            }
             assert all(
                 set(c) == {"tenant", "client_id", "client_secret", "scopes"} for c in clients
             )
@@ -81,6 +86,18 @@ async def test_the_service_starts_seeds_demo_clients_and_reseeding_keeps_their_s
                 auth=(auditor["client_id"], auditor["client_secret"]),
             )
             assert got.status_code == 200 and got.json()["scope"] == "audit:read"
+            # the transfer service's client: a short-lived rail token for one scope
+            transfer = next(c for c in clients if c["client_id"] == "clearway-transfer")
+            got = await http.post(
+                f"{issuer}/oauth/token",
+                data={"grant_type": "client_credentials", "scope": "rail:charges"},
+                auth=(transfer["client_id"], transfer["client_secret"]),
+            )
+            assert got.status_code == 200 and got.json()["scope"] == "rail:charges"
+            assert got.json()["expires_in"] <= 300
+            payload = got.json()["access_token"].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            assert claims["aud"] == "clearway-rail" and claims["sub"] == "clearway-transfer"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -10,6 +10,12 @@ import sys
 import httpx
 import pytest
 
+from clearway.shared.testing.helpers import free_port, serve
+from clearway.shared.testing.issuer import TestIssuer
+from clearway.shared.testing.token_endpoint import TokenEndpoint
+
+from .conftest import RAIL_SCOPES, service_token
+
 pytestmark = pytest.mark.integration
 
 
@@ -67,43 +73,46 @@ async def test_a_lost_response_drops_the_connection_after_the_charge_is_made(rai
     assert (await rail.get("/v1/charges/CWLOST")).json()["status"] == "settled"
 
 
-async def test_a_crash_fault_kills_the_rail_process_after_charging(platform):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "CLEARWAY_DATABASE_URL": platform.database_url,
-        "CLEARWAY_RAIL_PORT": str(port),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clearway.rail"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-            for _ in range(600):
-                try:
-                    if (await c.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            await c.put("/v1/faults", json={"crash_rate": 1.0})
-            with pytest.raises(httpx.TransportError):
-                await c.post("/v1/charges", json=charge("CWCRASH"))
-        for _ in range(100):
-            if proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert proc.returncode == 17
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+async def test_a_crash_fault_kills_the_rail_process_after_charging(platform, issuer):
+    port = free_port()
+    async with serve(TokenEndpoint(issuer).app()) as issuer_url:
+        env = {
+            **os.environ,
+            "CLEARWAY_DATABASE_URL": platform.database_url,
+            "CLEARWAY_RAIL_PORT": str(port),
+            "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
+            "CLEARWAY_RAIL_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clearway.rail"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}",
+                timeout=10,
+                headers={"Authorization": f"Bearer {service_token(issuer)}"},
+            ) as c:
+                for _ in range(600):
+                    try:
+                        if (await c.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+                assert (await c.put("/v1/faults", json={"crash_rate": 1.0})).status_code == 200
+                with pytest.raises(httpx.TransportError):
+                    await c.post("/v1/charges", json=charge("CWCRASH"))
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert proc.returncode == 17
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     import asyncpg
 
     conn = await asyncpg.connect(platform.database_url)
@@ -111,3 +120,35 @@ async def test_a_crash_fault_kills_the_rail_process_after_charging(platform):
         assert await conn.fetchval("SELECT count(*) FROM rail.charges") == 1
     finally:
         await conn.close()
+
+
+async def test_a_charge_without_a_valid_service_token_is_refused_with_401(rail, issuer):
+    impostor = TestIssuer(issuer.issuer)  # same name, keys the rail never saw
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": f"Bearer {service_token(issuer, ttl_s=-120)}"},
+        {"Authorization": f"Bearer {service_token(issuer, audience='clearway-transfer')}"},
+        {"Authorization": f"Bearer {service_token(impostor)}"},
+    ):
+        r = await rail.post("/v1/charges", json=charge("CWNOAUTH"), headers=headers)
+        assert r.status_code == 401, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    assert (await rail.get("/v1/charges/CWNOAUTH")).status_code == 404, "nothing was charged"
+
+
+async def test_a_service_token_lacking_the_scope_is_refused_with_403(rail, issuer):
+    others = [s for s in RAIL_SCOPES if s != "rail:charges"]
+    headers = {"Authorization": f"Bearer {service_token(issuer, scopes=others)}"}
+    r = await rail.post("/v1/charges", json=charge("CWNOSCOPE"), headers=headers)
+    assert r.status_code == 403, r.text
+    assert r.json()["missing_scopes"] == ["rail:charges"]
+    assert 'scope="rail:charges"' in r.headers["www-authenticate"]
+    # each route wants its own scope: charging does not open the settlement report
+    charging = {"Authorization": f"Bearer {service_token(issuer, scopes=['rail:charges'])}"}
+    report = await rail.get("/v1/settlement-report", headers=charging)
+    assert report.status_code == 403 and report.json()["missing_scopes"] == ["rail:settlements"]
+    assert (await rail.put("/v1/faults", json={}, headers=charging)).status_code == 403
+    ok = await rail.post("/v1/charges", json=charge("CWSCOPED"), headers=charging)
+    assert ok.status_code == 201, ok.text

@@ -13,13 +13,16 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
+from clearway.rail.bootstrap import AUDIENCE as RAIL_AUDIENCE
 from clearway.rail.bootstrap import build_app as build_rail
 from clearway.rail.settings import RailSettings
 from clearway.shared.events import Event
 from clearway.shared.testing.helpers import eventually as wait_until
 from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
+from clearway.shared.testing.token_endpoint import TokenEndpoint
 from clearway.transfer.bootstrap import build_app as build_transfer
+from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
 
 SCOPES = ("payments:initiate", "payments:read", "payments:cancel")
@@ -39,6 +42,10 @@ class Clearway:
     app: Any
     db: asyncpg.Pool
     issuer: TestIssuer
+    settings: TransferSettings
+    """The transfer service's settings (its client for the rail's service tokens included)."""
+    tokens: TokenEndpoint
+    """Where the transfer service gets its rail tokens."""
 
     def token(
         self,
@@ -67,8 +74,20 @@ class Clearway:
             return await c.post("/v1/transfers", json=body, headers=headers)
 
     async def rail(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=self.rail_url, timeout=30) as c:
+        """Call the rail as a sandbox operator (every rail scope)."""
+        token = self.issuer.token(
+            sub="clearway-sandbox",
+            client_id="clearway-sandbox",
+            scopes=["rail:charges", "rail:settlements", "rail:sandbox"],
+            audience=RAIL_AUDIENCE,
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=self.rail_url, timeout=30, headers=headers) as c:
             return await c.request(method, path, **kw)
+
+    def rail_client(self, scope: str = "rail:charges") -> RailClient:
+        """A rail client as the transfer service builds one (tokens from the test issuer)."""
+        return RailClient(self.rail_url, auth=self.settings.service_tokens(scope))
 
     async def count(self, sql: str, *args: Any) -> int:
         return await self.db.fetchval(sql, *args)
@@ -85,23 +104,33 @@ class Clearway:
 
 
 @asynccontextmanager
-async def running(platform, issuer: TestIssuer, **overrides: Any) -> AsyncIterator[Clearway]:
-    """The rail and the transfer service, in-process behind real HTTP servers."""
-    rail_app = build_rail(RailSettings(platform=platform, fault_seed=7))
-    async with serve(rail_app) as rail_url:
+async def running(
+    platform, issuer: TestIssuer, token_ttl_s: float = 300, **overrides: Any
+) -> AsyncIterator[Clearway]:
+    """The rail and the transfer service, in-process behind real HTTP servers; the
+    transfer service gets its rail tokens from a token endpoint of the test issuer."""
+    platform = platform.replace(oauth_issuer=issuer.issuer)
+    endpoint = TokenEndpoint(issuer, ttl_s=token_ttl_s)
+    secret = endpoint.register(
+        "clearway-transfer", ["rail:charges", "rail:settlements"], audience=RAIL_AUDIENCE
+    )
+    rail_app = build_rail(RailSettings(platform=platform, jwks=issuer.jwks(), fault_seed=7))
+    async with serve(endpoint.app()) as token_url, serve(rail_app) as rail_url:
         settings = TransferSettings(
-            platform=platform.replace(oauth_issuer=issuer.issuer),
+            platform=platform,
             jwks=issuer.jwks(),
             rail_url=rail_url,
+            token_url=f"{token_url}/oauth/token",
+            client_secret=secret,
             maintenance_interval_s=1.0,
             sweep_grace_s=5.0,
             revocation_feed=False,
-        )
-        app = build_transfer(settings.replace(**overrides))
+        ).replace(**overrides)
+        app = build_transfer(settings)
         async with serve(app) as url:
             db = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
             try:
-                yield Clearway(url, rail_url, app, db, issuer)
+                yield Clearway(url, rail_url, app, db, issuer, settings, endpoint)
             finally:
                 await db.close()
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from clearway.transfer.executor import Executor
-from clearway.transfer.rail_client import RailClient
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ async def test_a_cold_start_resumes_pending_and_submitted_transfers(
         )
         # a fresh executor (as after a restart) sweeps what is open
         core = cw.app.state.core
-        rail = RailClient(cw.rail_url)
+        rail = cw.rail_client()
         try:
             assert await Executor(core, rail).sweep(older_than_s=0) == 4
         finally:
@@ -78,3 +79,34 @@ async def test_a_cold_start_resumes_pending_and_submitted_transfers(
         assert set((await cw.statuses()).values()) == {"settled"}
         assert await cw.count("SELECT count(*) FROM rail.charges") == 4
         assert await cw.unbalanced() == 0
+
+
+async def test_the_executor_charges_with_short_lived_service_tokens_renewed_before_expiry(
+    start_services, body, eventually
+):
+    async with start_services(token_ttl_s=2) as cw:
+        await _post_many(cw, body, 3, "tok1")
+        await eventually(lambda: _all_final(cw, 3))
+        first = cw.tokens.issued
+        assert first >= 1
+        await asyncio.sleep(2)  # past 80% of the two-second lifetime
+        await _post_many(cw, body, 3, "tok2")
+        await eventually(lambda: _all_final(cw, 6))
+        assert set((await cw.statuses()).values()) == {"settled"}
+        assert cw.tokens.issued > first, "a new token before the old one expired"
+
+
+async def test_a_transfer_waits_while_the_rail_cannot_be_authorised_and_is_never_failed(
+    start_services, body, eventually
+):
+    async with start_services(client_secret="not-the-secret") as cw:
+        await _post_many(cw, body, 2, "noauth")
+        # the executor tried: the token endpoint refused our client ...
+        await eventually(lambda: _asked(cw, 2))
+        # ... and the transfers stay open for a later attempt instead of failing
+        assert set((await cw.statuses()).values()) <= {"pending", "submitted"}
+        assert await cw.count("SELECT count(*) FROM rail.charges") == 0
+
+
+async def _asked(cw, n: int) -> bool:
+    return cw.tokens.requests >= n

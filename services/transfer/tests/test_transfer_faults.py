@@ -16,9 +16,8 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+
+from clearway.shared.testing.token_endpoint import TokenEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -125,11 +124,25 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
     platform, issuer, tmp_path
 ):
     jwks_port, rail_port, transfer_port = _port(), _port(), _port()
-    jwks_app = Starlette(routes=[Route("/jwks.json", lambda r: JSONResponse(issuer.jwks()))])
+    # the consent service's part: JWKS for both services, rail tokens for transfer
+    tokens = TokenEndpoint(issuer)
+    secret = tokens.register(
+        "clearway-transfer", ["rail:charges", "rail:settlements"], audience="clearway-rail"
+    )
     jwks_server = uvicorn.Server(
-        uvicorn.Config(jwks_app, host="127.0.0.1", port=jwks_port, log_config=None)
+        uvicorn.Config(tokens.app(), host="127.0.0.1", port=jwks_port, log_config=None)
     )
     jwks_task = asyncio.create_task(jwks_server.serve())
+    sandbox = {
+        "Authorization": "Bearer "
+        + issuer.token(
+            sub="clearway-sandbox",
+            client_id="clearway-sandbox",
+            scopes=["rail:sandbox"],
+            audience="clearway-rail",
+            ttl_s=3600,
+        )
+    }
     base_env = {
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
@@ -137,7 +150,14 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
     }
     rail = Process(
-        "clearway.rail", {**base_env, "CLEARWAY_RAIL_PORT": str(rail_port)}, tmp_path / "rail.log"
+        "clearway.rail",
+        {
+            **base_env,
+            "CLEARWAY_RAIL_PORT": str(rail_port),
+            "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
+            "CLEARWAY_RAIL_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+        },
+        tmp_path / "rail.log",
     )
     transfer = Process(
         "clearway.transfer",
@@ -145,7 +165,9 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
             **base_env,
             "CLEARWAY_TRANSFER_PORT": str(transfer_port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_TRANSFER_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
+            "CLEARWAY_TRANSFER_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+            "CLEARWAY_TRANSFER_TOKEN_URL": f"http://127.0.0.1:{jwks_port}/oauth/token",
+            "CLEARWAY_TRANSFER_CLIENT_SECRET": secret,
             "CLEARWAY_TRANSFER_RAIL_URL": f"http://127.0.0.1:{rail_port}",
             "CLEARWAY_TRANSFER_LOCK_TIMEOUT_S": "3",
             "CLEARWAY_TRANSFER_MAINTENANCE_INTERVAL_S": "2",
@@ -170,7 +192,9 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
     try:
         rail.start()
         await rail.healthy(rail_port)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rail_port}") as c:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{rail_port}", headers=sandbox
+        ) as c:
             await c.put("/v1/faults", json={"lose_response_rate": 0.25})
         transfer.start()
         await transfer.healthy(transfer_port)
@@ -275,7 +299,9 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
             )
         finally:
             await db.close()
-        faults = httpx.get(f"http://127.0.0.1:{rail_port}/v1/faults").json()["injected"]
+        faults = httpx.get(f"http://127.0.0.1:{rail_port}/v1/faults", headers=sandbox).json()[
+            "injected"
+        ]
         print(
             f"fault run: intents={INTENTS} attempts={attempts} kills={kills} "
             f"responses dropped by proxy={proxy.dropped} "

@@ -8,7 +8,6 @@ import pytest
 
 from clearway.transfer.events import EVENTS_TOPIC
 from clearway.transfer.handlers import reconcile_settlements
-from clearway.transfer.rail_client import RailClient
 from clearway.transfer.reconciliation import compare
 
 pytestmark = pytest.mark.integration
@@ -58,7 +57,7 @@ async def test_reconciliation_flags_an_extra_rail_charge_and_a_missing_one(
     assert (await clearway.rail("DELETE", f"/v1/charges/{gone}")).status_code == 204
 
     core = clearway.app.state.core
-    rail = RailClient(clearway.rail_url)
+    rail = clearway.rail_client("rail:settlements")
     try:
         report = await reconcile_settlements(core, rail)
     finally:
@@ -87,6 +86,9 @@ async def test_reconciliation_flags_an_extra_rail_charge_and_a_missing_one(
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
         "CLEARWAY_TRANSFER_RAIL_URL": clearway.rail_url,
+        "CLEARWAY_OAUTH_ISSUER": clearway.settings.issuer,
+        "CLEARWAY_TRANSFER_TOKEN_URL": clearway.settings.token_url,
+        "CLEARWAY_TRANSFER_CLIENT_SECRET": clearway.settings.client_secret.get_secret_value(),
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
     }
     done = await asyncio.to_thread(

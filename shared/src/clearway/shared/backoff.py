@@ -163,11 +163,13 @@ async def retry(
     logger: logging.Logger = log,
     on_retry: Callable[[BaseException, int], object] | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    retry_level: int = logging.WARNING,
 ) -> T:
     """``await op()`` until it succeeds, waiting ``backoff.delay(n)`` after failure ``n``.
 
     Errors outside ``retry_on`` propagate at once. ``on_retry(error, n)`` is called
-    before each wait (e.g. to report the caller unhealthy). When the policy is
+    before each wait (e.g. to report the caller unhealthy); each retry is logged at
+    ``retry_level`` (DEBUG where waiting is the normal case). When the policy is
     exhausted the failure is logged at ERROR and :class:`RetriesExhausted` is
     raised from it.
     """
@@ -181,8 +183,13 @@ async def retry(
             if delay is None:
                 logger.error("%s failed %d times, giving up: %s", what, attempt, error)
                 raise RetriesExhausted(what, attempt) from error
-            logger.warning(
-                "%s failed (attempt %d): %s; retrying in %.2fs", what, attempt, error, delay
+            logger.log(
+                retry_level,
+                "%s failed (attempt %d): %s; retrying in %.2fs",
+                what,
+                attempt,
+                error,
+                delay,
             )
             if on_retry is not None:
                 on_retry(error, attempt)

@@ -26,6 +26,7 @@ import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Final, TypeGuard, overload
+from urllib.parse import quote, unquote_plus
 
 REDACTED: Final = "[REDACTED]"
 
@@ -66,6 +67,10 @@ SENSITIVE_KEYS: Final[frozenset[str]] = frozenset(
         "cvc",
         "cookie",
         "set-cookie",
+        # OAuth credentials that travel in URLs and forms
+        "request_uri",  # RFC 9126 pushed authorization request reference
+        "code_verifier",  # RFC 7636
+        "client_assertion",  # RFC 7523
     }
 )
 """Keys whose values are always replaced by ``[REDACTED]``, whatever they hold.
@@ -167,7 +172,22 @@ _RULE_PATTERNS: Final = (
     ("pan", _DIGIT_RUN),
 )
 # Every key in SENSITIVE_KEYS contains one of these (lowercased) words.
-_KV_HINTS: Final = ("auth", "pass", "secret", "token", "api", "pan", "card", "cvv", "cvc")
+_KV_HINTS: Final = (
+    "auth",
+    "pass",
+    "secret",
+    "token",
+    "api",
+    "pan",
+    "card",
+    "cvv",
+    "cvc",
+    "request_uri",
+    "request-uri",
+    "requesturi",
+    "verifier",
+    "assertion",
+)
 # A digit and 12 more digits or separators: the least a PAN needs.
 _PAN_HINT: Final = re.compile(r"[0-9][0-9 \-]{12}")
 _PAN_SCAN: Final = re.compile(f"(?P<keep>{_KEEP})|(?P<pan>{_DIGIT_RUN})", re.ASCII)
@@ -411,3 +431,67 @@ def _redact(obj: object, depth: int) -> object:
 
 def _is_key_like(key: object) -> TypeGuard[str | bytes]:
     return isinstance(key, str | bytes)
+
+
+SENSITIVE_QUERY_PARAMS: Final[frozenset[str]] = frozenset(
+    {
+        "code",  # RFC 6749 §4.1.2 authorization code
+        "assertion",  # RFC 7521 §4.1
+    }
+)
+"""Query parameters that are credentials in a URL, besides ``SENSITIVE_KEYS`` (too
+common as words to be masked in free text)."""
+
+#: Span attributes holding a URL (OpenTelemetry semantic conventions; ``url.query``
+#: holds only the query and goes through ``redact_query``).
+URL_ATTRIBUTES: Final[frozenset[str]] = frozenset(
+    {"url.full", "http.url", "http.target", "url.original"}
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with credential query values masked (see :func:`redact_query`); the
+    rest (path, userinfo password, fragment) goes through ``redact_text``."""
+    head, sep, rest = url.partition("?")
+    if not sep:
+        return redact_text(url)
+    query, hash_sep, fragment = rest.partition("#")
+    tail = hash_sep + redact_text(fragment) if hash_sep else ""
+    return redact_text(head) + sep + redact_query(query) + tail
+
+
+def redact_query(query: str) -> str:
+    """A query string with parameters named in ``SENSITIVE_QUERY_PARAMS`` or
+    ``SENSITIVE_KEYS`` masked (``request_uri=[REDACTED]``, the name kept); every
+    other value goes through ``redact_text``, decoded first so that
+    ``alice%40example.com`` is found too. Ids and cursors stay as they are."""
+    parts = []
+    for pair in query.split("&") if query else ():
+        name, eq, value = pair.partition("=")
+        plain = unquote_plus(name)
+        if plain in SENSITIVE_QUERY_PARAMS or is_sensitive_key(plain):
+            parts.append(f"{name}{eq}{REDACTED}" if eq else name)
+            continue
+        decoded = unquote_plus(value)
+        masked = redact_text(decoded)
+        parts.append(f"{name}{eq}{value if masked == decoded else quote(masked, safe='[]*@')}")
+    return "&".join(parts)
+
+
+def redact_attribute(key: str, value: Any) -> Any:
+    """A span or event attribute as it may be exported: same rules as the logs.
+
+    A sensitive key (its last dotted segment, e.g. ``http.request.header.authorization``)
+    masks the whole value; URL attributes go through :func:`redact_url`; other
+    strings (and sequences of them) through ``redact_text``. Numbers and booleans
+    are kept.
+    """
+    if is_sensitive_key(key.rsplit(".", 1)[-1]):
+        return REDACTED
+    if isinstance(value, str):
+        if key == "url.query":
+            return redact_query(value)
+        return redact_url(value) if key in URL_ATTRIBUTES else redact_text(value)
+    if isinstance(value, list | tuple):
+        return tuple(redact_attribute(key, v) for v in value)
+    return value

@@ -67,6 +67,10 @@ Svc = TypeVar("Svc", bound="ServiceSettings")
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("clearway_environ", default=None)
 
 
+#: Why a secret counts as missing: unset (no default) or at its built-in default.
+_UNSET = {True: "not set", False: "the built-in development default is in use"}
+
+
 class SettingsError(ValueError):
     """Invalid configuration; ``problems`` maps each environment variable to what is wrong."""
 
@@ -280,6 +284,9 @@ class ServiceSettings(_Settings):
     """TCP port of the HTTP server."""
     db_password: SecretStr = SecretStr("dev")
     """Password of the service's own Postgres role (created by its migrations)."""
+    cursor_key: Base64Secret | None = None
+    """MAC key of the list cursors (base64 of at least 32 random bytes), the same on
+    every replica; unset in development, each process draws its own."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -310,8 +317,10 @@ class ServiceSettings(_Settings):
             raise SettingsError(problems)
         if platform.env == "production":
             settings.refuse_development_secrets()
+        unset = settings.unset_secrets()
         for var in settings.development_secrets():
-            log.warning("%s not set: using the built-in development default", var)
+            why = "development only" if var in unset else "using the built-in development default"
+            log.warning("%s not set: %s", var, why)
         return settings
 
     @classmethod
@@ -333,11 +342,26 @@ class ServiceSettings(_Settings):
             if is_secret(field) and _reveal(getattr(self, name)) == _reveal(field.default)
         ]
 
+    def unset_secrets(self) -> list[str]:
+        """The variables of secrets without any default that are not set."""
+        return [
+            var
+            for name, var, field in self.env_fields()
+            if is_secret(field) and field.default is None and getattr(self, name) is None
+        ]
+
     def refuse_development_secrets(self) -> None:
-        """Raise when a secret still has its built-in development default."""
-        why = "required in production (the built-in development default is in use)"
+        """Raise naming every secret still at its built-in development default or unset."""
+        unset = self.unset_secrets()
         if bad := self.development_secrets():
-            raise SettingsError(dict.fromkeys(bad, why))
+            raise SettingsError(
+                {var: f"required in production ({_UNSET[var in unset]})" for var in bad}
+            )
+
+    @property
+    def cursor_secret(self) -> bytes | None:
+        """The list-cursor key for ``create_app(cursor_secret=...)``."""
+        return self.cursor_key.get_secret_value() if self.cursor_key is not None else None
 
     @property
     def service_dsn(self) -> str:

@@ -103,6 +103,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _default(field: FieldInfo) -> str:
+    if is_secret(field) and field.default is None:
+        return "unset (secret; required in production)"
     if is_secret(field):
         return "development default (secret; required in production)"
     if field.is_required():

@@ -157,6 +157,11 @@ def build_app(settings: AuditSettings) -> FastAPI:
             await signer_pool.close()
             await pool.close()
 
-    app = create_app(SERVICE, title="Clearway audit", lifespan=lifespan)
+    app = create_app(
+        SERVICE,
+        title="Clearway audit",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
+    )
     app.include_router(api.router)
     return app

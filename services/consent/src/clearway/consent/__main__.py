@@ -10,7 +10,7 @@ import sys
 
 import uvicorn
 
-from clearway.consent.bootstrap import build_app
+from clearway.consent.bootstrap import build_app, seed_standalone
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.logging import configure_logging
 from clearway.shared.telemetry import setup_tracing
@@ -21,8 +21,6 @@ def main(argv: list[str]) -> int:
     configure_logging("consent")
     setup_tracing("consent", otlp_endpoint=settings.platform.otlp_endpoint)
     if argv[:1] == ["seed"]:
-        from clearway.consent.seed import seed_standalone
-
         path = asyncio.run(seed_standalone(settings, rotate="--rotate" in argv))
         print(f"wrote {path}")
         return 0

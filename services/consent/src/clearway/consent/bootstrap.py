@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from clearway.consent import api, clients, handlers, oauth_api, pages
 from clearway.consent.keys import KeyEncryption, KeyRing
+from clearway.consent.seed import seed
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.auth import RevocationFeed, RevocationSet, TokenVerifier
@@ -49,6 +50,17 @@ async def prepare(settings: ConsentSettings) -> str:
     return settings.service_dsn
 
 
+async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
+    """Seed the demo tenants without serving (``python -m clearway.consent seed``)."""
+    dsn = await prepare(settings)
+    pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
+    try:
+        svc = Service(settings, pool, key_ring(settings))
+        return await seed(svc, settings.platform.local_dir, rotate=rotate)
+    finally:
+        await pool.close()
+
+
 def build_app(settings: ConsentSettings) -> FastAPI:
     """The consent service's FastAPI app; connects only when its lifespan starts."""
     keys = key_ring(settings)
@@ -66,8 +78,6 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         app.state.consent = svc
         await clients.keep_keys_current(svc)
         if settings.seed_demo:
-            from clearway.consent.seed import seed
-
             await seed(svc, settings.platform.local_dir)
         try:
             async with Supervisor("consent", app) as tasks:
@@ -85,7 +95,10 @@ def build_app(settings: ConsentSettings) -> FastAPI:
             await pool.close()
 
     app = create_app(
-        "consent", title="Clearway consent (OAuth 2.0 authorization server)", lifespan=lifespan
+        "consent",
+        title="Clearway consent (OAuth 2.0 authorization server)",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
     )
     app.state.token_verifier = TokenVerifier(
         issuer=settings.issuer,

@@ -31,6 +31,9 @@ SCOPES: tuple[Scope, ...] = (
     Scope("consents:write", "clearway-consent", "Create consents for users (partners)."),
     Scope("consents:revoke", "clearway-consent", "Revoke a consent."),
     Scope("audit:read", "clearway-audit", "Read audit records, proofs and verify the chain."),
+    Scope("rail:charges", "clearway-rail", "Charge at the rail and read charges."),
+    Scope("rail:settlements", "clearway-rail", "Read the rail's settlement report."),
+    Scope("rail:sandbox", "clearway-rail", "Sandbox rail tools: faults, forgetting charges."),
     Scope(
         "admin:clients", "clearway-consent", "Disable clients, rotate client secrets.", admin=True
     ),

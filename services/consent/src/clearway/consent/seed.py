@@ -1,5 +1,6 @@
 """Demo data for the embedded stack (development only): two tenants, each with a
-client per role, and demo users for the consent page's development identity.
+client per role, the platform's own service clients, and demo users for the
+consent page's development identity.
 
 Idempotent: a client that exists keeps its secret when ``dev-clients.json`` still
 holds a working one; otherwise (or with ``rotate=True``) its secret is rotated.
@@ -14,13 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from clearway.consent import clients, handlers
-from clearway.consent.bootstrap import SCHEMA, key_ring, prepare
 from clearway.consent.clientauth import _verify
 from clearway.consent.domain import ClientStatus
 from clearway.consent.service import Service
-from clearway.consent.settings import ConsentSettings
 from clearway.shared.actor import Actor
-from clearway.shared.db import create_pool
 
 TENANTS = ("tnt_demo_alpha", "tnt_demo_beta")
 REDIRECT_URIS = ["http://127.0.0.1:8765/callback", "http://localhost:8765/callback"]
@@ -37,6 +35,13 @@ ROLES: dict[str, list[str]] = {
     "webhooks": ["webhooks:endpoints:manage", "webhooks:read", "webhooks:replay"],
     "auditor": ["audit:read"],
     "admin": ["admin:clients", "admin:keys", "admin:consents"],
+}
+#: The platform's service clients (client credentials for internal calls,
+#: docs/design.md §7): client id → scopes. Their tenant is the platform's own.
+PLATFORM_TENANT = "tnt_platform"
+SERVICE_CLIENTS: dict[str, list[str]] = {
+    "clearway-transfer": ["rail:charges", "rail:settlements"],
+    "clearway-sandbox": ["rail:sandbox"],
 }
 #: Demo users of the development identity (username, display name, tenant).
 USERS = [("alice", "Alice Demo", TENANTS[0]), ("bob", "Bob Demo", TENANTS[1])]
@@ -55,36 +60,37 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     known = _existing(path)
     out: list[dict[str, Any]] = []
     system = Actor.system("seed")
-    for tenant in TENANTS:
-        for role, scopes in ROLES.items():
-            client_id = f"{tenant}-{role}"
-            row = await handlers.find_client(svc, client_id)
-            if row is None:
-                secret = await clients.register_client(
-                    svc,
-                    client_id=client_id,
-                    tenant=tenant,
-                    name=f"Demo {role} ({tenant})",
-                    scopes=scopes,
-                    redirect_uris=REDIRECT_URIS if role == "partner" else [],
-                )
-            else:
-                secret = known.get(client_id)
-                works = secret is not None and await asyncio.to_thread(
-                    _verify, row["secret_hash"], secret
-                )
-                if rotate or not works or row["status"] != ClientStatus.ACTIVE:
-                    secret = await clients.rotate_client_secret(
-                        svc, tenant, client_id, system, "demo seed", None, 0, admin=False
-                    )
-            out.append(
-                {
-                    "tenant": tenant,
-                    "client_id": client_id,
-                    "client_secret": secret,
-                    "scopes": scopes,
-                }
+    wanted = [
+        (tenant, f"{tenant}-{role}", f"Demo {role} ({tenant})", scopes, role == "partner")
+        for tenant in TENANTS
+        for role, scopes in ROLES.items()
+    ] + [
+        (PLATFORM_TENANT, client_id, f"Service {client_id}", scopes, False)
+        for client_id, scopes in SERVICE_CLIENTS.items()
+    ]
+    for tenant, client_id, name, scopes, redirects in wanted:
+        row = await handlers.find_client(svc, client_id)
+        if row is None:
+            secret = await clients.register_client(
+                svc,
+                client_id=client_id,
+                tenant=tenant,
+                name=name,
+                scopes=scopes,
+                redirect_uris=REDIRECT_URIS if redirects else [],
             )
+        else:
+            secret = known.get(client_id)
+            works = secret is not None and await asyncio.to_thread(
+                _verify, row["secret_hash"], secret
+            )
+            if rotate or not works or row["status"] != ClientStatus.ACTIVE:
+                secret = await clients.rotate_client_secret(
+                    svc, tenant, client_id, system, "demo seed", None, 0, admin=False
+                )
+        out.append(
+            {"tenant": tenant, "client_id": client_id, "client_secret": secret, "scopes": scopes}
+        )
     password_hash = svc.hash_secret(DEMO_PASSWORD)
     await handlers.register_users(
         svc,
@@ -98,13 +104,3 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     tmp.replace(path)
     return path
 
-
-async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
-    dsn = await prepare(settings)
-    pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
-    try:
-        return await seed(
-            Service(settings, pool, key_ring(settings)), settings.platform.local_dir, rotate=rotate
-        )
-    finally:
-        await pool.close()

@@ -1,19 +1,26 @@
-"""The rail's HTTP API. Public by nature: it stands in for an external bank and
-listens on 127.0.0.1 only; there is no OAuth here."""
+"""The rail's HTTP API. It stands in for an external bank; like a bank's API it
+accepts only authenticated callers: every route needs a short-lived service token
+(RFC 9068, audience ``clearway-rail``) from the consent service, with ``rail:charges``
+to charge, ``rail:settlements`` for the settlement report and ``rail:sandbox`` for
+the sandbox tools (faults, forgetting a charge) (docs/design.md §7)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.rail import handlers
 from clearway.rail.domain import FaultPlan, InvalidCharge
 from clearway.rail.faults import FaultState
+from clearway.shared.auth import require_scope
 from clearway.shared.http import ProblemError, invalid_field
 
 router = APIRouter(prefix="/v1")
+CHARGES = Security(require_scope("rail:charges"))
+SETTLEMENTS = Security(require_scope("rail:settlements"))
+SANDBOX = Security(require_scope("rail:sandbox"))
 
 
 class ChargeRequest(BaseModel):
@@ -37,7 +44,7 @@ def _invalid(e: InvalidCharge) -> ProblemError:
     return invalid_field(e.field, e.reason)
 
 
-@router.post("/charges", status_code=201)
+@router.post("/charges", status_code=201, dependencies=[CHARGES])
 async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:
     """Charge once per reference: a repeated reference answers 200 with the existing charge."""
     try:
@@ -56,7 +63,7 @@ async def create_charge(body: ChargeRequest, request: Request, response: Respons
     return result
 
 
-@router.get("/charges/{reference}")
+@router.get("/charges/{reference}", dependencies=[CHARGES])
 async def get_charge(reference: str, request: Request) -> dict:
     found = await handlers.get_charge(request.app.state.pool, reference)
     if found is None:
@@ -66,7 +73,7 @@ async def get_charge(reference: str, request: Request) -> dict:
     return found
 
 
-@router.delete("/charges/{reference}", status_code=204)
+@router.delete("/charges/{reference}", status_code=204, dependencies=[SANDBOX])
 async def forget_charge(reference: str, request: Request) -> Response:
     """Sandbox tool: forget a charge, so reconciliation has something missing to find."""
     if not await handlers.forget_charge(request.app.state.pool, reference):
@@ -76,7 +83,7 @@ async def forget_charge(reference: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/settlement-report")
+@router.get("/settlement-report", dependencies=[SETTLEMENTS])
 async def settlement_report(
     request: Request,
     after: str | None = None,
@@ -92,7 +99,7 @@ async def settlement_report(
     return {"data": items, "next_after": next_after}
 
 
-@router.put("/faults")
+@router.put("/faults", dependencies=[SANDBOX])
 async def set_faults(body: FaultRequest, request: Request) -> dict[str, Any]:
     """Switch fault injection (tests call this per test)."""
     try:
@@ -104,7 +111,7 @@ async def set_faults(body: FaultRequest, request: Request) -> dict[str, Any]:
     return {"plan": body.model_dump(), "injected": state.injected}
 
 
-@router.get("/faults")
+@router.get("/faults", dependencies=[SANDBOX])
 async def get_faults(request: Request) -> dict[str, Any]:
     state: FaultState = request.app.state.faults
     return {"plan": vars(state.plan), "injected": state.injected}

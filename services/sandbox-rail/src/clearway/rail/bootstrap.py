@@ -1,21 +1,25 @@
-"""Wiring of the sandbox rail: settings, pool, migrations, fault injection."""
+"""Wiring of the sandbox rail: settings, pool, migrations, token verification, faults."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from clearway.rail.api import router
 from clearway.rail.faults import FaultInjector, FaultState
 from clearway.rail.settings import RailSettings
+from clearway.shared.auth import HttpJwksSource, TokenVerifier
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
 from clearway.shared.supervisor import Supervisor
 
 SERVICE = "rail"
+#: The audience of the service tokens the rail accepts (scopes ``rail:*``).
+AUDIENCE = "clearway-rail"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -40,7 +44,19 @@ def build_app(settings: RailSettings) -> FastAPI:
         finally:
             await app.state.pool.close()
 
-    app = create_app("sandbox-rail", title="Clearway sandbox rail", lifespan=lifespan)
+    app = create_app(
+        "sandbox-rail",
+        title="Clearway sandbox rail",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
+    )
+    # Only callers holding a short-lived service token may use the rail (docs/design.md §7).
+    jwks_source: Any = settings.jwks or HttpJwksSource(
+        settings.jwks_url or f"{settings.issuer}/.well-known/jwks.json"
+    )
+    app.state.token_verifier = TokenVerifier(
+        issuer=settings.issuer, audience=AUDIENCE, jwks_source=jwks_source
+    )
     app.include_router(router)
     app.state.faults = FaultState(settings.fault_seed)
     app.add_middleware(FaultInjector, state=app.state.faults)

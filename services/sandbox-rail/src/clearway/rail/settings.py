@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from clearway.shared.settings import ServiceSettings
+from clearway.shared.settings import ServiceSettings, internal
 
 
 class RailSettings(ServiceSettings):
@@ -18,3 +18,7 @@ class RailSettings(ServiceSettings):
     db_password: SecretStr = SecretStr("rail-dev")
     fault_seed: int | None = None
     """Seed of the fault injector's random choices (unset: random)."""
+    jwks_url: str | None = None
+    """JWK Set URL of the issuer of service tokens; unset: ``<issuer>/.well-known/jwks.json``."""
+    jwks: dict[str, Any] | None = internal()
+    """A static JWK Set (tests)."""

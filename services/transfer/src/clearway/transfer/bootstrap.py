@@ -98,7 +98,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             )
             app.state.core = core
             app.state.readiness_checks.append(_database_check(pool))
-            rail = RailClient(settings.rail_url)
+            rail = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
             stack.push_async_callback(rail.close)
             executor = Executor(core, rail)
             app.state.executor = executor
@@ -155,7 +155,12 @@ def build_app(settings: TransferSettings) -> FastAPI:
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)
             yield
 
-    app = create_app(SERVICE, title="Clearway transfers", lifespan=lifespan)
+    app = create_app(
+        SERVICE,
+        title="Clearway transfers",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
+    )
     jwks_source: Any = settings.jwks or HttpJwksSource(
         settings.jwks_url or f"{settings.issuer.rstrip('/')}/.well-known/jwks.json"
     )

@@ -385,3 +385,10 @@ def decide(
 RAIL_RETRY = Backoff.from_schedule(
     (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.0, 2.0), jitter=0.2, retry_after_cap=10.0
 )
+
+
+def in_flight_wait(lock_timeout_s: float) -> Backoff:
+    """How an intent waits for its idempotency key while another request holds it:
+    short steps (the holder usually finishes within milliseconds), bounded just past
+    twice the lock timeout, after which a new claim recovers the key."""
+    return Backoff(base=0.25, cap=0.25, jitter=0.2, max_attempts=int(lock_timeout_s * 8) + 8)

@@ -13,7 +13,6 @@ A crash after the second leaves a transfer: recovery completes the key from it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from clearway.shared.actor import Actor
+from clearway.shared.backoff import RetriesExhausted, retry
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.http import PageRequest
@@ -37,6 +37,7 @@ from clearway.transfer.domain import (
     TransferRequest,
     decide,
     fingerprint,
+    in_flight_wait,
     reference_for,
 )
 from clearway.transfer.events import intent_result, transfer_event
@@ -177,18 +178,20 @@ async def accept_intent(
 ) -> None:
     """Apply a ``transfer.intent`` like ``POST /v1/transfers``; its one result event
     (``transfer.accepted`` or ``transfer.rejected``) joins the inbox transaction ``conn``."""
-    waits = max(8, int(core.lock_timeout_s * 2 / 0.25) + 8)
-    for _ in range(waits):  # bounded: past the lock timeout the key is recovered
-        try:
-            outcome = await initiate_transfer(core, cmd)
-            break
-        except KeyInFlight:
-            await asyncio.sleep(0.25)
-        except KeyReused:
-            reason = "key already used with a different request"
-            return await reject_intent(core, conn, intent, "idempotency_key", reason)
-    else:
-        raise IntentInFlight("idempotency key still in flight")
+    try:
+        # bounded: past the lock timeout the key is recovered by the next claim
+        outcome = await retry(
+            lambda: initiate_transfer(core, cmd),
+            in_flight_wait(core.lock_timeout_s),
+            what=f"intent {intent.id} waiting for its idempotency key",
+            retry_on=(KeyInFlight,),
+            retry_level=logging.DEBUG,
+        )
+    except KeyReused:
+        reason = "key already used with a different request"
+        return await reject_intent(core, conn, intent, "idempotency_key", reason)
+    except RetriesExhausted:
+        raise IntentInFlight("idempotency key still in flight") from None
     body = outcome.body
     data = {
         "intent_id": intent.id,

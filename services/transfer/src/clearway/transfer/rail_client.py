@@ -5,6 +5,11 @@ charged; before any retry the rail is asked about the reference, and only a
 "no such charge" leads to sending the charge again. The reference is the
 rail's idempotency key, so even a retry that races a lost charge cannot
 charge twice.
+
+Every call carries a short-lived service token (``auth``, a
+:class:`~clearway.shared.auth.client_credentials.ServiceTokenSource`). A 401 or
+403 the token source could not cure is a configuration problem of ours, not a
+refusal of the transfer: the job is retried later like an unreachable rail.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import httpx
 from opentelemetry import propagate
 
+from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.backoff import parse_retry_after
 from clearway.shared.context import current_correlation_id
 from clearway.transfer.domain import RAIL_RETRY
@@ -47,16 +53,22 @@ class RailRejected:
 
 
 class RailClient:
-    def __init__(self, base_url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, *, auth: ServiceTokenSource | None = None, timeout_s: float = 5.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._auth = auth
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            auth=auth,
         )
 
     async def close(self) -> None:
         await self._http.aclose()
+        if self._auth is not None:
+            await self._auth.aclose()
 
     async def charge(
         self, reference: str, amount: int, currency: str, source: str, destination: str
@@ -76,6 +88,7 @@ class RailClient:
                 r = await self._http.post("/v1/charges", json=payload, headers=_trace_headers())
                 if r.status_code in (200, 201):
                     return _charge(r.json())
+                _refuse_unauthorised(r)
                 if 400 <= r.status_code < 500 and r.status_code not in (408, 409, 429):
                     return RailRejected(f"rail refused the charge ({r.status_code})")
                 retry_after = parse_retry_after(r.headers.get("retry-after"))
@@ -106,6 +119,7 @@ class RailClient:
                 return _charge(r.json())
             except ValueError:
                 return None
+        _refuse_unauthorised(r)
         return None
 
     async def settlement_report(self) -> list[dict[str, Any]]:
@@ -114,6 +128,7 @@ class RailClient:
         for _ in range(100_000):  # bounded: at most 100k pages
             params = {"limit": "1000", **({"after": after} if after else {})}
             r = await self._http.get("/v1/settlement-report", params=params)
+            _refuse_unauthorised(r)
             r.raise_for_status()
             page = r.json()
             items += page["data"]
@@ -121,6 +136,12 @@ class RailClient:
             if not after:
                 break
         return items
+
+
+def _refuse_unauthorised(r: httpx.Response) -> None:
+    if r.status_code in (401, 403):
+        log.error("the rail refused our service token (%s); check our client", r.status_code)
+        raise RailUnavailable(f"the rail refused our service token ({r.status_code})")
 
 
 def _charge(doc: dict[str, Any]) -> RailCharge:

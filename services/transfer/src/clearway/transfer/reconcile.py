@@ -22,7 +22,9 @@ from clearway.transfer.settings import TransferSettings
 async def _main(args: argparse.Namespace) -> int:
     settings = TransferSettings.from_env_or_exit()
     pool = await create_pool(settings.service_dsn, schema=settings.service, max_size=2)
-    rail = RailClient(args.rail_url or settings.rail_url)
+    rail = RailClient(
+        args.rail_url or settings.rail_url, auth=settings.service_tokens("rail:settlements")
+    )
     core = Core(
         pool=pool,
         claims=pool,

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
+from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.settings import Base64Secret, ServiceSettings, internal
 
 
@@ -23,6 +24,12 @@ class TransferSettings(ServiceSettings):
     """A static JWK Set (tests)."""
     rail_url: str = "http://127.0.0.1:8005"
     """Base URL of the payment rail (the sandbox rail locally)."""
+    token_url: str | None = None
+    """OAuth token endpoint for service tokens; unset: ``<issuer>/oauth/token``."""
+    client_id: str = "clearway-transfer"
+    """This service's OAuth client at the consent service (client credentials for the rail)."""
+    client_secret: SecretStr | None = None
+    """Secret of ``client_id``; unset: calls to the rail carry no token (the rail refuses them)."""
     reference_secret: Base64Secret = b"clearway-dev-reference-key"
     """HMAC key (base64) deriving a transfer's reference from its idempotency key."""
     lock_timeout_s: float = 30.0
@@ -38,3 +45,14 @@ class TransferSettings(ServiceSettings):
     run_executor: bool = True
     """Execute transfers in this replica (off: another replica executes)."""
 
+    def service_tokens(self, scope: str) -> ServiceTokenSource | None:
+        """Short-lived tokens for ``scope`` (``rail:charges``) from the consent service,
+        or ``None`` without a client secret (docs/design.md §7)."""
+        if self.client_secret is None:
+            return None
+        return ServiceTokenSource(
+            self.token_url or f"{self.issuer}/oauth/token",
+            self.client_id,
+            self.client_secret,
+            scope=scope,
+        )

@@ -113,7 +113,11 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
             yield
 
     app = create_app(
-        SERVICE, title="Clearway webhooks", lifespan=lifespan, max_body_bytes=api.MAX_BODY_BYTES
+        SERVICE,
+        title="Clearway webhooks",
+        lifespan=lifespan,
+        max_body_bytes=api.MAX_BODY_BYTES,
+        cursor_secret=settings.cursor_secret,
     )
     app.include_router(api.router)
     app.include_router(api_messages.router)

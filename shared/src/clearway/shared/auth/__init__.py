@@ -21,13 +21,14 @@ and declare each route's scope::
 
 from clearway.shared.auth.fastapi import ScopeRequirement, require_scope, route_scopes
 from clearway.shared.auth.jwks import HttpJwksSource, Jwks, JwksFetcher, JwksUnavailable
+from clearway.shared.auth.principal import InsufficientScope, InvalidToken, Principal
 from clearway.shared.auth.revocation import (
     REVOCATION_EVENT_TYPES,
     RevocationFeed,
     RevocationSet,
     apply_record,
 )
-from clearway.shared.auth.verify import InsufficientScope, InvalidToken, Principal, TokenVerifier
+from clearway.shared.auth.verify import TokenVerifier
 
 __all__ = [
     "REVOCATION_EVENT_TYPES",

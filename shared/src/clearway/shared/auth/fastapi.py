@@ -18,7 +18,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from clearway.shared.auth.jwks import JwksUnavailable
-from clearway.shared.auth.verify import InsufficientScope, InvalidToken, Principal, TokenVerifier
+from clearway.shared.auth.principal import InsufficientScope, InvalidToken, Principal
+from clearway.shared.auth.verify import TokenVerifier
 
 PROBLEM_BASE = "https://docs.clearway.dev/problems/"
 

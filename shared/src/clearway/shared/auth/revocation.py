@@ -19,14 +19,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from clearway.shared.auth.principal import Principal
 from clearway.shared.backoff import Backoff
-
-if TYPE_CHECKING:
-    from clearway.shared.auth.verify import Principal
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
@@ -29,9 +28,8 @@ from clearway.shared.auth.jwks import (
     VerificationKey,
     parse_jwks,
 )
-
-if TYPE_CHECKING:
-    from clearway.shared.auth.revocation import RevocationSet
+from clearway.shared.auth.principal import InvalidToken, Principal
+from clearway.shared.auth.revocation import RevocationSet
 
 log = logging.getLogger(__name__)
 
@@ -50,48 +48,6 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 #: Unknown-kid refreshes and periodic re-reads of an HTTP JWKS after this long, so a
 #: key the issuer withdrew stops verifying without a restart.
 JWKS_MAX_AGE_S = 300.0
-
-
-class InvalidToken(Exception):
-    """The token is missing, malformed, badly signed, expired, not for us, or revoked (401)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class InsufficientScope(Exception):
-    """The token is valid but lacks scopes the operation needs (403)."""
-
-    def __init__(self, missing: set[str]) -> None:
-        super().__init__(f"missing scope(s): {' '.join(sorted(missing))}")
-        self.missing = missing
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the verified content of an access token."""
-
-    subject: str
-    client_id: str
-    tenant: str | None
-    scopes: frozenset[str]
-    consent_id: str | None
-    jti: str
-    expires_at: datetime
-    issued_at: datetime
-    authorization_details: tuple[Mapping[str, Any], ...] = field(
-        default=(), hash=False, compare=False
-    )
-    claims: Mapping[str, Any] = field(
-        default_factory=lambda: MappingProxyType({}), hash=False, compare=False
-    )
-
-    def require_scopes(self, *scopes: str) -> None:
-        """Raise :class:`InsufficientScope` naming every one of ``scopes`` the token lacks."""
-        missing = set(scopes) - self.scopes
-        if missing:
-            raise InsufficientScope(missing)
 
 
 _VERIFIED_CACHE_SIZE = 10_000

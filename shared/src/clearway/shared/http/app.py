@@ -41,14 +41,14 @@ def create_app(
     to ``app.state.readiness_checks``. Middleware a service adds later wraps
     this edge, so it runs before the correlation id is bound.
 
-    ``cursor_secret`` keys the list cursors (``paging``); by default it is read
-    from ``CLEARWAY_<SVC>_CURSOR_KEY`` (random per process when unset).
+    ``cursor_secret`` keys the list cursors (``paging``): the service's
+    ``ServiceSettings.cursor_secret`` (random per process when unset).
     """
     versions = api_versions or ApiVersions()
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.service = service
     app.state.api_versions = versions
-    app.state.cursors = CursorCodec(cursor_secret or cursor_key(service))
+    app.state.cursors = CursorCodec(cursor_key(service, cursor_secret))
     readiness_checks: list[ReadinessCheck] = []
     app.state.readiness_checks = readiness_checks
     install_problem_handlers(app)

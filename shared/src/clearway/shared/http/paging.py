@@ -13,11 +13,13 @@ can read the position (timestamps and ids it already saw in ``data``): the
 cursor is authenticated, not encrypted. Anything that fails the check is a
 422 naming ``query.cursor``.
 
-The key: ``CLEARWAY_<SVC>_CURSOR_KEY`` (base64, at least 32 bytes), read by
-``create_app``. Without it each process draws a random key at start and logs a
-warning: cursors then stop working after a restart and across replicas (the
-client gets a 422 and starts from the first page again). There is deliberately
-no built-in default key: one in the source would let anyone mint cursors.
+The key: the service setting ``CLEARWAY_<SVC>_CURSOR_KEY`` (base64, at least
+32 bytes), handed to ``create_app`` by the service's bootstrap; production
+refuses to start without it. Unset in development, each process draws a random
+key (:func:`cursor_key`) and logs a warning: cursors then stop working after a
+restart and across replicas (the client gets a 422 and starts from the first
+page again). There is deliberately no built-in default key: one in the source
+would let anyone mint cursors.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,32 +60,22 @@ class CursorError(ValueError):
     """The cursor was not issued by us for this tenant, route and filter set."""
 
 
-def cursor_key_variable(service: str) -> str:
-    """The environment variable holding a service's cursor key (``CLEARWAY_AUDIT_CURSOR_KEY``)."""
-    return f"CLEARWAY_{service.upper().replace('-', '_')}_CURSOR_KEY"
+def cursor_key(service: str, configured: bytes | None = None) -> bytes:
+    """The configured cursor MAC key, or a random per-process one (with a warning).
 
-
-def cursor_key(service: str, env: Mapping[str, str] | None = None) -> bytes:
-    """The service's cursor MAC key from its environment, or a random per-process one.
-
-    Raises ``ValueError`` naming the variable when it is set but not base64 of
-    at least 32 bytes (a short key would weaken every cursor).
+    Raises ``ValueError`` for a configured key shorter than 32 bytes (a short
+    key would weaken every cursor).
     """
-    variable = cursor_key_variable(service)
-    raw = (os.environ if env is None else env).get(variable)
-    if not raw:
+    if configured is None:
         logger.warning(
-            "%s not set: cursors use a random per-process key and do not survive a restart",
-            variable,
+            "%s: no cursor key configured; cursors use a random per-process key and do not"
+            " survive a restart",
+            service,
         )
         return secrets.token_bytes(_MIN_KEY_BYTES)
-    try:
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=False)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) < _MIN_KEY_BYTES:
-        raise ValueError(f"{variable} must be base64 of at least {_MIN_KEY_BYTES} random bytes")
-    return key
+    if len(configured) < _MIN_KEY_BYTES:
+        raise ValueError(f"the cursor key must be at least {_MIN_KEY_BYTES} random bytes")
+    return configured
 
 
 class CursorCodec:

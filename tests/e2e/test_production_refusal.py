@@ -1,0 +1,70 @@
+"""``CLEARWAY_ENV=production`` without keys: every service refuses to start.
+
+Each service is started as an operator would, ``python -m clearway.<pkg>``, with
+only the platform's infrastructure configured. It must exit non-zero before
+touching anything, naming every secret it lacks (docs/design.md §9): its
+database credentials, its keys and, for the transfer service, the client secret
+of its rail tokens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from clearway.shared.settings import ServiceSettings, is_secret
+
+pytestmark = pytest.mark.integration
+
+#: package → (settings class, variables that must be named whatever else changes)
+SERVICES: dict[str, tuple[str, set[str]]] = {
+    "transfer": (
+        "clearway.transfer.settings:TransferSettings",
+        {"CLEARWAY_TRANSFER_CLIENT_SECRET", "CLEARWAY_TRANSFER_REFERENCE_SECRET"},
+    ),
+    "webhooks": ("clearway.webhooks.settings:WebhooksSettings", {"CLEARWAY_WEBHOOKS_SECRET_KEY"}),
+    "consent": ("clearway.consent.settings:ConsentSettings", {"CLEARWAY_CONSENT_SESSION_KEY"}),
+    "audit": ("clearway.audit.settings:AuditSettings", set()),
+    "rail": ("clearway.rail.settings:RailSettings", set()),
+}
+
+
+def settings_class(path: str) -> type[ServiceSettings]:
+    module, name = path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert issubclass(cls, ServiceSettings)
+    return cls
+
+
+@pytest.mark.parametrize("pkg", sorted(SERVICES))
+def test_a_service_started_in_production_without_its_secrets_exits_naming_them(pkg):
+    path, named = SERVICES[pkg]
+    cls = settings_class(path)
+    # every secret the service reads, whatever its type, plus the ones named above
+    secrets = {var for _, var, field in cls.env_fields() if is_secret(field)} | named
+    assert secrets, "a service with no secret at all is not configured for production"
+    env = {
+        # nothing from the developer's shell may leak in: only what a process needs
+        **{k: v for k, v in os.environ.items() if not k.startswith("CLEARWAY_")},
+        "CLEARWAY_ENV": "production",
+        # unreachable on purpose: refusing must happen before any connection
+        "CLEARWAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/clearway",
+        "CLEARWAY_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", f"clearway.{pkg}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "invalid configuration" in done.stderr
+    named_lines = {line.split(":")[0] for line in done.stderr.splitlines()}
+    missing = secrets - named_lines
+    assert not missing, f"not named: {sorted(missing)}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
