@@ -139,8 +139,11 @@ class VerificationRunner:
                 await self._run(job["id"], job["full_run"])
                 continue
             self._wake.clear()
+            # asyncio.timeout, not wait_for: wait_for of Python 3.11 can swallow the
+            # cancellation that stops this loop when it coincides with the timeout.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
 
     async def idle(self) -> bool:
         """No job queued or running (tests, benchmarks)."""

@@ -291,9 +291,10 @@ async def _read_blocks(
     finally:
         for fut in inflight:
             fut.cancel()
-        for fut in inflight:
-            with contextlib.suppress(BaseException):
-                await fut
+        if inflight:
+            # Wait for them without taking their outcome (asyncio.wait does not raise
+            # theirs, and does not swallow a cancellation of this task either).
+            await asyncio.wait(inflight)
 
 
 def _ranges(start: int, end: int, block: int) -> Iterator[tuple[int, int]]:
