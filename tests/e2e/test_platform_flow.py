@@ -394,10 +394,19 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
             assert {i["correlation_id"] for i in items} == {correlation}
             flow = await events_of(platform, correlation)
             assert_causal_order(items, flow, transfer["id"])
-            r = await http.get(
-                f"{services.url('audit')}/v1/audit/verify",
+            r = await http.post(
+                f"{services.url('audit')}/v1/audit/verifications",
                 headers={"Authorization": f"Bearer {auditor}"},
             )
-            assert r.status_code == 200 and r.json()["ok"], r.text
+            assert r.status_code == 202, r.text
+
+            async def verified():
+                job = await http.get(
+                    services.url("audit") + r.headers["location"],
+                    headers={"Authorization": f"Bearer {auditor}"},
+                )
+                return job.json() if job.json()["state"] in ("done", "error") else None
+
+            assert (await eventually(verified))["ok"] is True
         finally:
             services.stop()

@@ -17,7 +17,12 @@ import pytest_asyncio
 import uvicorn
 
 from clearway.audit import handlers
-from clearway.audit.bootstrap import build_app, connect_service_pool, prepare_database
+from clearway.audit.bootstrap import (
+    build_app,
+    connect_service_pool,
+    connect_signer_pool,
+    prepare_database,
+)
 from clearway.audit.domain import AuditEntry
 from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
@@ -72,6 +77,7 @@ class AuditLog:
 
     settings: AuditSettings
     pool: asyncpg.Pool  # the service's own append-only role
+    signer: asyncpg.Pool  # the checkpoint writer's role
     admin: asyncpg.Connection  # the database owner, search_path = audit
     keyring: Keyring
     clock: FakeClock
@@ -83,7 +89,7 @@ class AuditLog:
             )
 
     async def checkpoint(self):
-        return await handlers.take_checkpoint(self.pool, self.keyring, self.clock)
+        return await handlers.take_checkpoint(self.signer, self.keyring, self.clock)
 
 
 @pytest_asyncio.fixture
@@ -92,12 +98,14 @@ async def audit_log(platform) -> AsyncIterator[AuditLog]:
     settings = AuditSettings(platform=platform, clock=clock, consume=False)
     await prepare_database(settings)
     pool = await connect_service_pool(settings)
+    signer = await connect_signer_pool(settings)
     admin = await asyncpg.connect(platform.database_url, server_settings={"search_path": "audit"})
     await init_connection(admin)
     try:
-        yield AuditLog(settings, pool, admin, Keyring.generate(), clock)
+        yield AuditLog(settings, pool, signer, admin, Keyring.generate(), clock)
     finally:
         await admin.close()
+        await signer.close()
         await pool.close()
 
 

@@ -155,6 +155,8 @@ async def test_every_route_declares_its_scope_and_tokens_are_required(audit_serv
     scopes = route_scopes(s.app)
     assert scopes[("GET", "/v1/audit/records")] == {"audit:read"}
     assert scopes[("GET", "/v1/audit/verify")] == {"audit:read"}
+    assert scopes[("POST", "/v1/audit/verifications")] == {"audit:read"}
+    assert scopes[("GET", "/v1/audit/verifications/{job_id}")] == {"audit:read"}
     assert scopes[("POST", "/v1/audit/checkpoints")] == {"audit:admin"}
     assert scopes[("GET", "/v1/audit/keys")] == set()  # public, like a JWKS
     async with s.client("not-a-token") as c:
@@ -162,6 +164,11 @@ async def test_every_route_declares_its_scope_and_tokens_are_required(audit_serv
     async with s.client(s.token(scopes=("payments:read",))) as c:
         assert (await c.get("/v1/audit/records")).status_code == 403
         assert (await c.post("/v1/audit/checkpoints")).status_code == 403
+
+
+async def finished(c, location: str):
+    job = (await c.get(location)).json()
+    return job if job["state"] in ("done", "error") else None
 
 
 async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(audit_service):
@@ -173,8 +180,15 @@ async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(
         await ingest_flows(s, flow("corr_a"), flow("corr_b"))  # republished flow adds nothing
         second = (await c.post("/v1/audit/checkpoints")).json()
         assert (first["tree_size"], second["tree_size"]) == (6, 12)
-        report = (await c.get("/v1/audit/verify")).json()
+        started = await c.post("/v1/audit/verifications", json={"full": True})
+        assert started.status_code == 202, started.text
+        job = await eventually(lambda: finished(c, started.headers["location"]))
+        report = job["result"]
         assert report["ok"] and report["tree_size"] == 12 and report["checkpoints_checked"] == 2
+        assert job["progress"]["records_checked"] == 12 and job["progress"]["fraction"] == 1
+        # The old route no longer verifies inline: it shows the latest job's report.
+        old = await c.get("/v1/audit/verify")
+        assert old.json() == report and old.headers["deprecation"] == "true"
         keys = (await c.get("/v1/audit/keys")).json()["keys"]
         assert first["key_id"] in {k["kid"] for k in keys}
         proof = (await c.get("/v1/audit/proofs/inclusion", params={"position": 7})).json()
@@ -220,3 +234,91 @@ async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(
         bytes.fromhex(second["root_hash"]),
         [bytes.fromhex(h) for h in cons["consistency_path"]],
     )
+
+
+async def test_verification_requests_are_limited_and_answered_with_problems(audit_service):
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"))
+    async with s.client() as c:
+        first = await c.post("/v1/audit/verifications")
+        assert first.status_code == 202, first.text
+        job = await eventually(lambda: finished(c, first.headers["location"]))
+        assert job["ok"] is True and job["full"] is False
+        again = await c.post("/v1/audit/verifications")
+        assert again.status_code == 429
+        assert again.headers["content-type"].startswith("application/problem+json")
+        assert 0 < int(again.headers["retry-after"]) <= 60
+        full = await c.post("/v1/audit/verifications", json={"full": True})
+        assert full.status_code == 403  # a full run needs audit:admin
+    # A run still active (here: on another replica) answers 409 with where to look.
+    await s.admin.execute(
+        "INSERT INTO verification_jobs (id, tenant, requested_by, full_run, state)"
+        " VALUES ('vrf_elsewhere', 'tn_3', 'x', false, 'running')"
+    )
+    async with s.client(s.token(tenant="tn_3")) as c:
+        busy = await c.post("/v1/audit/verifications")
+        assert busy.status_code == 409 and busy.json()["job_id"] == "vrf_elsewhere"
+        assert busy.headers["location"].endswith("/verifications/vrf_elsewhere")
+    async with s.client(s.token(tenant="tn_2")) as c:
+        assert (await c.get(first.headers["location"])).status_code == 404
+        assert (await c.get("/v1/audit/verify")).status_code == 404  # none of its own yet
+
+
+def _mth_path_root(m: int, n: int, leaf: bytes, path: list[bytes]) -> bytes:
+    """The root PATH(m, D[n]) leads to, from the recursive definition of RFC 9162
+    §2.1.3.1 (written here from the RFC, independent of clearway.audit.merkle)."""
+    import hashlib
+
+    if n == 1:
+        assert not path
+        return leaf
+    k = 1 << ((n - 1).bit_length() - 1)  # largest power of two smaller than n
+    *inner, sibling = path
+    if m < k:
+        return hashlib.sha256(b"\x01" + _mth_path_root(m, k, leaf, inner) + sibling).digest()
+    return hashlib.sha256(b"\x01" + sibling + _mth_path_root(m - k, n - k, leaf, inner)).digest()
+
+
+async def test_a_tenants_auditor_proves_its_records_against_the_global_log(audit_service):
+    import base64
+    import hashlib
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"), flow("corr_x", tenant="tn_2"), flow("corr_b"))
+    async with s.client(s.token(scopes=("audit:admin",))) as c:
+        assert (await c.post("/v1/audit/checkpoints")).json()["tree_size"] == 18
+    async with s.client(s.token(tenant="tn_2")) as c:
+        keys = {k["kid"]: k for k in (await c.get("/v1/audit/keys")).json()["keys"]}
+        mine = (await c.get("/v1/audit/records", params={"limit": 100})).json()["data"]
+        assert len(mine) == 6 and {r["tenant"] for r in mine} == {"tn_2"}
+        for record in mine:
+            p = (
+                await c.get("/v1/audit/proofs/inclusion", params={"position": record["position"]})
+            ).json()
+            leaf = hashlib.sha256(b"\x00" + p["leaf"].encode()).digest()
+            assert json.loads(p["leaf"])["tenant"] == "tn_2"
+            assert leaf.hex() == record["leaf_hash"]
+            root = _mth_path_root(
+                p["position"], p["tree_size"], leaf, [bytes.fromhex(h) for h in p["audit_path"]]
+            )
+            cp = p["checkpoint"]
+            assert root.hex() == cp["root_hash"]
+            # The checkpoint is the global one, signed: check it with the published key.
+            raw = base64.urlsafe_b64decode(keys[cp["key_id"]]["x"] + "==")
+            Ed25519PublicKey.from_public_bytes(raw).verify(
+                base64.b64decode(cp["signature"]), cp["signed_note"].encode()
+            )
+            assert cp["signed_note"].split("\n")[1:3] == [
+                "18",
+                base64.b64encode(root).decode(),
+            ]
+        # Another tenant's record: neither the record nor a proof of it.
+        theirs = await s.admin.fetchval(
+            "SELECT position FROM records WHERE tenant = 'tn_1' LIMIT 1"
+        )
+        assert (await c.get(f"/v1/audit/records/{theirs}")).status_code == 404
+        r = await c.get("/v1/audit/proofs/inclusion", params={"position": theirs})
+        assert r.status_code == 404 and "tn_1" not in r.text

@@ -191,6 +191,7 @@ async def test_the_cli_verifies_and_exits_non_zero_naming_the_position(audit_log
     ok = await cli("verify", "--witness", str(witness))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
+    assert "verifying [" in ok.stderr and "100.0%" in ok.stderr  # the progress bar
     await as_superuser(audit_log.admin, "DELETE FROM records WHERE position = 3")
     bad = await cli("verify")
     assert bad.returncode == 1

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
+from pydantic import BaseModel
 
-from clearway.audit import handlers
+from clearway.audit import handlers, jobs
 from clearway.audit.merkle import Pruned
-from clearway.audit.verification import verify_log
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
 
@@ -104,12 +104,76 @@ async def get_record(
     return _record_json(await handlers.get_record(conn, principal.tenant, position))
 
 
-@router.get("/verify")
-async def verify(request: Request, principal: Principal = READ) -> dict[str, Any]:
-    """Recompute the whole log and check every checkpoint (see verification.py)."""
-    async with request.app.state.pool.acquire() as conn:
-        report = await verify_log(conn, request.app.state.keyring)
-    return report.as_json()
+class VerificationRequest(BaseModel):
+    full: bool = False
+    """Hash every record again, not only those after the last verified checkpoint."""
+
+
+@router.post("/verifications", status_code=202)
+async def start_verification(
+    request: Request,
+    response: Response,
+    body: VerificationRequest | None = None,
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    """Start a verification job of the log (one at a time per tenant, rate-limited)."""
+    full = body is not None and body.full
+    if full and "audit:admin" not in principal.scopes:
+        raise ProblemError(
+            403, "insufficient-scope", "Full runs need audit:admin", "Ask for an incremental run."
+        )
+    runner: jobs.VerificationRunner = request.app.state.verifications
+    try:
+        job = await runner.start(principal.tenant or "", principal.subject, full=full)
+    except jobs.VerificationBusy as e:
+        raise ProblemError(
+            409,
+            "verification-running",
+            "A verification is already running",
+            f"Verification {e.job_id} has not finished; follow it instead.",
+            headers={"Location": f"{router.prefix}/verifications/{e.job_id}"},
+            job_id=e.job_id,
+        ) from None
+    except jobs.VerificationThrottled as e:
+        raise ProblemError(
+            429,
+            "too-many-verifications",
+            "Too many verification requests",
+            f"Try again in {e.retry_after} s.",
+            headers={"Retry-After": str(e.retry_after)},
+        ) from None
+    response.headers["Location"] = f"{router.prefix}/verifications/{job['id']}"
+    return job
+
+
+@router.get("/verifications/{job_id}")
+async def get_verification(
+    job_id: Annotated[str, Path(max_length=64)], request: Request, principal: Principal = READ
+) -> dict[str, Any]:
+    """A verification job's state, progress and, once done, its report."""
+    try:
+        return await request.app.state.verifications.get(principal.tenant or "", job_id)
+    except jobs.JobNotFound:
+        raise ProblemError(404, "not-found", "Not found", "No such verification.") from None
+
+
+@router.get("/verify", deprecated=True)
+async def verify(request: Request, response: Response, principal: Principal = READ) -> Any:
+    """Deprecated: the latest finished verification job of the caller's tenant (it no
+    longer verifies inline; start one with ``POST /v1/audit/verifications``)."""
+    response.headers["Deprecation"] = "true"  # RFC 9745
+    response.headers["Link"] = f'<{router.prefix}/verifications>; rel="successor-version"'
+    try:
+        job = await request.app.state.verifications.latest(principal.tenant or "")
+    except jobs.JobNotFound:
+        raise ProblemError(
+            404,
+            "not-found",
+            "No verification yet",
+            "Start one with POST /v1/audit/verifications.",
+            headers={"Deprecation": "true"},
+        ) from None
+    return job["result"]
 
 
 @router.get("/checkpoints/latest")
@@ -123,7 +187,7 @@ async def latest_checkpoint(
 async def take_checkpoint(request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
     try:
         cp = await handlers.take_checkpoint(
-            request.app.state.pool,
+            request.app.state.signer_pool,
             request.app.state.keyring,
             announce=request.app.state.announce,
         )
@@ -141,9 +205,11 @@ async def inclusion(
     principal: Principal = READ,
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
-    """RFC 9162 inclusion proof of one record against a signed checkpoint."""
+    """RFC 9162 inclusion proof of one of the caller's tenant's records against a signed
+    checkpoint of the one global log: the audit path holds hashes only, never another
+    tenant's record."""
     cp = await handlers.get_checkpoint(conn, tree_size)
-    await handlers.get_record(conn, principal.tenant, position)
+    record = await handlers.get_record(conn, principal.tenant, position)
     if position >= cp.checkpoint.tree_size:
         raise ProblemError(
             409,
@@ -158,6 +224,7 @@ async def inclusion(
     return {
         "position": position,
         "tree_size": cp.checkpoint.tree_size,
+        "leaf": record["content"],  # the exact bytes hashed (UTF-8): check it yourself
         "leaf_hash": proof.leaf_hash.hex(),
         "audit_path": [h.hex() for h in proof.path],
         "checkpoint": cp.checkpoint.as_json(),

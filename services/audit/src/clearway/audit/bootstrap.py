@@ -11,8 +11,10 @@ from pathlib import Path
 import asyncpg
 from fastapi import FastAPI
 
-from clearway.audit import api, consumers, handlers, store
+from clearway.audit import api, consumers, handlers, store, store_roles
+from clearway.audit.jobs import VerificationRunner
 from clearway.audit.settings import AuditSettings
+from clearway.audit.signing import Keyring
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
 from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
@@ -44,6 +46,9 @@ async def prepare_database(settings: AuditSettings) -> None:
         settings.platform.database_url, server_settings={"search_path": "audit"}
     )
     try:
+        await store_roles.configure_roles(
+            conn, store.SCHEMA, settings.signer_db_password.get_secret_value()
+        )
         await conn.execute("UPDATE partition_config SET unit = $1", settings.partition_unit)
         await precreate_partitions(conn, settings)
     finally:
@@ -61,6 +66,24 @@ async def connect_service_pool(settings: AuditSettings) -> asyncpg.Pool:
     return await create_pool(dsn, schema=store.SCHEMA, max_size=8)
 
 
+async def connect_signer_pool(settings: AuditSettings) -> asyncpg.Pool:
+    """The checkpoint writer's own pool, as ``clearway_audit_signer`` (ADR 0014)."""
+    return await create_pool(settings.signer_dsn, schema=store.SCHEMA, max_size=2)
+
+
+def verification_runner(
+    settings: AuditSettings, pool: asyncpg.Pool, keyring: Keyring
+) -> VerificationRunner:
+    return VerificationRunner(
+        pool,
+        settings.service_dsn,
+        keyring,
+        workers=settings.verification_workers,
+        concurrency=settings.verification_concurrency,
+        min_interval_s=settings.verification_min_interval_s,
+    )
+
+
 def checkpoint_outbox(settings: AuditSettings) -> handlers.CheckpointOutbox:
     return handlers.CheckpointOutbox(
         EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix, topic=AUDIT_TOPIC)
@@ -70,7 +93,7 @@ def checkpoint_outbox(settings: AuditSettings) -> handlers.CheckpointOutbox:
 async def _checkpoint(app: FastAPI, settings: AuditSettings) -> None:
     """Sign a checkpoint over the records so far and keep the next partitions ready."""
     await handlers.take_checkpoint(
-        app.state.pool, app.state.keyring, settings.clock, app.state.announce
+        app.state.signer_pool, app.state.keyring, settings.clock, app.state.announce
     )
     async with app.state.pool.acquire() as conn, conn.transaction():
         await precreate_partitions(conn, settings)
@@ -83,6 +106,8 @@ def build_app(settings: AuditSettings) -> FastAPI:
         app.state.settings = settings
         app.state.keyring = settings.load_keyring()
         app.state.pool = pool = await connect_service_pool(settings)
+        app.state.signer_pool = signer_pool = await connect_signer_pool(settings)
+        app.state.verifications = runner = verification_runner(settings, pool, app.state.keyring)
         app.state.token_verifier = TokenVerifier(
             issuer=settings.issuer,
             audience=AUDIENCE,
@@ -124,8 +149,12 @@ def build_app(settings: AuditSettings) -> FastAPI:
                 tasks.every(
                     "checkpoint", settings.checkpoint_interval_s, lambda: _checkpoint(app, settings)
                 )
+                for i in range(settings.verification_concurrency):
+                    tasks.task(f"verification-{i}", runner.work, critical=False)
                 yield
         finally:
+            runner.close()
+            await signer_pool.close()
             await pool.close()
 
     app = create_app(

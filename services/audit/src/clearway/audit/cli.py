@@ -1,7 +1,8 @@
 """Operator commands: ``python -m clearway.audit.cli verify|checkpoint|retain|rotate-key``.
 
-They read the same ``CLEARWAY_*`` environment as the service. ``verify`` exits
-1 and prints the first bad position when the log does not verify.
+They read the same ``CLEARWAY_*`` environment as the service. ``verify`` draws a
+progress bar on stderr, prints the report, and exits 1 naming the first bad
+position when the log does not verify.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import asyncpg
 
 from clearway.audit import handlers, retention
+from clearway.audit.blocks import BlockReader
 from clearway.audit.bootstrap import checkpoint_outbox
 from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Checkpoint
-from clearway.audit.verification import verify_log
+from clearway.audit.verification import Progress, verify_log
 from clearway.shared.db import ident
 
 
@@ -55,12 +60,44 @@ def _witness(path: str | None) -> Checkpoint | None:
     )
 
 
-async def _verify(settings: AuditSettings, witness: str | None = None) -> int:
+def _progress_bar(out: TextIO) -> Progress:
+    """A one-line progress bar on ``out`` (redrawn in place)."""
+
+    async def draw(done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30)
+        out.write(f"\rverifying [{bar:<30}] {frac:6.1%}  {done:,}/{total:,} records")
+        if done >= total:
+            out.write("\n")
+        out.flush()
+
+    return draw
+
+
+async def _verify(
+    settings: AuditSettings, witness: str | None = None, since: int | None = None
+) -> int:
     conn = await _connect(settings)
+    workers = settings.verification_workers
+    executor = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        if workers > 0
+        else None
+    )
+    reader = BlockReader(executor, settings.platform.database_url, handlers.SCHEMA, workers)
     try:
-        report = await verify_log(conn, settings.load_keyring(), witness=_witness(witness))
+        report = await verify_log(
+            conn,
+            settings.load_keyring(),
+            witness=_witness(witness),
+            since=since,
+            reader=reader,
+            progress=_progress_bar(sys.stderr),
+        )
     finally:
         await conn.close()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
     print(json.dumps(report.as_json(), indent=2))
     if report.failure is not None:
         f = report.failure
@@ -115,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="recompute the log and check every checkpoint")
     v.add_argument("--witness", help="JSON file of a signed checkpoint kept outside the database")
+    v.add_argument(
+        "--since",
+        type=int,
+        help="hash only from this signed checkpoint's size on (verified earlier); default: all",
+    )
     sub.add_parser("checkpoint", help="sign the current tree head now")
     r = sub.add_parser("retain", help="drop partitions older than --days (as the DB owner)")
     r.add_argument("--days", type=int, required=True)
@@ -124,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = AuditSettings.from_env_or_exit()
     if args.command == "verify":
-        return asyncio.run(_verify(settings, args.witness))
+        return asyncio.run(_verify(settings, args.witness, args.since))
     if args.command == "checkpoint":
         return asyncio.run(_checkpoint(settings))
     if args.command == "retain":

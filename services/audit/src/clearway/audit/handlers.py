@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from clearway.audit import store
+from clearway.audit.blocks import hash_block
+from clearway.audit.cuts import cut_verifies
 from clearway.audit.domain import AuditEntry, canonical_leaf, rfc3339
 from clearway.audit.merkle import (
     Frontier,
@@ -24,6 +25,8 @@ from clearway.audit.signing import Checkpoint, Keyring
 from clearway.shared.event_writer import EventWriter
 
 log = logging.getLogger(__name__)
+#: Records read per query when a checkpoint hashes the records added since the last.
+BLOCK = 1 << 15
 Clock = Callable[[], datetime]
 
 
@@ -86,12 +89,17 @@ async def append_entries(
 
 
 async def base_frontier(conn: asyncpg.Connection, keyring: Keyring) -> Frontier:
-    """Where the next checkpoint continues from: the latest checkpoint's compact
-    range (checked against its signed root) or the retention cut's."""
+    """Where the next checkpoint continues from: the latest checkpoint's compact range,
+    checked against its signed root. A retention cut is trusted only when it is signed
+    and a signed checkpoint covers it (retention signs one at the cut's size)."""
     last = await store.latest_checkpoint(conn)
     cut = await store.latest_cut(conn)
-    if last is None or last.checkpoint.tree_size < cut.size:
-        return Frontier(cut.size, cut.frontier)
+    if cut is not None and not cut_verifies(keyring, cut):
+        raise LogCorrupted(cut.size, "retention cut is not signed by a trusted key")
+    if last is None or (cut is not None and last.checkpoint.tree_size < cut.size):
+        if cut is None:
+            return Frontier()
+        raise LogCorrupted(cut.size, "no signed checkpoint covers the retention cut")
     f = Frontier(last.checkpoint.tree_size, last.frontier)
     if f.root() != last.checkpoint.root_hash or not keyring.verifies(last.checkpoint):
         raise LogCorrupted(last.checkpoint.tree_size, "latest checkpoint does not verify")
@@ -100,20 +108,12 @@ async def base_frontier(conn: asyncpg.Connection, keyring: Keyring) -> Frontier:
 
 async def extend_verified(conn: asyncpg.Connection, frontier: Frontier, stop: int) -> Frontier:
     """Extend ``frontier`` to ``stop`` with leaf hashes recomputed from content."""
-    expected = frontier.size
-    async with contextlib.aclosing(store.stream_leaves(conn, frontier.size, stop)) as chunks:
-        async for rows in chunks:
-            if [r[0] for r in rows] != list(range(expected, expected + len(rows))):
-                first = next(p for p, r in enumerate(rows) if r[0] != expected + p)
-                raise LogCorrupted(expected + first, "record missing or out of order")
-            leaves = [leaf_hash(r[1]) for r in rows]
-            if leaves != [r[2] for r in rows]:
-                first = next(p for p, r in enumerate(rows) if leaves[p] != r[2])
-                raise LogCorrupted(expected + first, "content does not match its leaf hash")
-            frontier.extend(leaves)
-            expected += len(rows)
-    if expected != stop:
-        raise LogCorrupted(expected, "record missing")
+    for a in range(frontier.size, stop, BLOCK):
+        b = min(stop, a + BLOCK)
+        r = hash_block(await store.copy_block(conn, a, b), a, b, want_leaves=True)
+        if r.failure is not None:
+            raise LogCorrupted(r.failure[0], r.failure[2])
+        frontier.extend(r.leaves or [])
     return frontier
 
 
@@ -174,11 +174,23 @@ async def _take_checkpoint(
     if last is not None and last.checkpoint.tree_size == size:
         return last.checkpoint
     frontier = await extend_verified(conn, await base_frontier(conn, keyring), size)
-    cp = keyring.sign(size, frontier.root(), clock())
+    return await sign_frontier(conn, keyring, frontier, clock, announce)
+
+
+async def sign_frontier(
+    conn: asyncpg.Connection,
+    keyring: Keyring,
+    frontier: Frontier,
+    clock: Clock = utc_now,
+    announce: CheckpointOutbox | None = None,
+) -> Checkpoint:
+    """Sign the tree head of ``frontier`` (recomputed from content by the caller), keep
+    it with its compact range and announce it."""
+    cp = keyring.sign(frontier.size, frontier.root(), clock())
     await store.insert_checkpoint(conn, cp, frontier.hashes)
     if announce is not None:
         await announce.add(conn, cp)
-    log.info("audit checkpoint signed: tree_size=%d key=%s", size, cp.key_id)
+    log.info("audit checkpoint signed: tree_size=%d key=%s", cp.tree_size, cp.key_id)
     return cp
 
 
@@ -192,9 +204,10 @@ class InclusionProof:
 
 async def _range_hasher(conn: asyncpg.Connection, stop: int) -> RangeHasher:
     cut = await store.latest_cut(conn)
-    leaves = await store.leaf_hashes(conn, cut.size, stop)
-    known = {(s, n): h for s, n, h in Frontier(cut.size, cut.frontier).nodes()}
-    return RangeHasher(leaves, cut.size, known)
+    base = Frontier(cut.size, cut.frontier) if cut else Frontier()
+    leaves = await store.leaf_hashes(conn, base.size, stop)
+    known = {(s, n): h for s, n, h in base.nodes()}
+    return RangeHasher(leaves, base.size, known)
 
 
 async def prove_inclusion(

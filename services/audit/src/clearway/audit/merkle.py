@@ -14,6 +14,7 @@ from hashlib import sha256
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = sha256(b"").digest()
+_node_copy = sha256(NODE_PREFIX).copy
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -37,8 +38,14 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
     level = list(leaves)
     while len(level) > 1:
         odd = level[-1] if len(level) & 1 else None
-        it = iter(level[: len(level) - (1 if odd is not None else 0)])
-        nxt = [sha256(NODE_PREFIX + a + b).digest() for a, b in zip(it, it, strict=True)]
+        pairs = memoryview(b"".join(level[: len(level) - (1 if odd is not None else 0)]))
+        # Copying a hash object primed with the prefix is much cheaper than building
+        # a new one (and the concatenation) per node.
+        nxt = []
+        for i in range(0, len(pairs), 64):
+            h = _node_copy()
+            h.update(pairs[i : i + 64])
+            nxt.append(h.digest())
         if odd is not None:
             nxt.append(odd)
         level = nxt

@@ -5,10 +5,13 @@ retain``): the service role cannot drop tables. For the oldest partition whose
 time range ended before the cut-off it
 
 1. verifies the whole log and refuses to touch a log that does not verify;
-2. makes sure a signed checkpoint covers every record of the partition;
-3. keeps the compact range of ``[0, cut)`` (a few hashes) in ``retention_cuts``;
+2. signs a checkpoint at exactly the cut's size (unless one exists);
+3. keeps the compact range of ``[0, cut)`` (a few hashes) in ``retention_cuts`` as a
+   cut signed with the audit key (:mod:`clearway.audit.cuts`);
 4. drops the partition, and appends a record saying who did it and why,
-all in one transaction holding the append lock.
+all in one transaction holding the append lock. Verification later checks all of
+it: the signature, the frontier against the checkpoint, no rows below the cut and
+the ``audit.partition_dropped`` record.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from datetime import UTC, datetime
 import asyncpg
 
 from clearway.audit import store, store_retention
+from clearway.audit.cuts import RetentionCut, sign_cut
 from clearway.audit.domain import AuditEntry
 from clearway.audit.handlers import (
     CheckpointOutbox,
     Clock,
     append_entries,
-    take_checkpoint,
+    extend_verified,
+    sign_frontier,
     utc_now,
 )
 from clearway.audit.merkle import Frontier
@@ -86,25 +91,12 @@ async def _drop(
             raise RetentionRefused(f"the log does not verify: {report.failure}")
         last = await store_retention.last_position(conn, part)
         cut = await store.latest_cut(conn)
-        size = cut.size if last is None else last + 1
+        base = Frontier(cut.size, cut.frontier) if cut else Frontier()
+        size = base.size if last is None else last + 1
         if await store_retention.recorded_since_before(conn, size, part.upper):
             raise RetentionRefused(f"{part.name} is not a prefix of the log")
-        anchor = await store.latest_checkpoint(conn)
-        if anchor is None or anchor.checkpoint.tree_size < size:
-            anchor_cp = await take_checkpoint(conn, keyring, clock, announce)
-        else:
-            anchor_cp = anchor.checkpoint
-        frontier = Frontier(cut.size, cut.frontier)
-        frontier.extend(await store.leaf_hashes(conn, cut.size, size))
-        await store_retention.insert_cut(
-            conn,
-            size=size,
-            frontier=frontier.hashes,
-            part=part,
-            anchor_size=anchor_cp.tree_size,
-            operator=operator,
-            reason=reason,
-        )
+        if last is not None:  # an empty partition leaves the log as it is: no cut
+            await _cut(conn, keyring, base, size, part, operator, reason, clock, announce)
         await store_retention.drop_partition(conn, part)
         now = clock().astimezone(UTC)
         await append_entries(
@@ -129,4 +121,42 @@ async def _drop(
             ],
             clock=clock,
         )
-    return Dropped(part.name, size, anchor_cp.tree_size)
+    return Dropped(part.name, size, size)
+
+
+async def _cut(
+    conn: asyncpg.Connection,
+    keyring: Keyring,
+    base: Frontier,
+    size: int,
+    part: Partition,
+    operator: str,
+    reason: str,
+    clock: Clock,
+    announce: CheckpointOutbox | None,
+) -> None:
+    frontier = await extend_verified(conn, base, size)
+    # The cut derives from a signed checkpoint at exactly its size: its frontier
+    # then reproduces a signed root, which is what verification checks.
+    await store.lock_checkpoints(conn)
+    anchor = await store.checkpoint_at(conn, size)
+    if anchor is None:
+        anchor_cp = await sign_frontier(conn, keyring, frontier.copy(), clock, announce)
+    elif anchor.checkpoint.root_hash != frontier.root():
+        raise RetentionRefused(f"the checkpoint at {size} does not match the records")
+    else:
+        anchor_cp = anchor.checkpoint
+    signed = sign_cut(
+        keyring,
+        RetentionCut(
+            size=size,
+            frontier=frontier.hashes,
+            checkpoint_size=size,
+            checkpoint_root=anchor_cp.root_hash,
+            partitions=(part.name,),
+            operator=operator,
+            reason=reason,
+            cut_at=clock(),
+        ),
+    )
+    await store.insert_cut(conn, signed)

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from clearway.audit import handlers
 from clearway.audit.signing import Keyring
+from clearway.shared.db import service_dsn
 from clearway.shared.settings import ServiceSettings, internal
 
 
@@ -22,6 +23,14 @@ class AuditSettings(ServiceSettings):
 
     port: int = 8004
     db_password: SecretStr = SecretStr("clearway-audit-dev")
+    signer_db_password: SecretStr = SecretStr("clearway-audit-signer-dev")
+    """Password of ``clearway_audit_signer``, the role that writes checkpoints and cuts."""
+    verification_workers: int = 2
+    """Processes that read and hash blocks of records during a verification job."""
+    verification_concurrency: int = 1
+    """Verification jobs running at once in one process (others wait, queued)."""
+    verification_min_interval_s: float = 60.0
+    """Least time between two verification requests of one tenant (else 429)."""
     jwks: dict[str, Any] | None = internal()
     """A fixed JWK Set (tests); else ``<issuer>/.well-known/jwks.json``."""
     keyring: Keyring | None = internal()
@@ -38,6 +47,13 @@ class AuditSettings(ServiceSettings):
     """How often the consumer refreshes topic metadata (finds new topics)."""
     clock: Callable[[], datetime] = internal(handlers.utc_now)
     """The time source (tests use a fake clock)."""
+
+    @property
+    def signer_dsn(self) -> str:
+        """DSN of the signer role on the platform database."""
+        return service_dsn(
+            self.platform.database_url, "audit_signer", self.signer_db_password.get_secret_value()
+        )
 
     @property
     def keyring_file(self) -> Path:

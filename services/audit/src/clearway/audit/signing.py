@@ -97,24 +97,34 @@ class Keyring:
         self._public.setdefault(kid, key)
         return kid
 
-    def sign(self, tree_size: int, root: bytes, issued_at: datetime) -> Checkpoint:
+    def sign_note(self, body: bytes) -> tuple[str, bytes]:
+        """``(key id, Ed25519 signature)`` of a note with the active key. Every signed
+        statement of the log (checkpoints, retention cuts) goes through here, and each
+        starts with its own origin line, so one can never pass for another."""
         if self.active is None or self.active not in self._private:
             raise RuntimeError("the keyring has no active signing key")
-        issued_at = issued_at.astimezone(UTC).replace(
-            microsecond=issued_at.microsecond // 1000 * 1000
-        )
-        sig = self._private[self.active].sign(checkpoint_body(tree_size, root, issued_at))
-        return Checkpoint(tree_size, root, issued_at, self.active, sig)
+        return self.active, self._private[self.active].sign(body)
 
-    def verifies(self, cp: Checkpoint) -> bool:
-        key = self._public.get(cp.key_id)
+    def verifies_note(self, key_id: str, body: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` over ``body`` is valid under the trusted key ``key_id``."""
+        key = self._public.get(key_id)
         if key is None:
             return False
         try:
-            key.verify(cp.signature, cp.body())
+            key.verify(signature, body)
         except InvalidSignature:
             return False
         return True
+
+    def sign(self, tree_size: int, root: bytes, issued_at: datetime) -> Checkpoint:
+        issued_at = issued_at.astimezone(UTC).replace(
+            microsecond=issued_at.microsecond // 1000 * 1000
+        )
+        kid, sig = self.sign_note(checkpoint_body(tree_size, root, issued_at))
+        return Checkpoint(tree_size, root, issued_at, kid, sig)
+
+    def verifies(self, cp: Checkpoint) -> bool:
+        return self.verifies_note(cp.key_id, cp.body(), cp.signature)
 
     def public_jwks(self) -> dict[str, Any]:
         """Public keys as an RFC 8037 OKP JWK Set, for outside verifiers."""

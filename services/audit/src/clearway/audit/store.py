@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from clearway.audit.cuts import RetentionCut
 from clearway.audit.signing import Checkpoint
 
 SCHEMA = "audit"
@@ -23,12 +23,6 @@ CHECKPOINT_LOCK = 0x61756469_74000002
 class Head:
     next_position: int
     last_recorded_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Cut:
-    size: int
-    frontier: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -80,45 +74,51 @@ async def insert_records(
     )
 
 
-async def stream_leaves(
-    conn: asyncpg.Connection, start: int, stop: int | None = None, chunk: int = 20000
-) -> AsyncIterator[list[Any]]:
-    """``(position, content bytes, stored leaf hash)`` in position order, in chunks.
-
-    Keyset pages rather than a cursor, so no portal stays open (retention drops a
-    partition in the same transaction). The next page is requested before the
-    current one is handed out: Postgres reads it while the caller hashes.
-    Duplicated positions are found by :func:`duplicate_position`, not here."""
-    sql = (
-        "SELECT position, convert_to(content, 'UTF8'), leaf_hash FROM records"
-        f" WHERE position >= $1 AND position < $2 ORDER BY position LIMIT {int(chunk)}"
-    )
-    end = stop if stop is not None else 2**62
-    pending: asyncio.Task[list[Any]] | None = asyncio.ensure_future(conn.fetch(sql, start, end))
-    try:
-        while pending is not None:
-            rows = await pending
-            pending = None
-            if not rows:
-                return
-            if len(rows) == chunk:
-                pending = asyncio.ensure_future(conn.fetch(sql, rows[-1][0] + 1, end))
-            yield rows
-    finally:
-        if pending is not None:
-            with contextlib.suppress(BaseException):
-                await pending
+_SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
-async def duplicate_position(conn: asyncpg.Connection, start: int) -> int | None:
-    """The first position held by more than one row (possible only by tampering:
-    the primary key includes the partition key)."""
-    pos: int | None = await conn.fetchval(
-        "SELECT position FROM records WHERE position >= $1 GROUP BY position"
-        " HAVING count(*) > 1 ORDER BY position LIMIT 1",
+async def begin_snapshot(conn: asyncpg.Connection) -> str:
+    """Export the snapshot of ``conn``'s (repeatable-read) transaction for block readers,
+    and keep partitions from being dropped under them (retention waits for the lock)."""
+    await conn.execute("LOCK TABLE records IN ACCESS SHARE MODE")
+    snap: str = await conn.fetchval("SELECT pg_export_snapshot()")
+    return snap
+
+
+async def log_end(conn: asyncpg.Connection) -> int | None:
+    """One past the highest stored position (None: no records)."""
+    top = await conn.fetchval("SELECT max(position) FROM records")
+    return None if top is None else int(top) + 1
+
+
+async def copy_block(conn: asyncpg.Connection, start: int, stop: int) -> bytes:
+    """``(position, leaf_hash, content)`` of positions ``[start, stop)`` as one binary COPY
+    (PostgreSQL binary copy format, in no particular order: the reader sorts if needed)."""
+    parts: list[bytes] = []
+
+    async def sink(data: bytes) -> None:
+        parts.append(data)
+
+    await conn.copy_from_query(
+        "SELECT position, leaf_hash, content FROM records WHERE position >= $1 AND position < $2",
         start,
+        stop,
+        output=sink,
+        format="binary",
     )
-    return pos
+    return b"".join(parts)
+
+
+async def copy_block_in_snapshot(
+    conn: asyncpg.Connection, snapshot: str | None, start: int, stop: int
+) -> bytes:
+    """:func:`copy_block` in its own read-only transaction that imports ``snapshot``."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        if snapshot is not None:
+            if not _SNAPSHOT.match(snapshot):
+                raise ValueError("not a snapshot id")
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        return await copy_block(conn, start, stop)
 
 
 async def leaf_hashes(conn: asyncpg.Connection, start: int, stop: int) -> list[bytes]:
@@ -167,11 +167,72 @@ async def insert_checkpoint(
     )
 
 
-async def latest_cut(conn: asyncpg.Connection) -> Cut:
-    row = await conn.fetchrow(
-        "SELECT cut_size, frontier FROM retention_cuts ORDER BY cut_size DESC LIMIT 1"
+def _cut(row: asyncpg.Record) -> RetentionCut:
+    return RetentionCut(
+        size=row["cut_size"],
+        frontier=list(row["frontier"]),
+        checkpoint_size=row["anchor_size"],
+        checkpoint_root=row["anchor_root"] or b"",
+        partitions=tuple(row["partitions"] or (row["partition_name"],)),
+        operator=row["operator"],
+        reason=row["reason"],
+        cut_at=row["cut_at"],
+        key_id=row["key_id"] or "",
+        signature=row["signature"] or b"",
     )
-    return Cut(row["cut_size"], list(row["frontier"])) if row else Cut(0, [])
+
+
+async def latest_cut(conn: asyncpg.Connection) -> RetentionCut | None:
+    """The retention cut the remaining log starts from (None: nothing was ever cut)."""
+    row = await conn.fetchrow("SELECT * FROM retention_cuts ORDER BY cut_size DESC LIMIT 1")
+    return _cut(row) if row else None
+
+
+async def retention_cuts(conn: asyncpg.Connection) -> list[RetentionCut]:
+    rows = await conn.fetch("SELECT * FROM retention_cuts ORDER BY cut_size")
+    return [_cut(r) for r in rows]
+
+
+async def insert_cut(conn: asyncpg.Connection, cut: RetentionCut) -> None:
+    await conn.execute(
+        "INSERT INTO retention_cuts (cut_size, frontier, partition_name, anchor_size,"
+        " anchor_root, partitions, operator, reason, cut_at, key_id, signature)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        cut.size,
+        cut.frontier,
+        cut.partitions[0],
+        cut.checkpoint_size,
+        cut.checkpoint_root,
+        list(cut.partitions),
+        cut.operator,
+        cut.reason,
+        cut.cut_at,
+        cut.key_id,
+        cut.signature,
+    )
+
+
+async def records_below(conn: asyncpg.Connection, size: int) -> int | None:
+    """The lowest position of a record row below ``size`` (None: there is none)."""
+    pos: int | None = await conn.fetchval(
+        "SELECT position FROM records WHERE position < $1 ORDER BY position LIMIT 1", size
+    )
+    return pos
+
+
+async def partition_dropped_record(
+    conn: asyncpg.Connection, partition: str, since: int
+) -> int | None:
+    """Position of the ``audit.partition_dropped`` record naming ``partition`` at or
+    after position ``since`` (None: there is none)."""
+    pos: int | None = await conn.fetchval(
+        "SELECT position FROM records WHERE resource = $1 AND position >= $2"
+        " AND (content::jsonb ->> 'action') = 'audit.partition_dropped'"
+        " ORDER BY position LIMIT 1",
+        partition,
+        since,
+    )
+    return pos
 
 
 async def record_at(conn: asyncpg.Connection, position: int) -> asyncpg.Record | None:

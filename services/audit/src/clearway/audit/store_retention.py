@@ -54,27 +54,5 @@ async def recorded_since_before(conn: asyncpg.Connection, size: int, since: date
     )
 
 
-async def insert_cut(
-    conn: asyncpg.Connection,
-    *,
-    size: int,
-    frontier: list[bytes],
-    part: Partition,
-    anchor_size: int,
-    operator: str,
-    reason: str,
-) -> None:
-    await conn.execute(
-        "INSERT INTO retention_cuts (cut_size, frontier, partition_name, anchor_size,"
-        " operator, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        size,
-        frontier,
-        part.name,
-        anchor_size,
-        operator,
-        reason,
-    )
-
-
 async def drop_partition(conn: asyncpg.Connection, part: Partition) -> None:
     await conn.execute(f"DROP TABLE {ident(part.name)}")

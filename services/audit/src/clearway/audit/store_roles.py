@@ -1,0 +1,39 @@
+"""The audit schema's two runtime roles (docs/design.md §8, ADR 0014).
+
+``clearway_audit`` ingests: it may read everything and insert records (and the
+kit's inbox/outbox rows), but not checkpoints or retention cuts.
+``clearway_audit_signer`` writes signed statements: it reads the records it signs
+over and inserts checkpoints, cuts and their outbox announcements; it cannot
+insert records. Run as the owner right after the kit's ``migrate``, which grants
+the service role ``SELECT, INSERT`` on every table of the schema.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from clearway.shared.db import ident, role_name
+
+SIGNER_SERVICE = "audit_signer"
+SIGNED_TABLES = ("checkpoints", "retention_cuts")
+
+
+async def configure_roles(conn: asyncpg.Connection, schema: str, signer_password: str) -> None:
+    """Create the signer role if needed and narrow both roles' rights (idempotent)."""
+    s = ident(schema)
+    service, signer = ident(role_name("audit")), ident(role_name(SIGNER_SERVICE))
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+        if not await conn.fetchval(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1", role_name(SIGNER_SERVICE)
+        ):
+            quoted = signer_password.replace("'", "''")
+            await conn.execute(f"CREATE ROLE {signer} LOGIN PASSWORD '{quoted}'")
+        tables = ", ".join(f"{s}.{ident(t)}" for t in SIGNED_TABLES)
+        await conn.execute(f"REVOKE INSERT ON {tables} FROM {service}")
+        await conn.execute(f"GRANT UPDATE ON {s}.verification_jobs TO {service}")
+        await conn.execute(f"GRANT USAGE ON SCHEMA {s} TO {signer}")
+        await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {signer}")
+        await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {signer}")
+        await conn.execute(f"GRANT INSERT ON {tables}, {s}.outbox TO {signer}")
+        await conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {signer}")
