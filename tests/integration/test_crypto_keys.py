@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import struct
 import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute
 from pkcs11 import exceptions as p11
 
 from clearway.shared.crypto import Context, DekCache, Envelope, RecordUnreadable
-from clearway.shared.crypto.envelope import kek_version
+from clearway.shared.crypto.envelope import BatchPolicy, kek_version
 from clearway.shared.crypto.hsm import HsmProvider
 from clearway.shared.crypto.keyring import KeyringProvider
 from clearway.shared.crypto.keys import KeyProvider, KeyUnavailable
@@ -169,3 +171,103 @@ def test_key_unavailable_is_a_503_dependency() -> None:
         raise RuntimeError("sealing failed") from down
     except RuntimeError as e:
         assert unavailable_dependency(e) is down
+
+
+class _Counting(KeyProvider):
+    """Counts the calls reaching a real provider (to see what the batch keys save)."""
+
+    def __init__(self, inner: KeyProvider) -> None:
+        super().__init__(inner.name)
+        self.inner, self.kind = inner, inner.kind
+        self.wraps = self.unwraps = 0
+
+    def versions(self) -> list[int]:
+        return self.inner.versions()
+
+    def wrap(self, version: int, data_key: bytes) -> bytes:
+        self.wraps += 1
+        return self.inner.wrap(version, data_key)
+
+    def unwrap(self, version: int, wrapped: bytes) -> bytes:
+        self.unwraps += 1
+        return self.inner.unwrap(version, wrapped)
+
+    def create_version(self) -> int:
+        return self.inner.create_version()
+
+    def destroy_version(self, version: int) -> None:
+        self.inner.destroy_version(version)
+
+
+def _header_of(blob: bytes) -> bytes:
+    n = blob[4]
+    return blob[: 11 + n + int.from_bytes(blob[9 + n : 11 + n])]
+
+
+def test_one_hsm_call_per_batch_never_one_per_record(provider: KeyProvider) -> None:
+    counting = _Counting(provider)
+    now = [0.0]
+    env = Envelope(counting, DekCache(0), BatchPolicy(records=10, seconds=5), clock=lambda: now[0])
+    blobs = [env.seal(f"r{i}".encode(), CTX) for i in range(25)]
+    assert counting.wraps == 3  # 10 + 10 + 5 records
+    assert len({_header_of(b) for b in blobs}) == 3
+    assert len({b[len(_header_of(b)) :][:12] for b in blobs}) == 25  # a nonce per record
+    now[0] = 6.0  # the batch expired by age
+    env.seal(b"late", CTX)
+    assert counting.wraps == 4
+    other = Context("webhooks", "endpoint_secrets", "sealed", "ep_9", "tenant_b")
+    assert _header_of(env.seal(b"x", other)) != _header_of(env.seal(b"y", CTX))  # per tenant
+    assert [env.open(b, CTX) for b in blobs] == [f"r{i}".encode() for i in range(25)]
+
+
+def test_records_of_one_batch_have_independent_keys(provider: KeyProvider) -> None:
+    """Swapping the bodies of two records of one batch (same header) does not open:
+    each record's data key derives from its own nonce and its context is bound."""
+    env = Envelope(provider)
+    a = env.seal(b"alpha", CTX)
+    b_ctx = Context("webhooks", "endpoint_secrets", "sealed", "ep_2", "tenant_a")
+    b = env.seal(b"bravo", b_ctx)
+    head = len(_header_of(a))
+    assert _header_of(a) == _header_of(b)
+    spliced = a[:head] + a[head : head + 12] + b[head + 12 :]  # a's nonce, b's ciphertext
+    with pytest.raises(RecordUnreadable, match="does not authenticate"):
+        env.open(spliced, b_ctx)
+
+
+def test_rewrap_costs_one_unwrap_per_batch(provider: KeyProvider) -> None:
+    env = Envelope(provider, DekCache(0), BatchPolicy(records=50))
+    blobs = [env.seal(f"s{i}".encode(), CTX) for i in range(200)]
+    provider.create_version()
+    counting = _Counting(provider)
+    mover = Envelope(counting, DekCache(0))
+    mover.refresh()
+    moved = [mover.rewrap(b) for b in blobs]
+    assert (counting.unwraps, counting.wraps) == (4, 4)
+    assert [mover.open(m or b"", CTX) for m in moved] == [f"s{i}".encode() for i in range(200)]
+
+
+def test_format_1_records_still_open_and_rewrap(provider: KeyProvider) -> None:
+    """Records sealed before batch keys (a data key wrapped by the KEK itself)."""
+    env = Envelope(provider, DekCache(0))
+    version = env.primary
+    dek = AESGCM.generate_key(256)
+    wrapped = provider.wrap(version, dek)
+    name = provider.name.encode()
+    nonce = b"\x01" * 12
+    v1 = (
+        b"CWE\x01"
+        + bytes([len(name)])
+        + name
+        + struct.pack(">IH", version, len(wrapped))
+        + wrapped
+        + nonce
+        + AESGCM(dek).encrypt(nonce, b"legacy", CTX.aad_v1())
+    )
+    assert env.open(v1, CTX) == b"legacy"
+    with pytest.raises(RecordUnreadable):
+        env.open(v1, Context("webhooks", "endpoint_secrets", "sealed", "ep_2", "tenant_a"))
+    provider.create_version()
+    env.refresh()
+    moved = env.rewrap(v1)
+    assert moved is not None and kek_version(moved) == version + 1
+    assert env.open(moved, CTX) == b"legacy"

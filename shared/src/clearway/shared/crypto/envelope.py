@@ -1,19 +1,30 @@
 """Envelope encryption of records at rest (docs/design.md §9).
 
-Every record gets a fresh 256-bit data key (DEK); the record is AES-256-GCM
-encrypted under it with its :class:`Context` (service, table, column, row id,
-tenant) as associated data, so a ciphertext copied to another row, column or
-tenant does not decrypt. The DEK is wrapped by the service's primary KEK
-version in the key provider (the HSM). The blob is self-describing::
+Every record is AES-256-GCM encrypted under its own data key, with its
+:class:`Context` (service, table, column, row id, tenant) as associated data,
+so a ciphertext copied to another row, column or tenant does not decrypt.
 
-    "CWE" 0x01 | len(kek name) u8 | kek name | kek version u32 | len(wrapped) u16
-    | wrapped DEK | nonce (12) | ciphertext ‖ tag (16)
+The data key is not generated and wrapped per record (one HSM call per record
+caps sealing at the HSM's rate): the records of one tenant sealed by one process
+within a bounded count and time (:class:`BatchPolicy`) share a random 256-bit
+*batch key*, wrapped by the service's primary KEK version inside the key
+provider (the HSM), and each record's data key is derived from the batch key and
+the record's fresh random nonce with the key derivation of AES-GCM-SIV
+(RFC 8452 §4: the first 8 bytes of AES(batch key, LE32(i) ‖ nonce) for i = 0..3).
+A unique nonce gives a unique, independent data key; one HSM call serves a batch
+(ADR 0012). The blob is self-describing::
 
-The record's associated data does not cover the KEK version or the wrapped DEK,
+    "CWE" 0x02 | len(kek name) u8 | kek name | kek version u32 | len(wrapped) u16
+    | batch key wrapped by the KEK | nonce (12) | ciphertext ‖ tag (16)
+
+Blobs of format ``0x01`` (a random data key wrapped by the KEK directly, written
+before batch keys) still open and re-wrap.
+
+The record's associated data does not cover the KEK version or the wrapped key,
 so re-wrapping under a new KEK version (:meth:`Envelope.rewrap`) replaces only
-the header and never touches the data; the wrapped DEK is itself authenticated
-with the KEK name and version. Unwrapped DEKs are kept in a bounded LRU with a
-time-to-live, so a record read often costs one HSM call per TTL.
+the header and never touches the data; the wrapped key is itself authenticated
+with the KEK name and version. Unwrapped keys are kept in a bounded LRU with a
+time-to-live (:class:`DekCache`), so reading costs one HSM call per batch and TTL.
 """
 
 from __future__ import annotations
@@ -27,15 +38,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clearway.shared.crypto.keys import KeyProvider, KeyVersionUnknown, UnwrapFailed
 
-__all__ = ["Context", "DekCache", "Envelope", "RecordUnreadable", "kek_version"]
+__all__ = ["BatchPolicy", "Context", "DekCache", "Envelope", "RecordUnreadable", "kek_version"]
 
-MAGIC = b"CWE\x01"
+MAGIC_V1 = b"CWE\x01"  # AES-GCM, DEK wrapped by the KEK (read and re-wrapped, never written)
+MAGIC = b"CWE\x02"  # a data key derived from a batch key wrapped by the KEK
 _NONCE = 12
 _TAG = 16
+_VERSION_LEN = struct.Struct(">IH")
+_U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
@@ -49,10 +64,19 @@ class Context:
     tenant: str = ""
 
     def aad(self) -> bytes:
-        """Length-prefixed fields, so no two contexts encode alike."""
-        parts = (self.service, self.table, self.column, self.row_id, self.tenant)
-        encoded = b"".join(struct.pack(">I", len(b)) + b for b in (p.encode() for p in parts))
-        return MAGIC + encoded
+        """Length-prefixed fields (netstrings over characters, then UTF-8), so no two
+        contexts encode alike."""
+        s, t, c, r, n = self.service, self.table, self.column, self.row_id, self.tenant
+        return f"cw2|{len(s)}:{s}{len(t)}:{t}{len(c)}:{c}{len(r)}:{r}{len(n)}:{n}".encode()
+
+    def aad_v1(self) -> bytes:
+        """The associated data of format-1 blobs (u32 length prefixes)."""
+        out = bytearray(MAGIC_V1)
+        for part in (self.service, self.table, self.column, self.row_id, self.tenant):
+            raw = part.encode()
+            out += _U32.pack(len(raw))
+            out += raw
+        return bytes(out)
 
     def __str__(self) -> str:
         tenant = f", tenant {self.tenant}" if self.tenant else ""
@@ -69,50 +93,73 @@ class RecordUnreadable(ValueError):
 
 @dataclass(frozen=True)
 class _Header:
+    batched: bool
     kek: str
     version: int
-    wrapped: bytes
-    body: int  # offset of the nonce
+    wrapped: bytes  # by the KEK: the batch key (format 2) or the DEK (format 1)
+    body: int  # offset of the nonce; ``blob[:body]`` names the wrapped key in the cache
 
 
 def _parse(blob: bytes, record: Context | str) -> _Header:
+    magic = blob[:4]
+    if magic not in (MAGIC, MAGIC_V1):
+        raise RecordUnreadable(record, "not a sealed record (unknown format)")
     try:
-        if blob[:4] != MAGIC:
-            raise RecordUnreadable(record, "not a sealed record (unknown format)")
         n = blob[4]
         kek = blob[5 : 5 + n].decode()
-        version, wlen = struct.unpack_from(">IH", blob, 5 + n)
-        start = 5 + n + 6
-        wrapped = blob[start : start + wlen]
-        body = start + wlen
+        version, wlen = _VERSION_LEN.unpack_from(blob, 5 + n)
     except (IndexError, struct.error, UnicodeDecodeError):
         raise RecordUnreadable(record, "truncated sealed record") from None
+    start = 5 + n + 6
+    wrapped = blob[start : start + wlen]
+    body = start + wlen
+    batched = magic == MAGIC
     if len(wrapped) != wlen or len(blob) < body + _NONCE + _TAG:
         raise RecordUnreadable(record, "truncated sealed record")
-    return _Header(kek, version, wrapped, body)
-
-
-def _cache_key(version: int, wrapped: bytes) -> bytes:
-    return struct.pack(">I", version) + wrapped
+    return _Header(batched, kek, version, wrapped, body)
 
 
 def kek_version(blob: bytes) -> int:
-    """The KEK version a sealed record's data key is wrapped under."""
+    """The KEK version a sealed record's keys are wrapped under."""
     return _parse(blob, "record").version
 
 
+_LE0, _LE1, _LE2, _LE3 = (i.to_bytes(4, "little") for i in range(4))
+
+
+class _BatchKey:
+    """An unwrapped batch key: derives the data key of a record from its nonce."""
+
+    __slots__ = ("_ecb", "_lock")
+
+    def __init__(self, key: bytes) -> None:
+        # ECB over four fixed blocks is the PRF step of RFC 8452 §4, not a data mode
+        self._ecb: CipherContext = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+        self._lock = threading.Lock()  # one cipher context is not safe across threads
+
+    def data_key(self, nonce: bytes) -> AESGCM:
+        blocks = _LE0 + nonce + _LE1 + nonce + _LE2 + nonce + _LE3 + nonce
+        with self._lock:
+            out = self._ecb.update(blocks)
+        return AESGCM(out[0:8] + out[16:24] + out[32:40] + out[48:56])
+
+
+_Key = AESGCM | _BatchKey  # format 1: the data key itself; format 2: a batch key
+
+
 class DekCache:
-    """Unwrapped data keys by wrapped key: bounded LRU with a time-to-live."""
+    """Unwrapped keys (batch keys, and format-1 data keys) by their wrapped form:
+    a bounded LRU with a time-to-live. ``size=0`` turns it off."""
 
     def __init__(
         self, size: int = 4096, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.size, self.ttl_s, self._clock = size, ttl_s, clock
-        self._items: OrderedDict[bytes, tuple[float, AESGCM]] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[float, _Key]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, wrapped: bytes) -> AESGCM | None:
+    def get(self, wrapped: bytes) -> _Key | None:
         with self._lock:
             item = self._items.get(wrapped)
             if item is None or item[0] < self._clock():
@@ -124,7 +171,7 @@ class DekCache:
             self.hits += 1
             return item[1]
 
-    def put(self, wrapped: bytes, aead: AESGCM) -> None:
+    def put(self, wrapped: bytes, aead: _Key) -> None:
         if self.size <= 0:
             return
         with self._lock:
@@ -141,13 +188,42 @@ class DekCache:
         return len(self._items)
 
 
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How long one batch key seals records: at most ``records`` of them (far below the
+    2^32 random-nonce limit of AES-GCM, NIST SP 800-38D §8.3) and ``seconds``."""
+
+    records: int = 65_536
+    seconds: float = 300.0
+
+
+@dataclass
+class _Batch:
+    version: int
+    header: bytes
+    key: _BatchKey
+    expires: float
+    left: int
+
+
 class Envelope:
     """Seal and open records under one service's KEKs (see the module docstring)."""
 
-    def __init__(self, provider: KeyProvider, cache: DekCache | None = None) -> None:
+    def __init__(
+        self,
+        provider: KeyProvider,
+        cache: DekCache | None = None,
+        batches: BatchPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.provider = provider
         self.cache = cache if cache is not None else DekCache()
+        self.batches = batches or BatchPolicy()
+        self._clock = clock
         self._primary: int | None = None
+        self._batches: dict[str, _Batch] = {}  # by tenant: a batch never spans tenants
+        self._lock = threading.Lock()
+        self._rewrapped: OrderedDict[bytes, bytes] = OrderedDict()  # old header → new one
 
     @property
     def primary(self) -> int:
@@ -157,41 +233,72 @@ class Envelope:
         return self._primary
 
     def refresh(self) -> int:
-        """Re-read the primary version (after a rotation, possibly by another process)."""
+        """Re-read the primary version (after a rotation, possibly by another process);
+        the next record starts a batch under it."""
         self._primary = self.provider.primary()
+        self._batches = {}
         return self._primary
 
-    def _header(self, version: int, wrapped: bytes) -> bytes:
+    def forget_keys(self) -> None:
+        """Drop every unwrapped key held in memory (after destroying KEK versions)."""
+        self.cache.clear()
+        with self._lock:
+            self._batches = {}
+            self._rewrapped.clear()
+
+    def _header(self, version: int, wrapped: bytes, magic: bytes = MAGIC) -> bytes:
         name = self.provider.name.encode()
         return (
-            MAGIC + bytes([len(name)]) + name + struct.pack(">IH", version, len(wrapped)) + wrapped
+            magic + bytes([len(name)]) + name + _VERSION_LEN.pack(version, len(wrapped)) + wrapped
         )
+
+    def _current_batch(self, tenant: str) -> _Batch:
+        with self._lock:
+            batch = self._batches.get(tenant)
+            now = self._clock()
+            if batch is None or batch.left <= 0 or batch.expires < now:
+                version = self.primary
+                raw = AESGCM.generate_key(256)
+                # raises KeyUnavailable when the HSM is down: nothing is sealed without it
+                wrapped = self.provider.wrap(version, raw)
+                key = _BatchKey(raw)
+                header = self._header(version, wrapped)
+                self.cache.put(header, key)
+                batch = self._batches[tenant] = _Batch(
+                    version,
+                    header,
+                    key,
+                    now + self.batches.seconds,
+                    self.batches.records,
+                )
+            batch.left -= 1
+            return batch
 
     def seal(self, plaintext: bytes, context: Context) -> bytes:
-        """Encrypt one record under a fresh data key wrapped by the primary KEK.
+        """Encrypt one record under its own key (derived from the tenant's current batch
+        key and a fresh nonce).
 
-        Raises :class:`~clearway.shared.crypto.keys.KeyUnavailable` when the HSM
-        is down: nothing is ever returned unencrypted.
+        Raises :class:`~clearway.shared.crypto.keys.KeyUnavailable` when a new batch
+        key is due and the HSM is down: nothing is ever returned unencrypted.
         """
-        version = self.primary
-        dek = AESGCM.generate_key(256)
-        wrapped = self.provider.wrap(version, dek)
-        aead = AESGCM(dek)
-        self.cache.put(_cache_key(version, wrapped), aead)
+        batch = self._current_batch(context.tenant)
         nonce = os.urandom(_NONCE)
-        return (
-            self._header(version, wrapped) + nonce + aead.encrypt(nonce, plaintext, context.aad())
-        )
+        data_key = batch.key.data_key(nonce)
+        return batch.header + nonce + data_key.encrypt(nonce, plaintext, context.aad())
 
-    def _dek(self, header: _Header, record: Context | str) -> AESGCM:
+    def _kek_unwrap(self, blob: bytes, record: Context | str) -> tuple[_Key, int]:
+        """The unwrapped key of ``blob`` and the offset of its nonce."""
+        header = _parse(blob, record)
         if header.kek != self.provider.name:
             raise RecordUnreadable(record, f"sealed under another service's key ({header.kek})")
-        cache_key = _cache_key(header.version, header.wrapped)
-        aead = self.cache.get(cache_key)
-        if aead is not None:
-            return aead
+        key = self._unwrap(header, record)
+        aead = _BatchKey(key) if header.batched else AESGCM(key)
+        self.cache.put(blob[: header.body], aead)
+        return aead, header.body
+
+    def _unwrap(self, header: _Header, record: Context | str) -> bytes:
         try:
-            dek = self.provider.unwrap(header.version, header.wrapped)
+            return self.provider.unwrap(header.version, header.wrapped)
         except KeyVersionUnknown:
             raise RecordUnreadable(
                 record, f"key-encryption key {header.kek} v{header.version} is unknown or destroyed"
@@ -200,35 +307,48 @@ class Envelope:
             raise RecordUnreadable(
                 record, f"data key does not authenticate under {header.kek} v{header.version}"
             ) from None
-        aead = AESGCM(dek)
-        self.cache.put(cache_key, aead)
-        return aead
 
     def open(self, blob: bytes, context: Context) -> bytes:
         """The plaintext of a sealed record; :class:`RecordUnreadable` naming the record
         when the blob is truncated, its key version gone, or its context altered."""
-        header = _parse(blob, context)
-        aead = self._dek(header, context)
-        nonce = blob[header.body : header.body + _NONCE]
+        # hot path: the header of a cached key is found without parsing the blob
+        body = 11 + blob[4] + int.from_bytes(blob[9 + blob[4] : 11 + blob[4]]) if blob[4:] else 0
+        aead = self.cache.get(blob[:body]) if len(blob) >= body + _NONCE + _TAG else None
+        if aead is None:
+            aead, body = self._kek_unwrap(blob, context)
+        at = body + _NONCE
+        nonce = blob[body:at]
         try:
-            return aead.decrypt(nonce, blob[header.body + _NONCE :], context.aad())
+            if isinstance(aead, _BatchKey):
+                return aead.data_key(nonce).decrypt(nonce, blob[at:], context.aad())
+            return aead.decrypt(nonce, blob[at:], context.aad_v1())
         except InvalidTag:
             raise RecordUnreadable(
                 context, "does not authenticate (altered, or moved from another record)"
             ) from None
 
     def rewrap(self, blob: bytes, record: str = "record") -> bytes | None:
-        """The blob with its data key re-wrapped under the primary KEK, or ``None`` when
-        it already is; the encrypted data is copied unchanged."""
+        """The blob with its key re-wrapped under the primary KEK, or ``None`` when it
+        already is; the encrypted data is copied unchanged.
+
+        Records of one batch share their header, so a column is re-wrapped with one
+        HSM unwrap and wrap per batch, not per record.
+        """
         header = _parse(blob, record)
         version = self.primary
         if header.version == version:
             return None
         if header.kek != self.provider.name:
             raise RecordUnreadable(record, f"sealed under another service's key ({header.kek})")
-        try:
-            dek = self.provider.unwrap(header.version, header.wrapped)
-        except (KeyVersionUnknown, UnwrapFailed) as e:
-            raise RecordUnreadable(record, str(e)) from None
-        wrapped = self.provider.wrap(version, dek)
-        return self._header(version, wrapped) + blob[header.body :]
+        old = blob[: header.body] + _U32.pack(version)
+        with self._lock:
+            new = self._rewrapped.get(old)
+        if new is None:
+            key = self._unwrap(header, record)
+            magic = MAGIC if header.batched else MAGIC_V1
+            new = self._header(version, self.provider.wrap(version, key), magic)
+            with self._lock:
+                self._rewrapped[old] = new
+                while len(self._rewrapped) > max(self.cache.size, 64):
+                    self._rewrapped.popitem(last=False)
+        return new + blob[header.body :]

@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -155,14 +157,8 @@ async def rewrap(
     while True:
         async with pool.acquire() as conn:
             rows = await store_keys.sealed_batch(conn, t, c, i, kind, last, batch)
-            swaps = []
-            for r in rows:
-                blob = bytes(r["sealed"])
-                new = envelope.rewrap(
-                    blob, record=f"{envelope.provider.name}.{t}.{c} of row {r['id']}"
-                )
-                if new is not None:
-                    swaps.append((r["id"], blob, new))
+            # HSM calls block: off the event loop, so requests keep flowing meanwhile
+            swaps = await asyncio.to_thread(_rewrap_rows, envelope, f"{t}.{c}", rows)
             scanned += len(rows)
             last = rows[-1]["id"] if rows else last
             async with conn.transaction():
@@ -172,6 +168,18 @@ async def rewrap(
             progress(scanned, done)
         if len(rows) < batch:
             return RewrapReport(column, target, done, scanned)
+
+
+def _rewrap_rows(
+    envelope: Envelope, where: str, rows: Sequence[Any]
+) -> list[tuple[str, bytes, bytes]]:
+    swaps = []
+    for r in rows:
+        blob = bytes(r["sealed"])
+        new = envelope.rewrap(blob, record=f"{envelope.provider.name}.{where} of row {r['id']}")
+        if new is not None:
+            swaps.append((r["id"], blob, new))
+    return swaps
 
 
 async def retire_keks(
@@ -206,7 +214,7 @@ async def retire_keks(
         await _emit(conn, events, envelope, "retired", below, doomed, reason, actor)
         for v in doomed:  # last: the transaction only commits once they are gone
             provider.destroy_version(v)
-    envelope.cache.clear()
+    envelope.forget_keys()
     return doomed
 
 

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from clearway.shared.crypto.envelope import DekCache, Envelope
+from clearway.shared.crypto.envelope import BatchPolicy, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
 from clearway.shared.crypto.keyring import KeyringProvider
 from clearway.shared.crypto.keys import KeyProvider
@@ -49,6 +49,10 @@ class KeySettings(ServiceSettings):
     """Unwrapped data keys kept in memory (0: none)."""
     dek_cache_ttl_s: float = Field(60.0, ge=0)
     """How long an unwrapped data key stays in memory."""
+    batch_key_records: int = Field(65_536, gt=0, le=1 << 20)
+    """Records sealed under one batch key before a new one is wrapped in the HSM."""
+    batch_key_seconds: float = Field(300.0, gt=0)
+    """Age at which a batch key stops sealing (it keeps opening its records)."""
 
     def development_secrets(self) -> list[str]:
         found = super().development_secrets()
@@ -100,4 +104,5 @@ def open_provider(settings: KeySettings, name: str | None = None) -> KeyProvider
 def open_envelope(settings: KeySettings, name: str | None = None) -> Envelope:
     """An :class:`Envelope` over :func:`open_provider` with the configured DEK cache."""
     cache = DekCache(settings.dek_cache_size, settings.dek_cache_ttl_s)
-    return Envelope(open_provider(settings, name), cache)
+    batches = BatchPolicy(settings.batch_key_records, settings.batch_key_seconds)
+    return Envelope(open_provider(settings, name), cache, batches)
