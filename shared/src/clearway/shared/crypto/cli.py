@@ -118,7 +118,7 @@ async def _run_signing(args: argparse.Namespace, settings: KeyStoreSettings, key
         if args.command == "status":
             print(
                 f"{service}/{key}: provider {provider.kind}, signing versions "
-                f"{provider.versions()}, verify-only {sorted(provider.public_keys())},"
+                f"{provider.versions()}, public keys {sorted(provider.public_keys())},"
                 f" primary {provider.primary()}"
             )
         elif args.command == "rewrap":
