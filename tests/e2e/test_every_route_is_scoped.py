@@ -66,7 +66,8 @@ def audit_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
         AuditSettings(
             platform=platform.replace(oauth_issuer=ISSUER),
             jwks=issuer.jwks(),
-            keyring_path=tmp / "audit-keys.json",
+            key_provider="keyring",
+            keyring_dir=tmp,
         )
     )
 

@@ -28,7 +28,7 @@ SERVICES: dict[str, tuple[str, set[str]]] = {
     ),
     "webhooks": ("clearway.webhooks.settings:WebhooksSettings", {"CLEARWAY_WEBHOOKS_HSM_PIN"}),
     "consent": ("clearway.consent.settings:ConsentSettings", {"CLEARWAY_CONSENT_HSM_PIN"}),
-    "audit": ("clearway.audit.settings:AuditSettings", set()),
+    "audit": ("clearway.audit.settings:AuditSettings", {"CLEARWAY_AUDIT_HSM_PIN"}),
     "rail": ("clearway.rail.settings:RailSettings", set()),
 }
 

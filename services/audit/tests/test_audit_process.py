@@ -23,7 +23,8 @@ async def test_the_service_runs_as_a_process_and_answers_healthz(platform, tmp_p
         "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
         "CLEARWAY_AUDIT_PORT": str(port),
-        "CLEARWAY_AUDIT_KEYRING_PATH": str(tmp_path / "keys.json"),
+        "CLEARWAY_AUDIT_KEY_PROVIDER": "keyring",
+        "CLEARWAY_AUDIT_KEYRING_DIR": str(tmp_path),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "clearway.audit"],
@@ -48,7 +49,7 @@ async def test_the_service_runs_as_a_process_and_answers_healthz(platform, tmp_p
             keys = (await c.get("/v1/audit/keys")).json()["keys"]
             assert len(keys) == 1 and "d" not in keys[0]
             assert (await c.get("/v1/audit/records")).status_code == 401
-        assert (tmp_path / "keys.json").stat().st_mode & 0o077 == 0
+        assert (tmp_path / "audit-checkpoint.sig.json").stat().st_mode & 0o077 == 0
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 30)

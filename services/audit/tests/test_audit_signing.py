@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from clearway.audit.signing import Keyring
+from clearway.shared.crypto.signing import KeyringSigningProvider
 
 ROOT = bytes(range(32))
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 891234, tzinfo=UTC)
@@ -38,10 +39,10 @@ def test_a_checkpoint_from_an_unknown_key_is_refused():
 def test_the_keyring_round_trips_and_publishes_only_public_keys(tmp_path):
     ring = Keyring.generate()
     ring.rotate()
-    path = tmp_path / "keys.json"
-    ring.save(path)
+    path = tmp_path / "audit-checkpoint.sig.json"
+    ring.provider.save(path)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    again = Keyring.load_or_create(path)
+    again = Keyring(KeyringSigningProvider("audit-checkpoint", tmp_path))
     assert again.active == ring.active
     assert again.verifies(ring.sign(3, ROOT, WHEN))
     jwks = ring.public_jwks()

@@ -165,12 +165,12 @@ async def test_no_checkpoint_is_signed_over_a_tampered_log(audit_log):
 
 async def test_the_cli_verifies_and_exits_non_zero_naming_the_position(audit_log, tmp_path):
     await audit_log.append(8)
-    keys = tmp_path / "keys.json"
-    audit_log.keyring.save(keys)
+    audit_log.keyring.provider.save(tmp_path / "audit-checkpoint.sig.json")
     env = {
         **os.environ,
         "CLEARWAY_DATABASE_URL": audit_log.settings.platform.database_url,
-        "CLEARWAY_AUDIT_KEYRING_PATH": str(keys),
+        "CLEARWAY_AUDIT_KEY_PROVIDER": "keyring",
+        "CLEARWAY_AUDIT_KEYRING_DIR": str(tmp_path),
     }
 
     async def cli(*args: str) -> subprocess.CompletedProcess:

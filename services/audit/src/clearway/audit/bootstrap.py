@@ -16,6 +16,7 @@ from clearway.audit.jobs import VerificationRunner
 from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.crypto.signing_rotation import rotate_signing_key_if_due
 from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -99,6 +100,17 @@ async def _checkpoint(app: FastAPI, settings: AuditSettings) -> None:
         await precreate_partitions(conn, settings)
 
 
+async def _keep_checkpoint_key_current(app: FastAPI, settings: AuditSettings) -> None:
+    """Scheduled rotation of the checkpoint signing key (docs/design.md §9), and picking
+    up a version another replica or ``clearway-keys`` made."""
+    keyring: Keyring = app.state.keyring
+    interval = timedelta(seconds=settings.checkpoint_key_rotation_interval_s)
+    events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix, topic=AUDIT_TOPIC)
+    async with app.state.pool.acquire() as conn:
+        await rotate_signing_key_if_due(conn, keyring.provider, events, interval)
+    keyring.refresh()
+
+
 def build_app(settings: AuditSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,6 +160,11 @@ def build_app(settings: AuditSettings) -> FastAPI:
                 # corrupted log is logged loudly by the checkpoint itself
                 tasks.every(
                     "checkpoint", settings.checkpoint_interval_s, lambda: _checkpoint(app, settings)
+                )
+                tasks.every(
+                    "checkpoint-key-rotation",
+                    60.0,
+                    lambda: _keep_checkpoint_key_current(app, settings),
                 )
                 for i in range(settings.verification_concurrency):
                     tasks.task(f"verification-{i}", runner.work, critical=False)

@@ -1,6 +1,8 @@
-"""Operator commands: ``python -m clearway.audit.cli verify|checkpoint|retain|rotate-key``.
+"""Operator commands: ``python -m clearway.audit.cli verify|checkpoint|retain``.
 
-They read the same ``CLEARWAY_*`` environment as the service. ``verify`` draws a
+They read the same ``CLEARWAY_*`` environment as the service. The checkpoint
+signing key is rotated with the kit's ``clearway-keys audit rotate --key
+audit-checkpoint --reason ...`` (docs/design.md §9). ``verify`` draws a
 progress bar on stderr, prints the report, and exits 1 naming the first bad
 position when the log does not verify.
 """
@@ -139,14 +141,6 @@ async def _retain(settings: AuditSettings, days: int, operator: str, reason: str
     return 0
 
 
-def _rotate(settings: AuditSettings) -> int:
-    ring = settings.load_keyring()
-    kid = ring.rotate()
-    ring.save(settings.keyring_file)
-    print(f"new active checkpoint key {kid}; older keys kept for verification")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clearway.audit.cli")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,16 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--days", type=int, required=True)
     r.add_argument("--operator", required=True)
     r.add_argument("--reason", required=True)
-    sub.add_parser("rotate-key", help="add a new active checkpoint signing key")
     args = parser.parse_args(argv)
     settings = AuditSettings.from_env_or_exit()
     if args.command == "verify":
         return asyncio.run(_verify(settings, args.witness, args.since))
     if args.command == "checkpoint":
         return asyncio.run(_checkpoint(settings))
-    if args.command == "retain":
-        return asyncio.run(_retain(settings, args.days, args.operator, args.reason))
-    return _rotate(settings)
+    return asyncio.run(_retain(settings, args.days, args.operator, args.reason))
 
 
 if __name__ == "__main__":

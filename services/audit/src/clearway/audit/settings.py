@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from clearway.audit import handlers
-from clearway.audit.signing import Keyring
+from clearway.audit.signing import KEY_NAME, Keyring
+from clearway.shared.crypto.settings import KeyStoreSettings, open_signing_provider
 from clearway.shared.db import service_dsn
-from clearway.shared.settings import ServiceSettings, internal
+from clearway.shared.settings import internal
 
 
-class AuditSettings(ServiceSettings):
+class AuditSettings(KeyStoreSettings):
     """The tamper-evident audit log. ``platform.database_url`` is an admin DSN:
-    migrations run with it, the service then connects as its own append-only role."""
+    migrations run with it, the service then connects as its own append-only role.
+    The checkpoint signing key lives in the key store (``KEY_PROVIDER``, ``HSM_*``)."""
 
     service: ClassVar[str] = "audit"
+    signing_keys: ClassVar[tuple[str, ...]] = (KEY_NAME,)
 
     port: int = 8004
     db_password: SecretStr = SecretStr("clearway-audit-dev")
@@ -34,9 +36,9 @@ class AuditSettings(ServiceSettings):
     jwks: dict[str, Any] | None = internal()
     """A fixed JWK Set (tests); else ``<issuer>/.well-known/jwks.json``."""
     keyring: Keyring | None = internal()
-    """A keyring in memory (tests); else the one at ``keyring_path``."""
-    keyring_path: Path | None = None
-    """File of the checkpoint signing keys (unset: under ``CLEARWAY_LOCAL_DIR``)."""
+    """A keyring in memory (tests); else the key store's ``audit-checkpoint`` keys."""
+    checkpoint_key_rotation_interval_s: float = Field(365 * 86400.0, gt=0)
+    """Age at which a new checkpoint signing key version starts signing."""
     checkpoint_interval_s: float = 60.0
     """Interval between signed checkpoints of the log."""
     partition_unit: Literal["month", "week", "day", "hour"] = "month"
@@ -55,10 +57,7 @@ class AuditSettings(ServiceSettings):
             self.platform.database_url, "audit_signer", self.signer_db_password.get_secret_value()
         )
 
-    @property
-    def keyring_file(self) -> Path:
-        """Where the checkpoint keys are stored."""
-        return self.keyring_path or self.platform.local_dir / "audit" / "checkpoint-keys.json"
-
     def load_keyring(self) -> Keyring:
-        return self.keyring or Keyring.load_or_create(self.keyring_file)
+        """The checkpoint keys; raises ``KeyUnavailable`` when the HSM is down, so the
+        service refuses to start."""
+        return self.keyring or Keyring(open_signing_provider(self, KEY_NAME))

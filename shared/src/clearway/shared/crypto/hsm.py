@@ -28,7 +28,7 @@ from clearway.shared.crypto.keys import (
     wrap_aad,
 )
 
-__all__ = ["KEK_TEMPLATE", "HsmProvider", "load_library"]
+__all__ = ["KEK_TEMPLATE", "HsmProvider", "call_token", "load_library", "version_id"]
 
 #: Attributes of every KEK object: a token object usable only to encrypt/decrypt
 #: (wrap the data keys), never readable, never wrapped out.
@@ -113,8 +113,22 @@ def _drop_session(module: str, label: str) -> None:
             pass
 
 
-def _version_id(version: int) -> bytes:
+def version_id(version: int) -> bytes:
+    """The ``CKA_ID`` of a key version: 4 bytes, big endian."""
     return version.to_bytes(4, "big")
+
+
+def call_token(module: str, label: str, pin: str, fn: Any) -> Any:
+    """Run ``fn(session)`` on the shared session of token ``label`` under its lock; a
+    device error drops the session (the next call logs in again) and raises
+    :class:`KeyUnavailable`."""
+    try:
+        shared = _shared_session(module, label, pin)
+        with shared.lock:
+            return fn(shared.session)
+    except _DEVICE_ERRORS as e:
+        _drop_session(module, label)
+        raise KeyUnavailable(f"HSM token {label!r} unavailable ({type(e).__name__})") from None
 
 
 class HsmProvider(KeyProvider):
@@ -136,15 +150,10 @@ class HsmProvider(KeyProvider):
         """Run ``fn(session)`` under the token's lock; a device error drops the session
         (the next call logs in again) and raises :class:`KeyUnavailable`."""
         try:
-            shared = _shared_session(self.module, self.token_label, self._pin)
-            with shared.lock:
-                return fn(shared.session)
-        except _DEVICE_ERRORS as e:
-            _drop_session(self.module, self.token_label)
+            return call_token(self.module, self.token_label, self._pin, fn)
+        except KeyUnavailable:
             self._keys = {}
-            raise KeyUnavailable(
-                f"HSM token {self.token_label!r} unavailable ({type(e).__name__})"
-            ) from None
+            raise
 
     def _scan(self, session: Any) -> dict[int, Any]:
         found = session.get_objects(
@@ -200,7 +209,7 @@ class HsmProvider(KeyProvider):
                 KeyType.AES,
                 256,
                 label=self.label,
-                id=_version_id(version),
+                id=version_id(version),
                 store=True,
                 template=KEK_TEMPLATE,
             )
@@ -214,7 +223,7 @@ class HsmProvider(KeyProvider):
                 {
                     Attribute.CLASS: ObjectClass.SECRET_KEY,
                     Attribute.LABEL: self.label,
-                    Attribute.ID: _version_id(version),
+                    Attribute.ID: version_id(version),
                 }
             ):
                 key.destroy()

@@ -30,6 +30,7 @@ from clearway.shared.event_writer import EventWriter
 __all__ = [
     "RewrapReport",
     "SealedColumn",
+    "emit_key_rotated",
     "keep_kek_current",
     "retire_keks",
     "rewrap",
@@ -67,19 +68,41 @@ async def _emit(
     reason: str,
     actor: Actor | None,
 ) -> None:
-    name = envelope.provider.name
+    provider = envelope.provider
+    await emit_key_rotated(
+        conn, events, provider.name, provider.kind, action, version, destroyed, reason, actor
+    )
+
+
+async def emit_key_rotated(
+    conn: asyncpg.Connection,
+    events: EventWriter,
+    name: str,
+    provider: str,
+    action: str,
+    version: int,
+    destroyed: Sequence[int],
+    reason: str,
+    actor: Actor | None,
+    *,
+    key_use: str = "encryption",
+) -> None:
+    """The audited ``platform.key_rotated`` event of key ``name`` (``key_use``:
+    ``encryption`` for a KEK, ``signing`` for a signing key), in ``conn``'s
+    transaction. Never carries key material."""
     await events.emit(
         conn,
         EVENT,
-        subject=f"kek:{name}",
+        subject=f"kek:{name}" if key_use == "encryption" else f"signing-key:{name}",
         version=version,
         actor=actor,
         data={
             "kek": name,
+            "key_use": key_use,
             "action": action,
             "version": version,
             "destroyed": list(destroyed),
-            "provider": envelope.provider.kind,
+            "provider": provider,
             "reason": reason,
             "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         },

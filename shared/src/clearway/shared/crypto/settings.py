@@ -1,9 +1,11 @@
-"""Key settings of a service that seals data (docs/design.md §9).
+"""Key settings of a service that holds keys (docs/design.md §9).
 
-A service whose settings derive from :class:`KeySettings` gets
+A service whose settings derive from :class:`KeyStoreSettings` gets
 ``CLEARWAY_<SVC>_KEY_PROVIDER`` (``hsm`` or ``keyring``), the PKCS#11 module,
-token and PIN, and the development keyring's directory. ``CLEARWAY_ENV=production``
-refuses the development keyring and requires the HSM PIN.
+token and PIN, and the development keyring's directory; one that seals data
+derives from :class:`KeySettings`, which adds the KEK's rotation and the data-key
+cache. ``CLEARWAY_ENV=production`` refuses the development keyring and requires
+the HSM PIN.
 """
 
 from __future__ import annotations
@@ -15,24 +17,32 @@ from pydantic import Field, SecretStr
 
 from clearway.shared.crypto.envelope import BatchPolicy, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
+from clearway.shared.crypto.hsm_signing import HsmSigningProvider
 from clearway.shared.crypto.keyring import KeyringProvider
 from clearway.shared.crypto.keys import KeyProvider
 from clearway.shared.crypto.rotation import SealedColumn
+from clearway.shared.crypto.signing import Algorithm, KeyringSigningProvider, SigningProvider
 from clearway.shared.crypto.softhsm import DEFAULT_MODULE, ensure_token
 from clearway.shared.settings import ServiceSettings, SettingsError
 
-__all__ = ["KeySettings", "open_envelope", "open_provider"]
+__all__ = [
+    "KeySettings",
+    "KeyStoreSettings",
+    "open_envelope",
+    "open_provider",
+    "open_signing_provider",
+]
 
 
-class KeySettings(ServiceSettings):
-    """Base of the settings of a service holding secrets at rest (not itself a service)."""
+class KeyStoreSettings(ServiceSettings):
+    """Base of the settings of a service holding keys (not itself a service)."""
 
     abstract_settings: ClassVar[bool] = True
-    #: the columns of the service holding envelope blobs (re-wrapped on rotation)
-    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = ()
+    #: the signing keys of the service (names), rotated by ``clearway-keys``
+    signing_keys: ClassVar[tuple[str, ...]] = ()
 
     key_provider: Literal["hsm", "keyring"] = "hsm"
-    """Where the key-encryption keys live: ``hsm`` (PKCS#11) or ``keyring`` (a local
+    """Where the service's keys live: ``hsm`` (PKCS#11) or ``keyring`` (a local
     file, development only; refused in production)."""
     hsm_module: str = DEFAULT_MODULE
     """Path of the PKCS#11 module of the HSM."""
@@ -43,16 +53,6 @@ class KeySettings(ServiceSettings):
     generated PIN under the platform's local directory."""
     keyring_dir: Path | None = None
     """Directory of the development keyring (default ``<local dir>/keys``)."""
-    kek_rotation_interval_s: float = Field(90 * 86400.0, gt=0)
-    """Age at which a new key-encryption key version becomes primary."""
-    dek_cache_size: int = Field(4096, ge=0)
-    """Unwrapped data keys kept in memory (0: none)."""
-    dek_cache_ttl_s: float = Field(60.0, ge=0)
-    """How long an unwrapped data key stays in memory."""
-    batch_key_records: int = Field(65_536, gt=0, le=1 << 20)
-    """Records sealed under one batch key before a new one is wrapped in the HSM."""
-    batch_key_seconds: float = Field(300.0, gt=0)
-    """Age at which a batch key stops sealing (it keeps opening its records)."""
 
     def development_secrets(self) -> list[str]:
         found = super().development_secrets()
@@ -77,6 +77,35 @@ class KeySettings(ServiceSettings):
         if problems:
             raise SettingsError(problems)
 
+    def signing_algorithm(self, name: str) -> Algorithm | None:
+        """The algorithm signing key ``name`` must use; ``None``: the key store's best."""
+        return None
+
+    def token_pin(self) -> str:
+        """The HSM user PIN; in development a local SoftHSM2 token's generated one."""
+        if self.hsm_pin is not None:
+            return self.hsm_pin.get_secret_value()
+        return ensure_token(self.platform.local_dir, self.hsm_token)
+
+
+class KeySettings(KeyStoreSettings):
+    """Base of the settings of a service holding secrets at rest (not itself a service)."""
+
+    abstract_settings: ClassVar[bool] = True
+    #: the columns of the service holding envelope blobs (re-wrapped on rotation)
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = ()
+
+    kek_rotation_interval_s: float = Field(90 * 86400.0, gt=0)
+    """Age at which a new key-encryption key version becomes primary."""
+    dek_cache_size: int = Field(4096, ge=0)
+    """Unwrapped data keys kept in memory (0: none)."""
+    dek_cache_ttl_s: float = Field(60.0, ge=0)
+    """How long an unwrapped data key stays in memory."""
+    batch_key_records: int = Field(65_536, gt=0, le=1 << 20)
+    """Records sealed under one batch key before a new one is wrapped in the HSM."""
+    batch_key_seconds: float = Field(300.0, gt=0)
+    """Age at which a batch key stops sealing (it keeps opening its records)."""
+
 
 def open_provider(settings: KeySettings, name: str | None = None) -> KeyProvider:
     """The key provider of ``settings`` for KEK ``name`` (default: the service).
@@ -91,11 +120,34 @@ def open_provider(settings: KeySettings, name: str | None = None) -> KeyProvider
     if settings.key_provider == "keyring":
         provider = KeyringProvider(name, settings.keyring_dir or local / "keys")
     else:
-        pin = settings.hsm_pin.get_secret_value() if settings.hsm_pin else None
-        if pin is None:  # development: a local SoftHSM2 token, PIN generated on first use
-            pin = ensure_token(local, settings.hsm_token)
         provider = HsmProvider(
-            name, module=settings.hsm_module, token_label=settings.hsm_token, pin=pin
+            name,
+            module=settings.hsm_module,
+            token_label=settings.hsm_token,
+            pin=settings.token_pin(),
+        )
+    provider.ensure()
+    return provider
+
+
+def open_signing_provider(
+    settings: KeyStoreSettings, name: str, algorithm: Algorithm | None = None
+) -> SigningProvider:
+    """The signing keys ``name`` of ``settings``' key store, version 1 created on first
+    start; ``algorithm`` forces one (default: Ed25519, or ECDSA P-256 on a token
+    without EdDSA). Raises
+    :class:`~clearway.shared.crypto.keys.KeyUnavailable` when the HSM is down."""
+    provider: SigningProvider
+    if settings.key_provider == "keyring":
+        directory = settings.keyring_dir or settings.platform.local_dir / "keys"
+        provider = KeyringSigningProvider(name, directory, algorithm=algorithm or "Ed25519")
+    else:
+        provider = HsmSigningProvider(
+            name,
+            module=settings.hsm_module,
+            token_label=settings.hsm_token,
+            pin=settings.token_pin(),
+            algorithm=algorithm,
         )
     provider.ensure()
     return provider

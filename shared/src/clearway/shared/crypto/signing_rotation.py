@@ -1,0 +1,125 @@
+"""Signing-key rotation with the KEKs' machinery (docs/design.md §9).
+
+The same steps as :mod:`.rotation`, without a re-wrap (a signature is never
+re-made): :func:`rotate_signing_key` adds a version that signs from now on (on
+demand, with a reason), :func:`rotate_signing_key_if_due` does it on a schedule,
+:func:`retire_signing_keys` destroys the private keys below a minimum version in
+the HSM while every public key stays for verifying older signatures. Versions
+are recorded in the kit's ``kek_versions`` table as ``signing:<name>``; each step
+emits an audited ``platform.key_rotated`` event with ``key_use: signing``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from clearway.shared.actor import Actor
+from clearway.shared.crypto import store_keys
+from clearway.shared.crypto.rotation import emit_key_rotated
+from clearway.shared.crypto.signing import SigningProvider
+from clearway.shared.event_writer import EventWriter
+
+__all__ = ["retire_signing_keys", "rotate_signing_key", "rotate_signing_key_if_due"]
+
+
+def _record(provider: SigningProvider) -> str:
+    return f"signing:{provider.name}"
+
+
+async def _rotate(
+    conn: asyncpg.Connection,
+    provider: SigningProvider,
+    events: EventWriter,
+    reason: str,
+    actor: Actor | None,
+) -> int:
+    version = provider.create_version()
+    await store_keys.record_version(conn, _record(provider), version)
+    await emit_key_rotated(
+        conn,
+        events,
+        provider.name,
+        provider.kind,
+        "rotated",
+        version,
+        (),
+        reason,
+        actor,
+        key_use="signing",
+    )
+    return version
+
+
+async def rotate_signing_key(
+    conn: asyncpg.Connection,
+    provider: SigningProvider,
+    events: EventWriter,
+    *,
+    reason: str,
+    actor: Actor | None = None,
+) -> int:
+    """A new signing version, primary at once; returns it. The event commits with the
+    record of the version; the HSM key pair exists before (an unused one is harmless)."""
+    if not reason.strip():
+        raise ValueError("a key rotation needs a reason")
+    async with conn.transaction():
+        await store_keys.lock_kek(conn, _record(provider))
+        return await _rotate(conn, provider, events, reason, actor)
+
+
+async def rotate_signing_key_if_due(
+    conn: asyncpg.Connection, provider: SigningProvider, events: EventWriter, interval: timedelta
+) -> int | None:
+    """The scheduled rotation: a new version when the newest one is older than ``interval``
+    (the first start records the version the provider created)."""
+    name = _record(provider)
+    async with conn.transaction():
+        await store_keys.lock_kek(conn, name)
+        newest = await store_keys.newest_version_at(conn, name)
+        if newest is None:
+            await store_keys.record_version(conn, name, provider.primary())
+            return None
+        if datetime.now(UTC) - newest < interval:
+            return None
+        return await _rotate(conn, provider, events, "scheduled rotation", None)
+
+
+async def retire_signing_keys(
+    conn: asyncpg.Connection,
+    provider: SigningProvider,
+    events: EventWriter,
+    *,
+    below: int,
+    reason: str,
+    actor: Actor | None = None,
+) -> list[int]:
+    """Destroy in the HSM the private key of every version below ``below`` (never the
+    primary one); their public keys stay. Returns the destroyed versions."""
+    if not reason.strip():
+        raise ValueError("retiring key versions needs a reason")
+    if below > provider.primary():
+        raise ValueError(f"{provider.name}: the minimum version cannot exceed the primary one")
+    name = _record(provider)
+    async with conn.transaction():
+        await store_keys.lock_kek(conn, name)
+        doomed = [v for v in provider.versions() if v < below]
+        if not doomed:
+            return []
+        await store_keys.mark_destroyed(conn, name, doomed)
+        await emit_key_rotated(
+            conn,
+            events,
+            provider.name,
+            provider.kind,
+            "retired",
+            below,
+            doomed,
+            reason,
+            actor,
+            key_use="signing",
+        )
+        for v in doomed:  # last: the transaction only commits once they are gone
+            provider.destroy_version(v)
+    return doomed
