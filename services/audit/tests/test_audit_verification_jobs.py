@@ -141,3 +141,51 @@ async def test_eight_verifications_do_not_stall_ingestion(audit_log):
     # processes): a generous bound, the machine is shared.
     assert p99(busy) < max(5 * p99(quiet), 0.5)
     assert len(busy) >= 10
+
+
+async def test_a_forged_job_row_does_not_move_where_the_next_run_starts(audit_log):
+    """Whoever holds the ingest role can insert a 'successful' job row; without a
+    receipt signed by the checkpoint key it moves nothing (ADR 0015)."""
+    log = audit_log
+    await log.append(20)
+    await log.checkpoint()  # 20
+    await log.append(20, start=20)
+    await log.checkpoint()  # 40
+    async with runner(log) as r:
+        first = await done(r, "tn_1", await r.start("tn_1", "a", full=True))
+        assert first["ok"] and first["result"]["verified_size"] == 40
+        row = await log.admin.fetchrow(
+            "SELECT receipt_root, receipt_key_id, receipt_signature FROM verification_jobs"
+            " WHERE id = $1",
+            first["id"],
+        )
+        assert row["receipt_signature"] and row["receipt_key_id"] == log.keyring.active
+        # Forgeries: a bigger size without a receipt, and a real receipt moved to a size
+        # it does not sign. Neither may become the start of an incremental run.
+        await log.admin.execute(
+            "INSERT INTO verification_jobs (id, tenant, requested_by, full_run, state, ok,"
+            " verified_size, finished_at) VALUES ('vrf_fake1', 'tn_9', 'x', false, 'done',"
+            " true, 1000000, now())"
+        )
+        await log.admin.execute(
+            "INSERT INTO verification_jobs (id, tenant, requested_by, full_run, state, ok,"
+            " verified_size, receipt_root, receipt_key_id, receipt_signature, finished_at)"
+            " VALUES ('vrf_fake2', 'tn_9', 'x', false, 'done', true, 20, $1, $2, $3, now())",
+            row["receipt_root"],
+            row["receipt_key_id"],
+            row["receipt_signature"],
+        )
+        # Tampering below 40 stays invisible to an incremental run started at 40 ...
+        await as_superuser(
+            log.admin,
+            "UPDATE records SET content = replace(content, 'user_alice', 'user_eve')"
+            " WHERE position = 25",
+        )
+        second = await done(r, "tn_1", await r.start("tn_1", "a", full=False))
+        assert second["ok"] and second["result"]["hashed_from"] == 40
+        # ... but once the genuine receipt is gone, the forged rows are ignored: the run
+        # starts from the beginning and finds the tampering.
+        await log.admin.execute("DELETE FROM verification_jobs WHERE id NOT LIKE 'vrf_fake%'")
+        third = await done(r, "tn_1", await r.start("tn_1", "a", full=False))
+        assert third["result"]["hashed_from"] == 0
+        assert third["ok"] is False and third["result"]["failure"]["position"] == 25

@@ -7,7 +7,8 @@ supervised loops per process claim queued jobs and run them, each on its own
 connection (never one of the ingest pool's), with its blocks read and hashed by a
 pool of ``verification_workers`` processes started at low CPU priority. A run is
 incremental: it starts from the largest signed checkpoint an earlier run
-reproduced, unless a full run was asked for.
+reproduced, as named by that run's receipt (signed with the checkpoint key),
+unless a full run was asked for.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import asyncpg
 
 from clearway.audit import store, store_jobs
 from clearway.audit.blocks import BlockReader
-from clearway.audit.signing import Keyring
-from clearway.audit.verification import verify_log
+from clearway.audit.signing import Keyring, receipt_body
+from clearway.audit.verification import Report, verify_log
 
 log = logging.getLogger(__name__)
 #: A running job writes its progress at least this often; silent for STALE_AFTER_S,
@@ -165,9 +166,29 @@ class VerificationRunner:
             )
         return BlockReader(self._executor, self.dsn, self.schema, self.workers)
 
-    async def _run(self, job_id: str, full: bool) -> None:
+    async def _start(self) -> tuple[int | None, bytes | None]:
+        """Where an incremental run starts: the largest receipt signed by a trusted
+        checkpoint key. A job row without one (written by whoever holds the ingest
+        role) moves nothing."""
         async with self.pool.acquire() as conn:
-            since = None if full else await store_jobs.verified_size(conn)
+            rows = await store_jobs.receipts(conn)
+        for r in rows:
+            size, root = int(r["verified_size"]), bytes(r["receipt_root"])
+            signature = bytes(r["receipt_signature"])
+            if self.keyring.verifies_note(r["receipt_key_id"], receipt_body(size, root), signature):
+                return size, root
+        return None, None
+
+    def _receipt(self, report: Report) -> tuple[bytes, str, bytes] | None:
+        if not report.ok or not report.verified_size or report.verified_root is None:
+            return None
+        body = receipt_body(report.verified_size, report.verified_root)
+        key_id, signature = self.keyring.sign_note(body)
+        return report.verified_root, key_id, signature
+
+    async def _run(self, job_id: str, full: bool) -> None:
+        since, since_root = (None, None) if full else await self._start()
+        receipt = None
         try:
             own = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
             try:
@@ -175,6 +196,7 @@ class VerificationRunner:
                     own,
                     self.keyring,
                     since=since,
+                    since_root=since_root,
                     reader=self._reader(),
                     progress=self._progress(job_id),
                 )
@@ -182,13 +204,20 @@ class VerificationRunner:
                 await own.close()
             result, state, ok = report.as_json(), "done", report.ok
             verified = report.verified_size if report.ok else None
+            receipt = self._receipt(report)
         except Exception:
             log.exception("audit verification %s failed to run", job_id)
             result, state = {"error": "the verification could not run"}, "error"
             ok, verified = None, None
         async with self.pool.acquire() as conn:
             await store_jobs.finish(
-                conn, job_id, state=state, ok=ok, report=result, verified_size=verified
+                conn,
+                job_id,
+                state=state,
+                ok=ok,
+                report=result,
+                verified_size=verified,
+                receipt=receipt,
             )
 
     def _progress(self, job_id: str) -> Any:

@@ -60,6 +60,15 @@ def checkpoint_body(tree_size: int, root: bytes, issued_at: datetime) -> bytes:
     return f"{ORIGIN}\n{tree_size}\n{base64.b64encode(root).decode()}\n{millis}\n".encode()
 
 
+RECEIPT_ORIGIN = "clearway.audit/v1/verified"
+
+
+def receipt_body(tree_size: int, root: bytes) -> bytes:
+    """The note a verification run signs: the log's first ``tree_size`` records hash
+    to ``root`` (its own origin line: it can never pass for a checkpoint)."""
+    return f"{RECEIPT_ORIGIN}\n{tree_size}\n{base64.b64encode(root).decode()}\n".encode()
+
+
 class Keyring:
     """The checkpoint keys by id: the provider's primary version signs, every version's
     public key verifies. Public keys are cached; an unknown key id re-reads them once

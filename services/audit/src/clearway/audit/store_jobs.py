@@ -96,15 +96,23 @@ async def finish(
     ok: bool | None,
     report: dict[str, Any],
     verified_size: int | None,
+    receipt: tuple[bytes, str, bytes] | None = None,
 ) -> None:
+    """Record a job's outcome; ``receipt`` is ``(root, key id, signature)`` of a
+    successful run's signed receipt."""
+    root, key_id, signature = receipt or (None, None, None)
     await conn.execute(
         "UPDATE verification_jobs SET state = $2, ok = $3, report = $4,"
-        " verified_size = $5, finished_at = now(), updated_at = now() WHERE id = $1",
+        " verified_size = $5, receipt_root = $6, receipt_key_id = $7,"
+        " receipt_signature = $8, finished_at = now(), updated_at = now() WHERE id = $1",
         job_id,
         state,
         ok,
         report,  # jsonb: the pool's codec encodes it
         verified_size,
+        root,
+        key_id,
+        signature,
     )
 
 
@@ -122,10 +130,15 @@ async def latest_finished(conn: asyncpg.Connection, tenant: str) -> asyncpg.Reco
     )
 
 
-async def verified_size(conn: asyncpg.Connection) -> int | None:
-    """The largest signed checkpoint a successful run reproduced (any tenant's run:
-    the log is one)."""
-    value = await conn.fetchval(
-        "SELECT max(verified_size) FROM verification_jobs WHERE ok AND state = 'done'"
+async def receipts(conn: asyncpg.Connection, limit: int = 16) -> list[asyncpg.Record]:
+    """Receipts of successful runs (any tenant's: the log is one), largest size first;
+    the caller checks their signatures."""
+    return list(
+        await conn.fetch(
+            "SELECT DISTINCT ON (verified_size) verified_size, receipt_root, receipt_key_id,"
+            " receipt_signature FROM verification_jobs"
+            " WHERE ok AND state = 'done' AND receipt_signature IS NOT NULL"
+            " ORDER BY verified_size DESC, finished_at DESC LIMIT $1",
+            limit,
+        )
     )
-    return None if value is None else int(value)

@@ -56,6 +56,7 @@ class Report:
     cuts_checked: int = 0
     latest_checkpoint: int | None = None
     verified_size: int | None = None
+    verified_root: bytes | None = None  # the root at verified_size (signed in the receipt)
     failure: Failure | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -87,6 +88,7 @@ async def verify_log(
     witness: Checkpoint | None = None,
     *,
     since: int | None = None,
+    since_root: bytes | None = None,
     reader: BlockReader | None = None,
     progress: Progress | None = None,
 ) -> Report:
@@ -95,16 +97,20 @@ async def verify_log(
     ``witness`` is a signed checkpoint kept outside the database (e.g. the last
     ``audit.checkpoint_signed`` event): a log cut back behind it, checkpoints and
     all, fails against it. ``since`` is the size of a signed checkpoint an earlier
-    run reproduced: records below it are not hashed again (an incremental run).
+    run reproduced (its signed receipt names the root, ``since_root``: the start is
+    taken only when the signed checkpoint there has that root): records below it are
+    not hashed again (an incremental run).
     ``reader`` reads blocks in a process pool; ``progress(done, total)`` is awaited
     after each block. Block size is ``chunk`` rounded down to a power of two."""
     block = 1 << max(0, chunk.bit_length() - 1)
     reader = reader or BlockReader()
     if conn.is_in_transaction():  # the retention job's, which reads inline
-        return await _verify(conn, keyring, block, witness, since, BlockReader(), None, progress)
+        start = (since, since_root)
+        return await _verify(conn, keyring, block, witness, start, BlockReader(), None, progress)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         snapshot = await store.begin_snapshot(conn) if reader.executor is not None else None
-        return await _verify(conn, keyring, block, witness, since, reader, snapshot, progress)
+        start = (since, since_root)
+        return await _verify(conn, keyring, block, witness, start, reader, snapshot, progress)
 
 
 async def _verify(
@@ -112,7 +118,7 @@ async def _verify(
     keyring: Keyring,
     block: int,
     witness: Checkpoint | None,
-    since: int | None,
+    start_at: tuple[int | None, bytes | None],
     reader: BlockReader,
     snapshot: str | None,
     progress: Progress | None,
@@ -150,15 +156,20 @@ async def _verify(
         return report.fail(bad.position, bad.kind, bad.detail)
 
     frontier = Frontier(base, cut.frontier if cut else [])
+    since, since_root = start_at
     if since is not None and since > base:
         for c in cps:
             if c.checkpoint.tree_size == since and c.frontier:
+                if since_root is not None and since_root != c.checkpoint.root_hash:
+                    report.notes.append(f"receipt at size {since} disagrees: full run")
+                    break
                 with contextlib.suppress(ValueError):
                     f = Frontier(since, c.frontier)
                     if f.root() == c.checkpoint.root_hash:
                         frontier = f
                 break
     start = report.hashed_from = report.verified_size = frontier.size
+    report.verified_root = frontier.root() if frontier.size else None
     end = await store.log_end(conn) or start
     if end < start:
         return report.fail(end, "missing", f"records from position {end} are missing")
@@ -169,7 +180,7 @@ async def _verify(
             nxt = pending.popleft()
             if f.root() != nxt.checkpoint.root_hash:
                 return _locate(f, nxt)
-            report.verified_size = f.size
+            report.verified_size, report.verified_root = f.size, nxt.checkpoint.root_hash
         return None
 
     if (bad := check(frontier)) is not None:
