@@ -9,6 +9,7 @@ after its ``VALID UNTIL``; a pool keeps serving queries across rotations.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from clearway.consent.settings import ConsentSettings
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.db_credentials import (
     RotatingLogin,
@@ -29,7 +31,10 @@ from clearway.shared.crypto.db_credentials import (
 from clearway.shared.crypto.keyring import KeyringProvider
 from clearway.shared.db import Migration, create_pool, login_roles, migrate, service_dsn
 from clearway.shared.event_writer import EventWriter
+from clearway.shared.settings import PlatformSettings, SettingsError
 from clearway.shared.testing.fixtures import _localstack
+from clearway.webhooks.bootstrap import build_app
+from clearway.webhooks.settings import WebhooksSettings
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +179,56 @@ async def test_a_pool_keeps_serving_across_three_rotations(scram_pg: str, servic
     assert await admin.fetchval("SELECT count(*) FROM hits") == served[0]
     with pytest.raises(asyncpg.InvalidPasswordError):
         await login(scram_pg, first.login, first.password)
+
+
+PRODUCTION = {
+    "CLEARWAY_ENV": "production",
+    "CLEARWAY_WEBHOOKS_HSM_PIN": "1234",
+    "CLEARWAY_WEBHOOKS_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
+}
+
+
+def test_production_refuses_a_static_database_password_unless_logins_rotate() -> None:
+    for password in ({}, {"CLEARWAY_WEBHOOKS_DB_PASSWORD": "a-long-lived-one"}):
+        with pytest.raises(SettingsError) as e:
+            WebhooksSettings.from_env({**PRODUCTION, **password})
+        assert list(e.value.problems) == ["CLEARWAY_WEBHOOKS_DB_PASSWORD"]
+        assert "CLEARWAY_WEBHOOKS_DB_LOGINS=rotated" in str(e.value)
+    ok = WebhooksSettings.from_env({**PRODUCTION, "CLEARWAY_WEBHOOKS_DB_LOGINS": "rotated"})
+    assert ok.rotates_db_logins
+    # a service whose bootstrap has no rotated logins cannot be configured for them
+    with pytest.raises(SettingsError) as e:
+        ConsentSettings.from_env({"CLEARWAY_CONSENT_DB_LOGINS": "rotated"})
+    assert "does not rotate" in e.value.problems["CLEARWAY_CONSENT_DB_LOGINS"]
+    # the previous password must outlive the refresh of every replica
+    with pytest.raises(SettingsError) as e:
+        WebhooksSettings.from_env(
+            {
+                "CLEARWAY_WEBHOOKS_DB_LOGIN_ROTATION_S": "100",
+                "CLEARWAY_WEBHOOKS_DB_LOGIN_LIFETIME_S": "150",
+            }
+        )
+
+
+async def test_the_webhooks_service_runs_on_rotated_logins(scram_pg: str, tmp_path: Path) -> None:
+    settings = WebhooksSettings(
+        platform=PlatformSettings(database_url=scram_pg, local_dir=tmp_path),
+        key_provider="keyring",
+        db_logins="rotated",
+        jwks={"keys": []},
+        run_relay=False,
+        run_consumer=False,
+        run_dispatcher=False,
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        pool = app.state.pool
+        assert await pool.fetchval("SELECT current_user") == "clearway_webhooks_a"
+        assert await pool.fetchval("SELECT count(*) FROM endpoints") == 0
+    admin = await admin_connection(scram_pg, "webhooks")
+    try:
+        row = await admin.fetchrow("SELECT login, valid_until FROM db_credentials")
+        assert row["login"] == "clearway_webhooks_a"
+        assert row["valid_until"] > datetime.now(UTC) + timedelta(days=1)
+    finally:
+        await admin.close()

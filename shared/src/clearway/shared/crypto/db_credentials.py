@@ -199,16 +199,16 @@ class RotatingLogin:
             for pool in self._pools:
                 await pool.expire_connections()
 
-    @property
     def dsn(self) -> str:
-        """The current login as a DSN, for code that connects with a DSN string."""
+        """The current login as a DSN, for code that connects with a DSN string (pass the
+        method itself where a callable is taken: ``OutboxRelay(login.dsn, …)``)."""
         c = self._login
         return service_dsn(self.admin_dsn, self.service, c.password, login=c.login)
 
     async def connect(self, *_dsn: Any, **kwargs: Any) -> asyncpg.Connection:
         """``asyncpg.connect`` with the current login: the ``connect=`` of a pool
         (:func:`clearway.shared.db.create_pool`), whose own DSN is ignored."""
-        conn: asyncpg.Connection = await asyncpg.connect(self.dsn, **kwargs)
+        conn: asyncpg.Connection = await asyncpg.connect(self.dsn(), **kwargs)
         return conn
 
 
