@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +32,14 @@ from clearway.shared.crypto.db_credentials import (
     rotate_login,
 )
 from clearway.shared.crypto.keyring import KeyringProvider
-from clearway.shared.db import Migration, create_pool, login_roles, migrate, service_dsn
+from clearway.shared.db import (
+    Migration,
+    create_pool,
+    load_migrations,
+    login_roles,
+    migrate,
+    service_dsn,
+)
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.settings import PlatformSettings, SettingsError
 from clearway.shared.testing.fixtures import _localstack
@@ -47,12 +57,14 @@ HITS = Migration("0001_hits", "CREATE TABLE hits (n bigint)")
 
 
 @pytest.fixture(scope="module")
-def scram_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def scram_pg() -> Iterator[str]:
     ls = _localstack()
-    base = tmp_path_factory.mktemp("scram")
+    # not under pytest's base directory: a pytest run started meanwhile (another
+    # worktree) makes that private again, and Postgres runs as its own user
+    base = Path(tempfile.mkdtemp(prefix="clearway-scram-"))
     port = ls.free_port()
-    ls.start_postgres(base, port, tuned_for_tests=True)
     try:
+        ls.start_postgres(base, port, tuned_for_tests=True)
         (base / "pg" / "data" / "pg_hba.conf").write_text(HBA)
         dsn = f"postgresql://postgres@127.0.0.1:{port}/clearway"
 
@@ -67,6 +79,7 @@ def scram_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield dsn
     finally:
         ls.stop_postgres(base)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -232,3 +245,43 @@ async def test_the_webhooks_service_runs_on_rotated_logins(scram_pg: str, tmp_pa
         assert row["valid_until"] > datetime.now(UTC) + timedelta(days=1)
     finally:
         await admin.close()
+
+
+def test_db_rotate_on_demand_from_the_cli_is_audited(
+    scram_pg: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from clearway.shared.crypto.cli import main
+    from clearway.webhooks.bootstrap import MIGRATIONS
+
+    async def prepare() -> None:
+        await migrate(
+            scram_pg,
+            schema="webhooks",
+            service="webhooks",
+            migrations=load_migrations(MIGRATIONS),
+            role_password=None,
+        )
+
+    asyncio.run(prepare())
+    monkeypatch.setenv("CLEARWAY_DATABASE_URL", scram_pg)
+    monkeypatch.setenv("CLEARWAY_LOCAL_DIR", str(tmp_path))
+    monkeypatch.setenv("CLEARWAY_WEBHOOKS_KEY_PROVIDER", "keyring")
+    monkeypatch.setenv("CLEARWAY_WEBHOOKS_DB_LOGINS", "rotated")
+    args = ["webhooks", "db-rotate", "--reason", "DBA left", "--operator", "alice"]
+    assert main(args) == 0
+    assert "has a new password until" in capsys.readouterr().out
+
+    async def audited() -> list[asyncpg.Record]:
+        conn = await admin_connection(scram_pg, "webhooks")
+        try:
+            return await conn.fetch(
+                "SELECT payload FROM outbox WHERE headers::text LIKE '%db_credential_rotated%'"
+            )
+        finally:
+            await conn.close()
+
+    payloads = [json.loads(r["payload"]) for r in asyncio.run(audited())]
+    assert any(p["reason"] == "DBA left" and p["actor"]["subject"] == "alice" for p in payloads)
