@@ -141,6 +141,7 @@ def test_unreachable_hsm_is_key_unavailable(softhsm: Path) -> None:
 
 class _Keyed(KeySettings):
     service = "keyed"
+    supports_rotated_db_logins = True
 
 
 def test_production_refuses_the_keyring_and_requires_the_pin() -> None:
@@ -154,7 +155,7 @@ def test_production_refuses_the_keyring_and_requires_the_pin() -> None:
             **env,
             "CLEARWAY_KEYED_KEY_PROVIDER": "hsm",
             "CLEARWAY_KEYED_HSM_PIN": "1234",
-            "CLEARWAY_KEYED_DB_PASSWORD": "x",
+            "CLEARWAY_KEYED_DB_LOGINS": "rotated",
             "CLEARWAY_KEYED_CURSOR_KEY": base64.b64encode(b"c" * 32).decode(),
         }
     )

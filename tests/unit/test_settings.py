@@ -143,15 +143,19 @@ def test_development_secrets_warn_outside_production_and_stop_it(caplog):
         DemoSettings.from_env({"CLEARWAY_ENV": "production", "CLEARWAY_DEMO_KEY": "eHl6"})
     assert list(e.value.problems) == ["CLEARWAY_DEMO_DB_PASSWORD", "CLEARWAY_DEMO_CURSOR_KEY"]
     assert "required in production" in str(e.value)
-    ok = DemoSettings.from_env(
-        {
-            "CLEARWAY_ENV": "production",
-            "CLEARWAY_DEMO_KEY": "eHl6",
-            "CLEARWAY_DEMO_DB_PASSWORD": "pw",
-            "CLEARWAY_DEMO_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
-        }
-    )
-    assert ok.platform.env == "production"
+    # every value set: only the static database password is left, refused in
+    # production whatever its value (docs/design.md §9: logins rotate there)
+    with pytest.raises(SettingsError) as e:
+        DemoSettings.from_env(
+            {
+                "CLEARWAY_ENV": "production",
+                "CLEARWAY_DEMO_KEY": "eHl6",
+                "CLEARWAY_DEMO_DB_PASSWORD": "pw",
+                "CLEARWAY_DEMO_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
+            }
+        )
+    assert list(e.value.problems) == ["CLEARWAY_DEMO_DB_PASSWORD"]
+    assert "static database password" in str(e.value)
 
 
 def test_from_env_or_exit_ends_with_the_message_and_status_2(capsys):

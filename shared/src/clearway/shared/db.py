@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -40,14 +41,24 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10
+    dsn: str,
+    *,
+    schema: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect: Callable[..., Awaitable[asyncpg.Connection]] | None = None,
 ) -> asyncpg.Pool:
-    """A pool whose connections see ``schema`` first and decode json/jsonb to Python."""
+    """A pool whose connections see ``schema`` first and decode json/jsonb to Python.
+
+    ``connect`` replaces ``asyncpg.connect`` for each new connection: a rotating
+    login (``RotatingLogin.connect``) logs in with whichever credential is current.
+    """
     ident(schema)
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        connect=connect,
         init=init_connection,
         server_settings={"search_path": schema, "application_name": f"clearway-{schema}"},
     )
@@ -59,11 +70,17 @@ def role_name(service: str) -> str:
     return f"clearway_{service}"
 
 
-def service_dsn(admin_dsn: str, service: str, password: str) -> str:
-    """The DSN of ``service``'s own login role on the same database as ``admin_dsn``."""
+def login_roles(service: str) -> tuple[str, str]:
+    """The alternating login pair of a service with rotated credentials, members of
+    :func:`role_name` (docs/design.md §9)."""
+    return f"{role_name(service)}_a", f"{role_name(service)}_b"
+
+
+def service_dsn(admin_dsn: str, service: str, password: str, *, login: str | None = None) -> str:
+    """The DSN of ``service``'s own login role (or ``login``) on the database of ``admin_dsn``."""
     parts = urlsplit(admin_dsn)
     host = parts.hostname or "127.0.0.1"
-    netloc = f"{role_name(service)}:{password}@{host}"
+    netloc = f"{login or role_name(service)}:{quote(password, safe='')}@{host}"
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
@@ -101,7 +118,7 @@ async def migrate(
     schema: str,
     service: str,
     migrations: list[Migration],
-    role_password: str,
+    role_password: str | None,
     privileges: str = READ_WRITE,
     with_kit: bool = True,
 ) -> list[str]:
@@ -110,6 +127,11 @@ async def migrate(
     Safe to run concurrently and repeatedly: an advisory lock serialises runs and
     applied versions are recorded in ``<schema>.schema_migrations``. Returns the
     versions applied by this call.
+
+    ``role_password=None`` is the production shape (docs/design.md §9): the service
+    role holds the rights but cannot log in (``NOLOGIN``, no password, also when it
+    had one before), and the two login roles of :func:`login_roles` are its members
+    without a password until :mod:`clearway.shared.crypto.db_credentials` rotates one.
     """
     s, role = ident(schema), ident(role_name(service))
     conn: asyncpg.Connection = await asyncpg.connect(admin_dsn)
@@ -120,8 +142,10 @@ async def migrate(
             exists = await conn.fetchval(
                 "SELECT 1 FROM pg_roles WHERE rolname = $1", role_name(service)
             )
-            if not exists:
+            if role_password is not None and not exists:
                 await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{_quote(role_password)}'")
+            elif role_password is None:
+                await _rotated_roles(conn, service, exists=bool(exists))
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
             await conn.execute(f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC")
             await conn.execute(f"SET LOCAL search_path TO {s}")
@@ -146,9 +170,33 @@ async def migrate(
             for table in ("outbox", "inbox"):
                 if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.{table}"):
                     await conn.execute(f"GRANT {READ_WRITE} ON {s}.{table} TO {role}")
+            # Sealed login passwords are the rotation job's (admin) business only.
+            if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.db_credentials"):
+                await conn.execute(f"REVOKE ALL ON {s}.db_credentials FROM {role}")
     finally:
         await conn.close()
     return applied
+
+
+async def _rotated_roles(conn: asyncpg.Connection, service: str, *, exists: bool) -> None:
+    # Roles are cluster-wide: the advisory lock above serialises this schema's runs
+    # only, so creation tolerates a concurrent creator of the same name.
+    group = ident(role_name(service))
+    if exists:
+        await conn.execute(f"ALTER ROLE {group} NOLOGIN PASSWORD NULL")
+    else:
+        await _create_role(conn, f"CREATE ROLE {group} NOLOGIN")
+    for login in login_roles(service):
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", login):
+            await _create_role(conn, f"CREATE ROLE {ident(login)} LOGIN INHERIT IN ROLE {group}")
+
+
+async def _create_role(conn: asyncpg.Connection, sql: str) -> None:
+    try:
+        async with conn.transaction():  # a savepoint: a lost race leaves the migration usable
+            await conn.execute(sql)
+    except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+        pass
 
 
 def _quote(value: str) -> str:

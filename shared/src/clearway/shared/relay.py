@@ -23,7 +23,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -87,7 +87,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | Callable[[], str],
         schema: str,
         kafka_bootstrap: str,
         *,
@@ -217,8 +217,10 @@ class OutboxRelay:
         # synchronous_commit=off is safe here and only here: losing the DELETE of a
         # published row in a crash means it is published again, which every
         # consumer's inbox absorbs. It takes an fsync off every event's path.
+        # a callable DSN is a rotating login (docs/design.md §9): the current one per attempt
+        dsn = self.database_url() if callable(self.database_url) else self.database_url
         conn: asyncpg.Connection = await asyncpg.connect(
-            self.database_url,
+            dsn,
             server_settings={"search_path": self.schema, "synchronous_commit": "off"},
         )
         await init_connection(conn)

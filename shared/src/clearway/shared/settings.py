@@ -283,7 +283,8 @@ class ServiceSettings(_Settings):
     port: int = Field(8000, ge=0, le=65535)
     """TCP port of the HTTP server."""
     db_password: SecretStr = SecretStr("dev")
-    """Password of the service's own Postgres role (created by its migrations)."""
+    """Password of the service's own Postgres role (created by its migrations); a static
+    password, refused in production, where the logins rotate (docs/design.md §9)."""
     cursor_key: Base64Secret | None = None
     """MAC key of the list cursors (base64 of at least 32 random bytes), the same on
     every replica; unset in development, each process draws its own."""
@@ -353,12 +354,29 @@ class ServiceSettings(_Settings):
         ]
 
     def refuse_development_secrets(self) -> None:
-        """Raise naming every secret still at its built-in development default or unset."""
+        """Raise naming every secret still at its built-in development default or unset,
+        and the static database password unless the service's logins rotate."""
         unset = self.unset_secrets()
-        if bad := self.development_secrets():
-            raise SettingsError(
-                {var: f"required in production ({_UNSET[var in unset]})" for var in bad}
-            )
+        problems = {
+            var: f"required in production ({_UNSET[var in unset]})"
+            for var in self.development_secrets()
+        }
+        if not self.rotates_db_logins:
+            problems[self.env_name("db_password")] = self.static_db_password_refusal()
+        if problems:
+            raise SettingsError(problems)
+
+    @property
+    def rotates_db_logins(self) -> bool:
+        """True when the service logs in with rotated passwords instead of ``db_password``."""
+        return False
+
+    def static_db_password_refusal(self) -> str:
+        """Why ``db_password`` is refused in production (a service with rotation names it)."""
+        return (
+            "a static database password is refused in production, and this service"
+            " has no rotated database logins yet (docs/design.md §9)"
+        )
 
     @property
     def cursor_secret(self) -> bytes | None:
@@ -376,4 +394,3 @@ class ServiceSettings(_Settings):
     def issuer(self) -> str:
         """The OAuth issuer without a trailing slash (RFC 8414 §2 ``issuer`` identifier)."""
         return self.platform.oauth_issuer.rstrip("/")
-

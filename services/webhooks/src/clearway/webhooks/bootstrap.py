@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.crypto.db_credentials import (
+    RotatingLogin,
+    keep_login_current,
+    open_rotating_login,
+)
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import create_pool, load_migrations, migrate
@@ -33,16 +38,34 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def prepare_database(settings: WebhooksSettings) -> str:
-    """Migrate as admin; return the DSN of the service's own role."""
+    """Migrate as admin; return the DSN of the service's own role (static password)."""
     admin = settings.platform.database_url
     await migrate(
         admin,
         schema=SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.db_password.get_secret_value(),
+        role_password=None
+        if settings.rotates_db_logins
+        else settings.db_password.get_secret_value(),
     )
     return settings.service_dsn
+
+
+async def open_login(settings: WebhooksSettings, ctx: Context) -> RotatingLogin | None:
+    """The rotated login of the service's connections, or ``None`` with a static password
+    (docs/design.md §9)."""
+    if not settings.rotates_db_logins:
+        return None
+    return await open_rotating_login(
+        settings.platform.database_url,
+        ctx.box.envelope,
+        ctx.events,
+        service=SERVICE,
+        schema=SCHEMA,
+        interval=timedelta(seconds=settings.db_login_rotation_s),
+        lifetime=timedelta(seconds=settings.db_login_lifetime_s),
+    )
 
 
 def make_context(settings: WebhooksSettings) -> Context:
@@ -56,7 +79,19 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dsn = await prepare_database(settings)
         ctx = make_context(settings)
-        pool = await create_pool(dsn, schema=SCHEMA, min_size=2, max_size=4 + settings.workers * 2)
+        login = await open_login(settings, ctx)
+        pool = await create_pool(
+            dsn,
+            schema=SCHEMA,
+            min_size=2,
+            max_size=4 + settings.workers * 2,
+            connect=None if login is None else login.connect,
+        )
+        # with rotated logins, the current one at each (re)connect
+        current: str | Callable[[], str] = dsn
+        if login is not None:
+            login.watch(pool)
+            current = login.dsn
         guard = SsrfGuard(settings.allow_networks)
         client = guarded_session(
             guard,
@@ -89,7 +124,9 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
             await replays.resume()
             stack.push_async_callback(replays.stop)
             if settings.run_dispatcher:
-                dispatcher = Dispatcher(ctx, pool, client, dsn)
+                dispatcher = Dispatcher(
+                    ctx, pool, client, current() if callable(current) else current
+                )
                 await dispatcher.start()
                 stack.push_async_callback(dispatcher.stop)
                 app.state.dispatcher = dispatcher
@@ -101,9 +138,22 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 30.0,
                 lambda: keep_kek_current(pool, ctx.box.envelope, ctx.events, rotation),
             )
+            if login is not None:
+                tasks.every(
+                    "db-login-rotation",
+                    settings.db_login_refresh_s,
+                    lambda: keep_login_current(
+                        login,
+                        ctx.box.envelope,
+                        ctx.events,
+                        schema=SCHEMA,
+                        interval=timedelta(seconds=settings.db_login_rotation_s),
+                        lifetime=timedelta(seconds=settings.db_login_lifetime_s),
+                    ),
+                )
             if settings.run_relay:
                 await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
-                relay = OutboxRelay(dsn, SCHEMA, bootstrap)
+                relay = OutboxRelay(current, SCHEMA, bootstrap)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
             if settings.run_consumer:
                 consumer = consumers.fan_out_consumer(

@@ -22,6 +22,7 @@ class WebhooksSettings(KeySettings):
     sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
         SealedColumn("endpoint_secrets", "sealed"),
     )
+    supports_rotated_db_logins: ClassVar[bool] = True
 
     port: int = 8002
     db_password: SecretStr = SecretStr("webhooks-dev")

@@ -7,12 +7,16 @@
     clearway-keys webhooks retire --below 2 --reason "old version compromised?" --operator alice
     clearway-keys audit rotate --key audit-checkpoint --reason "yearly rotation" --operator alice
     clearway-keys audit retire --key audit-checkpoint --below 3 --reason "..." --operator alice
+    clearway-keys webhooks db-rotate --reason "DBA left the team" --operator alice
 
 ``--key`` names the key: ``kek`` (the default) or one of the service's signing
 keys (``KeyStoreSettings.signing_keys``). Reads the service's settings from the
 environment (``CLEARWAY_<SVC>_*``) and works on its schema with the platform's
 admin DSN. Rotation and retirement are recorded as audited ``platform.key_rotated``
-events with the operator and reason.
+events with the operator and reason; ``db-rotate`` gives the service's next
+database login a fresh password (the previous login keeps working until its
+expiry; replicas pick the new one up within ``DB_LOGIN_REFRESH_S``), audited as
+``platform.db_credential_rotated``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 
 from clearway.shared.actor import Actor
+from clearway.shared.crypto.db_credentials import rotate_login
 from clearway.shared.crypto.rotation import retire_keks, rewrap, rotate_kek
 from clearway.shared.crypto.settings import (
     KeySettings,
@@ -89,6 +95,24 @@ async def _run(args: argparse.Namespace, cls: type[KeyStoreSettings]) -> int:
                     pool, envelope, col, batch=args.batch, progress=_bar(name, total)
                 )
                 print(f"\n{name}: {report.rewrapped:,} re-wrapped under v{report.target}")
+        elif args.command == "db-rotate":
+            if not settings.rotates_db_logins:
+                print(
+                    f"{cls.service}: {settings.env_name('db_logins')} is not rotated",
+                    file=sys.stderr,
+                )
+                return 2
+            async with pool.acquire() as conn:
+                login = await rotate_login(
+                    conn,
+                    envelope,
+                    events,
+                    service=cls.service,
+                    lifetime=timedelta(seconds=settings.db_login_lifetime_s),
+                    reason=args.reason,
+                    actor=actor,
+                )
+            print(f"{cls.service}: {login.login} has a new password until {login.valid_until}")
         elif args.command == "retire":
             async with pool.acquire() as conn:
                 gone = await retire_keks(
@@ -168,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ret.add_argument("--below", type=int, required=True)
     ret.add_argument("--reason", required=True)
     ret.add_argument("--operator")
+    dbr = sub.add_parser("db-rotate", help="a fresh password for the next database login")
+    dbr.add_argument("--reason", required=True)
+    dbr.add_argument("--operator")
+    dbr.set_defaults(key="kek")  # the database password is sealed with the KEK
     args = parser.parse_args(argv)
     return asyncio.run(_run(args, services[args.service]))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from clearway.shared.crypto.envelope import BatchPolicy, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
@@ -54,10 +54,18 @@ class KeyStoreSettings(ServiceSettings):
     keyring_dir: Path | None = None
     """Directory of the development keyring (default ``<local dir>/keys``)."""
 
+    @property
+    def rotates_db_logins(self) -> bool:
+        """Whether the service logs in with rotated passwords (needs a KEK to seal them:
+        :class:`KeySettings`)."""
+        return False
+
     def development_secrets(self) -> list[str]:
         found = super().development_secrets()
         if self.key_provider == "keyring":
             found = [v for v in found if v != self.env_name("hsm_pin")]
+        if self.rotates_db_logins:  # the password is not used at all
+            found = [v for v in found if v != self.env_name("db_password")]
         return found
 
     def refuse_development_secrets(self) -> None:
@@ -105,6 +113,50 @@ class KeySettings(KeyStoreSettings):
     """Records sealed under one batch key before a new one is wrapped in the HSM."""
     batch_key_seconds: float = Field(300.0, gt=0)
     """Age at which a batch key stops sealing (it keeps opening its records)."""
+    db_logins: Literal["static", "rotated"] = "static"
+    """``rotated``: the service logs in as two alternating roles whose random passwords
+    a job rotates, sealed with its KEK (docs/design.md §9); ``static``: ``DB_PASSWORD``
+    (development only; refused in production)."""
+    db_login_rotation_s: float = Field(86400.0, gt=0)
+    """Age at which a rotated database login gets a fresh password."""
+    db_login_lifetime_s: float = Field(2 * 86400.0, gt=0)
+    """How long a rotated password logs in (``VALID UNTIL``); the previous one keeps
+    working for the lifetime minus the rotation interval."""
+    db_login_refresh_s: float = Field(60.0, gt=0)
+    """How often each replica checks for a due rotation and picks up the newest login."""
+
+    #: set by a service whose bootstrap uses rotated logins (``db_logins=rotated``)
+    supports_rotated_db_logins: ClassVar[bool] = False
+
+    @field_validator("db_logins")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value == "rotated" and not cls.supports_rotated_db_logins:
+            raise ValueError("this service does not rotate its database logins yet")
+        return value
+
+    @model_validator(mode="after")
+    def _overlap(self) -> KeySettings:
+        # every replica must pick up the new login before the previous one expires
+        if self.db_login_lifetime_s < self.db_login_rotation_s + 2 * self.db_login_refresh_s:
+            raise ValueError(
+                f"{self.env_name('db_login_lifetime_s')} must exceed"
+                f" {self.env_name('db_login_rotation_s')} by two refresh intervals"
+            )
+        return self
+
+    @property
+    def rotates_db_logins(self) -> bool:
+        return self.db_logins == "rotated"
+
+    def static_db_password_refusal(self) -> str:
+        if not self.supports_rotated_db_logins:
+            return super().static_db_password_refusal()
+        return (
+            "a static database password is refused in production: set"
+            f" {self.env_name('db_logins')}=rotated (passwords rotated by the service,"
+            " sealed with its HSM key)"
+        )
 
 
 def open_provider(settings: KeySettings, name: str | None = None) -> KeyProvider:

@@ -1,0 +1,53 @@
+"""SQL of database login rotation (docs/design.md §9): the sealed passwords and the roles.
+
+Runs on an admin connection whose ``search_path`` is the service's schema. Role
+names come from :func:`clearway.shared.db.login_roles`, never from a request, and
+are quoted as identifiers; the password reaches Postgres only as a SCRAM verifier.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from clearway.shared.db import ident
+
+
+async def lock(conn: asyncpg.Connection, service: str) -> None:
+    """One rotation of ``service``'s logins at a time (transaction-scoped advisory lock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('db-login:' || $1))", service)
+
+
+async def newest(conn: asyncpg.Connection) -> Any:
+    """The most recently rotated login: ``login, sealed, valid_until, generation, rotated_at``."""
+    return await conn.fetchrow(
+        "SELECT login, sealed, valid_until, generation, rotated_at FROM db_credentials"
+        " ORDER BY generation DESC LIMIT 1"
+    )
+
+
+async def set_password(
+    conn: asyncpg.Connection, login: str, verifier: str, valid_until: datetime
+) -> None:
+    """``ALTER ROLE … PASSWORD … VALID UNTIL`` (utility statements take no parameters,
+    so the verifier, which holds only base64 and ``$:``, and the time are literals)."""
+    if "'" in verifier:
+        raise ValueError("not a SCRAM verifier")
+    until = valid_until.isoformat()
+    await conn.execute(f"ALTER ROLE {ident(login)} PASSWORD '{verifier}' VALID UNTIL '{until}'")
+
+
+async def save(
+    conn: asyncpg.Connection, login: str, sealed: bytes, valid_until: datetime, generation: int
+) -> None:
+    await conn.execute(
+        "INSERT INTO db_credentials (login, sealed, valid_until, generation)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (login) DO UPDATE SET sealed = $2,"
+        " valid_until = $3, generation = $4, rotated_at = now()",
+        login,
+        sealed,
+        valid_until,
+        generation,
+    )

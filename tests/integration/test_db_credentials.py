@@ -1,0 +1,287 @@
+"""Rotated database logins on a Postgres that checks passwords (docs/design.md §9, ADR 0016).
+
+The shared test cluster trusts every local connection, so these tests start a
+private one whose TCP logins need SCRAM passwords (the admin ``postgres`` stays
+trusted): an old password keeps logging in during the overlap and is refused
+after its ``VALID UNTIL``; a pool keeps serving queries across rotations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from clearway.consent.settings import ConsentSettings
+from clearway.shared.crypto import Envelope
+from clearway.shared.crypto.db_credentials import (
+    RotatingLogin,
+    admin_connection,
+    current_login,
+    keep_login_current,
+    rotate_login,
+)
+from clearway.shared.crypto.keyring import KeyringProvider
+from clearway.shared.db import (
+    Migration,
+    create_pool,
+    load_migrations,
+    login_roles,
+    migrate,
+    service_dsn,
+)
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.settings import PlatformSettings, SettingsError
+from clearway.shared.testing.fixtures import _localstack
+from clearway.webhooks.bootstrap import build_app
+from clearway.webhooks.settings import WebhooksSettings
+
+pytestmark = pytest.mark.integration
+
+HBA = """\
+local all all trust
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+"""
+HITS = Migration("0001_hits", "CREATE TABLE hits (n bigint)")
+
+
+@pytest.fixture(scope="module")
+def scram_pg() -> Iterator[str]:
+    ls = _localstack()
+    # not under pytest's base directory: a pytest run started meanwhile (another
+    # worktree) makes that private again, and Postgres runs as its own user
+    base = Path(tempfile.mkdtemp(prefix="clearway-scram-"))
+    port = ls.free_port()
+    try:
+        ls.start_postgres(base, port, tuned_for_tests=True)
+        (base / "pg" / "data" / "pg_hba.conf").write_text(HBA)
+        dsn = f"postgresql://postgres@127.0.0.1:{port}/clearway"
+
+        async def reload() -> None:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("SELECT pg_reload_conf()")
+            finally:
+                await conn.close()
+
+        asyncio.run(reload())
+        yield dsn
+    finally:
+        ls.stop_postgres(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+async def service(scram_pg: str, tmp_path: Path):
+    name = f"s{uuid.uuid4().hex[:8]}"
+    await migrate(scram_pg, schema=name, service=name, migrations=[HITS], role_password=None)
+    provider = KeyringProvider(name, tmp_path)
+    provider.ensure()
+    admin = await admin_connection(scram_pg, name)
+    yield name, admin, Envelope(provider)
+    await admin.close()
+
+
+async def login(dsn: str, user: str, password: str) -> str:
+    conn = await asyncpg.connect(service_dsn(dsn, "x", password, login=user))
+    try:
+        return str(await conn.fetchval("SELECT current_user"))
+    finally:
+        await conn.close()
+
+
+async def test_old_password_works_during_the_overlap_and_not_after_valid_until(
+    scram_pg: str, service
+) -> None:
+    name, admin, envelope = service
+    events = EventWriter(name)
+    old = await rotate_login(
+        admin, envelope, events, service=name, lifetime=timedelta(seconds=3), reason="test"
+    )
+    new = await rotate_login(
+        admin, envelope, events, service=name, lifetime=timedelta(minutes=5), reason="test"
+    )
+    assert (old.login, new.login) == login_roles(name)
+    assert (await current_login(admin, envelope, name)).password == new.password
+    # the overlap: both logins work, as members of the service role
+    assert await login(scram_pg, old.login, old.password) == old.login
+    assert await login(scram_pg, new.login, new.password) == new.login
+    async with asyncpg.create_pool(
+        service_dsn(scram_pg, name, new.password, login=new.login),
+        min_size=1,
+        max_size=1,
+        server_settings={"search_path": name},
+    ) as pool:
+        await pool.execute("INSERT INTO hits VALUES (1)")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.fetch("SELECT * FROM db_credentials")  # the sealed passwords: admin only
+    # the group role itself has no password and cannot log in
+    with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
+        await login(scram_pg, f"clearway_{name}", new.password)
+    # after VALID UNTIL the old password is refused; the new one still works
+    await asyncio.sleep(max(0.0, (old.valid_until - datetime.now(UTC)).total_seconds()) + 1.1)
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await login(scram_pg, old.login, old.password)
+    assert await login(scram_pg, new.login, new.password) == new.login
+    # sealed at rest, audited without the password
+    sealed = await admin.fetch("SELECT sealed FROM db_credentials")
+    assert all(new.password.encode() not in bytes(r["sealed"]) for r in sealed)
+    rows = await admin.fetch("SELECT headers, payload FROM outbox ORDER BY id")
+    assert len(rows) == 2
+    assert all(old.password not in str(r) and new.password not in str(r) for r in rows)
+
+
+async def test_a_pool_keeps_serving_across_three_rotations(scram_pg: str, service) -> None:
+    name, admin, envelope = service
+    events = EventWriter(name)
+    lifetime, interval = timedelta(seconds=3), timedelta(seconds=1)
+    first = await rotate_login(
+        admin, envelope, events, service=name, lifetime=lifetime, reason="first"
+    )
+    rotating = RotatingLogin(scram_pg, name, first)
+    pool = rotating.watch(
+        await create_pool(scram_pg, schema=name, min_size=2, max_size=4, connect=rotating.connect)
+    )
+    stop = asyncio.Event()
+    served, failures, users = [0], [], set()
+
+    async def queries() -> None:
+        while not stop.is_set():
+            try:
+                async with pool.acquire() as conn:
+                    users.add(await conn.fetchval("SELECT current_user"))
+                    await conn.execute("INSERT INTO hits VALUES ($1)", served[0])
+                served[0] += 1
+            except Exception as e:  # every failure counts
+                failures.append(repr(e))
+            await asyncio.sleep(0.005)
+
+    loops = [asyncio.create_task(queries()) for _ in range(4)]
+    start = time.monotonic()
+    generations = [first.generation]
+    try:
+        for _ in range(3):  # each rotation: the scheduled job is due after `interval`
+            await asyncio.sleep(interval.total_seconds() + 0.2)
+            await keep_login_current(
+                rotating, envelope, events, schema=name, interval=interval, lifetime=lifetime
+            )
+            generations.append(rotating.current.generation)
+        # the first password has expired by now: new connections still open
+        await asyncio.sleep(max(0.0, lifetime.total_seconds() - (time.monotonic() - start)) + 1)
+        await pool.expire_connections()
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*loops)
+        await pool.close()
+    assert failures == [], failures[:5]
+    assert generations == [1, 2, 3, 4]
+    assert users == set(login_roles(name))
+    assert served[0] > 100
+    assert await admin.fetchval("SELECT count(*) FROM hits") == served[0]
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await login(scram_pg, first.login, first.password)
+
+
+PRODUCTION = {
+    "CLEARWAY_ENV": "production",
+    "CLEARWAY_WEBHOOKS_HSM_PIN": "1234",
+    "CLEARWAY_WEBHOOKS_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
+}
+
+
+def test_production_refuses_a_static_database_password_unless_logins_rotate() -> None:
+    for password in ({}, {"CLEARWAY_WEBHOOKS_DB_PASSWORD": "a-long-lived-one"}):
+        with pytest.raises(SettingsError) as e:
+            WebhooksSettings.from_env({**PRODUCTION, **password})
+        assert list(e.value.problems) == ["CLEARWAY_WEBHOOKS_DB_PASSWORD"]
+        assert "CLEARWAY_WEBHOOKS_DB_LOGINS=rotated" in str(e.value)
+    ok = WebhooksSettings.from_env({**PRODUCTION, "CLEARWAY_WEBHOOKS_DB_LOGINS": "rotated"})
+    assert ok.rotates_db_logins
+    # a service whose bootstrap has no rotated logins cannot be configured for them
+    with pytest.raises(SettingsError) as e:
+        ConsentSettings.from_env({"CLEARWAY_CONSENT_DB_LOGINS": "rotated"})
+    assert "does not rotate" in e.value.problems["CLEARWAY_CONSENT_DB_LOGINS"]
+    # the previous password must outlive the refresh of every replica
+    with pytest.raises(SettingsError) as e:
+        WebhooksSettings.from_env(
+            {
+                "CLEARWAY_WEBHOOKS_DB_LOGIN_ROTATION_S": "100",
+                "CLEARWAY_WEBHOOKS_DB_LOGIN_LIFETIME_S": "150",
+            }
+        )
+
+
+async def test_the_webhooks_service_runs_on_rotated_logins(scram_pg: str, tmp_path: Path) -> None:
+    settings = WebhooksSettings(
+        platform=PlatformSettings(database_url=scram_pg, local_dir=tmp_path),
+        key_provider="keyring",
+        db_logins="rotated",
+        jwks={"keys": []},
+        run_relay=False,
+        run_consumer=False,
+        run_dispatcher=False,
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        pool = app.state.pool
+        assert await pool.fetchval("SELECT current_user") == "clearway_webhooks_a"
+        assert await pool.fetchval("SELECT count(*) FROM endpoints") == 0
+    admin = await admin_connection(scram_pg, "webhooks")
+    try:
+        row = await admin.fetchrow("SELECT login, valid_until FROM db_credentials")
+        assert row["login"] == "clearway_webhooks_a"
+        assert row["valid_until"] > datetime.now(UTC) + timedelta(days=1)
+    finally:
+        await admin.close()
+
+
+def test_db_rotate_on_demand_from_the_cli_is_audited(
+    scram_pg: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from clearway.shared.crypto.cli import main
+    from clearway.webhooks.bootstrap import MIGRATIONS
+
+    async def prepare() -> None:
+        await migrate(
+            scram_pg,
+            schema="webhooks",
+            service="webhooks",
+            migrations=load_migrations(MIGRATIONS),
+            role_password=None,
+        )
+
+    asyncio.run(prepare())
+    monkeypatch.setenv("CLEARWAY_DATABASE_URL", scram_pg)
+    monkeypatch.setenv("CLEARWAY_LOCAL_DIR", str(tmp_path))
+    monkeypatch.setenv("CLEARWAY_WEBHOOKS_KEY_PROVIDER", "keyring")
+    monkeypatch.setenv("CLEARWAY_WEBHOOKS_DB_LOGINS", "rotated")
+    args = ["webhooks", "db-rotate", "--reason", "DBA left", "--operator", "alice"]
+    assert main(args) == 0
+    assert "has a new password until" in capsys.readouterr().out
+
+    async def audited() -> list[asyncpg.Record]:
+        conn = await admin_connection(scram_pg, "webhooks")
+        try:
+            return await conn.fetch(
+                "SELECT payload FROM outbox WHERE headers::text LIKE '%db_credential_rotated%'"
+            )
+        finally:
+            await conn.close()
+
+    payloads = [json.loads(r["payload"]) for r in asyncio.run(audited())]
+    assert any(p["reason"] == "DBA left" and p["actor"]["subject"] == "alice" for p in payloads)
