@@ -18,6 +18,14 @@ class ConsentSettings(KeySettings):
     sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
         SealedColumn("signing_keys", "private_ciphertext", "kid"),
         SealedColumn("session_keys", "sealed"),
+        SealedColumn("index_keys", "sealed"),
+        # consent evidence and user PII (clearway.consent.personal)
+        *(
+            SealedColumn("consents", c)
+            for c in ("subject", "purpose", "authorization_details", "history", "evidence")
+        ),
+        SealedColumn("users", "username", "subject"),
+        SealedColumn("users", "display_name", "subject"),
     )
 
     port: int = 8003
