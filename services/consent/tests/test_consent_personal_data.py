@@ -14,7 +14,10 @@ import asyncpg
 import pytest
 
 from clearway.consent import handlers
+from clearway.consent.settings import ConsentSettings
 from clearway.shared.crypto import RecordUnreadable
+from clearway.shared.crypto.rotation import rewrap, rotate_kek
+from clearway.shared.crypto.store_keys import count_below
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +154,22 @@ async def test_rows_written_in_clear_are_sealed_at_start_and_read_the_same(conse
         "AwaitingAuthorisation",
         "Authorised",
     ]
+
+
+async def test_kek_rotation_rewraps_every_sealed_personal_column(consent):
+    partner = consent.client(0, "partner")
+    created = await consent.create_consent(partner, subject="usr_alice")
+    await _approve(consent, created["id"], partner, "usr_alice", "RotatingAgent/1.0")
+    svc, envelope = consent.svc, consent.svc.pii.envelope
+    async with svc.pool.acquire() as conn:
+        new = await rotate_kek(conn, envelope, svc.events, reason="test: personal columns")
+    for column in ConsentSettings.sealed_columns:
+        await rewrap(svc.pool, envelope, column, batch=2)
+    async with svc.pool.acquire() as conn:
+        for c in ConsentSettings.sealed_columns:
+            # nothing left that retiring the older versions would strand
+            assert await count_below(conn, c.table, c.column, envelope.provider.name, new) == 0, c
+    envelope.cache.clear()  # open through the re-wrapped keys, not the cached ones
+    again = await handlers.get_consent(svc, TENANT, created["id"])
+    assert again.evidence is not None and again.evidence["user_agent"] == "RotatingAgent/1.0"
+    assert (await handlers.find_user(svc, "alice"))["subject"] == "usr_alice"
