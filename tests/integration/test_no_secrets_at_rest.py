@@ -1,10 +1,14 @@
 """A ``pg_dump`` after the services ran holds no secret in clear (docs/design.md §9).
 
 Webhooks created an endpoint (its ``whsec_`` secret), consent started (signing
-key and session/CSRF key generated), rotated its signing keys and its KEK; the
-outbox rows (what goes to the topics) are in the dump too. The dump and the logs
-must contain no ``whsec_``, no PEM or JWK private key, no session key, whatever
-the encoding Postgres uses for bytea (hex) or the services for keys (base64url).
+key and session/CSRF key generated), rotated its signing keys and its KEK, and
+went through a consent flow (a user registered, a payment consent created,
+approved at the page with its evidence, then revoked with a reason). The dump and
+the logs must contain no ``whsec_``, no PEM or JWK private key, no session key,
+whatever the encoding Postgres uses for bytea (hex) or the services for keys
+(base64url); the dump holds none of the consent's evidence or the user's personal
+data either, while the API still answers with them. The consent outbox is relayed
+before the dump: the events on the topic carry their own data (see ADR 0016).
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clearway.consent import clients
+from clearway.consent import handlers as consent_handlers
 from clearway.consent.bootstrap import build_app
 from clearway.consent.settings import ConsentSettings
+from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal
 from clearway.shared.crypto.rotation import rotate_kek
 from clearway.shared.db import create_pool
-from clearway.shared.testing.helpers import free_port, serve
+from clearway.shared.testing.helpers import eventually, free_port, serve
 from clearway.webhooks import handlers
 from clearway.webhooks.bootstrap import make_context, prepare_database
 from clearway.webhooks.domain import secret_key
@@ -40,6 +47,84 @@ def _pg_dump() -> str:
     )
     assert found, "pg_dump not found"
     return str(found)
+
+
+#: what the consent flow below writes that identifies a person or records the consent
+PERSONAL = {
+    "username": "zoe.unique-login",
+    "display name": "Zoë Uniquename-Person",
+    "purpose": "Pay invoice PURPOSE-7Q3",
+    "creditor name": "Creditor Uniquename GmbH",
+    "creditor IBAN": "DE89370400440532013000",
+    "remittance information": "REMIT-7Q3",
+    "user agent": "PiiAgent/9.9 (unique-ua)",
+    "revocation reason": "REASON-7Q3 moved banks",
+}
+SUBJECT, TENANT, PARTNER = "usr_zoe7q3", "ten_acme", "ten_acme-pii-shop"
+
+
+async def _consent_flow(svc, url: str, http: httpx.AsyncClient) -> dict:
+    """A user, a payment consent, its approval at the page and a revocation; returns the
+    consent as the API answers it."""
+    secret = await clients.register_client(
+        svc,
+        client_id=PARTNER,
+        tenant=TENANT,
+        name="PII shop",
+        scopes=["consents:write", "consents:read", "payments:initiate"],
+        redirect_uris=["https://shop.example/cb"],
+    )
+    await consent_handlers.register_users(
+        svc,
+        [(SUBJECT, TENANT, PERSONAL["username"], PERSONAL["display name"])],
+        svc.hash_secret("pw"),
+    )
+    assert (await consent_handlers.find_user(svc, PERSONAL["username"]))["subject"] == SUBJECT
+    details = {
+        "type": "payment_initiation",
+        "instructedAmount": {"amount": 4200, "currency": "EUR"},
+        "creditorName": PERSONAL["creditor name"],
+        "creditorAccount": {"iban": PERSONAL["creditor IBAN"]},
+        "remittanceInformation": PERSONAL["remittance information"],
+    }
+    consent = await consent_handlers.create_consent(
+        svc,
+        consent_handlers.CreateConsent(
+            tenant=TENANT,
+            client_id=PARTNER,
+            subject=SUBJECT,
+            purpose=PERSONAL["purpose"],
+            authorization_details=[details],
+            scopes=["payments:initiate"],
+            terms_version="v1",
+            ttl_s=600,
+            actor=Actor("cli", client_id=PARTNER),
+        ),
+    )
+    par = {
+        "consent_id": consent.id,
+        "client_id": PARTNER,
+        "redirect_uri": "https://shop.example/cb",
+        "code_challenge": "x" * 43,
+        "scopes": ["payments:initiate"],
+    }
+    code = await consent_handlers.decide(svc, par, SUBJECT, TENANT, True, PERSONAL["user agent"])
+    assert code
+    await consent_handlers.revoke_consent(
+        svc, TENANT, consent.id, Actor(SUBJECT), PERSONAL["revocation reason"], subject=SUBJECT
+    )
+    token = await http.post(
+        f"{url}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "consents:read"},
+        auth=(PARTNER, secret),
+    )
+    assert token.status_code == 200, token.text
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    listed = await http.get(f"{url}/v1/consents", params={"subject": SUBJECT}, headers=auth)
+    assert [c["id"] for c in listed.json()["data"]] == [consent.id], listed.text
+    got = await http.get(f"{url}/v1/consents/{consent.id}", headers=auth)
+    assert got.status_code == 200, got.text
+    return dict(got.json())
 
 
 def _encodings(raw: bytes) -> list[str]:
@@ -68,6 +153,17 @@ async def test_pg_dump_and_logs_hold_no_secret(platform, tmp_path, caplog) -> No
         assert (await http.get(f"{url}/.well-known/jwks.json")).status_code == 200
         session_key = svc.session_key
         private = [k.key.as_dict(private=True) for k in svc.keys._keys]
+        shown = await _consent_flow(svc, url, http)
+
+        async def relayed() -> bool:  # the events leave with their own data (ADR 0016)
+            return await svc.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+        await eventually(relayed, timeout=30)
+    # the API answers with the values the database holds only sealed
+    assert shown["subject"] == SUBJECT and shown["purpose"] == PERSONAL["purpose"]
+    assert shown["authorization_details"][0]["creditorAccount"]["iban"] == PERSONAL["creditor IBAN"]
+    assert shown["evidence"]["user_agent"] == PERSONAL["user agent"]
+    assert shown["status_history"][-1]["reason"] == PERSONAL["revocation reason"]
 
     webhooks = WebhooksSettings(platform=platform)
     dsn = await prepare_database(webhooks)
@@ -112,4 +208,11 @@ async def test_pg_dump_and_logs_hold_no_secret(platform, tmp_path, caplog) -> No
     for what, text in forbidden.items():
         assert text not in dump, f"{what} found in pg_dump"
         assert text not in logs, f"{what} found in the logs"
+    for what, text in PERSONAL.items():
+        assert text not in dump, f"the consent's {what} found in pg_dump"
+        assert text.encode().hex() not in dump, f"the consent's {what} found in pg_dump (hex)"
+    # the subject is a pseudonymous reference that tokens and events carry (ADR 0016),
+    # but the consents table does not link it to a consent in clear
+    consents = dump.split("COPY consent.consents ")[1].split("\n\\.\n")[0]
+    assert consents.count("\n") >= 1 and SUBJECT not in consents.split("\n", 1)[1]
     assert not re.search(r'"d"\s*:\s*"', dump), "a JWK private parameter in pg_dump"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -161,8 +162,14 @@ def eventually():
 @pytest.fixture
 def start_services(platform, issuer):
     """``async with start_services(**settings_overrides) as cw`` for tests needing
-    their own configuration (e.g. the executor switched off)."""
-    return lambda **overrides: running(platform, issuer, **overrides)
+    their own configuration (e.g. the executor switched off); ``local_dir`` gives the
+    services another local directory (and so another development keyring)."""
+
+    def start(local_dir: Path | None = None, **overrides: Any) -> Any:
+        own = platform if local_dir is None else platform.replace(local_dir=local_dir)
+        return running(own, issuer, **overrides)
+
+    return start
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ def main(argv: list[str]) -> int:
     configure_logging("consent")
     setup_tracing("consent", otlp_endpoint=settings.platform.otlp_endpoint)
     if argv[:1] == ["seed"]:
+        if settings.platform.env == "production":  # demo users with a published password
+            print("clearway-consent: seed is refused in production", file=sys.stderr)
+            return 2
         path = asyncio.run(seed_standalone(settings, rotate="--rotate" in argv))
         print(f"wrote {path}")
         return 0

@@ -35,7 +35,7 @@ async def push_request(
     """Store a pushed request for a consent the client created and that still awaits the
     user; ``scopes`` narrow to the consent's (RFC 9126 §2.1). Returns the §2.2 response."""
     async with svc.pool.acquire() as conn:
-        consent = await store.get_consent(conn, consent_id)
+        consent = await store.get_consent(conn, consent_id, svc.pii)
         if consent is None or consent.client_id != client["client_id"]:
             raise OAuthError("invalid_request", "unknown consent_id")
         if consent.status is not Status.AWAITING:
@@ -78,7 +78,7 @@ async def consent_to_show(
     """The consent and client a signed-in user is asked about, or None when it is not
     theirs to give (another tenant, another named subject, or an unknown client)."""
     async with svc.pool.acquire() as conn:
-        consent = await store.get_consent(conn, par["consent_id"])
+        consent = await store.get_consent(conn, par["consent_id"], svc.pii)
         client = await store.get_client(conn, client_id)
     if consent is None or consent.tenant != tenant or client is None:
         return None

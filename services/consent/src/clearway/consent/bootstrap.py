@@ -61,6 +61,7 @@ async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) ->
     pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
     try:
         svc = Service(settings, pool, key_ring(settings))
+        await handlers.open_personal_data(svc)
         return await seed(svc, settings.platform.local_dir, rotate=rotate)
     finally:
         await pool.close()
@@ -82,6 +83,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:
             svc.session_key = await load_session_key(conn, keys.encryption.envelope)
+        if sealed := await handlers.open_personal_data(svc):
+            log.info("sealed the personal data of %d rows written in clear", sealed)
         app.state.consent = svc
         await clients.keep_keys_current(svc)
         if settings.seed_demo:

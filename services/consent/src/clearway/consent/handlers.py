@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clearway.consent import events, store
+from clearway.consent import events, store, store_personal
 from clearway.consent.domain import Consent, ConsentError, Status
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
@@ -47,14 +47,14 @@ async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
         actor=cmd.actor.as_data(),
     )
     async with svc.pool.acquire() as conn, conn.transaction():
-        await store.save_consent(conn, consent)
+        await store.insert_consent(conn, consent, svc.pii)
         await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return consent
 
 
 async def get_consent(svc: Service, tenant: str | None, consent_id: str) -> Consent:
     async with svc.pool.acquire() as conn:
-        consent = await store.get_consent(conn, consent_id)
+        consent = await store.get_consent(conn, consent_id, svc.pii)
     if consent is None or consent.tenant != tenant:
         raise NotFound(consent_id)  # another tenant's consent does not exist for you
     return consent
@@ -76,7 +76,7 @@ async def revoke_consent(
     ``admin`` also records a ``consent.admin_action`` (with ``approver``).
     """
     async with svc.pool.acquire() as conn, conn.transaction():
-        consent = await store.get_consent(conn, consent_id, lock=True)
+        consent = await store.get_consent(conn, consent_id, svc.pii, lock=True)
         if consent is None or consent.tenant != tenant:
             raise NotFound(consent_id)
         if subject is not None and consent.subject != subject:
@@ -84,7 +84,7 @@ async def revoke_consent(
         if consent.status is Status.REVOKED:
             return consent
         consent.revoke(datetime.now(UTC), actor.as_data(), reason)
-        await store.save_consent(conn, consent)
+        await store.update_consent(conn, consent, svc.pii)
         out = events.consent_events(svc.events, consent)
         if admin:
             out.append(
@@ -107,11 +107,11 @@ async def consume_consent(
     svc: Service, tenant: str | None, consent_id: str, actor: Actor
 ) -> Consent:
     async with svc.pool.acquire() as conn, conn.transaction():
-        consent = await store.get_consent(conn, consent_id, lock=True)
+        consent = await store.get_consent(conn, consent_id, svc.pii, lock=True)
         if consent is None or consent.tenant != tenant:
             raise NotFound(consent_id)
         consent.consume(datetime.now(UTC), actor.as_data())
-        await store.save_consent(conn, consent)
+        await store.update_consent(conn, consent, svc.pii)
         await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return consent
 
@@ -146,16 +146,16 @@ async def decide(
     now = datetime.now(UTC)
     actor = Actor(subject).as_data()  # the user, at the consent page
     async with svc.pool.acquire() as conn, conn.transaction():
-        consent = await store.get_consent(conn, par["consent_id"], lock=True)
+        consent = await store.get_consent(conn, par["consent_id"], svc.pii, lock=True)
         if consent is None or consent.tenant != tenant:
             raise NotFound(par["consent_id"])
         if not approve:
             consent.reject(subject, now, actor)
-            await store.save_consent(conn, consent)
+            await store.update_consent(conn, consent, svc.pii)
             await svc.events.write(conn, *events.consent_events(svc.events, consent))
             return None
         consent.approve(subject, now, evidence_of(consent, subject, user_agent, now), actor)
-        await store.save_consent(conn, consent)
+        await store.update_consent(conn, consent, svc.pii)
         await svc.events.write(conn, *events.consent_events(svc.events, consent))
         code = secrets.token_urlsafe(32)
         await store.insert_authorization_code(
@@ -176,13 +176,13 @@ async def expire_due(svc: Service) -> int:
     async with svc.pool.acquire() as conn, conn.transaction():
         ids = await store.due_for_expiry(conn, now)
         for consent_id in ids:
-            consent = await store.get_consent(conn, consent_id)
+            consent = await store.get_consent(conn, consent_id, svc.pii)
             assert consent is not None
             try:
                 consent.expire(now)
             except ConsentError:
                 continue
-            await store.save_consent(conn, consent)
+            await store.update_consent(conn, consent, svc.pii)
             await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return len(ids)
 
@@ -201,6 +201,7 @@ async def list_consents(
         return await store.list_consents(
             conn,
             tenant,
+            svc.pii,
             subject=subject,
             status=status,
             before=None if after is None else (after[0], after[1]),
@@ -211,7 +212,7 @@ async def list_consents(
 async def find_user(svc: Service, username: str) -> Any:
     """The development identity's user record for a sign-in, or None."""
     async with svc.pool.acquire() as conn:
-        return await store.get_user(conn, username)
+        return await store.get_user(conn, username, svc.pii)
 
 
 async def find_client(svc: Service, client_id: str) -> Any:
@@ -227,4 +228,38 @@ async def register_users(
     one password hash; subjects that exist are kept as they are."""
     async with svc.pool.acquire() as conn:
         for subject, tenant, username, display_name in users:
-            await store.insert_user(conn, subject, tenant, username, display_name, password_hash)
+            await store.insert_user(
+                conn, svc.pii, subject, tenant, username, display_name, password_hash
+            )
+
+
+async def open_personal_data(svc: Service, batch: int = 200) -> int:
+    """At start: load the blind-index key, then seal the personal values still in clear
+    (rows written before they were sealed, docs/design.md §9); returns how many rows.
+
+    Each batch commits on its own, so an interrupted start resumes with what is left;
+    replicas take turns (advisory lock) and none serves clear rows once it returns.
+    """
+    async with svc.pool.acquire() as conn:
+        await svc.pii.load(conn)
+    done = 0
+    while True:
+        async with svc.pool.acquire() as conn, conn.transaction():
+            await store_personal.lock_legacy(conn)
+            consents = await store_personal.legacy_consents(conn, batch)
+            for r in consents:
+                sealed = store.sealed_values(svc.pii, r["id"], r["tenant"], dict(r))
+                await store_personal.seal_legacy_consent(conn, r["id"], sealed)
+            users = await store_personal.legacy_users(conn, batch)
+            for u in users:
+                subject, tenant, username = u["subject"], u["tenant"], u["username"]
+                await store_personal.seal_legacy_user(
+                    conn,
+                    subject,
+                    svc.pii.seal("users", "username", subject, tenant, username),
+                    svc.pii.index("users", "username", "", username),
+                    svc.pii.seal("users", "display_name", subject, tenant, u["display_name"]),
+                )
+        done += len(consents) + len(users)
+        if len(consents) < batch and len(users) < batch:
+            return done

@@ -8,6 +8,7 @@ import asyncpg
 from argon2 import PasswordHasher
 
 from clearway.consent.keys import KeyRing
+from clearway.consent.personal import PersonalData
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.event_writer import EventWriter
 
@@ -21,9 +22,12 @@ class Service:
     session_key: bytes = b""
     #: The one way this service emits: ``clearway.consent.events.v1``, ``/clearway/consent``.
     events: EventWriter = field(init=False)
+    #: Sealing and blind indexes of consent evidence and user PII (its key loaded at start)
+    pii: PersonalData = field(init=False)
 
     def __post_init__(self) -> None:
         self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
+        self.pii = PersonalData(self.keys.encryption.envelope)
 
     def hash_secret(self, secret: str) -> str:
         """An argon2id hash at the configured cost."""

@@ -8,6 +8,7 @@ from pydantic import SecretStr
 
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.settings import SettingsError
 
 
 class ConsentSettings(KeySettings):
@@ -18,6 +19,14 @@ class ConsentSettings(KeySettings):
     sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
         SealedColumn("signing_keys", "private_ciphertext", "kid"),
         SealedColumn("session_keys", "sealed"),
+        SealedColumn("index_keys", "sealed"),
+        # consent evidence and user PII (clearway.consent.personal)
+        *(
+            SealedColumn("consents", c)
+            for c in ("subject", "purpose", "authorization_details", "history", "evidence")
+        ),
+        SealedColumn("users", "username", "subject"),
+        SealedColumn("users", "display_name", "subject"),
     )
 
     port: int = 8003
@@ -46,9 +55,23 @@ class ConsentSettings(KeySettings):
     argon2_memory_kib: int = 65536
     """argon2id memory for new hashes, in KiB."""
     seed_demo: bool = False
-    """Seed the demo tenants and clients at start (``make run`` turns it on)."""
+    """Seed the demo tenants and clients at start (``make run`` turns it on); refused in
+    production (the demo users share a published password)."""
     expiry_sweep_s: float = 5.0
     """Interval of the sweep that expires due consents."""
+
+    def refuse_development_secrets(self) -> None:
+        problems: dict[str, str] = {}
+        try:
+            super().refuse_development_secrets()
+        except SettingsError as e:
+            problems |= e.problems
+        if self.seed_demo:
+            problems[self.env_name("seed_demo")] = (
+                "refused in production: the demo users' password is published"
+            )
+        if problems:
+            raise SettingsError(problems)
 
     @property
     def topic(self) -> str:

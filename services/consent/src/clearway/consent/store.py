@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from clearway.consent.domain import Change, Consent, Status
+from clearway.consent.personal import PersonalData
 
 CLIENT_COLUMNS = (
     "client_id, tenant, name, scopes, auth_method, secret_hash, previous_secret_hash,"
@@ -44,14 +45,31 @@ def _history(rows: list[dict[str, Any]]) -> list[Change]:
     ]
 
 
-def _consent(row: Any) -> Consent:
+# Personal values of a consent are sealed per column (docs/design.md §9): the subject
+# (with its blind index), the purpose, the authorization details (creditor names and
+# IBANs), the status history (actors and reasons) and the evidence of the approval.
+_CONSENT_COLUMNS = (
+    "id, tenant, client_id, subject, purpose, authorization_details, scopes, terms_version,"
+    " reference, status, version, history, evidence, created_at, expires_at"
+)
+_T = "consents"
+
+
+def _consent(row: Any, pii: PersonalData) -> Consent:
+    cid, tenant = row["id"], row["tenant"]
+
+    def opened(column: str) -> Any:
+        sealed = row[column]
+        return None if sealed is None else pii.open_json(_T, column, cid, tenant, sealed)
+
+    subject = row["subject"]
     return Consent(
-        id=row["id"],
-        tenant=row["tenant"],
+        id=cid,
+        tenant=tenant,
         client_id=row["client_id"],
-        subject=row["subject"],
-        purpose=row["purpose"],
-        authorization_details=row["authorization_details"],
+        subject=None if subject is None else pii.open(_T, "subject", cid, tenant, subject),
+        purpose=pii.open(_T, "purpose", cid, tenant, row["purpose"]),
+        authorization_details=opened("authorization_details"),
         scopes=list(row["scopes"]),
         terms_version=row["terms_version"],
         reference=row["reference"],
@@ -59,44 +77,70 @@ def _consent(row: Any) -> Consent:
         expires_at=row["expires_at"],
         status=Status(row["status"]),
         version=row["version"],
-        history=_history(row["history"]),
-        evidence=row["evidence"],
+        history=_history(opened("history")),
+        evidence=opened("evidence"),
     )
+
+
+def sealed_values(
+    pii: PersonalData, cid: str, tenant: str, values: dict[str, Any]
+) -> dict[str, bytes | None]:
+    """The sealed columns of one consent from its clear ``subject``, ``purpose``,
+    ``authorization_details``, ``history`` (JSON) and ``evidence`` (the subject also
+    as its blind index)."""
+    subject, evidence = values["subject"], values["evidence"]
+    return {
+        "subject": None if subject is None else pii.seal(_T, "subject", cid, tenant, subject),
+        "subject_index": None if subject is None else pii.index(_T, "subject", tenant, subject),
+        "purpose": pii.seal(_T, "purpose", cid, tenant, values["purpose"]),
+        "authorization_details": pii.seal_json(
+            _T, "authorization_details", cid, tenant, values["authorization_details"]
+        ),
+        "history": pii.seal_json(_T, "history", cid, tenant, values["history"]),
+        "evidence": (
+            None if evidence is None else pii.seal_json(_T, "evidence", cid, tenant, evidence)
+        ),
+    }
 
 
 async def get_consent(
-    conn: asyncpg.Connection, consent_id: str, *, lock: bool = False
+    conn: asyncpg.Connection, consent_id: str, pii: PersonalData, *, lock: bool = False
 ) -> Consent | None:
     row = await conn.fetchrow(
-        "SELECT * FROM consents WHERE id = $1" + (" FOR UPDATE" if lock else ""), consent_id
+        f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE id = $1" + (" FOR UPDATE" if lock else ""),
+        consent_id,
     )
-    return _consent(row) if row else None
+    return _consent(row, pii) if row else None
 
 
 async def list_consents(
     conn: asyncpg.Connection,
     tenant: str,
+    pii: PersonalData,
     *,
     subject: str | None = None,
     status: Status | None = None,
     before: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> list[Consent]:
-    """A tenant's consents, newest first, before a ``(created_at, id)`` keyset position."""
+    """A tenant's consents, newest first, before a ``(created_at, id)`` keyset position;
+    ``subject`` is matched through its blind index."""
     at, last_id = before if before is not None else (None, None)
+    index = None if subject is None else pii.index(_T, "subject", tenant, subject)
     rows = await conn.fetch(
-        "SELECT * FROM consents WHERE tenant = $1 AND ($2::text IS NULL OR subject = $2)"
+        f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE tenant = $1"
+        " AND ($2::bytea IS NULL OR subject_index = $2)"
         " AND ($3::text IS NULL OR status = $3)"
         " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))"
         " ORDER BY created_at DESC, id DESC LIMIT $6",
         tenant,
-        subject,
+        index,
         None if status is None else str(status),
         at,
         last_id,
         limit,
     )
-    return [_consent(r) for r in rows]
+    return [_consent(r, pii) for r in rows]
 
 
 async def due_for_expiry(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[str]:
@@ -113,28 +157,54 @@ def _history_json(consent: Consent) -> list[dict[str, Any]]:
     return [{**asdict(h), "status": str(h.status), "at": h.at.isoformat()} for h in consent.history]
 
 
-async def save_consent(conn: asyncpg.Connection, consent: Consent) -> None:
+async def insert_consent(conn: asyncpg.Connection, consent: Consent, pii: PersonalData) -> None:
+    values = {
+        "subject": consent.subject,
+        "purpose": consent.purpose,
+        "authorization_details": consent.authorization_details,
+        "history": _history_json(consent),
+        "evidence": consent.evidence,
+    }
+    sealed = sealed_values(pii, consent.id, consent.tenant, values)
     await conn.execute(
-        "INSERT INTO consents (id, tenant, client_id, subject, purpose, authorization_details,"
-        " scopes, terms_version, reference, status, version, history, evidence, created_at,"
-        " expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
-        " ON CONFLICT (id) DO UPDATE SET subject = EXCLUDED.subject, status = EXCLUDED.status,"
-        " version = EXCLUDED.version, history = EXCLUDED.history, evidence = EXCLUDED.evidence",
+        "INSERT INTO consents (id, tenant, client_id, subject, subject_index, purpose,"
+        " authorization_details, scopes, terms_version, reference, status, version, history,"
+        " evidence, created_at, expires_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
         consent.id,
         consent.tenant,
         consent.client_id,
-        consent.subject,
-        consent.purpose,
-        consent.authorization_details,
+        sealed["subject"],
+        sealed["subject_index"],
+        sealed["purpose"],
+        sealed["authorization_details"],
         consent.scopes,
         consent.terms_version,
         consent.reference,
         str(consent.status),
         consent.version,
-        _history_json(consent),
-        consent.evidence,
+        sealed["history"],
+        sealed["evidence"],
         consent.created_at,
         consent.expires_at,
+    )
+
+
+async def update_consent(conn: asyncpg.Connection, consent: Consent, pii: PersonalData) -> None:
+    """Save what a transition changes (the purpose and authorization details never do,
+    so they are not sealed again)."""
+    cid, tenant, subject = consent.id, consent.tenant, consent.subject
+    evidence = consent.evidence
+    await conn.execute(
+        "UPDATE consents SET subject = $2, subject_index = $3, status = $4, version = $5,"
+        " history = $6, evidence = $7 WHERE id = $1",
+        cid,
+        None if subject is None else pii.seal(_T, "subject", cid, tenant, subject),
+        None if subject is None else pii.index(_T, "subject", tenant, subject),
+        str(consent.status),
+        consent.version,
+        pii.seal_json(_T, "history", cid, tenant, _history_json(consent)),
+        None if evidence is None else pii.seal_json(_T, "evidence", cid, tenant, evidence),
     )
 
 
@@ -211,28 +281,34 @@ async def insert_authorization_code(
     )
 
 
-async def get_user(conn: asyncpg.Connection, username: str) -> Any:
-    """A development-identity user (``subject``, ``tenant``, ``password_hash``) or None."""
+async def get_user(conn: asyncpg.Connection, username: str, pii: PersonalData) -> Any:
+    """A development-identity user (``subject``, ``tenant``, ``password_hash``) or None,
+    found by the blind index of the username."""
     return await conn.fetchrow(
-        "SELECT subject, tenant, password_hash FROM users WHERE username = $1", username
+        "SELECT subject, tenant, password_hash FROM users WHERE username_index = $1",
+        pii.index("users", "username", "", username),
     )
 
 
 async def insert_user(
     conn: asyncpg.Connection,
+    pii: PersonalData,
     subject: str,
     tenant: str,
     username: str,
     display_name: str,
     password_hash: str,
 ) -> None:
-    """A development-identity user; an existing subject is left as it is."""
+    """A development-identity user, username and display name sealed; an existing
+    subject is left as it is. Usernames are unique across tenants (sign-in names no
+    tenant), so their blind index is not per tenant."""
     await conn.execute(
-        "INSERT INTO users (subject, tenant, username, display_name, password_hash)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING",
+        "INSERT INTO users (subject, tenant, username, username_index, display_name,"
+        " password_hash) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject) DO NOTHING",
         subject,
         tenant,
-        username,
-        display_name,
+        pii.seal("users", "username", subject, tenant, username),
+        pii.index("users", "username", "", username),
+        pii.seal("users", "display_name", subject, tenant, display_name),
         password_hash,
     )

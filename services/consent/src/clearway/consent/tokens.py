@@ -157,7 +157,7 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
     if not pkce_ok(form.get("code_verifier"), row["code_challenge"]):
         raise OAuthError("invalid_grant", "PKCE verification failed")
     async with svc.pool.acquire() as conn, conn.transaction():
-        consent = await store.get_consent(conn, row["consent_id"])
+        consent = await store.get_consent(conn, row["consent_id"], svc.pii)
         if consent is None or not consent.usable(datetime.now(UTC)):
             raise OAuthError("invalid_grant", "the consent is no longer authorised")
         scopes = sorted(set(row["scopes"]) & set(client["scopes"]))
@@ -223,7 +223,9 @@ async def introspect(svc: Service, caller: Any, token: str | None) -> dict[str, 
         row = await store_tokens.issued_token(conn, claims["jti"])
         client = await store.get_client(conn, claims["client_id"])
         consent = (
-            await store.get_consent(conn, claims["consent_id"]) if "consent_id" in claims else None
+            await store.get_consent(conn, claims["consent_id"], svc.pii)
+            if "consent_id" in claims
+            else None
         )
     if row is None or row["revoked_at"] is not None or client is None:
         return {"active": False}

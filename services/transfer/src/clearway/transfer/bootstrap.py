@@ -92,7 +92,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 pool=pool,
                 claims=claims,
                 events=EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry),
-                reference_secret=settings.reference_secret.get_secret_value(),
+                reference_secret=settings.reference_key(),
                 lock_timeout_s=settings.lock_timeout_s,
                 retention=settings.key_retention,
             )

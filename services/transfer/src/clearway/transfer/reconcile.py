@@ -29,7 +29,7 @@ async def _main(args: argparse.Namespace) -> int:
         pool=pool,
         claims=pool,
         events=EventWriter(settings.service, topic_prefix=settings.platform.topic_prefix),
-        reference_secret=settings.reference_secret.get_secret_value(),
+        reference_secret=settings.reference_key(),
     )
     try:
         report = await reconcile_settlements(core, rail)

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from clearway.shared.auth.client_credentials import ServiceTokenSource
-from clearway.shared.settings import Base64Secret, ServiceSettings, internal
+from clearway.shared.crypto.keyring import development_secret
+from clearway.shared.settings import Base64Secret, ServiceSettings, SettingsError, internal
 
 
 class TransferSettings(ServiceSettings):
@@ -30,8 +31,11 @@ class TransferSettings(ServiceSettings):
     """This service's OAuth client at the consent service (client credentials for the rail)."""
     client_secret: SecretStr | None = None
     """Secret of ``client_id``; unset: calls to the rail carry no token (the rail refuses them)."""
-    reference_secret: Base64Secret = b"clearway-dev-reference-key"
-    """HMAC key (base64) deriving a transfer's reference from its idempotency key."""
+    reference_secret: Base64Secret | None = None
+    """HMAC key (base64 of 32 random bytes) deriving a transfer's reference from its
+    idempotency key, the same on every replica and for ever (references stay unique
+    after keys are purged); unset in development: generated once in the development
+    keyring directory (``<local dir>/keys/transfer-reference.secret``)."""
     lock_timeout_s: float = 30.0
     """How long a request waits for a concurrent one holding the same idempotency key."""
     key_retention: timedelta = timedelta(days=7)
@@ -44,6 +48,16 @@ class TransferSettings(ServiceSettings):
     """Follow the consent service's revocations (off only in isolated tests)."""
     run_executor: bool = True
     """Execute transfers in this replica (off: another replica executes)."""
+
+    def reference_key(self) -> bytes:
+        """The reference HMAC key: the configured one, or in development the one generated
+        in the development keyring directory; never a built-in value (docs/design.md §9).
+        In production an unset key is refused (``from_env`` refuses it before this)."""
+        if self.reference_secret is not None:
+            return self.reference_secret.get_secret_value()
+        if self.platform.env == "production":
+            raise SettingsError({self.env_name("reference_secret"): "required in production"})
+        return development_secret(self.platform.local_dir / "keys", "transfer-reference")
 
     def service_tokens(self, scope: str) -> ServiceTokenSource | None:
         """Short-lived tokens for ``scope`` (``rail:charges``) from the consent service,

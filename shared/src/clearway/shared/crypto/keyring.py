@@ -1,7 +1,9 @@
 """Development-only key provider: KEKs in a local 0600 JSON file (docs/design.md §9).
 
 Generated on first start under the platform's local directory, never compiled
-in. ``CLEARWAY_ENV=production`` refuses it (see :mod:`.settings`).
+in. ``CLEARWAY_ENV=production`` refuses it (see :mod:`.settings`). The same
+directory holds the development values of secrets that are not KEKs
+(:func:`development_secret`), generated the same way.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -16,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clearway.shared.crypto.keys import KeyProvider, UnwrapFailed, version_of, wrap_aad
 
-__all__ = ["KeyringProvider"]
+__all__ = ["KeyringProvider", "development_secret"]
 
 
 class KeyringProvider(KeyProvider):
@@ -83,3 +86,31 @@ class KeyringProvider(KeyProvider):
         keys = self._load()
         keys.pop(version, None)
         self._save(keys)
+
+
+def development_secret(directory: Path, name: str, size: int = 32) -> bytes:
+    """A random secret of ``size`` bytes kept in ``<directory>/<name>.secret`` (0600):
+    generated on first use, the same for every later start with that directory.
+
+    Development only: a service in production reads the secret from its settings and
+    refuses to start without it (docs/design.md §9). Written to a private temporary
+    file and linked into place, so two processes starting at once agree on one value
+    and neither reads a half-written file.
+    """
+    path = directory / f"{name}.secret"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secrets.token_bytes(size)).decode())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process linked its value first: use that one
+        finally:
+            tmp.unlink()
+    value = base64.b64decode(path.read_text().strip())
+    if len(value) != size:
+        raise ValueError(f"{path}: not a {size}-byte secret (delete it to generate a new one)")
+    return value
