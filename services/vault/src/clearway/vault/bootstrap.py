@@ -48,10 +48,7 @@ def build_app(settings: VaultSettings) -> FastAPI:
             vault.fingerprint_key = await handlers.load_fingerprint_key(pool, envelope)
             app.state.vault = vault
 
-            async def database_ready() -> bool:
-                return bool(await pool.fetchval("SELECT 1"))
-
-            app.state.readiness_checks.append(database_ready)
+            app.state.readiness_checks.append(lambda: handlers.database_ready(vault))
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
             rotation = timedelta(seconds=settings.kek_rotation_interval_s)
             tasks.every(

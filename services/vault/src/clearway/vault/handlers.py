@@ -56,6 +56,11 @@ async def load_fingerprint_key(pool: asyncpg.Pool, envelope: Envelope) -> bytes:
     return envelope.open(sealed, _FINGERPRINT_KEY)
 
 
+async def database_ready(vault: Vault) -> bool:
+    """Readiness: the vault's database answers."""
+    return await store.ping(vault.pool)
+
+
 def card_view(row: Any) -> dict[str, Any]:
     """A card as the API shows it: never the number."""
     return {

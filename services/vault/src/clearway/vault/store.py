@@ -14,6 +14,10 @@ _COLUMNS = (
 )
 
 
+async def ping(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("SELECT 1"))
+
+
 async def fingerprint_key(conn: asyncpg.Connection) -> bytes | None:
     return await conn.fetchval("SELECT sealed FROM fingerprint_keys WHERE id = 'current'")
 
