@@ -32,6 +32,7 @@ import localstack  # noqa: E402
 SERVICES = [
     ("sandbox-rail", "rail", 8005),
     ("consent", "consent", 8003),
+    ("vault", "vault", 8006),
     ("transfer", "transfer", 8001),
     ("webhooks", "webhooks", 8002),
     ("audit", "audit", 8004),

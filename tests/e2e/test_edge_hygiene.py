@@ -45,6 +45,7 @@ KNOWN = {
     "consent": {("GET", "/v1/consents", "query.subject")},
     "audit": set(),
     "sandbox-rail": set(),
+    "vault": set(),
 }
 
 
@@ -146,12 +147,23 @@ def rail(platform, issuer: TestIssuer, tmp: Path) -> Service:
     return Service(build_app(RailSettings(platform=platform)), lambda s: None)
 
 
+def vault(platform, issuer: TestIssuer, tmp: Path) -> Service:
+    from clearway.vault.bootstrap import build_app
+    from clearway.vault.settings import VaultSettings
+
+    settings = VaultSettings(
+        platform=platform.replace(oauth_issuer=issuer.issuer), jwks=issuer.jwks()
+    )
+    return Service(build_app(settings), _issued(issuer, "clearway-vault"))
+
+
 SERVICES: dict[str, Callable[..., Service]] = {
     "transfer": transfer,
     "webhooks": webhooks,
     "consent": consent,
     "audit": audit,
     "sandbox-rail": rail,
+    "vault": vault,
 }
 
 

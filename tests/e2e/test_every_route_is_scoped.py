@@ -32,6 +32,7 @@ PUBLIC = {
     "webhooks": {"/healthz", "/readyz", "/metrics", "/v1/event-types"},
     "audit": {"/healthz", "/readyz", "/metrics", "/v1/audit/keys"},
     "rail": {"/healthz", "/readyz", "/metrics"},
+    "vault": {"/healthz", "/readyz", "/metrics"},
 }
 
 
@@ -81,11 +82,21 @@ def rail_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
     )
 
 
+def vault_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
+    from clearway.vault.bootstrap import build_app
+    from clearway.vault.settings import VaultSettings
+
+    return build_app(
+        VaultSettings(platform=platform.replace(oauth_issuer=ISSUER), jwks=issuer.jwks())
+    )
+
+
 SERVICES: dict[str, Callable[..., FastAPI]] = {
     "transfer": transfer_app,
     "webhooks": webhooks_app,
     "audit": audit_app,
     "rail": rail_app,
+    "vault": vault_app,
 }
 
 

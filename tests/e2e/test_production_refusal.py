@@ -30,6 +30,7 @@ SERVICES: dict[str, tuple[str, set[str]]] = {
     "consent": ("clearway.consent.settings:ConsentSettings", {"CLEARWAY_CONSENT_HSM_PIN"}),
     "audit": ("clearway.audit.settings:AuditSettings", {"CLEARWAY_AUDIT_HSM_PIN"}),
     "rail": ("clearway.rail.settings:RailSettings", set()),
+    "vault": ("clearway.vault.settings:VaultSettings", {"CLEARWAY_VAULT_HSM_PIN"}),
 }
 
 

@@ -180,7 +180,14 @@ def test_a_service_started_with_a_bad_variable_exits_with_its_name_and_no_traceb
 
 def test_every_service_follows_the_naming_scheme_without_collisions():
     classes = registered()
-    assert {c.service for c in classes} == {"transfer", "webhooks", "consent", "audit", "rail"}
+    assert {c.service for c in classes} == {
+        "transfer",
+        "webhooks",
+        "consent",
+        "audit",
+        "rail",
+        "vault",
+    }
     seen = {var for _, var, _ in PlatformSettings.env_fields()}
     for cls in classes:
         for _, var, _ in cls.env_fields():

@@ -152,3 +152,24 @@ async def test_a_service_token_lacking_the_scope_is_refused_with_403(rail, issue
     assert (await rail.put("/v1/faults", json={}, headers=charging)).status_code == 403
     ok = await rail.post("/v1/charges", json=charge("CWSCOPED"), headers=charging)
     assert ok.status_code == 201, ok.text
+
+
+async def test_a_card_charge_keeps_only_the_cards_brand_and_last_four(rail, platform):
+    card = {"number": "4111111111111111", "exp_month": 12, "exp_year": 2099, "brand": "visa"}
+    body = {**charge("CWCARD1", source="tok_" + "a" * 24), "card": card}
+    r = await rail.post("/v1/charges", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["card"] == {"brand": "visa", "last4": "1111"}
+    assert r.json()["status"] == "settled" and "4111111111111111" not in r.text
+    bad = {**body, "reference": "CWCARD2", "card": {**card, "number": "4111111111111112"}}
+    r = await rail.post("/v1/charges", json=bad)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "card.number"
+    assert "4111111111111112" not in r.text
+    import asyncpg
+
+    conn = await asyncpg.connect(platform.database_url)
+    try:
+        rows = await conn.fetch("SELECT * FROM rail.charges")
+    finally:
+        await conn.close()
+    assert "4111111111111111" not in str([dict(r) for r in rows])

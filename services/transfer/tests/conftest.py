@@ -25,6 +25,9 @@ from clearway.shared.testing.token_endpoint import TokenEndpoint
 from clearway.transfer.bootstrap import build_app as build_transfer
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
+from clearway.vault.bootstrap import AUDIENCE as VAULT_AUDIENCE
+from clearway.vault.bootstrap import build_app as build_vault
+from clearway.vault.settings import VaultSettings
 
 SCOPES = ("payments:initiate", "payments:read", "payments:cancel")
 
@@ -46,7 +49,8 @@ class Clearway:
     settings: TransferSettings
     """The transfer service's settings (its client for the rail's service tokens included)."""
     tokens: TokenEndpoint
-    """Where the transfer service gets its rail tokens."""
+    """Where the transfer service gets its rail and vault tokens."""
+    vault_url: str = ""
 
     def token(
         self,
@@ -90,6 +94,22 @@ class Clearway:
         """A rail client as the transfer service builds one (tokens from the test issuer)."""
         return RailClient(self.rail_url, auth=self.settings.service_tokens(scope))
 
+    async def tokenize(self, number: str, tenant: str = "ten_a") -> httpx.Response:
+        """Tokenize a card at the vault as a partner of ``tenant``."""
+        token = self.issuer.token(
+            sub="cli_shop",
+            client_id="cli_shop",
+            scopes=["cards:tokenize"],
+            audience=VAULT_AUDIENCE,
+            tenant=tenant,
+        )
+        async with httpx.AsyncClient(
+            base_url=self.vault_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        ) as c:
+            return await c.post(
+                "/v1/cards", json={"number": number, "exp_month": 12, "exp_year": 2099}
+            )
+
     async def count(self, sql: str, *args: Any) -> int:
         return await self.db.fetchval(sql, *args)
 
@@ -108,19 +128,30 @@ class Clearway:
 async def running(
     platform, issuer: TestIssuer, token_ttl_s: float = 300, **overrides: Any
 ) -> AsyncIterator[Clearway]:
-    """The rail and the transfer service, in-process behind real HTTP servers; the
-    transfer service gets its rail tokens from a token endpoint of the test issuer."""
+    """The rail, the vault and the transfer service, in-process behind real HTTP servers;
+    the transfer service gets its rail and vault tokens from a token endpoint of the
+    test issuer."""
     platform = platform.replace(oauth_issuer=issuer.issuer)
     endpoint = TokenEndpoint(issuer, ttl_s=token_ttl_s)
-    secret = endpoint.register(
-        "clearway-transfer", ["rail:charges", "rail:settlements"], audience=RAIL_AUDIENCE
-    )
+    scopes = {
+        "rail:charges": RAIL_AUDIENCE,
+        "rail:settlements": RAIL_AUDIENCE,
+        "cards:verify": VAULT_AUDIENCE,
+        "cards:detokenize": VAULT_AUDIENCE,
+    }
+    secret = endpoint.register("clearway-transfer", list(scopes), audience=scopes)
     rail_app = build_rail(RailSettings(platform=platform, jwks=issuer.jwks(), fault_seed=7))
-    async with serve(endpoint.app()) as token_url, serve(rail_app) as rail_url:
+    vault_app = build_vault(VaultSettings(platform=platform, jwks=issuer.jwks()))
+    async with (
+        serve(endpoint.app()) as token_url,
+        serve(rail_app) as rail_url,
+        serve(vault_app) as vault_url,
+    ):
         settings = TransferSettings(
             platform=platform,
             jwks=issuer.jwks(),
             rail_url=rail_url,
+            vault_url=vault_url,
             token_url=f"{token_url}/oauth/token",
             client_secret=secret,
             maintenance_interval_s=1.0,
@@ -131,7 +162,7 @@ async def running(
         async with serve(app) as url:
             db = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
             try:
-                yield Clearway(url, rail_url, app, db, issuer, settings, endpoint)
+                yield Clearway(url, rail_url, app, db, issuer, settings, endpoint, vault_url)
             finally:
                 await db.close()
 

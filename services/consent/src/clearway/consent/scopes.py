@@ -34,6 +34,13 @@ SCOPES: tuple[Scope, ...] = (
     Scope("rail:charges", "clearway-rail", "Charge at the rail and read charges."),
     Scope("rail:settlements", "clearway-rail", "Read the rail's settlement report."),
     Scope("rail:sandbox", "clearway-rail", "Sandbox rail tools: faults, forgetting charges."),
+    Scope("cards:tokenize", "clearway-vault", "Tokenize cards and read the tenant's card tokens."),
+    Scope("cards:verify", "clearway-vault", "Check that a card token exists for a tenant."),
+    Scope(
+        "cards:detokenize",
+        "clearway-vault",
+        "Read a card number to submit a payment to the rail (transfer executor only; audited).",
+    ),
     Scope(
         "admin:clients", "clearway-consent", "Disable clients, rotate client secrets.", admin=True
     ),

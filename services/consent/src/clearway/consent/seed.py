@@ -31,6 +31,7 @@ ROLES: dict[str, list[str]] = {
         "consents:read",
         "consents:write",
         "consents:revoke",
+        "cards:tokenize",
     ],
     "webhooks": ["webhooks:endpoints:manage", "webhooks:read", "webhooks:replay"],
     "auditor": ["audit:read"],
@@ -40,7 +41,8 @@ ROLES: dict[str, list[str]] = {
 #: docs/design.md §7): client id → scopes. Their tenant is the platform's own.
 PLATFORM_TENANT = "tnt_platform"
 SERVICE_CLIENTS: dict[str, list[str]] = {
-    "clearway-transfer": ["rail:charges", "rail:settlements"],
+    # the executor alone may read card numbers (docs/design.md §9)
+    "clearway-transfer": ["rail:charges", "rail:settlements", "cards:verify", "cards:detokenize"],
     "clearway-sandbox": ["rail:sandbox"],
 }
 #: Demo users of the development identity (username, display name, tenant).

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.rail import handlers
-from clearway.rail.domain import FaultPlan, InvalidCharge
+from clearway.rail.domain import FaultPlan, InvalidCharge, card_used
 from clearway.rail.faults import FaultState
 from clearway.shared.auth import require_scope
 from clearway.shared.http import ProblemError, invalid_field
@@ -23,6 +23,16 @@ SETTLEMENTS = Security(require_scope("rail:settlements"))
 SANDBOX = Security(require_scope("rail:sandbox"))
 
 
+class CardIn(BaseModel):
+    """The card of a card charge, as the payer's bank would receive it."""
+
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(pattern=r"^[0-9]{13,19}$")
+    exp_month: int = Field(ge=1, le=12)
+    exp_year: int = Field(ge=2000, le=2099)
+    brand: str = Field(pattern=r"^[a-z]{2,20}$")
+
+
 class ChargeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: str = Field(min_length=1, max_length=35)
@@ -30,6 +40,9 @@ class ChargeRequest(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     source: str = Field(min_length=1, max_length=80)
     destination: str = Field(min_length=1, max_length=80)
+    card: CardIn | None = None
+    """A card charge: ``source`` is then the payer's card token; the rail keeps only the
+    card's brand and last four digits."""
 
 
 class FaultRequest(BaseModel):
@@ -48,6 +61,7 @@ def _invalid(e: InvalidCharge) -> ProblemError:
 async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:
     """Charge once per reference: a repeated reference answers 200 with the existing charge."""
     try:
+        card = card_used(body.card.number, body.card.brand) if body.card else None
         result, created = await handlers.create_charge(
             request.app.state.pool,
             body.reference,
@@ -55,6 +69,7 @@ async def create_charge(body: ChargeRequest, request: Request, response: Respons
             body.currency,
             body.source,
             body.destination,
+            card,
         )
     except InvalidCharge as e:
         raise _invalid(e) from None

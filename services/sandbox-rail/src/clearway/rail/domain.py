@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clearway.shared.redaction import luhn_valid
+
 #: ISO 20022 EndToEndId: at most 35 characters of the SEPA character set.
 REFERENCE = re.compile(r"[A-Za-z0-9/?:().,'+ -]{1,35}")
 #: Sandbox convention: a source account whose id starts with this is declined.
@@ -33,6 +35,14 @@ class InvalidCharge(ValueError):
 
 
 @dataclass(frozen=True)
+class CardUsed:
+    """What the rail keeps of a card it charged: never the number (docs/design.md §9)."""
+
+    brand: str
+    last4: str
+
+
+@dataclass(frozen=True)
 class Charge:
     reference: str
     charge_id: str
@@ -41,10 +51,27 @@ class Charge:
     source: str
     destination: str
     status: ChargeStatus
+    card: CardUsed | None = None
 
 
-def new_charge(reference: str, amount: int, currency: str, source: str, destination: str) -> Charge:
-    """A fresh charge; settled at once unless the sandbox declines the source."""
+def card_used(number: str, brand: str) -> CardUsed:
+    """Check a card number as a scheme would (13-19 digits, Luhn) and keep only its
+    brand and last four digits; :class:`InvalidCharge` on ``card.number`` otherwise."""
+    if not (13 <= len(number) <= 19 and luhn_valid(number)):
+        raise InvalidCharge("card.number", "must be a 13-19 digit card number passing Luhn")
+    return CardUsed(brand, number[-4:])
+
+
+def new_charge(
+    reference: str,
+    amount: int,
+    currency: str,
+    source: str,
+    destination: str,
+    card: CardUsed | None = None,
+) -> Charge:
+    """A fresh charge; settled at once unless the sandbox declines the source. A card
+    charge's ``source`` is the payer's card token, ``card`` what the rail keeps of it."""
     if not REFERENCE.fullmatch(reference):
         raise InvalidCharge("reference", "must be 1-35 characters of the SEPA character set")
     if amount <= 0:
@@ -53,7 +80,7 @@ def new_charge(reference: str, amount: int, currency: str, source: str, destinat
         ChargeStatus.DECLINED if source.startswith(DECLINED_SOURCE_PREFIX) else ChargeStatus.SETTLED
     )
     return Charge(
-        reference, f"ch_{uuid.uuid4().hex}", amount, currency, source, destination, status
+        reference, f"ch_{uuid.uuid4().hex}", amount, currency, source, destination, status, card
     )
 
 

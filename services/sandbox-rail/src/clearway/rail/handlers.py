@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from clearway.rail import store
-from clearway.rail.domain import new_charge
+from clearway.rail.domain import CardUsed, new_charge
 
 
 async def create_charge(
@@ -17,10 +17,11 @@ async def create_charge(
     currency: str,
     source: str,
     destination: str,
+    card: CardUsed | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Charge once per reference: ``(charge, created)``; a repeat returns the first charge.
     Raises ``InvalidCharge`` for a charge the domain refuses."""
-    charge = new_charge(reference, amount, currency, source, destination)
+    charge = new_charge(reference, amount, currency, source, destination, card)
     return await store.create_or_get(pool, charge)
 
 

@@ -8,7 +8,10 @@ import asyncpg
 
 from clearway.rail.domain import Charge, ChargeStatus
 
-_COLUMNS = "reference, charge_id, amount, currency, source, destination, status, created_at"
+_COLUMNS = (
+    "reference, charge_id, amount, currency, source, destination, status, created_at,"
+    " card_brand, card_last4"
+)
 
 
 def charge_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -21,6 +24,9 @@ def charge_json(row: asyncpg.Record) -> dict[str, Any]:
         "destination": row["destination"],
         "status": row["status"],
         "created_at": row["created_at"].isoformat(),
+        "card": {"brand": row["card_brand"], "last4": row["card_last4"]}
+        if row["card_last4"]
+        else None,
     }
 
 
@@ -29,7 +35,8 @@ async def create_or_get(pool: asyncpg.Pool, charge: Charge) -> tuple[dict[str, A
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "INSERT INTO charges (reference, charge_id, amount, currency, source, destination,"
-            " status) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (reference) DO NOTHING"
+            " status, card_brand, card_last4) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+            " ON CONFLICT (reference) DO NOTHING"
             f" RETURNING {_COLUMNS}",
             charge.reference,
             charge.charge_id,
@@ -38,6 +45,8 @@ async def create_or_get(pool: asyncpg.Pool, charge: Charge) -> tuple[dict[str, A
             charge.source,
             charge.destination,
             str(charge.status),
+            charge.card.brand if charge.card else None,
+            charge.card.last4 if charge.card else None,
         )
         created = row is not None
         if row is None:

@@ -39,6 +39,7 @@ from clearway.transfer.handlers import (
 from clearway.transfer.handlers import (
     list_transfers as transfer_page,  # the route keeps the name (OpenAPI operationId)
 )
+from clearway.transfer.vault_client import UnknownCardToken
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 ACCOUNT = r"^acct_[A-Za-z0-9]{1,64}$"
@@ -169,6 +170,8 @@ async def create_transfer(
             "A request with this Idempotency-Key is still being processed; retry later.",
             headers={"Retry-After": str(e.retry_after)},
         ) from None
+    except UnknownCardToken:
+        raise invalid_field("source", "no card with this token exists for your tenant") from None
     except KeyReused:
         raise ValidationProblem(
             FieldError("header.idempotency-key", "reused", "reuse"),

@@ -40,6 +40,7 @@ from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
+from clearway.transfer.vault_client import VaultClient
 
 log = logging.getLogger(__name__)
 SERVICE = "transfer"
@@ -88,6 +89,12 @@ def build_app(settings: TransferSettings) -> FastAPI:
             claims = await _claims_pool(settings.service_dsn)
             stack.push_async_callback(claims.close)
             registry = default_registry()
+            vault = VaultClient(
+                settings.vault_url,
+                verify=settings.service_tokens("cards:verify"),
+                detokenize=settings.service_tokens("cards:detokenize"),
+            )
+            stack.push_async_callback(vault.close)
             core = handlers.Core(
                 pool=pool,
                 claims=claims,
@@ -95,6 +102,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 reference_secret=settings.reference_key(),
                 lock_timeout_s=settings.lock_timeout_s,
                 retention=settings.key_retention,
+                vault=vault,
             )
             app.state.core = core
             app.state.readiness_checks.append(_database_check(pool))

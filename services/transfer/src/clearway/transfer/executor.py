@@ -16,6 +16,7 @@ from clearway.transfer import handlers
 from clearway.transfer.domain import Status, Transfer
 from clearway.transfer.handlers import Core
 from clearway.transfer.rail_client import RailCharge, RailClient, RailRejected
+from clearway.transfer.vault_client import Card, UnknownCardToken, VaultUnavailable, is_card_token
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,33 @@ class Executor:
                 return None
             if transfer.status is not Status.SUBMITTED:
                 return transfer.status
+            card: Card | None = None
+            if is_card_token(transfer.source):
+                try:
+                    card = await self._card(transfer)
+                except UnknownCardToken:
+                    failed = await handlers.fail_transfer(
+                        self.core, transfer_id, "the card token is unknown at the vault"
+                    )
+                    return failed.status
             result = await self.rail.charge(
                 transfer.reference,
                 transfer.amount,
                 transfer.currency,
                 transfer.source,
                 transfer.destination,
+                card=card,
             )
             return (await self._record(transfer_id, result)).status
+
+    async def _card(self, transfer: Transfer) -> Card:
+        """The card behind the transfer's token, for this submission only (the vault
+        audits the use under the transfer's reference; docs/design.md §9)."""
+        if self.core.vault is None:
+            raise VaultUnavailable("no vault configured to detokenize card tokens")
+        return await self.core.vault.detokenize(
+            transfer.tenant, transfer.source, transfer.reference
+        )
 
     async def _record(self, transfer_id: str, result: RailCharge | RailRejected) -> Transfer:
         if isinstance(result, RailCharge) and result.status == "settled":

@@ -43,6 +43,12 @@ from clearway.transfer.domain import (
 from clearway.transfer.events import intent_result, transfer_event
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.reconciliation import Report, compare, new_run_id
+from clearway.transfer.vault_client import (
+    UnknownCardToken,
+    VaultClient,
+    VaultUnavailable,
+    is_card_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class Core:
     reference_secret: bytes
     lock_timeout_s: float = 30.0
     retention: timedelta = timedelta(days=7)
+    vault: VaultClient | None = None  # checks card tokens (docs/design.md §9)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ async def initiate_transfer(core: Core, cmd: InitiateTransfer) -> Outcome:
             log.info("recovering a stale in-flight idempotency key (reference %s)", ref)
     async with core.pool.acquire() as conn:
         try:
+            await _check_source(core, cmd)
             return await _create(conn, core, cmd, fp, ref)
         except KeyReused:
             raise
@@ -138,6 +146,16 @@ async def initiate_transfer(core: Core, cmd: InitiateTransfer) -> Outcome:
             except Exception:
                 log.warning("could not release an in-flight key; recovery will", exc_info=True)
             raise
+
+
+async def _check_source(core: Core, cmd: InitiateTransfer) -> None:
+    """A card token must be a card of the tenant at the vault (``UnknownCardToken``);
+    without an answer from the vault no transfer is created (``VaultUnavailable``)."""
+    if not is_card_token(cmd.request.source):
+        return
+    if core.vault is None:
+        raise VaultUnavailable("no vault configured to check card tokens")
+    await core.vault.check(cmd.tenant, cmd.request.source)
 
 
 async def _create(
@@ -190,6 +208,9 @@ async def accept_intent(
     except KeyReused:
         reason = "key already used with a different request"
         return await reject_intent(core, conn, intent, "idempotency_key", reason)
+    except UnknownCardToken:
+        reason = "unknown card token for this tenant"
+        return await reject_intent(core, conn, intent, "source", reason)
     except RetriesExhausted:
         raise IntentInFlight("idempotency key still in flight") from None
     body = outcome.body

@@ -26,6 +26,7 @@ from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.backoff import parse_retry_after
 from clearway.shared.context import current_correlation_id
 from clearway.transfer.domain import RAIL_RETRY
+from clearway.transfer.vault_client import Card
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,30 @@ class RailClient:
             await self._auth.aclose()
 
     async def charge(
-        self, reference: str, amount: int, currency: str, source: str, destination: str
+        self,
+        reference: str,
+        amount: int,
+        currency: str,
+        source: str,
+        destination: str,
+        card: Card | None = None,
     ) -> RailCharge | RailRejected:
-        payload = {
+        """Charge once under ``reference``; a card charge (``source`` a card token) also
+        sends the detokenized ``card``, which exists only in this request's body."""
+        payload: dict[str, Any] = {
             "reference": reference,
             "amount": amount,
             "currency": currency,
             "source": source,
             "destination": destination,
         }
+        if card is not None:
+            payload["card"] = {
+                "number": card.number,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "brand": card.brand,
+            }
         attempt = 0
         while True:
             attempt += 1

@@ -25,10 +25,13 @@ class TransferSettings(ServiceSettings):
     """A static JWK Set (tests)."""
     rail_url: str = "http://127.0.0.1:8005"
     """Base URL of the payment rail (the sandbox rail locally)."""
+    vault_url: str = "http://127.0.0.1:8006"
+    """Base URL of the card vault (checks and detokenizes ``tok_`` sources)."""
     token_url: str | None = None
     """OAuth token endpoint for service tokens; unset: ``<issuer>/oauth/token``."""
     client_id: str = "clearway-transfer"
-    """This service's OAuth client at the consent service (client credentials for the rail)."""
+    """This service's OAuth client at the consent service (service tokens for the rail and
+    the vault)."""
     client_secret: SecretStr | None = None
     """Secret of ``client_id``; unset: calls to the rail carry no token (the rail refuses them)."""
     reference_secret: Base64Secret | None = None
@@ -60,8 +63,8 @@ class TransferSettings(ServiceSettings):
         return development_secret(self.platform.local_dir / "keys", "transfer-reference")
 
     def service_tokens(self, scope: str) -> ServiceTokenSource | None:
-        """Short-lived tokens for ``scope`` (``rail:charges``) from the consent service,
-        or ``None`` without a client secret (docs/design.md §7)."""
+        """Short-lived tokens for ``scope`` (``rail:charges``, ``cards:detokenize``, …)
+        from the consent service, or ``None`` without a client secret (docs/design.md §7)."""
         if self.client_secret is None:
             return None
         return ServiceTokenSource(

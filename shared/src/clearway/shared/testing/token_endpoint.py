@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -30,7 +31,13 @@ from clearway.shared.testing.issuer import TestIssuer
 class _Client:
     secret: str
     scopes: frozenset[str]
-    audience: str
+    audience: str | Mapping[str, str]
+
+    def audience_for(self, scopes: set[str]) -> str | list[str]:
+        """The token's ``aud``: fixed, or the services of the scopes asked for."""
+        if isinstance(self.audience, str):
+            return self.audience
+        return sorted({self.audience[s] for s in scopes})
 
 
 @dataclass
@@ -45,8 +52,12 @@ class TokenEndpoint:
     """While true, every request gets a 503 (the token endpoint is down)."""
     _clients: dict[str, _Client] = field(default_factory=dict)
 
-    def register(self, client_id: str, scopes: list[str], *, audience: str) -> str:
-        """Register a confidential client and return its new secret."""
+    def register(
+        self, client_id: str, scopes: list[str], *, audience: str | Mapping[str, str]
+    ) -> str:
+        """Register a confidential client and return its new secret. ``audience`` is
+        one audience, or scope → audience (as the consent service derives ``aud``
+        from the scope catalog) for a client calling several services."""
         secret = secrets.token_urlsafe(24)
         self._clients[client_id] = _Client(secret, frozenset(scopes), audience)
         return secret
@@ -81,7 +92,7 @@ class TokenEndpoint:
             sub=client_id,
             client_id=client_id,
             scopes=sorted(wanted),
-            audience=client.audience,
+            audience=client.audience_for(wanted),
             ttl_s=self.ttl_s,
         )
         self.issued += 1

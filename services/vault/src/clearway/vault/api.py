@@ -1,0 +1,171 @@
+"""The vault's HTTP API: parse, authorise, call one handler, map the result.
+
+Partners tokenize with ``cards:tokenize`` (their token's tenant owns the card). The
+``/internal`` routes serve the platform's own service clients: ``cards:verify`` tells
+the transfer service whether a token exists for a tenant, ``cards:detokenize`` (held
+by the transfer executor's client alone) hands out the number for the submission to
+the rail, and every use or refused attempt is an audit event (docs/design.md §9).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from clearway.shared.actor import Actor
+from clearway.shared.auth import Principal, require_scope
+from clearway.shared.auth.fastapi import ScopeRequirement
+from clearway.shared.auth.principal import InvalidToken
+from clearway.shared.http import ProblemError, invalid_field
+from clearway.vault import handlers
+from clearway.vault.domain import TOKEN, InvalidCard
+from clearway.vault.handlers import CardNotFound, Vault
+
+router = APIRouter(tags=["cards"])
+TENANT = r"^[A-Za-z0-9_\-]{1,64}$"
+TokenPath = Annotated[str, Path(pattern=TOKEN.pattern)]
+TenantPath = Annotated[str, Path(pattern=TENANT)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+class CardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(min_length=1, max_length=32, description="Card number (PAN).")
+    exp_month: StrictInt = Field(description="Expiry month, 1-12.")
+    exp_year: StrictInt = Field(description="Expiry year, four digits.")
+    holder_name: str | None = Field(default=None, max_length=100)
+
+
+class DetokenizeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    purpose: Literal["rail_submission"]
+    reference: str = Field(min_length=1, max_length=35, description="The payment's reference.")
+
+
+class AuditedScope(ScopeRequirement):
+    """``require_scope`` whose 403 is also recorded in the audit trail: a caller
+    without ``cards:detokenize`` asking for a card number is worth knowing about."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    ) -> Principal:
+        try:
+            return await super().__call__(request, credentials)
+        except HTTPException as e:
+            if e.status_code == 403 and credentials is not None:
+                await _record_forbidden(request, credentials.credentials)
+            raise
+
+
+async def _record_forbidden(request: Request, bearer: str) -> None:
+    try:
+        principal = await request.app.state.token_verifier.verify(bearer)
+    except InvalidToken:
+        return
+    params = request.path_params
+    token = params.get("token") if TOKEN.fullmatch(str(params.get("token", ""))) else None
+    await handlers.record_refusal(
+        _vault(request),
+        params.get("tenant"),
+        token,
+        "insufficient_scope",
+        None,
+        Actor.from_principal(principal),
+    )
+
+
+def _vault(request: Request) -> Vault:
+    return request.app.state.vault
+
+
+def _tenant(principal: Principal) -> str:
+    if not principal.tenant:
+        raise ProblemError(
+            403, "tenant-required", "Tenant required", "The access token carries no tenant."
+        )
+    return principal.tenant
+
+
+def _not_found() -> ProblemError:
+    return ProblemError(
+        404, "card-not-found", "Card not found", "No card with this token exists for the tenant."
+    )
+
+
+TOKENIZE = Security(require_scope("cards:tokenize"))
+VERIFY = Security(require_scope("cards:verify"))
+DETOKENIZE = Security(AuditedScope(frozenset({"cards:detokenize"})))
+
+
+@router.post("/v1/cards", status_code=201)
+async def create_card(
+    body: CardIn,
+    request: Request,
+    response: Response,
+    principal: Annotated[Principal, TOKENIZE],
+) -> dict[str, Any]:
+    """Tokenize a card for the caller's tenant; the same card again answers 200 with
+    its existing token."""
+    try:
+        card, created = await handlers.tokenize_card(
+            _vault(request),
+            _tenant(principal),
+            body.number,
+            body.exp_month,
+            body.exp_year,
+            body.holder_name,
+            Actor.from_principal(principal),
+        )
+    except InvalidCard as e:
+        raise invalid_field(e.field, e.reason, "card") from None
+    if not created:
+        response.status_code = 200
+    return card
+
+
+@router.get("/v1/cards/{token}")
+async def read_card(
+    token: TokenPath, request: Request, principal: Annotated[Principal, TOKENIZE]
+) -> dict[str, Any]:
+    """The caller's tenant's card (brand, BIN, last four, expiry; never the number)."""
+    try:
+        return await handlers.find_card(_vault(request), _tenant(principal), token)
+    except CardNotFound:
+        raise _not_found() from None
+
+
+@router.get("/internal/v1/tenants/{tenant}/cards/{token}", dependencies=[VERIFY])
+async def verify_card(tenant: TenantPath, token: TokenPath, request: Request) -> dict[str, Any]:
+    """Whether ``token`` is a card of ``tenant`` (platform services only)."""
+    try:
+        return await handlers.find_card(_vault(request), tenant, token)
+    except CardNotFound:
+        raise _not_found() from None
+
+
+@router.post("/internal/v1/tenants/{tenant}/cards/{token}/detokenize")
+async def detokenize(
+    tenant: TenantPath,
+    token: TokenPath,
+    body: DetokenizeIn,
+    request: Request,
+    principal: Annotated[Principal, DETOKENIZE],
+) -> dict[str, Any]:
+    """The card number, for the submission of payment ``reference`` to the rail only;
+    every call is an audit event naming the caller and the reference."""
+    try:
+        return await handlers.detokenize_card(
+            _vault(request),
+            tenant,
+            token,
+            body.purpose,
+            body.reference,
+            Actor.from_principal(principal),
+        )
+    except CardNotFound:
+        raise _not_found() from None

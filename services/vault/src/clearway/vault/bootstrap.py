@@ -1,0 +1,77 @@
+"""The one place the card vault is wired: database, envelope, fingerprint key, relay, routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.db import create_pool, load_migrations, migrate
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics
+from clearway.shared.relay import OutboxRelay
+from clearway.shared.supervisor import Supervisor
+from clearway.vault import api, handlers
+from clearway.vault.settings import EVENTS_TOPIC, VaultSettings
+
+SERVICE = "vault"
+SCHEMA = "vault"
+AUDIENCE = "clearway-vault"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build_app(settings: VaultSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        p = settings.platform
+        await migrate(
+            p.database_url,
+            schema=SCHEMA,
+            service=SERVICE,
+            migrations=load_migrations(MIGRATIONS),
+            role_password=settings.db_password.get_secret_value(),
+        )
+        # the HSM must answer now: a vault without its keys refuses to start
+        envelope = open_envelope(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await create_pool(settings.service_dsn, schema=SCHEMA, max_size=10)
+            stack.push_async_callback(pool.close)
+            events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
+            vault = handlers.Vault(pool, envelope, events)
+            vault.fingerprint_key = await handlers.load_fingerprint_key(pool, envelope)
+            app.state.vault = vault
+
+            app.state.readiness_checks.append(lambda: handlers.database_ready(vault))
+            tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            rotation = timedelta(seconds=settings.kek_rotation_interval_s)
+            tasks.every(
+                "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
+            )
+            if settings.run_relay:
+                await ensure_topics(p.kafka_bootstrap, [settings.topic(EVENTS_TOPIC)])
+                relay = OutboxRelay(settings.service_dsn, SCHEMA, p.kafka_bootstrap)
+                tasks.task("outbox-relay", relay.run, health=relay.healthy)
+            yield
+
+    app = create_app(
+        SERVICE,
+        title="Clearway card vault",
+        lifespan=lifespan,
+        cursor_secret=settings.cursor_secret,
+    )
+    app.state.token_verifier = TokenVerifier(
+        issuer=settings.issuer,
+        audience=AUDIENCE,
+        jwks_source=settings.jwks
+        if settings.jwks is not None
+        else HttpJwksSource(settings.jwks_url or f"{settings.issuer}/.well-known/jwks.json"),
+    )
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,36 @@
+"""The card vault's settings: ``CLEARWAY_VAULT_<FIELD>`` (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+from clearway.shared.crypto.rotation import SealedColumn
+from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.settings import internal
+
+EVENTS_TOPIC = "clearway.vault.events.v1"
+
+
+class VaultSettings(KeySettings):
+    """The card vault: tokenizes card numbers, detokenizes them for the rail only."""
+
+    service: ClassVar[str] = "vault"
+    sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
+        SealedColumn("cards", "sealed", "token"),
+        SealedColumn("fingerprint_keys", "sealed"),
+    )
+
+    port: int = 8006
+    db_password: SecretStr = SecretStr("vault-dev")
+    jwks: Mapping[str, Any] | None = internal()
+    """A static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``."""
+    jwks_url: str | None = None
+    """JWK Set URL of the issuer; unset: ``<issuer>/.well-known/jwks.json``."""
+    run_relay: bool = True
+    """Run the outbox relay (the vault's audit events) in this process."""
+
+    def topic(self, name: str) -> str:
+        return self.platform.topic(name)
