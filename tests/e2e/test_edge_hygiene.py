@@ -1,4 +1,6 @@
-"""Every route of every service, every string parameter, a NUL byte: 422, never 5xx.
+"""Every route of every service, every string parameter, a NUL byte: 422, never 5xx;
+and a card number there, in each of the forms that got past the edge before
+(issue 11): 422 ``card-number-refused`` naming it, never echoing it.
 
 Each service's app is built with its bootstrap ``build_app`` and test settings and
 started once against the real Postgres and Kafka. Its OpenAPI document drives the
@@ -12,6 +14,7 @@ HTTP server, where a chunked body over the limit, sent without a token, is a 413
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -21,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -246,11 +250,12 @@ def _nested(loc: tuple[str | int, ...], value: Any) -> Any:
     return value
 
 
-def request_for(case: Case, token: str | None) -> dict[str, Any]:
-    bad = f"x{NUL}y"
+def request_for(
+    case: Case, token: str | None, bad: str = f"x{NUL}y", in_path: str = "x%00y"
+) -> dict[str, Any]:
     url = case.path
     for name in re.findall(r"\{([^}:]+)[^}]*\}", case.path):
-        value = "x%00y" if case.where == "path" and case.loc == (name,) else "id_1"
+        value = in_path if case.where == "path" and case.loc == (name,) else "id_1"
         url = re.sub(r"\{" + re.escape(name) + r"[^}]*\}", value, url)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     kw: dict[str, Any] = {"method": case.method, "url": url, "headers": headers}
@@ -315,4 +320,58 @@ async def test_a_nul_byte_in_any_string_parameter_is_a_422_naming_it(service, pl
             assert r.status_code == 413, (post, r.status_code, r.text)
             assert r.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
     print(f"{service}: {len(swept)} string parameters swept")
+    assert not failures, "\n".join(failures)
+
+
+# Each format that got past the old raw-text check, and a few an attacker tries next.
+PAN = "4111111111111111"
+CARD_FORMATS = [
+    "card \u0034111111111111111",  # sent as a JSON escape (decoded by the parser)
+    f"tok_{PAN}",
+    "4111.1111.1111.1111",
+    "4111  1111  1111  1111",
+    "4111/1111_1111-1111",
+    "".join(chr(0xFF10 + int(d)) for d in PAN),  # fullwidth digits
+    "4111 1111 1111 1111",
+]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_a_card_number_in_any_string_parameter_is_refused_naming_it(
+    service, platform, tmp_path
+):
+    issuer = TestIssuer()
+    svc = SERVICES[service](platform, issuer, tmp_path)
+    swept = cases(svc.app.openapi())
+    scopes = route_scopes(svc.app)
+    failures: list[str] = []
+    async with started(svc) as http:
+        for i, case in enumerate(swept):
+            need = set(scopes.get((case.method, case.path), set()))
+            token = svc.token(need or {"openid"})
+            card = CARD_FORMATS[i % len(CARD_FORMATS)]
+            if case.where in ("header", "cookie"):  # header values are bytes: ASCII forms
+                card = card if card.isascii() else PAN
+            if case.where == "path" and "/" in card:  # a slash would make two segments
+                card = "4111.1111.1111.1111"
+            if case.where == "json" and card.startswith("card \\u"):
+                kw = request_for(case, token, "@CARD@")
+                kw["content"] = json.dumps(kw.pop("json")).replace("@CARD@", card)
+                kw["headers"]["Content-Type"] = "application/json"
+            else:
+                if case.where == "json":
+                    card = card.replace("\\u0034", "4")
+                kw = request_for(case, token, card, in_path=quote(card.replace("\\", "")))
+            r = await http.request(**kw)
+            problem = (
+                r.json() if r.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE) else {}
+            )
+            got = (problem.get("errors") or [{}])[0].get("field")
+            slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
+            leaked = "1111" in r.text.replace("****1111", "") or "\uff11" in r.text
+            if r.status_code != 422 or slug != "card-number-refused" or got != case.expected:
+                failures.append(f"{case} {card!r}: {r.status_code} {got!r} {r.text[:200]}")
+            elif leaked:
+                failures.append(f"{case}: the number is echoed: {r.text[:200]}")
+    print(f"{service}: {len(swept)} string parameters swept with card numbers")
     assert not failures, "\n".join(failures)
