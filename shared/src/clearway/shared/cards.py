@@ -16,8 +16,9 @@ What is decoded first, so that a number cannot hide behind an encoding:
 
 - Unicode: NFKC (fullwidth digits U+FF10-U+FF19) and every other decimal digit
   (``str.isdecimal``: Arabic-Indic, Devanagari, …) become ASCII digits;
-- escapes that spell a digit: ``\\u0034``, ``%34``, ``&#52;``/``&#x34;`` (a JSON
-  string inside a JSON string, a URL inside a value, HTML).
+- escapes that spell a digit: ``\\u0034`` (or ``\\uff14``, any decimal digit),
+  ``%34``, ``&#52;``/``&#x34;`` (a JSON string inside a JSON string, a logged
+  ``repr``, a URL inside a value, HTML).
 
 Digit groups may be separated by up to three of: any whitespace, ``-``, ``.``,
 ``/``, ``_``, ``\\``, ``|``, ``,``, ``+`` in any mix (``4111.1111.1111.1111``,
@@ -57,9 +58,10 @@ _RUN: Final = re.compile(rf"[0-9]+(?:{_SEPARATOR}{{1,3}}[0-9]+)*")
 _GROUP: Final = re.compile("[0-9]+")
 _DIGITS: Final = b"0123456789"
 
-# Escapes that spell an ASCII digit (only those: other escapes cannot form a number).
+# Escapes that may spell a digit: a JSON/Python ``\\uXXXX`` (any Unicode decimal digit,
+# ``\\uff14`` included), ``%3X``, ``&#4X;``/``&#5X;``/``&#x3X;``.
 _ESCAPED_DIGIT: Final = re.compile(
-    r"\\u003([0-9])|%3([0-9])|&#(?:(4[89]|5[0-7])|[xX]3([0-9]));?", re.IGNORECASE
+    r"\\u([0-9a-fA-F]{4})|%3([0-9])|&#(?:(4[89]|5[0-7])|[xX]3([0-9]));?"
 )
 
 _HEX: Final = "[0-9A-Fa-f]"
@@ -116,9 +118,12 @@ def normalise(text: str) -> str:
 
 
 def _digit_of(m: re.Match[str]) -> str:
+    if m.group(1):
+        char = chr(int(m.group(1), 16))
+        return str(unicodedata.decimal(char)) if char.isdecimal() else m.group()
     if m.group(3):
         return chr(int(m.group(3)))
-    return m.group(1) or m.group(2) or m.group(4)
+    return m.group(2) or m.group(4)
 
 
 def _could_hold(text: str) -> bool:
