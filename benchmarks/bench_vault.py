@@ -25,12 +25,12 @@ from pathlib import Path
 
 from benchmarks.common import fresh_database, stack
 from clearway.shared.actor import Actor
+from clearway.shared.cards import luhn_valid
 from clearway.shared.crypto import Context, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
 from clearway.shared.crypto.softhsm import DEFAULT_MODULE, ensure_token
 from clearway.shared.db import create_pool, load_migrations, migrate, service_dsn
 from clearway.shared.event_writer import EventWriter
-from clearway.shared.redaction import luhn_valid
 from clearway.vault import handlers
 from clearway.vault.bootstrap import MIGRATIONS, SCHEMA, SERVICE
 from clearway.vault.domain import CardSecret

@@ -1,4 +1,6 @@
-"""Every route of every service, every string parameter, a NUL byte: 422, never 5xx.
+"""Every route of every service, every string parameter, a NUL byte: 422, never 5xx;
+and a card number there, in each of the forms that got past the edge before
+(issue 11): 422 ``card-number-refused`` naming it, never echoing it.
 
 Each service's app is built with its bootstrap ``build_app`` and test settings and
 started once against the real Postgres and Kafka. Its OpenAPI document drives the
@@ -12,6 +14,8 @@ HTTP server, where a chunked body over the limit, sent without a token, is a 413
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 import uuid
@@ -21,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -252,17 +257,29 @@ def cases(spec: dict[str, Any]) -> list[Case]:
     return sorted(found, key=lambda c: (c.path, c.method, c.where, str(c.loc)))
 
 
+def card_fields(spec: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """``(method, path, field)`` of the body fields where a route takes a card number
+    (``x-clearway-card-fields``, declared with ``accepts_card_numbers``)."""
+    return {
+        (method.upper(), path, field)
+        for path, operations in spec["paths"].items()
+        for method, op in operations.items()
+        for field in op.get("x-clearway-card-fields", [])
+    }
+
+
 def _nested(loc: tuple[str | int, ...], value: Any) -> Any:
     for part in reversed(loc):
         value = [value] if isinstance(part, int) else {part: value}
     return value
 
 
-def request_for(case: Case, token: str | None) -> dict[str, Any]:
-    bad = f"x{NUL}y"
+def request_for(
+    case: Case, token: str | None, bad: str = f"x{NUL}y", in_path: str = "x%00y"
+) -> dict[str, Any]:
     url = case.path
     for name in re.findall(r"\{([^}:]+)[^}]*\}", case.path):
-        value = "x%00y" if case.where == "path" and case.loc == (name,) else "id_1"
+        value = in_path if case.where == "path" and case.loc == (name,) else "id_1"
         url = re.sub(r"\{" + re.escape(name) + r"[^}]*\}", value, url)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     kw: dict[str, Any] = {"method": case.method, "url": url, "headers": headers}
@@ -328,3 +345,270 @@ async def test_a_nul_byte_in_any_string_parameter_is_a_422_naming_it(service, pl
             assert r.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
     print(f"{service}: {len(swept)} string parameters swept")
     assert not failures, "\n".join(failures)
+
+
+# Each format that got past the old raw-text check, and a few an attacker tries next.
+PAN = "4111111111111111"
+CARD_FORMATS = [
+    "card \u0034111111111111111",  # sent as a JSON escape (decoded by the parser)
+    f"tok_{PAN}",
+    "4111.1111.1111.1111",
+    "4111  1111  1111  1111",
+    "4111/1111_1111-1111",
+    "".join(chr(0xFF10 + int(d)) for d in PAN),  # fullwidth digits
+    "4111 1111 1111 1111",
+]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_a_card_number_in_any_string_parameter_is_refused_naming_it(
+    service, platform, tmp_path
+):
+    issuer = TestIssuer()
+    svc = SERVICES[service](platform, issuer, tmp_path)
+    spec = svc.app.openapi()
+    allowed = card_fields(spec)
+    swept = [
+        c for c in cases(spec) if (c.method, c.path, c.expected) not in allowed or c.where != "json"
+    ]
+    scopes = route_scopes(svc.app)
+    failures: list[str] = []
+    async with started(svc) as http:
+        for i, case in enumerate(swept):
+            need = set(scopes.get((case.method, case.path), set()))
+            token = svc.token(need or {"openid"})
+            card = CARD_FORMATS[i % len(CARD_FORMATS)]
+            if case.where in ("header", "cookie"):  # header values are bytes: ASCII forms
+                card = card if card.isascii() else PAN
+            if case.where == "path" and "/" in card:  # a slash would make two segments
+                card = "4111.1111.1111.1111"
+            if case.where == "json" and card.startswith("card \\u"):
+                kw = request_for(case, token, "@CARD@")
+                kw["content"] = json.dumps(kw.pop("json")).replace("@CARD@", card)
+                kw["headers"]["Content-Type"] = "application/json"
+            else:
+                if case.where == "json":
+                    card = card.replace("\\u0034", "4")
+                kw = request_for(case, token, card, in_path=quote(card.replace("\\", "")))
+            r = await http.request(**kw)
+            problem = (
+                r.json() if r.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE) else {}
+            )
+            got = (problem.get("errors") or [{}])[0].get("field")
+            slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
+            leaked = "1111" in r.text.replace("****1111", "") or "\uff11" in r.text
+            if r.status_code != 422 or slug != "card-number-refused" or got != case.expected:
+                failures.append(f"{case} {card!r}: {r.status_code} {got!r} {r.text[:200]}")
+            elif leaked:
+                failures.append(f"{case}: the number is echoed: {r.text[:200]}")
+    print(f"{service}: {len(swept)} string parameters swept with card numbers")
+    assert not failures, "\n".join(failures)
+
+
+# ------------------------------------------------------- the independent scanner
+
+SEEDED = ("4111111111111111", "5555555555554444", "378282246310005")
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_SCAN_SEPARATORS = re.compile(r"[\s.\-/_\\|,+]+")
+_ID_LIKE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|\b(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}\b"
+)
+# Its own rules, not the kit's: 13-19 digits, separators of the issue's formats, a
+# payment-card first digit (2-6: epoch nanoseconds in spans start with 1), Luhn.
+_CANDIDATE = re.compile(r"(?<![0-9])[2-6](?:[ .\-/_]{0,3}[0-9]){12,18}(?![0-9])")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def card_numbers_in(text: str) -> list[str]:
+    """Card numbers in ``text`` as this scanner sees them (independent of the kit):
+    escapes and Unicode digits decoded, ids set aside, then any Luhn-valid 13-19
+    digit sequence in the formats of issue 11, and the seeded numbers with every
+    separator removed (glued to ids or not)."""
+    import unicodedata
+
+    text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _ID_LIKE.sub("x", text)
+    found = []
+    for m in _CANDIDATE.finditer(text):
+        digits = re.sub("[^0-9]", "", m.group())
+        if _luhn(digits):
+            found.append(digits)
+    flat = _SCAN_SEPARATORS.sub("", text)
+    found += [pan for pan in SEEDED if pan in flat]
+    return found
+
+
+async def _every_topic(bootstrap: str, prefix: str) -> list[tuple[str, int, int, str]]:
+    """``(topic, partition, offset, text)`` of every record on every topic of the run."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[tuple[str, int, int, str]] = []
+    try:
+        topics = sorted(t for t in await consumer.topics() if t.startswith(prefix))
+        if not topics:
+            return out
+        consumer.subscribe(topics)
+        for _ in range(20):  # bounded: until a poll finds nothing new
+            batch = await consumer.getmany(timeout_ms=1500, max_records=10_000)
+            if not batch and consumer.assignment():
+                break
+            for records in batch.values():
+                for r in records:
+                    parts = [r.key or b"", r.value or b""] + [v for _, v in r.headers or ()]
+                    text = " ".join(p.decode("utf-8", "replace") for p in parts)
+                    out.append((r.topic, r.partition, r.offset, text))
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _pg_dump_text(dsn: str) -> str:
+    """Every schema's data; bytea (hex in the dump) decoded so text stored as bytes is read."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("pg_dump") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
+    )
+    assert found, "pg_dump not found"
+    dump = subprocess.run(
+        [str(found), "--no-owner", "--data-only", dsn], capture_output=True, text=True, check=True
+    ).stdout
+    hex_bytea = re.compile(r"\\\\x([0-9a-f]+)")  # COPY text: \\x and the bytes in hex
+    decoded = [bytes.fromhex(m.group(1)).decode("latin-1") for m in hex_bytea.finditer(dump)]
+    return hex_bytea.sub("<bytea>", dump) + "\n" + "\n".join(decoded)
+
+
+async def test_no_card_number_anywhere_after_every_format_through_every_edge(
+    platform, tmp_path, caplog
+):
+    """Issue 11's acceptance scan. Every format of the issue goes through every string
+    parameter of every service's HTTP edge and onto the intents topic; then Postgres
+    (every schema, bytea decoded), every topic of the run (dead letters included), the
+    log file and the exported spans hold 0 card numbers. The only records skipped are
+    the intents this test wrote itself: the attacker's own input, like its requests."""
+    import json as _json
+    import logging
+
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from clearway.shared.events import new_event
+    from clearway.shared.logging import configure_logging
+    from clearway.shared.relay import idempotent_producer
+    from clearway.shared.schemas import default_registry
+    from clearway.shared.telemetry import setup_tracing
+
+    started_at = time.monotonic()
+    exporter = InMemorySpanExporter()
+    setup_tracing("card-scanner", processors=[SimpleSpanProcessor(exporter)])
+    log_file = tmp_path / "services.log"
+    log_stream = log_file.open("w")
+    root = logging.getLogger()
+    level, before = root.level, list(root.handlers)
+    configure_logging("card-scanner", "DEBUG", stream=log_stream)  # as every service does
+    caplog.set_level(logging.DEBUG)
+    formats = [*CARD_FORMATS, "5555 5555 5555 4444", "3782 822463 10005"]
+    seeded: set[tuple[str, int, int]] = set()
+    try:
+        issuer = TestIssuer()
+        for name in sorted(SERVICES):
+            svc = SERVICES[name](platform, issuer, tmp_path)
+            scopes = route_scopes(svc.app)
+            async with started(svc) as http:
+                spec = svc.app.openapi()
+                allowed = card_fields(spec)  # the vault's and the rail's own card fields
+                swept = [
+                    c
+                    for c in cases(spec)
+                    if c.where != "json" or (c.method, c.path, c.expected) not in allowed
+                ]
+                for i, case in enumerate(swept):
+                    token = svc.token(
+                        set(scopes.get((case.method, case.path), set())) or {"openid"}
+                    )
+                    card = formats[i % len(formats)]
+                    if case.where in ("header", "cookie", "path"):
+                        card = "4111.1111.1111.1111"
+                    r = await http.request(**request_for(case, token, card, quote(card)))
+                    assert r.status_code == 422, (name, case, r.status_code)
+                if name == "transfer":  # intents in every format, while its consumer runs
+                    producer = idempotent_producer(platform.kafka_bootstrap)
+                    await producer.start()
+                    topic = platform.topic("clearway.transfer.intents.v1")
+                    try:
+                        for i, card in enumerate(formats):
+                            ev = new_event(
+                                type="transfer.intent",
+                                source="/tests/scanner",
+                                aggregate_id=f"int_scan{i}",
+                                aggregate_version=1,
+                                data={
+                                    "idempotency_key": f"scan-{i}",
+                                    "client_id": "cli_scan",
+                                    "amount": 100,
+                                    "currency": "EUR",
+                                    "source": "acct_a1",
+                                    "destination": "acct_b2",
+                                    "description": card,
+                                    "metadata": {"pan": card},
+                                },
+                                dataschema=default_registry().get("transfer.intent", 1).dataschema,
+                                correlation_id=f"corr_scan{i}",
+                                tenant="tnt_hygiene",
+                            )
+                            meta = await producer.send_and_wait(
+                                topic, value=ev.body(), key=ev.key, headers=ev.headers()
+                            )
+                            seeded.add((topic, meta.partition, meta.offset))
+                    finally:
+                        await producer.stop()
+                    dlt = f"{topic}.transfer-intents.dlt"
+                    for _ in range(100):
+                        records = await _every_topic(platform.kafka_bootstrap, dlt)
+                        if len(records) >= len(formats):
+                            break
+                        await asyncio.sleep(0.3)
+                    assert len(records) == len(formats), "intents not dead-lettered"
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+        log_stream.close()
+        root.setLevel(level)
+
+    places: dict[str, str] = {
+        "postgres": _pg_dump_text(platform.database_url),
+        "log file": log_file.read_text(),
+        "captured logs": caplog.text,
+        "spans": _json.dumps([_json.loads(s.to_json()) for s in exporter.get_finished_spans()]),
+    }
+    records = await _every_topic(platform.kafka_bootstrap, platform.topic_prefix)
+    assert any(t.endswith(".dlt") for t, *_ in records)
+    for topic, partition, offset, text in records:
+        if (topic, partition, offset) not in seeded:
+            places[f"topic {topic}[{partition}]@{offset}"] = text
+    leaks = {where: card_numbers_in(text) for where, text in places.items()}
+    leaks = {where: found for where, found in leaks.items() if found}
+    lines = {
+        where: [line[:300] for line in places[where].splitlines() if card_numbers_in(line)][:3]
+        for where in leaks
+    }
+    assert not leaks, f"card numbers found in {sorted(leaks)}: {lines}"
+    # The scanner sees what it must: every format, and the seeded intents it skipped.
+    assert all(SEEDED[0] in card_numbers_in(f"x {f} y") for f in CARD_FORMATS)
+    skipped = [text for topic, p, o, text in records if (topic, p, o) in seeded]
+    assert len(skipped) == len(formats) and all(card_numbers_in(t) for t in skipped)
+    print(f"scanned {len(places)} places in {time.monotonic() - started_at:.1f} s")

@@ -1,5 +1,6 @@
-"""Traces carry no secrets: a request with a card number and a PAR ``request_uri``
-in its query and a bearer token in ``Authorization`` leaves spans without them,
+"""Traces carry no secrets: a request with a card number (refused at the edge) and
+one with a PAR ``request_uri`` in its query and a bearer token in ``Authorization``
+leave spans without them,
 while trace ids, ids and the correlation id stay (docs/design.md §9, §11)."""
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ async def test_spans_of_a_request_carry_no_card_number_token_or_request_uri():
             params={"card": PAN, "request_uri": REQUEST_URI, "cursor": "c_1"},
             headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": "corr_span1"},
         )
+        assert r.status_code == 422  # the edge refuses the card number (docs/design.md §9)
+        assert r.json()["errors"][0]["field"] == "query.card"
+        r = await http.get(
+            "/v1/things/tr_123",
+            params={"request_uri": REQUEST_URI, "cursor": "c_1"},
+            headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": "corr_span1"},
+        )
         assert r.status_code == 200
 
     spans = [s for s in exporter.get_finished_spans() if "things" in s.name]
@@ -52,7 +60,7 @@ async def test_spans_of_a_request_carry_no_card_number_token_or_request_uri():
     exported = json.dumps([json.loads(s.to_json()) for s in spans])
     for secret in (PAN, REQUEST_URI, "Kx9secretpar", token, token.split(".")[1], "alice@"):
         assert secret not in exported, secret
-    server = next(s for s in spans if s.kind == trace.SpanKind.SERVER)
+    server = [s for s in spans if s.kind == trace.SpanKind.SERVER][-1]
     attrs = dict(server.attributes or {})
     assert attrs["http.request.header.authorization"] == "[REDACTED]"
     assert "request_uri=[REDACTED]" in exported and "****1111" in exported

@@ -25,6 +25,7 @@ from clearway.shared.http import (
     ApiVersions,
     Deprecation,
     ProblemError,
+    accepts_card_numbers,
     create_app,
 )
 from clearway.shared.logging import configure_logging
@@ -53,7 +54,8 @@ def build_app() -> FastAPI:
     app = create_app(SERVICE, title="HTTP kit test", api_versions=VERSIONS)
     v1 = APIRouter(prefix="/v1")
 
-    @v1.post("/payments", status_code=201)
+    # the one field where a card number is the point
+    @v1.post("/payments", status_code=201, openapi_extra=accepts_card_numbers("card_number"))
     async def create_payment(
         payment: PaymentIn, idempotency_key: Annotated[str, Header()]
     ) -> dict[str, str]:

@@ -9,6 +9,9 @@ Failures:
 - undecodable or schema-invalid records go straight to the dead-letter topic;
 - infrastructure errors (database or network down) are retried with backoff
   until they pass: the batch is not acknowledged meanwhile, nothing is skipped;
+- with ``refuse_card_numbers`` (consumers of intents, which partners write), a
+  record carrying a card number in its data, subject or key is dead-lettered
+  at once, the number masked in the copy (docs/design.md §9);
 - a handler error isolates the message (one transaction per message), retries
   it with backoff and dead-letters it once ``retry`` (a :class:`Backoff`) is exhausted;
   :class:`PermanentError` dead-letters at once.
@@ -28,6 +31,7 @@ import asyncpg
 from opentelemetry import trace
 
 from clearway.shared.backoff import Backoff, retry
+from clearway.shared.cards import first_card_location, has_card
 from clearway.shared.context import correlation
 from clearway.shared.dlt import DeadLetters, KafkaRecord
 from clearway.shared.events import Event, MalformedEvent
@@ -111,6 +115,7 @@ class IdempotentConsumer:
         accept: Callable[[Event], bool] | None = None,
         retry: Backoff = MESSAGE_RETRY,
         infra_retry: Backoff = INFRA_RETRY,
+        refuse_card_numbers: bool = False,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler or batch_handler")
@@ -123,6 +128,7 @@ class IdempotentConsumer:
         self.accept = accept
         self.retry = retry
         self.infra_retry = infra_retry
+        self.refuse_card_numbers = refuse_card_numbers
         self.last_error: str | None = None
         self.applied = 0
         self.duplicates = 0
@@ -144,9 +150,20 @@ class IdempotentConsumer:
         good: list[tuple[KafkaRecord, Event]] = []
         for r in records:
             try:
-                ev = self._decode(r)
+                ev = Event.from_kafka(r.headers or (), r.value)
+                # Before the schema: a field the schema refuses may hold the number.
+                where = _card_field(r, ev) if self.refuse_card_numbers else None
+                if where is None:
+                    ev = self._validated(ev)
             except (MalformedEvent, ValueError) as e:
-                await self._dead_letter(r, e, attempts=1)
+                # A record we cannot even read may still carry a card number.
+                await self._dead_letter(
+                    r, e, attempts=1, mask_card_numbers=self.refuse_card_numbers
+                )
+                continue
+            if where is not None:
+                reason = f"card number refused in {where}; send a card token (docs/design.md §9)"
+                await self._dead_letter(r, reason, attempts=1, mask_card_numbers=True)
                 continue
             if self.accept is None or self.accept(ev):
                 good.append((r, ev))
@@ -161,8 +178,7 @@ class IdempotentConsumer:
                     await self._one_by_one(good)
         CONSUMER_LATENCY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
-    def _decode(self, r: KafkaRecord) -> Event:
-        ev = Event.from_kafka(r.headers or (), r.value)
+    def _validated(self, ev: Event) -> Event:
         if self.validate is not None and ev.dataschema:
             data = self.validate(ev.type, major_of(ev.dataschema), ev.data)
             ev = replace(ev, data=data)
@@ -244,20 +260,42 @@ class IdempotentConsumer:
                     error = e
                     log.warning("%s: %s failed (attempt %d): %s", self.name, ev.id, attempt, e)
 
-    async def _dead_letter(self, r: KafkaRecord, error: BaseException, *, attempts: int) -> None:
+    async def _dead_letter(
+        self,
+        r: KafkaRecord,
+        error: BaseException | str,
+        *,
+        attempts: int,
+        mask_card_numbers: bool = False,
+    ) -> None:
         log.error(
             "%s: dead-lettering %s[%d]@%d: %s", self.name, r.topic, r.partition, r.offset, error
         )
         CONSUMER_MESSAGES_TOTAL.labels(self.name, "dead_lettered").inc()
         # The DLT write must succeed before the offset moves on: retried until it does.
         await retry(
-            lambda: self.dead_letters.send(r, error, attempts=attempts),
+            lambda: self.dead_letters.send(
+                r, error, attempts=attempts, mask_card_numbers=mask_card_numbers
+            ),
             self.infra_retry,
             what=f"{self.name}: dead-letter write",
             logger=log,
             on_retry=self._unwell,
         )
         self.last_error = None
+
+
+def _card_field(r: KafkaRecord, ev: Event) -> str | None:
+    """Where a record carries a card number (``data.metadata.pan``, ``subject``, ``key``),
+    never the number itself; ``None`` when it carries none."""
+    loc = first_card_location(ev.data)
+    if loc is not None:
+        return ".".join(map(str, ("data", *loc)))
+    if ev.subject and has_card(ev.subject):
+        return "subject"
+    if r.key and has_card(r.key.decode("utf-8", errors="replace")):
+        return "key"
+    return None
 
 
 def _bind(

@@ -4,10 +4,13 @@ A message a consumer cannot apply goes to ``<topic>.<group>.dlt`` with its
 original key, value and headers, plus ``dlt_*`` headers saying why, from
 where, and after how many attempts. It is written (and acknowledged by Kafka)
 before the consumer commits its offset, so nothing is ever dropped silently.
+A record refused for carrying a card number is written with every card number
+in its key, value and headers masked (docs/design.md §9): no topic holds one.
 """
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from clearway.shared.cards import mask_cards, mask_cards_in
 from clearway.shared.metrics import DLT_MESSAGES_TOTAL
 from clearway.shared.redaction import redact_text
 
@@ -65,14 +69,26 @@ class DeadLetters:
         self._producer = producer
         self.group = group
 
-    async def send(self, record: KafkaRecord, error: BaseException | str, *, attempts: int) -> None:
-        """Write ``record`` to its DLT and wait until Kafka has it."""
+    async def send(
+        self,
+        record: KafkaRecord,
+        error: BaseException | str,
+        *,
+        attempts: int,
+        mask_card_numbers: bool = False,
+    ) -> None:
+        """Write ``record`` to its DLT and wait until Kafka has it; with
+        ``mask_card_numbers``, a copy with every card number masked."""
         if isinstance(error, BaseException):
             etype, message = type(error).__name__, str(error)
             trace = "".join(traceback.format_exception(error, limit=8))[-4000:]
         else:
             etype, message, trace = "Rejected", error, ""
         headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLT_PREFIX)]
+        key, value = record.key, record.value
+        if mask_card_numbers:
+            key, value = _masked(key), _masked_value(value)
+            headers = [(k, _masked(v) or b"") for k, v in headers]
         meta = {
             "error_type": etype,
             # Errors may quote the payload: they pass through the redaction layer.
@@ -87,6 +103,25 @@ class DeadLetters:
         }
         headers += [(DLT_PREFIX + k, v.encode()) for k, v in meta.items() if v]
         topic = dlt_topic(record.topic, self.group)
-        fut = await self._producer.send(topic, value=record.value, key=record.key, headers=headers)
+        fut = await self._producer.send(topic, value=value, key=key, headers=headers)
         await fut
         DLT_MESSAGES_TOTAL.labels(self.group, record.topic).inc()
+
+
+def _masked(raw: bytes | None) -> bytes | None:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    masked = mask_cards(text)
+    return raw if masked == text else masked.encode()
+
+
+def _masked_value(raw: bytes | None) -> bytes | None:
+    """A JSON value is decoded first, so a number behind a ``\\u`` escape is masked too."""
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _masked(raw)
+    return json.dumps(mask_cards_in(doc), separators=(",", ":")).encode()

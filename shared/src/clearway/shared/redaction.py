@@ -1,17 +1,21 @@
 """The one redaction layer every log line and span attribute passes through.
 
-docs/design.md §9: PANs never reach a log, a trace or a topic; secrets,
+docs/design.md §9: PANs never reach a log, a trace or a topic (found by the one
+detector, ``clearway.shared.cards``); secrets,
 ``Authorization`` values and email addresses are masked; ids (``tr_…``,
 ``evt_…``, ``corr_…``, UUIDs, trace ids) and correlation context stay intact
 so an SRE can still follow a flow.
 
 Pure functions, no I/O. Patterns are compiled once; ``redact_text`` makes
 at most one regex pass over its input, with only the rules that cheap
-substring checks say could match (most log lines need none).
+substring checks say could match (most log lines need none), then lets
+``cards.mask_cards`` mask card numbers (a digit count first, so most lines cost
+nothing there either).
 
 Masked forms:
 
-- a PAN becomes ``[PAN ****4242]`` (last four digits only);
+- a PAN becomes ``[PAN ****4242]`` (last four digits only), in any of the forms
+  ``cards`` recognises (separators, fullwidth digits, ``\\u0034`` escapes);
 - ``Bearer <token>`` becomes ``Bearer [REDACTED]``;
 - a JWT becomes ``[REDACTED JWT]``;
 - a prefixed secret keeps its prefix: ``whsec_[REDACTED]``;
@@ -27,6 +31,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, TypeGuard, overload
 from urllib.parse import quote, unquote_plus
+
+from clearway.shared.cards import mask_cards
 
 REDACTED: Final = "[REDACTED]"
 
@@ -91,9 +97,6 @@ SENSITIVE_KEY_SUFFIXES: Final[tuple[str, ...]] = (
 )
 
 _MAX_DEPTH: Final = 32
-_PAN_MIN: Final = 13
-_PAN_MAX: Final = 19
-_LUHN_DOUBLE: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def _normalise_key(key: str) -> str:
@@ -118,7 +121,7 @@ _HEX: Final = "[0-9A-Fa-f]"
 _SEP: Final = r"[\"']?[ \t]*[:=][ \t]*+|[\"'][ \t]*,[ \t]*+b?(?=[\"'])"
 
 # Alternatives are tried left to right at each position, so the ones that
-# *keep* a value (UUIDs, traceparent) come first and the PAN scan comes last.
+# *keep* a value (UUIDs, traceparent) come first.
 _KEEP: Final = (
     rf"(?<![0-9A-Za-z-])(?:{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
     rf"|{_HEX}{{2}}-{_HEX}{{32}}-{_HEX}{{16}}-{_HEX}{{2}})(?![0-9A-Za-z-])"
@@ -155,11 +158,6 @@ _EMAIL: Final = (
     r"@(?P<em_domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,})"
     r"(?![A-Za-z0-9_-])"
 )
-# Digit groups joined by single spaces or dashes. Digits glued to letters or
-# ``_`` belong to an identifier (hex trace ids, ``tr_…``), and digits after a
-# decimal point belong to a number, so neither starts a PAN.
-_DIGIT_RUN: Final = r"(?<![0-9A-Za-z_])(?<![0-9]\.)[0-9]+(?:[ -][0-9]+)*(?![0-9A-Za-z_])(?!\.[0-9])"
-
 _RULE_PATTERNS: Final = (
     ("keep", _KEEP),
     ("kv", _KV),
@@ -169,7 +167,6 @@ _RULE_PATTERNS: Final = (
     ("jwt", _JWT),
     ("secret", _SECRET),
     ("email", _EMAIL),
-    ("pan", _DIGIT_RUN),
 )
 # Every key in SENSITIVE_KEYS contains one of these (lowercased) words.
 _KV_HINTS: Final = (
@@ -188,10 +185,6 @@ _KV_HINTS: Final = (
     "verifier",
     "assertion",
 )
-# A digit and 12 more digits or separators: the least a PAN needs.
-_PAN_HINT: Final = re.compile(r"[0-9][0-9 \-]{12}")
-_PAN_SCAN: Final = re.compile(f"(?P<keep>{_KEEP})|(?P<pan>{_DIGIT_RUN})", re.ASCII)
-_DIGIT_GROUP: Final = re.compile("[0-9]+")
 
 
 @functools.cache
@@ -227,72 +220,7 @@ def _rules_for(s: str) -> tuple[str, ...]:
         names.append("secret")
     if "@" in s:
         names.append("email")
-    if _PAN_HINT.search(s):
-        names.append("pan")
     return ("keep", *names) if names else ()
-
-
-def luhn_valid(digits: str) -> bool:
-    """Whether an ASCII digit string passes the Luhn (mod 10) check.
-
-    Length is not checked here; ``find_pans`` and ``redact_text`` only call it
-    on 13 to 19 digits. Anything that is not purely ASCII digits is invalid.
-    """
-    if not digits or not digits.isascii() or not digits.isdigit():
-        return False
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        digit = ord(char) - 48
-        total += _LUHN_DOUBLE[digit] if position % 2 else digit
-    return total % 10 == 0
-
-
-def _pan_spans(run: str) -> list[tuple[int, int, str]]:
-    """``(start, end, digits)`` of each PAN in a run of separated digit groups.
-
-    A PAN starts and ends on group boundaries, so ``4111 1111 1111 1111 123``
-    (a PAN then a CVV) is found even though the whole run fails Luhn. The
-    longest Luhn-valid span of 13 to 19 digits starting at a group wins.
-    """
-    groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(run)]
-    if len(groups) == 1:
-        ok = _PAN_MIN <= len(run) <= _PAN_MAX and luhn_valid(run)
-        return [(0, len(run), run)] if ok else []
-    spans: list[tuple[int, int, str]] = []
-    i = 0
-    while i < len(groups):
-        digits = ""
-        best_end, best_digits = -1, ""
-        for j in range(i, len(groups)):
-            digits += run[groups[j][0] : groups[j][1]]
-            if len(digits) > _PAN_MAX:
-                break
-            if len(digits) >= _PAN_MIN and luhn_valid(digits):
-                best_end, best_digits = j, digits
-        if best_end < 0:
-            i += 1
-        else:
-            spans.append((groups[i][0], groups[best_end][1], best_digits))
-            i = best_end + 1
-    return spans
-
-
-def _mask_pan(digits: str) -> str:
-    return f"[PAN ****{digits[-4:]}]"
-
-
-def _mask_run(run: str) -> str:
-    spans = _pan_spans(run)
-    if not spans:
-        return run
-    out: list[str] = []
-    last = 0
-    for start, end, digits in spans:
-        out.append(run[last:start])
-        out.append(_mask_pan(digits))
-        last = end
-    out.append(run[last:])
-    return "".join(out)
 
 
 def _mask_quoted(value: str) -> str:
@@ -303,8 +231,6 @@ def _mask_quoted(value: str) -> str:
 
 def _replace(m: re.Match[str]) -> str:
     kind = m.lastgroup
-    if kind == "pan":
-        return _mask_run(m.group())
     if kind == "kv":
         return f"{m['kv_key']}{m['kv_sep']}{_mask_quoted(m['kv_val'])}"
     if kind == "cookie":
@@ -331,47 +257,7 @@ def redact_text(s: str) -> str:
     redacting text twice is harmless.
     """
     names = _rules_for(s)
-    return _rules(names).sub(_replace, s) if names else s
-
-
-def find_pans(text: str) -> list[str]:
-    """Every Luhn-valid 13 to 19 digit card number in ``text``, digits only.
-
-    Separators (single spaces or dashes between digit groups) are accepted and
-    stripped. Used to refuse request bodies that carry a card number; the
-    result is itself sensitive and must never be logged.
-    """
-    found: list[str] = []
-    for m in _PAN_SCAN.finditer(text):
-        if m.lastgroup == "pan":
-            found.extend(digits for _, _, digits in _pan_spans(m.group()))
-    return found
-
-
-def find_pan_field(doc: object, path: str = "") -> str | None:
-    """Where in a decoded JSON document the first card number sits, or None.
-
-    The answer is a path such as ``metadata.card`` or ``items[2]``; a key that
-    itself holds a card number is named by the object around it (the path must
-    not quote the number), and ``""`` is the document itself. Used to refuse
-    requests and messages naming the field at fault, without quoting the value.
-    """
-    if isinstance(doc, Mapping):
-        for key, value in doc.items():
-            if find_pans(str(key)):
-                return path
-            where = f"{path}.{key}" if path else str(key)
-            found = find_pan_field(value, where)
-            if found is not None:
-                return found
-        return None
-    if isinstance(doc, list | tuple):
-        for i, item in enumerate(doc):
-            found = find_pan_field(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-        return None
-    return path if isinstance(doc, str | int) and find_pans(str(doc)) else None
+    return mask_cards(_rules(names).sub(_replace, s) if names else s)
 
 
 def is_sensitive_key(key: str | bytes) -> bool:

@@ -15,7 +15,7 @@ from clearway.rail import handlers
 from clearway.rail.domain import FaultPlan, InvalidCharge, card_used
 from clearway.rail.faults import FaultState
 from clearway.shared.auth import require_scope
-from clearway.shared.http import ProblemError, invalid_field
+from clearway.shared.http import ProblemError, accepts_card_numbers, invalid_field
 
 router = APIRouter(prefix="/v1")
 CHARGES = Security(require_scope("rail:charges"))
@@ -57,7 +57,12 @@ def _invalid(e: InvalidCharge) -> ProblemError:
     return invalid_field(e.field, e.reason)
 
 
-@router.post("/charges", status_code=201, dependencies=[CHARGES])
+@router.post(
+    "/charges",
+    status_code=201,
+    dependencies=[CHARGES],
+    openapi_extra=accepts_card_numbers("card.number"),
+)
 async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:
     """Charge once per reference: a repeated reference answers 200 with the existing charge."""
     try:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from clearway.shared.redaction import luhn_valid
+from clearway.shared.cards import luhn_valid
 
 #: ISO 20022 EndToEndId: at most 35 characters of the SEPA character set.
 REFERENCE = re.compile(r"[A-Za-z0-9/?:().,'+ -]{1,35}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any
 
@@ -20,7 +19,6 @@ from clearway.shared.http import (
     invalid_field,
     page_request,
 )
-from clearway.shared.redaction import find_pan_field, find_pans
 from clearway.transfer.domain import (
     InvalidField,
     InvalidTransition,
@@ -57,7 +55,8 @@ EXAMPLE = {
 
 
 class TransferIn(BaseModel):
-    """A transfer request; the source may be a card *token* (``tok_…``), never a card."""
+    """A transfer request; the source may be a card *token* (``tok_…``), never a card
+    (the kit's edge refuses card numbers anywhere in the request, docs/design.md §9)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
     amount: StrictInt = Field(gt=0, description="Positive integer, minor units.")
@@ -80,33 +79,6 @@ def _tenant(principal: Principal) -> str:
             403, "tenant-required", "Tenant required", "The access token carries no tenant."
         )
     return principal.tenant
-
-
-async def refuse_card_numbers(request: Request) -> None:
-    """Runs before the body is parsed: a card number anywhere is a 422 naming the
-    field, and the value is never echoed, logged or stored.
-
-    It runs before authentication too; the body it reads is the one the kit's
-    edge already read and bounded (``create_app(max_body_bytes=...)``, 413 past it).
-    """
-    raw = (await request.body()).decode("utf-8", errors="replace")
-    where: str | None = None
-    if find_pans(request.url.query):
-        where = "query"
-    elif any(find_pans(v) for k, v in request.headers.items() if k != "authorization"):
-        where = "header"
-    elif find_pans(raw):
-        try:
-            where = find_pan_field(json.loads(raw)) or "body"
-        except ValueError:
-            where = "body"
-    if where:
-        raise ValidationProblem(
-            FieldError(where, "card numbers are refused", "pan"),
-            type_slug="card-number-refused",
-            title="Card numbers are refused",
-            detail=f"Field '{where}' holds a card number; send a card token (tok_…) instead.",
-        )
 
 
 async def idempotency_key(
@@ -137,7 +109,6 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(refuse_card_numbers)],
     responses={409: {"description": "In flight"}, 422: {"description": "Invalid or reused"}},
 )
 async def create_transfer(

@@ -123,6 +123,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 handler=lambda conn, ev: handle_intent(core, conn, ev),
                 validate=registry.validate,
                 accept=lambda ev: ev.type == INTENT_TYPE,
+                refuse_card_numbers=True,  # partners write intents (docs/design.md §9)
             )
             jobs = IdempotentConsumer(
                 "transfer-executor",

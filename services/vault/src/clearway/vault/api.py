@@ -19,7 +19,7 @@ from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.auth.fastapi import ScopeRequirement
 from clearway.shared.auth.principal import InvalidToken
-from clearway.shared.http import ProblemError, invalid_field
+from clearway.shared.http import ProblemError, accepts_card_numbers, invalid_field
 from clearway.vault import handlers
 from clearway.vault.domain import TOKEN, InvalidCard
 from clearway.vault.handlers import CardNotFound, Vault
@@ -102,7 +102,7 @@ VERIFY = Security(require_scope("cards:verify"))
 DETOKENIZE = Security(AuditedScope(frozenset({"cards:detokenize"})))
 
 
-@router.post("/v1/cards", status_code=201)
+@router.post("/v1/cards", status_code=201, openapi_extra=accepts_card_numbers("number"))
 async def create_card(
     body: CardIn,
     request: Request,

@@ -17,7 +17,7 @@ import string
 from dataclasses import dataclass
 from datetime import date
 
-from clearway.shared.redaction import luhn_valid
+from clearway.shared.cards import luhn_valid
 
 #: Tokens are ``tok_`` and 24 letters. No digits on purpose: a token can never look
 #: like (part of) a card number to a scanner of logs, tables or topics.

@@ -2,11 +2,14 @@
 
 ``create_app`` installs them all: RFC 9457 problem+json errors, the
 ``X-Correlation-ID`` edge, dated ``Clearway-Version`` negotiation with
-deprecation headers (docs/design.md §10), request metrics and ``/metrics`` (docs/design.md §11),
+deprecation headers (docs/design.md §10), card numbers refused on decoded
+values (docs/design.md §9, ``accepts_card_numbers`` for the one route that takes
+them), request metrics and ``/metrics`` (docs/design.md §11),
 and the ``/healthz``/``/readyz`` probes.
 """
 
 from clearway.shared.http.app import OPS_PATHS, create_app
+from clearway.shared.http.card_guard import accepts_card_numbers
 from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id
 from clearway.shared.http.health import ReadinessCheck
 from clearway.shared.http.paging import (
@@ -56,6 +59,7 @@ __all__ = [
     "UnsupportedVersionError",
     "ValidationProblem",
     "accept_correlation_id",
+    "accepts_card_numbers",
     "create_app",
     "invalid_field",
     "list_body",

@@ -2,11 +2,11 @@
 
 Per request it binds the correlation id, resolves the ``Clearway-Version``,
 reads the body against the size limit and refuses control characters
-(``hygiene``), stamps the correlation id and version (and any deprecation
-signals) on the response, turns a crash into a problem (503 when a dependency
-is down, else 500), and records latency and deprecated calls. It is plain ASGI
-rather than ``BaseHTTPMiddleware``: no extra task per request, and context
-variables set here are the ones the route sees.
+(``hygiene``) and card numbers (``card_guard``), stamps the correlation id and
+version (and any deprecation signals) on the response, turns a crash into a
+problem (503 when a dependency is down, else 500), and records latency and
+deprecated calls. It is plain ASGI rather than ``BaseHTTPMiddleware``: no extra
+task per request, and context variables set here are the ones the route sees.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clearway.shared.context import correlation_id_var, new_correlation_id
+from clearway.shared.http.card_guard import card_number_field, card_number_problem
 from clearway.shared.http.hygiene import (
     DEFAULT_MAX_BODY_BYTES,
     body_control_field,
@@ -133,8 +134,8 @@ class EdgeMiddleware:
                 DEPRECATED_CALLS_TOTAL.labels(self.service, version, route, client).inc()
 
     async def _screened(self, scope: Scope, receive: Receive, headers: Headers) -> Receive:
-        """Refuse control characters and oversized bodies before any route or dependency
-        runs; the ``receive`` to hand on replays the body that was read here."""
+        """Refuse control characters, oversized bodies and card numbers before any route
+        or dependency runs; the ``receive`` to hand on replays the body read here."""
         loc = (
             path_control_field(scope["path"], _path_templates(scope))
             or query_control_field(scope["query_string"])
@@ -147,16 +148,26 @@ class EdgeMiddleware:
         loc = body_control_field(headers.get("content-type"), body)
         if loc is not None:
             raise control_character_problem(loc)
+        loc = card_number_field(
+            scope, lambda: _operations(scope), headers.get("content-type"), body
+        )
+        if loc is not None:
+            raise card_number_problem(loc)
         return replay(messages, receive)
 
 
 def _path_templates(scope: Scope) -> list[str]:
-    """The app's documented route paths (``/v1/transfers/{transfer_id}``), from its
-    OpenAPI document: public API (FastAPI includes routers lazily, so its route
-    list is not flat), built once and cached, and read only for requests that
-    were refused or not routed."""
+    """The app's documented route paths (``/v1/transfers/{transfer_id}``)."""
+    return list(_operations(scope))
+
+
+def _operations(scope: Scope) -> dict[str, Any]:
+    """The ``paths`` of the app's OpenAPI document: public API (FastAPI includes
+    routers lazily, so its route list is not flat), built once and cached, and
+    read only for requests that were refused or not routed."""
     openapi = getattr(scope.get("app"), "openapi", None)
-    return list(openapi().get("paths", {})) if callable(openapi) else []
+    paths = openapi().get("paths", {}) if callable(openapi) else {}
+    return paths if isinstance(paths, dict) else {}
 
 
 def _route_template(scope: Scope) -> str:

@@ -94,7 +94,7 @@ def form_control_field(raw: bytes) -> Loc | None:
     whose name or value holds a refused character; ``None`` when there is none."""
     if _URL_SUSPECT.search(raw) is None:
         return None
-    return _pairs_control_field(_parse_qs(raw), "body", body=True)
+    return _pairs_control_field(parse_pairs(raw), "body", body=True)
 
 
 def query_control_field(query_string: bytes) -> Loc | None:
@@ -102,7 +102,7 @@ def query_control_field(query_string: bytes) -> Loc | None:
     name or value holds a refused character; ``None`` when there is none."""
     if not query_string or _URL_SUSPECT.search(query_string) is None:
         return None
-    return _pairs_control_field(_parse_qs(query_string), "query", body=False)
+    return _pairs_control_field(parse_pairs(query_string), "query", body=False)
 
 
 def header_control_field(headers: Iterable[tuple[bytes, bytes]]) -> Loc | None:
@@ -211,7 +211,8 @@ def replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-def _parse_qs(raw: bytes) -> list[tuple[str, str]]:
+def parse_pairs(raw: bytes) -> list[tuple[str, str]]:
+    """A query string or urlencoded form as decoded ``(name, value)`` pairs."""
     # The same decoding Starlette applies to query strings and forms (UTF-8, with
     # replacement), so the edge sees the strings the route would see.
     return parse_qsl(raw.decode("latin-1"), keep_blank_values=True, errors="replace")

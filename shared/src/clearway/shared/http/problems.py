@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clearway.shared.cards import mask_cards
 from clearway.shared.context import current_correlation_id, new_correlation_id
 from clearway.shared.crypto.keys import KeyUnavailable
 
@@ -112,8 +113,9 @@ def problem_response(
 
 def instance_uri(request: Request) -> str:
     """The request path as a URI reference (RFC 9457 §3.1.5): percent-encoded, so a
-    control character the client put in the path is never echoed raw."""
-    return quote(request.url.path, safe="/:@!$&'()*+,;=~")
+    control character the client put in the path is never echoed raw, and with any
+    card number masked (docs/design.md §9)."""
+    return quote(mask_cards(request.url.path), safe="/:@!$&'()*+,;=~")
 
 
 def problem_for(request: Request, exc: BaseException) -> Response:
