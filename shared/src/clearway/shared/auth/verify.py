@@ -143,8 +143,13 @@ class TokenVerifier:
         if self._fetch is not None:
             if self._loaded_at is None or self._clock() - self._loaded_at > JWKS_MAX_AGE_S:
                 await self._refresh(self._generation)
-            elif kid not in self._keys and self._may_refresh_for_unknown_kid():
-                await self._refresh(self._generation)
+            elif kid not in self._keys:
+                if self._may_refresh_for_unknown_kid():
+                    await self._refresh(self._generation)
+                elif self._refreshing is not None and self._refreshing.locked():
+                    # a refresh is in flight (perhaps for this very kid): wait for it
+                    async with self._refreshing:
+                        pass
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("unknown kid")
