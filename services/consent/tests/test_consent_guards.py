@@ -9,7 +9,12 @@ import hashlib
 import secrets
 from typing import Any
 
+import pytest
+
+from clearway.consent import clients as consent_clients
 from clearway.consent import handlers
+
+from .conftest import read_events
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 
@@ -117,3 +122,75 @@ async def test_non_ascii_values_on_the_consent_pages_are_4xx_not_500(consent):
     ]:
         response = await http.post(f"{url}{path}", data=form, headers=session)
         assert 400 <= response.status_code < 500, (path, response.status_code)
+
+
+# --- issue 12 item 5: admin scopes split by reach -----------------------------------------
+
+
+async def _post(consent, path: str, token: str, **body: Any):
+    return await consent.http.post(
+        f"{consent.url}{path}",
+        json={"reason": "incident 42", **body},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+async def test_a_tenant_admin_cannot_rotate_platform_keys_or_touch_another_tenants_clients(
+    consent,
+):
+    admin = consent.client(0, "admin")
+    # platform scopes are never granted to a tenant's client
+    refused = await consent.token_response(admin, scope="platform:keys")
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
+    token = await consent.token(admin, "admin:clients admin:consents")
+    rotation = await _post(consent, "/v1/platform/keys/rotation", token)
+    assert rotation.status_code == 403
+    assert rotation.json()["missing_scopes"] == ["platform:keys"]
+
+    other = consent.client(1, "partner")["client_id"]
+    for path in (f"/v1/admin/clients/{other}/disable", f"/v1/admin/clients/{other}/secret"):
+        response = await _post(consent, path, token)
+        assert response.status_code == 403, response.text
+    unknown = await _post(consent, "/v1/admin/clients/tnt_nobody-partner/disable", token)
+    assert unknown.status_code == 403 and unknown.json() == {
+        **response.json(),
+        "detail": "tnt_nobody-partner is not yours",
+        "instance": unknown.json()["instance"],
+        "correlation_id": unknown.json()["correlation_id"],
+    }  # an unknown client and another tenant's look the same
+    assert (await consent.token_response(consent.client(1, "partner"))).status_code == 200
+    with pytest.raises(ValueError, match="platform scopes"):
+        await consent_clients.register_client(
+            consent.svc, client_id="x", tenant="tnt_demo_alpha", name="x", scopes=["platform:keys"]
+        )
+
+
+async def test_platform_key_rotation_is_reasoned_throttled_and_audited_under_the_platform(
+    consent,
+):
+    token = await consent.token(consent.operator(), "platform:keys platform:clients")
+    no_reason = await consent.http.post(
+        f"{consent.url}/v1/platform/keys/rotation",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert no_reason.status_code == 422
+    first = await _post(consent, "/v1/platform/keys/rotation", token)
+    assert first.status_code == 200, first.text
+    again = await _post(consent, "/v1/platform/keys/rotation", token)
+    assert again.status_code == 429 and int(again.headers["Retry-After"]) >= 1
+    # an operator reaches any tenant's client; the action lands in that tenant's view
+    beta = consent.client(1, "webhooks")["client_id"]
+    disabled = await _post(consent, f"/v1/platform/clients/{beta}/disable", token)
+    assert disabled.status_code == 200, disabled.text
+
+    def actions(seen):
+        return {e.data["action"]: e for e in seen if e.type == "consent.admin_action"}
+
+    events = await read_events(
+        consent.settings.platform.kafka_bootstrap,
+        consent.settings.topic,
+        lambda seen: {"rotate_keys", "disable_client"} <= set(actions(seen)),
+    )
+    assert actions(events)["rotate_keys"].tenant == "tnt_platform"
+    assert actions(events)["disable_client"].tenant == "tnt_demo_beta"

@@ -36,6 +36,9 @@ class ConsentSettings(KeySettings):
     """Delay between publishing a new signing key and signing with it."""
     key_rotation_interval_s: float = 86400.0
     """Age at which the signing key is rotated."""
+    manual_key_rotation_interval_s: float = 300.0
+    """Least time between the newest signing key's activation and an operator's
+    rotation (``platform:keys``); a rotation while a new key is pending is always refused."""
     secret_overlap_s: int = 86400
     """How long a rotated client secret keeps working."""
     lock_after: int = 5

@@ -22,7 +22,13 @@ from joserfc.errors import JoseError
 from clearway.consent import events, store, store_tokens
 from clearway.consent.domain import ClientStatus, Status, same_text
 from clearway.consent.oauth_errors import OAuthError
-from clearway.consent.scopes import AUDIENCES, BY_NAME, audiences_for
+from clearway.consent.scopes import (
+    AUDIENCES,
+    BY_NAME,
+    PLATFORM_SCOPES,
+    PLATFORM_TENANT,
+    audiences_for,
+)
 from clearway.consent.service import Service
 from clearway.shared.events import Event
 
@@ -32,8 +38,13 @@ def code_hash(code: str) -> str:
 
 
 def grant_scopes(client: Any, requested: str | None) -> list[str]:
-    """RFC 6749 §3.3: the requested scopes, all of which the client must hold."""
+    """RFC 6749 §3.3: the requested scopes, all of which the client must hold.
+
+    Platform scopes are granted to the operator tenant's clients only, whatever a
+    client row says (registration refuses them elsewhere too)."""
     allowed = set(client["scopes"])
+    if client["tenant"] != PLATFORM_TENANT:
+        allowed -= PLATFORM_SCOPES
     if requested is None or not requested.strip():
         return sorted(allowed)
     wanted = set(requested.split())
