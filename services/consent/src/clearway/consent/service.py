@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 
 from clearway.consent.keys import KeyRing
 from clearway.consent.settings import ConsentSettings
+from clearway.consent.throttle import AuthThrottle
 from clearway.shared.event_writer import EventWriter
 
 
@@ -21,9 +22,16 @@ class Service:
     session_key: bytes = b""
     #: The one way this service emits: ``clearway.consent.events.v1``, ``/clearway/consent``.
     events: EventWriter = field(init=False)
+    #: Failed client authentication by (client, address) (docs/design.md §7).
+    throttle: AuthThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
+        self.throttle = AuthThrottle(
+            anomaly_addresses=self.settings.auth_anomaly_addresses,
+            anomaly_window_s=self.settings.auth_anomaly_window_s,
+            guard_s=self.settings.auth_guard_s,
+        )
 
     def hash_secret(self, secret: str) -> str:
         """An argon2id hash at the configured cost."""
