@@ -1,15 +1,18 @@
-"""Consent revocation → refusal by another service, against raw Kafka on the same broker.
+"""Revocation → refusal by the other services, against raw Kafka on the same broker.
 
 Prints, for the same run:
-- revocation propagation over 100 trials: from ``DELETE /v1/consents/{id}`` returning
-  to the first 401 from a separate kit-built service (``create_app`` + ``require_scope``
-  + ``RevocationFeed`` on the consent topic) called in a loop with a token bound to
-  that consent (goal p99 ≤ 200 ms, must be ≤ 1 s);
+- ``--target every`` (default): a client calling **every** service is disabled (the
+  tenant admin's ``POST /v1/admin/clients/{id}/disable``); per trial, the time from
+  that response to the first 401 at transfer, webhooks, audit and consent (each
+  polled in its own loop with the client's token), and the time until all four
+  refuse it. 100 trials, a fresh client each (goal p99 ≤ 200 ms, limit ≤ 1 s);
+- ``--target transfer`` / ``kit``: consent revocation (``DELETE /v1/consents/{id}``)
+  to the first 401 at the real transfer service or a bare kit-built service;
 - the baseline: raw aiokafka produce (idempotent, acks=all) → consume latency of one
   record on the same broker, 100 times;
 - the ratio of the two.
 
-    uv run python -m benchmarks.bench_consent [--trials 100]
+    uv run python -m benchmarks.bench_consent [--trials 100] [--target every]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Security
 
 from benchmarks.common import fresh_database, pct, stack, summary
-from clearway.consent import handlers
+from clearway.consent import clients, handlers
 from clearway.consent.bootstrap import build_app
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.auth import (
@@ -181,6 +184,90 @@ async def propagation(
     return delays
 
 
+#: service → (route read with the client's token, the scope it needs)
+EVERY = {
+    "transfer": ("/v1/transfers?reference=CW0", "payments:read"),
+    "webhooks": ("/v1/endpoints", "webhooks:read"),
+    "audit": ("/v1/audit/records", "audit:read"),
+    "consent": ("/v1/consents", "consents:read"),
+}
+
+
+def every_service(platform: PlatformSettings, local: Path) -> dict[str, FastAPI]:
+    """transfer, webhooks and audit as their own bootstraps wire them (executor,
+    consumers and dispatcher off: only token checks are measured)."""
+    from clearway.audit.bootstrap import build_app as audit_app
+    from clearway.audit.settings import AuditSettings
+    from clearway.transfer.bootstrap import build_app as transfer_app
+    from clearway.transfer.settings import TransferSettings
+    from clearway.webhooks.bootstrap import build_app as webhooks_app
+    from clearway.webhooks.settings import WebhooksSettings
+
+    return {
+        "transfer": transfer_app(
+            TransferSettings(platform=platform, run_executor=False, rail_url="http://127.0.0.1:9")
+        ),
+        "webhooks": webhooks_app(
+            WebhooksSettings(platform=platform, run_dispatcher=False, run_consumer=False)
+        ),
+        "audit": audit_app(
+            AuditSettings(platform=platform, keyring_path=local / "audit.json", consume=False)
+        ),
+    }
+
+
+async def disable_propagation(
+    http, urls: dict[str, str], app, admin, trials: int
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Per trial: (time until every service refuses, time to each service's first 401)."""
+    r = await http.post(
+        f"{urls['consent']}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "admin:clients"},
+        auth=(admin["client_id"], admin["client_secret"]),
+    )
+    admin_headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    scopes = " ".join(sorted(scope for _, scope in EVERY.values()))
+    alls: list[float] = []
+    each: dict[str, list[float]] = {name: [] for name in EVERY}
+    for i in range(trials):
+        client_id = f"{admin['tenant']}-bench-{i}-{uuid.uuid4().hex[:6]}"
+        secret = await clients.register_client(
+            app.state.consent,
+            client_id=client_id,
+            tenant=admin["tenant"],
+            name="bench client",
+            scopes=scopes.split(),
+        )
+        r = await http.post(
+            f"{urls['consent']}/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scopes},
+            auth=(client_id, secret),
+        )
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        for name, (path, _) in EVERY.items():
+            status = (await http.get(f"{urls[name]}{path}", headers=headers)).status_code
+            assert status == 200, (name, status)
+        r = await http.post(
+            f"{urls['consent']}/v1/admin/clients/{client_id}/disable",
+            json={"reason": "benchmark"},
+            headers=admin_headers,
+        )
+        assert r.status_code == 200, r.text
+        t0 = time.perf_counter()
+
+        async def refused(name: str, path: str) -> float:
+            while time.perf_counter() - t0 < 30:
+                if (await http.get(f"{urls[name]}{path}", headers=headers)).status_code == 401:
+                    return time.perf_counter() - t0
+            raise AssertionError(f"disabled client still accepted by {name} after 30 s")
+
+        delays = await asyncio.gather(*(refused(n, p) for n, (p, _) in EVERY.items()))
+        for name, delay in zip(EVERY, delays, strict=True):
+            each[name].append(delay)
+        alls.append(max(delays))
+    return alls, each
+
+
 async def raw_kafka(bootstrap: str, trials: int) -> list[float]:
     """One record at a time: idempotent acks=all producer → group-less consumer."""
     topic = f"bench-consent-raw-{uuid.uuid4().hex[:8]}"
@@ -207,6 +294,53 @@ async def raw_kafka(bootstrap: str, trials: int) -> list[float]:
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def main_every(trials: int) -> None:
+    with stack() as (admin_url, kafka), tempfile.TemporaryDirectory() as local:
+        db = await fresh_database(admin_url)
+        port = free_port()
+        platform = PlatformSettings(
+            database_url=db,
+            kafka_bootstrap=kafka,
+            topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
+            oauth_issuer=f"http://127.0.0.1:{port}",
+            local_dir=Path(local),
+        )
+        # cheap client-secret hashes: registering 100 clients is set-up, not measured
+        settings = ConsentSettings(
+            platform=platform, port=port, seed_demo=True, argon2_time_cost=1, argon2_memory_kib=1024
+        )
+        app = build_app(settings)
+        async with contextlib.AsyncExitStack() as stack_:
+            urls = {"consent": await stack_.enter_async_context(serve(app, port))}
+            for name, resource in every_service(platform, Path(local)).items():
+                urls[name] = await stack_.enter_async_context(serve(resource, free_port()))
+            http = await stack_.enter_async_context(httpx.AsyncClient(timeout=30))
+            for url in urls.values():  # /readyz: every revocation feed has caught up
+                while (await http.get(f"{url}/readyz")).status_code != 200:
+                    await asyncio.sleep(0.1)
+            admin = next(
+                c
+                for c in json.loads((Path(local) / "dev-clients.json").read_text())
+                if c["client_id"] == "tnt_demo_alpha-admin"
+            )
+            alls, each = await disable_propagation(http, urls, app, admin, trials)
+        baseline = await raw_kafka(kafka, trials)
+    print(
+        "\n== client disabled → first 401 at every service (transfer, webhooks, audit, consent) =="
+    )
+    for name, delays in each.items():
+        print(f"{name:9} {summary(delays)}")
+    print(f"all four  {summary(alls)}")
+    print(f"baseline  raw aiokafka produce→consume (1 record, same broker)  {summary(baseline)}")
+    print(
+        f"ratio     p50 {pct(alls, 50) / pct(baseline, 50):.1f}x"
+        f"   p99 {pct(alls, 99) / pct(baseline, 99):.1f}x"
+    )
+    p99 = pct(alls, 99)
+    verdict = "goal met" if p99 <= 0.2 else ("within limit" if p99 <= 1.0 else "OVER LIMIT")
+    print(f"p99 {p99 * 1000:.0f} ms: {verdict} (goal ≤ 200 ms, limit ≤ 1 s)")
 
 
 async def main(trials: int, target: str = "kit") -> None:
@@ -277,9 +411,10 @@ if __name__ == "__main__":
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument(
         "--target",
-        choices=["kit", "transfer"],
-        default="transfer",
-        help="the service refusing the revoked token: the real transfer service or a bare kit app",
+        choices=["every", "kit", "transfer"],
+        default="every",
+        help="every: a disabled client refused by transfer, webhooks, audit and consent; "
+        "transfer/kit: a revoked consent refused by the real transfer service or a bare kit app",
     )
     a = ap.parse_args()
-    asyncio.run(main(a.trials, a.target))
+    asyncio.run(main_every(a.trials) if a.target == "every" else main(a.trials, a.target))

@@ -499,3 +499,55 @@ async def test_a_cached_verification_still_expires_with_its_token_and_honours_re
     now[0] += 60 + verifier.leeway_s + 1
     with pytest.raises(InvalidToken, match="expired"):
         await verifier.verify(fresh)
+
+
+# --- the cache under concurrency and hostile kids ----------------------------------------
+
+
+async def test_concurrent_requests_with_a_token_whose_key_was_withdrawn_all_get_401() -> None:
+    """Twenty requests racing on one stale cache entry: each a 401, never a KeyError."""
+    import asyncio
+
+    from clearway.shared.auth.verify import JWKS_MAX_AGE_S
+
+    issuer = TestIssuer()
+    now = [time.time()]
+    published = [issuer.jwks()]
+
+    async def source() -> dict:
+        await asyncio.sleep(0)  # a real fetch yields to other requests
+        return published[0]
+
+    verifier = TokenVerifier(issuer.issuer, AUDIENCE, source, clock=lambda: now[0])
+    token = issuer.token("usr_1", "cli_1", ["payments:read"], AUDIENCE, ttl_s=3600)
+    await verifier.verify(token)
+    published[0] = {"keys": []}  # the issuer withdrew the key
+    now[0] += JWKS_MAX_AGE_S + 1
+
+    results = await asyncio.gather(
+        *(verifier.verify(token) for _ in range(20)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, InvalidToken) for r in results), results
+
+
+async def test_a_flood_of_unknown_kids_neither_refetches_per_token_nor_flushes_the_cache() -> None:
+    issuer = TestIssuer()
+    fetches = [0]
+
+    async def source() -> dict:  # a source with no rate limit of its own
+        fetches[0] += 1
+        return issuer.jwks()
+
+    verifier = TokenVerifier(issuer.issuer, AUDIENCE, source)
+    token = issuer.token("usr_1", "cli_1", ["payments:read"], AUDIENCE, ttl_s=3600)
+    await verifier.verify(token)
+    cached = verifier._verified[token]
+
+    for _ in range(50):
+        with pytest.raises(InvalidToken, match="unknown kid"):
+            await verifier.verify(mint(TestIssuer(issuer.issuer)))
+
+    assert fetches[0] == 2  # the first load and one unknown-kid refresh
+    assert (await verifier.verify(token)).subject == "usr_1"
+    assert verifier._verified[token] is cached  # still the cached verification

@@ -45,7 +45,11 @@ async def test_the_service_runs_as_a_process_and_answers_healthz(platform, tmp_p
 
         await eventually(healthy, timeout=90, interval=0.5)
         async with httpx.AsyncClient(base_url=base) as c:
-            assert (await c.get("/readyz")).status_code == 200
+
+            async def ready() -> bool:  # once the revocation feed has caught up
+                return (await c.get("/readyz")).status_code == 200
+
+            await eventually(ready, timeout=60, interval=0.2)
             keys = (await c.get("/v1/audit/keys")).json()["keys"]
             assert len(keys) == 1 and "d" not in keys[0]
             assert (await c.get("/v1/audit/records")).status_code == 401

@@ -53,6 +53,10 @@ class Consent:
     def svc(self) -> Service:
         return self.app.state.consent
 
+    def operator(self) -> dict[str, Any]:
+        """The platform operator's client (``platform:*`` scopes)."""
+        return next(c for c in self.clients if c["client_id"] == "clearway-operator")
+
     def client(self, tenant_index: int, role: str) -> dict[str, Any]:
         tenant = ("tnt_demo_alpha", "tnt_demo_beta")[tenant_index]
         return next(c for c in self.clients if c["client_id"] == f"{tenant}-{role}")
@@ -104,6 +108,7 @@ def consent_settings(platform, tmp_path: Path) -> ConsentSettings:
         port=port,
         seed_demo=True,
         key_activation_delay_s=6.0,
+        manual_key_rotation_interval_s=0,  # one pending key at a time still holds
         expiry_sweep_s=0.5,
         # cheap hashes keep the suite fast; production keeps the RFC 9106 default
         argon2_time_cost=1,

@@ -149,7 +149,12 @@ def test_the_scope_catalog_covers_every_service_and_the_docs_page_is_current():
         "consents:revoke",
         "audit:read",
     } <= names
-    assert ADMIN_SCOPES == {"admin:clients", "admin:keys", "admin:consents"}
+    assert ADMIN_SCOPES == {
+        "admin:clients",
+        "admin:consents",
+        "platform:keys",
+        "platform:clients",
+    }
     assert audiences_for({"payments:read", "audit:read"}) == ["clearway-audit", "clearway-transfer"]
     docs = Path(__file__).resolve().parents[3] / "docs" / "scopes.md"
     assert docs.read_text(encoding="utf-8") == render_markdown(), (

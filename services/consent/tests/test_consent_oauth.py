@@ -89,34 +89,92 @@ async def test_a_resource_parameter_narrows_the_audience(consent):
     assert claims["aud"] == "clearway-consent"
 
 
-async def test_repeated_failed_authentication_locks_the_client_until_an_operator_rotates(
-    consent,
-):
+def _from(address: str) -> dict[str, str]:
+    # uvicorn applies X-Forwarded-For from its trusted proxies (FORWARDED_ALLOW_IPS,
+    # 127.0.0.1 by default): the consent app sees this as the caller's address.
+    return {"X-Forwarded-For": address}
+
+
+async def test_failures_from_one_address_never_stop_the_client_from_another(consent):
     auditor = consent.client(0, "auditor")
-    wrong = {**auditor, "client_secret": "guess"}
-    for _ in range(5):
-        assert (await consent.token_response(wrong)).status_code == 401
-    locked = await consent.token_response(auditor)
-    assert locked.status_code == 401 and "locked" in locked.json()["error_description"]
+    url = f"{consent.url}/oauth/token"
+    form = {"grant_type": "client_credentials"}
+    for _ in range(100):
+        r = await consent.http.post(
+            url, data=form, auth=(auditor["client_id"], "guess"), headers=_from("203.0.113.7")
+        )
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    real = await consent.http.post(
+        url,
+        data=form,
+        auth=(auditor["client_id"], auditor["client_secret"]),
+        headers=_from("198.51.100.9"),
+    )
+    assert real.status_code == 200, real.text
+    # the guessing address is throttled, even with the right secret
+    throttled = await consent.http.post(
+        url,
+        data=form,
+        auth=(auditor["client_id"], auditor["client_secret"]),
+        headers=_from("203.0.113.7"),
+    )
+    assert throttled.status_code == 401
+
+
+async def test_no_caller_learns_whether_a_client_exists_is_disabled_or_throttled(consent):
+    url = f"{consent.url}/oauth/token"
+    form = {"grant_type": "client_credentials"}
+    partner, webhooks = consent.client(1, "partner"), consent.client(1, "webhooks")
+    admin = await consent.token(consent.client(1, "admin"), "admin:clients")
+    r = await consent.http.post(
+        f"{consent.url}/v1/admin/clients/{webhooks['client_id']}/disable",
+        json={"reason": "offboarded"},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert r.status_code == 200
+    for _ in range(6):  # throttle the partner from this address (3 failures are free)
+        await consent.http.post(
+            url, data=form, auth=(partner["client_id"], "x"), headers=_from("192.0.2.1")
+        )
+    answers = [
+        await consent.http.post(url, data=form, auth=auth, headers=_from("192.0.2.1"))
+        for auth in [
+            ("tnt_demo_beta-nobody", "x"),  # no such client
+            (partner["client_id"], "wrong"),  # wrong secret (and throttled)
+            (partner["client_id"], partner["client_secret"]),  # throttled
+            (webhooks["client_id"], webhooks["client_secret"]),  # disabled
+        ]
+    ]
+    assert {(a.status_code, a.text) for a in answers} == {(401, answers[0].text)}
+
+
+async def test_a_distributed_guessing_pattern_alerts_and_guards_without_locking(consent):
+    auditor = consent.client(0, "auditor")
+    url = f"{consent.url}/oauth/token"
+    form = {"grant_type": "client_credentials"}
+    good = (auditor["client_id"], auditor["client_secret"])
+    known = await consent.http.post(url, data=form, auth=good, headers=_from("198.51.100.9"))
+    assert known.status_code == 200
+    for i in range(consent.settings.auth_anomaly_addresses):
+        r = await consent.http.post(
+            url, data=form, auth=(auditor["client_id"], "guess"), headers=_from(f"10.9.0.{i}")
+        )
+        assert r.status_code == 401
     events = await read_events(
         consent.settings.platform.kafka_bootstrap,
         consent.settings.topic,
-        lambda seen: any(e.type == "client.locked" for e in seen),
+        lambda seen: any(e.type == "client.auth_anomaly" for e in seen),
     )
-    locked_event = next(e for e in events if e.type == "client.locked")
-    assert locked_event.data["client_id"] == auditor["client_id"]
-    assert locked_event.data["failed_attempts"] == 5
-    admin = await consent.token(consent.client(0, "admin"), "admin:clients")
-    response = await consent.http.post(
-        f"{consent.url}/v1/admin/clients/{auditor['client_id']}/secret",
-        json={"reason": "locked after failed logins"},
-        headers={"Authorization": f"Bearer {admin}"},
-    )
-    assert response.status_code == 200, response.text
-    fresh = {**auditor, "client_secret": response.json()["client_secret"]}
-    assert (await consent.token_response(fresh)).status_code == 200
-    # a locked client's old secret does not get an overlap window
-    assert (await consent.token_response(auditor)).status_code == 401
+    anomaly = next(e for e in events if e.type == "client.auth_anomaly")
+    assert anomaly.data["client_id"] == auditor["client_id"]
+    assert anomaly.data["addresses"] == consent.settings.auth_anomaly_addresses
+    assert anomaly.tenant == "tnt_demo_alpha"
+    assert not any(e.type == "client.locked" for e in events)
+    # guarded, not locked: the client's known address still gets tokens, a new one not
+    again = await consent.http.post(url, data=form, auth=good, headers=_from("198.51.100.9"))
+    assert again.status_code == 200
+    stranger = await consent.http.post(url, data=form, auth=good, headers=_from("192.0.2.77"))
+    assert stranger.status_code == 401
 
 
 async def test_introspection_is_active_until_the_client_revokes_its_token(consent, resource):

@@ -116,6 +116,7 @@ async def test_operators_act_through_the_admin_cli_with_a_reason_and_every_actio
     consent,
 ):
     admin = consent.client(0, "admin")
+    operator = consent.operator()
     partner = consent.client(0, "partner")
     consent_id, _ = await authorised_token(consent, partner)
     base = [
@@ -128,10 +129,12 @@ async def test_operators_act_through_the_admin_cli_with_a_reason_and_every_actio
         "--client-secret",
         admin["client_secret"],
     ]
+    as_operator = [*base[:4], "--client-id", operator["client_id"]]
+    as_operator += ["--client-secret", operator["client_secret"]]
     env = dict(os.environ)
-    code, out = await run(*base, "rotate-keys", env=env)
+    code, out = await run(*as_operator, "rotate-keys", env=env)
     assert code == 2 and "--reason" in out  # a reason is required
-    code, out = await run(*base, "rotate-keys", "--reason", "key drill", env=env)
+    code, out = await run(*as_operator, "rotate-keys", "--reason", "key drill", env=env)
     assert code == 0, out
     kid = json.loads(out)["kid"]
     code, out = await run(
@@ -158,7 +161,7 @@ async def test_operators_act_through_the_admin_cli_with_a_reason_and_every_actio
     code, out = await run(
         *base[:4], "--token", partner_token, "rotate-keys", "--reason", "not allowed", env=env
     )
-    assert code == 1 and "admin:keys" in out
+    assert code == 1 and "platform:keys" in out
 
     def actions(seen):
         return [e.data["action"] for e in seen if e.type == "consent.admin_action"]

@@ -56,7 +56,7 @@ async def test_a_revoked_consent_is_refused_by_a_kit_protected_service_measured_
 
 async def test_rotating_the_signing_key_while_requests_flow_fails_no_request(consent, resource):
     auditor_client = consent.client(0, "partner")
-    admin = await consent.token(consent.client(0, "admin"), "admin:keys")
+    admin = await consent.token(consent.operator(), "platform:keys")
     old_kid = consent.svc.keys.signer().kid
     results: list[int] = []
     kids_used: set[str] = set()
@@ -81,7 +81,7 @@ async def test_rotating_the_signing_key_while_requests_flow_fails_no_request(con
     try:
         await asyncio.sleep(1.0)
         rotated = await consent.http.post(
-            f"{consent.url}/v1/admin/keys/rotation",
+            f"{consent.url}/v1/platform/keys/rotation",
             json={"reason": "scheduled drill"},
             headers={"Authorization": f"Bearer {admin}"},
         )

@@ -15,7 +15,7 @@ from clearway.audit import api, consumers, handlers, store, store_roles
 from clearway.audit.jobs import VerificationRunner
 from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
-from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto.signing_rotation import rotate_signing_key_if_due
 from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
@@ -120,11 +120,6 @@ def build_app(settings: AuditSettings) -> FastAPI:
         app.state.pool = pool = await connect_service_pool(settings)
         app.state.signer_pool = signer_pool = await connect_signer_pool(settings)
         app.state.verifications = runner = verification_runner(settings, pool, app.state.keyring)
-        app.state.token_verifier = TokenVerifier(
-            issuer=settings.issuer,
-            audience=AUDIENCE,
-            jwks_source=settings.jwks or HttpJwksSource.for_issuer(settings.issuer),
-        )
 
         async def database() -> bool:
             return bool(await pool.fetchval("SELECT 1"))
@@ -140,6 +135,7 @@ def build_app(settings: AuditSettings) -> FastAPI:
                     await producer.start()
                     stack.push_async_callback(producer.stop)  # the DLT writer outlives tasks
                 tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+                await verify_tokens(app, tasks, settings, audience=AUDIENCE, jwks=settings.jwks)
                 if settings.consume:
                     relay = OutboxRelay(settings.service_dsn, store.SCHEMA, kafka)
                     tasks.task("outbox-relay", relay.run, health=relay.healthy)

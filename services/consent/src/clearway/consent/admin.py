@@ -5,10 +5,13 @@ It calls the consent service's admin routes with an admin-scoped access token
 ``--client-secret`` / ``CLEARWAY_ADMIN_CLIENT_SECRET``). Every action needs a reason
 and is emitted as a ``consent.admin_action`` event for the audit trail.
 
-    rotate-keys                          publish a new signing key (admin:keys)
+    rotate-keys                          publish a new signing key (platform:keys; throttled)
     disable-client CLIENT_ID             no new tokens, existing ones refused (admin:clients)
     rotate-client-secret CLIENT_ID [--overlap-seconds N]   prints the new secret once
     revoke-consent CONSENT_ID            (admin:consents)
+
+Client commands act within the caller's tenant; with ``--platform`` a platform
+operator (``platform:clients``) acts on any tenant's client.
 """
 
 from __future__ import annotations
@@ -59,14 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--approver", help="who approved it, if someone else")
         if name == "rotate-client-secret":
             p.add_argument("--overlap-seconds", type=int)
+        if name in ("disable-client", "rotate-client-secret"):
+            p.add_argument(
+                "--platform", action="store_true", help="as a platform operator, any tenant"
+            )
     args = ap.parse_args(argv)
     body: dict[str, object] = {"reason": args.reason, "approver": args.approver}
     route, scope = {
-        "rotate-keys": ("/v1/admin/keys/rotation", "admin:keys"),
+        "rotate-keys": ("/v1/platform/keys/rotation", "platform:keys"),
         "disable-client": ("/v1/admin/clients/{t}/disable", "admin:clients"),
         "rotate-client-secret": ("/v1/admin/clients/{t}/secret", "admin:clients"),
         "revoke-consent": ("/v1/admin/consents/{t}/revocation", "admin:consents"),
     }[args.command]
+    if getattr(args, "platform", False):
+        route, scope = route.replace("/v1/admin/", "/v1/platform/"), "platform:clients"
     if args.command == "rotate-client-secret" and args.overlap_seconds is not None:
         body["overlap_seconds"] = args.overlap_seconds
     path = route.format(t=getattr(args, "target", ""))

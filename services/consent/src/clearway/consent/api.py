@@ -5,6 +5,7 @@ Every route declares its scope; tenants only ever see their own consents and cli
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
@@ -20,7 +21,7 @@ from clearway.consent.domain import (
     InvalidTransition,
     Status,
 )
-from clearway.consent.scopes import BY_NAME
+from clearway.consent.scopes import BY_NAME, PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
@@ -181,12 +182,66 @@ async def consume_consent(
         raise _conflict(error) from None
 
 
-@router.post("/admin/keys/rotation")
+# Admin scopes by reach (docs/design.md §7): /v1/platform/* needs a platform scope,
+# which only the operator tenant's clients hold; /v1/admin/* is confined to the
+# caller's tenant. Every action needs a reason and emits a consent.admin_action
+# carrying the tenant it touched.
+
+
+def _operator(p: Principal) -> Principal:
+    if p.tenant != PLATFORM_TENANT:  # defence in depth: only such clients get the scope
+        raise ProblemError(403, "platform-operator-only", "Platform operators only")
+    return p
+
+
+def _not_in_tenant(client_id: str) -> ProblemError:
+    # The same answer for an unknown client and another tenant's: no enumeration.
+    return ProblemError(
+        403, "client-not-in-tenant", "Not a client of your tenant", f"{client_id} is not yours"
+    )
+
+
+@router.post("/platform/keys/rotation")
 async def rotate_keys(
-    body: AdminRequest, request: Request, p: Principal = Security(require_scope("admin:keys"))
+    body: AdminRequest, request: Request, p: Principal = Security(require_scope("platform:keys"))
 ) -> dict[str, Any]:
-    return await clients.rotate_keys(
-        _svc(request), Actor.from_principal(p), body.reason, body.approver, p.tenant
+    try:
+        return await clients.rotate_keys(
+            _svc(request), Actor.from_principal(_operator(p)), body.reason, body.approver
+        )
+    except clients.RotationThrottled as error:
+        raise ProblemError(
+            429,
+            "key-rotation-throttled",
+            "Key rotation throttled",
+            f"a signing key was rotated recently; {error}",
+            headers={"Retry-After": str(math.ceil(error.retry_after_s))},
+        ) from None
+
+
+async def _disable(
+    request: Request, tenant: str | None, client_id: str, p: Principal, body: AdminRequest
+) -> dict[str, Any]:
+    await clients.disable_client(
+        _svc(request), tenant, client_id, Actor.from_principal(p), body.reason, body.approver
+    )
+    return {"client_id": client_id, "status": str(ClientStatus.DISABLED)}
+
+
+async def _rotate_secret(
+    request: Request, tenant: str | None, client_id: str, p: Principal, body: SecretRotation
+) -> JSONResponse:
+    secret = await clients.rotate_client_secret(
+        _svc(request),
+        tenant,
+        client_id,
+        Actor.from_principal(p),
+        body.reason,
+        body.approver,
+        body.overlap_seconds,
+    )
+    return JSONResponse(
+        {"client_id": client_id, "client_secret": secret}, headers={"Cache-Control": "no-store"}
     )
 
 
@@ -197,13 +252,11 @@ async def disable_client(
     request: Request,
     p: Principal = Security(require_scope("admin:clients")),
 ) -> dict[str, Any]:
+    """Disable one of the caller's tenant's clients."""
     try:
-        await clients.disable_client(
-            _svc(request), p.tenant, client_id, Actor.from_principal(p), body.reason, body.approver
-        )
+        return await _disable(request, p.tenant or "", client_id, p, body)
     except handlers.NotFound:
-        raise ProblemError(404, "client-not-found", "Client not found") from None
-    return {"client_id": client_id, "status": str(ClientStatus.DISABLED)}
+        raise _not_in_tenant(client_id) from None
 
 
 @router.post("/admin/clients/{client_id}/secret")
@@ -213,21 +266,39 @@ async def rotate_client_secret(
     request: Request,
     p: Principal = Security(require_scope("admin:clients")),
 ) -> JSONResponse:
+    """Rotate the secret of one of the caller's tenant's clients."""
     try:
-        secret = await clients.rotate_client_secret(
-            _svc(request),
-            p.tenant,
-            client_id,
-            Actor.from_principal(p),
-            body.reason,
-            body.approver,
-            body.overlap_seconds,
-        )
+        return await _rotate_secret(request, p.tenant or "", client_id, p, body)
+    except handlers.NotFound:
+        raise _not_in_tenant(client_id) from None
+
+
+@router.post("/platform/clients/{client_id}/disable")
+async def platform_disable_client(
+    client_id: str,
+    body: AdminRequest,
+    request: Request,
+    p: Principal = Security(require_scope("platform:clients")),
+) -> dict[str, Any]:
+    """Disable any tenant's client (platform operators)."""
+    try:
+        return await _disable(request, None, client_id, _operator(p), body)
     except handlers.NotFound:
         raise ProblemError(404, "client-not-found", "Client not found") from None
-    return JSONResponse(
-        {"client_id": client_id, "client_secret": secret}, headers={"Cache-Control": "no-store"}
-    )
+
+
+@router.post("/platform/clients/{client_id}/secret")
+async def platform_rotate_client_secret(
+    client_id: str,
+    body: SecretRotation,
+    request: Request,
+    p: Principal = Security(require_scope("platform:clients")),
+) -> JSONResponse:
+    """Rotate any tenant's client secret (platform operators)."""
+    try:
+        return await _rotate_secret(request, None, client_id, _operator(p), body)
+    except handlers.NotFound:
+        raise ProblemError(404, "client-not-found", "Client not found") from None
 
 
 @router.post("/admin/consents/{consent_id}/revocation")

@@ -15,7 +15,7 @@ from clearway.consent.keys import KeyEncryption, KeyRing, load_session_key
 from clearway.consent.seed import seed
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
-from clearway.shared.auth import RevocationFeed, RevocationSet, TokenVerifier
+from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.settings import open_envelope
@@ -70,7 +70,6 @@ async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) ->
 def build_app(settings: ConsentSettings) -> FastAPI:
     """The consent service's FastAPI app; connects only when its lifespan starts."""
     keys = key_ring(settings)
-    revocations = RevocationSet()
 
     async def jwks() -> dict:
         return keys.jwks()
@@ -94,8 +93,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 bootstrap = settings.platform.kafka_bootstrap
                 relay = OutboxRelay(dsn, SCHEMA, bootstrap, poll_interval=0.5)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
-                feed = RevocationFeed(bootstrap, settings.topic, revocations)
-                tasks.task("revocation-feed", feed.run, health=feed.healthy)
+                # its own keys, read in process; revocations from its own topic
+                await verify_tokens(app, tasks, settings, audience="clearway-consent", jwks=jwks)
                 tasks.every("key-rotation", 1.0, lambda: clients.keep_keys_current(svc))
                 tasks.every(
                     "kek-rotation",
@@ -119,12 +118,6 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         title="Clearway consent (OAuth 2.0 authorization server)",
         lifespan=lifespan,
         cursor_secret=settings.cursor_secret,
-    )
-    app.state.token_verifier = TokenVerifier(
-        issuer=settings.issuer,
-        audience="clearway-consent",
-        jwks_source=jwks,
-        revocations=revocations,
     )
     app.include_router(oauth_api.router)
     app.include_router(pages.router)

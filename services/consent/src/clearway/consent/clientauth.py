@@ -3,8 +3,11 @@
 Confidential clients authenticate with ``client_secret_basic`` / ``client_secret_post``
 (argon2 hashes; during a rotation the previous secret works until its overlap ends)
 or ``private_key_jwt`` (RFC 7523 §2.2, assertions signed with the client's JWKS,
-single use). ``LOCK_AFTER`` consecutive failures lock the client and emit
-``client.locked`` so an operator rotates its secret.
+single use). Failures are throttled per (client, source address) and a distributed
+pattern is reported as ``client.auth_anomaly`` (``throttle``); no failure pattern
+locks a client for its own callers. Every refusal is the same ``invalid_client``
+after the same work (an argon2 check against a dummy hash when there is no usable
+client), so no caller learns whether a client exists, is disabled or is throttled.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,9 +35,10 @@ from clearway.consent.domain import ClientStatus
 from clearway.consent.oauth_errors import invalid_client
 from clearway.consent.service import Service
 
-LOCK_AFTER = 5
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _hasher = PasswordHasher()
+#: Verified against when there is no usable client, so the answer takes as long.
+_DUMMY_HASH = _hasher.hash("clearway-no-such-client")
 
 
 # argon2 is deliberately slow (~0.1-0.2 s); a verified secret is remembered for a few
@@ -97,19 +101,30 @@ def _unverified_iss(assertion: str) -> str:
         raise invalid_client("malformed client_assertion") from None
 
 
-async def authenticate(svc: Service, form: dict[str, Any], authorization: str | None) -> Any:
-    """The authenticated client's row, or ``invalid_client`` (401)."""
+async def authenticate(
+    svc: Service, form: dict[str, Any], authorization: str | None, address: str
+) -> Any:
+    """The authenticated client's row, or ``invalid_client`` (401).
+
+    ``address`` is the caller's address as the server sees it (uvicorn applies
+    ``X-Forwarded-For`` only from its trusted proxies, ``FORWARDED_ALLOW_IPS``).
+    """
     pool = svc.pool
     audience = [svc.settings.issuer, svc.settings.issuer + "/oauth/token"]
     client_id, secret, assertion = credentials(form, authorization)
     async with pool.acquire() as conn:
         client = await store.get_client(conn, client_id)
-    if client is None:
-        # Same answer as a wrong secret: do not reveal which client ids exist.
+    if svc.throttle.refused(client_id, address):
+        # not checked, and counted: hammering while backing off only backs off further
+        await asyncio.to_thread(_verify, _DUMMY_HASH, secret or "")
+        await _record_failure(svc, client_id, client, address)
         raise invalid_client()
-    if client["status"] != ClientStatus.ACTIVE:
-        raise invalid_client(f"client is {client['status']}")
-    if assertion is not None:
+    if client is None or client["status"] != ClientStatus.ACTIVE:
+        # Same answer and work as a wrong secret: do not reveal which ids exist or
+        # which clients are disabled.
+        await asyncio.to_thread(_verify, _DUMMY_HASH, secret or "")
+        ok = False
+    elif assertion is not None:
         ok = client["auth_method"] == "private_key_jwt" and await _assertion_ok(
             pool, client, assertion, audience
         )
@@ -118,11 +133,9 @@ async def authenticate(svc: Service, form: dict[str, Any], authorization: str | 
     else:
         ok = False
     if not ok:
-        await _record_failure(svc, client_id)
+        await _record_failure(svc, client_id, client, address)
         raise invalid_client()
-    if client["failed_attempts"]:
-        async with pool.acquire() as conn:
-            await store_clients.reset_failures(conn, client_id)
+    svc.throttle.success(client_id, address)
     return client
 
 
@@ -159,29 +172,28 @@ async def _assertion_ok(
         )
 
 
-async def _record_failure(svc: Service, client_id: str) -> None:
+async def _record_failure(svc: Service, client_id: str, client: Any, address: str) -> None:
+    anomaly = svc.throttle.failure(client_id, address)
+    if anomaly is None:
+        return
+    now = datetime.now(UTC)
+    data = {
+        "client_id": client_id,
+        "tenant": client["tenant"] if client is not None else None,
+        "addresses": anomaly.addresses,
+        "failures": anomaly.failures,
+        "window_s": anomaly.window_s,
+        "guarded_until": events.rfc3339(now + timedelta(seconds=anomaly.guard_s)),
+        "at": events.rfc3339(now),
+        "actor": None,
+    }
     async with svc.pool.acquire() as conn, conn.transaction():
-        client = await store.get_client(conn, client_id, lock=True)
-        if client is None or client["status"] != ClientStatus.ACTIVE:
-            return
-        failures = client["failed_attempts"] + 1
-        if failures < LOCK_AFTER:
-            await store_clients.set_failures(conn, client_id, failures)
-            return
-        version = client["version"] + 1
-        await store_clients.lock_client(conn, client_id, failures, version)
-        data = {
-            "client_id": client_id,
-            "tenant": client["tenant"],
-            "failed_attempts": failures,
-            "at": events.rfc3339(datetime.now(UTC)),
-            "actor": None,
-        }
+        # One alert per client and window: its id derives from the client and the minute.
         await svc.events.emit(
             conn,
-            "client.locked",
+            "client.auth_anomaly",
             subject=client_id,
-            version=version,
+            version=int(now.timestamp() // 60),
             data=data,
-            tenant=client["tenant"],
+            tenant=data["tenant"],
         )

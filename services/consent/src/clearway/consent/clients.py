@@ -7,9 +7,10 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clearway.consent import events, store, store_clients
+from clearway.consent import events, store, store_clients, store_keys
 from clearway.consent.domain import ClientStatus
 from clearway.consent.handlers import NotFound
+from clearway.consent.scopes import PLATFORM_SCOPES, PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 
@@ -29,7 +30,11 @@ async def register_client(
     redirect_uris: list[str] = (),
     jwks: dict[str, Any] | None = None,
 ) -> str | None:
-    """Register a client; returns its secret (``None`` for ``private_key_jwt`` clients)."""
+    """Register a client; returns its secret (``None`` for ``private_key_jwt`` clients).
+
+    Platform scopes are for the operator tenant's clients only (docs/design.md §7)."""
+    if tenant != PLATFORM_TENANT and set(scopes) & PLATFORM_SCOPES:
+        raise ValueError(f"platform scopes are for {PLATFORM_TENANT} clients only")
     secret = None if jwks else new_secret()
     async with svc.pool.acquire() as conn:
         await store.insert_client(
@@ -83,7 +88,14 @@ async def disable_client(
                 tenant=client["tenant"],
             ),
             events.admin_action(
-                svc.events, actor, "disable_client", client_id, version, reason, approver, tenant
+                svc.events,
+                actor,
+                "disable_client",
+                client_id,
+                version,
+                reason,
+                approver,
+                client["tenant"],
             ),
         )
 
@@ -149,45 +161,60 @@ async def rotate_client_secret(
                     version,
                     reason,
                     approver,
-                    tenant,
+                    client["tenant"],
                 )
             )
         await svc.events.write(conn, *out)
     return secret
 
 
+class RotationThrottled(Exception):
+    """A manual key rotation came too soon after the last one (docs/design.md §7)."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"retry in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
 async def rotate_keys(
-    svc: Service, actor: Actor | None, reason: str, approver: str | None, tenant: str | None
+    svc: Service, actor: Actor, reason: str, approver: str | None
 ) -> dict[str, Any]:
-    """Publish a new signing key now; it signs after the activation delay."""
+    """An operator's rotation: publish a new signing key now; it signs after the
+    activation delay. Platform-wide, so its events carry ``PLATFORM_TENANT``.
+
+    Throttled: refused (:class:`RotationThrottled`) while a new key is pending or
+    within ``manual_key_rotation_interval_s`` of the newest key's activation, checked
+    under the rotation lock so replicas cannot race past it.
+    """
+    interval = timedelta(seconds=svc.settings.manual_key_rotation_interval_s)
+    now = datetime.now(UTC)
     async with svc.pool.acquire() as conn:
-        key = await svc.keys.rotate(conn)
-        assert key is not None
+        key = await svc.keys.rotate(conn, unless_newer_than=now - interval)
+        if key is None:
+            newest = await store_keys.newest_live_activation(conn) or now
+            raise RotationThrottled(max(1.0, (newest + interval - now).total_seconds()))
         data = {
             "kid": key.kid,
             "alg": key.alg,
             "activates_at": events.rfc3339(key.activates_at),
             "reason": reason,
-            "actor": actor.as_data() if actor else None,
+            "actor": actor.as_data(),
         }
         async with conn.transaction():
             # A key is made once: version 1 of the aggregate named by its kid.
-            out = [
+            await svc.events.write(
+                conn,
                 svc.events.event(
                     "consent.signing_key_rotated",
                     subject=key.kid,
                     version=1,
                     data=data,
-                    tenant=tenant,
-                )
-            ]
-            if actor is not None:
-                out.append(
-                    events.admin_action(
-                        svc.events, actor, "rotate_keys", key.kid, 1, reason, approver, tenant
-                    )
-                )
-            await svc.events.write(conn, *out)
+                    tenant=PLATFORM_TENANT,
+                ),
+                events.admin_action(
+                    svc.events, actor, "rotate_keys", key.kid, 1, reason, approver, PLATFORM_TENANT
+                ),
+            )
     return {"kid": key.kid, "alg": key.alg, "activates_at": events.rfc3339(key.activates_at)}
 
 

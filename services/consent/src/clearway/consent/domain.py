@@ -13,6 +13,7 @@ timestamps and the evidence of the approval. Its life (docs/design.md §7)::
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -74,6 +75,17 @@ class InvalidAuthorizationDetails(ConsentError):
         super().__init__(f"authorization_details{field}: {reason}")
         self.field = f"authorization_details{field}"
         self.reason = reason
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings as UTF-8 bytes.
+
+    ``hmac.compare_digest`` raises ``TypeError`` on a ``str`` that is not ASCII; a
+    form or cookie value is whatever the caller sent, so it is compared as bytes.
+    """
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def new_id(prefix: str) -> str:

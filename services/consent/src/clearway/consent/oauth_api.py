@@ -82,6 +82,12 @@ async def metadata(request: Request) -> dict[str, Any]:
     }
 
 
+def _address(request: Request) -> str:
+    """The caller's address as uvicorn resolved it (``X-Forwarded-For`` only from its
+    trusted proxies, ``FORWARDED_ALLOW_IPS``; the socket peer otherwise)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request) -> JSONResponse:
     """The public signing keys (RFC 7517), pending and still-valid retired ones included."""
@@ -98,7 +104,9 @@ async def token(request: Request) -> Response:
         raise OAuthError("invalid_request", "grant_type is required")
     if grant not in ("client_credentials", "authorization_code"):
         raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported")
-    client = await clientauth.authenticate(svc, form, request.headers.get("authorization"))
+    client = await clientauth.authenticate(
+        svc, form, request.headers.get("authorization"), _address(request)
+    )
     if grant == "client_credentials":
         body = await tokens.issue_client_credentials(svc, client, form)
     else:
@@ -111,7 +119,9 @@ async def par(request: Request) -> Response:
     """RFC 9126 pushed authorization request; the consent page needs its request_uri."""
     svc = _svc(request)
     form = await _form(request)
-    client = await clientauth.authenticate(svc, form, request.headers.get("authorization"))
+    client = await clientauth.authenticate(
+        svc, form, request.headers.get("authorization"), _address(request)
+    )
     if form.get("response_type") != "code":
         raise OAuthError("unsupported_response_type", "response_type must be code")
     redirect_uri = form.get("redirect_uri")
@@ -147,7 +157,9 @@ async def introspect(request: Request) -> Response:
     """RFC 7662 introspection for authenticated clients of the token's tenant."""
     svc = _svc(request)
     form = await _form(request)
-    caller = await clientauth.authenticate(svc, form, request.headers.get("authorization"))
+    caller = await clientauth.authenticate(
+        svc, form, request.headers.get("authorization"), _address(request)
+    )
     return JSONResponse(await tokens.introspect(svc, caller, form.get("token")), headers=_NO_STORE)
 
 
@@ -156,7 +168,9 @@ async def revoke(request: Request) -> Response:
     """RFC 7009 revocation of the caller's own access token."""
     svc = _svc(request)
     form = await _form(request)
-    caller = await clientauth.authenticate(svc, form, request.headers.get("authorization"))
+    caller = await clientauth.authenticate(
+        svc, form, request.headers.get("authorization"), _address(request)
+    )
     if "token" not in form:
         raise OAuthError("invalid_request", "token is required")
     await tokens.revoke(svc, caller, form.get("token"))

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from clearway.consent import authorization, handlers
-from clearway.consent.domain import ConsentError
+from clearway.consent.domain import ConsentError, same_text
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 
@@ -58,7 +58,7 @@ def _session(request: Request) -> tuple[str, str] | None:
     if len(parts) != 4:
         return None
     subject, tenant, exp, mac = parts
-    if not hmac.compare_digest(mac, _mac(_svc(request), f"{subject}|{tenant}|{exp}")):
+    if not same_text(mac, _mac(_svc(request), f"{subject}|{tenant}|{exp}")):
         return None
     if not exp.isdigit() or int(exp) < time.time():
         return None
@@ -122,7 +122,7 @@ async def decide(
     if session is None:
         return _error(request, "Your session has ended; start again from the application.", 401)
     subject, tenant = session
-    if not hmac.compare_digest(csrf, _csrf(request, subject, request_uri)):
+    if not same_text(csrf, _csrf(request, subject, request_uri)):
         return _error(request, "The form has expired; start again from the application.", 403)
     par = await authorization.pushed_request(svc, client_id, request_uri, take=True)
     if par is None:
@@ -210,7 +210,7 @@ async def revoke_mine(request: Request, consent_id: str, csrf: str = Form(...)) 
     if session is None:
         return _error(request, "Sign in first.", 401)
     subject, tenant = session
-    if not hmac.compare_digest(csrf, _csrf(request, subject, "manage")):
+    if not same_text(csrf, _csrf(request, subject, "manage")):
         return _error(request, "The form has expired; reload the page.", 403)
     try:
         await handlers.revoke_consent(

@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The platform operator's own tenant: only its clients may hold platform scopes.
+PLATFORM_TENANT = "tnt_platform"
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -18,6 +21,13 @@ class Scope:
     audience: str
     description: str
     admin: bool = False
+    #: platform-wide reach (operators of ``PLATFORM_TENANT`` only); admin scopes
+    #: without it are confined to the caller's tenant
+    platform: bool = False
+
+    @property
+    def reach(self) -> str:
+        return "platform" if self.platform else ("tenant" if self.admin else "")
 
 
 SCOPES: tuple[Scope, ...] = (
@@ -42,14 +52,31 @@ SCOPES: tuple[Scope, ...] = (
         "Read a card number to submit a payment to the rail (transfer executor only; audited).",
     ),
     Scope(
-        "admin:clients", "clearway-consent", "Disable clients, rotate client secrets.", admin=True
+        "admin:clients",
+        "clearway-consent",
+        "Disable the tenant's own clients, rotate their secrets.",
+        admin=True,
     ),
-    Scope("admin:keys", "clearway-consent", "Rotate the token signing keys.", admin=True),
-    Scope("admin:consents", "clearway-consent", "Revoke any consent of a tenant.", admin=True),
+    Scope("admin:consents", "clearway-consent", "Revoke any consent of the tenant.", admin=True),
+    Scope(
+        "platform:keys",
+        "clearway-consent",
+        "Rotate the platform's token-signing keys (throttled, with a reason).",
+        admin=True,
+        platform=True,
+    ),
+    Scope(
+        "platform:clients",
+        "clearway-consent",
+        "Disable any tenant's client, rotate its secret.",
+        admin=True,
+        platform=True,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SCOPES}
 ADMIN_SCOPES = frozenset(s.name for s in SCOPES if s.admin)
+PLATFORM_SCOPES = frozenset(s.name for s in SCOPES if s.platform)
 AUDIENCES = frozenset(s.audience for s in SCOPES)
 
 
@@ -69,15 +96,15 @@ def render_markdown() -> str:
         "A token's audience (`aud`) is the set of services its scopes belong to,",
         "unless the client narrows it with `resource` (RFC 8707). Admin scopes are",
         "for operators only (the admin CLI); every admin action needs a reason and",
-        "is emitted as a `consent.admin_action` event.",
+        "is emitted as a `consent.admin_action` event carrying the tenant it touched.",
+        "Reach `tenant`: confined to the caller's tenant. Reach `platform`: only",
+        f"clients of the operator tenant `{PLATFORM_TENANT}` may hold it.",
         "",
-        "| scope | audience | admin | grants |",
+        "| scope | audience | admin reach | grants |",
         "|---|---|---|---|",
     ]
     for s in SCOPES:
-        lines.append(
-            f"| `{s.name}` | `{s.audience}` | {'yes' if s.admin else 'no'} | {s.description} |"
-        )
+        lines.append(f"| `{s.name}` | `{s.audience}` | {s.reach or '-'} | {s.description} |")
     return "\n".join(lines) + "\n"
 
 

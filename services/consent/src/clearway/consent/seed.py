@@ -17,6 +17,7 @@ from typing import Any
 from clearway.consent import clients, handlers
 from clearway.consent.clientauth import _verify
 from clearway.consent.domain import ClientStatus
+from clearway.consent.scopes import PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 
@@ -35,15 +36,16 @@ ROLES: dict[str, list[str]] = {
     ],
     "webhooks": ["webhooks:endpoints:manage", "webhooks:read", "webhooks:replay"],
     "auditor": ["audit:read"],
-    "admin": ["admin:clients", "admin:keys", "admin:consents"],
+    "admin": ["admin:clients", "admin:consents"],
 }
-#: The platform's service clients (client credentials for internal calls,
-#: docs/design.md §7): client id → scopes. Their tenant is the platform's own.
-PLATFORM_TENANT = "tnt_platform"
+#: The platform's own clients (client credentials for internal calls,
+#: docs/design.md §7, and the platform operator's): client id → scopes. Their
+#: tenant is the platform's own.
 SERVICE_CLIENTS: dict[str, list[str]] = {
     # the executor alone may read card numbers (docs/design.md §9)
     "clearway-transfer": ["rail:charges", "rail:settlements", "cards:verify", "cards:detokenize"],
     "clearway-sandbox": ["rail:sandbox"],
+    "clearway-operator": ["platform:keys", "platform:clients"],
 }
 #: Demo users of the development identity (username, display name, tenant).
 USERS = [("alice", "Alice Demo", TENANTS[0]), ("bob", "Bob Demo", TENANTS[1])]
@@ -105,4 +107,3 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
-

@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 from clearway.consent.keys import KeyRing
 from clearway.consent.personal import PersonalData
 from clearway.consent.settings import ConsentSettings
+from clearway.consent.throttle import AuthThrottle
 from clearway.shared.event_writer import EventWriter
 
 
@@ -24,10 +25,17 @@ class Service:
     events: EventWriter = field(init=False)
     #: Sealing and blind indexes of consent evidence and user PII (its key loaded at start)
     pii: PersonalData = field(init=False)
+    #: Failed client authentication by (client, address) (docs/design.md §7).
+    throttle: AuthThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
         self.pii = PersonalData(self.keys.encryption.envelope)
+        self.throttle = AuthThrottle(
+            anomaly_addresses=self.settings.auth_anomaly_addresses,
+            anomaly_window_s=self.settings.auth_anomaly_window_s,
+            guard_s=self.settings.auth_guard_s,
+        )
 
     def hash_secret(self, secret: str) -> str:
         """An argon2id hash at the configured cost."""

@@ -45,10 +45,21 @@ class ConsentSettings(KeySettings):
     """Delay between publishing a new signing key and signing with it."""
     key_rotation_interval_s: float = 86400.0
     """Age at which the signing key is rotated."""
+    manual_key_rotation_interval_s: float = 300.0
+    """Least time between the newest signing key's activation and an operator's
+    rotation (``platform:keys``); a rotation while a new key is pending is always refused."""
     secret_overlap_s: int = 86400
     """How long a rotated client secret keeps working."""
     lock_after: int = 5
     """Failed logins after which an account is locked."""
+    auth_anomaly_addresses: int = 20
+    """Distinct source addresses failing one client's authentication within
+    ``auth_anomaly_window_s`` that make an anomaly (``client.auth_anomaly``)."""
+    auth_anomaly_window_s: float = 600.0
+    """Window of the anomaly pattern, in seconds."""
+    auth_guard_s: float = 900.0
+    """After an anomaly, how long only addresses that authenticated the client within
+    the last day are checked (the client is never locked for its known callers)."""
     argon2_time_cost: int = 3
     """argon2id passes for new client-secret and password hashes (RFC 9106 §4 second
     recommended option by default); hashes carry their own parameters."""

@@ -1,33 +1,11 @@
-"""Repository of OAuth clients' credentials state: failed attempts, lock, disable,
-secret rotation, and the seen client-assertion ids (RFC 7523 §3 replay check)."""
+"""Repository of OAuth clients' credentials state: disable, secret rotation, and the
+seen client-assertion ids (RFC 7523 §3 replay check)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 import asyncpg
-
-
-async def reset_failures(conn: asyncpg.Connection, client_id: str) -> None:
-    await conn.execute("UPDATE clients SET failed_attempts = 0 WHERE client_id = $1", client_id)
-
-
-async def set_failures(conn: asyncpg.Connection, client_id: str, failures: int) -> None:
-    await conn.execute(
-        "UPDATE clients SET failed_attempts = $2 WHERE client_id = $1", client_id, failures
-    )
-
-
-async def lock_client(
-    conn: asyncpg.Connection, client_id: str, failures: int, version: int
-) -> None:
-    await conn.execute(
-        "UPDATE clients SET failed_attempts = $2, status = 'locked', version = $3"
-        " WHERE client_id = $1",
-        client_id,
-        failures,
-        version,
-    )
 
 
 async def disable_client(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import math
 import time
@@ -21,20 +20,31 @@ from joserfc import jws
 from joserfc.errors import JoseError
 
 from clearway.consent import events, store, store_tokens
-from clearway.consent.domain import ClientStatus, Status
+from clearway.consent.domain import ClientStatus, Status, same_text
 from clearway.consent.oauth_errors import OAuthError
-from clearway.consent.scopes import AUDIENCES, BY_NAME, audiences_for
+from clearway.consent.scopes import (
+    AUDIENCES,
+    BY_NAME,
+    PLATFORM_SCOPES,
+    PLATFORM_TENANT,
+    audiences_for,
+)
 from clearway.consent.service import Service
 from clearway.shared.events import Event
 
 
 def code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def grant_scopes(client: Any, requested: str | None) -> list[str]:
-    """RFC 6749 §3.3: the requested scopes, all of which the client must hold."""
+    """RFC 6749 §3.3: the requested scopes, all of which the client must hold.
+
+    Platform scopes are granted to the operator tenant's clients only, whatever a
+    client row says (registration refuses them elsewhere too)."""
     allowed = set(client["scopes"])
+    if client["tenant"] != PLATFORM_TENANT:
+        allowed -= PLATFORM_SCOPES
     if requested is None or not requested.strip():
         return sorted(allowed)
     wanted = set(requested.split())
@@ -128,14 +138,18 @@ def pkce_ok(verifier: str | None, challenge: str) -> bool:
         return False
     digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
     computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    return hmac.compare_digest(computed, challenge)
+    return same_text(computed, challenge)
 
 
 async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[str, Any]:
+    """RFC 6749 §4.1.3: one transaction holds the code's row lock from the check to the
+    token's record, so a concurrent second redemption waits, sees the code used and
+    revokes the token just issued from it (§4.1.2)."""
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
     h = code_hash(code)
+    refusal: OAuthError | None = None
     async with svc.pool.acquire() as conn, conn.transaction():
         row = await store_tokens.lock_code(conn, h)
         if row is None or row["client_id"] != client["client_id"]:
@@ -143,37 +157,49 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
         if row["redeemed_at"] is not None:
             # RFC 6749 §4.1.2: a reused code revokes the tokens issued from it.
             await _revoke_tokens_of_code(svc, conn, h)
-            reuse = OAuthError("invalid_grant", "authorization code was already used")
+            refusal = OAuthError("invalid_grant", "authorization code was already used")
         elif row["expires_at"] <= datetime.now(UTC):
-            reuse = OAuthError("invalid_grant", "authorization code expired")
+            refusal = OAuthError("invalid_grant", "authorization code expired")
         else:
-            reuse = None
-        if reuse is None:
+            # A code is spent by any attempt with it, even one failing the checks below.
             await store_tokens.mark_code_redeemed(conn, h)
-    if reuse is not None:
-        raise reuse
-    if form.get("redirect_uri") != row["redirect_uri"]:
-        raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
-    if not pkce_ok(form.get("code_verifier"), row["code_challenge"]):
-        raise OAuthError("invalid_grant", "PKCE verification failed")
-    async with svc.pool.acquire() as conn, conn.transaction():
-        consent = await store.get_consent(conn, row["consent_id"], svc.pii)
-        if consent is None or not consent.usable(datetime.now(UTC)):
-            raise OAuthError("invalid_grant", "the consent is no longer authorised")
-        scopes = sorted(set(row["scopes"]) & set(client["scopes"]))
-        aud = audience(scopes, list(row["resource"]), extra=["clearway-consent"])
-        claims = claims_for(
-            svc,
-            client,
-            sub=row["subject"],
-            scopes=scopes,
-            aud=aud,
-            consent=consent,
-            expires_at=consent.expires_at.timestamp(),
-        )
-        token = svc.keys.sign(claims)
-        await store.record_token(conn, claims, h)
+            refusal, consent = await _check_redemption(svc, conn, row, form)
+        if refusal is None:
+            claims = _claims_for_code(svc, client, row, consent)
+            token = svc.keys.sign(claims)
+            await store.record_token(conn, claims, h)
+    if refusal is not None:
+        raise refusal
     return token_response(token, claims)
+
+
+async def _check_redemption(
+    svc: Service, conn: asyncpg.Connection, row: Any, form: dict[str, Any]
+) -> tuple[OAuthError | None, Any]:
+    """(why the redemption is refused or None, the code's consent)."""
+    if form.get("redirect_uri") != row["redirect_uri"]:
+        why = "redirect_uri does not match the authorization request"
+        return OAuthError("invalid_grant", why), None
+    if not pkce_ok(form.get("code_verifier"), row["code_challenge"]):
+        return OAuthError("invalid_grant", "PKCE verification failed"), None
+    consent = await store.get_consent(conn, row["consent_id"], svc.pii)
+    if consent is None or not consent.usable(datetime.now(UTC)):
+        return OAuthError("invalid_grant", "the consent is no longer authorised"), None
+    return None, consent
+
+
+def _claims_for_code(svc: Service, client: Any, row: Any, consent: Any) -> dict[str, Any]:
+    scopes = sorted(set(row["scopes"]) & set(client["scopes"]))
+    aud = audience(scopes, list(row["resource"]), extra=["clearway-consent"])
+    return claims_for(
+        svc,
+        client,
+        sub=row["subject"],
+        scopes=scopes,
+        aud=aud,
+        consent=consent,
+        expires_at=consent.expires_at.timestamp(),
+    )
 
 
 async def _revoke_tokens_of_code(svc: Service, conn: asyncpg.Connection, h: str) -> None:

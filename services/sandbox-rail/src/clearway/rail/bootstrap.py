@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
 from clearway.rail.api import router
 from clearway.rail.faults import FaultInjector, FaultState
 from clearway.rail.settings import RailSettings
-from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.auth import verify_tokens
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.http import create_app
 from clearway.shared.supervisor import Supervisor
@@ -38,8 +37,17 @@ def build_app(settings: RailSettings) -> FastAPI:
         dsn = settings.service_dsn
         app.state.pool = await create_pool(dsn, schema=SERVICE, max_size=10)
         try:
-            # The rail has no background work yet; tasks are declared here when it does.
-            async with Supervisor("sandbox-rail", app):
+            async with Supervisor("sandbox-rail", app) as tasks:
+                # Only callers holding a short-lived, unrevoked service token may use
+                # the rail (docs/design.md §7): a disabled service client stops at once.
+                await verify_tokens(
+                    app,
+                    tasks,
+                    settings,
+                    audience=AUDIENCE,
+                    jwks=settings.jwks,
+                    jwks_url=settings.jwks_url,
+                )
                 yield
         finally:
             await app.state.pool.close()
@@ -49,13 +57,6 @@ def build_app(settings: RailSettings) -> FastAPI:
         title="Clearway sandbox rail",
         lifespan=lifespan,
         cursor_secret=settings.cursor_secret,
-    )
-    # Only callers holding a short-lived service token may use the rail (docs/design.md §7).
-    jwks_source: Any = settings.jwks or HttpJwksSource(
-        settings.jwks_url or f"{settings.issuer}/.well-known/jwks.json"
-    )
-    app.state.token_verifier = TokenVerifier(
-        issuer=settings.issuer, audience=AUDIENCE, jwks_source=jwks_source
     )
     app.include_router(router)
     app.state.faults = FaultState(settings.fault_seed)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 
-from clearway.shared.auth import HttpJwksSource, RevocationFeed, RevocationSet, TokenVerifier
+from clearway.shared.auth import verify_tokens
 from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.db import (
     create_pool,
@@ -36,7 +36,7 @@ from clearway.shared.supervisor import Supervisor
 from clearway.transfer import handlers, store
 from clearway.transfer.api import router
 from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
-from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
+from clearway.transfer.events import EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
@@ -70,7 +70,6 @@ def _maintenance(
 
 def build_app(settings: TransferSettings) -> FastAPI:
     p = settings.platform
-    revocations = RevocationSet()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +81,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             role_password=settings.db_password.get_secret_value(),
         )
         topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
-        await ensure_topics(p.kafka_bootstrap, [*topics, p.topic(CONSENT_TOPIC)])
+        await ensure_topics(p.kafka_bootstrap, topics)
         async with contextlib.AsyncExitStack() as stack:
             pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=30)
             stack.push_async_callback(pool.close)
@@ -151,6 +150,15 @@ def build_app(settings: TransferSettings) -> FastAPI:
             app.state.consumers = {"intents": intents, "executor": jobs}
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            await verify_tokens(
+                app,
+                tasks,
+                settings,
+                audience=AUDIENCE,
+                jwks=settings.jwks,
+                jwks_url=settings.jwks_url,
+                follow_revocations=settings.revocation_feed,
+            )
             relay = OutboxRelay(settings.service_dsn, SERVICE, p.kafka_bootstrap)
             tasks.task("outbox-relay", relay.run, health=relay.healthy)
             tasks.task(
@@ -158,9 +166,6 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 lambda: run_broker(broker),
                 health=lambda: consumers_healthy([intents, jobs]),
             )
-            if settings.revocation_feed:
-                feed = RevocationFeed(p.kafka_bootstrap, p.topic(CONSENT_TOPIC), revocations)
-                tasks.task("revocation-feed", feed.run, health=feed.healthy)
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)
             yield
 
@@ -169,15 +174,6 @@ def build_app(settings: TransferSettings) -> FastAPI:
         title="Clearway transfers",
         lifespan=lifespan,
         cursor_secret=settings.cursor_secret,
-    )
-    jwks_source: Any = settings.jwks or HttpJwksSource(
-        settings.jwks_url or f"{settings.issuer.rstrip('/')}/.well-known/jwks.json"
-    )
-    app.state.token_verifier = TokenVerifier(
-        issuer=settings.issuer,
-        audience=AUDIENCE,
-        jwks_source=jwks_source,
-        revocations=revocations,
     )
     app.include_router(router)
     return app

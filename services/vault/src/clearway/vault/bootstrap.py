@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import create_pool, load_migrations, migrate
@@ -50,6 +50,15 @@ def build_app(settings: VaultSettings) -> FastAPI:
 
             app.state.readiness_checks.append(lambda: handlers.database_ready(vault))
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            # a disabled client stops here at once; not ready until the feed caught up
+            await verify_tokens(
+                app,
+                tasks,
+                settings,
+                audience=AUDIENCE,
+                jwks=dict(settings.jwks) if settings.jwks is not None else None,
+                jwks_url=settings.jwks_url,
+            )
             rotation = timedelta(seconds=settings.kek_rotation_interval_s)
             tasks.every(
                 "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
@@ -65,13 +74,6 @@ def build_app(settings: VaultSettings) -> FastAPI:
         title="Clearway card vault",
         lifespan=lifespan,
         cursor_secret=settings.cursor_secret,
-    )
-    app.state.token_verifier = TokenVerifier(
-        issuer=settings.issuer,
-        audience=AUDIENCE,
-        jwks_source=settings.jwks
-        if settings.jwks is not None
-        else HttpJwksSource(settings.jwks_url or f"{settings.issuer}/.well-known/jwks.json"),
     )
     app.include_router(api.router)
     return app

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto.db_credentials import (
     RotatingLogin,
     keep_login_current,
@@ -104,13 +104,6 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
             return bool(await pool.fetchval("SELECT 1"))
 
         app.state.readiness_checks.append(database_ready)
-        app.state.token_verifier = TokenVerifier(
-            issuer=settings.issuer,
-            audience=f"clearway-{SERVICE}",
-            jwks_source=settings.jwks
-            if settings.jwks is not None
-            else HttpJwksSource.for_issuer(settings.issuer),
-        )
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(pool.close)
             stack.push_async_callback(client.close)
@@ -132,6 +125,9 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            await verify_tokens(
+                app, tasks, settings, audience=f"clearway-{SERVICE}", jwks=settings.jwks
+            )
             rotation = timedelta(seconds=settings.kek_rotation_interval_s)
             tasks.every(
                 "kek-rotation",

@@ -53,12 +53,14 @@ class Context:
         self,
         conn: asyncpg.Connection,
         principal: Principal,
+        tenant: str,
         action: str,
         resource: str,
         version: int,
         reason: str | None = None,
     ) -> None:
-        """A ``webhooks.admin_action`` for ``resource`` at its ``version`` after the change."""
+        """A ``webhooks.admin_action`` for ``resource`` of ``tenant`` at its ``version``
+        after the change; the tenant puts it in that tenant's audit view (docs/design.md §8)."""
         await self.events.emit(
             conn,
             "webhooks.admin_action",
@@ -66,6 +68,7 @@ class Context:
             version=version,
             data={"action": action, "resource": resource, "reason": reason},
             actor=Actor.from_principal(principal),
+            tenant=tenant,
         )
 
 
@@ -105,7 +108,7 @@ async def create_endpoint(
         if private is not None:
             sealed = ctx.box.seal(private, row["id"], tenant)
             await store.insert_secret(conn, row["id"], sealed, kind="ed25519")
-        await ctx.audit(conn, principal, "endpoint.created", row["id"], row["version"])
+        await ctx.audit(conn, principal, tenant, "endpoint.created", row["id"], row["version"])
     return row, secret
 
 
@@ -124,7 +127,7 @@ async def update_endpoint(
         row = await store.update_endpoint(conn, tenant, endpoint_id, fields)
         if row is None:
             raise NotFound("endpoint", endpoint_id)
-        await ctx.audit(conn, principal, "endpoint.updated", endpoint_id, row["version"])
+        await ctx.audit(conn, principal, tenant, "endpoint.updated", endpoint_id, row["version"])
     return row
 
 
@@ -142,7 +145,7 @@ async def set_endpoint_disabled(
         if row is None:
             raise NotFound("endpoint", endpoint_id)
         action = "endpoint.disabled" if disabled else "endpoint.enabled"
-        await ctx.audit(conn, principal, action, endpoint_id, row["version"], reason)
+        await ctx.audit(conn, principal, tenant, action, endpoint_id, row["version"], reason)
     return row
 
 
@@ -153,7 +156,7 @@ async def delete_endpoint(
         version = await store.delete_endpoint(conn, tenant, endpoint_id)
         if version is None:
             raise NotFound("endpoint", endpoint_id)
-        await ctx.audit(conn, principal, "endpoint.deleted", endpoint_id, version)
+        await ctx.audit(conn, principal, tenant, "endpoint.deleted", endpoint_id, version)
 
 
 async def rotate_secret(
@@ -173,7 +176,7 @@ async def rotate_secret(
         old_until = await store.expire_secrets(conn, endpoint_id, grace)
         await store.insert_secret(conn, endpoint_id, ctx.box.seal(secret, endpoint_id, tenant))
         version = await store.touch_endpoint(conn, endpoint_id)
-        await ctx.audit(conn, principal, "endpoint.secret_rotated", endpoint_id, version)
+        await ctx.audit(conn, principal, tenant, "endpoint.secret_rotated", endpoint_id, version)
     return secret, old_until
 
 
@@ -187,7 +190,7 @@ async def resend_message(
         await store.requeue(conn, [msg_id], "resend")
         again = await store.get_message(conn, tenant, msg_id)
         assert again is not None
-        await ctx.audit(conn, principal, "message.resent", msg_id, again["version"])
+        await ctx.audit(conn, principal, tenant, "message.resent", msg_id, again["version"])
     return again
 
 

@@ -55,7 +55,9 @@ async def create_job(
             total=total,
         )
         if not dry_run:
-            await ctx.audit(conn, principal, "replay.started", row["id"], 1)  # a job starts once
+            await ctx.audit(
+                conn, principal, tenant, "replay.started", row["id"], 1
+            )  # a job starts once
     return row
 
 

@@ -1,17 +1,10 @@
 """Token verification every service uses: RFC 9068 access tokens, scopes, revocation.
 
-Wire it in a service's bootstrap::
+Wire it in a service's lifespan with one call, on the service's Supervisor (the
+revocation feed is restarted by it, and ``/readyz`` is 503 until the feed caught up)::
 
-    revocations = RevocationSet()
-    app.state.token_verifier = TokenVerifier(
-        issuer=settings.issuer,
-        audience="clearway-transfer",
-        jwks_source=HttpJwksSource.for_issuer(settings.issuer),
-        revocations=revocations,
-    )
-    feed = RevocationFeed(settings.platform.kafka_bootstrap, consent_topic, revocations)
-    # in the lifespan, on the service's Supervisor (restarted and reported in /readyz):
-    tasks.task("revocation-feed", feed.run, health=feed.healthy)
+    async with Supervisor(SERVICE, app) as tasks:
+        await verify_tokens(app, tasks, settings, audience="clearway-transfer")
 
 and declare each route's scope::
 
@@ -23,14 +16,17 @@ from clearway.shared.auth.fastapi import ScopeRequirement, require_scope, route_
 from clearway.shared.auth.jwks import HttpJwksSource, Jwks, JwksFetcher, JwksUnavailable
 from clearway.shared.auth.principal import InsufficientScope, InvalidToken, Principal
 from clearway.shared.auth.revocation import (
+    CONSENT_EVENTS_TOPIC,
     REVOCATION_EVENT_TYPES,
     RevocationFeed,
     RevocationSet,
     apply_record,
 )
 from clearway.shared.auth.verify import TokenVerifier
+from clearway.shared.auth.wiring import verify_tokens
 
 __all__ = [
+    "CONSENT_EVENTS_TOPIC",
     "REVOCATION_EVENT_TYPES",
     "HttpJwksSource",
     "InsufficientScope",
@@ -46,4 +42,5 @@ __all__ = [
     "apply_record",
     "require_scope",
     "route_scopes",
+    "verify_tokens",
 ]

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 #: Reconnect delays of the revocation feed; it never gives up.
 FEED_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
+#: The consent service's topic, which carries the revocations (before the topic prefix).
+CONSENT_EVENTS_TOPIC = "clearway.consent.events.v1"
+
 CONSENT_REVOKED = "consent.revoked"
 TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type, not a secret)
 CLIENT_DISABLED = "client.disabled"

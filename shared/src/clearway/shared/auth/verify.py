@@ -7,6 +7,7 @@ HMAC or RSA), which claims are required, and whether a token was revoked.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -48,6 +49,9 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 #: Unknown-kid refreshes and periodic re-reads of an HTTP JWKS after this long, so a
 #: key the issuer withdrew stops verifying without a restart.
 JWKS_MAX_AGE_S = 300.0
+#: At most one refresh for unknown ``kid``s per this interval, whatever the source: a
+#: flood of tokens with made-up ``kid``s costs one fetch, not one per token.
+UNKNOWN_KID_REFRESH_S = 5.0
 
 
 _VERIFIED_CACHE_SIZE = 10_000
@@ -60,6 +64,12 @@ class TokenVerifier:
     :class:`~clearway.shared.auth.jwks.HttpJwksSource`. An unknown ``kid`` triggers
     one refresh (the source rate-limits it), so tokens signed by a freshly rotated
     key are accepted on first sight.
+
+    Safe under concurrency: cache entries are dropped with ``pop`` (two requests with
+    the same stale token never raise ``KeyError``), concurrent refreshes share one
+    fetch, unknown-``kid`` refreshes are rate-limited here (not only by the source),
+    and a refresh keeps the key object of every ``kid`` whose JWK did not change, so
+    it does not invalidate the verified-token cache.
     """
 
     def __init__(
@@ -84,6 +94,9 @@ class TokenVerifier:
         # key withdrawal and revocation are still checked on every request.
         self._verified: dict[str, tuple[str, VerificationKey, float, Principal]] = {}
         self._loaded_at: float | None = None
+        self._unknown_refresh_at: float | None = None
+        self._refreshing: asyncio.Lock | None = None
+        self._generation = 0  # completed fetches, so concurrent refreshes share one
         if callable(jwks_source):
             self._fetch = jwks_source
         else:
@@ -96,7 +109,8 @@ class TokenVerifier:
         if cached is not None:
             kid, key, exp, principal = cached
             if self._clock() >= exp + self.leeway_s or await self._key_or_none(kid) is not key:
-                del self._verified[token]
+                # pop, not del: a concurrent request may have dropped it during the await
+                self._verified.pop(token, None)
                 principal = None
         if principal is None:
             header, signing_input, signature = _split(token)
@@ -105,8 +119,8 @@ class TokenVerifier:
             _check_signature(alg, key, signing_input, signature)
             claims = _decode_json(signing_input.split(b".")[1], "payload")
             principal = self._principal(claims)
-            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.pop(next(iter(self._verified)))  # oldest first
+            while len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.pop(next(iter(self._verified)), None)  # oldest first
             self._verified[token] = (
                 header["kid"],
                 key,
@@ -127,18 +141,51 @@ class TokenVerifier:
 
     async def _key(self, kid: str) -> VerificationKey:
         if self._fetch is not None:
-            stale = self._loaded_at is None or self._clock() - self._loaded_at > JWKS_MAX_AGE_S
-            if stale or kid not in self._keys:
-                await self._refresh()
+            if self._loaded_at is None or self._clock() - self._loaded_at > JWKS_MAX_AGE_S:
+                await self._refresh(self._generation)
+            elif kid not in self._keys:
+                if self._may_refresh_for_unknown_kid():
+                    await self._refresh(self._generation)
+                elif self._refreshing is not None and self._refreshing.locked():
+                    # a refresh is in flight (perhaps for this very kid): wait for it
+                    async with self._refreshing:
+                        pass
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("unknown kid")
         return key
 
-    async def _refresh(self) -> None:
+    def _may_refresh_for_unknown_kid(self) -> bool:
+        now = self._clock()
+        last = self._unknown_refresh_at
+        if last is not None and now - last < UNKNOWN_KID_REFRESH_S:
+            return False
+        self._unknown_refresh_at = now
+        return True
+
+    async def _refresh(self, seen: int) -> None:
+        """Fetch and merge the JWKS once, unless a concurrent caller finished a fetch
+        since this one decided to (``seen`` is the generation it saw)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            if self._generation != seen:
+                return
+            await self._fetch_keys()
+            self._generation += 1
+
+    async def _fetch_keys(self) -> None:
         assert self._fetch is not None
         try:
-            self._keys = parse_jwks(await self._fetch())
+            fresh = parse_jwks(await self._fetch())
+            # Keep the objects of unchanged keys: the verified-token cache checks key
+            # identity, and a re-read must not turn into a cache flush.
+            self._keys = {
+                kid: old
+                if (old := self._keys.get(kid)) is not None and _same_key(old, key)
+                else key
+                for kid, key in fresh.items()
+            }
             self._loaded_at = self._clock()
         except JwksUnavailable:
             if self._loaded_at is None:
@@ -180,6 +227,10 @@ class TokenVerifier:
             authorization_details=_authorization_details(claims),
             claims=MappingProxyType(claims),
         )
+
+
+def _same_key(a: VerificationKey, b: VerificationKey) -> bool:
+    return bool(a.as_dict(private=False) == b.as_dict(private=False))
 
 
 def _split(token: str) -> tuple[dict[str, Any], bytes, bytes]:
