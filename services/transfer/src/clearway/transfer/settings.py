@@ -44,6 +44,8 @@ class TransferSettings(ServiceSettings):
     """Follow the consent service's revocations (off only in isolated tests)."""
     run_executor: bool = True
     """Execute transfers in this replica (off: another replica executes)."""
+    seed_demo: bool = False
+    """Register the demo tenants' accounts at start (development only)."""
 
     def service_tokens(self, scope: str) -> ServiceTokenSource | None:
         """Short-lived tokens for ``scope`` (``rail:charges``) from the consent service,
