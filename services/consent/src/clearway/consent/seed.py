@@ -103,4 +103,3 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
-
