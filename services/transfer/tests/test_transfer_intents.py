@@ -9,6 +9,8 @@ import pytest
 from clearway.shared.events import Event, new_event
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.schemas import default_registry
+from clearway.transfer.domain import Account, Owner
+from clearway.transfer.handlers import register_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -115,4 +117,19 @@ async def test_a_bad_intent_is_rejected_with_its_correlation_id_naming_the_field
     assert rejected.type == "transfer.rejected"
     assert rejected.data["field"] == field
     assert "4111" not in str(rejected.data)
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
+
+
+async def test_an_intent_debiting_a_users_account_is_rejected_naming_the_source(
+    clearway, platform, body, eventually, published
+):
+    # An intent carries no consent: like client credentials, it debits only the
+    # tenant's own accounts (docs/design.md §5).
+    user = Account("ten_a", "acct_alice", Owner.USER, "usr_alice")
+    await register_accounts(clearway.app.state.core, [user])
+    ev = intent("users-1", {**body, "source": "acct_alice"})
+    await publish(platform, ev)
+    [rejected] = await eventually(lambda: _of(published, ev.correlation_id))
+    assert rejected.type == "transfer.rejected"
+    assert rejected.data["field"] == "source"
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
