@@ -5,9 +5,11 @@ Every change loads the ``Transfer`` (row locked), calls the aggregate, and saves
 with its recorded events as outbox rows in the same transaction (docs/design.md §4).
 
 Initiation is two short transactions (docs/design.md §5): first the idempotency key is
-claimed *in flight*, then the transfer row, its ``transfer.created`` outbox row
-and the completed key (status + body) commit together. A crash between the two
-leaves an in-flight key and no transfer: recovery sees that no effect happened.
+claimed *in flight*, then the check of who may debit the source, the transfer row,
+the use of its consent, its ``transfer.created`` outbox row and the completed key
+(status + body) commit together; a refusal commits nothing and frees the key. A
+crash between the two leaves an in-flight key and no transfer: recovery sees that no
+effect happened.
 A crash after the second leaves a transfer: recovery completes the key from it.
 """
 
