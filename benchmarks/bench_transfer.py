@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import uvicorn
 from starlette.applications import Starlette
@@ -38,6 +39,8 @@ from starlette.routing import Route
 
 from benchmarks.common import fresh_database, pct, stack, summary
 from clearway.shared.testing.issuer import TestIssuer
+from clearway.transfer import store_accounts
+from clearway.transfer.domain import Account, Owner
 
 PGBENCH_SCRIPT = r"""
 \set k random(1, 9000000000000000000)
@@ -51,6 +54,8 @@ INSERT INTO idempotency_keys (tenant, client_id, key, fingerprint, state, refere
   ON CONFLICT DO NOTHING RETURNING true;
 COMMIT;
 BEGIN;
+SELECT tenant, id, owner, user_id, iban FROM accounts
+  WHERE tenant='ten_pg' AND id = ANY(ARRAY['acct_payer1', 'acct_payee1']);
 INSERT INTO transfers (id, tenant, client_id, reference, fingerprint, amount, currency, source,
   destination, description, metadata, status, actor, correlation_id)
   VALUES ('tr_pg' || :client_id || '_' || :k, 'ten_pg', 'cli_pg',
@@ -231,6 +236,15 @@ async def pgbench_only(concurrency: int, seconds: int) -> None:
         print(f"pgbench {run_pgbench(db, concurrency, seconds):.0f} tps")
 
 
+async def own_account(dsn: str, tenant: str, account: str) -> None:
+    """Register ``account`` as ``tenant``'s own in the transfer service's registry."""
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "transfer"})
+    try:
+        await store_accounts.register_accounts(conn, [Account(tenant, account, Owner.TENANT)])
+    finally:
+        await conn.close()
+
+
 async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> None:
     issuer = TestIssuer()
     jwks_port = _port()
@@ -285,6 +299,8 @@ async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> Non
                                 break
                         except httpx.TransportError:
                             await asyncio.sleep(0.1)
+            # the source is the tenant's own account, which client credentials may debit
+            await own_account(db, "ten_b", "acct_payer1")
             token = issuer.token(
                 sub="usr_b",
                 client_id="cli_b",

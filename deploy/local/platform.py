@@ -54,6 +54,7 @@ def _env(ep: localstack.Endpoints) -> dict[str, str]:
         "CLEARWAY_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
         "CLEARWAY_LOCAL_DIR": str(LOCAL),
         "CLEARWAY_CONSENT_SEED_DEMO": "1",
+        "CLEARWAY_TRANSFER_SEED_DEMO": "1",
     }
 
 

@@ -50,6 +50,7 @@ class Platform:
             "CLEARWAY_OAUTH_ISSUER": self.url("consent"),
             "CLEARWAY_LOCAL_DIR": str(local),
             "CLEARWAY_CONSENT_SEED_DEMO": "1",
+            "CLEARWAY_TRANSFER_SEED_DEMO": "1",
             "CLEARWAY_CONSENT_ARGON2_TIME_COST": "1",
             "CLEARWAY_CONSENT_ARGON2_MEMORY_KIB": "8192",
             "CLEARWAY_TRANSFER_RAIL_URL": self.url("rail"),
@@ -246,10 +247,12 @@ def assert_causal_order(
     assert len(traces) == 1 and None not in traces, traces
     assert [e for e in order if e in {p.event.id for p in history}] == [p.event.id for p in history]
 
-    # The test's own steps, one after the other: consent given, transfer made and
-    # settled (the partner saw the webhook), then the consent withdrawn.
+    # The test's own steps, one after the other: the partner's endpoint registered (an
+    # admin action of its tenant), consent given, transfer made and settled (the
+    # partner saw the webhook), then the consent withdrawn.
     steps = [i["action"] for i in items if not i["action"].startswith("webhooks.")]
     assert steps == [
+        "endpoint.created",
         "consent.created",
         "transfer.created",
         "transfer.submitted",
@@ -321,21 +324,29 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
             assert r.status_code == 201, r.text
             consent_id = r.json()["id"]
 
-            # The transfer itself.
+            # The transfer itself: client credentials debit the tenant's own account
+            # (seeded); the user's account would need a token bound to her consent.
+            rent = {
+                "amount": 1250,
+                "currency": "EUR",
+                "source": "acct_alphaTreasury",
+                "destination": "acct_landlord",
+                "description": "rent",
+            }
+            headers = {
+                "Authorization": f"Bearer {partner}",
+                "Idempotency-Key": f"idem-{uuid.uuid4().hex}",
+                **trace,
+            }
             r = await http.post(
                 f"{services.url('transfer')}/v1/transfers",
-                json={
-                    "amount": 1250,
-                    "currency": "EUR",
-                    "source": "acct_alice",
-                    "destination": "acct_landlord",
-                    "description": "rent",
-                },
-                headers={
-                    "Authorization": f"Bearer {partner}",
-                    "Idempotency-Key": f"idem-{uuid.uuid4().hex}",
-                    **trace,
-                },
+                json={**rent, "source": "acct_alice"},
+                headers={**headers, "Idempotency-Key": f"idem-{uuid.uuid4().hex}"},
+            )
+            assert r.status_code == 403, r.text
+            assert r.json()["errors"][0]["field"] == "source"
+            r = await http.post(
+                f"{services.url('transfer')}/v1/transfers", json=rent, headers=headers
             )
             assert r.status_code == 201, r.text
             transfer = r.json()

@@ -31,6 +31,8 @@ async def test_a_stopped_postgres_is_a_503_with_retry_after_and_the_service_reco
     stack, topic_prefix
 ):
     from clearway.transfer.bootstrap import build_app
+    from clearway.transfer.domain import Account, Owner
+    from clearway.transfer.handlers import register_accounts
     from clearway.transfer.settings import TransferSettings
 
     ls = _localstack()
@@ -69,6 +71,10 @@ async def test_a_stopped_postgres_is_a_503_with_retry_after_and_the_service_reco
                 base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
             ) as http,
         ):
+            # the tenant's own account, which its client credentials may debit
+            await register_accounts(
+                app.state.core, [Account("ten_outage", "acct_payer", Owner.TENANT)]
+            )
 
             async def create(key: str) -> httpx.Response:
                 return await http.post("/v1/transfers", json=BODY, headers={"Idempotency-Key": key})

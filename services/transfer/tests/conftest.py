@@ -23,6 +23,8 @@ from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
 from clearway.shared.testing.token_endpoint import TokenEndpoint
 from clearway.transfer.bootstrap import build_app as build_transfer
+from clearway.transfer.domain import Account, Owner
+from clearway.transfer.handlers import register_accounts
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
 from clearway.vault.bootstrap import AUDIENCE as VAULT_AUDIENCE
@@ -30,6 +32,14 @@ from clearway.vault.bootstrap import build_app as build_vault
 from clearway.vault.settings import VaultSettings
 
 SCOPES = ("payments:initiate", "payments:read", "payments:cancel")
+#: The accounts the tests debit with client credentials: their tenants' own.
+TENANT_ACCOUNTS = [
+    "acct_payer1",
+    "acct_nsf1",
+    "acct_x",
+    *(f"acct_src{i}" for i in range(17)),
+]
+TEST_TENANTS = ("ten_a", "ten_b")
 
 
 @pytest.fixture(scope="session")
@@ -160,6 +170,10 @@ async def running(
         ).replace(**overrides)
         app = build_transfer(settings)
         async with serve(app) as url:
+            await register_accounts(
+                app.state.core,
+                [Account(t, a, Owner.TENANT) for t in TEST_TENANTS for a in TENANT_ACCOUNTS],
+            )
             db = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
             try:
                 yield Clearway(url, rail_url, app, db, issuer, settings, endpoint, vault_url)

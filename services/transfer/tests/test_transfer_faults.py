@@ -18,6 +18,8 @@ import pytest
 import uvicorn
 
 from clearway.shared.testing.token_endpoint import TokenEndpoint
+from clearway.transfer import store_accounts
+from clearway.transfer.domain import Account, Owner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -198,6 +200,8 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
             await c.put("/v1/faults", json={"lose_response_rate": 0.25})
         transfer.start()
         await transfer.healthy(transfer_port)
+        # the sources are the tenant's own accounts, which client credentials may debit
+        await own_accounts(platform, "ten_a", [f"acct_src{i}" for i in range(17)])
 
         keys = [f"fault-{i}" for i in range(INTENTS)]
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -314,3 +318,14 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
         await proxy.stop()
         jwks_server.should_exit = True
         await asyncio.wait_for(jwks_task, 10)
+
+
+async def own_accounts(platform, tenant: str, ids: list[str]) -> None:
+    """Register ``ids`` as ``tenant``'s own accounts in a transfer service's schema."""
+    conn = await asyncpg.connect(platform.database_url, server_settings={"search_path": "transfer"})
+    try:
+        await store_accounts.register_accounts(
+            conn, [Account(tenant, a, Owner.TENANT) for a in ids]
+        )
+    finally:
+        await conn.close()

@@ -11,6 +11,8 @@ from clearway.shared.dlt_cli import list_dead_letters
 from clearway.shared.events import Event, new_event
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.schemas import default_registry
+from clearway.transfer.domain import Account, Owner
+from clearway.transfer.handlers import register_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -156,4 +158,19 @@ async def test_an_intent_carrying_a_card_number_is_dead_lettered_masked(
         assert "[PAN ****1111]" in copy and "111111111111" not in copy, copy
         assert "\\u0034" not in copy
     assert not [e for e in await published() if e.correlation_id in by_correlation]
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
+
+
+async def test_an_intent_debiting_a_users_account_is_rejected_naming_the_source(
+    clearway, platform, body, eventually, published
+):
+    # An intent carries no consent: like client credentials, it debits only the
+    # tenant's own accounts (docs/design.md §5).
+    user = Account("ten_a", "acct_alice", Owner.USER, "usr_alice")
+    await register_accounts(clearway.app.state.core, [user])
+    ev = intent("users-1", {**body, "source": "acct_alice"})
+    await publish(platform, ev)
+    [rejected] = await eventually(lambda: _of(published, ev.correlation_id))
+    assert rejected.type == "transfer.rejected"
+    assert rejected.data["field"] == "source"
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0

@@ -10,19 +10,28 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from clearway.consent import api, clients, handlers, oauth_api, pages
+from clearway.consent import api, clients, consumers, handlers, oauth_api, pages
 from clearway.consent.keys import KeyEncryption, KeyRing, load_session_key
 from clearway.consent.seed import seed
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.auth import verify_tokens
+from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import create_pool, load_migrations, migrate
+from clearway.shared.dlt import DeadLetters
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_topics
-from clearway.shared.relay import OutboxRelay
+from clearway.shared.kafka import (
+    consumers_healthy,
+    ensure_topics,
+    make_broker,
+    run_broker,
+    subscribe_idempotent,
+)
+from clearway.shared.relay import OutboxRelay, idempotent_producer
+from clearway.shared.schemas import default_registry
 from clearway.shared.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -77,7 +86,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dsn = await prepare(settings)
-        await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic])
+        transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
+        await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic, transfers])
         pool = await create_pool(dsn, schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:
@@ -88,9 +98,27 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         await clients.keep_keys_current(svc)
         if settings.seed_demo:
             await seed(svc, settings.platform.local_dir)
+        producer = idempotent_producer(settings.platform.kafka_bootstrap)
+        await producer.start()
         try:
             async with Supervisor("consent", app) as tasks:
                 bootstrap = settings.platform.kafka_bootstrap
+                # transfer.created under a single-use consent marks it Consumed
+                consumed = IdempotentConsumer(
+                    consumers.GROUP,
+                    pool,
+                    DeadLetters(producer, consumers.GROUP),
+                    handler=lambda conn, ev: consumers.handle_transfer_created(svc, conn, ev),
+                    validate=default_registry().validate,
+                    accept=consumers.made_under_consent,
+                )
+                broker = make_broker(bootstrap)
+                subscribe_idempotent(broker, consumed, transfers, group_id=consumers.GROUP)
+                tasks.task(
+                    "consumers",
+                    lambda: run_broker(broker),
+                    health=lambda: consumers_healthy([consumed]),
+                )
                 relay = OutboxRelay(dsn, SCHEMA, bootstrap, poll_interval=0.5)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
                 # its own keys, read in process; revocations from its own topic
@@ -111,6 +139,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 )
                 yield
         finally:
+            await producer.stop()
             await pool.close()
 
     app = create_app(

@@ -166,6 +166,12 @@ class Consent:
     def is_payment(self) -> bool:
         return any(d.get("type") == PAYMENT_INITIATION for d in self.authorization_details)
 
+    @property
+    def is_recurring(self) -> bool:
+        """A recurring payment consent allows many payments up to its stated maximum,
+        so a payment never consumes it (it ends by revocation or expiry)."""
+        return any("recurring" in d for d in self.authorization_details)
+
     def approve(self, subject: str, now: datetime, evidence: dict[str, Any], actor: dict) -> None:
         if self.subject is not None and self.subject != subject:
             raise ConsentError("this consent was created for another user")
@@ -184,8 +190,8 @@ class Consent:
         self._move(Status.REVOKED, now, actor, reason)
 
     def consume(self, now: datetime, actor: dict[str, Any]) -> None:
-        if not self.is_payment:
-            raise ConsentError("only payment consents are consumed")
+        if not self.is_payment or self.is_recurring:
+            raise ConsentError("only single payment consents are consumed")
         self._check_not_expired(now)
         self._move(Status.CONSUMED, now, actor)
 
@@ -222,7 +228,10 @@ def validate_authorization_details(details: Any) -> list[dict[str, Any]]:
     """The details in canonical form, or :class:`InvalidAuthorizationDetails` naming the field.
 
     Only ``payment_initiation`` is known: ``instructedAmount`` (``amount`` in integer
-    minor units, ISO 4217 ``currency``) and ``creditorName`` / ``creditorAccount.iban``.
+    minor units, ISO 4217 ``currency``) and ``creditorName`` / ``creditorAccount.iban``;
+    optionally ``debtorAccount.iban`` (the user's account to pay from) and, for a
+    recurring consent, ``recurring.maximumAmount`` (each payment up to it, in the
+    instructed currency). Transfers match these (docs/design.md §7).
     """
     if not isinstance(details, list) or not details:
         raise InvalidAuthorizationDetails("", "must be a non-empty JSON array")
@@ -251,18 +260,45 @@ def _payment(i: int, d: Any) -> dict[str, Any]:
     creditor = d.get("creditorName")
     if not isinstance(creditor, str) or not 0 < len(creditor.strip()) <= 140:
         raise InvalidAuthorizationDetails(f"{at}.creditorName", "is required (≤ 140 chars)")
-    account = d.get("creditorAccount")
+    out: dict[str, Any] = {
+        "type": PAYMENT_INITIATION,
+        "instructedAmount": {"amount": value, "currency": currency.upper()},
+        "creditorName": creditor.strip(),
+        "creditorAccount": {"iban": _iban(d.get("creditorAccount"), f"{at}.creditorAccount")},
+    }
+    if d.get("debtorAccount") is not None:
+        out["debtorAccount"] = {"iban": _iban(d["debtorAccount"], f"{at}.debtorAccount")}
+    if d.get("recurring") is not None:
+        out["recurring"] = _recurring(d["recurring"], f"{at}.recurring", value, currency.upper())
+    if isinstance(d.get("remittanceInformation"), str):
+        out["remittanceInformation"] = d["remittanceInformation"][:140]
+    return out
+
+
+def _iban(account: Any, at: str) -> str:
     iban = account.get("iban") if isinstance(account, dict) else None
     if not (
         isinstance(iban, str) and 15 <= len(iban.replace(" ", "")) <= 34 and iban[:2].isalpha()
     ):
-        raise InvalidAuthorizationDetails(f"{at}.creditorAccount.iban", "must be an IBAN")
-    out = {
-        "type": PAYMENT_INITIATION,
-        "instructedAmount": {"amount": value, "currency": currency.upper()},
-        "creditorName": creditor.strip(),
-        "creditorAccount": {"iban": iban.replace(" ", "").upper()},
-    }
-    if isinstance(d.get("remittanceInformation"), str):
-        out["remittanceInformation"] = d["remittanceInformation"][:140]
-    return out
+        raise InvalidAuthorizationDetails(f"{at}.iban", "must be an IBAN")
+    return iban.replace(" ", "").upper()
+
+
+def _recurring(recurring: Any, at: str, instructed: int, currency: str) -> dict[str, Any]:
+    """``{"maximumAmount": {"amount", "currency"}}``: at least the instructed amount, in
+    the instructed currency."""
+    cap = recurring.get("maximumAmount") if isinstance(recurring, dict) else None
+    amount = cap.get("amount") if isinstance(cap, dict) else None
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount < _MAX_MINOR_UNITS:
+        raise InvalidAuthorizationDetails(
+            f"{at}.maximumAmount.amount", "must be a positive integer of minor units"
+        )
+    if amount < instructed:
+        raise InvalidAuthorizationDetails(
+            f"{at}.maximumAmount.amount", "must be at least the instructed amount"
+        )
+    if not isinstance(cap, dict) or str(cap.get("currency", "")).upper() != currency:
+        raise InvalidAuthorizationDetails(
+            f"{at}.maximumAmount.currency", "must be the instructed currency"
+        )
+    return {"maximumAmount": {"amount": amount, "currency": currency}}

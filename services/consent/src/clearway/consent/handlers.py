@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from clearway.consent import events, store, store_personal
 from clearway.consent.domain import Consent, ConsentError, Status
 from clearway.consent.service import Service
@@ -114,6 +116,36 @@ async def consume_consent(
         await store.update_consent(conn, consent, svc.pii)
         await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return consent
+
+
+async def consume_for_transfer(
+    svc: Service,
+    conn: asyncpg.Connection,
+    tenant: str,
+    consent_id: str,
+    at: datetime,
+    actor: Actor,
+) -> bool:
+    """A transfer was made under ``consent_id`` (``transfer.created``): mark a single
+    payment consent ``Consumed`` in the caller's (inbox) transaction.
+
+    The transfer service already decided the use, atomically with the transfer
+    (docs/design.md §7); here the consent's own record catches up. A recurring
+    consent, one already consumed, or one no longer authorised (revoked after the
+    transfer was accepted) stays as it is. Returns whether the consent changed.
+    """
+    consent = await store.get_consent(conn, consent_id, svc.pii, lock=True)
+    if consent is None or consent.tenant != tenant or consent.status is not Status.AUTHORISED:
+        return False
+    if consent.is_recurring:
+        return False
+    try:
+        consent.consume(at, actor.as_data())  # at: when the transfer was made
+    except ConsentError:
+        return False
+    await store.update_consent(conn, consent, svc.pii)
+    await svc.events.write(conn, *events.consent_events(svc.events, consent))
+    return True
 
 
 def evidence_of(consent: Consent, subject: str, user_agent: str | None, now: datetime) -> dict:

@@ -20,8 +20,11 @@ from clearway.shared.http import (
     page_request,
 )
 from clearway.transfer.domain import (
+    AUTHORISED,
+    ConsentState,
     InvalidField,
     InvalidTransition,
+    Refused,
     TransferRequest,
 )
 from clearway.transfer.handlers import (
@@ -130,9 +133,12 @@ async def create_transfer(
         transfer,
         Actor.from_principal(principal),
         request.state.correlation_id,
+        consent=_bound_consent(principal),
     )
     try:
         outcome = await initiate_transfer(_core(request), cmd)
+    except Refused as e:
+        raise refusal(e) from None
     except KeyInFlight as e:
         raise ProblemError(
             409,
@@ -151,6 +157,41 @@ async def create_transfer(
             detail="This Idempotency-Key was already used with a different request.",
         ) from None
     return _answer(outcome.status_code, outcome.body, outcome.replayed)
+
+
+def _bound_consent(principal: Principal) -> ConsentState | None:
+    """The consent as the token states it (RFC 9396 ``authorization_details``): the
+    issuer mints such a token only from an ``Authorised`` consent, never past its
+    expiry (docs/design.md §7)."""
+    if principal.consent_id is None:
+        return None
+    return ConsentState(
+        principal.consent_id,
+        principal.tenant or "",
+        principal.subject,
+        AUTHORISED,
+        principal.authorization_details,
+        principal.expires_at,
+    )
+
+
+def refusal(e: Refused) -> ProblemError:
+    """403 problem naming why and, where one is at fault, the field (RFC 9457)."""
+    titles = {
+        "consent-consumed": "Consent already used",
+        "consent-mismatch": "Transfer does not match the consent",
+        "consent-not-authorised": "Consent is not authorised",
+        "consent-required": "Consent required",
+        "source-not-permitted": "Source account not permitted",
+    }
+    extensions: dict[str, Any] = {}
+    detail = e.reason
+    if e.field is not None:
+        extensions["errors"] = [{"field": e.field, "message": e.reason, "type": e.slug}]
+        detail = f"Field '{e.field}': {e.reason}."
+    if e.status is not None:
+        extensions["consent_status"] = e.status
+    return ProblemError(403, e.slug, titles.get(e.slug, "Forbidden"), detail, **extensions)
 
 
 @router.get("/{transfer_id}")

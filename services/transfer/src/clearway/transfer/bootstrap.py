@@ -35,10 +35,17 @@ from clearway.shared.schemas import default_registry
 from clearway.shared.supervisor import Supervisor
 from clearway.transfer import handlers, store
 from clearway.transfer.api import router
-from clearway.transfer.consumers import INTENT_TYPE, executor_batch_handler, handle_intent
-from clearway.transfer.events import EVENTS_TOPIC, INTENTS_TOPIC
+from clearway.transfer.consumers import (
+    CONSENT_STATE_TYPES,
+    INTENT_TYPE,
+    executor_batch_handler,
+    handle_consent_event,
+    handle_intent,
+)
+from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient
+from clearway.transfer.seed import seed
 from clearway.transfer.settings import TransferSettings
 from clearway.transfer.vault_client import VaultClient
 
@@ -105,6 +112,8 @@ def build_app(settings: TransferSettings) -> FastAPI:
             )
             app.state.core = core
             app.state.readiness_checks.append(_database_check(pool))
+            if settings.seed_demo:
+                await seed(core)
             rail = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
             stack.push_async_callback(rail.close)
             executor = Executor(core, rail)
@@ -132,12 +141,27 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 validate=registry.validate,
                 accept=lambda ev: ev.type == "transfer.created",
             )
+            consents = IdempotentConsumer(
+                "transfer-consents",
+                pool,
+                DeadLetters(producer, "transfer-consents"),
+                handler=handle_consent_event,
+                validate=registry.validate,
+                accept=lambda ev: ev.type in CONSENT_STATE_TYPES,
+            )
             subscribe_idempotent(
                 broker,
                 intents,
                 p.topic(INTENTS_TOPIC),
                 group_id="transfer-intents",
                 max_records=100,
+            )
+            subscribe_idempotent(
+                broker,
+                consents,
+                p.topic(CONSENT_TOPIC),
+                group_id="transfer-consents",
+                max_records=500,
             )
             if settings.run_executor:
                 subscribe_idempotent(
@@ -147,7 +171,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                     group_id="transfer-executor",
                     max_records=100,
                 )
-            app.state.consumers = {"intents": intents, "executor": jobs}
+            app.state.consumers = {"intents": intents, "executor": jobs, "consents": consents}
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
             await verify_tokens(
@@ -164,7 +188,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             tasks.task(
                 "consumers",
                 lambda: run_broker(broker),
-                health=lambda: consumers_healthy([intents, jobs]),
+                health=lambda: consumers_healthy([intents, jobs, consents]),
             )
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)
             yield

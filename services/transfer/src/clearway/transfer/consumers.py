@@ -1,4 +1,5 @@
-"""Kafka entrypoints: transfer intents (commands) and the executor's job queue.
+"""Kafka entrypoints: transfer intents (commands), the executor's job queue, and the
+consent service's ``consent.*`` events (the projection of payment consents).
 
 Intents run the same core as ``POST /v1/transfers``: the key in the message is
 scoped by the message's tenant and client id, so an intent whose key was already
@@ -20,10 +21,27 @@ from clearway.shared.consumer import event_scope
 from clearway.shared.events import Event
 from clearway.transfer.domain import InvalidField, TransferRequest
 from clearway.transfer.executor import Executor
-from clearway.transfer.handlers import Core, InitiateTransfer, accept_intent, reject_intent
+from clearway.transfer.handlers import (
+    Core,
+    InitiateTransfer,
+    accept_intent,
+    apply_consent_event,
+    reject_intent,
+)
 
 log = logging.getLogger(__name__)
 INTENT_TYPE = "transfer.intent"
+#: The consent events that change what a consent allows (docs/design.md §7).
+CONSENT_STATE_TYPES = frozenset(
+    {
+        "consent.created",
+        "consent.authorised",
+        "consent.consumed",
+        "consent.rejected",
+        "consent.revoked",
+        "consent.expired",
+    }
+)
 
 
 def _command(intent: Event) -> InitiateTransfer:
@@ -80,3 +98,8 @@ def executor_batch_handler(executor: Executor):
             raise errors[0]
 
     return run
+
+
+async def handle_consent_event(conn: asyncpg.Connection, event: Event) -> None:
+    """Fold a ``consent.*`` event into the projection, in the inbox transaction."""
+    await apply_consent_event(conn, event)

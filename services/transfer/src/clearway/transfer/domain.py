@@ -1,5 +1,5 @@
-"""Transfer rules: money, references, request fingerprints, the ``Transfer`` aggregate,
-the ledger.
+"""Transfer rules: money, references, request fingerprints, who may debit an account
+(ownership and consents), the ``Transfer`` aggregate, the ledger.
 
 A transfer's life (docs/design.md §5)::
 
@@ -146,6 +146,182 @@ def settlement_postings(source: str, destination: str, amount: int, currency: st
     return legs
 
 
+# --- who may debit an account (docs/design.md §5, §7) ------------------------------
+
+
+class Owner(StrEnum):
+    TENANT = "tenant"  # the tenant's own (treasury) account
+    USER = "user"  # one user's account at the tenant
+    EXTERNAL = "external"  # a counterparty known by its IBAN: a creditor, never a source
+
+
+@dataclass(frozen=True)
+class Account:
+    """An entry of the account registry: an account id of a tenant and its owner."""
+
+    tenant: str
+    id: str
+    owner: Owner
+    user_id: str | None = None
+    iban: str | None = None
+
+
+#: Consent statuses as the consent service names them (docs/design.md §7).
+AUTHORISED = "Authorised"
+CONSUMED = "Consumed"
+EXPIRED = "Expired"
+PAYMENT_INITIATION = "payment_initiation"
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """What the transfer service knows of a payment consent: from its projection of
+    ``consent.*`` events, or from the signed token bound to it when the projection
+    has not seen the consent yet."""
+
+    id: str
+    tenant: str
+    subject: str | None
+    status: str
+    authorization_details: tuple[Mapping[str, Any], ...]
+    expires_at: datetime | None
+
+
+def consent_stage(status: str) -> int:
+    """How far a consent has come: 1 awaiting, 2 authorised, 3 a final status. A
+    consent reaches one final status at most, so the projection keeps the highest."""
+    return {"AwaitingAuthorisation": 1, AUTHORISED: 2}.get(status, 3)
+
+
+def current_consent(known: ConsentState | None, token: ConsentState) -> ConsentState:
+    """The consent's state for a request bound to it: the projection's, unless it has
+    not yet seen the consent authorised. A token is issued only from an ``Authorised``
+    consent, so the token itself carries that write to us (read-your-writes); the
+    projection's later news (consumed, revoked, expired) wins over it."""
+    if known is None or consent_stage(known.status) < 2:
+        return token
+    if not known.authorization_details:
+        return ConsentState(
+            known.id,
+            known.tenant,
+            known.subject,
+            known.status,
+            token.authorization_details,
+            known.expires_at,
+        )
+    return known
+
+
+class Refused(TransferError):
+    """The caller may not make this transfer (403): ``slug`` says why, ``field`` where."""
+
+    def __init__(
+        self, slug: str, reason: str, field: str | None = None, status: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.slug = slug
+        self.reason = reason
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ConsentUse:
+    """The consent a transfer is made under and whether that use consumes it."""
+
+    consent_id: str
+    single_use: bool
+
+
+def check_tenant_debit(tenant: str, source: str, account: Account | None) -> None:
+    """Client credentials (no consent) debit only the tenant's own accounts.
+
+    A card token (``tok_…``) is not an account of the registry; its checks are the
+    vault's. Unknown and counterparty accounts are refused alike, so the answer does
+    not tell which accounts exist.
+    """
+    if source.startswith("tok_"):
+        return
+    if account is not None and account.tenant == tenant and account.owner is Owner.USER:
+        raise Refused(
+            "consent-required",
+            "a user's account is debited only with a token bound to the user's consent",
+            "source",
+        )
+    if account is None or account.tenant != tenant or account.owner is not Owner.TENANT:
+        raise Refused("source-not-permitted", "not an account your tenant may debit", "source")
+
+
+def check_consent(
+    consent: ConsentState,
+    tenant: str,
+    request: TransferRequest,
+    source: Account | None,
+    destination: Account | None,
+    now: datetime,
+) -> ConsentUse:
+    """The transfer must match one ``payment_initiation`` detail of an ``Authorised``,
+    unexpired consent of the caller's tenant (RFC 9396): the source is the consenting
+    user's account (and the stated ``debtorAccount``), the destination the stated
+    ``creditorAccount``, the currency, and the amount exactly, or up to the
+    ``recurring.maximumAmount`` of a recurring consent. Raises :class:`Refused`.
+    """
+    if consent.tenant != tenant:
+        raise Refused("consent-mismatch", "the consent belongs to another tenant", "consent_id")
+    status = consent.status
+    if status == AUTHORISED and consent.expires_at is not None and now >= consent.expires_at:
+        status = EXPIRED
+    if status == CONSUMED:
+        raise Refused("consent-consumed", "the consent was already used", status=status)
+    if status != AUTHORISED:
+        raise Refused("consent-not-authorised", f"the consent is {status}", status=status)
+    details = [d for d in consent.authorization_details if d.get("type") == PAYMENT_INITIATION]
+    if not details:
+        raise Refused("consent-mismatch", "the consent allows no payment", "consent_id")
+    misses = [_mismatch(d, consent.subject, request, source, destination) for d in details]
+    for detail, miss in zip(details, misses, strict=True):
+        if miss is None:
+            recurring = isinstance(detail.get("recurring"), Mapping)
+            return ConsentUse(consent.id, single_use=not recurring)
+    first = misses[0]
+    assert first is not None
+    raise Refused("consent-mismatch", first[1], first[0])
+
+
+def _mismatch(
+    detail: Mapping[str, Any],
+    subject: str | None,
+    request: TransferRequest,
+    source: Account | None,
+    destination: Account | None,
+) -> tuple[str, str] | None:
+    """The first field of ``request`` that ``detail`` does not allow, with why."""
+    debtor = (detail.get("debtorAccount") or {}).get("iban")
+    if (
+        subject is None
+        or source is None
+        or source.owner is not Owner.USER
+        or source.user_id != subject
+        or (debtor is not None and source.iban != debtor)
+    ):
+        return "source", "is not the consenting user's account the consent names"
+    creditor = (detail.get("creditorAccount") or {}).get("iban")
+    if destination is None or creditor is None or destination.iban != creditor:
+        return "destination", "is not the creditor account the consent names"
+    recurring = detail.get("recurring")
+    limit = recurring.get("maximumAmount") if isinstance(recurring, Mapping) else None
+    capped = isinstance(limit, Mapping)
+    allowed = limit if capped else detail.get("instructedAmount") or {}
+    if request.currency != allowed.get("currency"):
+        return "currency", "is not the currency the consent names"
+    if capped:
+        if request.amount > allowed.get("amount", 0):
+            return "amount", "exceeds the maximum amount of the recurring consent"
+    elif request.amount != allowed.get("amount"):
+        return "amount", "is not the amount the consent names"
+    return None
+
+
 # --- the aggregate's events -----------------------------------------------------------
 
 
@@ -175,6 +351,7 @@ class TransferCreated(TransferEvent):
     destination: str
     description: str | None
     actor: Actor | None
+    consent_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +403,7 @@ class Transfer:
     metadata: dict[str, str] = field(default_factory=dict)
     actor: Actor | None = None
     correlation_id: str | None = None
+    consent_id: str | None = None
     status: Status = Status.PENDING
     version: int = 1
     rail_charge_id: str | None = None
@@ -244,8 +422,10 @@ class Transfer:
         actor: Actor,
         now: datetime,
         correlation_id: str | None = None,
+        consent_id: str | None = None,
     ) -> Transfer:
-        """A new pending transfer (version 1) that has recorded ``TransferCreated``."""
+        """A new pending transfer (version 1) that has recorded ``TransferCreated``;
+        ``consent_id`` names the consent that allowed it (when one did)."""
         transfer = cls(
             id=new_transfer_id(),
             tenant=tenant,
@@ -261,6 +441,7 @@ class Transfer:
             metadata=dict(request.metadata),
             actor=actor,
             correlation_id=correlation_id,
+            consent_id=consent_id,
         )
         transfer.events.append(
             TransferCreated(
@@ -269,6 +450,7 @@ class Transfer:
                 destination=transfer.destination,
                 description=transfer.description,
                 actor=actor,
+                consent_id=consent_id,
             )
         )
         return transfer

@@ -38,6 +38,7 @@ def transfer_event(writer: EventWriter, ev: TransferEvent) -> Event:
     if isinstance(ev, TransferCreated):
         data |= {"source": ev.source, "destination": ev.destination}
         data["description"] = ev.description
+        data["consent_id"] = ev.consent_id
         actor = ev.actor
     elif isinstance(ev, TransferCanceled):
         actor = ev.actor

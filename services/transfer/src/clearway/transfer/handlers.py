@@ -5,14 +5,17 @@ Every change loads the ``Transfer`` (row locked), calls the aggregate, and saves
 with its recorded events as outbox rows in the same transaction (docs/design.md §4).
 
 Initiation is two short transactions (docs/design.md §5): first the idempotency key is
-claimed *in flight*, then the transfer row, its ``transfer.created`` outbox row
-and the completed key (status + body) commit together. A crash between the two
-leaves an in-flight key and no transfer: recovery sees that no effect happened.
+claimed *in flight*, then the check of who may debit the source, the transfer row,
+the use of its consent, its ``transfer.created`` outbox row and the completed key
+(status + body) commit together; a refusal commits nothing and frees the key. A
+crash between the two leaves an in-flight key and no transfer: recovery sees that no
+effect happened.
 A crash after the second leaves a transfer: recovery completes the key from it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -26,15 +29,24 @@ from clearway.shared.backoff import RetriesExhausted, retry
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.http import PageRequest
-from clearway.transfer import store
+from clearway.transfer import store, store_accounts
 from clearway.transfer.domain import (
+    CONSUMED,
     TRANSFERS_ROUTE,
+    Account,
+    ConsentState,
+    ConsentUse,
     KeyDecision,
     KeyState,
+    Refused,
     Status,
     Transfer,
     TransferError,
     TransferRequest,
+    check_consent,
+    check_tenant_debit,
+    consent_stage,
+    current_consent,
     decide,
     fingerprint,
     in_flight_wait,
@@ -74,6 +86,9 @@ class InitiateTransfer:
     request: TransferRequest
     actor: Actor
     correlation_id: str | None = None
+    consent: ConsentState | None = None
+    """The consent the caller's token is bound to, as the token states it; None for
+    client credentials (and intents), which debit only the tenant's own accounts."""
 
 
 @dataclass(frozen=True)
@@ -161,18 +176,21 @@ async def _check_source(core: Core, cmd: InitiateTransfer) -> None:
 async def _create(
     conn: asyncpg.Connection, core: Core, cmd: InitiateTransfer, fp: str, ref: str
 ) -> Outcome:
-    transfer = Transfer.create(
-        tenant=cmd.tenant,
-        client_id=cmd.client_id,
-        reference=ref,
-        fingerprint=fp,
-        request=cmd.request,
-        actor=cmd.actor,
-        now=datetime.now(UTC),
-        correlation_id=cmd.correlation_id,
-    )
+    now = datetime.now(UTC)
     reused = False
     async with conn.transaction():
+        use = await _authorise(conn, cmd, now)  # Refused: nothing written, the claim is freed
+        transfer = Transfer.create(
+            tenant=cmd.tenant,
+            client_id=cmd.client_id,
+            reference=ref,
+            fingerprint=fp,
+            request=cmd.request,
+            actor=cmd.actor,
+            now=now,
+            correlation_id=cmd.correlation_id,
+            consent_id=use.consent_id if use else None,
+        )
         replayed = not await store.insert_transfer(conn, transfer)
         if replayed:
             # The key was purged or its claim recovered: the transfer already exists.
@@ -180,6 +198,10 @@ async def _create(
             assert found is not None
             transfer, reused = found, found.fingerprint != fp
         else:
+            # The consent's use commits with the transfer or not at all; concurrent
+            # uses of a single-use consent wait on its row and find it taken.
+            if use and not await store_accounts.use_consent(conn, use, cmd.tenant, transfer.id):
+                raise Refused("consent-consumed", "the consent was already used", status=CONSUMED)
             await _write_events(conn, core, transfer)
         body = transfer_view(transfer)
         if reused:  # committed before KeyReused is raised, so the claim is freed
@@ -189,6 +211,47 @@ async def _create(
     if reused:
         raise KeyReused()
     return Outcome(201, body, replayed)
+
+
+async def _authorise(
+    conn: asyncpg.Connection, cmd: InitiateTransfer, now: datetime
+) -> ConsentUse | None:
+    """May the caller debit the source? Client credentials: the tenant's own accounts
+    only; a consent-bound token: what the consent allows (docs/design.md §7)."""
+    req = cmd.request
+    accounts = await store_accounts.accounts_of(conn, cmd.tenant, [req.source, req.destination])
+    if cmd.consent is None:
+        check_tenant_debit(cmd.tenant, req.source, accounts.get(req.source))
+        return None
+    known = await store_accounts.consent(conn, cmd.consent.id)
+    consent = current_consent(known, cmd.consent)
+    return check_consent(
+        consent, cmd.tenant, req, accounts.get(req.source), accounts.get(req.destination), now
+    )
+
+
+async def register_accounts(core: Core, accounts: list[Account]) -> None:
+    """Add accounts to the registry (the demo seed, tests; an onboarding API later)."""
+    await store_accounts.register_accounts(core.pool, accounts)
+
+
+async def apply_consent_event(conn: asyncpg.Connection, event: Event) -> None:
+    """Fold one ``consent.*`` event into the projection (the inbox transaction ``conn``)."""
+    data = event.data
+    if not event.tenant or not isinstance(data.get("consent_id"), str):
+        return
+    details = data.get("authorization_details")
+    expires_at = data.get("expires_at")
+    await store_accounts.apply_consent(
+        conn,
+        data["consent_id"],
+        event.tenant,
+        consent_stage(data["status"]),
+        data["status"],
+        data.get("subject"),
+        json.loads(details) if isinstance(details, str) else None,
+        datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else None,
+    )
 
 
 async def accept_intent(
@@ -211,6 +274,8 @@ async def accept_intent(
     except UnknownCardToken:
         reason = "unknown card token for this tenant"
         return await reject_intent(core, conn, intent, "source", reason)
+    except Refused as e:
+        return await reject_intent(core, conn, intent, e.field, e.reason)
     except RetriesExhausted:
         raise IntentInFlight("idempotency key still in flight") from None
     body = outcome.body

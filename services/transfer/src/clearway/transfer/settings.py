@@ -51,6 +51,8 @@ class TransferSettings(ServiceSettings):
     """Follow the consent service's revocations (off only in isolated tests)."""
     run_executor: bool = True
     """Execute transfers in this replica (off: another replica executes)."""
+    seed_demo: bool = False
+    """Register the demo tenants' accounts at start (development only)."""
 
     def reference_key(self) -> bytes:
         """The reference HMAC key: the configured one, or in development the one generated

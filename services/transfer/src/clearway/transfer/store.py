@@ -14,7 +14,7 @@ from clearway.transfer.domain import KeyState, Posting, Status, Transfer
 TRANSFER_COLUMNS = (
     "id, tenant, client_id, reference, fingerprint, amount, currency, source, destination,"
     " description, metadata, status, version, rail_charge_id, failure_reason, actor,"
-    " correlation_id, created_at"
+    " correlation_id, created_at, consent_id"
 )
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -180,6 +180,7 @@ def _transfer(row: asyncpg.Record) -> Transfer:
         version=row["version"],
         rail_charge_id=row["rail_charge_id"],
         failure_reason=row["failure_reason"],
+        consent_id=row["consent_id"],
     )
 
 
@@ -188,8 +189,8 @@ async def insert_transfer(conn: asyncpg.Connection, t: Transfer) -> bool:
     inserted = await conn.fetchval(
         "INSERT INTO transfers (id, tenant, client_id, reference, fingerprint, amount, currency,"
         " source, destination, description, metadata, status, version, actor, correlation_id,"
-        " created_at, updated_at)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16)"
+        " created_at, updated_at, consent_id)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16,$17)"
         " ON CONFLICT (tenant, reference) DO NOTHING RETURNING true",
         t.id,
         t.tenant,
@@ -207,6 +208,7 @@ async def insert_transfer(conn: asyncpg.Connection, t: Transfer) -> bool:
         t.actor.as_data() if t.actor else None,
         t.correlation_id,
         t.created_at,
+        t.consent_id,
     )
     return bool(inserted)
 

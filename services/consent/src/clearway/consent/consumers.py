@@ -1,0 +1,29 @@
+"""Kafka entrypoint: the transfer service's ``transfer.created`` events, so that a
+single payment consent a transfer was made under is marked ``Consumed``
+(docs/design.md §7). Here an event is only parsed; the handler decides."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from clearway.consent.handlers import consume_for_transfer
+from clearway.consent.service import Service
+from clearway.shared.actor import Actor
+from clearway.shared.events import Event
+
+GROUP = "consent-transfers"
+TRANSFER_EVENTS = "clearway.transfer.events.v1"
+TRANSFER_CREATED = "transfer.created"
+
+
+def made_under_consent(event: Event) -> bool:
+    """Only transfers made under a consent concern this service."""
+    return event.type == TRANSFER_CREATED and bool(event.data.get("consent_id"))
+
+
+async def handle_transfer_created(svc: Service, conn: asyncpg.Connection, event: Event) -> None:
+    """Consume the consent of one ``transfer.created``, in the inbox transaction."""
+    if not event.tenant:
+        return
+    actor = Actor.from_data(event.data.get("actor")) or Actor.system("transfer")
+    await consume_for_transfer(svc, conn, event.tenant, event.data["consent_id"], event.time, actor)
