@@ -112,7 +112,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 "transfer-intents",
                 pool,
                 DeadLetters(producer, "transfer-intents"),
-                handler=lambda conn, ev: handle_intent(core, conn, ev),
+                handler=lambda conn, ev: handle_intent(core, app.state.token_verifier, conn, ev),
                 validate=registry.validate,
                 accept=lambda ev: ev.type == INTENT_TYPE,
             )
