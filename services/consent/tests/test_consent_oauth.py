@@ -99,7 +99,7 @@ async def test_repeated_failed_authentication_locks_the_client_until_an_operator
     locked = await consent.token_response(auditor)
     assert locked.status_code == 401 and "locked" in locked.json()["error_description"]
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         lambda seen: any(e.type == "client.locked" for e in seen),
     )

@@ -55,7 +55,8 @@ def intent(
 
 
 async def publish(platform, *events: Event) -> None:
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    """Publish as an initiator: the one principal the broker lets write intents."""
+    producer = idempotent_producer(platform.kafka_link(platform.kafka_logins.get("initiator")))
     await producer.start()
     try:
         for ev in events:
@@ -199,7 +200,7 @@ async def test_forged_intents_are_rejected_with_the_reason_and_dead_lettered(
         assert FORGERIES[how] in rejected.data["reason"], (how, rejected.data["reason"])
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
     dlt = dlt_topic(platform.topic(INTENTS), "transfer-intents")
-    letters = await dlt_cli.list_dead_letters(platform.kafka_bootstrap, dlt)
+    letters = await dlt_cli.list_dead_letters(platform.kafka, dlt)
     by_id = {dict(d.original_headers)["ce_id"].decode(): d for d in letters}
     for how, ev in forged.items():
         letter = by_id[ev.id]

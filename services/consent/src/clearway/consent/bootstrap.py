@@ -77,7 +77,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dsn = await prepare(settings)
-        await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic])
+        await ensure_topics(settings.kafka, [settings.topic])
         pool = await create_pool(dsn, schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:
@@ -88,7 +88,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
             await seed(svc, settings.platform.local_dir)
         try:
             async with Supervisor("consent", app) as tasks:
-                bootstrap = settings.platform.kafka_bootstrap
+                bootstrap = settings.kafka
                 relay = OutboxRelay(dsn, SCHEMA, bootstrap, poll_interval=0.5)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
                 feed = RevocationFeed(bootstrap, settings.topic, revocations)

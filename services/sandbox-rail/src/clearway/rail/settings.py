@@ -13,6 +13,7 @@ class RailSettings(ServiceSettings):
     """The sandbox payment rail (a stand-in for a real scheme, with fault injection)."""
 
     service: ClassVar[str] = "rail"
+    uses_kafka: ClassVar[bool] = False
 
     port: int = 8005
     db_password: SecretStr = SecretStr("rail-dev")

@@ -81,7 +81,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             role_password=settings.db_password.get_secret_value(),
         )
         topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
-        await ensure_topics(p.kafka_bootstrap, [*topics, p.topic(CONSENT_TOPIC)])
+        await ensure_topics(settings.kafka, [*topics, p.topic(CONSENT_TOPIC)])
         async with contextlib.AsyncExitStack() as stack:
             pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=30)
             stack.push_async_callback(pool.close)
@@ -103,11 +103,11 @@ def build_app(settings: TransferSettings) -> FastAPI:
             executor = Executor(core, rail)
             app.state.executor = executor
 
-            producer = idempotent_producer(p.kafka_bootstrap)
+            producer = idempotent_producer(settings.kafka)
             await producer.start()
             stack.push_async_callback(producer.stop)
 
-            broker = make_broker(p.kafka_bootstrap)
+            broker = make_broker(settings.kafka)
             intents = IdempotentConsumer(
                 "transfer-intents",
                 pool,
@@ -142,7 +142,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             app.state.consumers = {"intents": intents, "executor": jobs}
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
-            relay = OutboxRelay(settings.service_dsn, SERVICE, p.kafka_bootstrap)
+            relay = OutboxRelay(settings.service_dsn, SERVICE, settings.kafka)
             tasks.task("outbox-relay", relay.run, health=relay.healthy)
             tasks.task(
                 "consumers",
@@ -150,7 +150,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 health=lambda: consumers_healthy([intents, jobs]),
             )
             if settings.revocation_feed:
-                feed = RevocationFeed(p.kafka_bootstrap, p.topic(CONSENT_TOPIC), revocations)
+                feed = RevocationFeed(settings.kafka, p.topic(CONSENT_TOPIC), revocations)
                 tasks.task("revocation-feed", feed.run, health=feed.healthy)
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)
             yield

@@ -9,7 +9,7 @@ Wire it in a service's bootstrap::
         jwks_source=HttpJwksSource.for_issuer(settings.issuer),
         revocations=revocations,
     )
-    feed = RevocationFeed(settings.platform.kafka_bootstrap, consent_topic, revocations)
+    feed = RevocationFeed(settings.kafka, consent_topic, revocations)
     # in the lifespan, on the service's Supervisor (restarted and reported in /readyz):
     tasks.task("revocation-feed", feed.run, health=feed.healthy)
 
