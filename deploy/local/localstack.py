@@ -481,6 +481,12 @@ def up(
     """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
+    formatted = (base / "kafka" / "data" / "meta.properties").exists()
+    if sasl_users and formatted and kafka_users(base) is None:
+        raise StackError(
+            f"the broker under {base} was created without SASL users; drop it with"
+            f" `python deploy/local/localstack.py clean --dir {base}` (its data goes too)"
+        )
     current = load(base)
     if current and _alive(base):
         _log(f"already running: {current}")
