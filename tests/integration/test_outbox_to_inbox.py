@@ -21,7 +21,7 @@ from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.settings import PlatformSettings
-from clearway.shared.testing.helpers import eventually
+from clearway.shared.testing.helpers import eventually, kafka_env
 
 from .kit_helpers import EFFECTS, SCHEMA
 
@@ -116,6 +116,16 @@ async def _true(v: bool) -> bool:
     return v
 
 
+def _relay_env(platform: PlatformSettings) -> dict[str, str]:
+    """The relay of schema ``SCHEMA`` logs in as that schema's service would; this
+    test's service is the stack's super user."""
+    env = {**os.environ, **kafka_env(platform)}
+    if (login := platform.kafka_logins.get("admin")) is not None:
+        env[f"CLEARWAY_{SCHEMA.upper()}_KAFKA_USERNAME"] = login.username
+        env[f"CLEARWAY_{SCHEMA.upper()}_KAFKA_PASSWORD"] = login.password
+    return env
+
+
 def _relay_process(platform: PlatformSettings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -127,10 +137,11 @@ def _relay_process(platform: PlatformSettings) -> subprocess.Popen[bytes]:
             "--database-url",
             platform.database_url,
             "--kafka-bootstrap",
-            platform.kafka,
+            platform.kafka_bootstrap,
             "--batch-size",
             "500",
         ],
+        env=_relay_env(platform),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
