@@ -26,8 +26,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LOCAL = ROOT / ".local"
 STACK = LOCAL / "stack"
-sys.path.insert(0, str(HERE))
-import localstack  # noqa: E402
+# This file's name shadows the standard library's ``platform`` (imported by uuid, and
+# so by aiokafka): its directory leaves the import path and localstack loads by file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("localstack", HERE / "localstack.py")
+assert _spec is not None and _spec.loader is not None
+localstack = importlib.util.module_from_spec(_spec)
+sys.modules["localstack"] = localstack
+_spec.loader.exec_module(localstack)
 
 from clearway.shared.kafka_acl import SERVICES as KAFKA_SERVICES  # noqa: E402
 from clearway.shared.kafka_acl import acl_admin, create_acls, platform_acls, stack_users  # noqa: E402
