@@ -155,7 +155,7 @@ async def run(n: int, workers: int) -> None:
         await prepare_database(settings)
         pool = await connect_service_pool(settings)
         signer = await connect_signer_pool(settings)
-        producer = idempotent_producer(kafka)
+        producer = idempotent_producer(platform.kafka)
         await producer.start()
         consumer = build_consumer(pool, DeadLetters(producer, "audit"), registry=None)
         keyring = Keyring.generate()

@@ -26,6 +26,7 @@ from clearway.shared.db import Migration, create_pool, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import idempotent_producer
 
@@ -80,12 +81,12 @@ class Platform:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.producer = idempotent_producer(self.kafka)
+        self.producer = idempotent_producer(KafkaLink(self.kafka))
         await self.producer.start()
         consumer = IdempotentConsumer(
             "bench", self.pool, DeadLetters(self.producer, "bench"), batch_handler=self._apply
         )
-        self.broker = make_broker(self.kafka)
+        self.broker = make_broker(KafkaLink(self.kafka))
         subscribe_idempotent(self.broker, consumer, self.topic, group_id="bench", max_records=2000)
         await self.broker.start()
 
@@ -178,7 +179,7 @@ async def platform_latency(p: Platform, rate: int, seconds: float) -> list[float
 
 async def raw_kafka(kafka: str, topic: str, n: int, rate: int | None) -> tuple[float, list[float]]:
     """Raw aiokafka: same headers and payload size, idempotent producer, group consumer."""
-    producer = idempotent_producer(kafka)
+    producer = idempotent_producer(KafkaLink(kafka))
     await producer.start()
     consumer = AIOKafkaConsumer(
         topic,
@@ -230,7 +231,7 @@ async def main(n: int, rate: int, seconds: float) -> dict[str, float]:
         db = await fresh_database(admin)
         topic = f"bench{uuid.uuid4().hex[:6]}.events.v1"
         raw_topic = topic + ".raw"
-        await ensure_topics(kafka, [topic, raw_topic, raw_topic + ".lat"], partitions=3)
+        await ensure_topics(KafkaLink(kafka), [topic, raw_topic, raw_topic + ".lat"], partitions=3)
         p = Platform(db, kafka, topic)
         await p.start()
         try:

@@ -49,6 +49,7 @@ from clearway.shared.auth import (
 )
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.settings import PlatformSettings
 
@@ -83,7 +84,7 @@ async def serve(app: FastAPI, port: int):
 def resource_app(issuer: str, bootstrap: str, topic: str) -> tuple[FastAPI, RevocationFeed]:
     """What the transfer service wires: the kit's verifier and revocation feed."""
     revocations = RevocationSet()
-    feed = RevocationFeed(bootstrap, topic, revocations)
+    feed = RevocationFeed(KafkaLink(bootstrap), topic, revocations)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -271,8 +272,8 @@ async def disable_propagation(
 async def raw_kafka(bootstrap: str, trials: int) -> list[float]:
     """One record at a time: idempotent acks=all producer → group-less consumer."""
     topic = f"bench-consent-raw-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap, [topic])
-    producer = idempotent_producer(bootstrap)
+    await ensure_topics(KafkaLink(bootstrap), [topic])
+    producer = idempotent_producer(KafkaLink(bootstrap))
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
     )

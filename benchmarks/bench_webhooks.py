@@ -175,7 +175,7 @@ async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, proc
             platform = PlatformSettings(
                 database_url=db, kafka_bootstrap=kafka, topic_prefix=f"bench{int(time.time())}."
             )
-            await ensure_topics(kafka, [platform.topic(TOPIC)])
+            await ensure_topics(platform.kafka, [platform.topic(TOPIC)])
             async with httpx.AsyncClient(timeout=120) as ctl:
                 await ctl.post(f"{base}/reset")
                 settings = WebhooksSettings(
@@ -205,7 +205,7 @@ async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, proc
                             event_types=["platform.*"],
                             rate_limit_per_s=None,
                         )
-                    producer = idempotent_producer(kafka)
+                    producer = idempotent_producer(platform.kafka)
                     await producer.start()
                     try:
                         with dispatcher_processes(platform, processes, workers):

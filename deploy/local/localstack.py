@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -262,20 +263,84 @@ def _java() -> str:
     return java
 
 
-def start_kafka(base: Path, port: int, controller_port: int, timeout: float = 90.0) -> None:
+#: The broker's own principal (super user): the controller and inter-broker links,
+#: and the administration of topics, credentials and ACLs.
+KAFKA_ADMIN = "admin"
+#: SASL mechanism of the client listener (RFC 7677 SCRAM-SHA-256; credentials live in
+#: the cluster metadata, added at format time).
+SCRAM = "SCRAM-SHA-256"
+
+
+def _jaas(module: str, user: str, password: str, **extra: str) -> str:
+    fields = " ".join(
+        f'{k}="{v}"' for k, v in {"username": user, "password": password, **extra}.items()
+    )
+    return f"org.apache.kafka.common.security.{module} required {fields};"
+
+
+def _security_properties(users: dict[str, str]) -> list[str]:
+    """SASL/SCRAM on the client listener, PLAIN (static, the broker alone) on the
+    controller listener, the StandardAuthorizer denying what no ACL allows."""
+    admin = users[KAFKA_ADMIN]
+    return [
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+        "inter.broker.listener.name=CLIENT",
+        f"sasl.enabled.mechanisms={SCRAM}",
+        f"sasl.mechanism.inter.broker.protocol={SCRAM}",
+        f"listener.name.client.{SCRAM.lower()}.sasl.jaas.config="
+        + _jaas("scram.ScramLoginModule", KAFKA_ADMIN, admin),
+        # SCRAM credentials live in the metadata the controller serves, so the
+        # controller listener authenticates with PLAIN against this file instead.
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config="
+        + _jaas("plain.PlainLoginModule", KAFKA_ADMIN, admin, **{f"user_{KAFKA_ADMIN}": admin}),
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{KAFKA_ADMIN}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
+def kafka_users(base: Path) -> dict[str, str] | None:
+    """The SCRAM users of a secured broker under ``base`` (name -> password), if any."""
+    f = base / "kafka" / "users.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+
+def start_kafka(
+    base: Path,
+    port: int,
+    controller_port: int,
+    timeout: float = 90.0,
+    users: dict[str, str] | None = None,
+) -> None:
+    """Start a single-node KRaft broker under ``base``.
+
+    With ``users`` (name -> password, ``admin`` among them) it is secured: SASL/SCRAM
+    clients only and ACLs enforced (``admin`` is the super user); the users are kept
+    in ``<base>/kafka/users.json`` (mode 0600). Without, it is open PLAINTEXT.
+    """
     libs = ensure_kafka_libs()
     kdir = base / "kafka"
     kdir.mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
+    listener = "CLIENT" if users else "PLAINTEXT"
+    security = (
+        _security_properties(users)
+        if users
+        else ["listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+    )
+    props.touch(mode=0o600)
     props.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                f"listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners={listener}://127.0.0.1:{port}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                *security,
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
                 f"log.dirs={kdir / 'data'}",
                 "num.partitions=3",
@@ -292,6 +357,10 @@ def start_kafka(base: Path, port: int, controller_port: int, timeout: float = 90
             ]
         )
     )
+    if users:
+        secrets = kdir / "users.json"
+        secrets.touch(mode=0o600)
+        secrets.write_text(json.dumps(users))
     cp = f"{libs}/*"
     java = _java()
     if not (kdir / "data" / "meta.properties").exists():
@@ -317,6 +386,11 @@ def start_kafka(base: Path, port: int, controller_port: int, timeout: float = 90
                 "-c",
                 str(props),
                 "--standalone",
+                *(
+                    arg
+                    for name, password in (users or {}).items()
+                    for arg in ("--add-scram", f"{SCRAM}=[name={name},password={password}]")
+                ),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -389,10 +463,30 @@ def _alive(base: Path) -> bool:
     return True
 
 
-def up(base: Path, ports: Endpoints | None = None, tuned_for_tests: bool = False) -> Endpoints:
-    """Bring Postgres and Kafka up under ``base`` (idempotent) and return their endpoints."""
+def new_kafka_users(names: list[str]) -> dict[str, str]:
+    """Fresh random passwords for ``names``: generated per stack, never built in."""
+    return {name: secrets.token_urlsafe(24) for name in names}
+
+
+def up(
+    base: Path,
+    ports: Endpoints | None = None,
+    tuned_for_tests: bool = False,
+    sasl_users: list[str] | None = None,
+) -> Endpoints:
+    """Bring Postgres and Kafka up under ``base`` (idempotent) and return their endpoints.
+
+    ``sasl_users`` (``admin`` among them) secures the broker with SASL/SCRAM and ACLs,
+    each user with a generated password (read them with :func:`kafka_users`).
+    """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
+    formatted = (base / "kafka" / "data" / "meta.properties").exists()
+    if sasl_users and formatted and kafka_users(base) is None:
+        raise StackError(
+            f"the broker under {base} was created without SASL users; drop it with"
+            f" `python deploy/local/localstack.py clean --dir {base}` (its data goes too)"
+        )
     current = load(base)
     if current and _alive(base):
         _log(f"already running: {current}")
@@ -401,7 +495,9 @@ def up(base: Path, ports: Endpoints | None = None, tuned_for_tests: bool = False
     ports = ports or Endpoints(free_port(), free_port(), free_port())
     start_postgres(base, ports.pg_port, tuned_for_tests)
     try:
-        start_kafka(base, ports.kafka_port, ports.controller_port)
+        # a stack formatted before keeps its users: their credentials are in its metadata
+        users = (kafka_users(base) or new_kafka_users(sasl_users)) if sasl_users else None
+        start_kafka(base, ports.kafka_port, ports.controller_port, users=users)
     except Exception:
         stop_postgres(base)
         raise

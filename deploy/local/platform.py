@@ -10,6 +10,7 @@ installed (``python -m clearway.<package>`` is its entry point).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import importlib.util
 import json
@@ -25,8 +26,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LOCAL = ROOT / ".local"
 STACK = LOCAL / "stack"
-sys.path.insert(0, str(HERE))
-import localstack  # noqa: E402
+# This file's name shadows the standard library's ``platform`` (imported by uuid, and
+# so by aiokafka): its directory leaves the import path and localstack loads by file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("localstack", HERE / "localstack.py")
+assert _spec is not None and _spec.loader is not None
+localstack = importlib.util.module_from_spec(_spec)
+sys.modules["localstack"] = localstack
+_spec.loader.exec_module(localstack)
+
+from clearway.shared.kafka_acl import SERVICES as KAFKA_SERVICES  # noqa: E402
+from clearway.shared.kafka_acl import acl_admin, create_acls, platform_acls, stack_users  # noqa: E402
+from clearway.shared.kafka_link import KafkaLink, KafkaLogin, principal  # noqa: E402
 
 #: name, python package, port (fixed loopback ports, see README)
 SERVICES = [
@@ -46,16 +57,29 @@ def _installed(package: str) -> bool:
         return False
 
 
-def _env(ep: localstack.Endpoints) -> dict[str, str]:
-    """The variables every service gets (names: docs/configuration.md)."""
+def _env(ep: localstack.Endpoints, users: dict[str, str]) -> dict[str, str]:
+    """The variables every service gets (names: docs/configuration.md): the broker is
+    secured, each service logs in as its own principal with its generated password."""
+    logins = {
+        f"CLEARWAY_{svc.upper()}_KAFKA_PASSWORD": users[principal(svc)] for svc in KAFKA_SERVICES
+    }
     return {
         **os.environ,
         "CLEARWAY_DATABASE_URL": ep.database_url,
         "CLEARWAY_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
+        "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        **logins,
         "CLEARWAY_LOCAL_DIR": str(LOCAL),
         "CLEARWAY_CONSENT_SEED_DEMO": "1",
         "CLEARWAY_TRANSFER_SEED_DEMO": "1",
     }
+
+
+async def _grant(ep: localstack.Endpoints, users: dict[str, str]) -> None:
+    """Each service's ACLs (idempotent), as the broker's super user."""
+    admin = KafkaLogin(localstack.KAFKA_ADMIN, users[localstack.KAFKA_ADMIN])
+    async with acl_admin(KafkaLink(ep.kafka_bootstrap, "SASL_PLAINTEXT", login=admin)) as a:
+        await create_acls(a, platform_acls())
 
 
 def _service_client(pkg: str) -> dict[str, str]:
@@ -115,7 +139,9 @@ def _start_jaeger() -> bool:
 
 
 def up() -> int:
-    ep = localstack.up(STACK, localstack.Endpoints(55432, 59092, 59093))
+    ep = localstack.up(STACK, localstack.Endpoints(55432, 59092, 59093), sasl_users=stack_users())
+    users = localstack.kafka_users(STACK) or {}
+    asyncio.run(_grant(ep, users))
     (LOCAL / "run").mkdir(parents=True, exist_ok=True)
     (LOCAL / "logs").mkdir(parents=True, exist_ok=True)
     tracing = _start_jaeger()
@@ -128,7 +154,7 @@ def up() -> int:
             continue
         log = open(LOCAL / "logs" / f"{name}.log", "ab")
         # consent starts first and seeds the service clients the others use
-        env = _env(ep) | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)} | _service_client(pkg)
+        env = _env(ep, users) | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)} | _service_client(pkg)
         if tracing:
             env["CLEARWAY_OTLP_ENDPOINT"] = OTLP_HTTP
         # Local development only: partners' test receivers run on this machine.
@@ -191,7 +217,8 @@ def show() -> int:
     print(f"""
 Clearway is up.
   Postgres  {ep.database_url}
-  Kafka     {ep.kafka_bootstrap}
+  Kafka     {ep.kafka_bootstrap}  (SASL_PLAINTEXT, SCRAM-SHA-256; a principal per service,
+            passwords in {STACK / "kafka" / "users.json"})
   Logs      .local/logs/   (make status, make down)""")
     for name, pkg, port in SERVICES:
         if _installed(pkg):

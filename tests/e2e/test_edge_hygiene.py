@@ -33,6 +33,7 @@ from fastapi import FastAPI
 
 from clearway.shared.auth import route_scopes
 from clearway.shared.http import PROBLEM_MEDIA_TYPE
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.testing.helpers import free_port, serve
 from clearway.shared.testing.issuer import TestIssuer
 
@@ -450,12 +451,12 @@ def card_numbers_in(text: str) -> list[str]:
     return found
 
 
-async def _every_topic(bootstrap: str, prefix: str) -> list[tuple[str, int, int, str]]:
+async def _every_topic(kafka: KafkaLink, prefix: str) -> list[tuple[str, int, int, str]]:
     """``(topic, partition, offset, text)`` of every record on every topic of the run."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        **kafka.client_options(), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     out: list[tuple[str, int, int, str]] = []
@@ -549,7 +550,7 @@ async def test_no_card_number_anywhere_after_every_format_through_every_edge(
                     r = await http.request(**request_for(case, token, card, quote(card)))
                     assert r.status_code == 422, (name, case, r.status_code)
                 if name == "transfer":  # intents in every format, while its consumer runs
-                    producer = idempotent_producer(platform.kafka_bootstrap)
+                    producer = idempotent_producer(platform.kafka)
                     await producer.start()
                     topic = platform.topic("clearway.transfer.intents.v1")
                     try:
@@ -581,7 +582,7 @@ async def test_no_card_number_anywhere_after_every_format_through_every_edge(
                         await producer.stop()
                     dlt = f"{topic}.transfer-intents.dlt"
                     for _ in range(100):
-                        records = await _every_topic(platform.kafka_bootstrap, dlt)
+                        records = await _every_topic(platform.kafka, dlt)
                         if len(records) >= len(formats):
                             break
                         await asyncio.sleep(0.3)
@@ -598,7 +599,7 @@ async def test_no_card_number_anywhere_after_every_format_through_every_edge(
         "captured logs": caplog.text,
         "spans": _json.dumps([_json.loads(s.to_json()) for s in exporter.get_finished_spans()]),
     }
-    records = await _every_topic(platform.kafka_bootstrap, platform.topic_prefix)
+    records = await _every_topic(platform.kafka, platform.topic_prefix)
     assert any(t.endswith(".dlt") for t, *_ in records)
     for topic, partition, offset, text in records:
         if (topic, partition, offset) not in seeded:

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from clearway_webhook_verify import Verifier
 
 from clearway.shared.events import Event
-from clearway.shared.testing.helpers import eventually, free_port
+from clearway.shared.testing.helpers import eventually, free_port, kafka_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -45,7 +45,7 @@ class Platform:
         self.env = {
             **os.environ,
             "CLEARWAY_DATABASE_URL": settings.database_url,
-            "CLEARWAY_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            **kafka_env(settings),
             "CLEARWAY_TOPIC_PREFIX": settings.topic_prefix,
             "CLEARWAY_OAUTH_ISSUER": self.url("consent"),
             "CLEARWAY_LOCAL_DIR": str(local),
@@ -177,7 +177,7 @@ async def events_of(platform, correlation: str) -> dict[str, Published]:
     straight from Kafka (to the end offsets as of now)."""
     topics = [platform.topic(f"clearway.{d}.events.v1") for d in TOPICS]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.kafka_bootstrap, group_id=None, enable_auto_commit=False
+        **platform.kafka.client_options(), group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     out: dict[str, Published] = {}

@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from clearway.shared.http import PROBLEM_MEDIA_TYPE
-from clearway.shared.settings import PlatformSettings
 from clearway.shared.testing.fixtures import _localstack, repo_root
 from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
@@ -42,9 +41,8 @@ async def test_a_stopped_postgres_is_a_503_with_retry_after_and_the_service_reco
     await asyncio.to_thread(ls.start_postgres, base, port, True)
     try:
         issuer = TestIssuer()
-        platform = PlatformSettings(
+        platform = stack.platform(
             database_url=f"postgresql://postgres@127.0.0.1:{port}/clearway",
-            kafka_bootstrap=stack.kafka_bootstrap,
             topic_prefix=topic_prefix,
             oauth_issuer=issuer.issuer,
         )

@@ -139,10 +139,10 @@ async def test_a_service_is_ready_only_once_earlier_revocations_are_applied(plat
     """2,000 revocations published before the webhooks service starts: when its
     /readyz first answers 200, every one of them is in its revocation set."""
     topic = platform.topic(CONSENT_EVENTS_TOPIC)
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     try:
-        await ensure_topics(platform.kafka_bootstrap, [topic])
+        await ensure_topics(platform.kafka, [topic])
         sends = [
             await producer.send(
                 topic,

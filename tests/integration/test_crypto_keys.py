@@ -142,6 +142,7 @@ def test_unreachable_hsm_is_key_unavailable(softhsm: Path) -> None:
 class _Keyed(KeySettings):
     service = "keyed"
     supports_rotated_db_logins = True
+    uses_kafka = False  # keys only: no Kafka link to secure
 
 
 def test_production_refuses_the_keyring_and_requires_the_pin() -> None:

@@ -13,7 +13,7 @@ from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.relay import idempotent_producer
-from clearway.shared.testing.helpers import eventually
+from clearway.shared.testing.helpers import eventually, kafka_env
 
 from .kit_helpers import EFFECTS, SCHEMA
 
@@ -46,7 +46,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
 ):
     topic = platform.topic("clearway.kitdemo.events.v1")
     dlt = dlt_topic(topic, "kitdemo")
-    await ensure_topics(platform.kafka_bootstrap, [topic, dlt])
+    await ensure_topics(platform.kafka, [topic, dlt])
     await migrate(
         platform.database_url,
         schema=SCHEMA,
@@ -55,7 +55,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         role_password="dev",
     )
     pool = await create_pool(platform.database_url, schema=SCHEMA)
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     ledger = Ledger()
     consumer = IdempotentConsumer(
@@ -65,7 +65,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         handler=ledger,
         retry=Backoff(base=0.01, max_attempts=3),
     )
-    broker = make_broker(platform.kafka_bootstrap)
+    broker = make_broker(platform.kafka)
     subscribe_idempotent(broker, consumer, topic, group_id="kitdemo")
     await broker.start()
     try:
@@ -105,7 +105,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         letters = []
 
         async def four_dead_letters() -> bool:
-            letters[:] = await dlt_cli.list_dead_letters(platform.kafka_bootstrap, dlt)
+            letters[:] = await dlt_cli.list_dead_letters(platform.kafka, dlt)
             return len(letters) == 4
 
         await eventually(four_dead_letters, timeout=30, interval=0.5)
@@ -126,7 +126,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         # Fix the handler, redrive: the two business failures now apply; the
         # undecodable ones come back and land in the DLT again (loud, not lost).
         ledger.fixed = True
-        redriven = await dlt_cli.redrive(platform.kafka_bootstrap, dlt)
+        redriven = await dlt_cli.redrive(platform.kafka, dlt)
         assert len(redriven) == 4
 
         async def all_applied() -> bool:
@@ -138,7 +138,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         again: list = []
 
         async def malformed_back() -> bool:
-            again[:] = await dlt_cli.redrive(platform.kafka_bootstrap, dlt, dry_run=True)
+            again[:] = await dlt_cli.redrive(platform.kafka, dlt, dry_run=True)
             return len(again) >= 2
 
         await eventually(malformed_back, timeout=30, interval=0.5)
@@ -149,7 +149,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
             (b"agg_y", b"{}"),
         }
         assert all(d.meta("original_topic") == topic for d in again)
-        assert len(await dlt_cli.list_dead_letters(platform.kafka_bootstrap, dlt)) == 4 + 2
+        assert len(await dlt_cli.list_dead_letters(platform.kafka, dlt)) == 4 + 2
         amounts = sorted(r["amount"] for r in await pool.fetch("SELECT amount FROM effects"))
         assert amounts == [-5, 10, 13, 20]
     finally:
@@ -158,14 +158,14 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
         await pool.close()
 
 
-def test_the_dlt_cli_lists_with_reasons(stack, capsys):
+def test_the_dlt_cli_lists_with_reasons(stack, capsys, monkeypatch):
     import asyncio
     import uuid
 
     topic = f"t{uuid.uuid4().hex[:8]}.demo.g.dlt"
 
     async def put() -> None:
-        p = idempotent_producer(stack.kafka_bootstrap)
+        p = idempotent_producer(stack.platform().kafka)
         await p.start()
         await p.send_and_wait(
             topic,
@@ -180,7 +180,9 @@ def test_the_dlt_cli_lists_with_reasons(stack, capsys):
         await p.stop()
 
     asyncio.run(put())
-    assert dlt_cli.main(["--bootstrap", stack.kafka_bootstrap, "list", topic]) == 0
+    for var, value in kafka_env(stack.platform()).items():  # as an operator's shell has them
+        monkeypatch.setenv(var, value)
+    assert dlt_cli.main(["--bootstrap", stack.kafka_bootstrap, "--as", "admin", "list", topic]) == 0
     out = capsys.readouterr().out
     assert "MalformedEvent: payload is not JSON" in out
     assert "1 dead letter(s)" in out

@@ -115,7 +115,7 @@ async def test_the_outbox_refuses_a_payload_that_breaks_its_schema(platform):
 
 async def test_a_schema_invalid_message_is_dead_lettered_with_the_field_named(platform):
     topic = platform.topic("clearway.platform.events.v1")
-    await ensure_topics(platform.kafka_bootstrap, [topic])
+    await ensure_topics(platform.kafka, [topic])
     await migrate(
         platform.database_url,
         schema="kitdemo",
@@ -124,7 +124,7 @@ async def test_a_schema_invalid_message_is_dead_lettered_with_the_field_named(pl
         role_password="dev",
     )
     pool = await create_pool(platform.database_url, schema="kitdemo")
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     applied: list[Event] = []
 
@@ -138,7 +138,7 @@ async def test_a_schema_invalid_message_is_dead_lettered_with_the_field_named(pl
         handler=handler,
         validate=default_registry().validate,
     )
-    broker = make_broker(platform.kafka_bootstrap)
+    broker = make_broker(platform.kafka)
     subscribe_idempotent(broker, consumer, topic, group_id="kitdemo")
     await broker.start()
     try:
@@ -161,9 +161,7 @@ async def test_a_schema_invalid_message_is_dead_lettered_with_the_field_named(pl
         letters = []
 
         async def dead_lettered() -> bool:
-            letters[:] = await list_dead_letters(
-                platform.kafka_bootstrap, dlt_topic(topic, "kitdemo")
-            )
+            letters[:] = await list_dead_letters(platform.kafka, dlt_topic(topic, "kitdemo"))
             return len(letters) == 1
 
         await eventually(dead_lettered, interval=0.5)
@@ -177,7 +175,7 @@ async def test_a_schema_invalid_message_is_dead_lettered_with_the_field_named(pl
 
 async def test_a_revocation_on_kafka_reaches_the_verifier_within_a_second(platform):
     topic = platform.topic("clearway.consent.events.v1")
-    await ensure_topics(platform.kafka_bootstrap, [topic])
+    await ensure_topics(platform.kafka, [topic])
     issuer = TestIssuer()
     revocations = RevocationSet()
     verifier = TokenVerifier(
@@ -186,9 +184,9 @@ async def test_a_revocation_on_kafka_reaches_the_verifier_within_a_second(platfo
         jwks_source=issuer.jwks(),
         revocations=revocations,
     )
-    feed = RevocationFeed(platform.kafka_bootstrap, topic, revocations)
+    feed = RevocationFeed(platform.kafka, topic, revocations)
     await feed.start()
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     try:
         await asyncio.wait_for(feed.ready.wait(), 30)

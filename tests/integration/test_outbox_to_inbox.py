@@ -17,10 +17,11 @@ from clearway.shared.db import create_pool, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.events import Event, header_map, new_event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.settings import PlatformSettings
-from clearway.shared.testing.helpers import eventually
+from clearway.shared.testing.helpers import eventually, kafka_env
 
 from .kit_helpers import EFFECTS, SCHEMA
 
@@ -69,12 +70,12 @@ async def prepared(platform: PlatformSettings) -> asyncpg.Pool:
 
 
 async def start_consumer(platform: PlatformSettings, pool: asyncpg.Pool, topic: str):
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     consumer = IdempotentConsumer(
         "kitdemo", pool, DeadLetters(producer, "kitdemo"), handler=record_effect
     )
-    broker = make_broker(platform.kafka_bootstrap)
+    broker = make_broker(platform.kafka)
     subscribe_idempotent(broker, consumer, topic, group_id="kitdemo")
     await broker.start()
     return consumer, broker, producer
@@ -87,10 +88,10 @@ async def counts(pool: asyncpg.Pool) -> tuple[int, int]:
 
 async def test_events_written_to_the_outbox_are_applied_once_by_the_consumer(platform):
     topic = platform.topic("clearway.kitdemo.events.v1")
-    await ensure_topics(platform.kafka_bootstrap, [topic])
+    await ensure_topics(platform.kafka, [topic])
     pool = await prepared(platform)
     ids = await write_events(pool, topic, 300)
-    relay = OutboxRelay(platform.database_url, SCHEMA, platform.kafka_bootstrap)
+    relay = OutboxRelay(platform.database_url, SCHEMA, platform.kafka)
     await relay.start()
     consumer, broker, producer = await start_consumer(platform, pool, topic)
     try:
@@ -115,6 +116,16 @@ async def _true(v: bool) -> bool:
     return v
 
 
+def _relay_env(platform: PlatformSettings) -> dict[str, str]:
+    """The relay of schema ``SCHEMA`` logs in as that schema's service would; this
+    test's service is the stack's super user."""
+    env = {**os.environ, **kafka_env(platform)}
+    if (login := platform.kafka_logins.get("admin")) is not None:
+        env[f"CLEARWAY_{SCHEMA.upper()}_KAFKA_USERNAME"] = login.username
+        env[f"CLEARWAY_{SCHEMA.upper()}_KAFKA_PASSWORD"] = login.password
+    return env
+
+
 def _relay_process(platform: PlatformSettings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -130,6 +141,7 @@ def _relay_process(platform: PlatformSettings) -> subprocess.Popen[bytes]:
             "--batch-size",
             "500",
         ],
+        env=_relay_env(platform),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -139,7 +151,7 @@ def _relay_process(platform: PlatformSettings) -> subprocess.Popen[bytes]:
 async def test_a_relay_killed_mid_batch_loses_nothing_and_effects_apply_exactly_once(platform):
     n = 10_000
     topic = platform.topic("clearway.kitdemo.events.v1")
-    await ensure_topics(platform.kafka_bootstrap, [topic])
+    await ensure_topics(platform.kafka, [topic])
     pool = await prepared(platform)
     ids = await write_events(pool, topic, n)
 
@@ -162,7 +174,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing_and_effects_apply_exactly_
             relay.kill()
     assert kills == 2
 
-    published = await _read_topic(platform.kafka_bootstrap, topic)
+    published = await _read_topic(platform.kafka, topic)
     assert set(ids) <= set(published), "every event was published at least once"
 
     consumer, broker, producer = await start_consumer(platform, pool, topic)
@@ -182,10 +194,10 @@ async def _outbox_below(pool: asyncpg.Pool, n: int) -> bool:
     return await pool.fetchval("SELECT count(*) FROM outbox") < n
 
 
-async def _read_topic(bootstrap: str, topic: str) -> list[str]:
+async def _read_topic(kafka: KafkaLink, topic: str) -> list[str]:
     c = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -206,9 +218,9 @@ async def _read_topic(bootstrap: str, topic: str) -> list[str]:
 
 async def test_the_relay_wakes_on_notify_without_waiting_for_its_poll(platform):
     topic = platform.topic("clearway.kitdemo.events.v1")
-    await ensure_topics(platform.kafka_bootstrap, [topic])
+    await ensure_topics(platform.kafka, [topic])
     pool = await prepared(platform)
-    relay = OutboxRelay(platform.database_url, SCHEMA, platform.kafka_bootstrap, poll_interval=30)
+    relay = OutboxRelay(platform.database_url, SCHEMA, platform.kafka, poll_interval=30)
     await relay.start()
     try:
         await eventually(lambda: _true(relay.is_leader))
@@ -221,8 +233,8 @@ async def test_the_relay_wakes_on_notify_without_waiting_for_its_poll(platform):
 
 async def test_a_second_relay_stands_by_until_the_leader_goes(platform):
     pool = await prepared(platform)
-    a = OutboxRelay(platform.database_url, SCHEMA, platform.kafka_bootstrap)
-    b = OutboxRelay(platform.database_url, SCHEMA, platform.kafka_bootstrap)
+    a = OutboxRelay(platform.database_url, SCHEMA, platform.kafka)
+    b = OutboxRelay(platform.database_url, SCHEMA, platform.kafka)
     await a.start()
     await eventually(lambda: _true(a.is_leader))
     await b.start()

@@ -27,6 +27,7 @@ from clearway.shared.db import create_pool, migrate
 from clearway.shared.events import header_map, new_event
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay
 from clearway.shared.supervisor import Supervisor, TaskState
@@ -85,7 +86,7 @@ def relay_app(dsn: str, bootstrap: str) -> FastAPI:
         relay = OutboxRelay(
             dsn,
             SCHEMA,
-            bootstrap,
+            KafkaLink(bootstrap),  # the private broker is open
             poll_interval=0.2,
             producer_options={"request_timeout_ms": REQUEST_TIMEOUT_MS},
             backoff=Backoff(base=0.2, cap=1.0, jitter=0.2),
@@ -143,7 +144,7 @@ async def test_the_relay_survives_a_broker_outage_and_readiness_follows_it(
     # use): the producer has no metadata for it, so sending to it during the outage
     # fails after the request timeout with a KafkaError (KafkaTimeoutError).
     other = "kit.outage.other.v1"
-    await ensure_topics(private_kafka.bootstrap, [topic])
+    await ensure_topics(KafkaLink(private_kafka.bootstrap), [topic])
     await migrate(
         admin_dsn, schema=SCHEMA, service="kitdemo", migrations=[EFFECTS], role_password="dev"
     )

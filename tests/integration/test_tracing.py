@@ -28,7 +28,7 @@ async def test_one_trace_spans_http_outbox_kafka_and_consumer(platform):
     exporter = InMemorySpanExporter()
     setup_tracing("kitdemo", processors=[SimpleSpanProcessor(exporter)])
     topic = platform.topic("clearway.kitdemo.events.v1")
-    await ensure_topics(platform.kafka_bootstrap, [topic])
+    await ensure_topics(platform.kafka, [topic])
     await migrate(
         platform.database_url,
         schema=SCHEMA,
@@ -66,11 +66,11 @@ async def test_one_trace_spans_http_outbox_kafka_and_consumer(platform):
             ev.correlation_id,
         )
 
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
-    relay = OutboxRelay(platform.database_url, SCHEMA, platform.kafka_bootstrap)
+    relay = OutboxRelay(platform.database_url, SCHEMA, platform.kafka)
     await relay.start()
-    broker = make_broker(platform.kafka_bootstrap)
+    broker = make_broker(platform.kafka)
     subscribe_idempotent(
         broker,
         IdempotentConsumer("kitdemo", pool, DeadLetters(producer, "kitdemo"), handler=handler),

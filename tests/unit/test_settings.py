@@ -60,6 +60,8 @@ def test_platform_fields_are_clearway_field_and_service_fields_are_clearway_svc_
         "CLEARWAY_DEMO_PORT",
         "CLEARWAY_DEMO_DB_PASSWORD",
         "CLEARWAY_DEMO_CURSOR_KEY",
+        "CLEARWAY_DEMO_KAFKA_USERNAME",
+        "CLEARWAY_DEMO_KAFKA_PASSWORD",
         "CLEARWAY_DEMO_KEY",
         "CLEARWAY_DEMO_DELAYS",
         "CLEARWAY_DEMO_ENABLED",
@@ -141,7 +143,12 @@ def test_development_secrets_warn_outside_production_and_stop_it(caplog):
     assert "CLEARWAY_DEMO_KEY not set" in caplog.text
     with pytest.raises(SettingsError) as e:
         DemoSettings.from_env({"CLEARWAY_ENV": "production", "CLEARWAY_DEMO_KEY": "eHl6"})
-    assert list(e.value.problems) == ["CLEARWAY_DEMO_DB_PASSWORD", "CLEARWAY_DEMO_CURSOR_KEY"]
+    assert list(e.value.problems) == [
+        "CLEARWAY_DEMO_DB_PASSWORD",
+        "CLEARWAY_DEMO_CURSOR_KEY",
+        "CLEARWAY_DEMO_KAFKA_PASSWORD",
+        "CLEARWAY_KAFKA_SECURITY_PROTOCOL",
+    ]
     assert "required in production" in str(e.value)
     # every value set: only the static database password is left, refused in
     # production whatever its value (docs/design.md §9: logins rotate there)
@@ -149,9 +156,11 @@ def test_development_secrets_warn_outside_production_and_stop_it(caplog):
         DemoSettings.from_env(
             {
                 "CLEARWAY_ENV": "production",
+                "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
                 "CLEARWAY_DEMO_KEY": "eHl6",
                 "CLEARWAY_DEMO_DB_PASSWORD": "pw",
                 "CLEARWAY_DEMO_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
+                "CLEARWAY_DEMO_KAFKA_PASSWORD": "kpw",
             }
         )
     assert list(e.value.problems) == ["CLEARWAY_DEMO_DB_PASSWORD"]

@@ -30,6 +30,7 @@ from clearway.shared.actor import Actor
 from clearway.shared.db import init_connection
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.testing.helpers import eventually, free_port
 from clearway.shared.testing.issuer import TestIssuer
@@ -113,12 +114,12 @@ def audit_topic(s: Any) -> str:
     return s.settings.platform.topic_prefix + "clearway.audit.events.v1"
 
 
-async def read_events(bootstrap: str, topic: str, n: int, timeout: float = 60) -> list[Event]:
+async def read_events(kafka: KafkaLink, topic: str, n: int, timeout: float = 60) -> list[Event]:
     """The first ``n`` events of ``topic`` (all partitions), in offset order per partition."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        topic, **kafka.client_options(), auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     out: list[Event] = []
@@ -184,7 +185,7 @@ def event(
 async def audit_service(platform) -> AsyncIterator[RunningAudit]:
     issuer = TestIssuer()
     topics = [platform.topic(f"clearway.{d}.events.v1") for d in (*DOMAINS, "audit")]
-    await ensure_topics(platform.kafka_bootstrap, topics)
+    await ensure_topics(platform.kafka, topics)
     settings = AuditSettings(
         platform=platform.replace(oauth_issuer=issuer.issuer),
         jwks=issuer.jwks(),
@@ -209,7 +210,7 @@ async def audit_service(platform) -> AsyncIterator[RunningAudit]:
             return False
 
     await eventually(healthy, timeout=60)
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     admin = await asyncpg.connect(platform.database_url, server_settings={"search_path": "audit"})
     await init_connection(admin)

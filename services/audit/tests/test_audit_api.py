@@ -217,7 +217,7 @@ async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(
         bytes.fromhex(second["root_hash"]),
     )
     # Every signed head is also announced on the audit topic, and not audited itself.
-    announced = await read_events(s.settings.platform.kafka_bootstrap, audit_topic(s), 2)
+    announced = await read_events(s.settings.platform.kafka, audit_topic(s), 2)
     assert [(e.type, e.data["tree_size"]) for e in announced] == [
         ("audit.checkpoint_signed", 6),
         ("audit.checkpoint_signed", 12),

@@ -124,7 +124,7 @@ async def test_replaying_every_topic_from_the_beginning_adds_no_record(audit_ser
         DeadLetters(s.producer, "audit-replay"),
         batch_handler=consumer.batch_handler,
     )
-    broker = make_broker(s.settings.platform.kafka_bootstrap)
+    broker = make_broker(s.settings.platform.kafka)
     from clearway.shared.kafka import subscribe_idempotent
 
     subscribe_idempotent(
@@ -154,7 +154,7 @@ async def test_malformed_events_go_to_the_dead_letter_topic_with_the_reason(audi
     s = audit_service
     topic = s.settings.platform.topic_prefix + "clearway.transfer.events.v1"
     dlt = dlt_topic(topic, "audit")
-    await ensure_topics(s.settings.platform.kafka_bootstrap, [dlt])
+    await ensure_topics(s.settings.platform.kafka, [dlt])
     await s.producer.send_and_wait(
         topic,
         b"not json",
@@ -172,7 +172,7 @@ async def test_malformed_events_go_to_the_dead_letter_topic_with_the_reason(audi
     letters = []
 
     async def two_letters() -> bool:
-        letters[:] = await dlt_cli.list_dead_letters(s.settings.platform.kafka_bootstrap, dlt)
+        letters[:] = await dlt_cli.list_dead_letters(s.settings.platform.kafka, dlt)
         return len(letters) == 2
 
     await eventually(two_letters, timeout=90, interval=1.0)

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from clearway.shared.testing.helpers import eventually, free_port
+from clearway.shared.testing.helpers import eventually, free_port, kafka_env
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ async def test_the_service_runs_as_a_process_and_answers_healthz(platform, tmp_p
     env = {
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
-        "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
+        **kafka_env(platform),
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
         "CLEARWAY_AUDIT_PORT": str(port),
         "CLEARWAY_AUDIT_KEY_PROVIDER": "keyring",

@@ -36,6 +36,7 @@ from clearway.shared.auth import (
 )
 from clearway.shared.events import Event
 from clearway.shared.http import create_app
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.testing.helpers import free_port, serve
 
 
@@ -136,9 +137,9 @@ class ResourceServer:
     feed: RevocationFeed
 
 
-def resource_app(issuer: str, bootstrap: str, topic: str, audience: str) -> tuple[FastAPI, Any]:
+def resource_app(issuer: str, kafka: KafkaLink, topic: str, audience: str) -> tuple[FastAPI, Any]:
     revocations = RevocationSet()
-    feed = RevocationFeed(bootstrap, topic, revocations, poll_timeout_ms=20)
+    feed = RevocationFeed(kafka, topic, revocations, poll_timeout_ms=20)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,7 +168,7 @@ def resource_app(issuer: str, bootstrap: str, topic: str, audience: str) -> tupl
 async def resource(consent: Consent) -> AsyncIterator[ResourceServer]:
     app, (revocations, feed) = resource_app(
         consent.settings.issuer,
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         "clearway-transfer",
     )
@@ -209,10 +210,10 @@ async def authorised_token(
     return created["id"], str(response.json()["access_token"])
 
 
-async def read_events(bootstrap: str, topic: str, until, timeout: float = 30.0) -> list[Any]:
+async def read_events(kafka: KafkaLink, topic: str, until, timeout: float = 30.0) -> list[Any]:
     """Events on ``topic`` from the beginning, read until ``until(events)`` holds."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic, **kafka.client_options(), group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     seen: list[Any] = []

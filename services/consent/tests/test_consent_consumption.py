@@ -53,7 +53,7 @@ async def publish_transfer_created(consent, tenant: str, consent_id: str) -> Non
         tenant=tenant,
     )
     platform = consent.settings.platform
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     try:
         topic = platform.topic("clearway.transfer.events.v1")

@@ -28,7 +28,7 @@ async def test_an_admin_revocation_records_the_delegation_chain_under_determinis
         approver="lead_2",
     )
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         lambda seen: {"consent.revoked", "consent.admin_action"} <= {e.type for e in seen},
     )

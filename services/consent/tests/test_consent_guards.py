@@ -188,7 +188,7 @@ async def test_platform_key_rotation_is_reasoned_throttled_and_audited_under_the
         return {e.data["action"]: e for e in seen if e.type == "consent.admin_action"}
 
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.kafka,
         consent.settings.topic,
         lambda seen: {"rotate_keys", "disable_client"} <= set(actions(seen)),
     )

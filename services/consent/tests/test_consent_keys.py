@@ -44,7 +44,7 @@ async def test_keys_rotate_on_schedule_and_the_retired_key_stays_published(conse
         }
         assert {first, app.state.consent.keys.signer().kid} <= published
     events = await read_events(
-        settings.platform.kafka_bootstrap,
+        settings.platform.kafka,
         settings.topic,
         lambda seen: sum(e.type == "consent.signing_key_rotated" for e in seen) >= 2,
     )

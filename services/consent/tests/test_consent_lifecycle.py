@@ -112,7 +112,7 @@ async def test_revocation_events_carry_what_every_services_revocation_set_reads(
     )
     assert first.json()["status"] == again.json()["status"] == "Revoked"
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         lambda seen: any(e.type == "consent.revoked" for e in seen),
     )
@@ -204,7 +204,7 @@ async def test_a_rotated_secret_overlaps_while_tokens_issued_before_are_refused(
     await eventually(old_token_refused, timeout=30)
     assert (await consent.http.get(transfers, headers=after)).status_code == 200
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         lambda seen: (
             {"client.credentials_rotated", "consent.admin_action"} <= {e.type for e in seen}

@@ -161,7 +161,7 @@ async def test_a_distributed_guessing_pattern_alerts_and_guards_without_locking(
         )
         assert r.status_code == 401
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         lambda seen: any(e.type == "client.auth_anomaly" for e in seen),
     )

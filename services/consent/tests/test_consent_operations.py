@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from clearway.shared.testing.helpers import free_port
+from clearway.shared.testing.helpers import free_port, kafka_env
 
 from .conftest import authorised_token, read_events
 
@@ -24,7 +24,7 @@ def env_for(platform, local_dir, **extra):
     return {
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
-        "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
+        **kafka_env(platform),
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
         "CLEARWAY_LOCAL_DIR": str(local_dir),
         "CLEARWAY_CONSENT_ARGON2_TIME_COST": "1",
@@ -167,7 +167,7 @@ async def test_operators_act_through_the_admin_cli_with_a_reason_and_every_actio
         return [e.data["action"] for e in seen if e.type == "consent.admin_action"]
 
     events = await read_events(
-        consent.settings.platform.kafka_bootstrap,
+        consent.settings.platform.kafka,
         consent.settings.topic,
         lambda seen: len(actions(seen)) == 3,
     )

@@ -224,7 +224,7 @@ def published(platform):
     async def read(topic: str = "clearway.transfer.events.v1") -> list[Event]:
         consumer = AIOKafkaConsumer(
             platform.topic(topic),
-            bootstrap_servers=platform.kafka_bootstrap,
+            **platform.kafka.client_options(),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,

@@ -215,7 +215,7 @@ async def test_a_consent_revoked_on_kafka_stops_its_tokens_at_once(start_service
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=cw.url, headers=headers) as c:
             assert (await c.get("/v1/transfers")).status_code == 200
-            producer = idempotent_producer(platform.kafka_bootstrap)
+            producer = idempotent_producer(platform.kafka)
             await producer.start()
             ev = new_event(
                 type="consent.revoked",

@@ -197,7 +197,7 @@ async def publish_consent(platform, consent_id: str, final: str) -> None:
     if final == "Revoked":
         changed["revoked_at"] = at
     steps.append((f"consent.{final.lower()}", changed))
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
     try:
         for version, (type_, data) in enumerate(steps, start=1):

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from clearway.shared.testing.helpers import kafka_env
 from clearway.shared.testing.token_endpoint import TokenEndpoint
 from clearway.transfer import store_accounts
 from clearway.transfer.domain import Account, Owner
@@ -148,7 +149,7 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
     base_env = {
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
-        "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
+        **kafka_env(platform),
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
     }
     rail = Process(

@@ -1,23 +1,41 @@
-"""Transfer intents on Kafka: the same core as HTTP, one result event per intent."""
+"""Transfer intents on Kafka: the same core as HTTP, one result event per intent,
+and as guarded as HTTP: the sender's access token decides tenant and client."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
+from clearway.shared import dlt_cli
 from clearway.shared.dlt import dlt_topic
 from clearway.shared.dlt_cli import list_dead_letters
 from clearway.shared.events import Event, new_event
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.schemas import default_registry
+from clearway.shared.testing.issuer import TestIssuer
 from clearway.transfer.domain import Account, Owner
 from clearway.transfer.handlers import register_accounts
 
 pytestmark = pytest.mark.integration
 
 
+INTENTS = "clearway.transfer.intents.v1"
+#: What the sender's token must say: like POST /v1/transfers.
+INITIATE = ("payments:initiate",)
+
+
+def service_token(cw, client_id: str = "cli_mobile", tenant: str = "ten_a", **kw) -> str:
+    """A client-credentials token of an internal service allowed to initiate."""
+    kw.setdefault("scopes", INITIATE)
+    kw.setdefault("audience", "clearway-transfer")
+    return cw.issuer.token(sub=client_id, client_id=client_id, tenant=tenant, **kw)
+
+
 def intent(
+    cw,
     key: str,
     body: dict,
     *,
@@ -25,7 +43,8 @@ def intent(
     tenant: str = "ten_a",
     correlation_id: str | None = None,
 ) -> Event:
-    return new_event(
+    """An intent signed for its own tenant and client (forgeries replace ``authorization``)."""
+    ev = new_event(
         type="transfer.intent",
         source="/tests/payroll",
         aggregate_id=f"int_{uuid.uuid4().hex}",
@@ -35,15 +54,17 @@ def intent(
         correlation_id=correlation_id or f"corr_{uuid.uuid4().hex}",
         tenant=tenant,
     )
+    return replace(ev, authorization=service_token(cw, client_id, tenant))
 
 
 async def publish(platform, *events: Event) -> None:
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    """Publish as an initiator: the one principal the broker lets write intents."""
+    producer = idempotent_producer(platform.kafka_link(platform.kafka_logins.get("initiator")))
     await producer.start()
     try:
         for ev in events:
             await producer.send_and_wait(
-                platform.topic("clearway.transfer.intents.v1"),
+                platform.topic(INTENTS),
                 value=ev.body(),
                 key=ev.key,
                 headers=ev.headers(),
@@ -55,7 +76,7 @@ async def publish(platform, *events: Event) -> None:
 async def test_the_same_intent_delivered_twice_on_kafka_makes_one_transfer(
     clearway, platform, body, eventually, published
 ):
-    ev = intent("payroll-1", body)
+    ev = intent(clearway, "payroll-1", body)
     await publish(platform, ev, ev)
     found = await eventually(lambda: _of(published, ev.correlation_id))
     assert [e.type for e in found] == ["transfer.accepted"]
@@ -82,7 +103,7 @@ async def test_an_intent_with_a_key_already_used_over_http_is_the_same_intent(
     over_http = await clearway.post("shared-1", body)
     assert over_http.status_code == 201
     # the same request again as a second intent message, with its own correlation id
-    ev = intent("shared-1", dict(reversed(list(body.items()))))
+    ev = intent(clearway, "shared-1", dict(reversed(list(body.items()))))
     await publish(platform, ev)
     [accepted] = await eventually(lambda: _of(published, ev.correlation_id))
     assert accepted.type == "transfer.accepted"
@@ -95,7 +116,7 @@ async def test_an_intent_from_another_client_of_the_tenant_is_another_transfer(
     clearway, platform, body, eventually, published
 ):
     await clearway.post("k-1", body)
-    ev = intent("k-1", body, client_id="cli_payroll")
+    ev = intent(clearway, "k-1", body, client_id="cli_payroll")
     await publish(platform, ev)
     [accepted] = await eventually(lambda: _of(published, ev.correlation_id))
     assert accepted.data["replayed"] is False
@@ -112,7 +133,7 @@ async def test_an_intent_from_another_client_of_the_tenant_is_another_transfer(
 async def test_a_bad_intent_is_rejected_with_its_correlation_id_naming_the_field(
     clearway, platform, body, eventually, published, change, field
 ):
-    ev = intent("bad-1", {**body, **change})
+    ev = intent(clearway, "bad-1", {**body, **change})
     await publish(platform, ev)
     [rejected] = await eventually(lambda: _of(published, ev.correlation_id))
     assert rejected.type == "transfer.rejected"
@@ -132,7 +153,7 @@ async def test_an_intent_carrying_a_card_number_is_dead_lettered_masked(
         "data.metadata.pan": {"metadata": {"pan": "4111  1111  1111  1111"}},
     }
     events = {
-        where: intent(f"pan-{i}", {**body, **change})
+        where: intent(clearway, f"pan-{i}", {**body, **change})
         for i, (where, change) in enumerate(forms.items())
     }
     await publish(platform, *events.values())
@@ -140,7 +161,7 @@ async def test_an_intent_carrying_a_card_number_is_dead_lettered_masked(
 
     async def letters():
         try:
-            found = await list_dead_letters(platform.kafka_bootstrap, dlt)
+            found = await list_dead_letters(platform.kafka, dlt)
         except AssertionError:  # the dead-letter topic does not exist yet
             return None
         return found if len(found) == len(events) else None
@@ -168,9 +189,79 @@ async def test_an_intent_debiting_a_users_account_is_rejected_naming_the_source(
     # tenant's own accounts (docs/design.md §5).
     user = Account("ten_a", "acct_alice", Owner.USER, "usr_alice")
     await register_accounts(clearway.app.state.core, [user])
-    ev = intent("users-1", {**body, "source": "acct_alice"})
+    ev = intent(clearway, "users-1", {**body, "source": "acct_alice"})
     await publish(platform, ev)
     [rejected] = await eventually(lambda: _of(published, ev.correlation_id))
     assert rejected.type == "transfer.rejected"
     assert rejected.data["field"] == "source"
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
+
+
+def _forged(cw, ev: Event, how: str) -> Event:
+    """``ev`` as an attacker on the broker would send it."""
+    if how == "unsigned":
+        return replace(ev, authorization=None)
+    if how == "another tenant's header":
+        return replace(ev, tenant="ten_b")
+    if how == "another client's token":
+        return replace(ev, authorization=service_token(cw, client_id="cli_payroll"))
+    if how == "expired token":
+        return replace(ev, authorization=service_token(cw, ttl_s=-120))
+    if how == "revoked token":
+        jti = f"at_{uuid.uuid4().hex}"
+        cw.app.state.token_verifier.revocations.revoke_token(jti, time.time() + 600)
+        return replace(ev, authorization=service_token(cw, extra_claims={"jti": jti}))
+    if how == "token without payments:initiate":
+        return replace(ev, authorization=service_token(cw, scopes=("payments:read",)))
+    if how == "token for another audience":
+        return replace(ev, authorization=service_token(cw, audience="clearway-rail"))
+    if how == "token signed by another key":
+        return replace(
+            ev,
+            authorization=TestIssuer(cw.issuer.issuer).token(
+                sub="cli_mobile",
+                client_id="cli_mobile",
+                scopes=INITIATE,
+                audience="clearway-transfer",
+                tenant="ten_a",
+            ),
+        )
+    raise AssertionError(how)
+
+
+FORGERIES = {
+    "unsigned": "missing access token",
+    "another tenant's header": "ce_tenant does not match",
+    "another client's token": "client_id does not match",
+    "expired token": "token expired",
+    "revoked token": "revoked",
+    "token without payments:initiate": "missing scope(s): payments:initiate",
+    "token for another audience": "wrong audience",
+    "token signed by another key": "unknown kid",
+}
+
+
+async def test_forged_intents_are_rejected_with_the_reason_and_dead_lettered(
+    clearway, platform, body, eventually, published
+):
+    # every forgery at once (one service start): each has its own correlation id
+    forged = {
+        how: _forged(clearway, intent(clearway, f"forged-{i}", body), how)
+        for i, how in enumerate(FORGERIES)
+    }
+    await publish(platform, *forged.values())
+    for how, ev in forged.items():
+        [rejected] = await eventually(lambda ev=ev: _of(published, ev.correlation_id))
+        assert rejected.type == "transfer.rejected", how
+        assert rejected.data["field"] == "authorization", how
+        assert FORGERIES[how] in rejected.data["reason"], (how, rejected.data["reason"])
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
+    dlt = dlt_topic(platform.topic(INTENTS), "transfer-intents")
+    letters = await dlt_cli.list_dead_letters(platform.kafka, dlt)
+    by_id = {dict(d.original_headers)["ce_id"].decode(): d for d in letters}
+    for how, ev in forged.items():
+        letter = by_id[ev.id]
+        assert letter.meta("error_type") == "Rejected", how
+        assert FORGERIES[how] in (letter.meta("error_message") or ""), how
+        # the filed copy never keeps a bearer token, live or not
+        assert "authorization" not in dict(letter.headers), how

@@ -80,7 +80,7 @@ def vault_events(platform):
     async def read() -> list[Event]:
         consumer = AIOKafkaConsumer(
             platform.topic(EVENTS_TOPIC),
-            bootstrap_servers=platform.kafka_bootstrap,
+            **platform.kafka.client_options(),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,

@@ -167,7 +167,7 @@ async def service_factory(token, platform) -> AsyncIterator[Callable[..., Awaita
     stack = contextlib.AsyncExitStack()
 
     async def start(settings: WebhooksSettings) -> Service:
-        await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic(EVENTS_TOPIC)])
+        await ensure_topics(settings.platform.kafka, [settings.topic(EVENTS_TOPIC)])
         app = build_app(settings)
         await stack.enter_async_context(app.router.lifespan_context(app))
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://webhooks")
@@ -202,7 +202,7 @@ def _event(
 @pytest_asyncio.fixture
 async def publish(platform) -> AsyncIterator[Callable[[list[Event]], Awaitable[None]]]:
     """Publish CloudEvents straight to the platform test topic with the kit's producer."""
-    producer = idempotent_producer(platform.kafka_bootstrap)
+    producer = idempotent_producer(platform.kafka)
     await producer.start()
 
     async def send(events: list[Event], topic: str = EVENTS_TOPIC) -> None:

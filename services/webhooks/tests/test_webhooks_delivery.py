@@ -144,7 +144,7 @@ async def _len_at_least(probe, n: int) -> bool:
 async def _read_events(settings, type_: str, n: int) -> list[dict]:
     consumer = AIOKafkaConsumer(
         settings.topic(WEBHOOK_EVENTS),
-        bootstrap_servers=settings.platform.kafka_bootstrap,
+        **settings.platform.kafka.client_options(),
         auto_offset_reset="earliest",
         group_id=None,
     )

@@ -17,6 +17,7 @@ import pytest
 from clearway.shared.auth import Principal
 from clearway.shared.db import create_pool
 from clearway.shared.kafka import ensure_topics
+from clearway.shared.testing.helpers import kafka_env
 from clearway.webhooks import handlers
 from clearway.webhooks.bootstrap import make_context, prepare_database
 
@@ -37,7 +38,7 @@ def start_service(platform, log) -> subprocess.Popen:
     env = {
         **os.environ,
         "CLEARWAY_DATABASE_URL": platform.database_url,
-        "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
+        **kafka_env(platform),
         "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
         "CLEARWAY_WEBHOOKS_PORT": str(free_port()),
         "CLEARWAY_OAUTH_ISSUER": "http://127.0.0.1:9",
@@ -84,7 +85,7 @@ async def test_a_killed_service_delivers_or_dead_letters_every_event_with_stable
             rate_limit_per_s=None,
         )
     events = [make_event(i, run="kill") for i in range(N)]
-    await ensure_topics(platform.kafka_bootstrap, [platform.topic("clearway.platform.events.v1")])
+    await ensure_topics(platform.kafka, [platform.topic("clearway.platform.events.v1")])
     await publish(events)
 
     log = open(tmp_path / "service.log", "wb")

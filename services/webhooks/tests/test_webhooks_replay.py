@@ -36,9 +36,7 @@ async def test_a_replay_by_cli_delivers_the_dead_letters_and_running_it_again_se
 ):
     from clearway.shared.kafka import ensure_topics
 
-    await ensure_topics(
-        settings.platform.kafka_bootstrap, [settings.topic("clearway.platform.events.v1")]
-    )
+    await ensure_topics(settings.platform.kafka, [settings.topic("clearway.platform.events.v1")])
     app = build_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())

@@ -14,7 +14,10 @@ Failures:
   at once, the number masked in the copy (docs/design.md §9);
 - a handler error isolates the message (one transaction per message), retries
   it with backoff and dead-letters it once ``retry`` (a :class:`Backoff`) is exhausted;
-  :class:`PermanentError` dead-letters at once.
+  :class:`PermanentError` dead-letters at once;
+- a handler may refuse a message it has answered (a rejection event in the same
+  transaction) by returning the reason: the record is then dead-lettered too,
+  before the transaction commits, so every refusal is on file for operators.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from clearway.shared.telemetry import context_from_traceparent
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-Handler = Callable[[asyncpg.Connection, Event], Awaitable[None]]
+#: Applies one event inside the inbox transaction; a returned text is a refusal reason.
+Handler = Callable[[asyncpg.Connection, Event], Awaitable[str | None]]
 BatchHandler = Callable[[asyncpg.Connection, Sequence[Event]], Awaitable[None]]
 Validator = Callable[[str, int, Mapping[str, Any]], Mapping[str, Any]]
 
@@ -236,7 +240,11 @@ class IdempotentConsumer:
     async def _traced(self, conn: asyncpg.Connection, r: KafkaRecord, ev: Event) -> None:
         assert self.handler is not None
         with event_scope(ev, self.name, topic=r.topic):
-            await self.handler(conn, ev)
+            refused = await self.handler(conn, ev)
+        if refused:
+            # Before the commit: a crash in between dead-letters it again on
+            # redelivery (a duplicate entry), never not at all.
+            await self._dead_letter(r, refused, attempts=1)
 
     async def _one_by_one(
         self, items: Sequence[tuple[KafkaRecord, Event]], first_error: Exception | None = None

@@ -2,7 +2,9 @@
 
 A message a consumer cannot apply goes to ``<topic>.<group>.dlt`` with its
 original key, value and headers, plus ``dlt_*`` headers saying why, from
-where, and after how many attempts. It is written (and acknowledged by Kafka)
+where, and after how many attempts. A command's access token is not copied: a
+dead-letter topic is kept for long and read by operators, and the token would
+have expired before any redrive (docs/design.md §9). It is written (and acknowledged by Kafka)
 before the consumer commits its offset, so nothing is ever dropped silently.
 A record refused for carrying a card number is written with every card number
 in its key, value and headers masked (docs/design.md §9): no topic holds one.
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 
 from clearway.shared.cards import mask_cards, mask_cards_in
+from clearway.shared.events import AUTHORIZATION_HEADER
 from clearway.shared.metrics import DLT_MESSAGES_TOTAL
 from clearway.shared.redaction import redact_text
 
@@ -84,7 +87,11 @@ class DeadLetters:
             trace = "".join(traceback.format_exception(error, limit=8))[-4000:]
         else:
             etype, message, trace = "Rejected", error, ""
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLT_PREFIX)]
+        headers = [
+            (k, v)
+            for k, v in (record.headers or ())
+            if not k.startswith(DLT_PREFIX) and k != AUTHORIZATION_HEADER
+        ]
         key, value = record.key, record.value
         if mask_card_numbers:
             key, value = _masked(key), _masked_value(value)

@@ -23,17 +23,18 @@ from aiokafka.structs import OffsetAndMetadata
 
 from clearway.shared.dlt import REDRIVEN_FROM, DeadLetter
 from clearway.shared.events import header_map
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.relay import idempotent_producer
-from clearway.shared.settings import PlatformSettings
+from clearway.shared.settings import PlatformSettings, kafka_login_from_env
 
 REDRIVE_GROUP = "clearway-dlt-redrive"
 
 
 async def _read(
-    bootstrap: str, topic: str, group: str | None
+    link: KafkaLink, topic: str, group: str | None
 ) -> tuple[list[DeadLetter], AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **link.client_options(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -62,23 +63,23 @@ async def _read(
     return out, consumer
 
 
-async def list_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
+async def list_dead_letters(link: KafkaLink, topic: str) -> list[DeadLetter]:
     """Every record currently in ``topic`` (a DLT), oldest first per partition."""
-    letters, consumer = await _read(bootstrap, topic, None)
+    letters, consumer = await _read(link, topic, None)
     await consumer.stop()
     return letters
 
 
 async def redrive(
-    bootstrap: str, topic: str, *, dry_run: bool = False, offsets: Sequence[int] = ()
+    link: KafkaLink, topic: str, *, dry_run: bool = False, offsets: Sequence[int] = ()
 ) -> list[DeadLetter]:
     """Republish not-yet-redriven dead letters to their original topics; returns them."""
-    letters, consumer = await _read(bootstrap, topic, REDRIVE_GROUP)
+    letters, consumer = await _read(link, topic, REDRIVE_GROUP)
     chosen = [d for d in letters if not offsets or d.dlt_offset in offsets]
     try:
         if dry_run or not chosen:
             return chosen
-        producer = idempotent_producer(bootstrap)
+        producer = idempotent_producer(link)
         await producer.start()
         try:
             futures = []
@@ -130,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--bootstrap", default=PlatformSettings.from_env().kafka_bootstrap)
+    platform = PlatformSettings.from_env()
+    ap.add_argument("--bootstrap", default=platform.kafka_bootstrap)
+    ap.add_argument(
+        "--as",
+        dest="user",
+        metavar="NAME",
+        help="log in to Kafka as NAME: CLEARWAY_<NAME>_KAFKA_USERNAME/_PASSWORD "
+        "(an operator principal, or the service whose dead letters these are)",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="show dead letters with their reasons")
     ls.add_argument("topic")
@@ -140,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument("--dry-run", action="store_true")
     rd.add_argument("--offset", type=int, action="append", default=[])
     a = ap.parse_args(argv)
+    login = kafka_login_from_env(a.user) if a.user else None
+    link = platform.replace(kafka_bootstrap=a.bootstrap).kafka_link(login)
     if a.cmd == "list":
-        letters = asyncio.run(list_dead_letters(a.bootstrap, a.topic))
+        letters = asyncio.run(list_dead_letters(link, a.topic))
         rows = [_describe(d) for d in letters]
         if a.json:
             print(json.dumps(rows, indent=2))
@@ -150,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("  ".join(f"{k}={v}" for k, v in r.items()))
             print(f"{len(rows)} dead letter(s) in {a.topic}")
         return 0
-    done = asyncio.run(redrive(a.bootstrap, a.topic, dry_run=a.dry_run, offsets=a.offset))
+    done = asyncio.run(redrive(link, a.topic, dry_run=a.dry_run, offsets=a.offset))
     verb = "would redrive" if a.dry_run else "redrove"
     for d in done:
         print(f"{verb} {_describe(d)['dlt_offset']} → {d.meta('original_topic')}")

@@ -21,6 +21,10 @@ CONTENT_TYPE = "application/json"
 _EVENT_NS = uuid.UUID("6f0c5a52-4a0e-5f7e-9a57-3c1c8f0e2b11")
 
 Headers = list[tuple[str, bytes]]
+#: Kafka header carrying a command's bearer access token (RFC 6750 §2.1 syntax:
+#: ``Bearer <token>``): an intent proves who sends it (docs/design.md §3).
+AUTHORIZATION_HEADER = "authorization"
+_BEARER = "Bearer "
 
 
 class MalformedEvent(ValueError):
@@ -53,6 +57,8 @@ class Event:
     tenant: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    #: The sender's access token (commands only); never printed, never stored.
+    authorization: str | None = field(default=None, repr=False)
 
     @property
     def key(self) -> bytes:
@@ -78,6 +84,8 @@ class Event:
             ("tracestate", self.tracestate),
         )
         h.extend((k, v.encode()) for k, v in optional if v)
+        if self.authorization:
+            h.append((AUTHORIZATION_HEADER, f"{_BEARER}{self.authorization}".encode()))
         return h
 
     def body(self) -> bytes:
@@ -117,7 +125,15 @@ class Event:
             tenant=h.get("ce_tenant"),
             traceparent=h.get("traceparent"),
             tracestate=h.get("tracestate"),
+            authorization=_bearer(h.get(AUTHORIZATION_HEADER)),
         )
+
+
+def _bearer(value: str | None) -> str | None:
+    # The scheme is case-insensitive (RFC 9110 §11.1); anything else is no credential.
+    if value is None or value[: len(_BEARER)].lower() != _BEARER.lower():
+        return None
+    return value[len(_BEARER) :].strip() or None
 
 
 def header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:

@@ -18,18 +18,41 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 
 from clearway.shared.consumer import IdempotentConsumer
+from clearway.shared.kafka_link import KafkaLink
 
 
-def make_broker(bootstrap: str, **kwargs: Any) -> KafkaBroker:
-    """A FastStream broker whose producer is idempotent with ``acks=all``.
+def make_broker(link: KafkaLink, **kwargs: Any) -> KafkaBroker:
+    """A FastStream broker connecting over ``link``, whose producer is idempotent with
+    ``acks=all``.
 
     FastStream's per-message "Received/Processed" lines go to DEBUG: at thousands
     of events a second they would drown the service's own logs.
     """
     kwargs.setdefault("log_level", logging.DEBUG)
-    return KafkaBroker(bootstrap, enable_idempotence=True, acks="all", **kwargs)
+    return KafkaBroker(
+        link.bootstrap,
+        security=_security(link),
+        enable_idempotence=True,
+        acks="all",
+        **kwargs,
+    )
+
+
+def _security(link: KafkaLink) -> BaseSecurity | None:
+    """FastStream's form of the link's login and TLS settings."""
+    if not link.authenticated:
+        return None
+    opts = link.client_options()
+    scram = SASLScram512 if link.sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
+    return scram(
+        opts["sasl_plain_username"],
+        opts["sasl_plain_password"],
+        ssl_context=link.ssl_context(),
+        use_ssl=link.encrypted,
+    )
 
 
 async def _no_decode(msg: Any) -> None:
@@ -99,10 +122,10 @@ def consumers_healthy(consumers: Sequence[IdempotentConsumer]) -> bool:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str], *, partitions: int = 3, replication: int = 1
+    link: KafkaLink, topics: Iterable[str], *, partitions: int = 3, replication: int = 1
 ) -> None:
     """Create topics that do not exist yet (idempotent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**link.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -34,8 +34,9 @@ from opentelemetry import trace
 from clearway.shared.backoff import Backoff
 from clearway.shared.db import ident, init_connection
 from clearway.shared.events import headers_from_json
+from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.metrics import OUTBOX_LAG_SECONDS, OUTBOX_PUBLISHED_TOTAL
-from clearway.shared.settings import PlatformSettings
+from clearway.shared.settings import PlatformSettings, kafka_login_from_env
 from clearway.shared.telemetry import context_from_traceparent, current_traceparent
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ REQUEST_TIMEOUT_MS = 30000
 RELAY_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
 
-def idempotent_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    """The platform's producer: idempotent, ``acks=all``, small linger for batching."""
+def idempotent_producer(link: KafkaLink, **overrides: Any) -> AIOKafkaProducer:
+    """The platform's producer over ``link``: idempotent, ``acks=all``, small linger for
+    batching."""
     opts: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **link.client_options(),
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 2,
@@ -89,7 +91,7 @@ class OutboxRelay:
         self,
         database_url: str | Callable[[], str],
         schema: str,
-        kafka_bootstrap: str,
+        kafka: KafkaLink,
         *,
         batch_size: int = 1000,
         poll_interval: float = 1.0,
@@ -101,7 +103,7 @@ class OutboxRelay:
     ) -> None:
         self.database_url = database_url
         self.schema = schema
-        self.kafka_bootstrap = kafka_bootstrap
+        self.kafka = kafka
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.backoff = backoff
@@ -165,9 +167,7 @@ class OutboxRelay:
             while not self._stopping.is_set():
                 try:
                     if self._producer is None:
-                        self._producer = idempotent_producer(
-                            self.kafka_bootstrap, **self._producer_options
-                        )
+                        self._producer = idempotent_producer(self.kafka, **self._producer_options)
                         await self._producer.start()
                     await self._lead()
                 except Exception as e:
@@ -307,10 +307,13 @@ class OutboxRelay:
 
 async def _main(args: argparse.Namespace) -> None:
     settings = PlatformSettings.from_env()
+    if args.kafka_bootstrap:
+        settings = settings.replace(kafka_bootstrap=args.kafka_bootstrap)
     relay = OutboxRelay(
         args.database_url or settings.database_url,
         args.schema,
-        args.kafka_bootstrap or settings.kafka_bootstrap,
+        # the schema's service publishes its own outbox, as its own Kafka principal
+        settings.kafka_link(kafka_login_from_env(args.schema)),
         batch_size=args.batch_size,
     )
     loop = asyncio.get_running_loop()

@@ -45,6 +45,13 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as SourceError
 
 from clearway.shared.db import service_dsn
+from clearway.shared.kafka_link import (
+    KafkaLink,
+    KafkaLogin,
+    SaslMechanism,
+    SecurityProtocol,
+    principal,
+)
 
 __all__ = [
     "Base64Secret",
@@ -56,6 +63,7 @@ __all__ = [
     "is_base64",
     "is_internal",
     "is_secret",
+    "kafka_login_from_env",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,9 @@ Svc = TypeVar("Svc", bound="ServiceSettings")
 #: The environment ``from_env`` is reading; ``None``: construction from keyword arguments only.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("clearway_environ", default=None)
 
+
+#: The fields of a service's Kafka login (absent from services that do not use Kafka).
+_KAFKA_LOGIN = frozenset({"kafka_username", "kafka_password"})
 
 #: Why a secret counts as missing: unset (no default) or at its built-in default.
 _UNSET = {True: "not set", False: "the built-in development default is in use"}
@@ -241,6 +252,22 @@ class PlatformSettings(_Settings):
     """Admin DSN of Postgres: migrations run with it, each service then connects as its own role."""
     kafka_bootstrap: str = "127.0.0.1:59092"
     """Kafka bootstrap servers (``host:port``, comma-separated)."""
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    """``SASL_SSL`` (SCRAM login over TLS), ``SASL_PLAINTEXT`` (SCRAM login, no
+    encryption) or ``PLAINTEXT`` (no login: a broker of your own; refused in production).
+    Each service logs in as its own principal (``CLEARWAY_<SVC>_KAFKA_PASSWORD``)."""
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-256"
+    """SASL mechanism of the services' Kafka logins."""
+    kafka_ssl_cafile: Path | None = None
+    """CA bundle (PEM) the brokers' certificates are verified against with ``SASL_SSL``;
+    unset: the system's trust store."""
+    kafka_ssl_certfile: Path | None = None
+    """Client certificate (PEM) for clusters that also require mutual TLS."""
+    kafka_ssl_keyfile: Path | None = None
+    """Private key (PEM) of ``CLEARWAY_KAFKA_SSL_CERTFILE``."""
+    kafka_logins: dict[str, KafkaLogin] = internal({})
+    """Kafka logins handed in by code (the test stack), by service name; ``admin`` is
+    the super user tests and tools use through ``platform.kafka``."""
     topic_prefix: str = ""
     """Prepended to every topic name, so tests and sandboxes can share a broker."""
     oauth_issuer: str = "http://127.0.0.1:8003"
@@ -262,12 +289,40 @@ class PlatformSettings(_Settings):
     def with_database(self, url: str) -> PlatformSettings:
         return self.replace(database_url=url)
 
+    def kafka_link(self, login: KafkaLogin | None = None) -> KafkaLink:
+        """The configured link to Kafka, logging in as ``login``."""
+        return KafkaLink(
+            self.kafka_bootstrap,
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            login if self.kafka_security_protocol != "PLAINTEXT" else None,
+            self.kafka_ssl_cafile,
+            self.kafka_ssl_certfile,
+            self.kafka_ssl_keyfile,
+        )
+
+    @property
+    def kafka(self) -> KafkaLink:
+        """The link as the ``admin`` login handed in by code (tests, tools), if any."""
+        return self.kafka_link(self.kafka_logins.get("admin"))
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # A DSN may carry a password (RFC 3986 userinfo): never print it.
         for name, value in super().__repr_args__():
             if name == "database_url" and isinstance(value, str):
                 value = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
             yield name, value
+
+
+def kafka_login_from_env(service: str, env: Mapping[str, str] | None = None) -> KafkaLogin | None:
+    """The Kafka login of ``service`` from ``CLEARWAY_<SERVICE>_KAFKA_USERNAME`` and
+    ``_KAFKA_PASSWORD`` (the variables of its settings), for tools acting as it."""
+    environ = os.environ if env is None else env
+    password = environ.get(f"CLEARWAY_{service.upper()}_KAFKA_PASSWORD")
+    if not password:
+        return None
+    user = environ.get(f"CLEARWAY_{service.upper()}_KAFKA_USERNAME") or principal(service)
+    return KafkaLogin(user, password)
 
 
 class ServiceSettings(_Settings):
@@ -288,6 +343,14 @@ class ServiceSettings(_Settings):
     cursor_key: Base64Secret | None = None
     """MAC key of the list cursors (base64 of at least 32 random bytes), the same on
     every replica; unset in development, each process draws its own."""
+    kafka_username: str | None = None
+    """SASL user of the service's own Kafka principal; unset: ``clearway-<service>``."""
+    kafka_password: SecretStr | None = None
+    """SASL/SCRAM password of the service's Kafka principal (not needed with
+    ``CLEARWAY_KAFKA_SECURITY_PROTOCOL=PLAINTEXT``, which production refuses)."""
+
+    #: False for a service that never connects to Kafka: it has no Kafka login.
+    uses_kafka: ClassVar[bool] = True
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -297,6 +360,12 @@ class ServiceSettings(_Settings):
         if not re.fullmatch(r"[a-z][a-z0-9]*", cls.service):
             raise TypeError(f"{cls.__name__}.service must be a short lowercase name")
         cls.model_config = {**cls.model_config, "env_prefix": f"CLEARWAY_{cls.service.upper()}_"}
+
+    @classmethod
+    def env_fields(cls) -> Iterator[tuple[str, str, FieldInfo]]:
+        for name, var, field in super().env_fields():
+            if cls.uses_kafka or name not in _KAFKA_LOGIN:
+                yield name, var, field
 
     @classmethod
     def from_env(cls: type[Svc], env: Mapping[str, str] | None = None, **values: Any) -> Svc:
@@ -339,10 +408,18 @@ class ServiceSettings(_Settings):
 
     def development_secrets(self) -> list[str]:
         """The variables of secrets still at their built-in development default."""
+        # Without a Kafka login to make (PLAINTEXT, outside production) there is no
+        # Kafka password to miss.
+        no_login = (
+            self.platform.kafka_security_protocol == "PLAINTEXT"
+            and self.platform.env != "production"
+        )
         return [
             var
             for name, var, field in self.env_fields()
-            if is_secret(field) and _reveal(getattr(self, name)) == _reveal(field.default)
+            if is_secret(field)
+            and _reveal(getattr(self, name)) == _reveal(field.default)
+            and not (no_login and name == "kafka_password")
         ]
 
     def unset_secrets(self) -> list[str]:
@@ -355,7 +432,8 @@ class ServiceSettings(_Settings):
 
     def refuse_development_secrets(self) -> None:
         """Raise naming every secret still at its built-in development default or unset,
-        and the static database password unless the service's logins rotate."""
+        the static database password unless the service's logins rotate, and an
+        unauthenticated Kafka link for a service that uses Kafka."""
         unset = self.unset_secrets()
         problems = {
             var: f"required in production ({_UNSET[var in unset]})"
@@ -363,6 +441,9 @@ class ServiceSettings(_Settings):
         }
         if not self.rotates_db_logins:
             problems[self.env_name("db_password")] = self.static_db_password_refusal()
+        if self.uses_kafka and self.platform.kafka_security_protocol == "PLAINTEXT":
+            var = PlatformSettings.env_name("kafka_security_protocol")
+            problems[var] = "PLAINTEXT is refused in production (use SASL_SSL)"
         if problems:
             raise SettingsError(problems)
 
@@ -377,6 +458,19 @@ class ServiceSettings(_Settings):
             "a static database password is refused in production, and this service"
             " has no rotated database logins yet (docs/design.md §9)"
         )
+
+    @property
+    def kafka(self) -> KafkaLink:
+        """How this service reaches Kafka: the platform's link, logged in as the service's
+        own principal (``CLEARWAY_<SVC>_KAFKA_*``, or a login handed in by the test stack)."""
+        if self.kafka_password is not None:
+            login: KafkaLogin | None = KafkaLogin(
+                self.kafka_username or principal(self.service),
+                self.kafka_password.get_secret_value(),
+            )
+        else:
+            login = self.platform.kafka_logins.get(self.service)
+        return self.platform.kafka_link(login)
 
     @property
     def cursor_secret(self) -> bytes | None:

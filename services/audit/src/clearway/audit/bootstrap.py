@@ -126,7 +126,7 @@ def build_app(settings: AuditSettings) -> FastAPI:
 
         app.state.readiness_checks.append(database)
         app.state.announce = None
-        kafka = settings.platform.kafka_bootstrap
+        kafka = settings.kafka
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.consume:

@@ -87,7 +87,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dsn = await prepare(settings)
         transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
-        await ensure_topics(settings.platform.kafka_bootstrap, [settings.topic, transfers])
+        await ensure_topics(settings.kafka, [settings.topic, transfers])
         pool = await create_pool(dsn, schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:
@@ -98,11 +98,11 @@ def build_app(settings: ConsentSettings) -> FastAPI:
         await clients.keep_keys_current(svc)
         if settings.seed_demo:
             await seed(svc, settings.platform.local_dir)
-        producer = idempotent_producer(settings.platform.kafka_bootstrap)
+        producer = idempotent_producer(settings.kafka)
         await producer.start()
         try:
             async with Supervisor("consent", app) as tasks:
-                bootstrap = settings.platform.kafka_bootstrap
+                bootstrap = settings.kafka
                 # transfer.created under a single-use consent marks it Consumed
                 consumed = IdempotentConsumer(
                     consumers.GROUP,

@@ -88,7 +88,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             role_password=settings.db_password.get_secret_value(),
         )
         topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
-        await ensure_topics(p.kafka_bootstrap, topics)
+        await ensure_topics(settings.kafka, [*topics, p.topic(CONSENT_TOPIC)])
         async with contextlib.AsyncExitStack() as stack:
             pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=30)
             stack.push_async_callback(pool.close)
@@ -119,16 +119,16 @@ def build_app(settings: TransferSettings) -> FastAPI:
             executor = Executor(core, rail)
             app.state.executor = executor
 
-            producer = idempotent_producer(p.kafka_bootstrap)
+            producer = idempotent_producer(settings.kafka)
             await producer.start()
             stack.push_async_callback(producer.stop)
 
-            broker = make_broker(p.kafka_bootstrap)
+            broker = make_broker(settings.kafka)
             intents = IdempotentConsumer(
                 "transfer-intents",
                 pool,
                 DeadLetters(producer, "transfer-intents"),
-                handler=lambda conn, ev: handle_intent(core, conn, ev),
+                handler=lambda conn, ev: handle_intent(core, app.state.token_verifier, conn, ev),
                 validate=registry.validate,
                 accept=lambda ev: ev.type == INTENT_TYPE,
                 refuse_card_numbers=True,  # partners write intents (docs/design.md §9)
@@ -183,7 +183,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 jwks_url=settings.jwks_url,
                 follow_revocations=settings.revocation_feed,
             )
-            relay = OutboxRelay(settings.service_dsn, SERVICE, p.kafka_bootstrap)
+            relay = OutboxRelay(settings.service_dsn, SERVICE, settings.kafka)
             tasks.task("outbox-relay", relay.run, health=relay.healthy)
             tasks.task(
                 "consumers",

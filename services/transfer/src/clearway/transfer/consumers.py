@@ -5,7 +5,16 @@ Intents run the same core as ``POST /v1/transfers``: the key in the message is
 scoped by the message's tenant and client id, so an intent whose key was already
 used over HTTP by the same client is the same intent. Each intent message gets
 exactly one result event (``transfer.accepted`` or ``transfer.rejected``) with
-its correlation id. Here a message is only parsed; the handlers decide.
+its correlation id. Here a message is only authenticated and parsed; the
+handlers decide.
+
+An intent is as guarded as the HTTP call (docs/design.md §3): it carries its
+sender's access token (``authorization`` header, scope ``payments:initiate``,
+audience ``clearway-transfer``), verified by the same :class:`TokenVerifier` as
+the HTTP edge (signature, audience, expiry, revocation). Tenant, client and actor
+come from the token; the unsigned ``ce_tenant`` header and payload ``client_id``
+must agree with it. A refused intent is answered ``transfer.rejected`` and
+dead-lettered, never executed.
 """
 
 from __future__ import annotations
@@ -17,6 +26,13 @@ from collections.abc import Sequence
 import asyncpg
 
 from clearway.shared.actor import Actor
+from clearway.shared.auth import (
+    InsufficientScope,
+    InvalidToken,
+    JwksUnavailable,
+    Principal,
+    TokenVerifier,
+)
 from clearway.shared.consumer import event_scope
 from clearway.shared.events import Event
 from clearway.transfer.domain import InvalidField, TransferRequest
@@ -42,13 +58,42 @@ CONSENT_STATE_TYPES = frozenset(
         "consent.expired",
     }
 )
+#: The scope an intent's token must carry, as ``POST /v1/transfers`` requires.
+INITIATE_SCOPE = "payments:initiate"
 
 
-def _command(intent: Event) -> InitiateTransfer:
+class Unauthenticated(Exception):
+    """The intent does not prove a sender allowed to initiate this transfer."""
+
+
+async def _sender(verifier: TokenVerifier, intent: Event) -> Principal:
+    """The verified sender of ``intent``; :class:`Unauthenticated` says why not."""
+    if not intent.authorization:
+        raise Unauthenticated("missing access token")
+    try:
+        principal = await verifier.verify(intent.authorization)
+        principal.require_scopes(INITIATE_SCOPE)
+    except InvalidToken as e:
+        raise Unauthenticated(e.reason) from None
+    except InsufficientScope as e:
+        raise Unauthenticated(str(e)) from None
+    except JwksUnavailable as e:
+        # The issuer's keys are unreachable: the infrastructure, not the intent, is at
+        # fault. An OSError is retried until it passes (docs/design.md §4).
+        raise ConnectionError("issuer keys unavailable") from e
+    if principal.tenant is None:
+        raise Unauthenticated("token names no tenant")
+    if intent.tenant is not None and intent.tenant != principal.tenant:
+        raise Unauthenticated("ce_tenant does not match the token's tenant")
+    if intent.data.get("client_id") != principal.client_id:
+        raise Unauthenticated("client_id does not match the token's client")
+    return principal
+
+
+def _command(intent: Event, sender: Principal) -> InitiateTransfer:
     """The intent as a command; :class:`InvalidField` names what makes it unusable."""
     data = intent.data  # card numbers were dead-lettered by the kit consumer already
-    if not intent.tenant:
-        raise InvalidField("ce_tenant", "an intent must name its tenant")
+    assert sender.tenant is not None  # checked by _sender
     request = TransferRequest(
         amount=data["amount"],
         currency=data["currency"],
@@ -57,30 +102,39 @@ def _command(intent: Event) -> InitiateTransfer:
         description=data.get("description"),
         metadata=data.get("metadata") or {},
     )
-    client_id = data["client_id"]
-    # The message's client is the one acting; without an actor record, it acts itself.
-    given = Actor.from_data(data.get("actor"))
-    actor = Actor(
-        given.subject if given else client_id, client_id, given.delegation if given else ()
-    )
+    # Who acts is the token's business (its subject, client and RFC 8693 "act"
+    # chain); the payload's unsigned actor record is not believed.
     return InitiateTransfer(
-        tenant=intent.tenant,
-        client_id=client_id,
+        tenant=sender.tenant,
+        client_id=sender.client_id,
         key=data["idempotency_key"],
         request=request,
-        actor=actor,
+        actor=Actor.from_principal(sender),
         correlation_id=intent.correlation_id,
     )
 
 
-async def handle_intent(core: Core, conn: asyncpg.Connection, intent: Event) -> None:
-    """Apply one intent; the result event joins the inbox transaction ``conn``."""
+async def handle_intent(
+    core: Core, verifier: TokenVerifier, conn: asyncpg.Connection, intent: Event
+) -> str | None:
+    """Apply one intent; the result event joins the inbox transaction ``conn``.
+
+    Returns the reason when the sender is refused, so the consumer dead-letters it.
+    """
     try:
-        cmd = _command(intent)
+        sender = await _sender(verifier, intent)
+    except Unauthenticated as e:
+        reason = f"unauthenticated: {e}"
+        log.warning("intent %s refused: %s", intent.id, reason)
+        await reject_intent(core, conn, intent, "authorization", reason)
+        return reason
+    try:
+        cmd = _command(intent, sender)
     except InvalidField as e:
         await reject_intent(core, conn, intent, e.field, e.reason)
-        return
+        return None
     await accept_intent(core, conn, intent, cmd)
+    return None
 
 
 def executor_batch_handler(executor: Executor):

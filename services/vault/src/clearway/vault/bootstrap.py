@@ -64,8 +64,8 @@ def build_app(settings: VaultSettings) -> FastAPI:
                 "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
             )
             if settings.run_relay:
-                await ensure_topics(p.kafka_bootstrap, [settings.topic(EVENTS_TOPIC)])
-                relay = OutboxRelay(settings.service_dsn, SCHEMA, p.kafka_bootstrap)
+                await ensure_topics(settings.kafka, [settings.topic(EVENTS_TOPIC)])
+                relay = OutboxRelay(settings.service_dsn, SCHEMA, settings.kafka)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
             yield
 

@@ -107,7 +107,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(pool.close)
             stack.push_async_callback(client.close)
-            bootstrap = settings.platform.kafka_bootstrap
+            bootstrap = settings.kafka
             if settings.run_consumer:
                 producer = idempotent_producer(bootstrap)
                 await producer.start()

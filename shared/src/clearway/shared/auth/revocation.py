@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clearway.shared.auth.principal import Principal
 from clearway.shared.backoff import Backoff
+from clearway.shared.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class RevocationFeed:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaLink,
         topic: str,
         revocations: RevocationSet,
         *,
@@ -172,7 +173,7 @@ class RevocationFeed:
         poll_timeout_ms: int = 100,
         backoff: Backoff = FEED_BACKOFF,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topic
         self.revocations = revocations
         self.ready = asyncio.Event()
@@ -236,7 +237,7 @@ class RevocationFeed:
     async def _connect(self) -> None:
         """Take every partition of the topic and seek to the beginning."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.client_options(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -264,7 +265,7 @@ class RevocationFeed:
         deadline = time.monotonic() + self._start_timeout_s
         while not consumer.assignment():
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"topic {self.topic} not found on {self.bootstrap}")
+                raise RuntimeError(f"topic {self.topic} not found on {self.kafka.bootstrap}")
             await asyncio.sleep(0.05)  # polling for the group-less assignment, not a retry
         return sorted(consumer.assignment())
 

@@ -63,10 +63,8 @@ async def verify_tokens(
     if follow_revocations:
         platform = settings.platform
         topic = platform.topic(CONSENT_EVENTS_TOPIC)
-        await ensure_topics(platform.kafka_bootstrap, [topic])
-        feed = RevocationFeed(
-            platform.kafka_bootstrap, topic, revocations, poll_timeout_ms=poll_timeout_ms
-        )
+        await ensure_topics(settings.kafka, [topic])
+        feed = RevocationFeed(settings.kafka, topic, revocations, poll_timeout_ms=poll_timeout_ms)
         tasks.task(FEED_TASK, feed.run, health=feed.healthy)
     app.state.token_verifier = verifier
     app.state.revocations = revocations

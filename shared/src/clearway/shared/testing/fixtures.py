@@ -4,38 +4,92 @@ Order of preference:
 1. ``CLEARWAY_DATABASE_URL`` + ``CLEARWAY_KAFKA_BOOTSTRAP`` point at a running stack;
 2. a reachable Docker engine: testcontainers starts Postgres and Kafka;
 3. otherwise the embedded local stack (``deploy/local/localstack.py``) is started
-   for the session on free ports and stopped at the end.
+   for the session on free ports and stopped at the end, its broker secured:
+   SASL/SCRAM with a generated password per principal and ACLs enforced. Each
+   test's topic prefix gets the services' ACLs (``kafka_acl.platform_acls``), the
+   ``platform`` fixture hands the principals to the services it configures, and
+   ``platform.kafka`` connects as the super user (for what a test itself reads
+   and writes).
+An external stack is secured when ``CLEARWAY_KAFKA_SECURITY_PROTOCOL`` says so;
+the logins are then ``CLEARWAY_<NAME>_KAFKA_USERNAME/_PASSWORD`` (``ADMIN``, each
+service, ``INITIATOR``).
 Failure to start is an error, never a skip: a test that did not run did not pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from clearway.shared.crypto.softhsm import ensure_token, softhsm_home
-from clearway.shared.settings import PlatformSettings
+from clearway.shared.kafka_acl import (
+    ADMIN,
+    EVENT_DOMAINS,
+    INITIATORS,
+    SERVICES,
+    acl_admin,
+    create_acls,
+    platform_acls,
+    stack_users,
+)
+from clearway.shared.kafka_link import KafkaLogin, SecurityProtocol, principal
+from clearway.shared.settings import PlatformSettings, kafka_login_from_env
+
+T = TypeVar("T")
+#: Event domains of the kit's own tests, besides the services' (their followers may
+#: dead-letter them).
+TEST_DOMAINS = (*EVENT_DOMAINS, "platform")
 
 
 @dataclass(frozen=True)
 class Stack:
-    """Admin connection to the test Postgres cluster and the Kafka bootstrap address."""
+    """Admin connection to the test Postgres cluster and how to reach its Kafka."""
 
     database_url: str
     kafka_bootstrap: str
     kind: str
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_logins: dict[str, KafkaLogin] = field(default_factory=dict)
+    """By name: ``admin`` (super user), each service, each initiator."""
+
+    @property
+    def secured(self) -> bool:
+        return self.kafka_security_protocol != "PLAINTEXT"
+
+    def platform(self, **values: Any) -> PlatformSettings:
+        """Platform settings for this stack (``values``: database, topic prefix, …)."""
+        return PlatformSettings(
+            kafka_bootstrap=self.kafka_bootstrap,
+            kafka_security_protocol=self.kafka_security_protocol,
+            kafka_logins=self.kafka_logins,
+            **values,
+        )
+
+
+def _logins(users: dict[str, str]) -> dict[str, KafkaLogin]:
+    """The stack's users by the names services and tests look them up with."""
+    names = {ADMIN: ADMIN} | {n: principal(n) for n in (*SERVICES, *INITIATORS)}
+    return {n: KafkaLogin(user, users[user]) for n, user in names.items() if user in users}
+
+
+def _external_logins() -> dict[str, KafkaLogin]:
+    names = (ADMIN, *SERVICES, *INITIATORS)
+    return {n: login for n in names if (login := kafka_login_from_env(n)) is not None}
 
 
 def repo_root() -> Path:
@@ -87,7 +141,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The session's Kafka and Postgres (see module doc for where they come from)."""
     db, kafka = os.environ.get("CLEARWAY_DATABASE_URL"), os.environ.get("CLEARWAY_KAFKA_BOOTSTRAP")
     if db and kafka:
-        yield Stack(db, kafka, "external")
+        protocol = PlatformSettings.from_env().kafka_security_protocol
+        yield Stack(db, kafka, "external", protocol, _external_logins())
         return
     if _docker_engine() and os.environ.get("CLEARWAY_NO_DOCKER") != "1":
         from testcontainers.kafka import KafkaContainer
@@ -106,9 +161,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
         print()
-        ep = ls.up(base, tuned_for_tests=True)
+        ep = ls.up(base, tuned_for_tests=True, sasl_users=stack_users())
+    logins = _logins(ls.kafka_users(base) or {})
     try:
-        yield Stack(ep.database_url, ep.kafka_bootstrap, "localstack")
+        yield Stack(ep.database_url, ep.kafka_bootstrap, "localstack", "SASL_PLAINTEXT", logins)
     finally:
         ls.down(base)
         import shutil
@@ -138,15 +194,59 @@ async def admin_dsn(stack: Stack) -> AsyncIterator[str]:
         await conn.close()
 
 
+class _AclGrants:
+    """Grants the services' ACLs per topic prefix over one admin connection, kept on
+    its own event loop thread (a test's loop ends with the test)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._link = stack.platform().kafka
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._admin = self._run(self._open())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
+
+    async def _open(self) -> Any:
+        self._cm = acl_admin(self._link)
+        return await self._cm.__aenter__()
+
+    def grant(self, prefix: str) -> None:
+        self._run(create_acls(self._admin, platform_acls(prefix, domains=TEST_DOMAINS)))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._cm.__aexit__(None, None, None))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def kafka_acls(stack: Stack) -> Iterator[_AclGrants | None]:
+    """The ACL granter of a secured stack (``None`` for an open one)."""
+    if not stack.secured:
+        yield None
+        return
+    grants = _AclGrants(stack)
+    try:
+        yield grants
+    finally:
+        grants.close()
+
+
 @pytest.fixture
-def topic_prefix() -> str:
-    """A unique topic prefix so tests never see each other's messages."""
-    return f"t{uuid.uuid4().hex[:10]}."
+def topic_prefix(kafka_acls: _AclGrants | None) -> str:
+    """A unique topic prefix so tests never see each other's messages; on a secured
+    broker each service's principal is granted its ACLs under it."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    if kafka_acls is not None:
+        kafka_acls.grant(prefix)
+    return prefix
 
 
 @pytest.fixture
 def platform(stack: Stack, admin_dsn: str, topic_prefix: str) -> PlatformSettings:
-    """Platform settings pointing at this test's database and topic namespace."""
-    return PlatformSettings(
-        database_url=admin_dsn, kafka_bootstrap=stack.kafka_bootstrap, topic_prefix=topic_prefix
-    )
+    """Platform settings pointing at this test's database and topic namespace, with the
+    stack's Kafka logins (each service connects as its own principal)."""
+    return stack.platform(database_url=admin_dsn, topic_prefix=topic_prefix)

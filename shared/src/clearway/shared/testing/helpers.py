@@ -11,7 +11,23 @@ from typing import Any, Literal, TypeVar
 
 import uvicorn
 
+from clearway.shared.settings import PlatformSettings
+
 T = TypeVar("T")
+
+
+def kafka_env(platform: PlatformSettings) -> dict[str, str]:
+    """The variables a service process needs to reach this test's broker as its own
+    principal: bootstrap, security protocol and every login of the stack
+    (``CLEARWAY_<NAME>_KAFKA_USERNAME/_PASSWORD``)."""
+    env = {
+        "CLEARWAY_KAFKA_BOOTSTRAP": platform.kafka_bootstrap,
+        "CLEARWAY_KAFKA_SECURITY_PROTOCOL": platform.kafka_security_protocol,
+    }
+    for name, login in platform.kafka_logins.items():
+        env[f"CLEARWAY_{name.upper()}_KAFKA_USERNAME"] = login.username
+        env[f"CLEARWAY_{name.upper()}_KAFKA_PASSWORD"] = login.password
+    return env
 
 
 def free_port() -> int:
