@@ -21,7 +21,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from clearway.shared.auth import route_scopes
+from clearway.shared.auth import PLATFORM_TENANT, route_scopes
 from clearway.shared.testing.issuer import TestIssuer
 
 pytestmark = pytest.mark.integration
@@ -131,12 +131,14 @@ async def test_every_route_refuses_missing_scopes_and_bad_tokens_and_passes_with
     impostor = TestIssuer(ISSUER)
 
     def token(scope: set[str], **kw) -> str:
+        # platform routes (/v1/platform/…) also want a client of the operator tenant
+        operator = any(s.startswith("platform:") for s in scope)
         return issuer.token(
             sub="usr_route_check",
             client_id="cli_route_check",
             scopes=sorted(scope),
             audience=kw.pop("audience", audience),
-            tenant="tnt_route_check",
+            tenant=PLATFORM_TENANT if operator else "tnt_route_check",
             **kw,
         )
 

@@ -128,6 +128,23 @@ async def test_tenants_never_see_each_others_records(audit_service):
         assert (await c.get(f"/v1/audit/records/{pos}")).status_code == 404
 
 
+async def test_a_platform_operator_searches_any_tenants_records(audit_service):
+    s = audit_service
+    await ingest_flows(s, flow("corr_a"), flow("corr_x", tenant="tn_2"))
+    route = "/v1/audit/tenants/tn_2/records"
+    operator = s.token(scopes=("platform:audit",), tenant="tnt_platform")
+    async with s.client(operator) as c:
+        found = (await c.get(route, params={"correlation_id": "corr_x"})).json()
+        assert len(found["data"]) == 6 and {d["tenant"] for d in found["data"]} == {"tn_2"}
+        assert (await c.get(route, params={"correlation_id": "corr_a"})).json()["data"] == []
+        assert (await c.get("/v1/audit/records")).status_code == 403  # not audit:read
+    # the scope alone is not enough: only the operator tenant's clients act on others
+    async with s.client(s.token(scopes=("platform:audit",), tenant="tn_1")) as c:
+        refused = await c.get(route)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"].endswith("/platform-operator-only")
+
+
 @pytest.mark.parametrize(
     "params, status, field",
     [
@@ -154,6 +171,7 @@ async def test_every_route_declares_its_scope_and_tokens_are_required(audit_serv
     s = audit_service
     scopes = route_scopes(s.app)
     assert scopes[("GET", "/v1/audit/records")] == {"audit:read"}
+    assert scopes[("GET", "/v1/audit/tenants/{tenant}/records")] == {"platform:audit"}
     assert scopes[("GET", "/v1/audit/verify")] == {"audit:read"}
     assert scopes[("POST", "/v1/audit/verifications")] == {"audit:read"}
     assert scopes[("GET", "/v1/audit/verifications/{job_id}")] == {"audit:read"}

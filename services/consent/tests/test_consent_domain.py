@@ -154,6 +154,8 @@ def test_the_scope_catalog_covers_every_service_and_the_docs_page_is_current():
         "admin:consents",
         "platform:keys",
         "platform:clients",
+        "platform:webhooks",
+        "platform:audit",
     }
     assert audiences_for({"payments:read", "audit:read"}) == ["clearway-audit", "clearway-transfer"]
     docs = Path(__file__).resolve().parents[3] / "docs" / "scopes.md"

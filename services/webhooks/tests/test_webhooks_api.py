@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from clearway_webhook_verify import Verifier
+from clearway_webhook_verify import InvalidSignature, Verifier
 from standardwebhooks.webhooks import Webhook
 
 from clearway.shared.auth import route_scopes
@@ -174,6 +174,41 @@ async def test_after_rotation_deliveries_carry_both_signatures_until_the_grace_p
     await publish([make_event(2, run="rot")])
     await eventually(lambda: len(receiver.requests) >= 2)
     assert len(receiver.requests[1].headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_an_operator_rotates_every_secret_of_a_tenant_at_once_in_a_breach(
+    service, issuer, receiver_factory, publish, make_event, eventually
+):
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url)
+    route = "/v1/platform/tenants/ten_acme/secrets/rotation"
+
+    def bearer(tenant: str) -> dict[str, str]:
+        token = issuer.token(
+            sub="usr_op",
+            client_id="clearway-operator",
+            scopes=["platform:webhooks"],
+            audience="clearway-webhooks",
+            tenant=tenant,
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    # a tenant's own client, even one holding the scope, is not an operator
+    refused = await service.http.post(route, json={"reason": "breach"}, headers=bearer("ten_acme"))
+    assert refused.status_code == 403 and refused.json()["type"].endswith("platform-operator-only")
+    no_reason = await service.http.post(route, json={}, headers=bearer("tnt_platform"))
+    assert no_reason.status_code == 422
+    r = await service.http.post(route, json={"reason": "breach"}, headers=bearer("tnt_platform"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"tenant": "ten_acme", "rotated_endpoints": [created["id"]]}
+    assert "whsec_" not in r.text  # the new secrets are handed to nobody
+
+    await publish([make_event(1, run="breach")])
+    await eventually(lambda: len(receiver.requests) >= 1)
+    delivery = receiver.requests[0]
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 1  # the old one is gone
+    with pytest.raises(InvalidSignature):
+        Verifier(created["secret"]).verify(delivery.body, delivery.headers)
 
 
 async def test_a_disabled_endpoint_stores_events_as_skipped_and_a_resend_delivers_them_once_enabled(

@@ -2,7 +2,8 @@
 
 ``GET /v1/audit/keys`` is public on purpose: like a JWKS, the checkpoint
 verification keys are what outside verifiers need before they hold a token.
-Taking a checkpoint on demand needs ``audit:admin``.
+Taking a checkpoint on demand needs ``audit:admin``; platform operators search any
+tenant's records with ``platform:audit``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pydantic import BaseModel
 
 from clearway.audit import handlers, jobs
 from clearway.audit.merkle import Pruned
-from clearway.shared.auth import Principal, require_scope
+from clearway.shared.auth import Principal, require_platform_scope, require_scope
 from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
 
 router = APIRouter(prefix="/v1/audit")
 READ = Security(require_scope("audit:read"))
 ADMIN = Security(require_scope("audit:admin"))
+OPERATOR = Security(require_platform_scope("platform:audit"))
 
 
 def _record_json(row: Any) -> dict[str, Any]:
@@ -69,10 +71,41 @@ async def search_records(
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
     """Records of the caller's tenant in time order; ``next_cursor`` pages on."""
+    filters = _filters(correlation_id, actor, resource, action, since, until)
+    return await _search(conn, principal.tenant, filters, page)
+
+
+@router.get("/tenants/{tenant}/records")
+async def search_tenant_records(
+    tenant: Annotated[str, Path(min_length=1, max_length=200)],
+    principal: Principal = OPERATOR,
+    correlation_id: Text = None,
+    actor: Text = None,
+    resource: Text = None,
+    action: Text = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: PageRequest = Depends(page_request),
+    conn: asyncpg.Connection = CONN,
+) -> dict[str, Any]:
+    """Platform operators: any tenant's records, searched like the tenant's own view
+    (the breach drill verifies its steps here, docs/design.md §9)."""
+    filters = _filters(correlation_id, actor, resource, action, since, until)
+    return await _search(conn, tenant, filters, page)
+
+
+def _filters(
+    correlation_id: str | None,
+    actor: str | None,
+    resource: str | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> dict[str, Any]:
     since, until = _aware("since", since), _aware("until", until)
     if since and until and since >= until:
         raise invalid_field(("query", "until"), "must be later than since", "range")
-    filters = {
+    return {
         "correlation_id": correlation_id,
         "actor": actor,
         "resource": resource,
@@ -80,17 +113,21 @@ async def search_records(
         "since": since,
         "until": until,
     }
-    tenant = principal.tenant or ""
+
+
+async def _search(
+    conn: asyncpg.Connection, tenant: str | None, filters: dict[str, Any], page: PageRequest
+) -> dict[str, Any]:
     rows = await handlers.search_records(
         conn,
-        principal.tenant,
+        tenant,
         filters,
-        after=page.after(tenant, filters),
+        after=page.after(tenant or "", filters),
         limit=page.fetch_limit,
     )
     return page.page(
         rows,
-        tenant=tenant,
+        tenant=tenant or "",
         filters=filters,
         position=lambda r: (r["occurred_at"], r["position"]),
         render=_record_json,

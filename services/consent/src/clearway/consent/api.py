@@ -222,10 +222,10 @@ async def rotate_keys(
 async def _disable(
     request: Request, tenant: str | None, client_id: str, p: Principal, body: AdminRequest
 ) -> dict[str, Any]:
-    await clients.disable_client(
+    owner = await clients.disable_client(
         _svc(request), tenant, client_id, Actor.from_principal(p), body.reason, body.approver
     )
-    return {"client_id": client_id, "status": str(ClientStatus.DISABLED)}
+    return {"client_id": client_id, "tenant": owner, "status": str(ClientStatus.DISABLED)}
 
 
 async def _rotate_secret(

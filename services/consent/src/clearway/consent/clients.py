@@ -65,7 +65,8 @@ async def disable_client(
     actor: Actor,
     reason: str,
     approver: str | None,
-) -> None:
+) -> str:
+    """Disable the client (its tokens are refused everywhere); returns its tenant."""
     now = datetime.now(UTC)
     async with svc.pool.acquire() as conn, conn.transaction():
         client = await _client_for_update(conn, tenant, client_id)
@@ -98,6 +99,7 @@ async def disable_client(
                 client["tenant"],
             ),
         )
+    return str(client["tenant"])
 
 
 async def rotate_client_secret(

@@ -11,8 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The platform operator's own tenant: only its clients may hold platform scopes.
-PLATFORM_TENANT = "tnt_platform"
+from clearway.shared.auth import PLATFORM_TENANT  # the operator's tenant (re-exported)
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,20 @@ SCOPES: tuple[Scope, ...] = (
         "platform:clients",
         "clearway-consent",
         "Disable any tenant's client, rotate its secret.",
+        admin=True,
+        platform=True,
+    ),
+    Scope(
+        "platform:webhooks",
+        "clearway-webhooks",
+        "Rotate every webhook secret of any tenant at once (breach containment).",
+        admin=True,
+        platform=True,
+    ),
+    Scope(
+        "platform:audit",
+        "clearway-audit",
+        "Read any tenant's audit records (breach drill verification).",
         admin=True,
         platform=True,
     ),

@@ -45,7 +45,12 @@ SERVICE_CLIENTS: dict[str, list[str]] = {
     # the executor alone may read card numbers (docs/design.md §9)
     "clearway-transfer": ["rail:charges", "rail:settlements", "cards:verify", "cards:detokenize"],
     "clearway-sandbox": ["rail:sandbox"],
-    "clearway-operator": ["platform:keys", "platform:clients"],
+    "clearway-operator": [
+        "platform:keys",
+        "platform:clients",
+        "platform:webhooks",
+        "platform:audit",
+    ],
 }
 #: Demo users of the development identity (username, display name, tenant).
 USERS = [("alice", "Alice Demo", TENANTS[0]), ("bob", "Bob Demo", TENANTS[1])]

@@ -1,7 +1,8 @@
 """HTTP routes for endpoints and the event catalog.
 
 Scopes: ``webhooks:endpoints:manage`` to change endpoints, ``webhooks:read`` to
-read them. ``GET /v1/event-types`` is public on purpose: it is the partner
+read them; platform operators' ``platform:webhooks`` rotates a whole tenant's
+secrets. ``GET /v1/event-types`` is public on purpose: it is the partner
 documentation of the wire contract (the same content as docs/events.md).
 """
 
@@ -15,7 +16,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
-from clearway.shared.auth import Principal, require_scope
+from clearway.shared.auth import Principal, require_platform_scope, require_scope
 from clearway.shared.http import (
     PageRequest,
     ProblemError,
@@ -62,6 +63,11 @@ class EndpointPatch(BaseModel):
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(None, max_length=500)
+
+
+class BreachRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class RotateIn(BaseModel):
@@ -280,6 +286,23 @@ async def rotate_secret(
         body.grace_seconds if body else None,
     )
     return {"secret": secret, "previous_secrets_expire_at": until}
+
+
+@router.post("/v1/platform/tenants/{tenant}/secrets/rotation")
+async def rotate_tenant_secrets(
+    tenant: str,
+    body: BreachRotation,
+    request: Request,
+    principal: Principal = Security(require_platform_scope("platform:webhooks")),
+    conn: asyncpg.Connection = Depends(conn_of),
+) -> dict[str, Any]:
+    """Platform operators, in a breach: new secrets for every endpoint of ``tenant``, the
+    old ones refused at once; the new ones are not returned (the tenant rotates again to
+    hold one)."""
+    rotated = await handlers.rotate_tenant_secrets(
+        ctx_of(request), conn, principal, tenant, body.reason
+    )
+    return {"tenant": tenant, "rotated_endpoints": rotated}
 
 
 @router.get("/v1/event-types")

@@ -180,6 +180,26 @@ async def rotate_secret(
     return secret, old_until
 
 
+async def rotate_tenant_secrets(
+    ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, reason: str
+) -> list[str]:
+    """Breach containment (docs/design.md §9): every live endpoint of ``tenant`` gets a
+    new secret and its current ones stop signing at once (no grace: they may be known
+    to an attacker). The new secrets are returned to nobody: the tenant takes a secret
+    it knows with its own rotation. Returns the endpoint ids, each audited."""
+    async with conn.transaction():
+        endpoint_ids = await store.lock_tenant_endpoints(conn, tenant)
+        for endpoint_id in endpoint_ids:
+            await store.expire_secrets(conn, endpoint_id, 0)
+            sealed = ctx.box.seal(generate_secret(), endpoint_id, tenant)
+            await store.insert_secret(conn, endpoint_id, sealed)
+            version = await store.touch_endpoint(conn, endpoint_id)
+            await ctx.audit(
+                conn, principal, tenant, "endpoint.secret_rotated", endpoint_id, version, reason
+            )
+    return endpoint_ids
+
+
 async def resend_message(
     ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, msg_id: str
 ) -> asyncpg.Record:

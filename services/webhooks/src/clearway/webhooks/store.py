@@ -87,6 +87,15 @@ async def active_secrets(
     )
 
 
+async def lock_tenant_endpoints(conn: asyncpg.Connection, tenant: str) -> list[str]:
+    """The ids of a tenant's live endpoints, locked for the caller's transaction."""
+    rows = await conn.fetch(
+        "SELECT id FROM endpoints WHERE tenant = $1 AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+        tenant,
+    )
+    return [r["id"] for r in rows]
+
+
 async def get_endpoint(
     conn: asyncpg.Connection, tenant: str, endpoint_id: str, *, lock: bool = False
 ) -> asyncpg.Record | None:

@@ -12,9 +12,20 @@ and declare each route's scope::
     async def create(principal: Principal = Security(require_scope("payments:initiate"))): ...
 """
 
-from clearway.shared.auth.fastapi import ScopeRequirement, require_scope, route_scopes
+from clearway.shared.auth.fastapi import (
+    PlatformScopeRequirement,
+    ScopeRequirement,
+    require_platform_scope,
+    require_scope,
+    route_scopes,
+)
 from clearway.shared.auth.jwks import HttpJwksSource, Jwks, JwksFetcher, JwksUnavailable
-from clearway.shared.auth.principal import InsufficientScope, InvalidToken, Principal
+from clearway.shared.auth.principal import (
+    PLATFORM_TENANT,
+    InsufficientScope,
+    InvalidToken,
+    Principal,
+)
 from clearway.shared.auth.revocation import (
     CONSENT_EVENTS_TOPIC,
     REVOCATION_EVENT_TYPES,
@@ -27,6 +38,7 @@ from clearway.shared.auth.wiring import verify_tokens
 
 __all__ = [
     "CONSENT_EVENTS_TOPIC",
+    "PLATFORM_TENANT",
     "REVOCATION_EVENT_TYPES",
     "HttpJwksSource",
     "InsufficientScope",
@@ -34,12 +46,14 @@ __all__ = [
     "Jwks",
     "JwksFetcher",
     "JwksUnavailable",
+    "PlatformScopeRequirement",
     "Principal",
     "RevocationFeed",
     "RevocationSet",
     "ScopeRequirement",
     "TokenVerifier",
     "apply_record",
+    "require_platform_scope",
     "require_scope",
     "route_scopes",
     "verify_tokens",

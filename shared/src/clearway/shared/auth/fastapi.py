@@ -18,7 +18,12 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from clearway.shared.auth.jwks import JwksUnavailable
-from clearway.shared.auth.principal import InsufficientScope, InvalidToken, Principal
+from clearway.shared.auth.principal import (
+    PLATFORM_TENANT,
+    InsufficientScope,
+    InvalidToken,
+    Principal,
+)
 from clearway.shared.auth.verify import TokenVerifier
 
 PROBLEM_BASE = "https://docs.clearway.dev/problems/"
@@ -86,6 +91,30 @@ class ScopeRequirement:
         return principal
 
 
+class PlatformScopeRequirement(ScopeRequirement):
+    """A :class:`ScopeRequirement` that also requires a client of the operator tenant."""
+
+    def __repr__(self) -> str:
+        return f"require_platform_scope({', '.join(sorted(self.scopes))})"
+
+    async def __call__(
+        self,
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    ) -> Principal:
+        principal = await super().__call__(request, credentials)
+        # Defence in depth: consent grants platform scopes to operator clients only.
+        if principal.tenant != PLATFORM_TENANT:
+            raise _problem(
+                403,
+                "platform-operator-only",
+                "Platform operators only",
+                f"only clients of {PLATFORM_TENANT} act on other tenants",
+                {},
+            )
+        return principal
+
+
 def require_scope(*scopes: str) -> ScopeRequirement:
     """A dependency for ``Depends``/``Security`` that authenticates the bearer token,
     refuses revoked tokens and requires every one of ``scopes``.
@@ -96,6 +125,12 @@ def require_scope(*scopes: str) -> ScopeRequirement:
     if not scopes or not all(isinstance(s, str) and s and " " not in s for s in scopes):
         raise ValueError("require_scope needs at least one scope token, e.g. 'payments:read'")
     return ScopeRequirement(frozenset(scopes))
+
+
+def require_platform_scope(*scopes: str) -> PlatformScopeRequirement:
+    """:func:`require_scope` for the platform operator's routes (``/v1/platform/…``):
+    the caller must also be a client of :data:`PLATFORM_TENANT` (docs/design.md §7)."""
+    return PlatformScopeRequirement(require_scope(*scopes).scopes)
 
 
 def route_scopes(app: FastAPI) -> dict[tuple[str, str], set[str]]:

@@ -30,6 +30,11 @@ class InsufficientScope(Exception):
         self.missing = missing
 
 
+#: The platform operator's own tenant: only its clients may hold platform scopes
+#: (``platform:*``, docs/design.md §7), which act on any tenant.
+PLATFORM_TENANT = "tnt_platform"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the verified content of an access token."""
