@@ -36,10 +36,12 @@ SERVICES = ["consent", "rail", "transfer", "webhooks", "audit"]
 
 
 class Platform:
-    """The five services started with ``python -m clearway.<svc>``, as ``make run`` does."""
+    """The services started with ``python -m clearway.<svc>``, as ``make run`` does."""
+
+    services = SERVICES
 
     def __init__(self, settings, local: Path) -> None:
-        self.ports = {svc: free_port() for svc in SERVICES}
+        self.ports = {svc: free_port() for svc in self.services}
         self.local = local
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {
@@ -64,7 +66,7 @@ class Platform:
         return f"http://127.0.0.1:{self.ports[svc]}"
 
     async def start(self, http: httpx.AsyncClient) -> None:
-        for svc in SERVICES:
+        for svc in self.services:
             log = open(self.local / f"{svc}.log", "wb")
             env = self.env | {f"CLEARWAY_{svc.upper()}_PORT": str(self.ports[svc])}
             if svc == "transfer":  # its rail tokens: the client consent seeded for it
