@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from clearway.rail import store
 from clearway.rail.api import router
 from clearway.rail.faults import FaultInjector, FaultState
 from clearway.rail.settings import RailSettings
@@ -48,7 +49,7 @@ def build_app(settings: RailSettings) -> FastAPI:
         app.state.pool = pool = await login.pool(schema=SERVICE, max_size=10)
 
         async def database_ready() -> bool:
-            return bool(await pool.fetchval("SELECT 1"))
+            return await store.ping(pool)
 
         app.state.readiness_checks.append(database_ready)
         try:
