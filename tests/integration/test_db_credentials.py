@@ -15,14 +15,21 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
+from clearway.audit.bootstrap import build_app as audit_app
+from clearway.audit.settings import AuditSettings
+from clearway.consent.bootstrap import build_app as consent_app
 from clearway.consent.settings import ConsentSettings
+from clearway.rail.bootstrap import build_app as rail_app
+from clearway.rail.settings import RailSettings
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.db_credentials import (
     RotatingLogin,
@@ -32,6 +39,7 @@ from clearway.shared.crypto.db_credentials import (
     rotate_login,
 )
 from clearway.shared.crypto.keyring import KeyringProvider
+from clearway.shared.crypto.settings import KeySettings, open_envelope
 from clearway.shared.db import (
     Migration,
     create_pool,
@@ -41,8 +49,14 @@ from clearway.shared.db import (
     service_dsn,
 )
 from clearway.shared.event_writer import EventWriter
-from clearway.shared.settings import PlatformSettings, SettingsError
-from clearway.shared.testing.fixtures import _localstack
+from clearway.shared.kafka import ensure_topics
+from clearway.shared.settings import SettingsError
+from clearway.shared.testing.fixtures import Stack, _localstack
+from clearway.shared.testing.helpers import eventually
+from clearway.transfer.bootstrap import build_app as transfer_app
+from clearway.transfer.settings import TransferSettings
+from clearway.vault.bootstrap import build_app as vault_app
+from clearway.vault.settings import VaultSettings
 from clearway.webhooks.bootstrap import build_app
 from clearway.webhooks.settings import WebhooksSettings
 
@@ -196,6 +210,8 @@ async def test_a_pool_keeps_serving_across_three_rotations(scram_pg: str, servic
 
 PRODUCTION = {
     "CLEARWAY_ENV": "production",
+    "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "CLEARWAY_WEBHOOKS_KAFKA_PASSWORD": "a-kafka-password",
     "CLEARWAY_WEBHOOKS_HSM_PIN": "1234",
     "CLEARWAY_WEBHOOKS_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
 }
@@ -209,10 +225,23 @@ def test_production_refuses_a_static_database_password_unless_logins_rotate() ->
         assert "CLEARWAY_WEBHOOKS_DB_LOGINS=rotated" in str(e.value)
     ok = WebhooksSettings.from_env({**PRODUCTION, "CLEARWAY_WEBHOOKS_DB_LOGINS": "rotated"})
     assert ok.rotates_db_logins
-    # a service whose bootstrap has no rotated logins cannot be configured for them
+    # the audit service's signer role: no static password in production either
+    audit = {
+        "CLEARWAY_ENV": "production",
+        "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CLEARWAY_AUDIT_KAFKA_PASSWORD": "a-kafka-password",
+        "CLEARWAY_AUDIT_HSM_PIN": "1234",
+        "CLEARWAY_AUDIT_CURSOR_KEY": base64.b64encode(b"k" * 32).decode(),
+        "CLEARWAY_AUDIT_DB_PASSWORD": "a-long-lived-one",
+        "CLEARWAY_AUDIT_SIGNER_DB_PASSWORD": "another-long-lived-one",
+    }
     with pytest.raises(SettingsError) as e:
-        ConsentSettings.from_env({"CLEARWAY_CONSENT_DB_LOGINS": "rotated"})
-    assert "does not rotate" in e.value.problems["CLEARWAY_CONSENT_DB_LOGINS"]
+        AuditSettings.from_env(audit)
+    assert set(e.value.problems) == {
+        "CLEARWAY_AUDIT_DB_PASSWORD",
+        "CLEARWAY_AUDIT_SIGNER_DB_PASSWORD",
+    }
+    assert AuditSettings.from_env({**audit, "CLEARWAY_AUDIT_DB_LOGINS": "rotated"})
     # the previous password must outlive the refresh of every replica
     with pytest.raises(SettingsError) as e:
         WebhooksSettings.from_env(
@@ -223,9 +252,13 @@ def test_production_refuses_a_static_database_password_unless_logins_rotate() ->
         )
 
 
-async def test_the_webhooks_service_runs_on_rotated_logins(scram_pg: str, tmp_path: Path) -> None:
+async def test_the_webhooks_service_runs_on_rotated_logins(
+    scram_pg: str, stack: Stack, topic_prefix: str, tmp_path: Path
+) -> None:
     settings = WebhooksSettings(
-        platform=PlatformSettings(database_url=scram_pg, local_dir=tmp_path),
+        platform=stack.platform(
+            database_url=scram_pg, topic_prefix=topic_prefix, local_dir=tmp_path
+        ),
         key_provider="keyring",
         db_logins="rotated",
         jwks={"keys": []},
@@ -285,3 +318,114 @@ def test_db_rotate_on_demand_from_the_cli_is_audited(
 
     payloads = [json.loads(r["payload"]) for r in asyncio.run(audited())]
     assert any(p["reason"] == "DBA left" and p["actor"]["subject"] == "alice" for p in payloads)
+
+
+def _apps() -> dict[str, tuple[Any, ...]]:
+    """service → (settings class, build_app, its settings for a quick start without
+    partners, the roles it logs in as with where the app keeps each role's pools)."""
+    jwks = {"jwks": {"keys": []}}
+    return {
+        "transfer": (
+            TransferSettings,
+            transfer_app,
+            {**jwks, "revocation_feed": False, "run_executor": False},
+            {"transfer": [lambda s: s.core.pool, lambda s: s.core.claims]},
+        ),
+        "consent": (ConsentSettings, consent_app, {}, {"consent": [lambda s: s.consent.pool]}),
+        "audit": (
+            AuditSettings,
+            audit_app,
+            {**jwks, "consume": False, "verification_workers": 0},
+            {"audit": [lambda s: s.pool], "audit_signer": [lambda s: s.signer_pool]},
+        ),
+        "rail": (
+            RailSettings,
+            rail_app,
+            {**jwks, "run_relay": False},
+            {"rail": [lambda s: s.pool]},
+        ),
+        "vault": (
+            VaultSettings,
+            vault_app,
+            {**jwks, "run_relay": False},
+            {"vault": [lambda s: s.vault.pool]},
+        ),
+        "webhooks": (
+            WebhooksSettings,
+            build_app,
+            {**jwks, "run_relay": False, "run_consumer": False, "run_dispatcher": False},
+            {"webhooks": [lambda s: s.pool]},
+        ),
+    }
+
+
+@pytest.mark.parametrize("service", ["transfer", "consent", "audit", "rail", "vault", "webhooks"])
+async def test_every_service_serves_on_rotated_logins_after_a_rotation(
+    scram_pg: str, stack: Stack, topic_prefix: str, tmp_path: Path, service: str
+) -> None:
+    cls, build, values, roles = _apps()[service]
+    platform = stack.platform(database_url=scram_pg, topic_prefix=topic_prefix, local_dir=tmp_path)
+    # the revocation feed of the services that follow it reads the consent topic
+    await ensure_topics(platform.kafka, [platform.topic("clearway.consent.events.v1")])
+    settings: KeySettings = cls(
+        platform=platform,
+        key_provider="keyring",
+        db_logins="rotated",
+        db_login_refresh_s=0.2,
+        **values,
+    )
+    app = build(settings)
+    schema = "audit" if service == "audit" else cls.service
+    # a fresh start: an earlier test may have left logins sealed with another keyring
+    admin = await asyncpg.connect(scram_pg)
+    try:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await admin.close()
+    pools: dict[str, list[Callable[[Any], asyncpg.Pool]]] = roles
+
+    async def users() -> set[str]:
+        return {
+            await get(app.state).fetchval("SELECT current_user")
+            for getters in pools.values()
+            for get in getters
+        }
+
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        first = {login_roles(role)[0] for role in pools}
+        assert await users() == first
+        # an operator's rotation (as `clearway-keys <svc> db-rotate`); then the first
+        # logins stop logging in at once, so new connections must use the new ones
+        envelope = open_envelope(settings)
+        admin = await admin_connection(scram_pg, schema)
+        try:
+            for role in pools:
+                await rotate_login(
+                    admin,
+                    envelope,
+                    EventWriter(cls.service),
+                    service=role,
+                    lifetime=timedelta(hours=1),
+                    reason="test",
+                )
+                await admin.execute(f"ALTER ROLE {login_roles(role)[0]} VALID UNTIL '-infinity'")
+        finally:
+            await admin.close()
+            envelope.provider.close()
+        second = {login_roles(role)[1] for role in pools}
+
+        async def switched() -> bool:
+            return await users() == second
+
+        await eventually(switched, timeout=10)
+        ready = await eventually(lambda: _ready(http), timeout=30, interval=0.2)
+        assert ready.status_code == 200, ready.text
+
+
+async def _ready(http: httpx.AsyncClient) -> httpx.Response | None:
+    r = await http.get("/readyz")
+    return r if r.status_code == 200 else None

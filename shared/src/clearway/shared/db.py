@@ -145,7 +145,7 @@ async def migrate(
             if role_password is not None and not exists:
                 await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{_quote(role_password)}'")
             elif role_password is None:
-                await _rotated_roles(conn, service, exists=bool(exists))
+                await rotated_roles(conn, service, exists=bool(exists))
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
             await conn.execute(f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC")
             await conn.execute(f"SET LOCAL search_path TO {s}")
@@ -178,7 +178,11 @@ async def migrate(
     return applied
 
 
-async def _rotated_roles(conn: asyncpg.Connection, service: str, *, exists: bool) -> None:
+async def rotated_roles(conn: asyncpg.Connection, service: str, *, exists: bool) -> None:
+    """Make ``clearway_<service>`` a ``NOLOGIN`` group (taking away any password it had
+    when ``exists``) with the two login roles of :func:`login_roles` as members, which
+    get their passwords from :mod:`clearway.shared.crypto.db_credentials`. Runs inside
+    the caller's transaction (``migrate``, or a service's own extra role)."""
     # Roles are cluster-wide: the advisory lock above serialises this schema's runs
     # only, so creation tolerates a concurrent creator of the same name.
     group = ident(role_name(service))

@@ -30,8 +30,9 @@ from clearway.shared.kafka_link import KafkaLink, principal
 
 #: The services with Kafka principals; each has an events topic of its domain.
 SERVICES = ("transfer", "webhooks", "consent", "audit", "vault", "rail")
-#: The services with an events topic of their own (the rail has none).
-EVENT_DOMAINS = ("transfer", "webhooks", "consent", "audit", "vault")
+#: The services with an events topic of their own (the rail's carries only the audited
+#: rotations of its keys and database logins).
+EVENT_DOMAINS = ("transfer", "webhooks", "consent", "audit", "vault", "rail")
 INTENTS_TOPIC = "clearway.transfer.intents.v1"
 #: Principals allowed to publish transfer intents (internal services that initiate;
 #: ``clearway-initiator`` stands for them in the embedded stack and the tests).
@@ -175,7 +176,8 @@ def platform_acls(
             consumes=[(transfer, "consent-transfers")],  # consents used by transfers
         ),
         *_grants(principal("vault"), prefix, writes=[_events(prefix, "vault")], reads=[consent]),
-        *_grants(principal("rail"), prefix, reads=[consent]),  # its revocation feed
+        # its revocation feed; its own topic for its audited key and login rotations
+        *_grants(principal("rail"), prefix, writes=[_events(prefix, "rail")], reads=[consent]),
         *_grants(webhooks, prefix, writes=[_events(prefix, "webhooks")]),
         *_every_event_topic(
             webhooks, prefix, f"{prefix}webhooks", [d for d in domains if d != "webhooks"]

@@ -452,6 +452,12 @@ class ServiceSettings(_Settings):
         """True when the service logs in with rotated passwords instead of ``db_password``."""
         return False
 
+    @property
+    def db_role_password(self) -> str | None:
+        """The ``role_password`` of :func:`~clearway.shared.db.migrate`: the static password,
+        or ``None`` when the logins rotate (the role becomes their ``NOLOGIN`` group)."""
+        return None if self.rotates_db_logins else self.db_password.get_secret_value()
+
     def static_db_password_refusal(self) -> str:
         """Why ``db_password`` is refused in production (a service with rotation names it)."""
         return (

@@ -123,6 +123,10 @@ def run_block(
 ) -> BlockResult:
     """Process-pool entry point: read ``[start, stop)`` in ``snapshot`` and hash it."""
     if dsn not in _worker:
+        for old_loop, old in _worker.values():  # the login rotated: one connection only
+            old_loop.run_until_complete(old.close())
+            old_loop.close()
+        _worker.clear()
         loop = asyncio.new_event_loop()
         conn = loop.run_until_complete(
             asyncpg.connect(dsn, server_settings={"search_path": schema})

@@ -16,8 +16,12 @@ from clearway.audit.jobs import VerificationRunner
 from clearway.audit.settings import AuditSettings
 from clearway.audit.signing import Keyring
 from clearway.shared.auth import verify_tokens
+from clearway.shared.crypto import Envelope
+from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
+from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.crypto.signing_rotation import rotate_signing_key_if_due
-from clearway.shared.db import APPEND_ONLY, create_pool, load_migrations, migrate
+from clearway.shared.db import APPEND_ONLY, load_migrations, migrate, service_dsn
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -40,15 +44,16 @@ async def prepare_database(settings: AuditSettings) -> None:
         schema=store.SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.db_password.get_secret_value(),
+        role_password=settings.db_role_password,
         privileges=APPEND_ONLY,
     )
     conn = await asyncpg.connect(
         settings.platform.database_url, server_settings={"search_path": "audit"}
     )
     try:
+        signer = None if settings.rotates_db_logins else settings.signer_db_password
         await store_roles.configure_roles(
-            conn, store.SCHEMA, settings.signer_db_password.get_secret_value()
+            conn, store.SCHEMA, None if signer is None else signer.get_secret_value()
         )
         await conn.execute("UPDATE partition_config SET unit = $1", settings.partition_unit)
         await precreate_partitions(conn, settings)
@@ -62,22 +67,56 @@ async def precreate_partitions(conn: asyncpg.Connection, settings: AuditSettings
     await store.ensure_partition(conn, upper + timedelta(seconds=1))
 
 
-async def connect_service_pool(settings: AuditSettings) -> asyncpg.Pool:
-    dsn = settings.service_dsn
-    return await create_pool(dsn, schema=store.SCHEMA, max_size=8)
+async def open_logins(
+    settings: AuditSettings, envelope: Envelope, events: EventWriter
+) -> tuple[ServiceLogin, ServiceLogin]:
+    """The logins of the ingest role and of the signer role (ADR 0014), after
+    :func:`prepare_database`: both rotated, sealed with the audit KEK, or both static
+    (development) (docs/design.md §9, ADR 0025)."""
+    service = await open_service_login(settings, envelope, events, schema=store.SCHEMA)
+    signer = await open_service_login(
+        settings,
+        envelope,
+        events,
+        schema=store.SCHEMA,
+        role=store_roles.SIGNER_ROLE,
+        static_password=settings.signer_db_password.get_secret_value(),
+    )
+    return service, signer
 
 
-async def connect_signer_pool(settings: AuditSettings) -> asyncpg.Pool:
+def _static(settings: AuditSettings, role: str, password: str) -> ServiceLogin:
+    return ServiceLogin(service_dsn(settings.platform.database_url, role, password))
+
+
+async def connect_service_pool(
+    settings: AuditSettings, login: ServiceLogin | None = None
+) -> asyncpg.Pool:
+    """The ingest role's pool (``login`` default: the static password, development)."""
+    login = login or _static(settings, SERVICE, settings.db_password.get_secret_value())
+    return await login.pool(schema=store.SCHEMA, max_size=8)
+
+
+async def connect_signer_pool(
+    settings: AuditSettings, login: ServiceLogin | None = None
+) -> asyncpg.Pool:
     """The checkpoint writer's own pool, as ``clearway_audit_signer`` (ADR 0014)."""
-    return await create_pool(settings.signer_dsn, schema=store.SCHEMA, max_size=2)
+    password = settings.signer_db_password.get_secret_value()
+    login = login or _static(settings, store_roles.SIGNER_ROLE, password)
+    return await login.pool(schema=store.SCHEMA, max_size=2)
 
 
 def verification_runner(
-    settings: AuditSettings, pool: asyncpg.Pool, keyring: Keyring
+    settings: AuditSettings,
+    pool: asyncpg.Pool,
+    keyring: Keyring,
+    login: ServiceLogin | None = None,
 ) -> VerificationRunner:
+    """The verification jobs; their worker processes connect with the ingest role's
+    current login (read at each job: it changes on rotation)."""
     return VerificationRunner(
         pool,
-        settings.service_dsn,
+        settings.service_dsn if login is None else login.relay_dsn,
         keyring,
         workers=settings.verification_workers,
         concurrency=settings.verification_concurrency,
@@ -117,9 +156,15 @@ def build_app(settings: AuditSettings) -> FastAPI:
         await prepare_database(settings)
         app.state.settings = settings
         app.state.keyring = settings.load_keyring()
-        app.state.pool = pool = await connect_service_pool(settings)
-        app.state.signer_pool = signer_pool = await connect_signer_pool(settings)
-        app.state.verifications = runner = verification_runner(settings, pool, app.state.keyring)
+        # the HSM must answer now: its KEK seals both roles' rotated passwords
+        envelope = open_envelope(settings)
+        events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix)
+        login, signer = await open_logins(settings, envelope, events)
+        app.state.pool = pool = await connect_service_pool(settings, login)
+        app.state.signer_pool = signer_pool = await connect_signer_pool(settings, signer)
+        app.state.verifications = runner = verification_runner(
+            settings, pool, app.state.keyring, login
+        )
 
         async def database() -> bool:
             return bool(await pool.fetchval("SELECT 1"))
@@ -137,7 +182,7 @@ def build_app(settings: AuditSettings) -> FastAPI:
                 tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
                 await verify_tokens(app, tasks, settings, audience=AUDIENCE, jwks=settings.jwks)
                 if settings.consume:
-                    relay = OutboxRelay(settings.service_dsn, store.SCHEMA, kafka)
+                    relay = OutboxRelay(login.relay_dsn, store.SCHEMA, kafka)
                     tasks.task("outbox-relay", relay.run, health=relay.healthy)
                     broker = make_broker(kafka, metadata_max_age_ms=settings.metadata_max_age_ms)
                     app.state.consumer = consumer = consumers.build_consumer(
@@ -162,6 +207,15 @@ def build_app(settings: AuditSettings) -> FastAPI:
                     60.0,
                     lambda: _keep_checkpoint_key_current(app, settings),
                 )
+                rotation = timedelta(seconds=settings.kek_rotation_interval_s)
+                tasks.every(
+                    "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
+                )
+                if login.rotates:
+                    for role, each in (("", login), ("signer-", signer)):
+                        tasks.every(
+                            f"{role}db-login-rotation", settings.db_login_refresh_s, each.refresh
+                        )
                 for i in range(settings.verification_concurrency):
                     tasks.task(f"verification-{i}", runner.work, critical=False)
                 yield

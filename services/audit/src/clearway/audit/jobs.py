@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +91,8 @@ class VerificationRunner:
     job asked of one replica may run on another."""
 
     pool: asyncpg.Pool
-    dsn: str
+    #: the DSN of the ingest role, or a callable giving the current rotated login's
+    dsn: str | Callable[[], str]
     keyring: Keyring
     workers: int = 2
     concurrency: int = 1
@@ -164,7 +166,10 @@ class VerificationRunner:
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_lower_priority,
             )
-        return BlockReader(self._executor, self.dsn, self.schema, self.workers)
+        return BlockReader(self._executor, self._dsn(), self.schema, self.workers)
+
+    def _dsn(self) -> str:
+        return self.dsn() if callable(self.dsn) else self.dsn
 
     async def _start(self) -> tuple[int | None, bytes | None]:
         """Where an incremental run starts: the largest receipt signed by a trusted
@@ -190,7 +195,7 @@ class VerificationRunner:
         since, since_root = (None, None) if full else await self._start()
         receipt = None
         try:
-            own = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+            own = await asyncpg.connect(self._dsn(), server_settings={"search_path": self.schema})
             try:
                 report = await verify_log(
                     own,

@@ -10,23 +10,26 @@ from pydantic import Field, SecretStr
 
 from clearway.audit import handlers
 from clearway.audit.signing import KEY_NAME, Keyring
-from clearway.shared.crypto.settings import KeyStoreSettings, open_signing_provider
-from clearway.shared.db import service_dsn
-from clearway.shared.settings import internal
+from clearway.shared.crypto.settings import KeySettings, open_signing_provider
+from clearway.shared.settings import SettingsError, internal
 
 
-class AuditSettings(KeyStoreSettings):
+class AuditSettings(KeySettings):
     """The tamper-evident audit log. ``platform.database_url`` is an admin DSN:
-    migrations run with it, the service then connects as its own append-only role.
-    The checkpoint signing key lives in the key store (``KEY_PROVIDER``, ``HSM_*``)."""
+    migrations run with it, the service then connects as its own append-only role and
+    as its signer role. The checkpoint signing key lives in the key store
+    (``KEY_PROVIDER``, ``HSM_*``); its KEK seals the rotated passwords of both roles."""
 
     service: ClassVar[str] = "audit"
+    supports_rotated_db_logins: ClassVar[bool] = True
     signing_keys: ClassVar[tuple[str, ...]] = (KEY_NAME,)
 
     port: int = 8004
     db_password: SecretStr = SecretStr("clearway-audit-dev")
     signer_db_password: SecretStr = SecretStr("clearway-audit-signer-dev")
-    """Password of ``clearway_audit_signer``, the role that writes checkpoints and cuts."""
+    """Static password of ``clearway_audit_signer``, the role that writes checkpoints and
+    cuts (development only: with ``DB_LOGINS=rotated`` its logins rotate like the
+    service's own, and production refuses a static one)."""
     verification_workers: int = 2
     """Processes that read and hash blocks of records during a verification job."""
     verification_concurrency: int = 1
@@ -50,12 +53,25 @@ class AuditSettings(KeyStoreSettings):
     clock: Callable[[], datetime] = internal(handlers.utc_now)
     """The time source (tests use a fake clock)."""
 
-    @property
-    def signer_dsn(self) -> str:
-        """DSN of the signer role on the platform database."""
-        return service_dsn(
-            self.platform.database_url, "audit_signer", self.signer_db_password.get_secret_value()
-        )
+    def development_secrets(self) -> list[str]:
+        found = super().development_secrets()
+        if self.rotates_db_logins:  # the signer's static password is not used either
+            found = [v for v in found if v != self.env_name("signer_db_password")]
+        return found
+
+    def refuse_development_secrets(self) -> None:
+        problems: dict[str, str] = {}
+        try:
+            super().refuse_development_secrets()
+        except SettingsError as e:
+            problems |= e.problems
+        if not self.rotates_db_logins:
+            problems[self.env_name("signer_db_password")] = (
+                "a static database password is refused in production: set"
+                f" {self.env_name('db_logins')}=rotated (the signer's logins rotate too)"
+            )
+        if problems:
+            raise SettingsError(problems)
 
     def load_keyring(self) -> Keyring:
         """The checkpoint keys; raises ``KeyUnavailable`` when the HSM is down, so the

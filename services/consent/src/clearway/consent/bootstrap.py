@@ -19,9 +19,11 @@ from clearway.shared.auth import verify_tokens
 from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
 from clearway.shared.crypto.settings import open_envelope
-from clearway.shared.db import create_pool, load_migrations, migrate
+from clearway.shared.db import load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
+from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
@@ -51,25 +53,26 @@ def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> Key
     )
 
 
-async def prepare(settings: ConsentSettings) -> str:
-    """Migrate the schema and return the service role's DSN."""
-    admin = settings.platform.database_url
+async def prepare(settings: ConsentSettings, envelope: Envelope) -> ServiceLogin:
+    """Migrate the schema and return the service role's login (rotated or static)."""
     await migrate(
-        admin,
+        settings.platform.database_url,
         schema=SCHEMA,
         service=SCHEMA,
         migrations=load_migrations(MIGRATIONS),
-        role_password=settings.db_password.get_secret_value(),
+        role_password=settings.db_role_password,
     )
-    return settings.service_dsn
+    events = EventWriter(SCHEMA, topic_prefix=settings.platform.topic_prefix)
+    return await open_service_login(settings, envelope, events, schema=SCHEMA)
 
 
 async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
     """Seed the demo tenants without serving (``python -m clearway.consent seed``)."""
-    dsn = await prepare(settings)
-    pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
+    keys = key_ring(settings)
+    login = await prepare(settings, keys.encryption.envelope)
+    pool = await login.pool(schema=SCHEMA, max_size=2)
     try:
-        svc = Service(settings, pool, key_ring(settings))
+        svc = Service(settings, pool, keys)
         await handlers.open_personal_data(svc)
         return await seed(svc, settings.platform.local_dir, rotate=rotate)
     finally:
@@ -85,10 +88,10 @@ def build_app(settings: ConsentSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        dsn = await prepare(settings)
+        login = await prepare(settings, keys.encryption.envelope)
         transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
         await ensure_topics(settings.kafka, [settings.topic, transfers])
-        pool = await create_pool(dsn, schema=SCHEMA, max_size=10)
+        pool = await login.pool(schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:
             svc.session_key = await load_session_key(conn, keys.encryption.envelope)
@@ -119,7 +122,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     lambda: run_broker(broker),
                     health=lambda: consumers_healthy([consumed]),
                 )
-                relay = OutboxRelay(dsn, SCHEMA, bootstrap, poll_interval=0.5)
+                relay = OutboxRelay(login.relay_dsn, SCHEMA, bootstrap, poll_interval=0.5)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
                 # its own keys, read in process; revocations from its own topic
                 await verify_tokens(app, tasks, settings, audience="clearway-consent", jwks=jwks)
@@ -134,6 +137,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                         timedelta(seconds=settings.kek_rotation_interval_s),
                     ),
                 )
+                if login.rotates:
+                    tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
                 tasks.every(
                     "expiry-sweep", settings.expiry_sweep_s, lambda: handlers.expire_due(svc)
                 )

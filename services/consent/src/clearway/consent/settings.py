@@ -16,6 +16,7 @@ class ConsentSettings(KeySettings):
     platform's ``CLEARWAY_OAUTH_ISSUER``."""
 
     service: ClassVar[str] = "consent"
+    supports_rotated_db_logins: ClassVar[bool] = True
     sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
         SealedColumn("signing_keys", "private_ciphertext", "kid"),
         SealedColumn("session_keys", "sealed"),

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from clearway.rail import store
 from clearway.rail.api import router
 from clearway.rail.faults import FaultInjector, FaultState
 from clearway.rail.settings import RailSettings
 from clearway.shared.auth import verify_tokens
-from clearway.shared.db import create_pool, load_migrations, migrate
+from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import open_service_login
+from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.db import load_migrations, migrate
+from clearway.shared.event_writer import EventWriter, events_topic
 from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics
+from clearway.shared.relay import OutboxRelay
 from clearway.shared.supervisor import Supervisor
 
 SERVICE = "rail"
@@ -25,17 +33,25 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build_app(settings: RailSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        password = settings.db_password.get_secret_value()
+        p = settings.platform
+        # the kit's tables: the outbox of its key and login rotations, their records
         await migrate(
-            settings.platform.database_url,
+            p.database_url,
             schema=SERVICE,
             service=SERVICE,
             migrations=load_migrations(MIGRATIONS),
-            role_password=password,
-            with_kit=False,
+            role_password=settings.db_role_password,
         )
-        dsn = settings.service_dsn
-        app.state.pool = await create_pool(dsn, schema=SERVICE, max_size=10)
+        # the HSM must answer now: its KEK seals the rotated database passwords
+        envelope = open_envelope(settings)
+        events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
+        login = await open_service_login(settings, envelope, events, schema=SERVICE)
+        app.state.pool = pool = await login.pool(schema=SERVICE, max_size=10)
+
+        async def database_ready() -> bool:
+            return await store.ping(pool)
+
+        app.state.readiness_checks.append(database_ready)
         try:
             async with Supervisor("sandbox-rail", app) as tasks:
                 # Only callers holding a short-lived, unrevoked service token may use
@@ -48,6 +64,18 @@ def build_app(settings: RailSettings) -> FastAPI:
                     jwks=settings.jwks,
                     jwks_url=settings.jwks_url,
                 )
+                rotation = timedelta(seconds=settings.kek_rotation_interval_s)
+                tasks.every(
+                    "kek-rotation",
+                    30.0,
+                    lambda: keep_kek_current(pool, envelope, events, rotation),
+                )
+                if login.rotates:
+                    tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
+                if settings.run_relay:  # the audited rotations reach the audit log
+                    await ensure_topics(settings.kafka, [p.topic(events_topic(SERVICE))])
+                    relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)
+                    tasks.task("outbox-relay", relay.run, health=relay.healthy)
                 yield
         finally:
             await app.state.pool.close()

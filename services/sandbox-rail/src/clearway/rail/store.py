@@ -30,6 +30,11 @@ def charge_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def ping(pool: asyncpg.Pool) -> bool:
+    """Whether the database answers (the readiness check)."""
+    return bool(await pool.fetchval("SELECT true"))
+
+
 async def create_or_get(pool: asyncpg.Pool, charge: Charge) -> tuple[dict[str, Any], bool]:
     """Insert ``charge`` unless its reference exists; returns (charge, created)."""
     async with pool.acquire() as conn, conn.transaction():

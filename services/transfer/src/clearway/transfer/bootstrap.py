@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,10 @@ from fastapi import FastAPI
 
 from clearway.shared.auth import verify_tokens
 from clearway.shared.consumer import IdempotentConsumer
-from clearway.shared.db import (
-    create_pool,
-    init_connection,
-    load_migrations,
-    migrate,
-)
+from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
+from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.db import init_connection, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -85,16 +84,20 @@ def build_app(settings: TransferSettings) -> FastAPI:
             schema=SERVICE,
             service=SERVICE,
             migrations=load_migrations(MIGRATIONS),
-            role_password=settings.db_password.get_secret_value(),
+            role_password=settings.db_role_password,
         )
         topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
         await ensure_topics(settings.kafka, [*topics, p.topic(CONSENT_TOPIC)])
+        registry = default_registry()
+        events = EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry)
+        # the HSM must answer now: its KEK seals the rotated database passwords
+        envelope = open_envelope(settings)
+        login = await open_service_login(settings, envelope, events, schema=SERVICE)
         async with contextlib.AsyncExitStack() as stack:
-            pool = await create_pool(settings.service_dsn, schema=SERVICE, max_size=30)
+            pool = await login.pool(schema=SERVICE, max_size=30)
             stack.push_async_callback(pool.close)
-            claims = await _claims_pool(settings.service_dsn)
+            claims = await _claims_pool(login)
             stack.push_async_callback(claims.close)
-            registry = default_registry()
             vault = VaultClient(
                 settings.vault_url,
                 verify=settings.service_tokens("cards:verify"),
@@ -104,7 +107,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             core = handlers.Core(
                 pool=pool,
                 claims=claims,
-                events=EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry),
+                events=events,
                 reference_secret=settings.reference_key(),
                 lock_timeout_s=settings.lock_timeout_s,
                 retention=settings.key_retention,
@@ -183,8 +186,14 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 jwks_url=settings.jwks_url,
                 follow_revocations=settings.revocation_feed,
             )
-            relay = OutboxRelay(settings.service_dsn, SERVICE, settings.kafka)
+            relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)
             tasks.task("outbox-relay", relay.run, health=relay.healthy)
+            rotation = timedelta(seconds=settings.kek_rotation_interval_s)
+            tasks.every(
+                "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
+            )
+            if login.rotates:
+                tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
             tasks.task(
                 "consumers",
                 lambda: run_broker(broker),
@@ -203,11 +212,12 @@ def build_app(settings: TransferSettings) -> FastAPI:
     return app
 
 
-async def _claims_pool(dsn: str) -> asyncpg.Pool:
+async def _claims_pool(login: ServiceLogin) -> asyncpg.Pool:
     """Connections for idempotency-key claims, committing without waiting for the WAL
-    flush (see ``store.claim_key`` for why that is safe)."""
-    return await asyncpg.create_pool(
-        dsn,
+    flush (see ``store.claim_key`` for why that is safe), as the current login."""
+    pool = await asyncpg.create_pool(
+        login.dsn(),
+        connect=login.connect,
         min_size=1,
         max_size=16,
         init=init_connection,
@@ -217,6 +227,8 @@ async def _claims_pool(dsn: str) -> asyncpg.Pool:
             "synchronous_commit": "off",
         },
     )
+    assert pool is not None
+    return login.watch(pool)
 
 
 def _database_check(pool: Any):

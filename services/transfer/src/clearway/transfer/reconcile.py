@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import sys
 
-from clearway.shared.db import create_pool
+from clearway.shared.crypto.service_login import open_service_login
+from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.event_writer import EventWriter
 from clearway.transfer.handlers import Core, reconcile_settlements
 from clearway.transfer.rail_client import RailClient
@@ -21,14 +22,19 @@ from clearway.transfer.settings import TransferSettings
 
 async def _main(args: argparse.Namespace) -> int:
     settings = TransferSettings.from_env_or_exit()
-    pool = await create_pool(settings.service_dsn, schema=settings.service, max_size=2)
+    events = EventWriter(settings.service, topic_prefix=settings.platform.topic_prefix)
+    # the service's own login (rotated in production), never the admin DSN
+    login = await open_service_login(
+        settings, open_envelope(settings), events, schema=settings.service
+    )
+    pool = await login.pool(schema=settings.service, max_size=2)
     rail = RailClient(
         args.rail_url or settings.rail_url, auth=settings.service_tokens("rail:settlements")
     )
     core = Core(
         pool=pool,
         claims=pool,
-        events=EventWriter(settings.service, topic_prefix=settings.platform.topic_prefix),
+        events=events,
         reference_secret=settings.reference_key(),
     )
     try:

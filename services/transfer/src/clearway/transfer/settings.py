@@ -9,13 +9,16 @@ from pydantic import SecretStr
 
 from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.crypto.keyring import development_secret
-from clearway.shared.settings import Base64Secret, ServiceSettings, SettingsError, internal
+from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.settings import Base64Secret, SettingsError, internal
 
 
-class TransferSettings(ServiceSettings):
-    """Transfer intents executed exactly once."""
+class TransferSettings(KeySettings):
+    """Transfer intents executed exactly once. Its KEK seals its rotated database
+    passwords (docs/design.md §9)."""
 
     service: ClassVar[str] = "transfer"
+    supports_rotated_db_logins: ClassVar[bool] = True
 
     port: int = 8001
     db_password: SecretStr = SecretStr("transfer-dev")

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import open_service_login
 from clearway.shared.crypto.settings import open_envelope
-from clearway.shared.db import create_pool, load_migrations, migrate
+from clearway.shared.db import load_migrations, migrate
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import ensure_topics
@@ -36,14 +37,15 @@ def build_app(settings: VaultSettings) -> FastAPI:
             schema=SCHEMA,
             service=SERVICE,
             migrations=load_migrations(MIGRATIONS),
-            role_password=settings.db_password.get_secret_value(),
+            role_password=settings.db_role_password,
         )
         # the HSM must answer now: a vault without its keys refuses to start
         envelope = open_envelope(settings)
+        events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
+        login = await open_service_login(settings, envelope, events, schema=SCHEMA)
         async with contextlib.AsyncExitStack() as stack:
-            pool = await create_pool(settings.service_dsn, schema=SCHEMA, max_size=10)
+            pool = await login.pool(schema=SCHEMA, max_size=10)
             stack.push_async_callback(pool.close)
-            events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
             vault = handlers.Vault(pool, envelope, events)
             vault.fingerprint_key = await handlers.load_fingerprint_key(pool, envelope)
             app.state.vault = vault
@@ -63,9 +65,11 @@ def build_app(settings: VaultSettings) -> FastAPI:
             tasks.every(
                 "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
             )
+            if login.rotates:
+                tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
             if settings.run_relay:
                 await ensure_topics(settings.kafka, [settings.topic(EVENTS_TOPIC)])
-                relay = OutboxRelay(settings.service_dsn, SCHEMA, settings.kafka)
+                relay = OutboxRelay(login.relay_dsn, SCHEMA, settings.kafka)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
             yield
 

@@ -18,6 +18,7 @@ class VaultSettings(KeySettings):
     """The card vault: tokenizes card numbers, detokenizes them for the rail only."""
 
     service: ClassVar[str] = "vault"
+    supports_rotated_db_logins: ClassVar[bool] = True
     sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
         SealedColumn("cards", "sealed", "token"),
         SealedColumn("fingerprint_keys", "sealed"),

@@ -114,7 +114,7 @@ async def rotate_login(
     first, second = login_roles(service)
     async with conn.transaction():
         await store.lock(conn, service)
-        last = await store.newest(conn)
+        last = await store.newest(conn, (first, second))
         login = first if last is None or last["login"] == second else second
         generation = 1 if last is None else last["generation"] + 1
         password = secrets.token_urlsafe(32)  # 256 bits
@@ -151,12 +151,12 @@ async def rotate_if_due(
 ) -> DbLogin | None:
     """The scheduled rotation: a new password once the newest one is ``interval`` old
     (or none exists). Replicas racing here rotate once: the check repeats under the lock."""
-    last = await store.newest(conn)
+    last = await store.newest(conn, login_roles(service))
     if last is not None and datetime.now(UTC) - last["rotated_at"] < interval:
         return None
     async with conn.transaction():
         await store.lock(conn, service)
-        last = await store.newest(conn)
+        last = await store.newest(conn, login_roles(service))
         if last is not None and datetime.now(UTC) - last["rotated_at"] < interval:
             return None  # another replica rotated first
         return await rotate_login(
@@ -166,7 +166,7 @@ async def rotate_if_due(
 
 async def current_login(conn: asyncpg.Connection, envelope: Envelope, service: str) -> DbLogin:
     """The newest login of ``service`` with its unsealed password."""
-    row = await store.newest(conn)
+    row = await store.newest(conn, login_roles(service))
     if row is None:
         raise NoDbLogin(f"{role_name(service)}: no rotated login yet")
     password = envelope.open(bytes(row["sealed"]), _context(service, row["login"]))

@@ -20,11 +20,13 @@ async def lock(conn: asyncpg.Connection, service: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('db-login:' || $1))", service)
 
 
-async def newest(conn: asyncpg.Connection) -> Any:
-    """The most recently rotated login: ``login, sealed, valid_until, generation, rotated_at``."""
+async def newest(conn: asyncpg.Connection, logins: tuple[str, str]) -> Any:
+    """The most recently rotated of ``logins`` (a service's pair; a schema may hold the
+    pairs of several roles): ``login, sealed, valid_until, generation, rotated_at``."""
     return await conn.fetchrow(
         "SELECT login, sealed, valid_until, generation, rotated_at FROM db_credentials"
-        " ORDER BY generation DESC LIMIT 1"
+        " WHERE login = ANY($1::text[]) ORDER BY generation DESC LIMIT 1",
+        list(logins),
     )
 
 

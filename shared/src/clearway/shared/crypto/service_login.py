@@ -1,0 +1,126 @@
+"""How a service's own connections log in (docs/design.md §9, ADR 0023, ADR 0025).
+
+One object per database role a service connects as, the same in every service's
+bootstrap: with ``DB_LOGINS=rotated`` it holds the :class:`RotatingLogin` (the
+newest alternating login, unsealed with the service's KEK), otherwise the static
+password's DSN (development). Pools, the outbox relay and any other connection the
+service opens take their credentials from it::
+
+    login = await open_service_login(settings, envelope, events, schema="vault")
+    pool = await login.pool(schema="vault", max_size=10)
+    relay = OutboxRelay(login.relay_dsn, "vault", settings.kafka)
+    if login.rotates:
+        tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import asyncpg
+
+from clearway.shared.crypto.db_credentials import (
+    RotatingLogin,
+    keep_login_current,
+    open_rotating_login,
+)
+from clearway.shared.crypto.envelope import Envelope
+from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.db import create_pool, service_dsn
+from clearway.shared.event_writer import EventWriter
+
+__all__ = ["ServiceLogin", "open_service_login"]
+
+
+class ServiceLogin:
+    """The credentials of one database role of a service: rotated or static."""
+
+    def __init__(
+        self,
+        static_dsn: str,
+        rotating: RotatingLogin | None = None,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._static, self.rotating, self._refresh = static_dsn, rotating, refresh
+
+    @property
+    def rotates(self) -> bool:
+        """True when the role logs in with rotated passwords."""
+        return self.rotating is not None
+
+    def dsn(self) -> str:
+        """The DSN of the current login (read it at each connect: it changes on rotation)."""
+        return self._static if self.rotating is None else self.rotating.dsn()
+
+    @property
+    def relay_dsn(self) -> str | Callable[[], str]:
+        """What a DSN-taking component such as ``OutboxRelay`` gets: with rotation the
+        method :meth:`dsn` itself, called at each (re)connect."""
+        return self._static if self.rotating is None else self.dsn
+
+    @property
+    def connect(self) -> Callable[..., Awaitable[asyncpg.Connection]] | None:
+        """The ``connect=`` of a pool (``None``: ``asyncpg.connect`` with the static DSN)."""
+        return None if self.rotating is None else self.rotating.connect
+
+    def watch(self, pool: asyncpg.Pool) -> asyncpg.Pool:
+        """Recycle ``pool``'s idle connections when the login changes; returns it."""
+        if self.rotating is not None:
+            self.rotating.watch(pool)
+        return pool
+
+    async def pool(self, *, schema: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+        """:func:`~clearway.shared.db.create_pool` logging in as the current login."""
+        return self.watch(
+            await create_pool(
+                self.dsn(),
+                schema=schema,
+                min_size=min_size,
+                max_size=max_size,
+                connect=self.connect,
+            )
+        )
+
+    async def refresh(self) -> None:
+        """The Supervisor job (every ``DB_LOGIN_REFRESH_S``): the scheduled rotation, and
+        picking up a login another replica or ``clearway-keys`` rotated."""
+        if self._refresh is not None:
+            await self._refresh()
+
+
+async def open_service_login(
+    settings: KeySettings,
+    envelope: Envelope,
+    events: EventWriter,
+    *,
+    schema: str,
+    role: str | None = None,
+    static_password: str | None = None,
+) -> ServiceLogin:
+    """The login of role ``clearway_<role>`` (default: the service's own) on ``schema``,
+    after its migrations. Rotated: rotates when due, then unseals the newest login;
+    static: ``static_password`` (default ``DB_PASSWORD``)."""
+    role = role or settings.service
+    admin = settings.platform.database_url
+    if not settings.rotates_db_logins:
+        password = static_password or settings.db_password.get_secret_value()
+        return ServiceLogin(service_dsn(admin, role, password))
+    interval = timedelta(seconds=settings.db_login_rotation_s)
+    lifetime = timedelta(seconds=settings.db_login_lifetime_s)
+    rotating = await open_rotating_login(
+        admin,
+        envelope,
+        events,
+        service=role,
+        schema=schema,
+        interval=interval,
+        lifetime=lifetime,
+    )
+
+    async def refresh() -> None:
+        await keep_login_current(
+            rotating, envelope, events, schema=schema, interval=interval, lifetime=lifetime
+        )
+
+    return ServiceLogin("", rotating, refresh)  # never falls back to a static DSN
