@@ -407,7 +407,7 @@ async def test_every_service_serves_on_rotated_logins_after_a_rotation(
                 await rotate_login(
                     admin,
                     envelope,
-                    EventWriter(cls.service),
+                    EventWriter(cls.service, topic_prefix=platform.topic_prefix),
                     service=role,
                     lifetime=timedelta(hours=1),
                     reason="test",

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from clearway.shared.testing.helpers import free_port, serve
+from clearway.shared.testing.helpers import free_port, kafka_env, serve
 from clearway.shared.testing.issuer import TestIssuer
 from clearway.shared.testing.token_endpoint import TokenEndpoint
 
@@ -78,6 +78,8 @@ async def test_a_crash_fault_kills_the_rail_process_after_charging(platform, iss
     async with serve(TokenEndpoint(issuer).app()) as issuer_url:
         env = {
             **os.environ,
+            **kafka_env(platform),  # its revocation feed and events topic
+            "CLEARWAY_TOPIC_PREFIX": platform.topic_prefix,
             "CLEARWAY_DATABASE_URL": platform.database_url,
             "CLEARWAY_RAIL_PORT": str(port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
