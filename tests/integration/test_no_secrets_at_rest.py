@@ -1,7 +1,7 @@
 """A ``pg_dump`` after the services ran holds no secret in clear (docs/design.md §9).
 
 Webhooks created an endpoint (its ``whsec_`` secret), consent started (signing
-key and session/CSRF key generated), rotated its signing keys and its KEK, and
+key generated in the HSM, session/CSRF key generated), rotated its signing keys and its KEK, and
 went through a consent flow (a user registered, a payment consent created,
 approved at the page with its evidence, then revoked with a reason). The dump and
 the logs must contain no ``whsec_``, no PEM or JWK private key, no session key,
@@ -148,11 +148,13 @@ async def test_pg_dump_and_logs_hold_no_secret(platform, tmp_path, caplog) -> No
     async with serve(app, port) as url, httpx.AsyncClient() as http:
         svc = app.state.consent
         async with svc.pool.acquire() as conn:
-            await svc.keys.rotate(conn, immediately=True)
-            await rotate_kek(conn, svc.keys.encryption.envelope, svc.events, reason="test")
+            await svc.keys.rotate(conn, svc.events, reason="test", immediately=True)
+            await rotate_kek(conn, svc.keys.envelope, svc.events, reason="test")
         assert (await http.get(f"{url}/.well-known/jwks.json")).status_code == 200
         session_key = svc.session_key
-        private = [k.key.as_dict(private=True) for k in svc.keys._keys]
+        # the token-signing private keys are in the HSM (ADR 0019): Postgres holds their
+        # public JWKs only, and the public halves must be what it holds
+        published = [k.public_jwk for k in svc.keys._keys]
         shown = await _consent_flow(svc, url, http)
 
         async def relayed() -> bool:  # the events leave with their own data (ADR 0016)
@@ -200,11 +202,6 @@ async def test_pg_dump_and_logs_hold_no_secret(platform, tmp_path, caplog) -> No
         forbidden[f"session key ({i})"] = raw
     for i, raw in enumerate(_encodings(secret_key(secret))):
         forbidden[f"webhook signing key ({i})"] = raw
-    for jwk in private:
-        forbidden[f"JWK private d of {jwk['kid']}"] = jwk["d"]
-        forbidden[f"raw private key of {jwk['kid']}"] = base64.urlsafe_b64decode(
-            jwk["d"] + "=" * (-len(jwk["d"]) % 4)
-        ).hex()
     for what, text in forbidden.items():
         assert text not in dump, f"{what} found in pg_dump"
         assert text not in logs, f"{what} found in the logs"
@@ -216,3 +213,6 @@ async def test_pg_dump_and_logs_hold_no_secret(platform, tmp_path, caplog) -> No
     consents = dump.split("COPY consent.consents ")[1].split("\n\\.\n")[0]
     assert consents.count("\n") >= 1 and SUBJECT not in consents.split("\n", 1)[1]
     assert not re.search(r'"d"\s*:\s*"', dump), "a JWK private parameter in pg_dump"
+    assert "private_ciphertext" not in dump, "a column for sealed private keys in pg_dump"
+    keys = dump.split("COPY consent.signing_keys ")[1].split("\n\\.\n")[0]
+    assert len(published) >= 2 and all(jwk["x"] in keys for jwk in published)

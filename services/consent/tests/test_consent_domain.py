@@ -17,11 +17,8 @@ from clearway.consent.domain import (
     Status,
     validate_authorization_details,
 )
-from clearway.consent.keys import KeyEncryption, generate
 from clearway.consent.scopes import ADMIN_SCOPES, SCOPES, audiences_for, render_markdown
 from clearway.consent.tokens import pkce_ok
-from clearway.shared.crypto import Envelope, RecordUnreadable
-from clearway.shared.crypto.keyring import KeyringProvider
 
 from .conftest import payment_details
 
@@ -119,20 +116,6 @@ def test_pkce_accepts_only_the_s256_of_the_verifier():
     assert not pkce_ok("w" * 50, challenge_text)
     assert not pkce_ok(verifier, verifier)  # "plain" is not accepted
     assert not pkce_ok("short", challenge_text)
-
-
-def test_private_keys_are_sealed_and_bound_to_their_kid(tmp_path):
-    key = generate("ES256")
-    pem = key.as_pem(private=True)
-    k, x = KeyringProvider("consent", tmp_path / "k"), KeyringProvider("consent", tmp_path / "x")
-    k.ensure(), x.ensure()
-    sealed = KeyEncryption(Envelope(k)).seal("kid-1", pem)
-    assert b"PRIVATE" not in sealed and pem not in sealed
-    assert KeyEncryption(Envelope(k)).open("kid-1", sealed) == pem
-    with pytest.raises(RecordUnreadable):
-        KeyEncryption(Envelope(k)).open("kid-2", sealed)
-    with pytest.raises(RecordUnreadable):
-        KeyEncryption(Envelope(x)).open("kid-1", sealed)
 
 
 def test_the_scope_catalog_covers_every_service_and_the_docs_page_is_current():

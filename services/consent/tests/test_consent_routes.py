@@ -8,11 +8,8 @@ import json
 import re
 import time
 import uuid
-import warnings
 
 import pytest
-from joserfc import jwt
-from joserfc.errors import SecurityWarning
 
 from clearway.consent.scopes import BY_NAME
 from clearway.shared.auth import route_scopes
@@ -57,11 +54,8 @@ def claims(consent, scopes, **over):
 
 
 def signed(consent, scopes, typ="at+jwt", **over):
-    key = consent.svc.keys.signer()
-    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SecurityWarning)
-        return jwt.encode(header, claims(consent, scopes, **over), key.key, algorithms=[key.alg])
+    # signed by the service's current key in the HSM, as its own tokens are
+    return consent.svc.keys.sign(claims(consent, scopes, **over), typ=typ)
 
 
 def unsigned(consent, scopes):

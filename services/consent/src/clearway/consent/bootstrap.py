@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from clearway.consent import api, clients, consumers, handlers, oauth_api, pages
-from clearway.consent.keys import KeyEncryption, KeyRing, load_session_key
+from clearway.consent.keys import TOKEN_KEY, KeyRing, load_session_key
 from clearway.consent.seed import seed
 from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
@@ -20,7 +20,7 @@ from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
-from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.crypto.settings import open_envelope, open_signing_provider
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -42,11 +42,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> KeyRing:
-    """The signing keys, sealed by ``envelope`` (default: the configured key provider;
-    an unreachable HSM raises KeyUnavailable, so the service refuses to start)."""
+    """The token-signing keys in the configured key store (the HSM) and the envelope of
+    the service's sealed data (default: the configured key provider). An unreachable HSM
+    raises KeyUnavailable, so the service refuses to start."""
     return KeyRing(
-        KeyEncryption(envelope or open_envelope(settings)),
-        alg=settings.signing_alg,
+        open_signing_provider(settings, TOKEN_KEY, settings.signing_algorithm(TOKEN_KEY)),
+        envelope or open_envelope(settings),
         max_token_ttl=timedelta(seconds=settings.token_ttl_s),
         activation_delay=timedelta(seconds=settings.key_activation_delay_s),
         rotation_interval=timedelta(seconds=settings.key_rotation_interval_s),
@@ -69,7 +70,7 @@ async def prepare(settings: ConsentSettings, envelope: Envelope) -> ServiceLogin
 async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
     """Seed the demo tenants without serving (``python -m clearway.consent seed``)."""
     keys = key_ring(settings)
-    login = await prepare(settings, keys.encryption.envelope)
+    login = await prepare(settings, keys.envelope)
     pool = await login.pool(schema=SCHEMA, max_size=2)
     try:
         svc = Service(settings, pool, keys)
@@ -88,13 +89,13 @@ def build_app(settings: ConsentSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        login = await prepare(settings, keys.encryption.envelope)
+        login = await prepare(settings, keys.envelope)
         transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
         await ensure_topics(settings.kafka, [settings.topic, transfers])
         pool = await login.pool(schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:
-            svc.session_key = await load_session_key(conn, keys.encryption.envelope)
+            svc.session_key = await load_session_key(conn, keys.envelope)
         if sealed := await handlers.open_personal_data(svc):
             log.info("sealed the personal data of %d rows written in clear", sealed)
         app.state.consent = svc
@@ -132,7 +133,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     30.0,
                     lambda: keep_kek_current(
                         pool,
-                        keys.encryption.envelope,
+                        keys.envelope,
                         svc.events,
                         timedelta(seconds=settings.kek_rotation_interval_s),
                     ),

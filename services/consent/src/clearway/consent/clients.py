@@ -181,8 +181,9 @@ class RotationThrottled(Exception):
 async def rotate_keys(
     svc: Service, actor: Actor, reason: str, approver: str | None
 ) -> dict[str, Any]:
-    """An operator's rotation: publish a new signing key now; it signs after the
-    activation delay. Platform-wide, so its events carry ``PLATFORM_TENANT``.
+    """An operator's rotation: a new key version in the HSM, published now; it signs
+    after the activation delay. Platform-wide, so its events carry ``PLATFORM_TENANT``
+    (the kit also records ``platform.key_rotated`` with the reason and operator).
 
     Throttled: refused (:class:`RotationThrottled`) while a new key is pending or
     within ``manual_key_rotation_interval_s`` of the newest key's activation, checked
@@ -191,7 +192,9 @@ async def rotate_keys(
     interval = timedelta(seconds=svc.settings.manual_key_rotation_interval_s)
     now = datetime.now(UTC)
     async with svc.pool.acquire() as conn:
-        key = await svc.keys.rotate(conn, unless_newer_than=now - interval)
+        key = await svc.keys.rotate(
+            conn, svc.events, reason=reason, actor=actor, unless_newer_than=now - interval
+        )
         if key is None:
             newest = await store_keys.newest_live_activation(conn) or now
             raise RotationThrottled(max(1.0, (newest + interval - now).total_seconds()))
@@ -221,16 +224,19 @@ async def rotate_keys(
 
 
 async def keep_keys_current(svc: Service) -> None:
-    """Reload the keys (another replica may have rotated) and rotate when due."""
+    """Reload the keys (another replica may have rotated), rotate when due, and destroy
+    in the HSM the private keys whose last token expired (docs/design.md §9)."""
     async with svc.pool.acquire() as conn:
-        key = await svc.keys.ensure_current(conn)
-        if key is None:
+        await svc.keys.retire_expired(conn, svc.events)
+        rotated = await svc.keys.ensure_current(conn, svc.events)
+        if rotated is None:
             return
+        key, reason = rotated
         data = {
             "kid": key.kid,
             "alg": key.alg,
             "activates_at": events.rfc3339(key.activates_at),
-            "reason": "scheduled rotation",
+            "reason": reason,
             "actor": None,
         }
         async with conn.transaction():

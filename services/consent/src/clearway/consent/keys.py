@@ -1,55 +1,56 @@
-"""Token signing keys: generated here, encrypted at rest, rotated, published as a JWKS.
+"""Token signing keys: generated and used inside the HSM, rotated, published as a JWKS.
 
-Private keys are sealed by the kit's envelope (docs/design.md §9): a fresh data
-key per key, wrapped by the consent KEK inside the HSM, with the ``kid`` bound
-as the record's context so a ciphertext cannot be swapped onto another key's row.
-The session/CSRF key of the consent pages is generated once, sealed the same
-way, and loaded at start (:func:`load_session_key`).
+The private keys are the kit's signing keys ``consent-token`` (docs/design.md §9,
+ADR 0019): key pairs generated in the HSM (SoftHSM2 or the development keyring in
+development), ES256 unless ``SIGNING_ALG`` says ``EdDSA``. A token's signature is
+made inside the HSM; the private key never leaves it and is never in Postgres.
+Postgres keeps the schedule and the public halves: per key its ``kid`` (the RFC 7638
+thumbprint of its public JWK), its HSM version, activation, retirement and the end
+of its publication. A row's public JWK is published only when it is the HSM's
+public key of that version, so a row written into the database cannot add a key.
 
 Rotation publishes a new key *before* it signs anything (``activation_delay``):
 verifiers refresh their JWKS on an unknown ``kid`` at most every few seconds, so a
 key that is already published when its first token arrives is always found. The
-old key stays in the JWKS until every token it signed has expired.
+old key stays in the JWKS until every token it signed has expired; then its
+private key is destroyed in the HSM (:meth:`KeyRing.retire_expired`).
+
+Keys sealed in Postgres before (migration 0004 dropped their private halves) have
+no version: they only verify, stay published until they age out, and a ring whose
+live keys are all such keys rotates to an HSM key at once.
+
+The session/CSRF key of the consent pages is generated once, sealed by the
+envelope and loaded at start (:func:`load_session_key`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import secrets
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from joserfc import jwt
-from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey
 
 from clearway.consent import store_keys
+from clearway.shared.actor import Actor
 from clearway.shared.crypto import Context, Envelope
+from clearway.shared.crypto.signing import Algorithm, PublicKey, SigningProvider
+from clearway.shared.crypto.signing_rotation import retire_signing_keys, rotate_signing_key
+from clearway.shared.event_writer import EventWriter
 
 log = logging.getLogger(__name__)
 
-SigningKey = ECKey | OKPKey
+#: the name of the token-signing keys in the key store (``clearway-keys consent --key``)
+TOKEN_KEY = "consent-token"  # noqa: S105 - a key name, not a secret
+#: JWS ``alg`` (RFC 7518 §3.4, RFC 8037 §3.1) → the key store's algorithm
+ALGORITHMS: dict[str, Algorithm] = {"ES256": "ES256", "EdDSA": "Ed25519"}
 
-
-class KeyEncryption:
-    """Envelope sealing of private key material, bound to its ``kid``."""
-
-    def __init__(self, envelope: Envelope) -> None:
-        self.envelope = envelope
-
-    def seal(self, kid: str, plaintext: bytes) -> bytes:
-        return self.envelope.seal(plaintext, _context(kid))
-
-    def open(self, kid: str, blob: bytes) -> bytes:
-        return self.envelope.open(blob, _context(kid))
-
-
-def _context(kid: str) -> Context:
-    return Context("consent", "signing_keys", "private_ciphertext", kid)
-
+VerificationKey = ECKey | OKPKey
 
 _SESSION = Context("consent", "session_keys", "sealed", "session")
 
@@ -65,48 +66,71 @@ async def load_session_key(conn: asyncpg.Connection, envelope: Envelope) -> byte
     return envelope.open(sealed, _SESSION)
 
 
-def generate(alg: str) -> SigningKey:
-    if alg == "ES256":
-        return ECKey.generate_key("P-256", private=True, auto_kid=True)
-    if alg == "EdDSA":
-        return OKPKey.generate_key("Ed25519", private=True, auto_kid=True)
-    raise ValueError(f"signing algorithm must be ES256 or EdDSA, not {alg}")
+def _b64u(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64json(value: dict[str, Any]) -> str:
+    return _b64u(json.dumps(value, separators=(",", ":")).encode())
+
+
+def public_jwk(key: PublicKey) -> dict[str, Any]:
+    """The published JWK of an HSM public key, its ``kid`` the RFC 7638 thumbprint."""
+    members = key.jwk()
+    kind = OKPKey if members["kty"] == "OKP" else ECKey
+    kid = kind.import_key(members).thumbprint()
+    return {**members, "alg": key.jws_alg, "use": "sig", "kid": kid}
+
+
+def _verification_key(jwk: dict[str, Any]) -> VerificationKey:
+    kind = OKPKey if jwk["kty"] == "OKP" else ECKey
+    return kind.import_key(jwk, parameters={"kid": jwk["kid"]})
 
 
 @dataclass(frozen=True)
 class StoredKey:
     kid: str
     alg: str
+    #: the key's version in the HSM; ``None``: sealed in Postgres before, verify-only
+    version: int | None
     public_jwk: dict[str, Any]
-    key: SigningKey
+    key: VerificationKey
     activates_at: datetime
     retired_at: datetime | None
     publish_until: datetime | None
 
 
 class KeyRing:
-    """The signing keys, cached from the database and reloaded by :meth:`run`."""
+    """The signing schedule, cached from the database and reloaded every second; the
+    private keys stay in ``provider`` (the HSM)."""
 
     def __init__(
         self,
-        encryption: KeyEncryption,
+        provider: SigningProvider,
+        envelope: Envelope,
         *,
-        alg: str = "ES256",
         max_token_ttl: timedelta = timedelta(minutes=5),
         activation_delay: timedelta = timedelta(seconds=10),
         rotation_interval: timedelta = timedelta(days=1),
     ) -> None:
-        self.encryption = encryption
-        self.alg = alg
+        self.provider = provider
+        #: seals the session key and personal data (not the signing keys)
+        self.envelope = envelope
         self.max_token_ttl = max_token_ttl
         self.activation_delay = activation_delay
         self.rotation_interval = rotation_interval
         self._keys: list[StoredKey] = []  # by activates_at, oldest first
+        self._hsm_public: dict[int, PublicKey] = {}
+
+    @property
+    def record(self) -> str:
+        """The kit's name of the key's versions in ``kek_versions``."""
+        return f"signing:{self.provider.name}"
 
     def signer(self, now: datetime | None = None) -> StoredKey:
-        """The newest key whose activation time has come."""
+        """The newest key in the HSM whose activation time has come."""
         now = now or datetime.now(UTC)
-        active = [k for k in self._keys if k.activates_at <= now]
+        active = [k for k in self._keys if k.activates_at <= now and k.version is not None]
         if not active:
             raise RuntimeError("no active signing key (the key ring was not loaded)")
         return active[-1]
@@ -123,26 +147,42 @@ class KeyRing:
     def key(self, kid: str) -> StoredKey | None:
         return next((k for k in self._keys if k.kid == kid), None)
 
-    def sign(self, claims: dict[str, Any], now: datetime | None = None) -> str:
-        """An RFC 9068 access token: ``typ: at+jwt`` and the signing key's ``kid``."""
+    def sign(
+        self, claims: dict[str, Any], now: datetime | None = None, *, typ: str = "at+jwt"
+    ) -> str:
+        """An RFC 9068 access token (``typ: at+jwt``, the signing key's ``kid``) as a
+        compact JWS (RFC 7515 §7.1) signed inside the HSM. Raises
+        :class:`~clearway.shared.crypto.KeyUnavailable` when the HSM is down (a 503)."""
         k = self.signer(now)
-        header = {"alg": k.alg, "typ": "at+jwt", "kid": k.kid}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SecurityWarning)  # "EdDSA" (RFC 9864)
-            return jwt.encode(header, claims, k.key, algorithms=[k.alg])
+        assert k.version is not None
+        signing_input = f"{_b64json({'alg': k.alg, 'typ': typ, 'kid': k.kid})}.{_b64json(claims)}"
+        signature = self.provider.sign(k.version, signing_input.encode())
+        return f"{signing_input}.{_b64u(signature)}"
+
+    def _trusted(self, version: int, jwk: dict[str, Any]) -> bool:
+        """Whether ``jwk`` is the HSM's public key of ``version`` (public keys never
+        change, so they are read from the HSM once per version)."""
+        if version not in self._hsm_public:
+            self._hsm_public = self.provider.public_keys()
+        key = self._hsm_public.get(version)
+        return key is not None and public_jwk(key) == jwk
 
     async def load(self, conn: asyncpg.Connection) -> None:
-        rows = await store_keys.signing_keys(conn)
         known = {k.kid: k for k in self._keys}
         keys = []
-        for r in rows:
+        for r in await store_keys.signing_keys(conn):
+            jwk, version = dict(r["public_jwk"]), r["version"]
+            if version is not None and not self._trusted(version, jwk):
+                log.error("signing key %s is not the HSM's key v%s: not used", r["kid"], version)
+                continue
             old = known.get(r["kid"])
-            key = old.key if old else _import(self.encryption, r)
+            key = old.key if old and old.public_jwk == jwk else _verification_key(jwk)
             keys.append(
                 StoredKey(
                     r["kid"],
                     r["alg"],
-                    r["public_jwk"],
+                    version,
+                    jwk,
                     key,
                     r["activates_at"],
                     r["retired_at"],
@@ -154,23 +194,23 @@ class KeyRing:
     async def rotate(
         self,
         conn: asyncpg.Connection,
+        events: EventWriter,
         *,
+        reason: str,
+        actor: Actor | None = None,
         immediately: bool = False,
-        alg: str | None = None,
         unless_newer_than: datetime | None = None,
     ) -> StoredKey | None:
-        """Publish a new key that signs after ``activation_delay``; retire the current one.
+        """Publish a new HSM key that signs after ``activation_delay``; retire the
+        current one. The new version is one ``clearway-keys consent rotate --key
+        consent-token`` made and no key uses yet, else a fresh one made through the
+        kit's rotation (recorded and audited as ``platform.key_rotated``).
 
         With ``unless_newer_than``, nothing happens when a live key was activated after
         it (another replica rotated first); the check runs under the rotation lock.
         """
         now = datetime.now(UTC)
-        alg = alg or self.alg
-        key = generate(alg)
-        kid = key.kid or ""
         activates = now if immediately else now + self.activation_delay
-        public = {**key.as_dict(private=False), "alg": alg, "use": "sig", "kid": kid}
-        sealed = self.encryption.seal(kid, key.as_pem(private=True))
         # The last token of the retiring key expires max_token_ttl after the switch;
         # the margin covers the verifiers' clock leeway.
         publish_until = activates + self.max_token_ttl + timedelta(seconds=60)
@@ -180,27 +220,56 @@ class KeyRing:
                 newest = await store_keys.newest_live_activation(conn)
                 if newest is not None and newest > unless_newer_than:
                     return None
+            version = await store_keys.unadopted_version(conn, self.record)
+            if version is None or version not in self.provider.versions():
+                version = await rotate_signing_key(
+                    conn, self.provider, events, reason=reason, actor=actor
+                )
+            jwk = public_jwk(self.provider.public_keys()[version])
             await store_keys.retire_live_keys(conn, activates, publish_until)
-            await store_keys.insert_key(conn, kid, alg, public, sealed, activates)
+            await store_keys.insert_key(conn, jwk["kid"], jwk["alg"], jwk, version, activates)
         await self.load(conn)
-        return next(k for k in self._keys if k.kid == kid)
+        return self.key(jwk["kid"])
 
-    async def ensure_current(self, conn: asyncpg.Connection) -> StoredKey | None:
-        """Rotate when there is no key, or the current one is older than the interval."""
+    async def ensure_current(
+        self, conn: asyncpg.Connection, events: EventWriter
+    ) -> tuple[StoredKey, str] | None:
+        """Rotate when no HSM key signs yet, when ``clearway-keys`` made a new version, or
+        when the current key is older than the interval; returns the key and why."""
         await self.load(conn)
         now = datetime.now(UTC)
-        live = [k for k in self._keys if k.retired_at is None]
-        if not live:
-            return await self.rotate(
-                conn, immediately=True, unless_newer_than=now - self.rotation_interval
+        live = [k for k in self._keys if k.retired_at is None and k.version is not None]
+        due = now - self.rotation_interval
+        reason = "scheduled rotation"
+        if not live:  # first start, or only keys sealed before migration 0004
+            key = await self.rotate(
+                conn, events, reason=reason, immediately=True, unless_newer_than=due
             )
-        if live[-1].activates_at + self.rotation_interval <= now:
+        elif await store_keys.unadopted_version(conn, self.record) is not None:
+            reason = "version made by clearway-keys"
+            key = await self.rotate(conn, events, reason=reason)
+        elif live[-1].activates_at + self.rotation_interval <= now:
             log.info("signing key %s is due for rotation", live[-1].kid)
-            return await self.rotate(conn, unless_newer_than=now - self.rotation_interval)
-        return None
+            key = await self.rotate(conn, events, reason=reason, unless_newer_than=due)
+        else:
+            return None
+        return None if key is None else (key, reason)
 
-
-def _import(encryption: KeyEncryption, row: Any) -> SigningKey:
-    pem = encryption.open(row["kid"], bytes(row["private_ciphertext"]))
-    kind = ECKey if row["alg"] == "ES256" else OKPKey
-    return kind.import_key(pem, parameters={"kid": row["kid"]})
+    async def retire_expired(
+        self, conn: asyncpg.Connection, events: EventWriter, now: datetime | None = None
+    ) -> list[int]:
+        """Destroy in the HSM the private key of every key no longer published at ``now``
+        (its last token expired); the public key stays on the token. Returns the versions."""
+        ended = await store_keys.versions_published_until(conn, now or datetime.now(UTC))
+        live = set(self.provider.versions())
+        doomed = [v for v in ended if v in live]
+        if not doomed:
+            return []
+        return await retire_signing_keys(
+            conn,
+            self.provider,
+            events,
+            below=max(doomed) + 1,
+            reason="its last token expired",
+            among=doomed,
+        )

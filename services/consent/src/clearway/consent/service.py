@@ -30,7 +30,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
-        self.pii = PersonalData(self.keys.encryption.envelope)
+        self.pii = PersonalData(self.keys.envelope)
         self.throttle = AuthThrottle(
             anomaly_addresses=self.settings.auth_anomaly_addresses,
             anomaly_window_s=self.settings.auth_anomaly_window_s,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import SecretStr
 
+from clearway.consent.keys import ALGORITHMS, TOKEN_KEY
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.crypto.signing import Algorithm
 from clearway.shared.settings import SettingsError
 
 
@@ -17,8 +19,9 @@ class ConsentSettings(KeySettings):
 
     service: ClassVar[str] = "consent"
     supports_rotated_db_logins: ClassVar[bool] = True
+    #: the token-signing keys in the HSM (``clearway-keys consent rotate --key consent-token``)
+    signing_keys: ClassVar[tuple[str, ...]] = (TOKEN_KEY,)
     sealed_columns: ClassVar[tuple[SealedColumn, ...]] = (
-        SealedColumn("signing_keys", "private_ciphertext", "kid"),
         SealedColumn("session_keys", "sealed"),
         SealedColumn("index_keys", "sealed"),
         # consent evidence and user PII (clearway.consent.personal)
@@ -32,8 +35,10 @@ class ConsentSettings(KeySettings):
 
     port: int = 8003
     db_password: SecretStr = SecretStr("consent-dev")
-    signing_alg: str = "ES256"
-    """JWS algorithm of issued access tokens (RFC 7518)."""
+    signing_alg: Literal["ES256", "EdDSA"] = "ES256"
+    """JWS algorithm of access tokens signed by new keys (RFC 7518 §3.4, RFC 8037): the
+    key pairs are generated in the HSM; ES256 because relying parties' support of
+    ``EdDSA`` varies."""
     token_ttl_s: int = 300
     """Lifetime of access tokens."""
     code_ttl_s: int = 60
@@ -71,6 +76,9 @@ class ConsentSettings(KeySettings):
     production (the demo users share a published password)."""
     expiry_sweep_s: float = 5.0
     """Interval of the sweep that expires due consents."""
+
+    def signing_algorithm(self, name: str) -> Algorithm | None:
+        return ALGORITHMS[self.signing_alg] if name == TOKEN_KEY else None
 
     def refuse_development_secrets(self) -> None:
         problems: dict[str, str] = {}

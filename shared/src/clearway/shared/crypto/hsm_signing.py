@@ -25,7 +25,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from clearway.shared.crypto.hsm import call_token, version_id
-from clearway.shared.crypto.keys import KeyVersionUnknown
+from clearway.shared.crypto.keys import KeyUnavailable, KeyVersionUnknown
 from clearway.shared.crypto.signing import Algorithm, PublicKey, SigningProvider
 
 __all__ = ["PRIVATE_TEMPLATE", "PUBLIC_TEMPLATE", "HsmSigningProvider"]
@@ -90,7 +90,12 @@ class HsmSigningProvider(SigningProvider):
         return f"clearway-sig/{self.name}"
 
     def _call(self, fn: Any) -> Any:
-        return call_token(self.module, self.token_label, self._pin, fn)
+        try:
+            return call_token(self.module, self.token_label, self._pin, fn)
+        except KeyUnavailable:
+            # the session was dropped: its object handles are stale (as in .hsm)
+            self._private = {}
+            raise
 
     def _find(self, session: Any, cls: ObjectClass, version: int | None = None) -> dict[int, Any]:
         query = {Attribute.CLASS: cls, Attribute.LABEL: self.label}

@@ -11,6 +11,7 @@ emits an audited ``platform.key_rotated`` event with ``key_use: signing``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -94,9 +95,12 @@ async def retire_signing_keys(
     below: int,
     reason: str,
     actor: Actor | None = None,
+    among: Collection[int] | None = None,
 ) -> list[int]:
     """Destroy in the HSM the private key of every version below ``below`` (never the
-    primary one); their public keys stay. Returns the destroyed versions."""
+    primary one); their public keys stay. ``among`` narrows it to the versions a
+    service's own records name (the consent service retires each token key once its
+    overlap ended). Returns the destroyed versions."""
     if not reason.strip():
         raise ValueError("retiring key versions needs a reason")
     if below > provider.primary():
@@ -104,7 +108,7 @@ async def retire_signing_keys(
     name = _record(provider)
     async with conn.transaction():
         await store_keys.lock_kek(conn, name)
-        doomed = [v for v in provider.versions() if v < below]
+        doomed = [v for v in provider.versions() if v < below and (among is None or v in among)]
         if not doomed:
             return []
         await store_keys.mark_destroyed(conn, name, doomed)
