@@ -1,5 +1,6 @@
-"""Proofs are built from the subtrees each checkpoint keeps, not from every leaf hash
-(docs/design.md §8, ADR 0030), and still check out with a verifier written from RFC 9162."""
+"""Proofs are built from the subtrees each checkpoint keeps, not from every leaf hash,
+and still check out with a verifier written from RFC 9162; the search columns come
+from one parse of the content (docs/design.md §8, ADR 0030)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,28 @@ async def test_a_wrong_stored_subtree_yields_an_error_never_a_wrong_proof(audit_
             await handlers.prove_inclusion(conn, 600, cp)  # needs [768, 1024)
         p = await handlers.prove_inclusion(conn, 100, cp)  # does not
         assert verify_inclusion(100, 1100, p.leaf_hash, p.path, cp.root_hash)
+
+
+async def test_search_columns_say_what_the_content_says_whatever_the_writer_sends(audit_log):
+    log = audit_log
+    await log.append(3, tenant="tn_1", correlation_id="corr_1")
+    row = await log.admin.fetchrow("SELECT * FROM records WHERE position = 2")
+    assert (row["tenant"], row["correlation_id"]) == ("tn_1", "corr_1")
+    assert (row["resource"], row["actor_subject"]) == ("tr_2", "user_alice")
+    async with log.pool.acquire() as conn, conn.transaction():
+        # The ingest role names another tenant beside the content: the content wins.
+        content = row["content"].replace('"seq":2', '"seq":3')
+        await conn.execute(
+            "INSERT INTO records (content, leaf_hash, recorded_at, occurred_at, tenant,"
+            " resource, correlation_id, actor_subject)"
+            " VALUES ($1, $2, $3, $4, 'tn_2', 'x', 'y', 'z')",
+            content,
+            b"\x00" * 32,
+            row["recorded_at"],
+            row["occurred_at"],
+        )
+    got = await log.admin.fetchrow(
+        "SELECT position, tenant, resource, correlation_id, actor_subject FROM records"
+        " WHERE position = 3"
+    )
+    assert tuple(got) == (3, "tn_1", "tr_2", "corr_1", "user_alice")
