@@ -9,12 +9,14 @@ import pytest
 from clearway.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
+    NodeHasher,
     Pruned,
-    RangeHasher,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     node_hash,
+    proof_reads,
+    ranges_asked,
     root_of,
     split_point,
     verify_consistency,
@@ -89,7 +91,7 @@ def test_a_frontier_refuses_a_hash_count_that_does_not_match_its_size():
 def test_every_inclusion_proof_verifies_and_a_wrong_leaf_does_not(n):
     leaves = hashes(n)
     root = mth(leaves)
-    get = RangeHasher(leaves)
+    get = NodeHasher({}, dict(enumerate(leaves)))
     for m in range(n):
         proof = inclusion_proof(m, n, get)
         assert verify_inclusion(m, n, leaves[m], proof, root)
@@ -101,7 +103,7 @@ def test_every_inclusion_proof_verifies_and_a_wrong_leaf_does_not(n):
 @pytest.mark.parametrize("n", range(1, 34))
 def test_every_consistency_proof_verifies_and_a_rewritten_history_does_not(n):
     leaves = hashes(n)
-    get = RangeHasher(leaves)
+    get = NodeHasher({}, dict(enumerate(leaves)))
     for m in range(1, n + 1):
         proof = consistency_proof(m, n, get)
         assert verify_consistency(m, n, mth(leaves[:m]), mth(leaves), proof)
@@ -115,9 +117,53 @@ def test_proofs_still_work_after_a_prefix_was_pruned_when_the_compact_range_is_k
     prefix = Frontier()
     prefix.extend(leaves[:cut])
     known = {(s, k): h for s, k, h in prefix.nodes()}
-    get = RangeHasher(leaves[cut:], cut, known)
+    get = NodeHasher(known, {i: leaves[i] for i in range(cut, 23)})
     root = mth(leaves)
     for m in range(cut, 23):
         assert verify_inclusion(m, 23, leaves[m], inclusion_proof(m, 23, get), root)
     with pytest.raises(Pruned):
         inclusion_proof(3, 23, get)
+
+
+@pytest.mark.parametrize("steps", [[1000], [5, 300, 77, 1, 700], [256, 256, 512, 3]])
+def test_a_frontier_keeps_exactly_the_perfect_subtrees_it_completes(steps):
+    leaves, sink, got = hashes(sum(steps)), [], 0
+    f = Frontier(sink=sink, sink_level=4)
+    for n in steps:
+        f.extend(leaves[got : got + n])
+        got += n
+        f = Frontier(f.size, f.hashes, sink=sink, sink_level=4)  # as each checkpoint resumes
+    want = {
+        (lv, i, mth(leaves[i << lv : (i + 1) << lv]))
+        for lv in range(4, got.bit_length())
+        for i in range(got >> lv)
+    }
+    assert sorted(sink) == sorted(want)
+
+
+@pytest.mark.parametrize("n", [1, 16, 17, 100, 255, 256, 257, 1000])
+def test_proofs_from_stored_subtrees_read_few_leaf_hashes_and_verify(n):
+    leaves, unit = hashes(n), 16
+    sink: list = []
+    Frontier(sink=sink, sink_level=4).extend(leaves)
+    stored = {(i << lv, 1 << lv): h for lv, i, h in sink}
+    root = mth(leaves)
+    for m in range(n):
+
+        def proof(get, m=m):
+            return [get(m, m + 1), *inclusion_proof(m, n, get)]
+
+        nodes, spans = proof_reads(ranges_asked(proof), unit)
+        assert all(node in stored for node in nodes)
+        read = {p for a, b in spans for p in range(a, b)}
+        assert len(read) <= 2 * unit  # the leaf's own span and one partial span
+        leaf, *path = proof(NodeHasher(stored, {p: leaves[p] for p in read}))
+        assert verify_inclusion(m, n, leaf, path, root)
+    for m in range(1, n + 1):
+        nodes, spans = proof_reads(
+            ranges_asked(lambda get, m=m: consistency_proof(m, n, get)), unit
+        )
+        read = {p for a, b in spans for p in range(a, b)}
+        assert len(read) <= 2 * unit
+        path = consistency_proof(m, n, NodeHasher(stored, {p: leaves[p] for p in read}))
+        assert verify_consistency(m, n, mth(leaves[:m]), root, path)

@@ -229,10 +229,14 @@ async def take_checkpoint(request: Request, principal: Principal = ADMIN) -> dic
             announce=request.app.state.announce,
         )
     except handlers.LogCorrupted as e:
-        raise ProblemError(
-            409, "log-corrupted", "The log does not verify", str(e), position=e.position
-        ) from None
+        raise _corrupted(e) from None
     return cp.as_json()
+
+
+def _corrupted(e: handlers.LogCorrupted) -> ProblemError:
+    return ProblemError(
+        409, "log-corrupted", "The log does not verify", str(e), position=e.position
+    )
 
 
 @router.get("/proofs/inclusion")
@@ -258,6 +262,8 @@ async def inclusion(
         proof = await handlers.prove_inclusion(conn, position, cp.checkpoint)
     except Pruned as e:
         raise ProblemError(410, "pruned", "Pruned by retention", str(e)) from None
+    except handlers.LogCorrupted as e:
+        raise _corrupted(e) from None
     return {
         "position": position,
         "tree_size": cp.checkpoint.tree_size,
@@ -280,9 +286,11 @@ async def consistency(
         raise invalid_field(("query", "first"), "must not exceed second", "range")
     a, b = await handlers.get_checkpoint(conn, first), await handlers.get_checkpoint(conn, second)
     try:
-        proof = await handlers.prove_consistency(conn, first, second)
+        proof = await handlers.prove_consistency(conn, a.checkpoint, b.checkpoint)
     except Pruned as e:
         raise ProblemError(410, "pruned", "Pruned by retention", str(e)) from None
+    except handlers.LogCorrupted as e:
+        raise _corrupted(e) from None
     return {
         "first": a.checkpoint.as_json(),
         "second": b.checkpoint.as_json(),

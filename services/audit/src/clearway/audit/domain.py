@@ -125,7 +125,7 @@ def canonical_leaf(entry: AuditEntry, seq: int, recorded_at: datetime | str) -> 
     is a string, an integer or null by construction, so only that is inspected."""
     doc = leaf_document(entry, seq, recorded_at)
     if entry.actor is None or _plain(entry.actor.delegation):
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return _encode(doc).encode()
     return canonical(doc)
 
 
@@ -138,9 +138,7 @@ def canonical(document: Mapping[str, Any]) -> bytes:
     ASCII keys); that path is several times faster. Anything else goes through
     the ``rfc8785`` implementation."""
     if _plain(document):
-        return json.dumps(
-            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        return _encode(document).encode()
     try:
         return rfc8785.dumps(dict(document))
     except rfc8785.CanonicalizationError as e:
@@ -148,6 +146,8 @@ def canonical(document: Mapping[str, Any]) -> bytes:
 
 
 _MAX_SAFE_INT = 2**53 - 1
+# One encoder for every leaf: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _plain(value: Any) -> bool:

@@ -16,10 +16,14 @@ from clearway.audit.cuts import cut_verifies
 from clearway.audit.domain import AuditEntry, canonical_leaf, rfc3339
 from clearway.audit.merkle import (
     Frontier,
-    RangeHasher,
+    NodeHasher,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
+    proof_reads,
+    ranges_asked,
+    verify_consistency,
+    verify_inclusion,
 )
 from clearway.audit.signing import Checkpoint, Keyring
 from clearway.shared.event_writer import EventWriter
@@ -27,6 +31,9 @@ from clearway.shared.event_writer import EventWriter
 log = logging.getLogger(__name__)
 #: Records read per query when a checkpoint hashes the records added since the last.
 BLOCK = 1 << 15
+#: Checkpoints keep every perfect subtree of at least 2**SUBTREE_LEVEL leaves they
+#: complete, so a proof reads O(log n) of them plus fewer than that many leaf hashes.
+SUBTREE_LEVEL = 8
 Clock = Callable[[], datetime]
 
 
@@ -173,8 +180,14 @@ async def _take_checkpoint(
     last = await store.latest_checkpoint(conn)
     if last is not None and last.checkpoint.tree_size == size:
         return last.checkpoint
-    frontier = await extend_verified(conn, await base_frontier(conn, keyring), size)
+    frontier = keeping_subtrees(await base_frontier(conn, keyring))
+    await extend_verified(conn, frontier, size)
     return await sign_frontier(conn, keyring, frontier, clock, announce)
+
+
+def keeping_subtrees(frontier: Frontier) -> Frontier:
+    """``frontier`` collecting the subtrees that :func:`sign_frontier` keeps for proofs."""
+    return Frontier(frontier.size, frontier.hashes, sink=[], sink_level=SUBTREE_LEVEL)
 
 
 async def sign_frontier(
@@ -185,9 +198,13 @@ async def sign_frontier(
     announce: CheckpointOutbox | None = None,
 ) -> Checkpoint:
     """Sign the tree head of ``frontier`` (recomputed from content by the caller), keep
-    it with its compact range and announce it."""
+    it with its compact range and the subtrees the frontier collected (proofs are built
+    from them), and announce it."""
     cp = keyring.sign(frontier.size, frontier.root(), clock())
     await store.insert_checkpoint(conn, cp, frontier.hashes)
+    if frontier.sink:
+        await store.insert_subtrees(conn, frontier.sink)
+        frontier.sink.clear()
     if announce is not None:
         await announce.add(conn, cp)
     log.info("audit checkpoint signed: tree_size=%d key=%s", cp.tree_size, cp.key_id)
@@ -202,26 +219,52 @@ class InclusionProof:
     checkpoint: Checkpoint
 
 
-async def _range_hasher(conn: asyncpg.Connection, stop: int) -> RangeHasher:
+async def _node_hasher(
+    conn: asyncpg.Connection, proof: Callable[[Callable[[int, int], bytes]], object]
+) -> NodeHasher:
+    """What ``proof`` needs, read in three queries whatever the log's size: the retention
+    cut's compact range, the stored subtrees of ``2**SUBTREE_LEVEL`` leaves or more (kept
+    by each checkpoint), and the leaf hashes of the few partial spans left."""
     cut = await store.latest_cut(conn)
-    base = Frontier(cut.size, cut.frontier) if cut else Frontier()
-    leaves = await store.leaf_hashes(conn, base.size, stop)
-    known = {(s, n): h for s, n, h in base.nodes()}
-    return RangeHasher(leaves, base.size, known)
+    known = {(s, n): h for s, n, h in Frontier(cut.size, cut.frontier).nodes()} if cut else {}
+    nodes, spans = proof_reads(ranges_asked(proof), 1 << SUBTREE_LEVEL, known)
+    stored = await store.subtrees(conn, nodes)
+    # A log older than stored subtrees (or a checkpoint that did not keep them) has gaps:
+    # those are hashed from their leaf hashes, as before.
+    spans += [(a, a + n) for a, n in nodes if (a, n) not in stored]
+    leaves = await store.leaf_hashes_in(conn, spans)
+    return NodeHasher({**known, **stored}, leaves)
 
 
 async def prove_inclusion(
     conn: asyncpg.Connection, position: int, checkpoint: Checkpoint
 ) -> InclusionProof:
-    """The audit path of ``position`` in the tree ``checkpoint`` signed."""
-    mth = await _range_hasher(conn, checkpoint.tree_size)
-    path = inclusion_proof(position, checkpoint.tree_size, mth)
-    return InclusionProof(position, mth(position, position + 1), path, checkpoint)
+    """The audit path of ``position`` in the tree ``checkpoint`` signed, checked against
+    its signed root before it is handed out (a wrong stored subtree cannot slip through)."""
+    n = checkpoint.tree_size
+
+    def proof(mth: Callable[[int, int], bytes]) -> list[bytes]:
+        return [mth(position, position + 1), *inclusion_proof(position, n, mth)]
+
+    leaf, *path = proof(await _node_hasher(conn, proof))
+    if not verify_inclusion(position, n, leaf, path, checkpoint.root_hash):
+        raise LogCorrupted(position, f"no inclusion proof reproduces the root at tree size {n}")
+    return InclusionProof(position, leaf, path, checkpoint)
 
 
-async def prove_consistency(conn: asyncpg.Connection, first: int, second: int) -> list[bytes]:
-    mth = await _range_hasher(conn, second)
-    return consistency_proof(first, second, mth)
+async def prove_consistency(
+    conn: asyncpg.Connection, first: Checkpoint, second: Checkpoint
+) -> list[bytes]:
+    """RFC 9162 consistency proof between two signed checkpoints, checked before use."""
+    m, n = first.tree_size, second.tree_size
+
+    def proof(mth: Callable[[int, int], bytes]) -> list[bytes]:
+        return consistency_proof(m, n, mth)
+
+    path = proof(await _node_hasher(conn, proof))
+    if not verify_consistency(m, n, first.root_hash, second.root_hash, path):
+        raise LogCorrupted(m, f"no consistency proof links tree sizes {m} and {n}")
+    return path
 
 
 # Reads for the HTTP API: entrypoints go through these, never through the store.

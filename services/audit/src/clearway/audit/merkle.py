@@ -8,13 +8,12 @@ algorithms of §2.1.3.2 / §2.1.4.2 word for word.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from hashlib import sha256
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = sha256(b"").digest()
-_node_copy = sha256(NODE_PREFIX).copy
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -30,6 +29,15 @@ def split_point(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+def _pairs(level: Sequence[bytes]) -> list[bytes]:
+    """Node hashes of consecutive pairs of ``level`` (an even number of hashes). One
+    comprehension over the pairs: the per-node Python work is what costs here."""
+    return [
+        sha256(NODE_PREFIX + left + right).digest()
+        for left, right in zip(level[::2], level[1::2], strict=True)
+    ]
+
+
 def root_of(leaves: Sequence[bytes]) -> bytes:
     """MTH over leaf hashes. Level by level, carrying an odd last node up unchanged,
     which gives the same tree as RFC 6962's recursive split at ``k``."""
@@ -38,28 +46,35 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
     level = list(leaves)
     while len(level) > 1:
         odd = level[-1] if len(level) & 1 else None
-        pairs = memoryview(b"".join(level[: len(level) - (1 if odd is not None else 0)]))
-        # Copying a hash object primed with the prefix is much cheaper than building
-        # a new one (and the concatenation) per node.
-        nxt = []
-        for i in range(0, len(pairs), 64):
-            h = _node_copy()
-            h.update(pairs[i : i + 64])
-            nxt.append(h.digest())
+        level = _pairs(level[:-1] if odd is not None else level)
         if odd is not None:
-            nxt.append(odd)
-        level = nxt
+            level.append(odd)
     return level[0]
+
+
+#: A perfect subtree ``(level, index, hash)``: it covers leaves
+#: ``[index * 2**level, (index + 1) * 2**level)``.
+Subtree = tuple[int, int, bytes]
 
 
 class Frontier:
     """The compact range ``[0, size)``: one perfect-subtree hash per set bit of
     ``size``, largest first. Enough to extend the tree and compute its root."""
 
-    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self,
+        size: int = 0,
+        hashes: Sequence[bytes] = (),
+        *,
+        sink: list[Subtree] | None = None,
+        sink_level: int = 0,
+    ) -> None:
+        """``sink``, when given, collects every perfect subtree of ``2**sink_level``
+        leaves or more that appending completes (what proofs are later built from)."""
         if len(hashes) != size.bit_count():
             raise ValueError(f"a frontier of size {size} has {size.bit_count()} hashes")
         self.size = size
+        self.sink, self.sink_level = sink, sink_level
         bits = [b for b in range(size.bit_length() - 1, -1, -1) if size >> b & 1]
         self._stack: list[tuple[int, bytes]] = list(zip(bits, hashes, strict=True))
 
@@ -81,10 +96,14 @@ class Frontier:
             raise ValueError("subtree not aligned with the frontier")
         self._stack.append((level, h))
         self.size += 1 << level
-        st = self._stack
+        sink, st = self.sink, self._stack
+        if sink is not None and level >= self.sink_level:
+            sink.append((level, (self.size >> level) - 1, h))
         while len(st) > 1 and st[-1][0] == st[-2][0]:
             (lv, r), (_, left) = st.pop(), st.pop()
             st.append((lv + 1, sha256(NODE_PREFIX + left + r).digest()))
+            if sink is not None and lv + 1 >= self.sink_level:
+                sink.append((lv + 1, (self.size >> (lv + 1)) - 1, st[-1][1]))
 
     def extend(self, leaves: Sequence[bytes]) -> None:
         """Append leaf hashes, hashing aligned perfect blocks a level at a time (fast)."""
@@ -93,7 +112,16 @@ class Frontier:
             low = (self.size & -self.size).bit_length() - 1 if self.size else 62
             level = min(low, (n - i).bit_length() - 1, 16)
             block = 1 << level
-            self.push(level, root_of(leaves[i : i + block]))
+            if self.sink is None or level <= self.sink_level:
+                self.push(level, root_of(leaves[i : i + block]))
+            else:  # keep the inner subtrees of the block that are large enough
+                nodes, base = list(leaves[i : i + block]), self.size
+                for lv in range(1, level):
+                    nodes = _pairs(nodes)
+                    if lv >= self.sink_level:
+                        first = base >> lv
+                        self.sink.extend((lv, first + j, h) for j, h in enumerate(nodes))
+                self.push(level, _pairs(nodes)[0])
             i += block
 
     def root(self) -> bytes:
@@ -112,26 +140,66 @@ class Pruned(LookupError):
     """A proof needs hashes of records that retention has removed."""
 
 
-class RangeHasher:
-    """MTH(D[a:b]) over a log whose leaves before ``start`` were pruned but whose
-    compact range at ``start`` is kept (``known`` maps ``(a, size)`` to a hash)."""
+class NodeHasher:
+    """MTH(D[a:b]) from known perfect subtrees (``nodes`` maps ``(start, size)`` to a
+    hash: stored subtrees, a retention cut's compact range) and the leaf hashes a
+    proof still needs (``leaves`` maps a position to its leaf hash)."""
 
     def __init__(
-        self, leaves: Sequence[bytes], start: int = 0, known: Mapping[tuple[int, int], bytes] = {}
+        self, nodes: Mapping[tuple[int, int], bytes], leaves: Mapping[int, bytes]
     ) -> None:
-        self.leaves, self.start, self.known = leaves, start, dict(known)
+        self.nodes, self.leaves = nodes, leaves
 
     def __call__(self, a: int, b: int) -> bytes:
-        if (a, b - a) in self.known:
-            return self.known[(a, b - a)]
-        if a >= self.start:
-            if b - self.start > len(self.leaves):
-                raise Pruned(f"no leaf at position {b - 1}")
-            return root_of(self.leaves[a - self.start : b - self.start])
+        if (a, b - a) in self.nodes:
+            return self.nodes[(a, b - a)]
         if b - a == 1:
-            raise Pruned(f"position {a} was removed by retention")
+            if a not in self.leaves:
+                raise Pruned(f"no leaf hash at position {a} (removed by retention?)")
+            return self.leaves[a]
         k = split_point(b - a)
         return node_hash(self(a, a + k), self(a + k, b))
+
+
+def proof_reads(
+    ranges: Iterable[tuple[int, int]], unit: int, known: Container[tuple[int, int]] = ()
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """What to read to hash ``ranges`` (each ``[a, b)`` as an RFC 9162 proof asks for it):
+    the aligned perfect subtrees of ``unit`` leaves or more, as ``(start, size)``, and the
+    spans ``[a, b)`` of fewer leaves than ``unit`` whose leaf hashes are needed. Subtrees
+    in ``known`` are skipped. MTH splits at the largest power of two below the size, so
+    a range of ``n`` leaves costs O(log n) subtrees plus at most one partial span."""
+    nodes: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] = []
+
+    def cover(a: int, b: int) -> None:
+        n = b - a
+        if (a, n) in known:
+            return
+        if n >= unit and n & (n - 1) == 0 and a % n == 0:
+            nodes.append((a, n))
+        elif n <= unit:
+            spans.append((a, b))
+        else:
+            k = split_point(n)
+            cover(a, a + k)
+            cover(a + k, b)
+
+    for a, b in ranges:
+        cover(a, b)
+    return nodes, spans
+
+
+def ranges_asked(proof: Callable[[Callable[[int, int], bytes]], object]) -> list[tuple[int, int]]:
+    """The ranges ``[a, b)`` whose MTH ``proof(mth)`` asks for (the proof's shape only)."""
+    asked: list[tuple[int, int]] = []
+
+    def record(a: int, b: int) -> bytes:
+        asked.append((a, b))
+        return EMPTY_ROOT
+
+    proof(record)
+    return asked
 
 
 def inclusion_proof(m: int, n: int, mth: Callable[[int, int], bytes], off: int = 0) -> list[bytes]:

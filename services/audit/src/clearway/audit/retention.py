@@ -29,6 +29,7 @@ from clearway.audit.handlers import (
     Clock,
     append_entries,
     extend_verified,
+    keeping_subtrees,
     sign_frontier,
     utc_now,
 )
@@ -135,13 +136,13 @@ async def _cut(
     clock: Clock,
     announce: CheckpointOutbox | None,
 ) -> None:
-    frontier = await extend_verified(conn, base, size)
+    frontier = await extend_verified(conn, keeping_subtrees(base), size)
     # The cut derives from a signed checkpoint at exactly its size: its frontier
     # then reproduces a signed root, which is what verification checks.
     await store.lock_checkpoints(conn)
     anchor = await store.checkpoint_at(conn, size)
     if anchor is None:
-        anchor_cp = await sign_frontier(conn, keyring, frontier.copy(), clock, announce)
+        anchor_cp = await sign_frontier(conn, keyring, frontier, clock, announce)
     elif anchor.checkpoint.root_hash != frontier.root():
         raise RetentionRefused(f"the checkpoint at {size} does not match the records")
     else:

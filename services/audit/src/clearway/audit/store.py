@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from clearway.audit.cuts import RetentionCut
+from clearway.audit.merkle import Subtree
 from clearway.audit.signing import Checkpoint
 
 SCHEMA = "audit"
@@ -128,6 +129,49 @@ async def leaf_hashes(conn: asyncpg.Connection, start: int, stop: int) -> list[b
         stop,
     )
     return [r[0] for r in rows]
+
+
+async def leaf_hashes_in(
+    conn: asyncpg.Connection, spans: Sequence[tuple[int, int]]
+) -> dict[int, bytes]:
+    """Stored leaf hashes of the positions in the spans ``[a, b)`` (one query)."""
+    if not spans:
+        return {}
+    rows = await conn.fetch(
+        "SELECT r.position, r.leaf_hash FROM unnest($1::bigint[], $2::bigint[]) AS s(a, b)"
+        " JOIN records r ON r.position >= s.a AND r.position < s.b",
+        [a for a, _ in spans],
+        [b for _, b in spans],
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+async def subtrees(
+    conn: asyncpg.Connection, nodes: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    """Stored hashes of the perfect subtrees ``(start, size)`` asked for (one query)."""
+    if not nodes:
+        return {}
+    levels = [n.bit_length() - 1 for _, n in nodes]
+    rows = await conn.fetch(
+        "SELECT t.level, t.idx, t.hash FROM unnest($1::smallint[], $2::bigint[]) AS q(level, idx)"
+        " JOIN subtrees t ON t.level = q.level AND t.idx = q.idx",
+        levels,
+        [a >> lv for (a, _), lv in zip(nodes, levels, strict=True)],
+    )
+    return {(r[1] << r[0], 1 << r[0]): r[2] for r in rows}
+
+
+async def insert_subtrees(conn: asyncpg.Connection, nodes: Sequence[Subtree]) -> None:
+    """Keep perfect subtrees a checkpoint completed (recomputed from content)."""
+    await conn.execute(
+        "INSERT INTO subtrees (level, idx, hash)"
+        " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
+        " ON CONFLICT (level, idx) DO NOTHING",
+        [lv for lv, _, _ in nodes],
+        [i for _, i, _ in nodes],
+        [h for _, _, h in nodes],
+    )
 
 
 def _checkpoint(row: asyncpg.Record) -> StoredCheckpoint:

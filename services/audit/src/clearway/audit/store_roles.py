@@ -1,11 +1,12 @@
 """The audit schema's two runtime roles (docs/design.md §8, ADR 0014).
 
 ``clearway_audit`` ingests: it may read everything and insert records (and the
-kit's inbox/outbox rows), but not checkpoints or retention cuts.
+kit's inbox/outbox rows), but not checkpoints, retention cuts or stored subtrees.
 ``clearway_audit_signer`` writes signed statements: it reads the records it signs
-over and inserts checkpoints, cuts and their outbox announcements; it cannot
-insert records. Run as the owner right after the kit's ``migrate``, which grants
-the service role ``SELECT, INSERT`` on every table of the schema.
+over and inserts checkpoints, cuts, the subtrees proofs are built from and their
+outbox announcements; it cannot insert records. Run as the owner right after the
+kit's ``migrate``, which grants the service role ``SELECT, INSERT`` on every table
+of the schema.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from clearway.shared.db import ident, role_name, rotated_roles
 
 #: the signer's role is ``clearway_audit_signer`` (with rotated logins: their group)
 SIGNER_ROLE = "audit_signer"
-SIGNED_TABLES = ("checkpoints", "retention_cuts")
+SIGNED_TABLES = ("checkpoints", "retention_cuts", "subtrees")
 
 
 async def configure_roles(
