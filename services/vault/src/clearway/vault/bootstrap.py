@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.crypto.tenant_keys import TenantKeys
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -44,7 +45,8 @@ def build_app(settings: VaultSettings) -> FastAPI:
             pool = await create_pool(settings.service_dsn, schema=SCHEMA, max_size=10)
             stack.push_async_callback(pool.close)
             events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
-            vault = handlers.Vault(pool, envelope, events)
+            tenant_keys = TenantKeys(envelope, pool)
+            vault = handlers.Vault(pool, envelope, events, tenant_keys=tenant_keys)
             vault.fingerprint_key = await handlers.load_fingerprint_key(pool, envelope)
             app.state.vault = vault
 
@@ -63,6 +65,8 @@ def build_app(settings: VaultSettings) -> FastAPI:
             tasks.every(
                 "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
             )
+            # drops the keys of tenants shredded by another replica or the CLI
+            tasks.every("tenant-keys", settings.tenant_key_refresh_s, tenant_keys.refresh)
             if settings.run_relay:
                 await ensure_topics(settings.kafka, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(settings.service_dsn, SCHEMA, settings.kafka)

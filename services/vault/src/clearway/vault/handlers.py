@@ -16,6 +16,7 @@ import asyncpg
 
 from clearway.shared.actor import Actor
 from clearway.shared.crypto import Context, Envelope
+from clearway.shared.crypto.tenant_keys import TenantKeys, TenantShredded
 from clearway.shared.event_writer import EventWriter
 from clearway.vault import store
 from clearway.vault.domain import CardSecret, new_card
@@ -41,6 +42,16 @@ class Vault:
     envelope: Envelope
     events: EventWriter
     fingerprint_key: bytes = b""
+    #: cards are bound to their tenant's key, so offboarding shreds them (ADR 0027)
+    tenant_keys: TenantKeys | None = None
+
+    async def tenant_key(self, tenant: str) -> None:
+        """Load ``tenant``'s key before sealing or opening its cards;
+        :class:`TenantShredded` for an offboarded tenant."""
+        if self.tenant_keys is not None:
+            await self.tenant_keys.ensure(tenant)
+            if self.tenant_keys.shredded(tenant):
+                raise TenantShredded(tenant)
 
 
 async def load_fingerprint_key(pool: asyncpg.Pool, envelope: Envelope) -> bytes:
@@ -94,6 +105,7 @@ async def tokenize_card(
         fingerprint_key=vault.fingerprint_key,
         today=datetime.now(UTC).date(),
     )
+    await vault.tenant_key(tenant)
     sealed = vault.envelope.seal(
         CardSecret(digits, holder_name).to_bytes(), _sealed_card(card.token, tenant)
     )
@@ -132,7 +144,9 @@ async def detokenize_card(
 ) -> dict[str, Any]:
     """The card number for one payment submission, recorded as a
     ``vault.card_detokenized`` event in the same transaction; an unknown token is
-    recorded as refused and raises :class:`CardNotFound`."""
+    recorded as refused and raises :class:`CardNotFound`; an offboarded tenant's cards
+    raise :class:`TenantShredded` (their keys are destroyed)."""
+    await vault.tenant_key(tenant)
     async with vault.pool.acquire() as conn, conn.transaction():
         row = await store.use_card(conn, tenant, token)
         if row is not None:
