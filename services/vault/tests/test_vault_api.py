@@ -168,3 +168,35 @@ async def test_an_offboarded_tenants_cards_are_shredded_and_others_still_work(va
     assert r.status_code == 403 and r.json()["type"].endswith("tenant-offboarded"), r.text
     with pytest.raises(RecordUnreadable, match="destroyed"):
         state.envelope.open(sealed, Context("vault", "cards", "sealed", a, "ten_a"))
+
+
+async def test_cards_unused_past_their_retention_are_purged_and_the_purge_audited(
+    vault, vault_events
+):
+    """Retention as data (docs/design.md §9): the rule of ``vault_cards`` in the vault's
+    own table decides; an operator's override is kept when the service seeds again."""
+    old = (await vault.tokenize("ten_a")).json()["id"]
+    recent = (await vault.tokenize("ten_a", number="5555 5555 5555 4444")).json()["id"]
+    state, records = vault.app.state.vault, vault.app.state.records
+    async with state.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE cards SET created_at = now() - interval '40 days' WHERE token = $1", old
+        )
+        await conn.execute(
+            "UPDATE retention_rules SET retention = interval '30 days', overridden = true,"
+            " overridden_by = 'alice', reason = 'shorter by contract'"
+            " WHERE record_class = 'vault_cards'"
+        )
+        await records.seed(conn)  # a restart: the override stays
+    assert await records.purge(state.pool) == {"vault_cards": 1}
+    assert await records.purge(state.pool) == {"vault_cards": 0}
+    async with vault.client(tenant="ten_a") as c:
+        assert (await c.get(f"/v1/cards/{old}")).status_code == 404
+        assert (await c.get(f"/v1/cards/{recent}")).status_code == 200
+
+    async def purged():
+        return [e for e in await vault_events() if e.type == "platform.records_purged"] or None
+
+    [event] = await eventually(purged)
+    assert event.data["record_class"] == "vault_cards" and event.data["count"] == 1
+    assert event.data["retention_days"] == 30 and event.data["service"] == "vault"

@@ -49,6 +49,9 @@ def build_app(settings: VaultSettings) -> FastAPI:
             vault = handlers.Vault(pool, envelope, events, tenant_keys=tenant_keys)
             vault.fingerprint_key = await handlers.load_fingerprint_key(pool, envelope)
             app.state.vault = vault
+            records = app.state.records = handlers.retention_rules(events)
+            async with pool.acquire() as conn:
+                await records.seed(conn)
 
             app.state.readiness_checks.append(lambda: handlers.database_ready(vault))
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
@@ -64,6 +67,9 @@ def build_app(settings: VaultSettings) -> FastAPI:
             rotation = timedelta(seconds=settings.kek_rotation_interval_s)
             tasks.every(
                 "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
+            )
+            tasks.every(
+                "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
             )
             # drops the keys of tenants shredded by another replica or the CLI
             tasks.every("tenant-keys", settings.tenant_key_refresh_s, tenant_keys.refresh)

@@ -18,6 +18,7 @@ from clearway.shared.actor import Actor
 from clearway.shared.crypto import Context, Envelope
 from clearway.shared.crypto.tenant_keys import TenantKeys, TenantShredded
 from clearway.shared.event_writer import EventWriter
+from clearway.shared.retention import Retention
 from clearway.vault import store
 from clearway.vault.domain import CardSecret, new_card
 
@@ -65,6 +66,11 @@ async def load_fingerprint_key(pool: asyncpg.Pool, envelope: Envelope) -> bytes:
             sealed = await store.fingerprint_key(conn)
     assert sealed is not None
     return envelope.open(sealed, _FINGERPRINT_KEY)
+
+
+def retention_rules(events: EventWriter) -> Retention:
+    """The vault's record classes and their purges (docs/design.md §9)."""
+    return Retention(SERVICE, events, {"vault_cards": store.purge_cards})
 
 
 async def database_ready(vault: Vault) -> bool:
