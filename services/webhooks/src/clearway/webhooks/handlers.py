@@ -44,7 +44,10 @@ def retention_rules(events: EventWriter) -> Retention:
     return Retention(
         "webhooks",
         events,
-        {"webhook_attempts": store.purge_attempts, "webhook_dead_letters": store.purge_dead_letters},
+        {
+            "webhook_attempts": store.purge_attempts,
+            "webhook_dead_letters": store.purge_dead_letters,
+        },
     )
 
 
