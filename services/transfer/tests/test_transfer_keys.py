@@ -8,7 +8,7 @@ import pytest
 
 from clearway.shared.events import event_id
 from clearway.transfer.domain import TRANSFERS_ROUTE, fingerprint, reference_for
-from clearway.transfer.handlers import purge_expired_keys, recover_stale_keys
+from clearway.transfer.handlers import purge_records, recover_stale_keys
 
 pytestmark = pytest.mark.integration
 
@@ -81,18 +81,38 @@ async def _settled_count(clearway, n):
 
 
 async def test_expired_keys_are_purged_and_the_reference_still_blocks_a_second_transfer(
-    clearway, body
+    clearway, body, eventually, published
 ):
     first = await clearway.post("key-old", body)
+    await clearway.post("key-new", {**body, "amount": 2})
     await clearway.db.execute(
-        "UPDATE transfer.idempotency_keys SET expires_at = now() - interval '1 second'"
+        "UPDATE transfer.idempotency_keys SET created_at = now() - interval '7 days 1 second'"
+        " WHERE key = 'key-old'"
     )
-    assert await purge_expired_keys(clearway.app.state.core) == 1
-    assert await clearway.count("SELECT count(*) FROM transfer.idempotency_keys") == 0
+    assert await purge_records(clearway.app.state.core) == {"idempotency_keys": 1}
+    assert await clearway.count("SELECT count(*) FROM transfer.idempotency_keys") == 1
+    rule = await clearway.db.fetchrow(
+        "SELECT retention, purges, last_purge_count FROM transfer.retention_rules"
+        " WHERE record_class = 'idempotency_keys'"
+    )
+    assert (rule["retention"], rule["purges"], rule["last_purge_count"]) == (
+        timedelta(days=7),
+        1,
+        1,
+    )
+
+    async def purge_published():  # what was removed is in the audit trail
+        found = [e for e in await published() if e.type == "platform.records_purged"]
+        return found or None
+
+    [purged] = await eventually(purge_published)
+    assert purged.data["record_class"] == "idempotency_keys" and purged.data["count"] == 1
+    assert purged.data["retention_days"] == 7 and purged.data["cutoff"].endswith("Z")
     again = await clearway.post("key-old", body)
     assert again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
-    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
+    # key-old's and key-new's: the replay after the purge made no second transfer
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 2
     other = await clearway.post("key-old", {**body, "amount": 1})
     assert other.status_code == 422
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from clearway.shared.crypto import Context, RecordUnreadable
+from clearway.shared.crypto.tenant_keys import shred_tenant
 from clearway.shared.testing.helpers import eventually
 
 from .conftest import VISA, VISA_DIGITS
@@ -139,3 +141,62 @@ async def test_the_card_number_is_in_no_table_in_clear(vault, platform):
     for digits in (VISA_DIGITS, amex):
         for text in (digits, digits.encode().hex(), "Grace Hopper", b"Grace Hopper".hex()):
             assert text not in dump
+
+
+async def test_an_offboarded_tenants_cards_are_shredded_and_others_still_work(vault, platform):
+    """Crypto-shredding (ADR 0027): once ten_a's data keys are destroyed its cards are
+    unreadable and it cannot tokenize; ten_b's cards detokenize as before."""
+    a = (await vault.tokenize("ten_a")).json()["id"]
+    b = (await vault.tokenize("ten_b")).json()["id"]
+    state = vault.app.state.vault
+    async with state.pool.acquire() as conn:
+        sealed = await conn.fetchval("SELECT sealed FROM cards WHERE token = $1", a)
+        assert sealed[:4] == b"CWE\x03"  # bound to the tenant's key
+        destroyed = await shred_tenant(
+            conn, "vault", state.events, tenant="ten_a", reason="contract ended"
+        )
+        assert destroyed == 1
+    await state.tenant_keys.refresh()  # the Supervisor job, without waiting for it
+    body = {"purpose": "rail_submission", "reference": "CWREF43"}
+    async with vault.executor() as c:
+        r = await c.post(f"/internal/v1/tenants/ten_a/cards/{a}/detokenize", json=body)
+        assert r.status_code == 403 and r.json()["type"].endswith("tenant-offboarded"), r.text
+        assert VISA_DIGITS not in r.text
+        r = await c.post(f"/internal/v1/tenants/ten_b/cards/{b}/detokenize", json=body)
+        assert r.status_code == 200 and r.json()["number"] == VISA_DIGITS
+    r = await vault.tokenize("ten_a", number="5555 5555 5555 4444")
+    assert r.status_code == 403 and r.json()["type"].endswith("tenant-offboarded"), r.text
+    with pytest.raises(RecordUnreadable, match="destroyed"):
+        state.envelope.open(sealed, Context("vault", "cards", "sealed", a, "ten_a"))
+
+
+async def test_cards_unused_past_their_retention_are_purged_and_the_purge_audited(
+    vault, vault_events
+):
+    """Retention as data (docs/design.md §9): the rule of ``vault_cards`` in the vault's
+    own table decides; an operator's override is kept when the service seeds again."""
+    old = (await vault.tokenize("ten_a")).json()["id"]
+    recent = (await vault.tokenize("ten_a", number="5555 5555 5555 4444")).json()["id"]
+    state, records = vault.app.state.vault, vault.app.state.records
+    async with state.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE cards SET created_at = now() - interval '40 days' WHERE token = $1", old
+        )
+        await conn.execute(
+            "UPDATE retention_rules SET retention = interval '30 days', overridden = true,"
+            " overridden_by = 'alice', reason = 'shorter by contract'"
+            " WHERE record_class = 'vault_cards'"
+        )
+        await records.seed(conn)  # a restart: the override stays
+    assert await records.purge(state.pool) == {"vault_cards": 1}
+    assert await records.purge(state.pool) == {"vault_cards": 0}
+    async with vault.client(tenant="ten_a") as c:
+        assert (await c.get(f"/v1/cards/{old}")).status_code == 404
+        assert (await c.get(f"/v1/cards/{recent}")).status_code == 200
+
+    async def purged():
+        return [e for e in await vault_events() if e.type == "platform.records_purged"] or None
+
+    [event] = await eventually(purged)
+    assert event.data["record_class"] == "vault_cards" and event.data["count"] == 1
+    assert event.data["retention_days"] == 30 and event.data["service"] == "vault"

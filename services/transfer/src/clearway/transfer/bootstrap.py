@@ -62,9 +62,7 @@ def _maintenance(
     tasks.every(
         "recover-stale-keys", every, lambda: handlers.recover_stale_keys(core), run_at_start=True
     )
-    tasks.every(
-        "purge-expired-keys", every, lambda: handlers.purge_expired_keys(core), run_at_start=True
-    )
+    tasks.every("retention-purge", every, lambda: handlers.purge_records(core), run_at_start=True)
     if executor is not None:
         tasks.every(
             "sweep-open-transfers",
@@ -113,6 +111,9 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 retention=settings.key_retention,
                 vault=vault,
             )
+            core.records = handlers.retention_rules(core.events, settings.key_retention)
+            async with pool.acquire() as conn:
+                await core.records.seed(conn)
             app.state.core = core
             app.state.readiness_checks.append(_database_check(pool))
             if settings.seed_demo:

@@ -29,6 +29,7 @@ from clearway.shared.backoff import RetriesExhausted, retry
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.http import PageRequest
+from clearway.shared.retention import Retention
 from clearway.transfer import store, store_accounts
 from clearway.transfer.domain import (
     CONSUMED,
@@ -76,6 +77,18 @@ class Core:
     lock_timeout_s: float = 30.0
     retention: timedelta = timedelta(days=7)
     vault: VaultClient | None = None  # checks card tokens (docs/design.md §9)
+    records: Retention | None = None  # the retention rules of the schema (docs/design.md §9)
+
+
+def retention_rules(events: EventWriter, key_retention: timedelta) -> Retention:
+    """The record classes the transfer service owns and purges (docs/design.md §9);
+    ``CLEARWAY_TRANSFER_KEY_RETENTION`` is the default of ``idempotency_keys``."""
+    return Retention(
+        "transfer",
+        events,
+        {"idempotency_keys": store.purge_idempotency_keys},
+        defaults={"idempotency_keys": key_retention},
+    )
 
 
 @dataclass(frozen=True)
@@ -451,6 +464,6 @@ async def recover_stale_keys(core: Core) -> int:
     return recovered
 
 
-async def purge_expired_keys(core: Core) -> int:
-    async with core.pool.acquire() as conn:
-        return await store.purge_expired_keys(conn)
+async def purge_records(core: Core) -> dict[str, int]:
+    """The retention job: records past their rule removed, each purge audited."""
+    return await core.records.purge(core.pool) if core.records is not None else {}

@@ -45,9 +45,11 @@ class TransferSettings(KeySettings):
     lock_timeout_s: float = 30.0
     """How long a request waits for a concurrent one holding the same idempotency key."""
     key_retention: timedelta = timedelta(days=7)
-    """How long idempotency keys are kept (seconds, or ISO 8601 such as ``P7D``)."""
+    """Default retention of idempotency keys (seconds, or ISO 8601 such as ``P7D``): the
+    rule ``idempotency_keys`` of ``transfer.retention_rules`` unless an operator overrode
+    it (``clearway-retention transfer set``)."""
     maintenance_interval_s: float = 30.0
-    """Interval of the maintenance jobs (stale and expired keys, open transfers)."""
+    """Interval of the maintenance jobs (stale keys, retention purge, open transfers)."""
     sweep_grace_s: float = 10.0
     """Age after which an open transfer is picked up again by the executor's sweep."""
     revocation_feed: bool = True

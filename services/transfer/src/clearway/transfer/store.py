@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -142,19 +142,18 @@ async def stale_keys(conn: asyncpg.Connection, older_than_s: float, limit: int =
     )
 
 
-async def purge_expired_keys(conn: asyncpg.Connection, batch: int = 5000) -> int:
-    """Delete expired keys (the transfers' unique reference still blocks a second one)."""
-    total = 0
-    while True:
-        n = await conn.fetchval(
-            "WITH gone AS (DELETE FROM idempotency_keys WHERE ctid IN ("
-            " SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT $1)"
-            " RETURNING 1) SELECT count(*) FROM gone",
-            batch,
-        )
-        total += n
-        if n < batch:
-            return total
+async def purge_idempotency_keys(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """The purge of record class ``idempotency_keys`` (docs/design.md §9): at most
+    ``limit`` keys created before ``cutoff`` (the transfers' unique reference still
+    blocks a second transfer)."""
+    n: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM idempotency_keys WHERE ctid IN ("
+        " SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)"
+        " RETURNING 1) SELECT count(*) FROM gone",
+        cutoff,
+        limit,
+    )
+    return n
 
 
 # ------------------------------------------------------------------ transfers

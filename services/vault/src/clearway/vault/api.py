@@ -22,7 +22,7 @@ from clearway.shared.auth.principal import InvalidToken
 from clearway.shared.http import ProblemError, accepts_card_numbers, invalid_field
 from clearway.vault import handlers
 from clearway.vault.domain import TOKEN, InvalidCard
-from clearway.vault.handlers import CardNotFound, Vault
+from clearway.vault.handlers import CardNotFound, TenantShredded, Vault
 
 router = APIRouter(tags=["cards"])
 TENANT = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -91,6 +91,16 @@ def _tenant(principal: Principal) -> str:
     return principal.tenant
 
 
+def _offboarded() -> ProblemError:
+    # the tenant's keys were destroyed (docs/design.md §9): nothing is sealed or opened
+    return ProblemError(
+        403,
+        "tenant-offboarded",
+        "Tenant offboarded",
+        "This tenant's card data was destroyed (crypto-shredded); no card can be used.",
+    )
+
+
 def _not_found() -> ProblemError:
     return ProblemError(
         404, "card-not-found", "Card not found", "No card with this token exists for the tenant."
@@ -123,6 +133,8 @@ async def create_card(
         )
     except InvalidCard as e:
         raise invalid_field(e.field, e.reason, "card") from None
+    except TenantShredded:
+        raise _offboarded() from None
     if not created:
         response.status_code = 200
     return card
@@ -169,3 +181,5 @@ async def detokenize(
         )
     except CardNotFound:
         raise _not_found() from None
+    except TenantShredded:
+        raise _offboarded() from None

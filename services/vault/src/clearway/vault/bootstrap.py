@@ -13,6 +13,7 @@ from clearway.shared.auth import verify_tokens
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import open_service_login
 from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.crypto.tenant_keys import TenantKeys
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -46,9 +47,13 @@ def build_app(settings: VaultSettings) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             pool = await login.pool(schema=SCHEMA, max_size=10)
             stack.push_async_callback(pool.close)
-            vault = handlers.Vault(pool, envelope, events)
+            tenant_keys = TenantKeys(envelope, pool)
+            vault = handlers.Vault(pool, envelope, events, tenant_keys=tenant_keys)
             vault.fingerprint_key = await handlers.load_fingerprint_key(pool, envelope)
             app.state.vault = vault
+            records = app.state.records = handlers.retention_rules(events)
+            async with pool.acquire() as conn:
+                await records.seed(conn)
 
             app.state.readiness_checks.append(lambda: handlers.database_ready(vault))
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
@@ -67,6 +72,11 @@ def build_app(settings: VaultSettings) -> FastAPI:
             )
             if login.rotates:
                 tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
+            tasks.every(
+                "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
+            )
+            # drops the keys of tenants shredded by another replica or the CLI
+            tasks.every("tenant-keys", settings.tenant_key_refresh_s, tenant_keys.refresh)
             if settings.run_relay:
                 await ensure_topics(settings.kafka, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(login.relay_dsn, SCHEMA, settings.kafka)

@@ -16,7 +16,9 @@ import asyncpg
 
 from clearway.shared.actor import Actor
 from clearway.shared.crypto import Context, Envelope
+from clearway.shared.crypto.tenant_keys import TenantKeys, TenantShredded
 from clearway.shared.event_writer import EventWriter
+from clearway.shared.retention import Retention
 from clearway.vault import store
 from clearway.vault.domain import CardSecret, new_card
 
@@ -41,6 +43,16 @@ class Vault:
     envelope: Envelope
     events: EventWriter
     fingerprint_key: bytes = b""
+    #: cards are bound to their tenant's key, so offboarding shreds them (ADR 0027)
+    tenant_keys: TenantKeys | None = None
+
+    async def tenant_key(self, tenant: str) -> None:
+        """Load ``tenant``'s key before sealing or opening its cards;
+        :class:`TenantShredded` for an offboarded tenant."""
+        if self.tenant_keys is not None:
+            await self.tenant_keys.ensure(tenant)
+            if self.tenant_keys.shredded(tenant):
+                raise TenantShredded(tenant)
 
 
 async def load_fingerprint_key(pool: asyncpg.Pool, envelope: Envelope) -> bytes:
@@ -54,6 +66,11 @@ async def load_fingerprint_key(pool: asyncpg.Pool, envelope: Envelope) -> bytes:
             sealed = await store.fingerprint_key(conn)
     assert sealed is not None
     return envelope.open(sealed, _FINGERPRINT_KEY)
+
+
+def retention_rules(events: EventWriter) -> Retention:
+    """The vault's record classes and their purges (docs/design.md §9)."""
+    return Retention(SERVICE, events, {"vault_cards": store.purge_cards})
 
 
 async def database_ready(vault: Vault) -> bool:
@@ -94,6 +111,7 @@ async def tokenize_card(
         fingerprint_key=vault.fingerprint_key,
         today=datetime.now(UTC).date(),
     )
+    await vault.tenant_key(tenant)
     sealed = vault.envelope.seal(
         CardSecret(digits, holder_name).to_bytes(), _sealed_card(card.token, tenant)
     )
@@ -132,7 +150,9 @@ async def detokenize_card(
 ) -> dict[str, Any]:
     """The card number for one payment submission, recorded as a
     ``vault.card_detokenized`` event in the same transaction; an unknown token is
-    recorded as refused and raises :class:`CardNotFound`."""
+    recorded as refused and raises :class:`CardNotFound`; an offboarded tenant's cards
+    raise :class:`TenantShredded` (their keys are destroyed)."""
+    await vault.tenant_key(tenant)
     async with vault.pool.acquire() as conn, conn.transaction():
         row = await store.use_card(conn, tenant, token)
         if row is not None:

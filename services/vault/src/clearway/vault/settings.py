@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
@@ -30,6 +30,8 @@ class VaultSettings(KeySettings):
     """A static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``."""
     jwks_url: str | None = None
     """JWK Set URL of the issuer; unset: ``<issuer>/.well-known/jwks.json``."""
+    retention_interval_s: float = Field(3600.0, gt=0)
+    """How often the retention purge runs (rules: ``vault.retention_rules``)."""
     run_relay: bool = True
     """Run the outbox relay (the vault's audit events) in this process."""
 

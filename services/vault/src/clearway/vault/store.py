@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -76,3 +77,16 @@ async def use_card(conn: asyncpg.Connection, tenant: str, token: str) -> Any:
         tenant,
         token,
     )
+
+
+async def purge_cards(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """Record class ``vault_cards`` (docs/design.md §9): at most ``limit`` cards whose
+    last use (or, never used, tokenization) is before ``cutoff``, sealed number included."""
+    n: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM cards WHERE token IN ("
+        " SELECT token FROM cards WHERE coalesce(last_used_at, created_at) < $1 LIMIT $2)"
+        " RETURNING 1) SELECT count(*) FROM gone",
+        cutoff,
+        limit,
+    )
+    return n

@@ -27,7 +27,7 @@ from clearway.shared.supervisor import Supervisor
 from clearway.webhooks import api, api_messages, consumers
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.dispatcher import Dispatcher
-from clearway.webhooks.handlers import Context
+from clearway.webhooks.handlers import Context, retention_rules
 from clearway.webhooks.replay import ReplayRunner
 from clearway.webhooks.settings import EVENTS_TOPIC, WebhooksSettings
 from clearway.webhooks.ssrf import SsrfGuard, guarded_session
@@ -147,6 +147,12 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                         lifetime=timedelta(seconds=settings.db_login_lifetime_s),
                     ),
                 )
+            records = app.state.records = retention_rules(ctx.events)
+            async with pool.acquire() as conn:
+                await records.seed(conn)
+            tasks.every(
+                "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
+            )
             if settings.run_relay:
                 await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(current, SCHEMA, bootstrap)

@@ -16,6 +16,7 @@ from clearway.shared.auth import Principal
 from clearway.shared.consumer import PermanentError
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
+from clearway.shared.retention import Retention
 from clearway.webhooks import store
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.domain import (
@@ -36,6 +37,18 @@ class NotFound(Exception):
         super().__init__(f"{kind} {id} not found")
         self.kind = kind
         self.id = id
+
+
+def retention_rules(events: EventWriter) -> Retention:
+    """The webhooks service's record classes and their purges (docs/design.md §9)."""
+    return Retention(
+        "webhooks",
+        events,
+        {
+            "webhook_attempts": store.purge_attempts,
+            "webhook_dead_letters": store.purge_dead_letters,
+        },
+    )
 
 
 @dataclass

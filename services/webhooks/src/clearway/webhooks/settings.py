@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
@@ -64,6 +64,8 @@ class WebhooksSettings(KeySettings):
     """Largest event payload delivered."""
     response_body_limit: int = 1024
     """Bytes of a receiver's response body kept with the attempt."""
+    retention_interval_s: float = Field(3600.0, gt=0)
+    """How often the retention purge runs (rules: ``webhooks.retention_rules``)."""
     run_relay: bool = True
     """Run the outbox relay in this process."""
     run_consumer: bool = True

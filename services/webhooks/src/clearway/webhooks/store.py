@@ -283,3 +283,32 @@ async def requeue(conn: asyncpg.Connection, msg_ids: Sequence[str], queued_by: s
     )
     await conn.execute("SELECT pg_notify('clearway_webhooks_due', '')")
     return int(result.split()[-1])
+
+
+# ------------------------------------------------------------------ retention
+
+
+async def purge_attempts(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """Record class ``webhook_attempts`` (docs/design.md §9): at most ``limit`` attempts
+    made before ``cutoff`` (the message keeps its attempt counter)."""
+    n: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM attempts WHERE id IN ("
+        " SELECT id FROM attempts WHERE attempted_at < $1 ORDER BY id LIMIT $2)"
+        " RETURNING 1) SELECT count(*) FROM gone",
+        cutoff,
+        limit,
+    )
+    return n
+
+
+async def purge_dead_letters(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """Record class ``webhook_dead_letters``: at most ``limit`` dead letters written
+    before ``cutoff``."""
+    n: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM dead_letters WHERE id IN ("
+        " SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)"
+        " RETURNING 1) SELECT count(*) FROM gone",
+        cutoff,
+        limit,
+    )
+    return n

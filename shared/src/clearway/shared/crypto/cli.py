@@ -8,6 +8,7 @@
     clearway-keys audit rotate --key audit-checkpoint --reason "yearly rotation" --operator alice
     clearway-keys audit retire --key audit-checkpoint --below 3 --reason "..." --operator alice
     clearway-keys webhooks db-rotate --reason "DBA left the team" --operator alice
+    clearway-keys vault shred-tenant --tenant ten_x --reason "contract ended" --operator alice
 
 ``--key`` names the key: ``kek`` (the default) or one of the service's signing
 keys (``KeyStoreSettings.signing_keys``). Reads the service's settings from the
@@ -16,7 +17,11 @@ admin DSN. Rotation and retirement are recorded as audited ``platform.key_rotate
 events with the operator and reason; ``db-rotate`` gives the service's next
 database login a fresh password (the previous login keeps working until its
 expiry; replicas pick the new one up within ``DB_LOGIN_REFRESH_S``), audited as
-``platform.db_credential_rotated``.
+``platform.db_credential_rotated``. ``shred-tenant`` destroys a tenant's data keys
+(crypto-shredding, ADR 0027): every record of that tenant sealed by the service
+becomes unreadable, audited as ``platform.tenant_shredded``; running replicas drop
+the keys they hold within ``TENANT_KEY_REFRESH_S``. The re-wrap and retirement
+cover the tenant keys (``tenant_keys.sealed``) with the service's sealed columns.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from clearway.shared.crypto.settings import (
     open_signing_provider,
 )
 from clearway.shared.crypto.signing_rotation import retire_signing_keys, rotate_signing_key
+from clearway.shared.crypto.tenant_keys import TENANT_KEY_COLUMN, shred_tenant
 from clearway.shared.db import create_pool
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.settings_doc import registered
@@ -75,7 +81,7 @@ async def _run(args: argparse.Namespace, cls: type[KeyStoreSettings]) -> int:
     pool = await create_pool(settings.platform.database_url, schema=cls.service, max_size=2)
     events = EventWriter(cls.service, topic_prefix=settings.platform.topic_prefix)
     actor = Actor(subject=args.operator) if getattr(args, "operator", None) else None
-    sealed = type(settings).sealed_columns
+    sealed = (*type(settings).sealed_columns, TENANT_KEY_COLUMN)
     try:
         if args.command == "status":
             print(
@@ -125,6 +131,12 @@ async def _run(args: argparse.Namespace, cls: type[KeyStoreSettings]) -> int:
                     actor=actor,
                 )
             print(f"{cls.service}: destroyed versions {gone or 'none'}")
+        elif args.command == "shred-tenant":
+            async with pool.acquire() as conn:
+                n = await shred_tenant(
+                    conn, cls.service, events, tenant=args.tenant, reason=args.reason, actor=actor
+                )
+            print(f"{cls.service}: tenant {args.tenant} shredded ({n} key(s) destroyed)")
     finally:
         await pool.close()
         envelope.provider.close()
@@ -196,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     dbr.add_argument("--reason", required=True)
     dbr.add_argument("--operator")
     dbr.set_defaults(key="kek")  # the database password is sealed with the KEK
+    shr = sub.add_parser(
+        "shred-tenant", help="destroy a tenant's data keys: its records become unreadable"
+    )
+    shr.add_argument("--tenant", required=True)
+    shr.add_argument("--reason", required=True)
+    shr.add_argument("--operator")
+    shr.set_defaults(key="kek")
     args = parser.parse_args(argv)
     return asyncio.run(_run(args, services[args.service]))
 

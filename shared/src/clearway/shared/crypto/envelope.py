@@ -20,6 +20,18 @@ A unique nonce gives a unique, independent data key; one HSM call serves a batch
 Blobs of format ``0x01`` (a random data key wrapped by the KEK directly, written
 before batch keys) still open and re-wrap.
 
+With a :class:`TenantKeySource` (``Envelope(tenant_keys=...)``, ADR 0027) a tenant's
+records are format ``0x03``: the same header followed by the id of the tenant's
+key, a random 256-bit key stored sealed in the service's own schema; the batch
+key that derives the data keys is HMAC-SHA256(tenant key, label ‖ key id ‖ raw
+batch key) (RFC 2104 as a PRF), so the KEK alone no longer opens the record.
+Destroying the tenant's key rows (crypto-shredding) makes every record of that
+tenant unreadable, whoever holds the KEK, while re-wrapping still only swaps the
+KEK-wrapped part of the header::
+
+    "CWE" 0x03 | ... as 0x02 up to the wrapped batch key | len(key id) u8 | key id
+    | nonce (12) | ciphertext ‖ tag (16)
+
 The record's associated data does not cover the KEK version or the wrapped key,
 so re-wrapping under a new KEK version (:meth:`Envelope.rewrap`) replaces only
 the header and never touches the data; the wrapped key is itself authenticated
@@ -29,6 +41,8 @@ time-to-live (:class:`DekCache`), so reading costs one HSM call per batch and TT
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import struct
 import threading
@@ -36,6 +50,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
@@ -43,10 +58,20 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clearway.shared.crypto.keys import KeyProvider, KeyVersionUnknown, UnwrapFailed
 
-__all__ = ["BatchPolicy", "Context", "DekCache", "Envelope", "RecordUnreadable", "kek_version"]
+__all__ = [
+    "BatchPolicy",
+    "Context",
+    "DekCache",
+    "Envelope",
+    "RecordUnreadable",
+    "TenantKeySource",
+    "kek_version",
+]
 
 MAGIC_V1 = b"CWE\x01"  # AES-GCM, DEK wrapped by the KEK (read and re-wrapped, never written)
 MAGIC = b"CWE\x02"  # a data key derived from a batch key wrapped by the KEK
+MAGIC_TENANT = b"CWE\x03"  # as 0x02, the batch key bound to the tenant's own key
+_TENANT_LABEL = b"clearway/tenant-batch-key/v3|"
 _NONCE = 12
 _TAG = 16
 _VERSION_LEN = struct.Struct(">IH")
@@ -91,32 +116,61 @@ class RecordUnreadable(ValueError):
         super().__init__(f"{self.record}: {why}")
 
 
+class TenantKeySource(Protocol):
+    """The per-tenant key level (ADR 0027), held in memory by the service
+    (:class:`clearway.shared.crypto.tenant_keys.TenantKeys`)."""
+
+    def current(self, tenant: str) -> tuple[str, bytes]:
+        """``(key id, key)`` that new records of ``tenant`` are bound to; raises when
+        the tenant's keys were destroyed or are not loaded."""
+        ...
+
+    def key(self, key_id: str) -> bytes | None:
+        """The tenant key ``key_id``, or ``None`` when it is unknown or destroyed."""
+        ...
+
+    def missing(self, key_id: str) -> str:
+        """Why ``key_id`` is not available, for :class:`RecordUnreadable`."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Header:
     batched: bool
     kek: str
     version: int
-    wrapped: bytes  # by the KEK: the batch key (format 2) or the DEK (format 1)
+    wrapped: bytes  # by the KEK: the batch key (format 2, 3) or the DEK (format 1)
     body: int  # offset of the nonce; ``blob[:body]`` names the wrapped key in the cache
+    tenant_key: str | None = None  # format 3: the id of the tenant key
+    wrapped_end: int = 0  # where the KEK-wrapped part ends (format 3: the key id follows)
 
 
 def _parse(blob: bytes, record: Context | str) -> _Header:
     magic = blob[:4]
-    if magic not in (MAGIC, MAGIC_V1):
+    if magic not in (MAGIC, MAGIC_V1, MAGIC_TENANT):
         raise RecordUnreadable(record, "not a sealed record (unknown format)")
     try:
         n = blob[4]
         kek = blob[5 : 5 + n].decode()
         version, wlen = _VERSION_LEN.unpack_from(blob, 5 + n)
+        start = 5 + n + 6
+        wrapped = blob[start : start + wlen]
+        body = end = start + wlen
+        tenant_key = None
+        if magic == MAGIC_TENANT:
+            tenant_key = blob[end + 1 : end + 1 + blob[end]].decode()
+            body = end + 1 + blob[end]
     except (IndexError, struct.error, UnicodeDecodeError):
         raise RecordUnreadable(record, "truncated sealed record") from None
-    start = 5 + n + 6
-    wrapped = blob[start : start + wlen]
-    body = start + wlen
-    batched = magic == MAGIC
     if len(wrapped) != wlen or len(blob) < body + _NONCE + _TAG:
         raise RecordUnreadable(record, "truncated sealed record")
-    return _Header(batched, kek, version, wrapped, body)
+    return _Header(magic != MAGIC_V1, kek, version, wrapped, body, tenant_key, end)
+
+
+def _tenant_bound(raw: bytes, key_id: str, tenant_key: bytes) -> bytes:
+    """The batch key of a format-3 record: needs both the KEK-wrapped key and the
+    tenant's key (HMAC-SHA256 as a PRF, RFC 2104)."""
+    return hmac.digest(tenant_key, _TENANT_LABEL + key_id.encode() + b"|" + raw, hashlib.sha256)
 
 
 def kek_version(blob: bytes) -> int:
@@ -204,6 +258,7 @@ class _Batch:
     key: _BatchKey
     expires: float
     left: int
+    tenant_key: str | None = None
 
 
 class Envelope:
@@ -215,8 +270,11 @@ class Envelope:
         cache: DekCache | None = None,
         batches: BatchPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tenant_keys: TenantKeySource | None = None,
     ) -> None:
         self.provider = provider
+        #: the per-tenant key level; records of tenant ``""`` (service-wide keys) never use it
+        self.tenant_keys = tenant_keys
         self.cache = cache if cache is not None else DekCache()
         self.batches = batches or BatchPolicy()
         self._clock = clock
@@ -246,6 +304,14 @@ class Envelope:
             self._batches = {}
             self._rewrapped.clear()
 
+    def forget_tenant(self, tenant: str) -> None:
+        """Drop what is held in memory of ``tenant``'s keys (after crypto-shredding): its
+        current batch, and every unwrapped key (the cache is keyed by header, not tenant,
+        and refills at one HSM call per batch)."""
+        self.cache.clear()
+        with self._lock:
+            self._batches.pop(tenant, None)
+
     def _header(self, version: int, wrapped: bytes, magic: bytes = MAGIC) -> bytes:
         name = self.provider.name.encode()
         return (
@@ -259,10 +325,19 @@ class Envelope:
             if batch is None or batch.left <= 0 or batch.expires < now:
                 version = self.primary
                 raw = AESGCM.generate_key(256)
+                tenant_key = None
+                if self.tenant_keys is not None and tenant:
+                    # raises when the tenant was shredded: nothing new is sealed for it
+                    tenant_key, secret = self.tenant_keys.current(tenant)
                 # raises KeyUnavailable when the HSM is down: nothing is sealed without it
                 wrapped = self.provider.wrap(version, raw)
-                key = _BatchKey(raw)
-                header = self._header(version, wrapped)
+                if tenant_key is None:
+                    key = _BatchKey(raw)
+                    header = self._header(version, wrapped)
+                else:
+                    key = _BatchKey(_tenant_bound(raw, tenant_key, secret))
+                    kid = tenant_key.encode()
+                    header = self._header(version, wrapped, MAGIC_TENANT) + bytes([len(kid)]) + kid
                 self.cache.put(header, key)
                 batch = self._batches[tenant] = _Batch(
                     version,
@@ -270,6 +345,7 @@ class Envelope:
                     key,
                     now + self.batches.seconds,
                     self.batches.records,
+                    tenant_key,
                 )
             batch.left -= 1
             return batch
@@ -292,9 +368,22 @@ class Envelope:
         if header.kek != self.provider.name:
             raise RecordUnreadable(record, f"sealed under another service's key ({header.kek})")
         key = self._unwrap(header, record)
+        if header.tenant_key is not None:
+            key = self._tenant_bound(key, header.tenant_key, record)
         aead = _BatchKey(key) if header.batched else AESGCM(key)
         self.cache.put(blob[: header.body], aead)
         return aead, header.body
+
+    def _tenant_bound(self, raw: bytes, key_id: str, record: Context | str) -> bytes:
+        secret = self.tenant_keys.key(key_id) if self.tenant_keys is not None else None
+        if secret is None:
+            why = (
+                self.tenant_keys.missing(key_id)
+                if self.tenant_keys is not None
+                else f"tenant key {key_id} is not loaded (no tenant keys in this process)"
+            )
+            raise RecordUnreadable(record, why)
+        return _tenant_bound(raw, key_id, secret)
 
     def _unwrap(self, header: _Header, record: Context | str) -> bytes:
         try:
@@ -312,7 +401,12 @@ class Envelope:
         """The plaintext of a sealed record; :class:`RecordUnreadable` naming the record
         when the blob is truncated, its key version gone, or its context altered."""
         # hot path: the header of a cached key is found without parsing the blob
-        body = 11 + blob[4] + int.from_bytes(blob[9 + blob[4] : 11 + blob[4]]) if blob[4:] else 0
+        try:
+            body = 11 + blob[4] + int.from_bytes(blob[9 + blob[4] : 11 + blob[4]])
+            if blob[3] == 3:  # format 3: the tenant key id follows
+                body += 1 + blob[body]
+        except IndexError:
+            body = 0
         aead = self.cache.get(blob[:body]) if len(blob) >= body + _NONCE + _TAG else None
         if aead is None:
             aead, body = self._kek_unwrap(blob, context)
@@ -345,8 +439,9 @@ class Envelope:
             new = self._rewrapped.get(old)
         if new is None:
             key = self._unwrap(header, record)
-            magic = MAGIC if header.batched else MAGIC_V1
-            new = self._header(version, self.provider.wrap(version, key), magic)
+            magic = blob[:4]  # the tenant key id (format 3) is kept as it is
+            tenant_part = blob[header.wrapped_end : header.body]
+            new = self._header(version, self.provider.wrap(version, key), magic) + tenant_part
             with self._lock:
                 self._rewrapped[old] = new
                 while len(self._rewrapped) > max(self.cache.size, 64):

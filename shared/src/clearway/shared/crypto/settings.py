@@ -124,6 +124,9 @@ class KeySettings(KeyStoreSettings):
     working for the lifetime minus the rotation interval."""
     db_login_refresh_s: float = Field(60.0, gt=0)
     """How often each replica checks for a due rotation and picks up the newest login."""
+    tenant_key_refresh_s: float = Field(30.0, gt=0)
+    """How often each replica drops the tenant keys of tenants crypto-shredded elsewhere
+    (ADR 0027)."""
 
     #: set by a service whose bootstrap uses rotated logins (``db_logins=rotated``)
     supports_rotated_db_logins: ClassVar[bool] = False
