@@ -223,16 +223,32 @@ class Dispatcher:
                 del self._inflight[c.endpoint_id]
 
     async def _send(self, c: Claimed, keys: Sequence[SigningKey]) -> Result:
+        # The attempt is a CLIENT span in the event's trace (docs/design.md §11): its
+        # parent is the traceparent stored with the message, never the worker's own
+        # context, and the receiver gets the attempt span's traceparent.
+        with _tracer.start_as_current_span(
+            "webhook attempt",
+            context=context_from_traceparent(c.traceparent),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "clearway.message_id": c.id,
+                "clearway.endpoint_id": c.endpoint_id,
+                "clearway.webhook.attempt": c.attempt_no,
+                "http.request.method": "POST",
+            },
+        ) as span:
+            result = await self._post(c, keys, current_traceparent()[0] or c.traceparent)
+            span.set_attribute("clearway.webhook.outcome", result.outcome)
+            if result.code is not None:
+                span.set_attribute("http.response.status_code", result.code)
+            if result.outcome != Outcome.SUCCESS:
+                span.set_status(trace.StatusCode.ERROR, result.error or f"HTTP {result.code}")
+            return result
+
+    async def _post(
+        self, c: Claimed, keys: Sequence[SigningKey], traceparent: str | None
+    ) -> Result:
         ts = int(time.time())
-        traceparent = c.traceparent
-        if c.traceparent:
-            with _tracer.start_as_current_span(
-                "webhook send",
-                context=context_from_traceparent(c.traceparent),
-                kind=trace.SpanKind.CLIENT,
-                attributes={"clearway.message_id": c.id},
-            ):
-                traceparent = current_traceparent()[0] or c.traceparent
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
