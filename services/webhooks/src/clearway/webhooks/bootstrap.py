@@ -112,10 +112,6 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 producer = idempotent_producer(bootstrap)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
-            replays = ReplayRunner(pool)
-            app.state.replays = replays
-            await replays.resume()
-            stack.push_async_callback(replays.stop)
             if settings.run_dispatcher:
                 dispatcher = Dispatcher(
                     ctx, pool, client, current() if callable(current) else current
@@ -125,6 +121,9 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            replays = ReplayRunner(pool, tasks)
+            app.state.replays = replays
+            await replays.resume()
             await verify_tokens(
                 app, tasks, settings, audience=f"clearway-{SERVICE}", jwks=settings.jwks
             )
