@@ -122,6 +122,12 @@ async def test_a_replay_job_is_a_supervised_task_restarted_with_backoff_after_a_
     endpoint = await service.create_endpoint(receiver.url)
     await publish([make_event(1, run="supervised")])
     await eventually(lambda: len(receiver.requests) == 1)
+
+    async def recorded() -> bool:  # nothing else touches the message from now on
+        r = await service.http.get("/v1/messages", headers=service.auth)
+        return [m["status"] for m in r.json()["data"]] == ["delivered"]
+
+    await eventually(recorded)
     sup = service.app.state.supervisor
     sup.backoff = Backoff(base=1.0, cap=1.0, jitter=0.0)  # long enough to observe
     admin = await asyncpg.connect(platform.database_url)
@@ -144,18 +150,18 @@ async def test_a_replay_job_is_a_supervised_task_restarted_with_backoff_after_a_
         name = f"replay-{r.json()['id']}"
         assert name in sup.status(), "the job runs as a task of the supervisor"
 
-        async def waiting_step() -> int | None:
-            return await admin.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%FROM messages WHERE endpoint_id%'"
-            )
+        found: list[int] = []
 
-        pid = None
-        for _ in range(200):
-            if pid := await waiting_step():
-                break
-            await asyncio.sleep(0.05)
-        assert pid, "the job's step waits for the held message"
+        async def waiting_step() -> bool:
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND query LIKE '%FOR UPDATE%'"
+            )
+            found[:] = [pid] if pid else []
+            return bool(pid)
+
+        await eventually(waiting_step, timeout=60)  # the job's step waits for the message
+        pid = found[0]
         await admin.execute("SELECT pg_terminate_backend($1)", pid)  # the database fails it
 
         def restarting() -> bool:
