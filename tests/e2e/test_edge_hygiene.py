@@ -409,6 +409,7 @@ _SCAN_SEPARATORS = re.compile(r"[\s.\-/_\\|,+]+")
 _ID_LIKE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|\b(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}\b"
+    r"|0x[0-9a-fA-F]+"  # trace and span ids as the span exporter writes them
 )
 # Its own rules, not the kit's: 13-19 digits, separators of the formats, a
 # payment-card first digit (2-6: epoch nanoseconds in spans start with 1), Luhn.

@@ -166,7 +166,7 @@ async def test_a_dripping_endpoint_never_holds_up_a_healthy_one_nor_causes_lease
     service_factory, settings, receiver_factory, publish, make_event, eventually
 ):
     service = await service_factory(
-        settings.replace(request_timeout_s=1.0, lease_s=3.0, workers=2, endpoint_concurrency=4)
+        settings.replace(request_timeout_s=2.0, lease_s=6.0, workers=2, endpoint_concurrency=4)
     )
     healthy = await receiver_factory()
     await service.create_endpoint(healthy.url)
@@ -209,9 +209,11 @@ async def test_a_dripping_endpoint_never_holds_up_a_healthy_one_nor_causes_lease
         f"healthy p99 alone {alone * 1000:.0f} ms, beside the dripper {beside_drip * 1000:.0f} ms"
     )
     # Isolation: no healthy delivery waited behind a dripping attempt's deadline (a
-    # worker stuck on the dripper would push the healthy p99 past it). How close the
-    # two p99s are is a speed figure, printed here and measured by the benchmark.
-    assert beside_drip < service.settings.request_timeout_s, (alone, beside_drip)
+    # worker stuck on the dripper would add the deadline to the healthy p99; measured
+    # against the same run's p99 alone, so a busy CPU slowing both does not count).
+    # How close the two p99s are is a speed figure, printed here and benchmarked.
+    deadline = service.settings.request_timeout_s
+    assert beside_drip < alone + 0.9 * deadline, (alone, beside_drip)
     counts = Counter(r.headers["webhook-id"] for r in healthy.requests)
     assert set(counts.values()) == {1}, "no healthy message was delivered twice"
     assert sent, "the dripping endpoint was tried"
