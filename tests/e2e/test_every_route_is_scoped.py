@@ -29,13 +29,7 @@ pytestmark = pytest.mark.integration
 ISSUER = "https://auth.test.clearway"
 PUBLIC = {
     "transfer": {"/healthz", "/readyz", "/metrics"},
-    "webhooks": {
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/v1/event-types",
-        "/v1/webhooks/signing-keys",
-    },
+    "webhooks": {"/healthz", "/readyz", "/metrics", "/v1/event-types"},
     "audit": {"/healthz", "/readyz", "/metrics", "/v1/audit/keys"},
     "rail": {"/healthz", "/readyz", "/metrics"},
     "vault": {"/healthz", "/readyz", "/metrics"},
