@@ -166,7 +166,7 @@ async def test_a_dripping_endpoint_never_holds_up_a_healthy_one_nor_causes_lease
     service_factory, settings, receiver_factory, publish, make_event, eventually
 ):
     service = await service_factory(
-        settings.replace(request_timeout_s=2.0, lease_s=6.0, workers=2, endpoint_concurrency=4)
+        settings.replace(request_timeout_s=1.0, lease_s=3.0, workers=2, endpoint_concurrency=4)
     )
     healthy = await receiver_factory()
     await service.create_endpoint(healthy.url)
