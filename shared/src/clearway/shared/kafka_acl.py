@@ -22,7 +22,7 @@ from enum import IntEnum
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1
 from aiokafka.protocol.api import Request
 
 from clearway.shared.dlt import dlt_topic
@@ -201,6 +201,18 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
         return request_struct_class([a.as_tuple() for a in self.acls])
 
 
+class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
+    """DeleteAcls (KIP-140), one exact filter per binding, all in one request."""
+
+    API_KEY = 31
+
+    def __init__(self, acls: Sequence[Acl]) -> None:
+        self.acls = acls
+
+    def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
+        return request_struct_class([a.as_tuple() for a in self.acls])
+
+
 @asynccontextmanager
 async def acl_admin(link: KafkaLink) -> AsyncIterator[AIOKafkaAdminClient]:
     """An admin client over ``link`` (a super user's login) for :func:`create_acls`."""
@@ -223,3 +235,11 @@ async def create_acls(admin: AIOKafkaAdminClient, acls: Sequence[Acl]) -> None:
     errors = [msg or str(code) for code, msg in response.creation_responses if code]
     if errors:
         raise RuntimeError(f"CreateAcls failed: {errors[:3]}")
+
+
+async def delete_acls(admin: AIOKafkaAdminClient, acls: Sequence[Acl]) -> None:
+    """Delete exactly ``acls`` (bindings that do not exist are no error)."""
+    response = await _send(admin, _DeleteAcls(acls))
+    errors = [msg or str(code) for code, msg, _ in response.filter_responses if code]
+    if errors:
+        raise RuntimeError(f"DeleteAcls failed: {errors[:3]}")

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from clearway.shared.crypto.softhsm import ensure_token, softhsm_home
 from clearway.shared.kafka_acl import (
@@ -44,6 +45,7 @@ from clearway.shared.kafka_acl import (
     SERVICES,
     acl_admin,
     create_acls,
+    delete_acls,
     platform_acls,
     stack_users,
 )
@@ -194,12 +196,18 @@ async def admin_dsn(stack: Stack) -> AsyncIterator[str]:
         await conn.close()
 
 
-class _AclGrants:
-    """Grants the services' ACLs per topic prefix over one admin connection, kept on
-    its own event loop thread (a test's loop ends with the test)."""
+class _BrokerJanitor:
+    """One admin connection on its own event loop thread (a test's loop ends with the
+    test) that prepares each test's topic prefix and clears it afterwards.
+
+    On a secured stack a prefix gets the services' ACLs; afterwards its topics and
+    ACLs are deleted, so the broker of a long session does not carry thousands of
+    dead topics (every metadata request and pattern subscription would pay for them).
+    """
 
     def __init__(self, stack: Stack) -> None:
         self._link = stack.platform().kafka
+        self._secured = stack.secured
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -213,7 +221,23 @@ class _AclGrants:
         return await self._cm.__aenter__()
 
     def grant(self, prefix: str) -> None:
-        self._run(create_acls(self._admin, platform_acls(prefix, domains=TEST_DOMAINS)))
+        if self._secured:
+            self._run(create_acls(self._admin, platform_acls(prefix, domains=TEST_DOMAINS)))
+
+    def clear(self, prefix: str) -> None:
+        """Delete the prefix's topics and ACLs; a failure is reported, never fatal."""
+        try:
+            self._run(self._clear(prefix))
+        except Exception as exc:
+            print(f"[fixtures] could not clear topics under {prefix}: {exc!r}", file=sys.stderr)
+
+    async def _clear(self, prefix: str) -> None:
+        topics = [t for t in await self._admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            with contextlib.suppress(UnknownTopicOrPartitionError):
+                await self._admin.delete_topics(topics)
+        if self._secured:
+            await delete_acls(self._admin, platform_acls(prefix, domains=TEST_DOMAINS))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -223,26 +247,24 @@ class _AclGrants:
 
 
 @pytest.fixture(scope="session")
-def kafka_acls(stack: Stack) -> Iterator[_AclGrants | None]:
-    """The ACL granter of a secured stack (``None`` for an open one)."""
-    if not stack.secured:
-        yield None
-        return
-    grants = _AclGrants(stack)
+def broker_janitor(stack: Stack) -> Iterator[_BrokerJanitor]:
+    """Grants (on a secured stack) and clears each test's topic prefix."""
+    janitor = _BrokerJanitor(stack)
     try:
-        yield grants
+        yield janitor
     finally:
-        grants.close()
+        janitor.close()
 
 
 @pytest.fixture
-def topic_prefix(kafka_acls: _AclGrants | None) -> str:
+def topic_prefix(broker_janitor: _BrokerJanitor) -> Iterator[str]:
     """A unique topic prefix so tests never see each other's messages; on a secured
-    broker each service's principal is granted its ACLs under it."""
+    broker each service's principal is granted its ACLs under it. The prefix's
+    topics (and ACLs) are deleted when the test ends."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    if kafka_acls is not None:
-        kafka_acls.grant(prefix)
-    return prefix
+    broker_janitor.grant(prefix)
+    yield prefix
+    broker_janitor.clear(prefix)
 
 
 @pytest.fixture
