@@ -29,7 +29,13 @@ pytestmark = pytest.mark.integration
 ISSUER = "https://auth.test.clearway"
 PUBLIC = {
     "transfer": {"/healthz", "/readyz", "/metrics"},
-    "webhooks": {"/healthz", "/readyz", "/metrics", "/v1/event-types"},
+    "webhooks": {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/event-types",
+        "/v1/webhooks/signing-keys",
+    },
     "audit": {"/healthz", "/readyz", "/metrics", "/v1/audit/keys"},
     "rail": {"/healthz", "/readyz", "/metrics"},
     "vault": {"/healthz", "/readyz", "/metrics"},

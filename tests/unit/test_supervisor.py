@@ -123,3 +123,44 @@ async def test_a_task_is_declared_once():
 
 async def _noop() -> None:
     return None
+
+
+async def test_a_one_off_task_restarts_after_a_crash_shows_in_readiness_then_goes_away():
+    gate = asyncio.Event()
+    runs: list[int] = []
+
+    async def job() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise ConnectionError("database gone")
+        await gate.wait()
+
+    service = "supervise-one-off"
+    app = app_with(lambda t: None, service)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        sup: Supervisor = app.state.supervisor
+        sup.backoff = Backoff(base=0.5, cap=0.5, jitter=0.0)
+        assert sup.once("replay-1", job)
+        assert not sup.once("replay-1", job), "one task per name while it exists"
+        await eventually(lambda: _state(sup, "replay-1", TaskState.RESTARTING), timeout=10)
+        r = await http.get("/readyz")
+        assert r.status_code == 503 and r.json()["failed_checks"] == ["task:replay-1"]
+        await eventually(lambda: _true(len(runs) == 2), timeout=10)
+        assert (await http.get("/readyz")).status_code == 200
+        assert sup.status()["replay-1"].restarts == 1
+        gate.set()  # the job finishes: the task is forgotten
+        await eventually(lambda: _true("replay-1" not in sup.status()), timeout=10)
+        text = (await http.get("/metrics")).text
+        assert metric(text, "clearway_task_up", service, "replay-1") is None
+        assert (await http.get("/readyz")).status_code == 200
+        assert sup.once("replay-1", job), "the name is free again"
+        await eventually(lambda: _true("replay-1" not in sup.status()), timeout=10)
+
+
+async def _state(sup: Supervisor, name: str, state: TaskState) -> bool:
+    status = sup.status().get(name)
+    return status is not None and status.state is state
+
+
+async def _true(value: bool) -> bool:
+    return value

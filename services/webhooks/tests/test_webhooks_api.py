@@ -109,7 +109,13 @@ async def test_scopes_are_required_and_tenants_never_see_each_other(
     assert (await service.http.get("/v1/endpoints", headers=other)).json()["data"] == []
     scopes = route_scopes(service.app)
     public = {path for (method, path), s in scopes.items() if not s}
-    assert public == {"/healthz", "/readyz", "/metrics", "/v1/event-types"}
+    assert public == {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/event-types",
+        "/v1/webhooks/signing-keys",
+    }
 
 
 async def test_endpoints_page_with_cursors_bound_to_the_tenant(service, token, receiver_factory):

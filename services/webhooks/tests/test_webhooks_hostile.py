@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import pytest
-from clearway_webhook_verify import ReplayedMessage, VerificationError, Verifier
+from clearway_webhook_verify import ReplayedMessage, VerificationError, Verifier, signing_keys
 
 from clearway.webhooks.dispatcher import Dispatcher
 from clearway.webhooks.ssrf import SsrfGuard, guarded_session
@@ -268,9 +268,11 @@ async def test_a_delivery_the_partner_failed_to_process_is_accepted_by_the_verif
 
     receiver = await receiver_factory(partner)
     endpoint = await service.create_endpoint(receiver.url, ed25519_signatures=True)
-    assert endpoint["signing_public_key"].startswith("whpk_")
-    # the partner checks the v1a signature only: it holds no shared secret
-    holder["verifier"] = Verifier([endpoint["signing_public_key"]])
+    assert endpoint["ed25519_signatures"] is True
+    # the partner checks the v1a signature only: it holds no shared secret, only the
+    # published public keys
+    key_set = (await service.http.get("/v1/webhooks/signing-keys")).json()
+    holder["verifier"] = Verifier(signing_keys(key_set))
     event = make_event(1, run="partner")
     await publish([event])
     await eventually(lambda: len(handled) == 1)

@@ -108,3 +108,76 @@ async def test_a_replay_by_cli_delivers_the_dead_letters_and_running_it_again_se
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_replay_job_is_a_supervised_task_restarted_with_backoff_after_a_crash(
+    service, receiver_factory, publish, make_event, eventually, platform
+):
+    import asyncpg
+
+    from clearway.shared.backoff import Backoff
+    from clearway.shared.supervisor import TaskState
+
+    receiver = await receiver_factory()
+    endpoint = await service.create_endpoint(receiver.url)
+    await publish([make_event(1, run="supervised")])
+    await eventually(lambda: len(receiver.requests) == 1)
+
+    async def recorded() -> bool:  # nothing else touches the message from now on
+        r = await service.http.get("/v1/messages", headers=service.auth)
+        return [m["status"] for m in r.json()["data"]] == ["delivered"]
+
+    await eventually(recorded)
+    sup = service.app.state.supervisor
+    sup.backoff = Backoff(base=1.0, cap=1.0, jitter=0.0)  # long enough to observe
+    admin = await asyncpg.connect(platform.database_url)
+    try:
+        # hold the message the job must lock, so its step waits where we can break it
+        holder = admin.transaction()
+        await holder.start()
+        await admin.execute("SELECT 1 FROM webhooks.messages FOR UPDATE")
+        r = await service.http.post(
+            "/v1/replays",
+            json={
+                "endpoint_id": endpoint["id"],
+                "since": "2000-01-01T00:00:00Z",
+                "until": "2100-01-01T00:00:00Z",
+                "status": "all",
+            },
+            headers=service.auth,
+        )
+        assert r.status_code == 202, r.text
+        name = f"replay-{r.json()['id']}"
+        assert name in sup.status(), "the job runs as a task of the supervisor"
+
+        found: list[int] = []
+
+        async def waiting_step() -> bool:
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND query LIKE '%FOR UPDATE%'"
+            )
+            found[:] = [pid] if pid else []
+            return bool(pid)
+
+        await eventually(waiting_step, timeout=60)  # the job's step waits for the message
+        pid = found[0]
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)  # the database fails it
+
+        def restarting() -> bool:
+            s = sup.status().get(name)
+            return s is not None and s.state is TaskState.RESTARTING
+
+        await eventually(restarting, timeout=10)
+        ready = await service.http.get("/readyz")
+        assert ready.status_code == 503 and f"task:{name}" in ready.json()["failed_checks"]
+        await holder.rollback()
+        # restarted from its stored cursor, the job finishes and its task goes away
+        await eventually(lambda: name not in sup.status(), timeout=30)
+        assert sup.status().get(name) is None
+        await eventually(lambda: len(receiver.requests) == 2, timeout=30)
+        job = await service.http.get(f"/v1/replays/{r.json()['id']}", headers=service.auth)
+        assert job.json()["state"] == "done" and job.json()["queued"] == 1
+        assert (await service.http.get("/readyz")).status_code == 200
+    finally:
+        await admin.close()

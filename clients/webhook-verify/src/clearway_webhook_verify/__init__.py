@@ -4,9 +4,11 @@ Standard Webhooks (https://www.standardwebhooks.com/): the signed content is
 ``"{webhook-id}.{webhook-timestamp}.{body}"``; ``webhook-signature`` holds one or
 more space-separated signatures: ``v1,<base64 HMAC-SHA256>`` keyed with the
 base64 part of a ``whsec_`` secret, and, for endpoints that opted in,
-``v1a,<base64 Ed25519>`` checked with the endpoint's ``whpk_`` public key. HMAC
-needs only the standard library; ``v1a`` needs ``cryptography`` (the ``ed25519``
-extra).
+``v1a,<base64 Ed25519>`` checked with Clearway's ``whpk_`` public keys, published
+at ``GET /v1/webhooks/signing-keys`` (:func:`signing_keys`). During a key
+rotation a delivery carries a ``v1a`` signature by the old key and one by the new,
+so a verifier holding either key accepts it. HMAC needs only the standard
+library; ``v1a`` needs ``cryptography`` (the ``ed25519`` extra).
 
 Replay protection has two parts. The timestamp window refuses a captured
 request replayed later than ``tolerance_s``. Inside the window, the seen-id
@@ -38,6 +40,7 @@ __all__ = [
     "TimestampOutOfWindow",
     "VerificationError",
     "Verifier",
+    "signing_keys",
 ]
 
 PREFIX = "whsec_"
@@ -123,6 +126,17 @@ def _public_key(whpk: str) -> Any:
         return Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError) as e:
         raise ValueError("a public key is whpk_ followed by base64 of 32 bytes") from e
+
+
+def signing_keys(key_set: Mapping[str, Any]) -> list[str]:
+    """The ``whpk_`` public keys of a ``GET /v1/webhooks/signing-keys`` document, for
+    :class:`Verifier`. Fetch it again now and then (daily): a new key appears there
+    when Clearway rotates, and the old one goes when it is retired."""
+    return [
+        k["whpk"]
+        for k in key_set.get("keys", [])
+        if str(k.get("whpk", "")).startswith(PUBLIC_KEY_PREFIX)
+    ]
 
 
 class Verifier:

@@ -9,6 +9,10 @@ on one :class:`Supervisor`::
         tasks.every("purge-expired-keys", 30.0, purge)
         yield
 
+Work that ends (a replay job) is a task too: ``tasks.once(name, job)`` runs it,
+restarting it with backoff after a crash, until it returns; then the task and its
+readiness check go away.
+
 The supervisor restarts a task that crashed (or returned) after a
 :class:`~clearway.shared.backoff.Backoff` delay, logs every crash at ERROR and
 counts it in ``clearway_task_restarts_total{service,task}``;
@@ -58,6 +62,7 @@ class TaskStatus:
     name: str
     critical: bool
     interval: float | None = None
+    once: bool = False
     state: TaskState = TaskState.STARTING
     restarts: int = 0
     last_error: str | None = None
@@ -92,7 +97,7 @@ class Supervisor:
         self.stable_after_s = stable_after_s
         self.tasks: dict[str, TaskStatus] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._checks: list[Callable[[], Awaitable[bool]]] = []
+        self._checks: dict[str, Callable[[], Awaitable[bool]]] = {}
         self._stopping = False
         if app is not None:
             app.state.supervisor = self
@@ -121,6 +126,16 @@ class Supervisor:
         status = TaskStatus(name, critical, interval=interval)
         self._add(status, lambda s: self._periodic(s, interval, job, run_at_start))
 
+    def once(self, name: str, job: Job, *, critical: bool = True) -> bool:
+        """Run ``job()`` until it returns: a crash restarts it with backoff, like a task;
+        once it has returned the task is forgotten (its readiness check and metrics go)
+        and ``name`` may be used again. Returns ``False``, starting nothing, while a
+        task of that name exists."""
+        if name in self.tasks or self._stopping:
+            return False
+        self._add(TaskStatus(name, critical, once=True), lambda s: self._forever(s, job))
+        return True
+
     def status(self) -> dict[str, TaskStatus]:
         """Every declared task by name."""
         return dict(self.tasks)
@@ -133,14 +148,16 @@ class Supervisor:
         """Cancel every task (last declared first) and wait for them to finish."""
         self._stopping = True
         for name in reversed(list(self._running)):
-            task = self._running.pop(name)
+            task = self._running.pop(name, None)
+            if task is None:  # a one-off task that finished meanwhile
+                continue
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             self.tasks[name].state = TaskState.STOPPED
         if self.app is not None:
             checks = self.app.state.readiness_checks
-            for check in self._checks:
+            for check in self._checks.values():
                 with contextlib.suppress(ValueError):
                     checks.remove(check)
         self._checks.clear()
@@ -167,7 +184,7 @@ class Supervisor:
         TASK_RESTARTS_TOTAL.labels(self.service, status.name).inc(0)
         if status.critical and self.app is not None:
             check = self._readiness_check(status)
-            self._checks.append(check)
+            self._checks[status.name] = check
             self.app.state.readiness_checks.append(check)
         self._running[status.name] = asyncio.create_task(
             self._supervise(status, body), name=f"{self.service}:{status.name}"
@@ -190,6 +207,9 @@ class Supervisor:
             started = time.monotonic()
             try:
                 await body(status)
+                if status.once:
+                    self._forget(status)
+                    return
                 error: BaseException = RuntimeError("the task returned")
             except asyncio.CancelledError as e:
                 # Our own cancellation (stop) ends supervision; a CancelledError the
@@ -219,6 +239,19 @@ class Supervisor:
                 exc_info=error,
             )
             await asyncio.sleep(delay)
+
+    def _forget(self, status: TaskStatus) -> None:
+        """Drop a one-off task that finished: its status, readiness check and series."""
+        status.state = TaskState.STOPPED
+        self.tasks.pop(status.name, None)
+        self._running.pop(status.name, None)
+        check = self._checks.pop(status.name, None)
+        if check is not None and self.app is not None:
+            with contextlib.suppress(ValueError):
+                self.app.state.readiness_checks.remove(check)
+        for metric in (TASK_UP, TASK_RESTARTS_TOTAL):
+            with contextlib.suppress(KeyError):
+                metric.remove(self.service, status.name)
 
     @staticmethod
     async def _forever(status: TaskStatus, run: Job) -> None:

@@ -3,13 +3,14 @@
 Scopes: ``webhooks:endpoints:manage`` to change endpoints, ``webhooks:read`` to
 read them; platform operators' ``platform:webhooks`` rotates a whole tenant's
 secrets. ``GET /v1/event-types`` is public on purpose: it is the partner
-documentation of the wire contract (the same content as docs/events.md).
+documentation of the wire contract (the same content as docs/events.md); so is
+``GET /v1/webhooks/signing-keys``, the public keys partners verify v1a with.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -47,8 +48,8 @@ class EndpointIn(BaseModel):
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
     ed25519_signatures: bool = Field(
         False,
-        description="Also sign with Ed25519 (Standard Webhooks v1a); the response's"
-        " signing_public_key (whpk_) verifies those signatures.",
+        description="Also sign with Ed25519 (Standard Webhooks v1a); the public keys"
+        " (whpk_) are published at GET /v1/webhooks/signing-keys.",
     )
 
 
@@ -84,8 +85,9 @@ class EndpointOut(BaseModel):
     disabled: bool
     disabled_reason: str | None
     failing_since: datetime | None
-    signing_public_key: str | None = Field(
-        description="whpk_ public key verifying the v1a signatures; null unless opted in."
+    ed25519_signatures: bool = Field(
+        description="Deliveries also carry v1a (Ed25519) signatures, verified with the keys"
+        " of GET /v1/webhooks/signing-keys."
     )
     created_at: datetime
     updated_at: datetime
@@ -303,6 +305,17 @@ async def rotate_tenant_secrets(
         ctx_of(request), conn, principal, tenant, body.reason
     )
     return {"tenant": tenant, "rotated_endpoints": rotated}
+
+
+@router.get("/v1/webhooks/signing-keys")
+async def signing_keys(
+    request: Request, conn: asyncpg.Connection = Depends(conn_of)
+) -> dict[str, Any]:
+    """The Ed25519 public keys of v1a signatures (public, like a JWKS): every key that
+    signs now; after a rotation the previous one too, until its ``retire_after``."""
+    ctx = ctx_of(request)
+    overlap = timedelta(seconds=ctx.settings.v1a_overlap_s)
+    return {"keys": await ctx.v1a.key_set(conn, overlap)}
 
 
 @router.get("/v1/event-types")

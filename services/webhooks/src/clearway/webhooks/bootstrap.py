@@ -16,7 +16,7 @@ from clearway.shared.crypto.db_credentials import (
     open_rotating_login,
 )
 from clearway.shared.crypto.rotation import keep_kek_current
-from clearway.shared.crypto.settings import open_envelope
+from clearway.shared.crypto.settings import open_envelope, open_signing_provider
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -29,8 +29,9 @@ from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.dispatcher import Dispatcher
 from clearway.webhooks.handlers import Context, retention_rules
 from clearway.webhooks.replay import ReplayRunner
-from clearway.webhooks.settings import EVENTS_TOPIC, WebhooksSettings
+from clearway.webhooks.settings import EVENTS_TOPIC, V1A_KEY, WebhooksSettings
 from clearway.webhooks.ssrf import SsrfGuard, guarded_session
+from clearway.webhooks.v1a import V1aKeys
 
 SERVICE = "webhooks"
 SCHEMA = "webhooks"
@@ -71,7 +72,8 @@ async def open_login(settings: WebhooksSettings, ctx: Context) -> RotatingLogin 
 def make_context(settings: WebhooksSettings) -> Context:
     events = EventWriter(SERVICE, topic_prefix=settings.platform.topic_prefix)
     # the HSM must answer now: a service without its keys refuses to start
-    return Context(settings, SecretBox(open_envelope(settings)), events)
+    v1a = open_signing_provider(settings, V1A_KEY, settings.signing_algorithm(V1A_KEY))
+    return Context(settings, SecretBox(open_envelope(settings)), events, V1aKeys(v1a))
 
 
 def build_app(settings: WebhooksSettings) -> FastAPI:
@@ -112,10 +114,6 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 producer = idempotent_producer(bootstrap)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
-            replays = ReplayRunner(pool)
-            app.state.replays = replays
-            await replays.resume()
-            stack.push_async_callback(replays.stop)
             if settings.run_dispatcher:
                 dispatcher = Dispatcher(
                     ctx, pool, client, current() if callable(current) else current
@@ -125,6 +123,9 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            replays = ReplayRunner(pool, tasks)
+            app.state.replays = replays
+            await replays.resume()
             await verify_tokens(
                 app, tasks, settings, audience=f"clearway-{SERVICE}", jwks=settings.jwks
             )
@@ -133,6 +134,19 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 "kek-rotation",
                 30.0,
                 lambda: keep_kek_current(pool, ctx.box.envelope, ctx.events, rotation),
+            )
+
+            async def keep_v1a_key_current() -> None:
+                async with pool.acquire() as conn:
+                    await ctx.v1a.keep_current(
+                        conn,
+                        ctx.events,
+                        interval=timedelta(seconds=settings.v1a_rotation_interval_s),
+                        overlap=timedelta(seconds=settings.v1a_overlap_s),
+                    )
+
+            tasks.every(
+                "v1a-key-rotation", settings.v1a_refresh_s, keep_v1a_key_current, run_at_start=True
             )
             if login is not None:
                 tasks.every(

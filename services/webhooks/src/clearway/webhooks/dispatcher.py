@@ -39,14 +39,12 @@ from clearway.webhooks import store, store_dispatch
 from clearway.webhooks.domain import (
     Breaker,
     Outcome,
-    SigningKey,
     Status,
     classify,
     fair_shares,
     retry_policy,
     secret_key,
     signature_header,
-    signing_key,
 )
 from clearway.webhooks.handlers import Context
 from clearway.webhooks.ssrf import is_refusal
@@ -79,7 +77,7 @@ class Dispatcher:
             self.settings.breaker_max_cooldown_s,
         )
         self._unrecorded: list[Result] = []
-        self._keys: dict[int, SigningKey] = {}
+        self._keys: dict[int, bytes] = {}
         self._inflight: Counter[str] = Counter()
         # endpoints whose row a success must update (failing when last claimed): the
         # rows of healthy endpoints are not written per batch, so that recording does
@@ -162,7 +160,7 @@ class Dispatcher:
             self._unrecorded += finished
             raise
 
-    async def _claim(self, budget: int) -> list[tuple[Claimed, list[SigningKey]]]:
+    async def _claim(self, budget: int) -> list[tuple[Claimed, list[bytes]]]:
         cap = self.settings.endpoint_concurrency
         async with self.pool.acquire() as conn, conn.transaction():
             if time.monotonic() - self._swept_at > SWEEP_EVERY_S:
@@ -200,21 +198,21 @@ class Dispatcher:
 
     async def _signing_keys(
         self, conn: asyncpg.Connection, endpoint_ids: set[str]
-    ) -> dict[str, list[SigningKey]]:
+    ) -> dict[str, list[bytes]]:
         if not endpoint_ids:
             return {}
         rows = await store.active_secrets(conn, sorted(endpoint_ids))
-        keys: dict[str, list[SigningKey]] = {}
+        keys: dict[str, list[bytes]] = {}
         for r in rows:
             key = self._keys.get(r["id"])
             if key is None:
                 secret = self.ctx.box.open(bytes(r["sealed"]), r["endpoint_id"], r["tenant"])
-                key = signing_key(secret) if r["kind"] == "ed25519" else secret_key(secret)
+                key = secret_key(secret)
                 self._keys[r["id"]] = key
             keys.setdefault(r["endpoint_id"], []).append(key)
         return keys
 
-    async def _attempt(self, c: Claimed, keys: Sequence[SigningKey]) -> Result:
+    async def _attempt(self, c: Claimed, keys: Sequence[bytes]) -> Result:
         try:
             return await self._send(c, keys)
         finally:
@@ -222,33 +220,37 @@ class Dispatcher:
             if self._inflight[c.endpoint_id] <= 0:
                 del self._inflight[c.endpoint_id]
 
-    async def _send(self, c: Claimed, keys: Sequence[SigningKey]) -> Result:
-        ts = int(time.time())
-        traceparent = c.traceparent
-        if c.traceparent:
-            with _tracer.start_as_current_span(
-                "webhook send",
-                context=context_from_traceparent(c.traceparent),
-                kind=trace.SpanKind.CLIENT,
-                attributes={"clearway.message_id": c.id},
-            ):
-                traceparent = current_traceparent()[0] or c.traceparent
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": c.id,
-            "webhook-timestamp": str(ts),
-            "webhook-signature": signature_header(keys, c.id, ts, c.payload),
-        }
-        if c.correlation_id:
-            headers["x-correlation-id"] = c.correlation_id
-        if traceparent:
-            headers["traceparent"] = traceparent
+    async def _send(self, c: Claimed, keys: Sequence[bytes]) -> Result:
+        # The attempt is a CLIENT span in the event's trace (docs/design.md §11): its
+        # parent is the traceparent stored with the message, never the worker's own
+        # context, and the receiver gets the attempt span's traceparent.
+        with _tracer.start_as_current_span(
+            "webhook attempt",
+            context=context_from_traceparent(c.traceparent),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "clearway.message_id": c.id,
+                "clearway.endpoint_id": c.endpoint_id,
+                "clearway.webhook.attempt": c.attempt_no,
+                "http.request.method": "POST",
+            },
+        ) as span:
+            result = await self._post(c, keys, current_traceparent()[0] or c.traceparent)
+            span.set_attribute("clearway.webhook.outcome", result.outcome)
+            if result.code is not None:
+                span.set_attribute("http.response.status_code", result.code)
+            if result.outcome != Outcome.SUCCESS:
+                span.set_status(trace.StatusCode.ERROR, result.error or f"HTTP {result.code}")
+            return result
+
+    async def _post(self, c: Claimed, keys: Sequence[bytes], traceparent: str | None) -> Result:
         started = time.perf_counter()
         code: int | None = None
         body, error, retry_after = "", None, None
         deadline = self.settings.request_timeout_s
         try:
+            # signed inside the try: an HSM that cannot sign (v1a) fails this attempt only
+            headers = self._headers(c, keys, traceparent)
             # One deadline for the whole attempt: a receiver dripping its answer a byte
             # at a time, or a name that takes long to resolve, cannot outlive it.
             async with asyncio.timeout(deadline):
@@ -265,6 +267,24 @@ class Dispatcher:
         latency_ms = (time.perf_counter() - started) * 1000
         WEBHOOK_ATTEMPTS_TOTAL.labels(outcome.value).inc()
         return self._judge(c, outcome, code, latency_ms, body, error, retry_after)
+
+    def _headers(
+        self, c: Claimed, keys: Sequence[bytes], traceparent: str | None
+    ) -> dict[str, str]:
+        ts = int(time.time())
+        v1a = self.ctx.v1a.signatures if c.ed25519 else None
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": c.id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": signature_header(keys, c.id, ts, c.payload, v1a),
+        }
+        if c.correlation_id:
+            headers["x-correlation-id"] = c.correlation_id
+        if traceparent:
+            headers["traceparent"] = traceparent
+        return headers
 
     def _retry_after(self, headers: Mapping[str, str]) -> float | None:
         """A receiver's ``Retry-After`` as honoured: never infinite, NaN, negative, or

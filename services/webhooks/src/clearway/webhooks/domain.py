@@ -5,9 +5,10 @@ Signing follows Standard Webhooks (https://www.standardwebhooks.com/, spec
 ``spec/standard-webhooks.md``, "Signature scheme"): the signed content is
 ``"{webhook-id}.{webhook-timestamp}.{body}"``; ``v1,<base64 HMAC-SHA256>`` keyed
 with the base64 part of a ``whsec_`` secret, and, for endpoints that opted in,
-``v1a,<base64 Ed25519 signature>`` with the ``whsk_`` private key whose ``whpk_``
-public key the partner holds. ``webhook-signature`` lists them space-separated
-(one per active key; several during a rotation).
+``v1a,<base64 Ed25519 signature>`` by the service's Ed25519 key (in the HSM: see
+:mod:`clearway.webhooks.v1a`) whose ``whpk_`` public keys partners hold.
+``webhook-signature`` lists them space-separated (one per active secret or key
+version; several during a rotation).
 """
 
 from __future__ import annotations
@@ -21,20 +22,16 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from clearway.shared.backoff import Backoff
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
-SIGNING_KEY_PREFIX = "whsk_"
 PUBLIC_KEY_PREFIX = "whpk_"
-#: A key the dispatcher signs with: an HMAC key (v1) or an Ed25519 private key (v1a).
-SigningKey = bytes | Ed25519PrivateKey
+#: Ed25519 signatures of the signed content, one per live key version (v1a).
+V1aSigner = Callable[[bytes], Sequence[bytes]]
 #: The published retry schedule: delay before attempt N+1 after attempt N failed
 #: (attempt 1 goes out immediately). 8 attempts over about 28 hours.
 RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -97,36 +94,31 @@ def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-def generate_signing_key() -> tuple[str, str]:
-    """A fresh Ed25519 key pair as ``(whsk_<base64 32-byte seed>, whpk_<base64 public key>)``."""
-    private = Ed25519PrivateKey.generate()
-    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    seed = private.private_bytes_raw()
-    return (
-        SIGNING_KEY_PREFIX + base64.b64encode(seed).decode(),
-        PUBLIC_KEY_PREFIX + base64.b64encode(public).decode(),
-    )
+def signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    """What every signature covers: ``{webhook-id}.{webhook-timestamp}.{body}``."""
+    return f"{msg_id}.{timestamp}.".encode() + body
 
 
-def signing_key(whsk: str) -> Ed25519PrivateKey:
-    """The Ed25519 private key of a ``whsk_`` string."""
-    return Ed25519PrivateKey.from_private_bytes(
-        base64.b64decode(whsk.removeprefix(SIGNING_KEY_PREFIX))
-    )
-
-
-def sign(key: SigningKey, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One signature: ``v1,<base64 HMAC>`` for an HMAC key, ``v1a,<base64 Ed25519>`` for a
-    private key."""
-    content = f"{msg_id}.{timestamp}.".encode() + body
-    if isinstance(key, Ed25519PrivateKey):
-        return "v1a," + base64.b64encode(key.sign(content)).decode()
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One ``v1,<base64 HMAC-SHA256>`` signature."""
+    content = signed_content(msg_id, timestamp, body)
     return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
-def signature_header(keys: Sequence[SigningKey], msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: one signature per active key, space-separated."""
-    return " ".join(sign(k, msg_id, timestamp, body) for k in keys)
+def signature_header(
+    keys: Sequence[bytes],
+    msg_id: str,
+    timestamp: int,
+    body: bytes,
+    v1a: V1aSigner | None = None,
+) -> str:
+    """The ``webhook-signature`` value, space-separated: a ``v1`` signature per active
+    HMAC key, then (an endpoint that opted in) a ``v1a`` one per live Ed25519 version."""
+    sigs = [sign(k, msg_id, timestamp, body) for k in keys]
+    if v1a is not None:
+        content = signed_content(msg_id, timestamp, body)
+        sigs += ["v1a," + base64.b64encode(s).decode() for s in v1a(content)]
+    return " ".join(sigs)
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ from clearway.webhooks.domain import (
     Status,
     check_subscriptions,
     generate_secret,
-    generate_signing_key,
     message_id,
     new_endpoint_id,
     subscribed,
 )
 from clearway.webhooks.settings import WebhooksSettings
+from clearway.webhooks.v1a import V1aKeys
 
 
 class NotFound(Exception):
@@ -53,11 +53,13 @@ def retention_rules(events: EventWriter) -> Retention:
 
 @dataclass
 class Context:
-    """What the handlers need from the process: settings, the secret box, the event writer."""
+    """What the handlers need from the process: settings, the secret box, the event writer,
+    the v1a signing key."""
 
     settings: WebhooksSettings
     box: SecretBox
     events: EventWriter
+    v1a: V1aKeys
 
     def known_event_types(self) -> list[str]:
         return [t.event_type for t in self.events.registry.event_types()]
@@ -99,13 +101,12 @@ async def create_endpoint(
 ) -> tuple[asyncpg.Record, str]:
     """A new endpoint and its ``whsec_`` secret (returned once, stored encrypted).
 
-    With ``ed25519_signatures`` it also gets an Ed25519 key pair: deliveries carry a
-    ``v1a`` signature besides the ``v1`` one; the ``whsk_`` private key is sealed
-    like the secret, the ``whpk_`` public key is the endpoint's ``signing_public_key``.
+    With ``ed25519_signatures`` its deliveries also carry ``v1a`` signatures by the
+    service's Ed25519 key (:mod:`clearway.webhooks.v1a`), whose public keys partners
+    read from the published key set.
     """
     patterns = check_subscriptions(event_types, ctx.known_event_types())
     secret = generate_secret()
-    private, public = generate_signing_key() if ed25519_signatures else (None, None)
     async with conn.transaction():
         row = await store.insert_endpoint(
             conn,
@@ -115,12 +116,9 @@ async def create_endpoint(
             description=description,
             event_types=patterns,
             rate_limit_per_s=rate_limit_per_s,
-            signing_public_key=public,
+            ed25519_signatures=ed25519_signatures,
         )
         await store.insert_secret(conn, row["id"], ctx.box.seal(secret, row["id"], tenant))
-        if private is not None:
-            sealed = ctx.box.seal(private, row["id"], tenant)
-            await store.insert_secret(conn, row["id"], sealed, kind="ed25519")
         await ctx.audit(conn, principal, tenant, "endpoint.created", row["id"], row["version"])
     return row, secret
 

@@ -9,22 +9,15 @@ alone, so no message is sent twice because a job ran twice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import datetime
 
 import asyncpg
 
 from clearway.shared.auth import Principal
-from clearway.shared.backoff import Backoff, retry
+from clearway.shared.supervisor import Supervisor
 from clearway.webhooks import store, store_replay
 from clearway.webhooks.domain import new_replay_id
 from clearway.webhooks.handlers import Context, NotFound
-
-log = logging.getLogger(__name__)
-#: A replay step waits out database trouble: never gives up, at most 30 s apart.
-REPLAY_RETRY = Backoff(base=0.5, cap=30.0, jitter=0.2)
 
 
 async def create_job(
@@ -100,11 +93,14 @@ async def step(conn: asyncpg.Connection, job_id: str, batch: int = 500) -> bool:
 
 
 class ReplayRunner:
-    """Runs jobs in the background of the service process."""
+    """Runs each job as a one-off task of the service's :class:`Supervisor`
+    (``replay-<job id>``): a step that fails (the database away) crashes the task,
+    which the supervisor restarts with backoff from the job's stored cursor, and
+    ``/readyz`` names it meanwhile (docs/design.md §6, §11)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, tasks: Supervisor) -> None:
         self.pool = pool
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks = tasks
 
     async def resume(self) -> None:
         """Pick up the jobs a previous process left running."""
@@ -112,29 +108,11 @@ class ReplayRunner:
             self.spawn(job_id)
 
     def spawn(self, job_id: str) -> None:
-        if job_id in self._tasks and not self._tasks[job_id].done():
-            return
-        self._tasks[job_id] = asyncio.create_task(self._run(job_id), name=f"replay-{job_id}")
+        """Run job ``job_id`` unless it already runs in this process."""
+        self.tasks.once(f"replay-{job_id}", lambda: self._run(job_id))
 
     async def _run(self, job_id: str) -> None:
-        async def one_step() -> bool:
+        more = True
+        while more:  # a connection per step: a long job does not hold one
             async with self.pool.acquire() as conn:
-                return await step(conn, job_id)
-
-        # Each step is retried until the database lets it through (the job is durable
-        # and resumable, so waiting is always right); the backoff restarts per step.
-        while await retry(
-            one_step,
-            REPLAY_RETRY,
-            what=f"replay {job_id}",
-            retry_on=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
-            logger=log,
-        ):
-            pass
-
-    async def stop(self) -> None:
-        for t in self._tasks.values():
-            t.cancel()
-        for t in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+                more = await step(conn, job_id)

@@ -9,10 +9,14 @@ from pydantic import Field, SecretStr, model_validator
 
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.crypto.signing import Algorithm
 from clearway.shared.settings import Csv, internal
 from clearway.webhooks.domain import JITTER, RETRY_SCHEDULE
 
 EVENTS_TOPIC = "clearway.webhooks.events.v1"
+#: The service's Ed25519 key of v1a signatures in the HSM
+#: (``clearway-keys webhooks rotate|retire --key webhooks-v1a``).
+V1A_KEY = "webhooks-v1a"
 
 
 class WebhooksSettings(KeySettings):
@@ -23,6 +27,7 @@ class WebhooksSettings(KeySettings):
         SealedColumn("endpoint_secrets", "sealed"),
     )
     supports_rotated_db_logins: ClassVar[bool] = True
+    signing_keys: ClassVar[tuple[str, ...]] = (V1A_KEY,)
 
     port: int = 8002
     db_password: SecretStr = SecretStr("webhooks-dev")
@@ -58,6 +63,14 @@ class WebhooksSettings(KeySettings):
     """Non-public networks (CIDR, comma-separated) the SSRF guard lets through."""
     rotation_grace_s: float = 24 * 3600
     """How long the previous signing secret stays valid after a rotation."""
+    v1a_rotation_interval_s: float = Field(90 * 86400.0, gt=0)
+    """Age at which a new Ed25519 (v1a) signing key version is made."""
+    v1a_overlap_s: float = Field(7 * 86400.0, ge=0)
+    """How long the previous v1a key keeps signing beside a new one (partners switch
+    keys meanwhile) before its private key is destroyed in the HSM."""
+    v1a_refresh_s: float = Field(30.0, gt=0)
+    """How often each process runs the v1a key's scheduled rotation and retirement and
+    picks up versions made or retired elsewhere (``clearway-keys``)."""
     disable_after_failing_s: float = 5 * 24 * 3600
     """An endpoint failing continuously for this long is disabled."""
     max_payload_bytes: int = 256 * 1024
@@ -80,6 +93,10 @@ class WebhooksSettings(KeySettings):
         if self.request_timeout_s + 2 > self.lease_s:
             raise ValueError("lease_s must exceed request_timeout_s by at least 2 seconds")
         return self
+
+    def signing_algorithm(self, name: str) -> Algorithm | None:
+        # Standard Webhooks v1a is Ed25519 only: never the ECDSA fallback
+        return "Ed25519" if name == V1A_KEY else super().signing_algorithm(name)
 
     def topic(self, name: str) -> str:
         return self.platform.topic(name)

@@ -15,7 +15,7 @@ import asyncpg
 
 ENDPOINT_COLUMNS = (
     "id, tenant, url, description, event_types, rate_limit_per_s, disabled, disabled_reason,"
-    " failing_since, created_at, updated_at, version, signing_public_key, consecutive_failures"
+    " failing_since, created_at, updated_at, version, ed25519_signatures, consecutive_failures"
 )
 MESSAGE_COLUMNS = (
     "id, endpoint_id, event_id, event_type, correlation_id, status, attempts, next_attempt_at,"
@@ -33,11 +33,11 @@ async def insert_endpoint(
     description: str,
     event_types: Sequence[str],
     rate_limit_per_s: float | None,
-    signing_public_key: str | None = None,
+    ed25519_signatures: bool = False,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
         "INSERT INTO endpoints"
-        " (id, tenant, url, description, event_types, rate_limit_per_s, signing_public_key)"
+        " (id, tenant, url, description, event_types, rate_limit_per_s, ed25519_signatures)"
         f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ENDPOINT_COLUMNS}",
         id,
         tenant,
@@ -45,21 +45,18 @@ async def insert_endpoint(
         description,
         list(event_types),
         rate_limit_per_s,
-        signing_public_key,
+        ed25519_signatures,
     )
     assert row is not None
     return row
 
 
-async def insert_secret(
-    conn: asyncpg.Connection, endpoint_id: str, sealed: bytes, kind: str = "hmac"
-) -> None:
-    """A sealed signing key: ``hmac`` (a whsec_ secret) or ``ed25519`` (a whsk_ key)."""
+async def insert_secret(conn: asyncpg.Connection, endpoint_id: str, sealed: bytes) -> None:
+    """A sealed ``whsec_`` secret (v1)."""
     await conn.execute(
-        "INSERT INTO endpoint_secrets (endpoint_id, sealed, kind) VALUES ($1, $2, $3)",
+        "INSERT INTO endpoint_secrets (endpoint_id, sealed) VALUES ($1, $2)",
         endpoint_id,
         sealed,
-        kind,
     )
 
 
@@ -68,7 +65,7 @@ async def expire_secrets(conn: asyncpg.Connection, endpoint_id: str, grace_s: fl
     until: datetime = await conn.fetchval("SELECT now() + make_interval(secs => $1)", grace_s)
     await conn.execute(
         "UPDATE endpoint_secrets SET expires_at = LEAST(coalesce(expires_at, 'infinity'), $2)"
-        " WHERE endpoint_id = $1 AND kind = 'hmac' AND (expires_at IS NULL OR expires_at > now())",
+        " WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > now())",
         endpoint_id,
         until,
     )
@@ -79,7 +76,7 @@ async def active_secrets(
     conn: asyncpg.Connection, endpoint_ids: Sequence[str]
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT s.id, s.endpoint_id, e.tenant, s.kind, s.sealed FROM endpoint_secrets s"
+        "SELECT s.id, s.endpoint_id, e.tenant, s.sealed FROM endpoint_secrets s"
         " JOIN endpoints e ON e.id = s.endpoint_id"
         " WHERE s.endpoint_id = ANY($1::text[]) AND (s.expires_at IS NULL OR s.expires_at > now())"
         " ORDER BY s.id",

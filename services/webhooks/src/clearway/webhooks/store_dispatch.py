@@ -33,6 +33,7 @@ class Claimed:
     event_type: str
     event_id: str
     queued_by: str
+    ed25519: bool = False  # the endpoint opted into v1a signatures
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ UPDATE messages m SET attempts = m.attempts + 1, round_attempts = m.round_attemp
 FROM picked, endpoints e
 WHERE m.id = picked.id AND e.id = m.endpoint_id
 RETURNING m.id, m.endpoint_id, m.tenant, m.payload, m.attempts, m.round_attempts,
-    m.correlation_id, m.traceparent, m.event_type, m.event_id, m.queued_by, e.url
+    m.correlation_id, m.traceparent, m.event_type, m.event_id, m.queued_by, e.url,
+    e.ed25519_signatures
 """
 
 
@@ -143,6 +145,7 @@ async def claim(
             event_type=r["event_type"],
             event_id=r["event_id"],
             queued_by=r["queued_by"],
+            ed25519=r["ed25519_signatures"],
         )
         for r in rows
     ]

@@ -35,6 +35,17 @@ async def newest_version_at(conn: asyncpg.Connection, kek: str) -> datetime | No
     return value
 
 
+async def versions(conn: asyncpg.Connection, kek: str) -> list[Any]:
+    """Every recorded version of ``kek``: ``version``, ``created_at``, ``destroyed_at``."""
+    return list(
+        await conn.fetch(
+            "SELECT version, created_at, destroyed_at FROM kek_versions WHERE kek = $1"
+            " ORDER BY version",
+            kek,
+        )
+    )
+
+
 async def mark_destroyed(conn: asyncpg.Connection, kek: str, versions: Sequence[int]) -> None:
     await conn.execute(
         "UPDATE kek_versions SET destroyed_at = now() WHERE kek = $1 AND version = ANY($2)",
