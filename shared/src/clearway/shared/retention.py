@@ -63,6 +63,13 @@ CATALOGUE: dict[str, RecordClass] = {
             "webhooks: dead-lettered deliveries, from when they were dead-lettered",
         ),
         RecordClass(
+            "webhook_message_payloads",
+            timedelta(days=90),
+            "webhooks: payloads of messages no longer pending, from their last delivery"
+            " activity (delivered, dead-lettered, skipped or re-queued); the message row"
+            " stays, and a message without its payload cannot be re-delivered",
+        ),
+        RecordClass(
             "consent_evidence",
             timedelta(days=395),
             "consent: the sealed evidence of an approval (what the user was shown, user"
