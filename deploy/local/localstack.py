@@ -31,6 +31,9 @@ ROOT = HERE.parent.parent
 KAFKA_DIR = HERE / "kafka"
 KAFKA_LIBS = HERE / "kafka-libs"
 KAFKA_STARTED = "Kafka Server started"
+#: The database of each region's services (``CLEARWAY_REGION``); the first is the
+#: default region's, which every global service uses too.
+REGION_DATABASES = {"eu": "clearway", "us": "clearway_us"}
 
 
 class StackError(RuntimeError):
@@ -47,7 +50,11 @@ class Endpoints:
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/clearway"
+        return self.region_database_url("eu")
+
+    def region_database_url(self, region: str) -> str:
+        """The database of ``region``'s services (``REGION_DATABASES``)."""
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{REGION_DATABASES[region]}"
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -177,36 +184,39 @@ def start_postgres(base: Path, port: int, tuned_for_tests: bool) -> None:
         text=True,
     ).stdout.strip()
     _log(f"Postgres ready on 127.0.0.1:{port}: {out}")
-    exists = subprocess.run(
-        [
-            str(bindir / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "postgres",
-            "-tAc",
-            "select 1 from pg_database where datname='clearway'",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    if not exists:
-        subprocess.run(
+    # one database per region (docs/design.md §9): in production each region is its
+    # own cluster (ADR 0032); locally two databases of one cluster stand for them
+    for dbname in REGION_DATABASES.values():
+        exists = subprocess.run(
             [
-                str(bindir / "createdb"),
+                str(bindir / "psql"),
                 "-h",
                 "127.0.0.1",
                 "-p",
                 str(port),
                 "-U",
                 "postgres",
-                "clearway",
+                "-tAc",
+                f"select 1 from pg_database where datname='{dbname}'",
             ],
             check=True,
-        )
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if not exists:
+            subprocess.run(
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    dbname,
+                ],
+                check=True,
+            )
 
 
 def _make_traversable(path: Path) -> None:
@@ -305,7 +315,6 @@ def kafka_users(base: Path) -> dict[str, str] | None:
     """The SCRAM users of a secured broker under ``base`` (name -> password), if any."""
     f = base / "kafka" / "users.json"
     return json.loads(f.read_text()) if f.exists() else None
-
 
 
 def start_kafka(

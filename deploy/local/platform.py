@@ -44,6 +44,7 @@ SERVICES = [
     ("sandbox-rail", "rail", 8005),
     ("consent", "consent", 8003),
     ("vault", "vault", 8006),
+    ("vault-us", "vault", 8106),
     ("transfer", "transfer", 8001),
     ("webhooks", "webhooks", 8002),
     ("audit", "audit", 8004),
@@ -55,6 +56,24 @@ def _installed(package: str) -> bool:
         return importlib.util.find_spec(f"clearway.{package}.__main__") is not None
     except ModuleNotFoundError:
         return False
+
+
+#: Residency (docs/design.md §9, ADR 0032): the demo tenant beta lives in region us,
+#: every other tenant in eu. The vault holds cards, so it runs once per region, each
+#: on its region's database and HSM token; the other services are global.
+TENANT_REGIONS = {"tnt_demo_beta": "us"}
+REGIONAL = {
+    "vault-us": {
+        "CLEARWAY_REGION": "us",
+        "CLEARWAY_VAULT_HSM_TOKEN": "clearway-us",
+    },
+}
+
+
+def _region_env(name: str, ep: localstack.Endpoints) -> dict[str, str]:
+    extra = REGIONAL.get(name, {})
+    region = extra.get("CLEARWAY_REGION", "eu")
+    return {**extra, "CLEARWAY_DATABASE_URL": ep.region_database_url(region)}
 
 
 def _env(ep: localstack.Endpoints, users: dict[str, str]) -> dict[str, str]:
@@ -70,6 +89,7 @@ def _env(ep: localstack.Endpoints, users: dict[str, str]) -> dict[str, str]:
         "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         **logins,
         "CLEARWAY_LOCAL_DIR": str(LOCAL),
+        "CLEARWAY_TENANT_REGIONS": json.dumps(TENANT_REGIONS),
         "CLEARWAY_CONSENT_SEED_DEMO": "1",
         "CLEARWAY_TRANSFER_SEED_DEMO": "1",
     }
@@ -154,7 +174,12 @@ def up() -> int:
             continue
         log = open(LOCAL / "logs" / f"{name}.log", "ab")
         # consent starts first and seeds the service clients the others use
-        env = _env(ep, users) | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)} | _service_client(pkg)
+        env = (
+            _env(ep, users)
+            | {f"CLEARWAY_{pkg.upper()}_PORT": str(port)}
+            | _service_client(pkg)
+            | _region_env(name, ep)
+        )
         if tracing:
             env["CLEARWAY_OTLP_ENDPOINT"] = OTLP_HTTP
         # Local development only: partners' test receivers run on this machine.
@@ -216,7 +241,7 @@ def show() -> int:
         return 1
     print(f"""
 Clearway is up.
-  Postgres  {ep.database_url}
+  Postgres  {ep.database_url}  (region us: {ep.region_database_url("us")})
   Kafka     {ep.kafka_bootstrap}  (SASL_PLAINTEXT, SCRAM-SHA-256; a principal per service,
             passwords in {STACK / "kafka" / "users.json"})
   Logs      .local/logs/   (make status, make down)""")

@@ -41,7 +41,7 @@ class WholePlatform(Platform):
 
     def __init__(self, settings, local: Path) -> None:
         super().__init__(settings, local)
-        self.env["CLEARWAY_TRANSFER_VAULT_URL"] = self.url("vault")
+        self.env["CLEARWAY_TRANSFER_VAULT_URLS"] = json.dumps({"eu": self.url("vault")})
         self.env["CLEARWAY_DRILL_WEBHOOKS_URL"] = self.url("webhooks")
         self.env["CLEARWAY_DRILL_AUDIT_URL"] = self.url("audit")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,8 @@ class Clearway:
     """The transfer service's settings (its client for the rail's service tokens included)."""
     tokens: TokenEndpoint
     """Where the transfer service gets its rail and vault tokens."""
-    vault_url: str = ""
+    vault_urls: dict[str, str] | None = None
+    """The vault of each region (``ten_b`` lives in ``us`` when a test runs two regions)."""
 
     def token(
         self,
@@ -113,8 +114,11 @@ class Clearway:
             audience=VAULT_AUDIENCE,
             tenant=tenant,
         )
+        region = self.settings.platform.residency().region_of(tenant)
         async with httpx.AsyncClient(
-            base_url=self.vault_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+            base_url=(self.vault_urls or {})[region],
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
         ) as c:
             return await c.post(
                 "/v1/cards", json={"number": number, "exp_month": 12, "exp_year": 2099}
@@ -136,12 +140,19 @@ class Clearway:
 
 @asynccontextmanager
 async def running(
-    platform, issuer: TestIssuer, token_ttl_s: float = 300, **overrides: Any
+    platform,
+    issuer: TestIssuer,
+    token_ttl_s: float = 300,
+    us_database: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Clearway]:
     """The rail, the vault and the transfer service, in-process behind real HTTP servers;
     the transfer service gets its rail and vault tokens from a token endpoint of the
-    test issuer."""
+    test issuer. With ``us_database``, tenant ``ten_b`` lives in region ``us``, whose
+    vault runs on that database (docs/design.md §9)."""
     platform = platform.replace(oauth_issuer=issuer.issuer)
+    if us_database is not None:
+        platform = platform.replace(tenant_regions={"ten_b": "us"})
     endpoint = TokenEndpoint(issuer, ttl_s=token_ttl_s)
     scopes = {
         "rail:charges": RAIL_AUDIENCE,
@@ -151,17 +162,23 @@ async def running(
     }
     secret = endpoint.register("clearway-transfer", list(scopes), audience=scopes)
     rail_app = build_rail(RailSettings(platform=platform, jwks=issuer.jwks(), fault_seed=7))
-    vault_app = build_vault(VaultSettings(platform=platform, jwks=issuer.jwks()))
-    async with (
-        serve(endpoint.app()) as token_url,
-        serve(rail_app) as rail_url,
-        serve(vault_app) as vault_url,
-    ):
+    regions = {"eu": platform}
+    if us_database is not None:
+        regions["us"] = platform.replace(region="us", database_url=us_database)
+    async with AsyncExitStack() as stack:
+        token_url = await stack.enter_async_context(serve(endpoint.app()))
+        rail_url = await stack.enter_async_context(serve(rail_app))
+        vault_urls = {
+            region: await stack.enter_async_context(
+                serve(build_vault(VaultSettings(platform=p, jwks=issuer.jwks())))
+            )
+            for region, p in regions.items()
+        }
         settings = TransferSettings(
             platform=platform,
             jwks=issuer.jwks(),
             rail_url=rail_url,
-            vault_url=vault_url,
+            vault_urls=vault_urls,
             token_url=f"{token_url}/oauth/token",
             client_secret=secret,
             maintenance_interval_s=1.0,
@@ -176,7 +193,7 @@ async def running(
             )
             db = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
             try:
-                yield Clearway(url, rail_url, app, db, issuer, settings, endpoint, vault_url)
+                yield Clearway(url, rail_url, app, db, issuer, settings, endpoint, vault_urls)
             finally:
                 await db.close()
 

@@ -171,7 +171,7 @@ async def test_a_dripping_endpoint_never_holds_up_a_healthy_one_nor_causes_lease
     )
     healthy = await receiver_factory()
     await service.create_endpoint(healthy.url)
-    n, rate = 600, 120
+    n, rate = 1000, 125
 
     # warm up (connections, caches), unmeasured: neither phase pays for it
     await _paced(publish, lambda i: make_event(i, run="warm"), 200, rate)
@@ -213,10 +213,11 @@ async def test_a_dripping_endpoint_never_holds_up_a_healthy_one_nor_causes_lease
     # worker stuck on the dripper would add the deadline to the healthy p99; measured
     # against the same run's p99 alone, so a busy CPU slowing both does not count).
     # How close the two p99s are is a speed figure, printed here and benchmarked.
-    # A CPU already saturated by the healthy load alone (a loaded CI host) stretches
-    # both p99s, and the dripper's own claims add their share: 30% of it is allowed.
+    # The goal is within 2x of the p99 alone; when that p99 is a few milliseconds, 2x
+    # is below a loaded host's scheduling noise, so half a deadline is the floor (a
+    # worker stuck on the dripper would add a whole deadline).
     deadline = service.settings.request_timeout_s
-    assert beside_drip < 1.3 * alone + 0.9 * deadline, (alone, beside_drip)
+    assert beside_drip <= max(2 * alone, alone + 0.5 * deadline), (alone, beside_drip)
     counts = Counter(r.headers["webhook-id"] for r in healthy.requests)
     assert set(counts.values()) == {1}, "no healthy message was delivered twice"
     assert sent, "the dripping endpoint was tried"

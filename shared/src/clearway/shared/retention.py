@@ -63,6 +63,26 @@ CATALOGUE: dict[str, RecordClass] = {
             "webhooks: dead-lettered deliveries, from when they were dead-lettered",
         ),
         RecordClass(
+            "webhook_message_payloads",
+            timedelta(days=90),
+            "webhooks: payloads of messages no longer pending, from their last delivery"
+            " activity (delivered, dead-lettered, skipped or re-queued); the message row"
+            " stays, and a message without its payload cannot be re-delivered",
+        ),
+        RecordClass(
+            "consent_evidence",
+            timedelta(days=395),
+            "consent: the sealed evidence of an approval (what the user was shown, user"
+            " agent) of a consent that ended (consumed, rejected, revoked, expired), from"
+            " its end; the audit trail keeps its SHA-256",
+        ),
+        RecordClass(
+            "consents",
+            timedelta(days=730),
+            "consent: consents that ended, from their end, with all their sealed"
+            " personal data; active consents are never purged",
+        ),
+        RecordClass(
             "vault_cards",
             timedelta(days=395),
             "vault: cards (sealed number and holder), from their last use or, never"

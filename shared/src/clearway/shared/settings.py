@@ -52,6 +52,7 @@ from clearway.shared.kafka_link import (
     SecurityProtocol,
     principal,
 )
+from clearway.shared.residency import Region, Residency
 
 __all__ = [
     "Base64Secret",
@@ -276,6 +277,16 @@ class PlatformSettings(_Settings):
     """OTLP/HTTP endpoint for traces (e.g. ``http://127.0.0.1:4318``); unset: no export."""
     local_dir: Path = Path(".local")
     """Directory for local state of the embedded stack (demo clients, dev keys)."""
+    region: Region = "eu"
+    """Region of this deployment (``eu``, ``us``): a service holding personal data or
+    cards (the vault) serves only the tenants of its region and answers 421 for the
+    others (docs/design.md §9); global services ignore it."""
+    tenant_regions: dict[str, Region] = {}
+    """Home region of each tenant, JSON (``{"ten_a": "eu", "ten_b": "us"}``), the same
+    in every deployment of every region; tenants not listed live in
+    ``CLEARWAY_DEFAULT_REGION``."""
+    default_region: Region = "eu"
+    """Home region of the tenants ``CLEARWAY_TENANT_REGIONS`` does not list."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformSettings:
@@ -285,6 +296,10 @@ class PlatformSettings(_Settings):
     def topic(self, name: str) -> str:
         """The physical topic for a logical one (``clearway.transfer.events.v1``)."""
         return f"{self.topic_prefix}{name}"
+
+    def residency(self) -> Residency:
+        """This deployment's region and the tenants' home regions."""
+        return Residency(self.region, self.tenant_regions, self.default_region)
 
     def with_database(self, url: str) -> PlatformSettings:
         return self.replace(database_url=url)

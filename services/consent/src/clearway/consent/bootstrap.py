@@ -143,6 +143,12 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 tasks.every(
                     "expiry-sweep", settings.expiry_sweep_s, lambda: handlers.expire_due(svc)
                 )
+                records = app.state.records = handlers.retention_rules(svc.events)
+                async with pool.acquire() as conn:
+                    await records.seed(conn)
+                tasks.every(
+                    "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
+                )
                 yield
         finally:
             await producer.stop()

@@ -16,10 +16,22 @@ from clearway.consent import events, store, store_personal
 from clearway.consent.domain import Consent, ConsentError, Status
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
+from clearway.shared.event_writer import EventWriter
+from clearway.shared.retention import Retention
 
 
 class NotFound(Exception):
     pass
+
+
+def retention_rules(events: EventWriter) -> Retention:
+    """The consent service's record classes and their purges (docs/design.md §9): the
+    evidence of an ended consent goes first, the consent itself later."""
+    return Retention(
+        "consent",
+        events,
+        {"consent_evidence": store.purge_evidence, "consents": store.purge_consents},
+    )
 
 
 @dataclass(frozen=True)

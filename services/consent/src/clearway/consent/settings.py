@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from clearway.consent.keys import ALGORITHMS, TOKEN_KEY
 from clearway.shared.crypto.rotation import SealedColumn
@@ -76,6 +76,8 @@ class ConsentSettings(KeySettings):
     production (the demo users share a published password)."""
     expiry_sweep_s: float = 5.0
     """Interval of the sweep that expires due consents."""
+    retention_interval_s: float = Field(3600.0, gt=0)
+    """How often the retention purge runs (rules: ``consent.retention_rules``)."""
 
     def signing_algorithm(self, name: str) -> Algorithm | None:
         return ALGORITHMS[self.signing_alg] if name == TOKEN_KEY else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from clearway.consent.domain import Change, Consent, Status
+from clearway.consent.domain import FINAL, Change, Consent, Status
 from clearway.consent.personal import PersonalData
 
 CLIENT_COLUMNS = (
@@ -197,7 +197,7 @@ async def update_consent(conn: asyncpg.Connection, consent: Consent, pii: Person
     evidence = consent.evidence
     await conn.execute(
         "UPDATE consents SET subject = $2, subject_index = $3, status = $4, version = $5,"
-        " history = $6, evidence = $7 WHERE id = $1",
+        " history = $6, evidence = $7, ended_at = $8 WHERE id = $1",
         cid,
         None if subject is None else pii.seal(_T, "subject", cid, tenant, subject),
         None if subject is None else pii.index(_T, "subject", tenant, subject),
@@ -205,6 +205,8 @@ async def update_consent(conn: asyncpg.Connection, consent: Consent, pii: Person
         consent.version,
         pii.seal_json(_T, "history", cid, tenant, _history_json(consent)),
         None if evidence is None else pii.seal_json(_T, "evidence", cid, tenant, evidence),
+        # when it ended, for its retention (docs/design.md §9); a final status is final
+        consent.history[-1].at if consent.status in FINAL else None,
     )
 
 
@@ -312,3 +314,47 @@ async def insert_user(
         pii.seal("users", "display_name", subject, tenant, display_name),
         password_hash,
     )
+
+
+# ------------------------------------------------------------------ retention
+# Only consents in a final status are ever touched: an active one (awaiting or
+# authorised) has no ``ended_at`` and is never selected, whatever its rule says.
+_ENDED_BEFORE = "ended_at < $1 AND status = ANY($3::text[])"
+_FINAL = sorted(str(s) for s in FINAL)
+
+
+async def purge_consents(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """Record class ``consents`` (docs/design.md §9): at most ``limit`` consents that
+    ended before ``cutoff``, deleted with every sealed value they hold (evidence
+    included) and their spent authorization codes. Their events stay in the audit trail."""
+    ids = [
+        r["id"]
+        for r in await conn.fetch(
+            f"SELECT id FROM consents WHERE {_ENDED_BEFORE} ORDER BY ended_at, id LIMIT $2"
+            " FOR UPDATE SKIP LOCKED",
+            cutoff,
+            limit,
+            _FINAL,
+        )
+    ]
+    if not ids:
+        return 0
+    await conn.execute("DELETE FROM authorization_codes WHERE consent_id = ANY($1::text[])", ids)
+    result = await conn.execute("DELETE FROM consents WHERE id = ANY($1::text[])", ids)
+    return int(result.split()[-1])
+
+
+async def purge_evidence(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """Record class ``consent_evidence``: the sealed approval evidence (what the user was
+    shown, their user agent) of at most ``limit`` consents that ended before ``cutoff``;
+    the consent itself stays until its own rule, and the audit trail keeps the
+    evidence's SHA-256 (``evidence_hash`` of ``consent.authorised``)."""
+    result = await conn.execute(
+        "UPDATE consents SET evidence = NULL WHERE id IN (SELECT id FROM consents"
+        f" WHERE evidence IS NOT NULL AND {_ENDED_BEFORE} ORDER BY ended_at, id LIMIT $2"
+        " FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        limit,
+        _FINAL,
+    )
+    return int(result.split()[-1])

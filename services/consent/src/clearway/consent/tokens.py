@@ -260,6 +260,8 @@ async def introspect(svc: Service, caller: Any, token: str | None) -> dict[str, 
     cutoff = client["revoked_before"]
     if cutoff is not None and claims["iat"] <= cutoff.timestamp():
         return {"active": False}
+    if "consent_id" in claims and consent is None:  # purged (docs/design.md §9): it ended
+        return {"active": False}
     if consent is not None and consent.status not in (Status.AUTHORISED, Status.CONSUMED):
         return {"active": False}
     return {"active": True, "token_type": "Bearer", **claims}

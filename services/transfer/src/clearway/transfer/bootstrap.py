@@ -97,7 +97,8 @@ def build_app(settings: TransferSettings) -> FastAPI:
             claims = await _claims_pool(login)
             stack.push_async_callback(claims.close)
             vault = VaultClient(
-                settings.vault_url,
+                settings.vault_urls,
+                p.residency(),
                 verify=settings.service_tokens("cards:verify"),
                 detokenize=settings.service_tokens("cards:detokenize"),
             )

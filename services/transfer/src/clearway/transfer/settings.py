@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.crypto.keyring import development_secret
 from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.residency import Region
 from clearway.shared.settings import Base64Secret, SettingsError, internal
 
 
@@ -28,8 +29,10 @@ class TransferSettings(KeySettings):
     """A static JWK Set (tests)."""
     rail_url: str = "http://127.0.0.1:8005"
     """Base URL of the payment rail (the sandbox rail locally)."""
-    vault_url: str = "http://127.0.0.1:8006"
-    """Base URL of the card vault (checks and detokenizes ``tok_`` sources)."""
+    vault_urls: dict[Region, str] = {"eu": "http://127.0.0.1:8006", "us": "http://127.0.0.1:8106"}
+    """Base URL of the card vault of each region, JSON (``{"eu": "https://…", "us": …}``):
+    a ``tok_`` source is checked and detokenized at the vault of the tenant's region
+    (``CLEARWAY_TENANT_REGIONS``; docs/design.md §9)."""
     token_url: str | None = None
     """OAuth token endpoint for service tokens; unset: ``<issuer>/oauth/token``."""
     client_id: str = "clearway-transfer"
@@ -58,6 +61,16 @@ class TransferSettings(KeySettings):
     """Execute transfers in this replica (off: another replica executes)."""
     seed_demo: bool = False
     """Register the demo tenants' accounts at start (development only)."""
+
+    @model_validator(mode="after")
+    def _a_vault_per_region(self) -> TransferSettings:
+        missing = self.platform.residency().regions_in_use() - self.vault_urls.keys()
+        if missing:
+            raise ValueError(
+                f"{self.env_name('vault_urls')} has no vault for region(s)"
+                f" {', '.join(sorted(missing))} where tenants live"
+            )
+        return self
 
     def reference_key(self) -> bytes:
         """The reference HMAC key: the configured one, or in development the one generated

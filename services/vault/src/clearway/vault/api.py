@@ -20,6 +20,7 @@ from clearway.shared.auth import Principal, require_scope
 from clearway.shared.auth.fastapi import ScopeRequirement
 from clearway.shared.auth.principal import InvalidToken
 from clearway.shared.http import ProblemError, accepts_card_numbers, invalid_field
+from clearway.shared.residency import Residency
 from clearway.vault import handlers
 from clearway.vault.domain import TOKEN, InvalidCard
 from clearway.vault.handlers import CardNotFound, TenantShredded, Vault
@@ -68,6 +69,8 @@ async def _record_forbidden(request: Request, bearer: str) -> None:
     except InvalidToken:
         return
     params = request.path_params
+    if not _residency(request).serves(str(params.get("tenant"))):
+        return  # another region's tenant: nothing is written here (docs/design.md §9)
     token = params.get("token") if TOKEN.fullmatch(str(params.get("token", ""))) else None
     await handlers.record_refusal(
         _vault(request),
@@ -83,12 +86,25 @@ def _vault(request: Request) -> Vault:
     return request.app.state.vault
 
 
-def _tenant(principal: Principal) -> str:
+def _residency(request: Request) -> Residency:
+    return request.app.state.residency
+
+
+def _tenant(request: Request, principal: Principal) -> str:
+    """The caller's tenant, served by this region (else ``WrongRegion``: a 421)."""
     if not principal.tenant:
         raise ProblemError(
             403, "tenant-required", "Tenant required", "The access token carries no tenant."
         )
+    _residency(request).check(principal.tenant)
     return principal.tenant
+
+
+def _in_region(request: Request, tenant: str) -> str:
+    """``tenant`` of an internal route, served by this region (else a 421), checked
+    before anything is read: its cards live in its region's vault (docs/design.md §9)."""
+    _residency(request).check(tenant)
+    return tenant
 
 
 def _offboarded() -> ProblemError:
@@ -124,7 +140,7 @@ async def create_card(
     try:
         card, created = await handlers.tokenize_card(
             _vault(request),
-            _tenant(principal),
+            _tenant(request, principal),
             body.number,
             body.exp_month,
             body.exp_year,
@@ -146,7 +162,7 @@ async def read_card(
 ) -> dict[str, Any]:
     """The caller's tenant's card (brand, BIN, last four, expiry; never the number)."""
     try:
-        return await handlers.find_card(_vault(request), _tenant(principal), token)
+        return await handlers.find_card(_vault(request), _tenant(request, principal), token)
     except CardNotFound:
         raise _not_found() from None
 
@@ -155,7 +171,7 @@ async def read_card(
 async def verify_card(tenant: TenantPath, token: TokenPath, request: Request) -> dict[str, Any]:
     """Whether ``token`` is a card of ``tenant`` (platform services only)."""
     try:
-        return await handlers.find_card(_vault(request), tenant, token)
+        return await handlers.find_card(_vault(request), _in_region(request, tenant), token)
     except CardNotFound:
         raise _not_found() from None
 
@@ -173,7 +189,7 @@ async def detokenize(
     try:
         return await handlers.detokenize_card(
             _vault(request),
-            tenant,
+            _in_region(request, tenant),
             token,
             body.purpose,
             body.reference,

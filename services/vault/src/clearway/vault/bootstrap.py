@@ -89,5 +89,7 @@ def build_app(settings: VaultSettings) -> FastAPI:
         lifespan=lifespan,
         cursor_secret=settings.cursor_secret,
     )
+    # the tenants this deployment serves: another region's get a 421 (docs/design.md §9)
+    app.state.residency = settings.platform.residency()
     app.include_router(api.router)
     return app

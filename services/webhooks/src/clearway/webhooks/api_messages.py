@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import PageRequest, page_request
+from clearway.shared.http import PageRequest, ProblemError, page_request
 from clearway.webhooks import handlers, replay
 from clearway.webhooks.api import READ, by_created, conn_of, ctx_of, tenant_of
 
@@ -36,6 +36,9 @@ class MessageOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     queued_by: str
+    payload_purged_at: datetime | None = None
+    """When the retention rule removed the payload (docs/design.md §9): since then the
+    message cannot be re-delivered."""
 
 
 class AttemptOut(BaseModel):
@@ -151,9 +154,18 @@ async def resend_message(
     principal: Principal = Security(require_scope(REPLAY)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    row = await handlers.resend_message(
-        ctx_of(request), conn, principal, tenant_of(principal), msg_id
-    )
+    try:
+        row = await handlers.resend_message(
+            ctx_of(request), conn, principal, tenant_of(principal), msg_id
+        )
+    except handlers.PayloadPurged as e:
+        raise ProblemError(
+            409,
+            "payload-purged",
+            "Payload purged",
+            f"The payload of message {e.id} was removed by its retention rule on"
+            f" {e.at:%Y-%m-%d}; it cannot be re-delivered.",
+        ) from None
     return dict(row)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -39,6 +40,15 @@ class NotFound(Exception):
         self.id = id
 
 
+class PayloadPurged(Exception):
+    """A message whose payload its retention rule removed: it cannot be re-delivered."""
+
+    def __init__(self, id: str, at: datetime) -> None:
+        super().__init__(f"message {id} has no payload since {at.isoformat()}")
+        self.id = id
+        self.at = at
+
+
 def retention_rules(events: EventWriter) -> Retention:
     """The webhooks service's record classes and their purges (docs/design.md §9)."""
     return Retention(
@@ -47,6 +57,7 @@ def retention_rules(events: EventWriter) -> Retention:
         {
             "webhook_attempts": store.purge_attempts,
             "webhook_dead_letters": store.purge_dead_letters,
+            "webhook_message_payloads": store.purge_payloads,
         },
     )
 
@@ -218,6 +229,8 @@ async def resend_message(
         row = await store.get_message(conn, tenant, msg_id, lock=True)
         if row is None:
             raise NotFound("message", msg_id)
+        if row["payload_purged_at"] is not None:
+            raise PayloadPurged(msg_id, row["payload_purged_at"])
         await store.requeue(conn, [msg_id], "resend")
         again = await store.get_message(conn, tenant, msg_id)
         assert again is not None

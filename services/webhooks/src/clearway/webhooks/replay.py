@@ -85,6 +85,7 @@ async def step(conn: asyncpg.Connection, job_id: str, batch: int = 500) -> bool:
             for r in rows
             if r["status"] != "pending"
             and not (r["status"] == "delivered" and r["delivered_at"] >= job["started_at"])
+            and not r["purged"]  # its payload is past retention: skipped
         ]
         if eligible and not job["dry_run"]:
             await store.requeue(conn, eligible, f"replay:{job_id}")

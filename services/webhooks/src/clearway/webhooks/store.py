@@ -19,7 +19,8 @@ ENDPOINT_COLUMNS = (
 )
 MESSAGE_COLUMNS = (
     "id, endpoint_id, event_id, event_type, correlation_id, status, attempts, next_attempt_at,"
-    " last_status_code, delivered_at, created_at, updated_at, queued_by, version"
+    " last_status_code, delivered_at, created_at, updated_at, queued_by, version,"
+    " payload_purged_at"
 )
 UPDATABLE = frozenset({"url", "description", "event_types", "rate_limit_per_s"})
 
@@ -270,11 +271,12 @@ async def list_attempts(
 
 
 async def requeue(conn: asyncpg.Connection, msg_ids: Sequence[str], queued_by: str) -> int:
-    """Give messages a fresh round of attempts, starting now."""
+    """Give messages a fresh round of attempts, starting now (not those whose payload
+    was purged: there is nothing left to deliver)."""
     result = await conn.execute(
         "UPDATE messages SET status = 'pending', round_attempts = 0, next_attempt_at = now(),"
         " queued_by = $2, updated_at = now(), version = version + 1"
-        " WHERE id = ANY($1::text[])",
+        " WHERE id = ANY($1::text[]) AND payload IS NOT NULL",
         list(msg_ids),
         queued_by,
     )
@@ -309,3 +311,18 @@ async def purge_dead_letters(conn: asyncpg.Connection, cutoff: datetime, limit: 
         limit,
     )
     return n
+
+
+async def purge_payloads(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
+    """Record class ``webhook_message_payloads``: the payloads of at most ``limit``
+    messages that are not pending and saw no delivery activity since ``cutoff``. The
+    row stays (the log, attempts and dead letters); a pending message keeps its payload
+    whatever its age, and one re-queued starts its period again."""
+    result = await conn.execute(
+        "UPDATE messages SET payload = NULL, payload_purged_at = now() WHERE id IN ("
+        " SELECT id FROM messages WHERE payload IS NOT NULL AND status <> 'pending'"
+        " AND updated_at < $1 ORDER BY updated_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        limit,
+    )
+    return int(result.split()[-1])

@@ -89,7 +89,8 @@ async def next_batch(
         args += [job["cursor_at"], job["cursor_id"]]
         after = "AND (created_at, id) > ($5, $6)"
     return await conn.fetch(
-        "SELECT id, status, delivered_at, created_at FROM messages WHERE endpoint_id = $1"
+        "SELECT id, status, delivered_at, created_at, payload IS NULL AS purged FROM messages"
+        " WHERE endpoint_id = $1"
         f" AND created_at >= $2 AND created_at < $3 {_FILTER[job['status_filter']]} {after}"
         " ORDER BY created_at, id LIMIT $4 FOR UPDATE",
         *args,

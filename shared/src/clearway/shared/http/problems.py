@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from clearway.shared.cards import mask_cards
 from clearway.shared.context import current_correlation_id, new_correlation_id
 from clearway.shared.crypto.keys import KeyUnavailable
+from clearway.shared.residency import WrongRegion
 
 CORRELATION_HEADER = "X-Correlation-ID"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -130,6 +131,8 @@ def problem_for(request: Request, exc: BaseException) -> Response:
             headers=exc.headers,
             extensions=exc.extensions,
         )
+    if isinstance(exc, WrongRegion):
+        return problem_for(request, misdirected(exc))
     if isinstance(exc, RequestValidationError):
         return _validation_problem(request, exc.errors())
     if isinstance(exc, StarletteHTTPException):
@@ -225,13 +228,29 @@ def _unavailable_problem(request: Request, cause: BaseException) -> ProblemRespo
     )
 
 
+def misdirected(exc: WrongRegion) -> ProblemError:
+    """421 Misdirected Request (RFC 9110 §15.5.20) for a tenant this region does not
+    serve: ``region`` names where the tenant's data lives, so a client or gateway can
+    go there (docs/design.md §9). Ids only; the request was not acted on."""
+    return ProblemError(
+        421,
+        "wrong-region",
+        f"Tenant served in region {exc.region}",
+        f"This deployment serves region {exc.served}; the tenant's data lives in region"
+        f" {exc.region}. Send the request to that region.",
+        region=exc.region,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Answer validation errors, HTTP exceptions, ``ProblemError`` and crashes as problems."""
+    """Answer validation errors, HTTP exceptions, ``ProblemError``, requests for another
+    region's tenant and crashes as problems."""
 
     async def handle(request: Request, exc: Exception) -> Response:
         return problem_for(request, exc)
 
-    for kind in (ProblemError, RequestValidationError, StarletteHTTPException, Exception):
+    kinds = (ProblemError, WrongRegion, RequestValidationError, StarletteHTTPException, Exception)
+    for kind in kinds:
         app.add_exception_handler(kind, handle)
 
 

@@ -179,9 +179,8 @@ def _with_db(url: str, dbname: str) -> str:
     return f"{head}/{dbname}"
 
 
-@pytest_asyncio.fixture
-async def admin_dsn(stack: Stack) -> AsyncIterator[str]:
-    """A fresh database for this test (admin rights); dropped afterwards."""
+@contextlib.asynccontextmanager
+async def _fresh_database(stack: Stack) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     conn = await asyncpg.connect(stack.database_url)
     try:
@@ -194,6 +193,21 @@ async def admin_dsn(stack: Stack) -> AsyncIterator[str]:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest_asyncio.fixture
+async def admin_dsn(stack: Stack) -> AsyncIterator[str]:
+    """A fresh database for this test (admin rights); dropped afterwards."""
+    async with _fresh_database(stack) as dsn:
+        yield dsn
+
+
+@pytest_asyncio.fixture
+async def other_region_dsn(stack: Stack) -> AsyncIterator[str]:
+    """A second fresh database for this test, standing for another region's cluster
+    (docs/design.md §9); dropped afterwards."""
+    async with _fresh_database(stack) as dsn:
+        yield dsn
 
 
 class _BrokerJanitor:
