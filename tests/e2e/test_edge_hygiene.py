@@ -514,10 +514,12 @@ async def test_no_card_number_anywhere_after_every_format_through_every_edge(
     setup_tracing("card-scanner", processors=[SimpleSpanProcessor(exporter)])
     log_file = tmp_path / "services.log"
     log_stream = log_file.open("w")
+    # caplog first: it puts back the level it found, which must be the session's own
+    # (taken after configure_logging, it would leave the whole session at DEBUG)
+    caplog.set_level(logging.DEBUG)
     root = logging.getLogger()
     level, before = root.level, list(root.handlers)
     configure_logging("card-scanner", "DEBUG", stream=log_stream)  # as every service does
-    caplog.set_level(logging.DEBUG)
     formats = [*CARD_FORMATS, "5555 5555 5555 4444", "3782 822463 10005"]
     seeded: set[tuple[str, int, int]] = set()
     try:

@@ -66,6 +66,10 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
     """
     root = logging.getLogger()
     root.setLevel(level.upper())  # first: an unknown level raises before anything changes
+    # aiokafka's DEBUG lines print whole protocol structs (metadata of every topic,
+    # record batches with their payloads): costly to build and redact on every
+    # response, and payloads are not log material. Its INFO and above still flow.
+    logging.getLogger("aiokafka").setLevel(max(root.level, logging.INFO))
     for handler in list(root.handlers):
         if isinstance(handler, _JsonHandler):
             root.removeHandler(handler)

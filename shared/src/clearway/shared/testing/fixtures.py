@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -120,6 +121,17 @@ def _docker_engine() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@pytest.fixture(autouse=True)
+def logging_as_found() -> Iterator[None]:
+    """Put the root logger's level back after each test (autouse: torn down after
+    ``caplog``). A test that leaves it at DEBUG would make every later test create,
+    redact and capture aiokafka's debug records of whole protocol structs."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session", autouse=True)
