@@ -38,32 +38,37 @@ class Clock:
         return self.now
 
 
+def record_key() -> tuple[bytes, bytes, AESGCM]:
+    """A record's GCM tag, its header and nonce, and its data key."""
+    return os.urandom(16), os.urandom(40), AESGCM(os.urandom(32))
+
+
 def test_record_keys_are_bounded_in_number() -> None:
     cache = DekCache(size=8, ttl_s=60, clock=Clock(), records=100)
-    keys = [(os.urandom(40), AESGCM(os.urandom(32))) for _ in range(1000)]
-    for head, key in keys:
-        cache.put_record(head, key)
+    keys = [record_key() for _ in range(1000)]
+    for tag, head, key in keys:
+        cache.put_record(tag, head, key)
         assert cache.record_keys() <= 100
-    assert cache.record(keys[-1][0]) is keys[-1][1]  # the newest stay
+    assert cache.record(keys[-1][0]) == (keys[-1][1], keys[-1][2])  # the newest stay
     assert cache.record(keys[0][0]) is None  # the oldest left
 
 
 def test_a_record_key_is_never_used_after_its_time_to_live() -> None:
     clock = Clock()
     cache = DekCache(size=8, ttl_s=10, clock=clock, records=100)
-    stored: list[tuple[float, bytes, AESGCM]] = []
-    for step in range(200):  # a record key every 0.25 s, read back at every step
+    stored: list[tuple[float, bytes, bytes, AESGCM]] = []
+    for step in range(200):  # a record key every 0.25 s, all read back at every step
         clock.now = step * 0.25
-        head, key = os.urandom(40), AESGCM(os.urandom(32))
-        cache.put_record(head, key)
-        stored.append((clock.now, head, key))
-        for at, old_head, old_key in stored:
-            found = cache.record(old_head)
+        tag, head, key = record_key()
+        cache.put_record(tag, head, key)
+        stored.append((clock.now, tag, head, key))
+        for at, old_tag, old_head, old_key in stored:
+            found = cache.record(old_tag)
             if clock.now - at >= 10:
                 assert found is None, f"a key stored at {at} s used at {clock.now} s"
             elif found is not None:
-                assert found is old_key
-    assert cache.record(stored[-1][1]) is stored[-1][2]
+                assert found == (old_head, old_key)
+    assert cache.record(stored[-1][1]) is not None
     clock.now += 100  # idle: both generations expired
     assert cache.record(stored[-1][1]) is None
     assert cache.record_keys() == 0
@@ -71,19 +76,19 @@ def test_a_record_key_is_never_used_after_its_time_to_live() -> None:
 
 def test_clear_forgets_record_and_batch_keys() -> None:
     cache = DekCache(size=8, ttl_s=60, clock=Clock())
-    head, key = os.urandom(40), AESGCM(os.urandom(32))
-    cache.put_record(head, key)
+    tag, head, key = record_key()
+    cache.put_record(tag, head, key)
     cache.put(b"header", BatchKey(os.urandom(32)))
     cache.clear()
-    assert cache.record(head) is None and cache.get(b"header") is None
+    assert cache.record(tag) is None and cache.get(b"header") is None
     assert cache.record_keys() == 0 and len(cache) == 0
 
 
 def test_size_zero_turns_the_whole_cache_off_and_records_zero_the_record_keys() -> None:
-    head, key = os.urandom(40), AESGCM(os.urandom(32))
+    tag, head, key = record_key()
     for cache in (DekCache(0), DekCache(records=0)):
-        cache.put_record(head, key)
-        assert cache.record(head) is None
+        cache.put_record(tag, head, key)
+        assert cache.record(tag) is None
     off = DekCache(0)
     off.put(b"header", key)
     assert off.get(b"header") is None

@@ -99,15 +99,15 @@ class DekCache:
         size: int = 4096,
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        records: int = 1024,
+        records: int = 256,
     ) -> None:
         self.size, self.ttl_s, self._clock = size, ttl_s, clock
         self.records = records if size > 0 else 0
         self._items: OrderedDict[bytes, tuple[float, Key]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = self.record_hits = self.record_misses = 0
-        self._young: dict[bytes, AESGCM] = {}
-        self._old: dict[bytes, AESGCM] = {}
+        self._young: dict[bytes, tuple[bytes, AESGCM]] = {}  # by GCM tag
+        self._old: dict[bytes, tuple[bytes, AESGCM]] = {}
         self._half = max(self.records // 2, 1)
         self._turn_at = clock() + ttl_s / 2  # when the young generation turns old
 
@@ -134,23 +134,26 @@ class DekCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def record(self, head: bytes) -> AESGCM | None:
-        """The data key of the record whose header and nonce are ``head``, if held."""
+    def record(self, tag: bytes) -> tuple[bytes, AESGCM] | None:
+        """``(header and nonce, data key)`` of the record whose GCM tag is ``tag``, if
+        held; the key belongs to a blob only if the blob starts with that header and
+        nonce (the tag is only where to look: anyone can copy a tag)."""
         if self._clock() >= self._turn_at:
             self._turn()
-        key = self._young.get(head) or self._old.get(head)
-        if key is None:
+        held = self._young.get(tag) or self._old.get(tag)
+        if held is None:
             self.record_misses += 1
         else:
             self.record_hits += 1
-        return key
+        return held
 
-    def put_record(self, head: bytes, key: AESGCM) -> None:
-        """Hold the data key of the record whose header and nonce are ``head``."""
+    def put_record(self, tag: bytes, head: bytes, key: AESGCM) -> None:
+        """Hold the data key of the record with GCM tag ``tag``, whose header and nonce
+        (which name the key) are ``head``."""
         if self.records <= 0:
             return
         young = self._young
-        young[head] = key
+        young[tag] = (head, key)
         if len(young) >= self._half:  # the age limit is checked where keys are read
             self._turn()
 

@@ -52,6 +52,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -92,15 +93,16 @@ class Context:
     row_id: str
     tenant: str = ""
 
-    def aad(self) -> bytes:
+    @cached_property
+    def associated_data(self) -> bytes:
         """Length-prefixed fields (netstrings over characters, then UTF-8), so no two
         contexts encode alike; encoded once per context (it is immutable)."""
-        aad: bytes | None = self.__dict__.get("_aad")
-        if aad is None:
-            s, t, c, r, n = self.service, self.table, self.column, self.row_id, self.tenant
-            aad = f"cw2|{len(s)}:{s}{len(t)}:{t}{len(c)}:{c}{len(r)}:{r}{len(n)}:{n}".encode()
-            object.__setattr__(self, "_aad", aad)  # not a field: no effect on eq and hash
-        return aad
+        s, t, c, r, n = self.service, self.table, self.column, self.row_id, self.tenant
+        return f"cw2|{len(s)}:{s}{len(t)}:{t}{len(c)}:{c}{len(r)}:{r}{len(n)}:{n}".encode()
+
+    def aad(self) -> bytes:
+        """The associated data of format-2 and format-3 blobs (:attr:`associated_data`)."""
+        return self.associated_data
 
     def aad_v1(self) -> bytes:
         """The associated data of format-1 blobs (u32 length prefixes)."""
@@ -204,7 +206,7 @@ class _Batch:
     chunk: int = _FIRST_CHUNK  # records in its next chunk
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Chunk:
     """Nonces and data keys of records of one batch, derived at once; a record takes
     the next index (``next`` on a count is atomic in CPython), so no two take one."""
@@ -342,8 +344,8 @@ class Envelope:
         nonce = chunk.nonces[_NONCE * i : _NONCE * i + _NONCE]
         data_key = AESGCM(chunk.keys[32 * i : 32 * i + 32])
         head = chunk.header + nonce
-        sealed = head + data_key.encrypt(nonce, plaintext, context.aad())
-        self.cache.put_record(head, data_key)  # opening it again soon needs no derivation
+        sealed = head + data_key.encrypt(nonce, plaintext, context.associated_data)
+        self.cache.put_record(sealed[-_TAG:], head, data_key)  # opening it needs no derivation
         return sealed
 
     def _kek_unwrap(self, blob: bytes, record: Context | str) -> tuple[Key, int]:
@@ -384,30 +386,30 @@ class Envelope:
     def open(self, blob: bytes, context: Context) -> bytes:
         """The plaintext of a sealed record; :class:`RecordUnreadable` naming the record
         when the blob is truncated, its key version gone, or its context altered."""
-        # hot path: the header of a cached key is found without parsing the blob
+        # hot path: a record sealed or opened here recently, found by its tag; its key
+        # is used only when the blob has the header and nonce that key belongs to
+        held = self.cache.record(blob[-_TAG:])
+        if held is not None and blob.startswith(held[0]) and len(blob) >= len(held[0]) + _TAG:
+            at = len(held[0])
+            try:
+                return held[1].decrypt(blob[at - _NONCE : at], blob[at:], context.associated_data)
+            except InvalidTag:
+                raise RecordUnreadable(context, _ALTERED) from None
+        # the header of a cached batch key is found without parsing the blob
         try:
             body = 11 + blob[4] + int.from_bytes(blob[9 + blob[4] : 11 + blob[4]])
             if blob[3] == 3:  # format 3: the tenant key id follows
                 body += 1 + blob[body]
         except IndexError:
             body = 0
-        at = body + _NONCE
-        key: Key | None = None
-        if body and len(blob) >= at + _TAG:
-            data_key = self.cache.record(blob[:at])  # sealed or opened here recently
-            if data_key is not None:
-                try:
-                    return data_key.decrypt(blob[body:at], blob[at:], context.aad())
-                except InvalidTag:
-                    raise RecordUnreadable(context, _ALTERED) from None
-            key = self.cache.get(blob[:body])
+        key = self.cache.get(blob[:body]) if body and len(blob) >= body + _NONCE + _TAG else None
         if key is None:
             key, body = self._kek_unwrap(blob, context)
-            at = body + _NONCE
+        at = body + _NONCE
         if isinstance(key, BatchKey):
             data_key = key.data_key(blob[body:at])
-            plaintext = self._decrypt(data_key, blob, at, context.aad(), context)
-            self.cache.put_record(blob[:at], data_key)
+            plaintext = self._decrypt(data_key, blob, at, context.associated_data, context)
+            self.cache.put_record(blob[-_TAG:], blob[:at], data_key)
             return plaintext
         return self._decrypt(key, blob, at, context.aad_v1(), context)
 
