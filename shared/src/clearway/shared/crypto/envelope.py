@@ -35,8 +35,11 @@ KEK-wrapped part of the header::
 The record's associated data does not cover the KEK version or the wrapped key,
 so re-wrapping under a new KEK version (:meth:`Envelope.rewrap`) replaces only
 the header and never touches the data; the wrapped key is itself authenticated
-with the KEK name and version. Unwrapped keys are kept in a bounded LRU with a
-time-to-live (:class:`DekCache`), so reading costs one HSM call per batch and TTL.
+with the KEK name and version. Unwrapped keys are kept in memory, bounded in
+count and lifetime (:class:`~clearway.shared.crypto.data_keys.DekCache`, ADR 0031),
+so reading costs one HSM call per batch and TTL, and opening a record sealed or
+opened here recently needs no derivation; sealing takes nonces and data keys
+derived ahead for a chunk of the batch's records.
 """
 
 from __future__ import annotations
