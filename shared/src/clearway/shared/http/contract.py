@@ -88,7 +88,7 @@ _KIT_PROBLEMS: dict[int, tuple[str, str, str]] = {
     ),
 }
 # What FastAPI puts in a response a route declared with a description only.
-_FASTAPI_FILLER = {"application/json": {"schema": {}}}
+_FASTAPI_FILLER: dict[str, Any] = {"application/json": {"schema": {}}}
 _EVERY_OPERATION = (400, 422, 500, 503)
 _WITH_BODY = (413, 415)
 
