@@ -43,8 +43,8 @@ def create_app(
     this edge, so it runs before the correlation id is bound.
 
     The OpenAPI document declares what the kit answers on every operation: its
-    problems (problem+json), the bearer scheme with each operation's scopes and
-    the ``Clearway-Version`` header (``contract``).
+    problems (problem+json) and the bearer scheme with each operation's scopes
+    (``contract``).
 
     ``cursor_secret`` keys the list cursors (``paging``): the service's
     ``ServiceSettings.cursor_secret`` (random per process when unset).

@@ -15,8 +15,7 @@ kit itself answers is declared here, once, for every operation
   parameter;
 - the ``bearer`` security scheme (RFC 6750, RFC 9068 JWT access tokens), and per
   operation the scopes it requires, read from its ``require_scope`` dependencies
-  (``route_scopes``), so a scope is declared once, where it is enforced;
-- the ``Clearway-Version`` request header with the versions served.
+  (``route_scopes``), so a scope is declared once, where it is enforced.
 """
 
 from __future__ import annotations
@@ -30,13 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.shared.auth.fastapi import route_scopes
 from clearway.shared.http.problems import PROBLEM_MEDIA_TYPE, problem_type_uri
-from clearway.shared.http.versioning import VERSION_HEADER, ApiVersions
 
 SECURITY_SCHEME = "bearer"
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 _SCHEMAS = "#/components/schemas/"
 _RESPONSES = "#/components/responses/"
-_VERSION_PARAMETER = "ClearwayVersion"
 
 # The problems the kit answers, by status: (type slug of the example, title, when).
 _KIT_PROBLEMS: dict[int, tuple[str, str, str]] = {
@@ -89,6 +86,7 @@ _KIT_PROBLEMS: dict[int, tuple[str, str, str]] = {
 }
 # What FastAPI puts in a response a route declared with a description only.
 _FASTAPI_FILLER: dict[str, Any] = {"application/json": {"schema": {}}}
+_FASTAPI_VALIDATION = _SCHEMAS + "HTTPValidationError"
 _EVERY_OPERATION = (400, 422, 500, 503)
 _WITH_BODY = (413, 415)
 
@@ -139,7 +137,7 @@ class Problem(BaseModel):
 
 
 def install_contract(app: FastAPI) -> None:
-    """Make ``app.openapi()`` declare the kit's problems, security and version header.
+    """Make ``app.openapi()`` declare the kit's problems and security.
 
     The document is built lazily (on first request for it), so routers included
     after ``create_app`` are covered.
@@ -149,19 +147,14 @@ def install_contract(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build()
-            versions = getattr(app.state, "api_versions", None) or ApiVersions()
-            declare(document, route_scopes(app), versions)
+            declare(document, route_scopes(app))
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def declare(
-    document: dict[str, Any],
-    scopes: Mapping[tuple[str, str], set[str]],
-    versions: ApiVersions,
-) -> None:
+def declare(document: dict[str, Any], scopes: Mapping[tuple[str, str], set[str]]) -> None:
     """Complete a generated OpenAPI ``document`` in place (see the module docstring)."""
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -173,10 +166,6 @@ def declare(
     responses = components.setdefault("responses", {})
     for status, (slug, title, when) in _KIT_PROBLEMS.items():
         responses[_response_name(status)] = _problem_response(status, slug, title, when)
-    components["parameters"] = {
-        **components.get("parameters", {}),
-        _VERSION_PARAMETER: _version_parameter(versions),
-    }
     security = components.setdefault("securitySchemes", {})
     security.pop("HTTPBearer", None)
     security[SECURITY_SCHEME] = {
@@ -194,8 +183,7 @@ def declare(
 
 
 def _declare_operation(operation: dict[str, Any], scopes: set[str]) -> None:
-    parameters = operation.setdefault("parameters", [])
-    parameters.append({"$ref": "#/components/parameters/" + _VERSION_PARAMETER})
+    parameters = operation.get("parameters", [])
     statuses = list(_EVERY_OPERATION)
     if "requestBody" in operation:
         statuses += _WITH_BODY
@@ -213,6 +201,8 @@ def _declare_operation(operation: dict[str, Any], scopes: set[str]) -> None:
         statuses.append(401)
         operation["security"] = [{SECURITY_SCHEME: []}]
     responses = operation.setdefault("responses", {})
+    if _FASTAPI_VALIDATION in str(responses.get("422")):
+        del responses["422"]  # FastAPI's own: ours is a problem (the component below)
     problem = {"schema": {"$ref": _SCHEMAS + "Problem"}}
     for status, response in responses.items():
         if status[:1] in "45" and "$ref" not in response:
@@ -252,14 +242,3 @@ def _problem_response(status: int, slug: str, title: str, when: str) -> dict[str
     if status == 503:
         response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return response
-
-
-def _version_parameter(versions: ApiVersions) -> dict[str, Any]:
-    return {
-        "name": VERSION_HEADER,
-        "in": "header",
-        "required": False,
-        "description": "The dated API version to serve (docs: change and compatibility);"
-        f" without it, the current one ({versions.current}).",
-        "schema": {"type": "string", "enum": versions.all()},
-    }
