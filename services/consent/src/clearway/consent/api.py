@@ -201,7 +201,10 @@ def _not_in_tenant(client_id: str) -> ProblemError:
     )
 
 
-@router.post("/platform/keys/rotation")
+@router.post(
+    "/platform/keys/rotation",
+    responses={429: {"description": "A key was rotated recently; see `Retry-After`"}},
+)
 async def rotate_keys(
     body: AdminRequest, request: Request, p: Principal = Security(require_scope("platform:keys"))
 ) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import Lifespan
 
+from clearway.shared.http.contract import install_contract
 from clearway.shared.http.edge import EdgeMiddleware
 from clearway.shared.http.health import HEALTH_PATH, READY_PATH, ReadinessCheck, health_router
 from clearway.shared.http.hygiene import DEFAULT_MAX_BODY_BYTES
@@ -41,6 +42,10 @@ def create_app(
     to ``app.state.readiness_checks``. Middleware a service adds later wraps
     this edge, so it runs before the correlation id is bound.
 
+    The OpenAPI document declares what the kit answers on every operation: its
+    problems (problem+json) and the bearer scheme with each operation's scopes
+    (``contract``).
+
     ``cursor_secret`` keys the list cursors (``paging``): the service's
     ``ServiceSettings.cursor_secret`` (random per process when unset).
     """
@@ -52,6 +57,7 @@ def create_app(
     readiness_checks: list[ReadinessCheck] = []
     app.state.readiness_checks = readiness_checks
     install_problem_handlers(app)
+    install_contract(app)
     app.add_middleware(
         EdgeMiddleware,
         service=service,
