@@ -202,6 +202,17 @@ class EdgeMiddleware:
         return replay(messages, receive)
 
 
+def request_version(request: Request) -> str:
+    """The dated version ``request`` is served with: its ``Clearway-Version`` header, else
+    the pin of the token a route dependency verified, else the unpinned default. For
+    routes that record it, e.g. the version a new webhook endpoint is pinned to."""
+    versions: ApiVersions = request.app.state.api_versions
+    header = request.headers.get(VERSION_HEADER)
+    if header is not None:
+        return versions.resolve(header)
+    return versions.pinned(_pin(request.scope.get("state", {})))
+
+
 def _pin(state: dict[str, Any]) -> object:
     """The pinned version the consent issuer put in the caller's token, if any."""
     principal = state.get("principal")
@@ -224,9 +235,7 @@ def _downgraded(body: bytes, versions: ApiVersions, version: str) -> bytes:
     except ValueError:
         return body
     # The rendering FastAPI's JSONResponse uses, so both versions look alike.
-    out = json.dumps(
-        versions.downgrade(doc, version), ensure_ascii=False, separators=(",", ":")
-    )
+    out = json.dumps(versions.downgrade(doc, version), ensure_ascii=False, separators=(",", ":"))
     return out.encode()
 
 
