@@ -7,7 +7,7 @@ the public API from ``2026-12-01`` renders money as ``{"value": "125.00",
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 #: ISO 4217 currencies whose minor unit is not 1/100; every other code has two digits.
 _EXPONENTS = {
@@ -32,8 +32,10 @@ def to_minor(value: str, currency: str) -> int:
     precision than the currency's minor unit or that is not a decimal number."""
     try:
         scaled = Decimal(value).scaleb(exponent(currency))
-    except InvalidOperation:
+    except ArithmeticError:  # InvalidOperation, Overflow
         raise ValueError(f"{value!r} is not a decimal amount") from None
+    if not scaled.is_finite():
+        raise ValueError(f"{value!r} is not a decimal amount")
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{value!r} has more digits than {currency} allows")
     return int(scaled)
