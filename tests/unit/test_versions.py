@@ -32,18 +32,21 @@ def test_a_value_finer_than_the_currency_or_not_a_number_is_refused(bad):
         to_minor(bad, "EUR")
 
 
-def test_money_as_object_upgrades_and_downgrades_any_depth():
+def test_money_as_object_converts_a_resource_and_the_items_of_a_list():
     assert money_as_object.upgrade(OLD) == NEW
     assert money_as_object.downgrade(NEW) == OLD
     page = {"data": [OLD, OLD], "has_more": False}
+    assert money_as_object.upgrade(page) == {"data": [NEW, NEW], "has_more": False}
     assert money_as_object.downgrade(money_as_object.upgrade(page)) == page
 
 
-def test_money_as_object_leaves_other_amounts_alone():
-    # RFC 9396 authorization details carry amounts as strings: not this change's business.
-    details = {"instructedAmount": {"currency": "EUR", "amount": "123.50"}}
-    assert money_as_object.upgrade(details) == details
-    assert money_as_object.downgrade(details) == details
+def test_money_as_object_leaves_nested_amounts_of_other_resources_alone():
+    # A consent's RFC 9396 authorization details: its own shape, in every version.
+    consent = {"authorization_details": [{"instructedAmount": {"amount": 1250, "currency": "EUR"}}]}
+    assert money_as_object.upgrade(consent) == consent
+    assert money_as_object.downgrade(consent) == consent
+    breaks = {"run_id": "rec_1", "breaks": [{"amount": 5, "currency": "EUR"}]}
+    assert money_as_object.upgrade(breaks) == breaks
     no_currency = {"amount": 3, "note": None}
     assert money_as_object.upgrade(no_currency) == no_currency
     assert money_as_object.downgrade(["x", 1, None]) == ["x", 1, None]

@@ -10,6 +10,7 @@ the currency travels with the value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from clearway.shared.money import money, to_minor
@@ -19,9 +20,10 @@ DESCRIPTION = """\
 Money is an object: `"amount": {"value": "125.00", "currency": "EUR"}` replaces
 `"amount": 12500` with a sibling `"currency": "EUR"`. `value` is a decimal string
 with exactly the currency's ISO 4217 minor-unit digits (`"500"` for JPY); the
-top-level `currency` field is gone. This applies to every HTTP response that
-carries an amount (transfers: create, read, list, cancel) and to webhook
-payloads (`transfer.*` events).
+top-level `currency` field is gone. This applies to transfers in HTTP
+responses (create, read, list, cancel) and to the `data` of `transfer.*`
+webhook payloads. Amounts nested in other objects keep their shape: a consent's
+`instructedAmount`, the breaks of `transfer.reconciled`.
 
 **To upgrade:** read `amount.value` as a decimal (never a float) and
 `amount.currency` instead of `amount` (minor units) and `currency`; then send
@@ -35,37 +37,52 @@ def _is_currency(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 3 and value.isalpha() and value.isupper()
 
 
-def upgrade(doc: Document) -> Document:
-    """``{"amount": 12500, "currency": "EUR"}`` → ``{"amount": {"value": "125.00", …}}``."""
-    if isinstance(doc, list):
-        return [upgrade(item) for item in doc]
+def _resources(doc: Document, convert: Callable[[dict[str, Any]], dict[str, Any]]) -> Document:
+    """``convert`` applied to the resource a document is: the object itself, or each item
+    of a list body's ``data``. Nested amounts (a consent's ``instructedAmount``, the
+    breaks of a reconciliation) are other resources' fields and keep their shape."""
     if not isinstance(doc, dict):
         return doc
-    out = {key: upgrade(value) for key, value in doc.items()}
-    amount, currency = doc.get("amount"), doc.get("currency")
-    if type(amount) is int and isinstance(currency, str) and _is_currency(currency):
-        out["amount"] = money(amount, currency)
-        del out["currency"]
+    out = convert(doc)
+    items = out.get("data")
+    if isinstance(items, list):
+        out = {**out, "data": [convert(i) if isinstance(i, dict) else i for i in items]}
     return out
 
 
-def downgrade(doc: Document) -> Document:
-    """``{"amount": {"value": "125.00", "currency": "EUR"}}`` → ``{"amount": 12500, …}``."""
-    if isinstance(doc, list):
-        return [downgrade(item) for item in doc]
-    if not isinstance(doc, dict):
-        return doc
-    out = {key: downgrade(value) for key, value in doc.items()}
-    amount = doc.get("amount")
-    if (
+def _to_object(resource: dict[str, Any]) -> dict[str, Any]:
+    amount, currency = resource.get("amount"), resource.get("currency")
+    if type(amount) is not int or not isinstance(currency, str) or not _is_currency(currency):
+        return resource
+    out = {k: v for k, v in resource.items() if k != "currency"}
+    out["amount"] = money(amount, currency)
+    return out
+
+
+def _to_minor_units(resource: dict[str, Any]) -> dict[str, Any]:
+    amount = resource.get("amount")
+    if not (
         isinstance(amount, dict)
         and set(amount) == {"value", "currency"}
         and isinstance(amount["value"], str)
         and _is_currency(amount["currency"])
     ):
-        out["amount"] = to_minor(amount["value"], amount["currency"])
-        out["currency"] = amount["currency"]
-    return out
+        return resource
+    return {
+        **resource,
+        "amount": to_minor(amount["value"], amount["currency"]),
+        "currency": amount["currency"],
+    }
+
+
+def upgrade(doc: Document) -> Document:
+    """``{"amount": 12500, "currency": "EUR"}`` → ``{"amount": {"value": "125.00", …}}``."""
+    return _resources(doc, _to_object)
+
+
+def downgrade(doc: Document) -> Document:
+    """``{"amount": {"value": "125.00", "currency": "EUR"}}`` → ``{"amount": 12500, …}``."""
+    return _resources(doc, _to_minor_units)
 
 
 CHANGE = VersionChange(
