@@ -276,6 +276,64 @@ async def rotate_client_secret(
         raise _not_in_tenant(client_id) from None
 
 
+def _client_view(row: Any) -> dict[str, Any]:
+    return {
+        "client_id": row["client_id"],
+        "tenant": row["tenant"],
+        "name": row["name"],
+        "status": row["status"],
+        "api_version": row["api_version"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+async def _clients_on_version(
+    request: Request, tenant: str | None, api_version: str, page: PageRequest
+) -> dict[str, Any]:
+    served = request.app.state.api_versions.all()
+    if api_version not in served:
+        raise invalid_field(("query", "api_version"), f"must be one of {', '.join(served)}")
+    filters = {"api_version": api_version}
+    after = page.after(tenant or PLATFORM_TENANT, filters)
+    rows = await clients.clients_on_version(
+        _svc(request),
+        api_version,
+        tenant=tenant,
+        after=None if after is None else str(after[0]),
+        limit=page.fetch_limit,
+    )
+    return page.page(
+        rows,
+        tenant=tenant or PLATFORM_TENANT,
+        filters=filters,
+        position=lambda r: (r["client_id"],),
+        render=_client_view,
+    )
+
+
+@router.get("/admin/clients")
+async def list_clients_on_version(
+    request: Request,
+    api_version: str = Query(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    page: PageRequest = Depends(page_request),
+    p: Principal = Security(require_scope("admin:clients")),
+) -> dict[str, Any]:
+    """The caller's tenant's clients pinned to ``api_version`` (docs/design.md §10)."""
+    return await _clients_on_version(request, p.tenant or "", api_version, page)
+
+
+@router.get("/platform/clients")
+async def platform_list_clients_on_version(
+    request: Request,
+    api_version: str = Query(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    page: PageRequest = Depends(page_request),
+    p: Principal = Security(require_scope("platform:clients")),
+) -> dict[str, Any]:
+    """Every tenant's clients still pinned to ``api_version`` (platform operators)."""
+    _operator(p)
+    return await _clients_on_version(request, None, api_version, page)
+
+
 @router.post("/platform/clients/{client_id}/disable")
 async def platform_disable_client(
     client_id: str,

@@ -13,6 +13,7 @@ from clearway.consent.handlers import NotFound
 from clearway.consent.scopes import PLATFORM_SCOPES, PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
+from clearway.shared.versions import CURRENT_VERSION
 
 
 def new_secret() -> str:
@@ -29,9 +30,12 @@ async def register_client(
     scopes: list[str],
     redirect_uris: list[str] = (),
     jwks: dict[str, Any] | None = None,
+    api_version: str = CURRENT_VERSION,
 ) -> str | None:
     """Register a client; returns its secret (``None`` for ``private_key_jwt`` clients).
 
+    The client is pinned to ``api_version``, by default the current dated version
+    (docs/design.md §10); its tokens carry the pin as the ``cw_ver`` claim.
     Platform scopes are for the operator tenant's clients only (docs/design.md §7)."""
     if tenant != PLATFORM_TENANT and set(scopes) & PLATFORM_SCOPES:
         raise ValueError(f"platform scopes are for {PLATFORM_TENANT} clients only")
@@ -47,8 +51,17 @@ async def register_client(
             secret_hash=svc.hash_secret(secret) if secret else None,
             jwks=jwks,
             redirect_uris=list(redirect_uris),
+            api_version=api_version,
         )
     return secret
+
+
+async def clients_on_version(
+    svc: Service, version: str, *, tenant: str | None, after: str | None, limit: int
+) -> list[Any]:
+    """Clients still pinned to ``version`` (the tenant's, or all with ``tenant=None``)."""
+    async with svc.pool.acquire() as conn:
+        return await store_clients.clients_on_version(conn, version, tenant, after, limit)
 
 
 async def _client_for_update(conn: Any, tenant: str | None, client_id: str) -> Any:

@@ -19,6 +19,7 @@ from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
 from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import init_connection, load_migrations, migrate
+from clearway.shared.deprecations import DeprecationDigests, deprecation_jobs
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -202,6 +203,11 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 health=lambda: consumers_healthy([intents, jobs, consents]),
             )
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)
+            # Calls on deprecated versions: weekly client.deprecation_digest (docs/design.md §10).
+            app.state.deprecation_digests = digests = DeprecationDigests(
+                app.state.deprecation_log, pool, events, app.state.api_versions.sunset, SERVICE
+            )
+            deprecation_jobs(tasks, digests)
             yield
 
     app = create_app(

@@ -29,6 +29,7 @@ from clearway.shared.backoff import RetriesExhausted, retry
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.http import PageRequest
+from clearway.shared.money import money
 from clearway.shared.retention import Retention
 from clearway.transfer import store, store_accounts
 from clearway.transfer.domain import (
@@ -413,13 +414,13 @@ async def _write_events(conn: asyncpg.Connection, core: Core, transfer: Transfer
 
 
 def transfer_view(t: Transfer) -> dict[str, Any]:
-    """The public representation of a transfer (what the API answers and replays)."""
+    """The public representation of a transfer (what the API answers and replays), at
+    the current dated version: the edge downgrades it for older ones (docs/design.md §10)."""
     return {
         "id": t.id,
         "reference": t.reference,
         "status": t.status.value,
-        "amount": t.amount,
-        "currency": t.currency,
+        "amount": money(t.amount, t.currency),
         "source": t.source,
         "destination": t.destination,
         "description": t.description,
