@@ -13,8 +13,6 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from clearway.shared.mode import Mode, mode_of
-
 
 class InvalidToken(Exception):
     """The token is missing, malformed, badly signed, expired, not for us, or revoked (401)."""
@@ -55,12 +53,6 @@ class Principal:
     claims: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), hash=False, compare=False
     )
-
-    @property
-    def mode(self) -> Mode:
-        """Live or test, from the tenant (docs/design.md §10); a token without a tenant
-        acts live."""
-        return mode_of(self.tenant or "")
 
     def require_scopes(self, *scopes: str) -> None:
         """Raise :class:`InsufficientScope` naming every one of ``scopes`` the token lacks."""
