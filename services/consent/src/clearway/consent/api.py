@@ -44,6 +44,11 @@ class AdminRequest(BaseModel):
     approver: str | None = Field(default=None, max_length=200)
 
 
+class SandboxClientRequest(AdminRequest):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1, max_length=len(BY_NAME))
+
+
 class SecretRotation(AdminRequest):
     overlap_seconds: int | None = Field(default=None, ge=0, le=7 * 86400)
 
@@ -246,6 +251,31 @@ async def _rotate_secret(
     return JSONResponse(
         {"client_id": client_id, "client_secret": secret}, headers={"Cache-Control": "no-store"}
     )
+
+
+@router.post("/admin/sandbox/clients", status_code=201)
+async def register_sandbox_client(
+    body: SandboxClientRequest,
+    request: Request,
+    p: Principal = Security(require_scope("admin:clients")),
+) -> JSONResponse:
+    """Register a test-mode client of the caller's tenant's sandbox twin
+    (docs/design.md §10); its secret is shown once."""
+    try:
+        client = await clients.register_sandbox_client(
+            _svc(request),
+            p.tenant or "",
+            name=body.name,
+            scopes=body.scopes,
+            actor=Actor.from_principal(p),
+            reason=body.reason,
+            approver=body.approver,
+        )
+    except clients.NotGrantable as error:
+        raise invalid_field(
+            "scopes", f"not grantable to a tenant's client: {error}", "scope_not_grantable"
+        ) from None
+    return JSONResponse(client, status_code=201, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/admin/clients/{client_id}/disable")

@@ -44,7 +44,7 @@ from clearway.transfer.consumers import (
 )
 from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
-from clearway.transfer.rail_client import RailClient
+from clearway.transfer.rail_client import RailClient, Rails
 from clearway.transfer.seed import seed
 from clearway.transfer.settings import TransferSettings
 from clearway.transfer.vault_client import VaultClient
@@ -120,9 +120,17 @@ def build_app(settings: TransferSettings) -> FastAPI:
             app.state.readiness_checks.append(_database_check(pool))
             if settings.seed_demo:
                 await seed(core)
-            rail = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
-            stack.push_async_callback(rail.close)
-            executor = Executor(core, rail)
+            live = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
+            rails = Rails(
+                live,
+                live  # one rail for both modes, as locally
+                if len(settings.modes_on_rail(settings.rail_url)) == 2
+                else RailClient(
+                    settings.sandbox_rail_url, auth=settings.service_tokens("rail:charges")
+                ),
+            )
+            stack.push_async_callback(rails.close)
+            executor = Executor(core, rails)
             app.state.executor = executor
 
             producer = idempotent_producer(settings.kafka)
