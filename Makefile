@@ -29,6 +29,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 	.venv/bin/clearway-config check
+	.venv/bin/clearway-versions check
 	$(PY) deploy/ci/check_doc_refs.py
 
 typecheck: setup

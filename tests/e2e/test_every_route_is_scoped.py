@@ -13,9 +13,8 @@ its own suite runs the same matrix.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,10 +22,10 @@ from fastapi import FastAPI
 
 from clearway.shared.auth import PLATFORM_TENANT, route_scopes
 from clearway.shared.testing.issuer import TestIssuer
+from tests.e2e.apps import ISSUER, RESOURCE_SERVICES
 
 pytestmark = pytest.mark.integration
 
-ISSUER = "https://auth.test.clearway"
 PUBLIC = {
     "transfer": {"/healthz", "/readyz", "/metrics"},
     "webhooks": {
@@ -39,70 +38,6 @@ PUBLIC = {
     "audit": {"/healthz", "/readyz", "/metrics", "/v1/audit/keys"},
     "rail": {"/healthz", "/readyz", "/metrics"},
     "vault": {"/healthz", "/readyz", "/metrics"},
-}
-
-
-def transfer_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.transfer.bootstrap import build_app
-    from clearway.transfer.settings import TransferSettings
-
-    return build_app(
-        TransferSettings(
-            platform=platform.replace(oauth_issuer=ISSUER),
-            jwks=issuer.jwks(),
-            run_executor=False,
-            revocation_feed=False,
-            rail_url="http://127.0.0.1:9",
-        )
-    )
-
-
-def webhooks_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.webhooks.bootstrap import build_app
-    from clearway.webhooks.settings import WebhooksSettings
-
-    platform = platform.replace(oauth_issuer=ISSUER)
-    return build_app(WebhooksSettings(platform=platform, jwks=issuer.jwks()))
-
-
-def audit_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.audit.bootstrap import build_app
-    from clearway.audit.settings import AuditSettings
-
-    return build_app(
-        AuditSettings(
-            platform=platform.replace(oauth_issuer=ISSUER),
-            jwks=issuer.jwks(),
-            key_provider="keyring",
-            keyring_dir=tmp,
-        )
-    )
-
-
-def rail_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.rail.bootstrap import build_app
-    from clearway.rail.settings import RailSettings
-
-    return build_app(
-        RailSettings(platform=platform.replace(oauth_issuer=ISSUER), jwks=issuer.jwks())
-    )
-
-
-def vault_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
-    from clearway.vault.bootstrap import build_app
-    from clearway.vault.settings import VaultSettings
-
-    return build_app(
-        VaultSettings(platform=platform.replace(oauth_issuer=ISSUER), jwks=issuer.jwks())
-    )
-
-
-SERVICES: dict[str, Callable[..., FastAPI]] = {
-    "transfer": transfer_app,
-    "webhooks": webhooks_app,
-    "audit": audit_app,
-    "rail": rail_app,
-    "vault": vault_app,
 }
 
 
@@ -120,12 +55,12 @@ def concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "does_not_exist_1", path)
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize("service", sorted(RESOURCE_SERVICES))
 async def test_every_route_refuses_missing_scopes_and_bad_tokens_and_passes_with_its_scope(
     service, platform, tmp_path
 ):
     issuer = TestIssuer(ISSUER)
-    app = SERVICES[service](platform, issuer, tmp_path)
+    app = RESOURCE_SERVICES[service](platform, issuer, tmp_path)
     scopes = route_scopes(app)
     public = {path for (_, path), need in scopes.items() if not need}
     assert public <= PUBLIC[service], f"routes without a scope: {public - PUBLIC[service]}"

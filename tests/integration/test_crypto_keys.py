@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import struct
 import uuid
 from pathlib import Path
@@ -273,3 +274,58 @@ def test_format_1_records_still_open_and_rewrap(provider: KeyProvider) -> None:
     moved = env.rewrap(v1)
     assert moved is not None and kek_version(moved) == version + 1
     assert env.open(moved, CTX) == b"legacy"
+
+
+def test_a_record_sealed_here_opens_with_its_cached_key_and_still_checks_its_context(
+    provider: KeyProvider,
+) -> None:
+    env = Envelope(provider)
+    blobs = [env.seal(f"r{i}".encode(), CTX) for i in range(3)]
+    assert [env.open(b, CTX) for b in blobs] == [b"r0", b"r1", b"r2"]
+    assert (env.cache.record_hits, env.cache.record_misses) == (3, 0)
+    assert env.cache.record_keys() == 3  # one key per record, none shared
+    moved = Context("webhooks", "endpoint_secrets", "sealed", "ep_2", "tenant_a")
+    with pytest.raises(RecordUnreadable, match="does not authenticate"):
+        env.open(blobs[0], moved)
+    reader = Envelope(provider)  # another process: derives, then holds the key
+    assert reader.open(blobs[1], CTX) == b"r1" and reader.open(blobs[1], CTX) == b"r1"
+    assert (reader.cache.record_hits, reader.cache.record_misses) == (1, 1)
+
+
+def test_destroying_a_kek_version_leaves_no_cached_key_of_it(provider: KeyProvider) -> None:
+    env = Envelope(provider)
+    old = env.primary
+    blob = env.seal(b"secret", CTX)
+    assert env.open(blob, CTX) == b"secret"
+    provider.create_version()
+    env.refresh()
+    provider.destroy_version(old)
+    env.forget_keys()  # what retire_keks does after destroying versions
+    assert env.cache.record_keys() == 0 and len(env.cache) == 0
+    with pytest.raises(RecordUnreadable, match="unknown or destroyed"):
+        env.open(blob, CTX)
+
+
+def test_a_forked_child_never_seals_with_its_parents_batch(tmp_path: Path) -> None:
+    """Nonces and keys are derived ahead for a batch; a child process (fork) starts
+    its own batch rather than take the nonces its parent takes next."""
+    provider = KeyringProvider(f"t{uuid.uuid4().hex[:8]}", tmp_path)
+    provider.ensure()
+    env = Envelope(provider)
+    first = env.seal(b"parent 1", CTX)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one sealed record, then leave without cleanup
+        os.close(read)
+        os.write(write, env.seal(b"child", CTX))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    second = env.seal(b"parent 2", CTX)
+    head = len(_header_of(first))
+    assert _header_of(second) == _header_of(first)  # the parent goes on with its batch
+    assert _header_of(child) != _header_of(first)  # the child wrapped a batch key of its own
+    assert child[head : head + 12] != second[head : head + 12]
+    assert env.open(child, CTX) == b"child"

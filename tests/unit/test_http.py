@@ -296,9 +296,9 @@ async def test_a_bogus_version_is_a_400_naming_the_header(client, bogus):
 async def test_a_deprecated_version_is_served_with_deprecation_headers_and_counted(client):
     labels = {
         "service": SERVICE,
-        "version": "2026-01-15",
-        "route": "/v1/payments/{payment_id}",
         "client": "cli_partner",
+        "version": "2026-01-15",
+        "feature": "GET /v1/payments/{payment_id}",
     }
     before = sample("clearway_deprecated_calls_total", **labels)
 

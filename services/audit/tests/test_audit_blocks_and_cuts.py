@@ -118,3 +118,11 @@ def test_a_damaged_block_names_the_first_bad_position(mutate, expected):
 
 def test_data_that_is_not_binary_copy_is_refused():
     assert hash_block(b"position,content\n", 0, 1).failure[1] == "unreadable"
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda d: d + b"x", lambda d: d[:-3] + d[-2:], lambda d: d[:60]]
+)
+def test_truncated_or_trailing_copy_data_is_named_unreadable_not_raised(damage):
+    r = hash_block(damage(copy_data(records(0, 4))), 0, 4)
+    assert r.failure is not None and r.failure[1] == "unreadable"

@@ -74,8 +74,12 @@ async def test_the_service_starts_seeds_demo_clients_and_reseeding_keeps_their_s
             assert {c["tenant"] for c in clients} == {
                 "tnt_demo_alpha",
                 "tnt_demo_beta",
+                "tnt_demo_alpha_test",  # the sandbox twins (docs/design.md §10)
+                "tnt_demo_beta_test",
                 "tnt_platform",
             }
+            twin = next(c for c in clients if c["client_id"] == "tnt_demo_alpha_test-partner")
+            assert twin["client_secret"].startswith("clearway_secret_test_")
             assert all(
                 set(c) == {"tenant", "client_id", "client_secret", "scopes"} for c in clients
             )

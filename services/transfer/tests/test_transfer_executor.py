@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from clearway.transfer.executor import Executor
+from clearway.transfer.rail_client import Rails
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,7 @@ async def test_a_cold_start_resumes_pending_and_submitted_transfers(
         core = cw.app.state.core
         rail = cw.rail_client()
         try:
-            assert await Executor(core, rail).sweep(older_than_s=0) == 4
+            assert await Executor(core, Rails(rail, rail)).sweep(older_than_s=0) == 4
         finally:
             await rail.close()
         assert set((await cw.statuses()).values()) == {"settled"}

@@ -48,8 +48,9 @@ HTTP_REQUEST_DURATION_SECONDS = _metric(
 DEPRECATED_CALLS_TOTAL = _metric(
     Counter,
     "clearway_deprecated_calls_total",
-    "Requests pinned to a deprecated Clearway-Version, by route and client.",
-    ("service", "version", "route", "client"),
+    "Calls on a deprecated Clearway-Version (header or pin), by client and feature"
+    " (method and route template).",
+    ("service", "client", "version", "feature"),
 )
 OUTBOX_LAG_SECONDS = _metric(
     Gauge,

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from clearway.shared.mode import live_tenant
+
 __all__ = ["REGIONS", "Region", "Residency", "WrongRegion"]
 
 Region = Literal["eu", "us"]
@@ -53,8 +55,9 @@ class Residency:
         object.__setattr__(self, "tenant_regions", MappingProxyType(dict(self.tenant_regions)))
 
     def region_of(self, tenant: str) -> Region:
-        """The home region of ``tenant``."""
-        return self.tenant_regions.get(tenant, self.default_region)
+        """The home region of ``tenant``; a sandbox twin lives where its live tenant
+        does (docs/design.md §10)."""
+        return self.tenant_regions.get(live_tenant(tenant), self.default_region)
 
     def serves(self, tenant: str) -> bool:
         """Whether this deployment holds ``tenant``'s data."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from clearway.audit import handlers, jobs
 from clearway.audit.merkle import Pruned
@@ -45,6 +45,18 @@ async def _conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 
 CONN = Depends(_conn)
+
+# Problems particular to these routes (the kit declares the common ones, docs/design.md §10).
+RUNNING = {"description": "A verification of this tenant is running (`verification-running`)"}
+THROTTLED = {"description": "Too many verifications; see `Retry-After`"}
+NO_VERIFICATION = {"description": "No verification has finished yet"}
+NO_CHECKPOINT = {"description": "No signed checkpoint (of this tree size) yet"}
+CORRUPTED = {"description": "The log does not verify (`log-corrupted`)"}
+PROOF_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such record for the tenant, or no checkpoint of that size"},
+    409: {"description": "Not yet covered by a checkpoint, or the log does not verify"},
+    410: {"description": "Pruned by retention (`pruned`)"},
+}
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -142,11 +154,13 @@ async def get_record(
 
 
 class VerificationRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # ``"no"`` or ``0`` is not a ``full`` flag
+
     full: bool = False
     """Hash every record again, not only those after the last verified checkpoint."""
 
 
-@router.post("/verifications", status_code=202)
+@router.post("/verifications", status_code=202, responses={409: RUNNING, 429: THROTTLED})
 async def start_verification(
     request: Request,
     response: Response,
@@ -194,7 +208,7 @@ async def get_verification(
         raise ProblemError(404, "not-found", "Not found", "No such verification.") from None
 
 
-@router.get("/verify", deprecated=True)
+@router.get("/verify", deprecated=True, responses={404: NO_VERIFICATION})
 async def verify(request: Request, response: Response, principal: Principal = READ) -> Any:
     """Deprecated: the latest finished verification job of the caller's tenant (it no
     longer verifies inline; start one with ``POST /v1/audit/verifications``)."""
@@ -213,14 +227,14 @@ async def verify(request: Request, response: Response, principal: Principal = RE
     return job["result"]
 
 
-@router.get("/checkpoints/latest")
+@router.get("/checkpoints/latest", responses={404: NO_CHECKPOINT})
 async def latest_checkpoint(
     principal: Principal = READ, conn: asyncpg.Connection = CONN
 ) -> dict[str, Any]:
     return (await handlers.get_checkpoint(conn)).checkpoint.as_json()
 
 
-@router.post("/checkpoints", status_code=201)
+@router.post("/checkpoints", status_code=201, responses={409: CORRUPTED})
 async def take_checkpoint(request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
     try:
         cp = await handlers.take_checkpoint(
@@ -239,7 +253,7 @@ def _corrupted(e: handlers.LogCorrupted) -> ProblemError:
     )
 
 
-@router.get("/proofs/inclusion")
+@router.get("/proofs/inclusion", responses=PROOF_PROBLEMS)
 async def inclusion(
     position: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int | None, Query(ge=1)] = None,
@@ -274,7 +288,7 @@ async def inclusion(
     }
 
 
-@router.get("/proofs/consistency")
+@router.get("/proofs/consistency", responses=PROOF_PROBLEMS)
 async def consistency(
     first: Annotated[int, Query(ge=1)],
     second: Annotated[int, Query(ge=1)],

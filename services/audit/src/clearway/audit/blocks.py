@@ -81,7 +81,7 @@ def _in_order(buf: bytes, o: int, start: int, stop: int) -> list[bytes] | None:
     unpack, mv, copy = _ROW.unpack_from, memoryview(buf), _LEAF.copy
     leaves: list[bytes] = []
     append, expect = leaves.append, start
-    while o < end:
+    while o + 54 <= end:  # a shorter remainder is left for the end check
         nf, l1, pos, l2, h, n = unpack(buf, o)
         if pos != expect or nf != 3 or l1 != 8 or l2 != 32 or n < 0:
             return None
@@ -107,8 +107,11 @@ def _checked(buf: bytes, o: int, start: int, stop: int, out: BlockResult) -> lis
     leaves: list[bytes] = []
     copy = _LEAF.copy
     while o < end:
+        if o + 54 > end:
+            out.failure = (start, "unreadable", "unexpected row layout")
+            return None
         nf, l1, pos, l2, h, n = unpack(buf, o)
-        if nf != 3 or l1 != 8 or l2 != 32 or n < 0:
+        if nf != 3 or l1 != 8 or l2 != 32 or n < 0 or o + 54 + n > end:
             out.failure = (start, "unreadable", "unexpected row layout")
             return None
         o += 54
@@ -118,6 +121,9 @@ def _checked(buf: bytes, o: int, start: int, stop: int, out: BlockResult) -> lis
         leaves.append(c.digest())
         stored.append(h)
         positions.append(pos)
+    if o != end or buf[end:] != b"\xff\xff":  # the int16 -1 trailer, and nothing after it
+        out.failure = (start, "unreadable", "binary COPY data does not end where expected")
+        return None
     expected = list(range(start, stop))
     if positions != expected:
         order = sorted(range(len(positions)), key=positions.__getitem__)

@@ -9,6 +9,8 @@ and is emitted as a ``consent.admin_action`` event for the audit trail.
     disable-client CLIENT_ID             no new tokens, existing ones refused (admin:clients)
     rotate-client-secret CLIENT_ID [--overlap-seconds N]   prints the new secret once
     revoke-consent CONSENT_ID            (admin:consents)
+    clients-on-version VERSION           clients still pinned to a dated API version
+                                         (admin:clients; no reason needed: it only reads)
 
 Client commands act within the caller's tenant; with ``--platform`` a platform
 operator (``platform:clients``) acts on any tenant's client.
@@ -66,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--platform", action="store_true", help="as a platform operator, any tenant"
             )
+    p = sub.add_parser("clients-on-version")
+    p.add_argument("target", metavar="VERSION")
+    p.add_argument("--platform", action="store_true", help="as a platform operator, every tenant")
     args = ap.parse_args(argv)
+    if args.command == "clients-on-version":
+        return _clients_on_version(args)
     body: dict[str, object] = {"reason": args.reason, "approver": args.approver}
     route, scope = {
         "rotate-keys": ("/v1/platform/keys/rotation", "platform:keys"),
@@ -87,6 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(response.json(), indent=2))
     return 0 if response.is_success else 1
+
+
+def _clients_on_version(args: argparse.Namespace) -> int:
+    """Every page of ``GET /v1/{admin,platform}/clients?api_version=…``, one client a line."""
+    route, scope = "/v1/admin/clients", "admin:clients"
+    if args.platform:
+        route, scope = "/v1/platform/clients", "platform:clients"
+    headers = {"Authorization": f"Bearer {_token(args, scope)}"}
+    params: dict[str, str] = {"api_version": args.target, "limit": "100"}
+    while True:
+        response = httpx.get(f"{args.issuer}{route}", params=params, headers=headers, timeout=30)
+        if not response.is_success:
+            print(json.dumps(response.json(), indent=2))
+            return 1
+        page = response.json()
+        for c in page["data"]:
+            print(f"{c['client_id']}\t{c['tenant']}\t{c['status']}\t{c['name']}")
+        if not page["has_more"]:
+            return 0
+        params["cursor"] = page["next_cursor"]
 
 
 if __name__ == "__main__":

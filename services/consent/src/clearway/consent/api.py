@@ -44,6 +44,11 @@ class AdminRequest(BaseModel):
     approver: str | None = Field(default=None, max_length=200)
 
 
+class SandboxClientRequest(AdminRequest):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1, max_length=len(BY_NAME))
+
+
 class SecretRotation(AdminRequest):
     overlap_seconds: int | None = Field(default=None, ge=0, le=7 * 86400)
 
@@ -201,7 +206,10 @@ def _not_in_tenant(client_id: str) -> ProblemError:
     )
 
 
-@router.post("/platform/keys/rotation")
+@router.post(
+    "/platform/keys/rotation",
+    responses={429: {"description": "A key was rotated recently; see `Retry-After`"}},
+)
 async def rotate_keys(
     body: AdminRequest, request: Request, p: Principal = Security(require_scope("platform:keys"))
 ) -> dict[str, Any]:
@@ -245,6 +253,31 @@ async def _rotate_secret(
     )
 
 
+@router.post("/admin/sandbox/clients", status_code=201)
+async def register_sandbox_client(
+    body: SandboxClientRequest,
+    request: Request,
+    p: Principal = Security(require_scope("admin:clients")),
+) -> JSONResponse:
+    """Register a test-mode client of the caller's tenant's sandbox twin
+    (docs/design.md §10); its secret is shown once."""
+    try:
+        client = await clients.register_sandbox_client(
+            _svc(request),
+            p.tenant or "",
+            name=body.name,
+            scopes=body.scopes,
+            actor=Actor.from_principal(p),
+            reason=body.reason,
+            approver=body.approver,
+        )
+    except clients.NotGrantable as error:
+        raise invalid_field(
+            "scopes", f"not grantable to a tenant's client: {error}", "scope_not_grantable"
+        ) from None
+    return JSONResponse(client, status_code=201, headers={"Cache-Control": "no-store"})
+
+
 @router.post("/admin/clients/{client_id}/disable")
 async def disable_client(
     client_id: str,
@@ -271,6 +304,64 @@ async def rotate_client_secret(
         return await _rotate_secret(request, p.tenant or "", client_id, p, body)
     except handlers.NotFound:
         raise _not_in_tenant(client_id) from None
+
+
+def _client_view(row: Any) -> dict[str, Any]:
+    return {
+        "client_id": row["client_id"],
+        "tenant": row["tenant"],
+        "name": row["name"],
+        "status": row["status"],
+        "api_version": row["api_version"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+async def _clients_on_version(
+    request: Request, tenant: str | None, api_version: str, page: PageRequest
+) -> dict[str, Any]:
+    served = request.app.state.api_versions.all()
+    if api_version not in served:
+        raise invalid_field(("query", "api_version"), f"must be one of {', '.join(served)}")
+    filters = {"api_version": api_version}
+    after = page.after(tenant or PLATFORM_TENANT, filters)
+    rows = await clients.clients_on_version(
+        _svc(request),
+        api_version,
+        tenant=tenant,
+        after=None if after is None else str(after[0]),
+        limit=page.fetch_limit,
+    )
+    return page.page(
+        rows,
+        tenant=tenant or PLATFORM_TENANT,
+        filters=filters,
+        position=lambda r: (r["client_id"],),
+        render=_client_view,
+    )
+
+
+@router.get("/admin/clients")
+async def list_clients_on_version(
+    request: Request,
+    api_version: str = Query(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    page: PageRequest = Depends(page_request),
+    p: Principal = Security(require_scope("admin:clients")),
+) -> dict[str, Any]:
+    """The caller's tenant's clients pinned to ``api_version`` (docs/design.md §10)."""
+    return await _clients_on_version(request, p.tenant or "", api_version, page)
+
+
+@router.get("/platform/clients")
+async def platform_list_clients_on_version(
+    request: Request,
+    api_version: str = Query(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    page: PageRequest = Depends(page_request),
+    p: Principal = Security(require_scope("platform:clients")),
+) -> dict[str, Any]:
+    """Every tenant's clients still pinned to ``api_version`` (platform operators)."""
+    _operator(p)
+    return await _clients_on_version(request, None, api_version, page)
 
 
 @router.post("/platform/clients/{client_id}/disable")

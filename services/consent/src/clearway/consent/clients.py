@@ -10,14 +10,19 @@ from typing import Any
 from clearway.consent import events, store, store_clients, store_keys
 from clearway.consent.domain import ClientStatus
 from clearway.consent.handlers import NotFound
-from clearway.consent.scopes import PLATFORM_SCOPES, PLATFORM_TENANT
+from clearway.consent.scopes import PLATFORM_SCOPES, PLATFORM_TENANT, TENANT_SCOPES
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
+from clearway.shared.mode import Mode, mode_of, sandbox_twin
+from clearway.shared.versions import CURRENT_VERSION
 
 
-def new_secret() -> str:
+def new_secret(tenant: str) -> str:
+    """A client secret; a test-mode client's (of a sandbox twin) says so, as Stripe's
+    ``sk_test_`` keys do (docs/design.md §10)."""
     # The kit's redaction layer recognises this prefix and masks what follows.
-    return f"clearway_secret_{secrets.token_urlsafe(32)}"
+    mode = "test_" if mode_of(tenant) is Mode.TEST else ""
+    return f"clearway_secret_{mode}{secrets.token_urlsafe(32)}"
 
 
 async def register_client(
@@ -29,13 +34,16 @@ async def register_client(
     scopes: list[str],
     redirect_uris: list[str] = (),
     jwks: dict[str, Any] | None = None,
+    api_version: str = CURRENT_VERSION,
 ) -> str | None:
     """Register a client; returns its secret (``None`` for ``private_key_jwt`` clients).
 
+    The client is pinned to ``api_version``, by default the current dated version
+    (docs/design.md §10); its tokens carry the pin as the ``cw_ver`` claim.
     Platform scopes are for the operator tenant's clients only (docs/design.md §7)."""
     if tenant != PLATFORM_TENANT and set(scopes) & PLATFORM_SCOPES:
         raise ValueError(f"platform scopes are for {PLATFORM_TENANT} clients only")
-    secret = None if jwks else new_secret()
+    secret = None if jwks else new_secret(tenant)
     async with svc.pool.acquire() as conn:
         await store.insert_client(
             conn,
@@ -47,8 +55,67 @@ async def register_client(
             secret_hash=svc.hash_secret(secret) if secret else None,
             jwks=jwks,
             redirect_uris=list(redirect_uris),
+            api_version=api_version,
         )
     return secret
+
+
+async def clients_on_version(
+    svc: Service, version: str, *, tenant: str | None, after: str | None, limit: int
+) -> list[Any]:
+    """Clients still pinned to ``version`` (the tenant's, or all with ``tenant=None``)."""
+    async with svc.pool.acquire() as conn:
+        return await store_clients.clients_on_version(conn, version, tenant, after, limit)
+
+
+class NotGrantable(ValueError):
+    """Scopes a tenant's client may not hold (unknown, platform or service scopes)."""
+
+
+async def register_sandbox_client(
+    svc: Service,
+    tenant: str,
+    *,
+    name: str,
+    scopes: list[str],
+    actor: Actor,
+    reason: str,
+    approver: str | None,
+) -> dict[str, Any]:
+    """A test-mode client of ``tenant``'s sandbox twin (``<tenant>_test``), registered
+    by the tenant's admin: its tokens carry the twin as their tenant, so everything
+    it does happens in test mode (docs/design.md §10). Returns the client with its
+    secret, shown once; audited as a ``consent.admin_action`` of the twin."""
+    refused = set(scopes) - TENANT_SCOPES
+    if refused:
+        raise NotGrantable(" ".join(sorted(refused)))
+    twin = sandbox_twin(tenant)
+    client_id = f"{twin}-{secrets.token_hex(6)}"
+    secret = new_secret(twin)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        await store.insert_client(
+            conn,
+            client_id=client_id,
+            tenant=twin,
+            name=name,
+            scopes=sorted(set(scopes)),
+            auth_method="client_secret_basic",
+            secret_hash=svc.hash_secret(secret),
+            api_version=CURRENT_VERSION,
+        )
+        await svc.events.write(
+            conn,
+            events.admin_action(
+                svc.events, actor, "register_sandbox_client", client_id, 1, reason, approver, twin
+            ),
+        )
+    return {
+        "client_id": client_id,
+        "client_secret": secret,
+        "tenant": twin,
+        "mode": str(Mode.TEST),
+        "scopes": sorted(set(scopes)),
+    }
 
 
 async def _client_for_update(conn: Any, tenant: str | None, client_id: str) -> Any:
@@ -117,11 +184,11 @@ async def rotate_client_secret(
     locked: a possibly guessed secret must stop at once). Tokens issued before are refused
     (``client.credentials_rotated``); a locked client is active again."""
     now = datetime.now(UTC)
-    secret = new_secret()
     async with svc.pool.acquire() as conn, conn.transaction():
         client = await _client_for_update(conn, tenant, client_id)
         if client["status"] == ClientStatus.DISABLED:
             raise NotFound(client_id)
+        secret = new_secret(client["tenant"])
         overlap = svc.settings.secret_overlap_s if overlap_s is None else overlap_s
         if client["status"] == ClientStatus.LOCKED:
             overlap = 0

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from clearway.consent import authorization, clientauth, tokens
-from clearway.consent.oauth_errors import OAuthError
+from clearway.consent.oauth_errors import OAUTH_ERRORS, OAuthError
 from clearway.consent.scopes import SCOPES
 from clearway.consent.service import Service
 
@@ -177,7 +177,7 @@ async def revoke(request: Request) -> Response:
     return Response(status_code=200, headers=_NO_STORE)
 
 
-router.add_api_route("/oauth/token", token, methods=["POST"])
-router.add_api_route("/oauth/par", par, methods=["POST"], status_code=201)
-router.add_api_route("/oauth/introspect", introspect, methods=["POST"])
-router.add_api_route("/oauth/revoke", revoke, methods=["POST"])
+router.add_api_route("/oauth/token", token, methods=["POST"], responses=OAUTH_ERRORS)
+router.add_api_route("/oauth/par", par, methods=["POST"], status_code=201, responses=OAUTH_ERRORS)
+router.add_api_route("/oauth/introspect", introspect, methods=["POST"], responses=OAUTH_ERRORS)
+router.add_api_route("/oauth/revoke", revoke, methods=["POST"], responses=OAUTH_ERRORS)

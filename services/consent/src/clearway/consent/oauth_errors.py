@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+
+class OAuthErrorBody(BaseModel):
+    """An RFC 6749 §5.2 error response."""
+
+    error: str = Field(description="invalid_request, invalid_client, invalid_grant, …")
+    error_description: str
+
+
+#: The OpenAPI ``responses`` of an OAuth endpoint's errors.
+OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": OAuthErrorBody, "description": "RFC 6749 §5.2 error"},
+    401: {"model": OAuthErrorBody, "description": "Client authentication failed"},
+}
 
 
 class OAuthError(Exception):

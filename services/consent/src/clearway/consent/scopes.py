@@ -23,9 +23,14 @@ class Scope:
     #: platform-wide reach (operators of ``PLATFORM_TENANT`` only); admin scopes
     #: without it are confined to the caller's tenant
     platform: bool = False
+    #: for the platform's own services only (their calls to the rail and the vault,
+    #: docs/design.md §7): never granted to a tenant's client through the API
+    service: bool = False
 
     @property
     def reach(self) -> str:
+        if self.service:
+            return "service"
         return "platform" if self.platform else ("tenant" if self.admin else "")
 
 
@@ -40,15 +45,26 @@ SCOPES: tuple[Scope, ...] = (
     Scope("consents:write", "clearway-consent", "Create consents for users (partners)."),
     Scope("consents:revoke", "clearway-consent", "Revoke a consent."),
     Scope("audit:read", "clearway-audit", "Read audit records, proofs and verify the chain."),
-    Scope("rail:charges", "clearway-rail", "Charge at the rail and read charges."),
-    Scope("rail:settlements", "clearway-rail", "Read the rail's settlement report."),
-    Scope("rail:sandbox", "clearway-rail", "Sandbox rail tools: faults, forgetting charges."),
+    Scope("rail:charges", "clearway-rail", "Charge at the rail and read charges.", service=True),
+    Scope("rail:settlements", "clearway-rail", "Read the rail's settlement report.", service=True),
+    Scope(
+        "rail:sandbox",
+        "clearway-rail",
+        "Sandbox rail tools: faults, forgetting charges.",
+        service=True,
+    ),
     Scope("cards:tokenize", "clearway-vault", "Tokenize cards and read the tenant's card tokens."),
-    Scope("cards:verify", "clearway-vault", "Check that a card token exists for a tenant."),
+    Scope(
+        "cards:verify",
+        "clearway-vault",
+        "Check that a card token exists for a tenant.",
+        service=True,
+    ),
     Scope(
         "cards:detokenize",
         "clearway-vault",
         "Read a card number to submit a payment to the rail (transfer executor only; audited).",
+        service=True,
     ),
     Scope(
         "admin:clients",
@@ -90,6 +106,8 @@ SCOPES: tuple[Scope, ...] = (
 BY_NAME = {s.name: s for s in SCOPES}
 ADMIN_SCOPES = frozenset(s.name for s in SCOPES if s.admin)
 PLATFORM_SCOPES = frozenset(s.name for s in SCOPES if s.platform)
+#: what a tenant's own clients may hold (and a sandbox client be registered with)
+TENANT_SCOPES = frozenset(s.name for s in SCOPES if not (s.platform or s.service))
 AUDIENCES = frozenset(s.audience for s in SCOPES)
 
 
@@ -111,9 +129,12 @@ def render_markdown() -> str:
         "for operators only (the admin CLI); every admin action needs a reason and",
         "is emitted as a `consent.admin_action` event carrying the tenant it touched.",
         "Reach `tenant`: confined to the caller's tenant. Reach `platform`: only",
-        f"clients of the operator tenant `{PLATFORM_TENANT}` may hold it.",
+        f"clients of the operator tenant `{PLATFORM_TENANT}` may hold it. Reach",
+        "`service`: for the platform's own services (their calls to the rail and the",
+        "vault), never registered for a tenant's client through the API (such as a",
+        "test-mode client of a tenant's sandbox twin).",
         "",
-        "| scope | audience | admin reach | grants |",
+        "| scope | audience | reach | grants |",
         "|---|---|---|---|",
     ]
     for s in SCOPES:

@@ -1,6 +1,7 @@
-"""Demo data for the embedded stack (development only): two tenants, each with a
-client per role, the platform's own service clients, and demo users for the
-consent page's development identity.
+"""Demo data for the embedded stack (development only): two tenants and their
+sandbox twins (``<tenant>_test``, test mode), each with a client per role, the
+platform's own service clients, and demo users for the consent page's development
+identity.
 
 Idempotent: a client that exists keeps its secret when ``dev-clients.json`` still
 holds a working one; otherwise (or with ``rotate=True``) its secret is rotated.
@@ -20,6 +21,7 @@ from clearway.consent.domain import ClientStatus
 from clearway.consent.scopes import PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
+from clearway.shared.mode import sandbox_twin
 
 TENANTS = ("tnt_demo_alpha", "tnt_demo_beta")
 REDIRECT_URIS = ["http://127.0.0.1:8765/callback", "http://localhost:8765/callback"]
@@ -71,7 +73,7 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     system = Actor.system("seed")
     wanted = [
         (tenant, f"{tenant}-{role}", f"Demo {role} ({tenant})", scopes, role == "partner")
-        for tenant in TENANTS
+        for tenant in TENANTS + tuple(sandbox_twin(t) for t in TENANTS)
         for role, scopes in ROLES.items()
     ] + [
         (PLATFORM_TENANT, client_id, f"Service {client_id}", scopes, False)

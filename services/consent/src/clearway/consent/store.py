@@ -14,7 +14,7 @@ from clearway.consent.personal import PersonalData
 CLIENT_COLUMNS = (
     "client_id, tenant, name, scopes, auth_method, secret_hash, previous_secret_hash,"
     " previous_secret_valid_until, jwks, redirect_uris, status, failed_attempts,"
-    " revoked_before, version"
+    " revoked_before, version, api_version"
 )
 
 
@@ -26,7 +26,7 @@ async def get_client(conn: asyncpg.Connection, client_id: str, *, lock: bool = F
 async def insert_client(conn: asyncpg.Connection, **c: Any) -> None:
     await conn.execute(
         "INSERT INTO clients (client_id, tenant, name, scopes, auth_method, secret_hash, jwks,"
-        " redirect_uris) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " redirect_uris, api_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         c["client_id"],
         c["tenant"],
         c["name"],
@@ -35,6 +35,7 @@ async def insert_client(conn: asyncpg.Connection, **c: Any) -> None:
         c.get("secret_hash"),
         c.get("jwks"),
         c.get("redirect_uris", []),
+        c["api_version"],
     )
 
 

@@ -4,6 +4,7 @@ seen client-assertion ids (RFC 7523 §3 replay check)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -54,3 +55,20 @@ async def first_use_of_assertion(conn: asyncpg.Connection, key: str, expires_at:
         expires_at,
     )
     return inserted == 1
+
+
+async def clients_on_version(
+    conn: asyncpg.Connection, version: str, tenant: str | None, after: str | None, limit: int
+) -> list[Any]:
+    """Clients pinned to ``version`` (of ``tenant``, or every tenant's), by id after ``after``."""
+    return list(
+        await conn.fetch(
+            "SELECT client_id, tenant, name, status, api_version, created_at FROM clients"
+            " WHERE api_version = $1 AND ($2::text IS NULL OR tenant = $2)"
+            " AND ($3::text IS NULL OR client_id > $3) ORDER BY client_id LIMIT $4",
+            version,
+            tenant,
+            after,
+            limit,
+        )
+    )

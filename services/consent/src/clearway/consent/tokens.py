@@ -31,6 +31,7 @@ from clearway.consent.scopes import (
 )
 from clearway.consent.service import Service
 from clearway.shared.events import Event
+from clearway.shared.versions import VERSION_CLAIM
 
 
 def code_hash(code: str) -> str:
@@ -103,6 +104,8 @@ def claims_for(
         "nbf": iat,
         "exp": exp,
         "jti": f"at_{uuid.uuid4().hex}",
+        # The client's pinned dated version: services serve it without a lookup.
+        VERSION_CLAIM: client["api_version"],
     }
     if consent is not None:
         claims["consent_id"] = consent.id

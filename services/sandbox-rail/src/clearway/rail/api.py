@@ -46,7 +46,7 @@ class ChargeRequest(BaseModel):
 
 
 class FaultRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # ``false`` is not a rate
     latency_ms: int = 0
     error_rate: float = 0.0
     lose_response_rate: float = 0.0
@@ -61,6 +61,7 @@ def _invalid(e: InvalidCharge) -> ProblemError:
     "/charges",
     status_code=201,
     dependencies=[CHARGES],
+    responses={200: {"description": "The charge already made under this reference"}},
     openapi_extra=accepts_card_numbers("card.number"),
 )
 async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:

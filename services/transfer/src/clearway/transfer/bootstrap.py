@@ -19,6 +19,7 @@ from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
 from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import init_connection, load_migrations, migrate
+from clearway.shared.deprecations import DeprecationDigests, deprecation_jobs
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
@@ -43,7 +44,7 @@ from clearway.transfer.consumers import (
 )
 from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
 from clearway.transfer.executor import Executor
-from clearway.transfer.rail_client import RailClient
+from clearway.transfer.rail_client import RailClient, Rails
 from clearway.transfer.seed import seed
 from clearway.transfer.settings import TransferSettings
 from clearway.transfer.vault_client import VaultClient
@@ -119,9 +120,17 @@ def build_app(settings: TransferSettings) -> FastAPI:
             app.state.readiness_checks.append(_database_check(pool))
             if settings.seed_demo:
                 await seed(core)
-            rail = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
-            stack.push_async_callback(rail.close)
-            executor = Executor(core, rail)
+            live = RailClient(settings.rail_url, auth=settings.service_tokens("rail:charges"))
+            rails = Rails(
+                live,
+                live  # one rail for both modes, as locally
+                if len(settings.modes_on_rail(settings.rail_url)) == 2
+                else RailClient(
+                    settings.sandbox_rail_url, auth=settings.service_tokens("rail:charges")
+                ),
+            )
+            stack.push_async_callback(rails.close)
+            executor = Executor(core, rails)
             app.state.executor = executor
 
             producer = idempotent_producer(settings.kafka)
@@ -202,6 +211,11 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 health=lambda: consumers_healthy([intents, jobs, consents]),
             )
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)
+            # Calls on deprecated versions: weekly client.deprecation_digest (docs/design.md §10).
+            app.state.deprecation_digests = digests = DeprecationDigests(
+                app.state.deprecation_log, pool, events, app.state.api_versions.sunset, SERVICE
+            )
+            deprecation_jobs(tasks, digests)
             yield
 
     app = create_app(

@@ -15,16 +15,16 @@ import logging
 from clearway.transfer import handlers
 from clearway.transfer.domain import Status, Transfer
 from clearway.transfer.handlers import Core
-from clearway.transfer.rail_client import RailCharge, RailClient, RailRejected
+from clearway.transfer.rail_client import RailCharge, RailRejected, Rails
 from clearway.transfer.vault_client import Card, UnknownCardToken, VaultUnavailable, is_card_token
 
 log = logging.getLogger(__name__)
 
 
 class Executor:
-    def __init__(self, core: Core, rail: RailClient, *, concurrency: int = 16) -> None:
+    def __init__(self, core: Core, rails: Rails, *, concurrency: int = 16) -> None:
         self.core = core
-        self.rail = rail
+        self.rails = rails
         self._slots = asyncio.Semaphore(concurrency)
 
     async def execute(self, transfer_id: str) -> Status | None:
@@ -45,7 +45,9 @@ class Executor:
                         self.core, transfer_id, "the card token is unknown at the vault"
                     )
                     return failed.status
-            result = await self.rail.charge(
+            # the same path in both modes but for the rail (docs/design.md §10)
+            rail = self.rails.for_tenant(transfer.tenant)
+            result = await rail.charge(
                 transfer.reference,
                 transfer.amount,
                 transfer.currency,

@@ -29,6 +29,8 @@ from clearway.shared.backoff import RetriesExhausted, retry
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.http import PageRequest
+from clearway.shared.mode import Mode
+from clearway.shared.money import money
 from clearway.shared.retention import Retention
 from clearway.transfer import store, store_accounts
 from clearway.transfer.domain import (
@@ -413,13 +415,13 @@ async def _write_events(conn: asyncpg.Connection, core: Core, transfer: Transfer
 
 
 def transfer_view(t: Transfer) -> dict[str, Any]:
-    """The public representation of a transfer (what the API answers and replays)."""
+    """The public representation of a transfer (what the API answers and replays), at
+    the current dated version: the edge downgrades it for older ones (docs/design.md §10)."""
     return {
         "id": t.id,
         "reference": t.reference,
         "status": t.status.value,
-        "amount": t.amount,
-        "currency": t.currency,
+        "amount": money(t.amount, t.currency),
         "source": t.source,
         "destination": t.destination,
         "description": t.description,
@@ -429,11 +431,15 @@ def transfer_view(t: Transfer) -> dict[str, Any]:
     }
 
 
-async def reconcile_settlements(core: Core, rail: RailClient) -> Report:
-    """Match the rail's settlement report against settled transfers; store the run and
-    its breaks and write ``transfer.reconciled`` in one transaction."""
+async def reconcile_settlements(
+    core: Core, rail: RailClient, modes: tuple[Mode, ...] = tuple(Mode)
+) -> Report:
+    """Match the rail's settlement report against the settled transfers of ``modes``
+    (those the rail carries, docs/design.md §10); store the run and its breaks and
+    write ``transfer.reconciled`` in one transaction."""
     charges = {c["reference"]: c for c in await rail.settlement_report()}
-    report = compare(await store.settled_by_reference(core.pool), charges, new_run_id())
+    settled = await store.settled_by_reference(core.pool, modes)
+    report = compare(settled, charges, new_run_id())
     data = {"run_id": report.run_id, **report.counts(), "breaks": report.breaks}
     async with core.pool.acquire() as conn, conn.transaction():
         await store.record_reconciliation(conn, report.run_id, report.counts(), report.breaks)

@@ -25,6 +25,7 @@ from opentelemetry import propagate
 from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.backoff import parse_retry_after
 from clearway.shared.context import current_correlation_id
+from clearway.shared.mode import Mode, mode_of
 from clearway.transfer.domain import RAIL_RETRY
 from clearway.transfer.vault_client import Card
 
@@ -152,6 +153,24 @@ class RailClient:
             if not after:
                 break
         return items
+
+
+class Rails:
+    """The live rail and the sandbox rail: a transfer goes to the rail of its tenant's
+    mode, the only place where the two modes' code paths part (docs/design.md §10)."""
+
+    def __init__(self, live: RailClient, test: RailClient) -> None:
+        self.live = live
+        self.test = test
+
+    def for_tenant(self, tenant: str) -> RailClient:
+        """The rail that ``tenant``'s transfers go to: the sandbox rail for a sandbox twin."""
+        return self.test if mode_of(tenant) is Mode.TEST else self.live
+
+    async def close(self) -> None:
+        await self.live.close()
+        if self.test is not self.live:
+            await self.test.close()
 
 
 def _refuse_unauthorised(r: httpx.Response) -> None:

@@ -1,5 +1,9 @@
-"""``python -m clearway.transfer.reconcile [--rail-url URL]``: reconcile the rail's
-settlement report against our transfers, by reference.
+"""``python -m clearway.transfer.reconcile [--mode live|test] [--rail-url URL]``: reconcile
+the rail's settlement report against our transfers, by reference.
+
+``--mode`` picks the rail (live by default, ``test`` the sandbox rail) and the
+transfers compared: those of the modes that rail carries (both when the live and the
+sandbox rail are one, as locally; docs/design.md §10).
 
 Reads the report over HTTP, stores the run and its breaks, emits
 ``transfer.reconciled`` through the outbox (``handlers.reconcile_settlements``)
@@ -15,6 +19,7 @@ import sys
 from clearway.shared.crypto.service_login import open_service_login
 from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.event_writer import EventWriter
+from clearway.shared.mode import Mode
 from clearway.transfer.handlers import Core, reconcile_settlements
 from clearway.transfer.rail_client import RailClient
 from clearway.transfer.settings import TransferSettings
@@ -28,9 +33,10 @@ async def _main(args: argparse.Namespace) -> int:
         settings, open_envelope(settings), events, schema=settings.service
     )
     pool = await login.pool(schema=settings.service, max_size=2)
-    rail = RailClient(
-        args.rail_url or settings.rail_url, auth=settings.service_tokens("rail:settlements")
-    )
+    mode = Mode(args.mode)
+    url = args.rail_url or settings.rail_url_for(mode)
+    modes = settings.modes_on_rail(url) or (mode,)
+    rail = RailClient(url, auth=settings.service_tokens("rail:settlements"))
     core = Core(
         pool=pool,
         claims=pool,
@@ -38,7 +44,7 @@ async def _main(args: argparse.Namespace) -> int:
         reference_secret=settings.reference_key(),
     )
     try:
-        report = await reconcile_settlements(core, rail)
+        report = await reconcile_settlements(core, rail, modes)
     finally:
         await rail.close()
         await pool.close()
@@ -48,7 +54,14 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Reconcile the rail's settlement report.")
-    ap.add_argument("--rail-url", help="rail base URL (default $CLEARWAY_TRANSFER_RAIL_URL)")
+    ap.add_argument(
+        "--mode", choices=[m.value for m in Mode], default="live", help="whose rail (live)"
+    )
+    ap.add_argument(
+        "--rail-url",
+        help="rail base URL (default $CLEARWAY_TRANSFER_RAIL_URL, or"
+        " $CLEARWAY_TRANSFER_SANDBOX_RAIL_URL with --mode test)",
+    )
     return asyncio.run(_main(ap.parse_args(argv)))
 
 

@@ -7,6 +7,7 @@ the services share no code, so the names are repeated here.
 
 from __future__ import annotations
 
+from clearway.shared.mode import sandbox_twin
 from clearway.transfer.domain import Account, Owner
 from clearway.transfer.handlers import Core, register_accounts
 
@@ -20,6 +21,13 @@ DEMO_ACCOUNTS = [
 ]
 
 
+
+
+def _twin(a: Account) -> Account:
+    return Account(sandbox_twin(a.tenant), a.id, a.owner, a.user_id, a.iban)
+
+
 async def seed(core: Core) -> None:
-    """Register the demo accounts (idempotent)."""
-    await register_accounts(core, DEMO_ACCOUNTS)
+    """Register the demo accounts, and the same in each tenant's sandbox twin (test
+    mode, docs/design.md §10), idempotently."""
+    await register_accounts(core, DEMO_ACCOUNTS + [_twin(a) for a in DEMO_ACCOUNTS])

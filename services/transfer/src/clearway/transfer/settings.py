@@ -10,6 +10,7 @@ from pydantic import SecretStr, model_validator
 from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.crypto.keyring import development_secret
 from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.mode import Mode
 from clearway.shared.residency import Region
 from clearway.shared.settings import Base64Secret, SettingsError, internal
 
@@ -28,7 +29,12 @@ class TransferSettings(KeySettings):
     jwks: dict[str, Any] | None = internal()
     """A static JWK Set (tests)."""
     rail_url: str = "http://127.0.0.1:8005"
-    """Base URL of the payment rail (the sandbox rail locally)."""
+    """Base URL of the live payment rail, where live tenants' transfers go (the sandbox
+    rail locally)."""
+    sandbox_rail_url: str = "http://127.0.0.1:8005"
+    """Base URL of the sandbox rail, where test-mode transfers (of a tenant's sandbox
+    twin, ``<tenant>_test``) go; locally the same sandbox rail as ``rail_url``. In
+    production it must differ from ``rail_url`` (docs/design.md §10)."""
     vault_urls: dict[Region, str] = {"eu": "http://127.0.0.1:8006", "us": "http://127.0.0.1:8106"}
     """Base URL of the card vault of each region, JSON (``{"eu": "https://…", "us": …}``):
     a ``tok_`` source is checked and detokenized at the vault of the tenant's region
@@ -72,6 +78,24 @@ class TransferSettings(KeySettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _test_mode_never_on_the_live_rail(self) -> TransferSettings:
+        if self.platform.env == "production" and _same_url(self.rail_url, self.sandbox_rail_url):
+            raise ValueError(
+                f"{self.env_name('sandbox_rail_url')} is the live rail: test-mode transfers"
+                " would move real money"
+            )
+        return self
+
+    def rail_url_for(self, mode: Mode) -> str:
+        """The rail that transfers of ``mode`` go to (docs/design.md §10)."""
+        return self.sandbox_rail_url if mode is Mode.TEST else self.rail_url
+
+    def modes_on_rail(self, url: str) -> tuple[Mode, ...]:
+        """The modes whose transfers go to the rail at ``url`` (both when the live and
+        the sandbox rail are one, as locally): what a reconciliation of it compares."""
+        return tuple(m for m in Mode if _same_url(self.rail_url_for(m), url))
+
     def reference_key(self) -> bytes:
         """The reference HMAC key: the configured one, or in development the one generated
         in the development keyring directory; never a built-in value (docs/design.md §9).
@@ -93,3 +117,7 @@ class TransferSettings(KeySettings):
             self.client_secret,
             scope=scope,
         )
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from clearway.shared.actor import Actor
+from clearway.shared.mode import TEST_SUFFIX, Mode
 from clearway.transfer.domain import KeyState, Posting, Status, Transfer
 
 TRANSFER_COLUMNS = (
@@ -295,12 +296,18 @@ async def post_ledger(conn: asyncpg.Connection, transfer_id: str, legs: Sequence
 # ------------------------------------------------------------------ reconciliation
 
 
-async def settled_by_reference(conn: Executor) -> dict[str, dict[str, Any]]:
-    """Every settled transfer's id, amount and currency, by reference."""
-    rows = await conn.fetch(
-        "SELECT id, reference, amount, currency FROM transfers WHERE status = $1",
-        Status.SETTLED.value,
-    )
+async def settled_by_reference(
+    conn: Executor, modes: tuple[Mode, ...] = tuple(Mode)
+) -> dict[str, dict[str, Any]]:
+    """Every settled transfer's id, amount and currency, by reference; only those of
+    ``modes`` (a sandbox twin's tenant id ends in ``TEST_SUFFIX``)."""
+    sql = "SELECT id, reference, amount, currency FROM transfers WHERE status = $1"
+    args: list[Any] = [Status.SETTLED.value]
+    if set(modes) != set(Mode):
+        negate = "" if Mode.TEST in modes else "NOT "
+        sql += f" AND tenant {negate}LIKE $2"
+        args.append("%" + TEST_SUFFIX.replace("_", "\\_"))
+    rows = await conn.fetch(sql, *args)
     return {r["reference"]: dict(r) for r in rows}
 
 

@@ -25,7 +25,11 @@ from clearway.vault import handlers
 from clearway.vault.domain import TOKEN, InvalidCard
 from clearway.vault.handlers import CardNotFound, TenantShredded, Vault
 
-router = APIRouter(tags=["cards"])
+# Every route checks the tenant's home region first (docs/design.md §9).
+router = APIRouter(
+    tags=["cards"],
+    responses={421: {"description": "The tenant's cards live in another region (`region`)"}},
+)
 TENANT = r"^[A-Za-z0-9_\-]{1,64}$"
 TokenPath = Annotated[str, Path(pattern=TOKEN.pattern)]
 TenantPath = Annotated[str, Path(pattern=TENANT)]

@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.shared.auth import Principal, require_platform_scope, require_scope
 from clearway.shared.http import (
+    ApiVersions,
     PageRequest,
     ProblemError,
     invalid_field,
     list_body,
     page_request,
+    request_version,
 )
 from clearway.webhooks import handlers
 from clearway.webhooks.catalog import catalog
@@ -46,6 +48,12 @@ class EndpointIn(BaseModel):
     description: str = Field("", max_length=500)
     event_types: list[str] = Field(min_length=1, max_length=100)
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+    api_version: str | None = Field(
+        None,
+        description="The dated version whose shapes the payloads take (docs/changes/);"
+        " default: the version of this request (Clearway-Version, else your client's pin).",
+        examples=["2026-12-01"],
+    )
     ed25519_signatures: bool = Field(
         False,
         description="Also sign with Ed25519 (Standard Webhooks v1a); the public keys"
@@ -59,6 +67,7 @@ class EndpointPatch(BaseModel):
     description: str | None = Field(None, max_length=500)
     event_types: list[str] | None = Field(None, min_length=1, max_length=100)
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+    api_version: str | None = Field(None, description="Move the endpoint to another version.")
 
 
 class Reason(BaseModel):
@@ -89,6 +98,7 @@ class EndpointOut(BaseModel):
         description="Deliveries also carry v1a (Ed25519) signatures, verified with the keys"
         " of GET /v1/webhooks/signing-keys."
     )
+    api_version: str = Field(description="The dated version of the payloads' shapes.")
     created_at: datetime
     updated_at: datetime
 
@@ -135,6 +145,15 @@ async def checked_url(request: Request, url: str) -> str:
         raise invalid_field("url", f"is refused: {e.reason}", "unsafe_url") from None
 
 
+def served_version(request: Request, value: str) -> str:
+    """``value`` when it is a dated version served here, else a 422 listing them."""
+    versions: ApiVersions = request.app.state.api_versions
+    if value not in versions.all():
+        served = ", ".join(versions.all())
+        raise invalid_field("api_version", f"must be one of {served}", "unsupported_version")
+    return value
+
+
 def invalid_types(e: InvalidSubscription) -> ProblemError:
     return invalid_field("event_types", str(e), "unknown_event_type")
 
@@ -165,6 +184,7 @@ async def create_endpoint(
             description=body.description,
             event_types=body.event_types,
             rate_limit_per_s=body.rate_limit_per_s,
+            api_version=served_version(request, body.api_version or request_version(request)),
             ed25519_signatures=body.ed25519_signatures,
         )
     except InvalidSubscription as e:
@@ -210,9 +230,11 @@ async def update_endpoint(
     changes = body.model_dump(exclude_unset=True)
     if changes.get("url") is not None:
         changes["url"] = await checked_url(request, changes["url"])
-    for name in ("url", "event_types"):
+    for name in ("url", "event_types", "api_version"):
         if name in changes and changes[name] is None:
             raise invalid_field(name, "may not be null", "null_not_allowed")
+    if "api_version" in changes:
+        changes["api_version"] = served_version(request, changes["api_version"])
     try:
         row = await handlers.update_endpoint(
             ctx_of(request), conn, principal, tenant_of(principal), endpoint_id, changes

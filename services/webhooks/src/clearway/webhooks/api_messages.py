@@ -147,7 +147,12 @@ async def list_attempts(
     )
 
 
-@router.post("/v1/messages/{msg_id}/resend", status_code=202, response_model=MessageOut)
+@router.post(
+    "/v1/messages/{msg_id}/resend",
+    status_code=202,
+    response_model=MessageOut,
+    responses={409: {"description": "The payload was purged by retention (`payload-purged`)"}},
+)
 async def resend_message(
     msg_id: str,
     request: Request,
@@ -169,7 +174,12 @@ async def resend_message(
     return dict(row)
 
 
-@router.post("/v1/replays", status_code=202, response_model=ReplayOut)
+@router.post(
+    "/v1/replays",
+    status_code=202,
+    response_model=ReplayOut,
+    responses={404: {"description": "No such endpoint for this tenant"}},
+)
 async def start_replay(
     body: ReplayIn,
     request: Request,

@@ -40,6 +40,11 @@ def markdown() -> str:
         ' `{"type", "timestamp", "event_id", "data"}` where `data` follows the schema below,'
         " signed per [Standard Webhooks](https://www.standardwebhooks.com/).",
         "",
+        "The schemas are those of the events on Kafka, which is what an endpoint pinned to"
+        " the first dated version (`2026-11-01`) receives; an endpoint pinned to a later"
+        " version (`api_version`) gets `data` in that version's shapes, as its upgrade"
+        " guide under [changes/](changes/) describes.",
+        "",
     ]
     for t in catalog():
         lines += [f"## `{t['type']}`", "", t["description"], ""]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clearway.shared.backoff import Backoff
+from clearway.shared.versions import INITIAL_VERSION, upgrade
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 PUBLIC_KEY_PREFIX = "whpk_"
@@ -239,13 +240,28 @@ def subscribed(patterns: Iterable[str], event_type: str) -> bool:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What goes on the wire for one message (the body is identical on every attempt)."""
+    """What goes on the wire for one message (the body is identical on every attempt, and
+    it is what the signatures cover)."""
 
     body: bytes
 
     @classmethod
     def for_event(
-        cls, event_id: str, event_type: str, timestamp: str, data: Mapping[str, Any]
+        cls,
+        event_id: str,
+        event_type: str,
+        timestamp: str,
+        data: Mapping[str, Any],
+        api_version: str = INITIAL_VERSION,
     ) -> Delivery:
-        payload = {"type": event_type, "timestamp": timestamp, "event_id": event_id, "data": data}
+        """The payload of an event for an endpoint pinned to ``api_version``: event data
+        keeps the first dated version's shapes, the version steps bring it up to the
+        endpoint's (docs/design.md §10)."""
+        rendered = upgrade(data, api_version)
+        payload = {
+            "type": event_type,
+            "timestamp": timestamp,
+            "event_id": event_id,
+            "data": rendered,
+        }
         return cls(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())

@@ -108,6 +108,7 @@ async def create_endpoint(
     description: str,
     event_types: Sequence[str],
     rate_limit_per_s: float | None,
+    api_version: str,
     ed25519_signatures: bool = False,
 ) -> tuple[asyncpg.Record, str]:
     """A new endpoint and its ``whsec_`` secret (returned once, stored encrypted).
@@ -128,6 +129,7 @@ async def create_endpoint(
             event_types=patterns,
             rate_limit_per_s=rate_limit_per_s,
             ed25519_signatures=ed25519_signatures,
+            api_version=api_version,
         )
         await store.insert_secret(conn, row["id"], ctx.box.seal(secret, row["id"], tenant))
         await ctx.audit(conn, principal, tenant, "endpoint.created", row["id"], row["version"])
@@ -254,7 +256,11 @@ def fan_out_handler(ctx: Context):  # type: ignore[no-untyped-def]
                 if ep["tenant"] != ev.tenant or not subscribed(ep["event_types"], ev.type):
                     continue
                 body = Delivery.for_event(
-                    ev.id, ev.type, ev.time.isoformat().replace("+00:00", "Z"), ev.data
+                    ev.id,
+                    ev.type,
+                    ev.time.isoformat().replace("+00:00", "Z"),
+                    ev.data,
+                    ep["api_version"],
                 ).body
                 if len(body) > ctx.settings.max_payload_bytes:
                     raise PermanentError(

@@ -15,14 +15,15 @@ import asyncpg
 
 ENDPOINT_COLUMNS = (
     "id, tenant, url, description, event_types, rate_limit_per_s, disabled, disabled_reason,"
-    " failing_since, created_at, updated_at, version, ed25519_signatures, consecutive_failures"
+    " failing_since, created_at, updated_at, version, ed25519_signatures, consecutive_failures,"
+    " api_version"
 )
 MESSAGE_COLUMNS = (
     "id, endpoint_id, event_id, event_type, correlation_id, status, attempts, next_attempt_at,"
     " last_status_code, delivered_at, created_at, updated_at, queued_by, version,"
     " payload_purged_at"
 )
-UPDATABLE = frozenset({"url", "description", "event_types", "rate_limit_per_s"})
+UPDATABLE = frozenset({"url", "description", "event_types", "rate_limit_per_s", "api_version"})
 
 
 async def insert_endpoint(
@@ -34,12 +35,13 @@ async def insert_endpoint(
     description: str,
     event_types: Sequence[str],
     rate_limit_per_s: float | None,
+    api_version: str,
     ed25519_signatures: bool = False,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "INSERT INTO endpoints"
-        " (id, tenant, url, description, event_types, rate_limit_per_s, ed25519_signatures)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ENDPOINT_COLUMNS}",
+        "INSERT INTO endpoints (id, tenant, url, description, event_types, rate_limit_per_s,"
+        " ed25519_signatures, api_version)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ENDPOINT_COLUMNS}",
         id,
         tenant,
         url,
@@ -47,6 +49,7 @@ async def insert_endpoint(
         list(event_types),
         rate_limit_per_s,
         ed25519_signatures,
+        api_version,
     )
     assert row is not None
     return row
@@ -185,7 +188,7 @@ async def touch_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> int:
 async def subscribers(conn: asyncpg.Connection, tenants: Sequence[str]) -> list[asyncpg.Record]:
     """Every live endpoint of ``tenants`` (disabled ones too: their events are stored skipped)."""
     return await conn.fetch(
-        "SELECT id, tenant, event_types, disabled FROM endpoints"
+        "SELECT id, tenant, event_types, disabled, api_version FROM endpoints"
         " WHERE tenant = ANY($1::text[]) AND deleted_at IS NULL",
         list(tenants),
     )

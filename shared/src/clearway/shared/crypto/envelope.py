@@ -35,27 +35,33 @@ KEK-wrapped part of the header::
 The record's associated data does not cover the KEK version or the wrapped key,
 so re-wrapping under a new KEK version (:meth:`Envelope.rewrap`) replaces only
 the header and never touches the data; the wrapped key is itself authenticated
-with the KEK name and version. Unwrapped keys are kept in a bounded LRU with a
-time-to-live (:class:`DekCache`), so reading costs one HSM call per batch and TTL.
+with the KEK name and version. Unwrapped keys are kept in memory, bounded in
+count and lifetime (:class:`~clearway.shared.crypto.data_keys.DekCache`, ADR 0031),
+so reading costs one HSM call per batch and TTL, and opening a record sealed or
+opened here recently needs no derivation; sealing takes nonces and data keys
+derived ahead for a chunk of the batch's records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import struct
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from clearway.shared.crypto.data_keys import BatchKey, DekCache, Key
 from clearway.shared.crypto.keys import KeyProvider, KeyVersionUnknown, UnwrapFailed
 
 __all__ = [
@@ -74,6 +80,8 @@ MAGIC_TENANT = b"CWE\x03"  # as 0x02, the batch key bound to the tenant's own ke
 _TENANT_LABEL = b"clearway/tenant-batch-key/v3|"
 _NONCE = 12
 _TAG = 16
+_ALTERED = "does not authenticate (altered, or moved from another record)"
+_FIRST_CHUNK, _CHUNK = 16, 256  # records whose keys are derived at once (doubling per chunk)
 _VERSION_LEN = struct.Struct(">IH")
 _U32 = struct.Struct(">I")
 
@@ -88,11 +96,16 @@ class Context:
     row_id: str
     tenant: str = ""
 
-    def aad(self) -> bytes:
+    @cached_property
+    def associated_data(self) -> bytes:
         """Length-prefixed fields (netstrings over characters, then UTF-8), so no two
-        contexts encode alike."""
+        contexts encode alike; encoded once per context (it is immutable)."""
         s, t, c, r, n = self.service, self.table, self.column, self.row_id, self.tenant
         return f"cw2|{len(s)}:{s}{len(t)}:{t}{len(c)}:{c}{len(r)}:{r}{len(n)}:{n}".encode()
+
+    def aad(self) -> bytes:
+        """The associated data of format-2 and format-3 blobs (:attr:`associated_data`)."""
+        return self.associated_data
 
     def aad_v1(self) -> bytes:
         """The associated data of format-1 blobs (u32 length prefixes)."""
@@ -178,70 +191,6 @@ def kek_version(blob: bytes) -> int:
     return _parse(blob, "record").version
 
 
-_LE0, _LE1, _LE2, _LE3 = (i.to_bytes(4, "little") for i in range(4))
-
-
-class _BatchKey:
-    """An unwrapped batch key: derives the data key of a record from its nonce."""
-
-    __slots__ = ("_ecb", "_lock")
-
-    def __init__(self, key: bytes) -> None:
-        # ECB over four fixed blocks is the PRF step of RFC 8452 §4, not a data mode
-        self._ecb: CipherContext = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
-        self._lock = threading.Lock()  # one cipher context is not safe across threads
-
-    def data_key(self, nonce: bytes) -> AESGCM:
-        blocks = _LE0 + nonce + _LE1 + nonce + _LE2 + nonce + _LE3 + nonce
-        with self._lock:
-            out = self._ecb.update(blocks)
-        return AESGCM(out[0:8] + out[16:24] + out[32:40] + out[48:56])
-
-
-_Key = AESGCM | _BatchKey  # format 1: the data key itself; format 2: a batch key
-
-
-class DekCache:
-    """Unwrapped keys (batch keys, and format-1 data keys) by their wrapped form:
-    a bounded LRU with a time-to-live. ``size=0`` turns it off."""
-
-    def __init__(
-        self, size: int = 4096, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.size, self.ttl_s, self._clock = size, ttl_s, clock
-        self._items: OrderedDict[bytes, tuple[float, _Key]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, wrapped: bytes) -> _Key | None:
-        with self._lock:
-            item = self._items.get(wrapped)
-            if item is None or item[0] < self._clock():
-                if item is not None:
-                    del self._items[wrapped]
-                self.misses += 1
-                return None
-            self._items.move_to_end(wrapped)
-            self.hits += 1
-            return item[1]
-
-    def put(self, wrapped: bytes, aead: _Key) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[wrapped] = (self._clock() + self.ttl_s, aead)
-            self._items.move_to_end(wrapped)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 @dataclass(frozen=True)
 class BatchPolicy:
     """How long one batch key seals records: at most ``records`` of them (far below the
@@ -253,12 +202,36 @@ class BatchPolicy:
 
 @dataclass
 class _Batch:
-    version: int
     header: bytes
-    key: _BatchKey
+    key: BatchKey
     expires: float
-    left: int
-    tenant_key: str | None = None
+    left: int  # records it may still derive keys for
+    chunk: int = _FIRST_CHUNK  # records in its next chunk
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Nonces and data keys of records of one batch, derived at once; a record takes
+    the next index (``next`` on a count is atomic in CPython), so no two take one."""
+
+    header: bytes
+    nonces: bytes
+    keys: bytes
+    size: int
+    expires: float
+    taken: Iterator[int]
+
+
+_ENVELOPES: weakref.WeakSet[Envelope] = weakref.WeakSet()
+
+
+def _forget_batches_after_fork() -> None:
+    # a forked child would otherwise seal with its parent's batch keys and nonces
+    for envelope in list(_ENVELOPES):
+        envelope._batches, envelope._chunks = {}, {}
+
+
+os.register_at_fork(after_in_child=_forget_batches_after_fork)
 
 
 class Envelope:
@@ -280,8 +253,10 @@ class Envelope:
         self._clock = clock
         self._primary: int | None = None
         self._batches: dict[str, _Batch] = {}  # by tenant: a batch never spans tenants
+        self._chunks: dict[str, _Chunk] = {}  # by tenant: the keys of its next records
         self._lock = threading.Lock()
         self._rewrapped: OrderedDict[bytes, bytes] = OrderedDict()  # old header → new one
+        _ENVELOPES.add(self)
 
     @property
     def primary(self) -> int:
@@ -294,23 +269,24 @@ class Envelope:
         """Re-read the primary version (after a rotation, possibly by another process);
         the next record starts a batch under it."""
         self._primary = self.provider.primary()
-        self._batches = {}
+        self._batches, self._chunks = {}, {}
         return self._primary
 
     def forget_keys(self) -> None:
         """Drop every unwrapped key held in memory (after destroying KEK versions)."""
         self.cache.clear()
         with self._lock:
-            self._batches = {}
+            self._batches, self._chunks = {}, {}
             self._rewrapped.clear()
 
     def forget_tenant(self, tenant: str) -> None:
         """Drop what is held in memory of ``tenant``'s keys (after crypto-shredding): its
-        current batch, and every unwrapped key (the cache is keyed by header, not tenant,
-        and refills at one HSM call per batch)."""
-        self.cache.clear()
+        current batch, and every unwrapped key, record keys included (the cache is keyed
+        by header, not tenant, and refills at one HSM call per batch)."""
         with self._lock:
             self._batches.pop(tenant, None)
+            self._chunks.pop(tenant, None)
+        self.cache.clear()
 
     def _header(self, version: int, wrapped: bytes, magic: bytes = MAGIC) -> bytes:
         name = self.provider.name.encode()
@@ -318,37 +294,45 @@ class Envelope:
             magic + bytes([len(name)]) + name + _VERSION_LEN.pack(version, len(wrapped)) + wrapped
         )
 
-    def _current_batch(self, tenant: str) -> _Batch:
+    def _next_chunk(self, tenant: str) -> tuple[_Chunk, int]:
+        """A chunk of ``tenant``'s current batch and the index of the record taken in
+        it; a new batch key (one HSM wrap) when the batch is used up or too old."""
         with self._lock:
-            batch = self._batches.get(tenant)
             now = self._clock()
-            if batch is None or batch.left <= 0 or batch.expires < now:
-                version = self.primary
-                raw = AESGCM.generate_key(256)
-                tenant_key = None
-                if self.tenant_keys is not None and tenant:
-                    # raises when the tenant was shredded: nothing new is sealed for it
-                    tenant_key, secret = self.tenant_keys.current(tenant)
-                # raises KeyUnavailable when the HSM is down: nothing is sealed without it
-                wrapped = self.provider.wrap(version, raw)
-                if tenant_key is None:
-                    key = _BatchKey(raw)
-                    header = self._header(version, wrapped)
-                else:
-                    key = _BatchKey(_tenant_bound(raw, tenant_key, secret))
-                    kid = tenant_key.encode()
-                    header = self._header(version, wrapped, MAGIC_TENANT) + bytes([len(kid)]) + kid
-                self.cache.put(header, key)
-                batch = self._batches[tenant] = _Batch(
-                    version,
-                    header,
-                    key,
-                    now + self.batches.seconds,
-                    self.batches.records,
-                    tenant_key,
-                )
-            batch.left -= 1
-            return batch
+            chunk = self._chunks.get(tenant)
+            if chunk is not None and chunk.expires >= now:
+                index = next(chunk.taken)  # another thread may have made this chunk
+                if index < chunk.size:
+                    return chunk, index
+            batch = self._batches.get(tenant)
+            if batch is None or batch.expires < now or batch.left <= 0:
+                batch = self._batches[tenant] = self._new_batch(tenant, now)
+            size = min(batch.chunk, batch.left)
+            batch.left -= size
+            batch.chunk = min(2 * batch.chunk, _CHUNK)
+            nonces, keys = batch.key.derive(size)
+            chunk = _Chunk(batch.header, nonces, keys, size, batch.expires, itertools.count(1))
+            self._chunks[tenant] = chunk
+            return chunk, 0
+
+    def _new_batch(self, tenant: str, now: float) -> _Batch:
+        version = self.primary
+        raw = AESGCM.generate_key(256)
+        tenant_key = None
+        if self.tenant_keys is not None and tenant:
+            # raises when the tenant was shredded: nothing new is sealed for it
+            tenant_key, secret = self.tenant_keys.current(tenant)
+        # raises KeyUnavailable when the HSM is down: nothing is sealed without it
+        wrapped = self.provider.wrap(version, raw)
+        if tenant_key is None:
+            key = BatchKey(raw)
+            header = self._header(version, wrapped)
+        else:
+            key = BatchKey(_tenant_bound(raw, tenant_key, secret))
+            kid = tenant_key.encode()
+            header = self._header(version, wrapped, MAGIC_TENANT) + bytes([len(kid)]) + kid
+        self.cache.put(header, key)
+        return _Batch(header, key, now + self.batches.seconds, self.batches.records)
 
     def seal(self, plaintext: bytes, context: Context) -> bytes:
         """Encrypt one record under its own key (derived from the tenant's current batch
@@ -357,12 +341,17 @@ class Envelope:
         Raises :class:`~clearway.shared.crypto.keys.KeyUnavailable` when a new batch
         key is due and the HSM is down: nothing is ever returned unencrypted.
         """
-        batch = self._current_batch(context.tenant)
-        nonce = os.urandom(_NONCE)
-        data_key = batch.key.data_key(nonce)
-        return batch.header + nonce + data_key.encrypt(nonce, plaintext, context.aad())
+        chunk = self._chunks.get(context.tenant)
+        if chunk is None or chunk.expires < self._clock() or (i := next(chunk.taken)) >= chunk.size:
+            chunk, i = self._next_chunk(context.tenant)
+        nonce = chunk.nonces[_NONCE * i : _NONCE * i + _NONCE]
+        data_key = AESGCM(chunk.keys[32 * i : 32 * i + 32])
+        head = chunk.header + nonce
+        sealed = head + data_key.encrypt(nonce, plaintext, context.associated_data)
+        self.cache.put_record(sealed[-_TAG:], head, data_key)  # opening it needs no derivation
+        return sealed
 
-    def _kek_unwrap(self, blob: bytes, record: Context | str) -> tuple[_Key, int]:
+    def _kek_unwrap(self, blob: bytes, record: Context | str) -> tuple[Key, int]:
         """The unwrapped key of ``blob`` and the offset of its nonce."""
         header = _parse(blob, record)
         if header.kek != self.provider.name:
@@ -370,7 +359,7 @@ class Envelope:
         key = self._unwrap(header, record)
         if header.tenant_key is not None:
             key = self._tenant_bound(key, header.tenant_key, record)
-        aead = _BatchKey(key) if header.batched else AESGCM(key)
+        aead = BatchKey(key) if header.batched else AESGCM(key)
         self.cache.put(blob[: header.body], aead)
         return aead, header.body
 
@@ -400,26 +389,39 @@ class Envelope:
     def open(self, blob: bytes, context: Context) -> bytes:
         """The plaintext of a sealed record; :class:`RecordUnreadable` naming the record
         when the blob is truncated, its key version gone, or its context altered."""
-        # hot path: the header of a cached key is found without parsing the blob
+        # hot path: a record sealed or opened here recently, found by its tag; its key
+        # is used only when the blob has the header and nonce that key belongs to
+        held = self.cache.record(blob[-_TAG:])
+        if held is not None and blob.startswith(held[0]) and len(blob) >= len(held[0]) + _TAG:
+            at = len(held[0])
+            try:
+                return held[1].decrypt(blob[at - _NONCE : at], blob[at:], context.associated_data)
+            except InvalidTag:
+                raise RecordUnreadable(context, _ALTERED) from None
+        # the header of a cached batch key is found without parsing the blob
         try:
             body = 11 + blob[4] + int.from_bytes(blob[9 + blob[4] : 11 + blob[4]])
             if blob[3] == 3:  # format 3: the tenant key id follows
                 body += 1 + blob[body]
         except IndexError:
             body = 0
-        aead = self.cache.get(blob[:body]) if len(blob) >= body + _NONCE + _TAG else None
-        if aead is None:
-            aead, body = self._kek_unwrap(blob, context)
+        key = self.cache.get(blob[:body]) if body and len(blob) >= body + _NONCE + _TAG else None
+        if key is None:
+            key, body = self._kek_unwrap(blob, context)
         at = body + _NONCE
-        nonce = blob[body:at]
+        if isinstance(key, BatchKey):
+            data_key = key.data_key(blob[body:at])
+            plaintext = self._decrypt(data_key, blob, at, context.associated_data, context)
+            self.cache.put_record(blob[-_TAG:], blob[:at], data_key)
+            return plaintext
+        return self._decrypt(key, blob, at, context.aad_v1(), context)
+
+    @staticmethod
+    def _decrypt(data_key: AESGCM, blob: bytes, at: int, aad: bytes, context: Context) -> bytes:
         try:
-            if isinstance(aead, _BatchKey):
-                return aead.data_key(nonce).decrypt(nonce, blob[at:], context.aad())
-            return aead.decrypt(nonce, blob[at:], context.aad_v1())
+            return data_key.decrypt(blob[at - _NONCE : at], blob[at:], aad)
         except InvalidTag:
-            raise RecordUnreadable(
-                context, "does not authenticate (altered, or moved from another record)"
-            ) from None
+            raise RecordUnreadable(context, _ALTERED) from None
 
     def rewrap(self, blob: bytes, record: str = "record") -> bytes | None:
         """The blob with its key re-wrapped under the primary KEK, or ``None`` when it

@@ -86,6 +86,7 @@ class KeyringProvider(KeyProvider):
         keys = self._load()
         keys.pop(version, None)
         self._save(keys)
+        self._keys.pop(version, None)  # gone in this process too, not only in the file
 
 
 def development_secret(directory: Path, name: str, size: int = 32) -> bytes:

@@ -106,9 +106,12 @@ class KeySettings(KeyStoreSettings):
     kek_rotation_interval_s: float = Field(90 * 86400.0, gt=0)
     """Age at which a new key-encryption key version becomes primary."""
     dek_cache_size: int = Field(4096, ge=0)
-    """Unwrapped data keys kept in memory (0: none)."""
+    """Unwrapped batch keys kept in memory (0: no key cache at all)."""
+    dek_cache_records: int = Field(256, ge=0)
+    """Data keys of records sealed or opened recently kept in memory, so opening them
+    again needs no derivation (0: none; ADR 0031)."""
     dek_cache_ttl_s: float = Field(60.0, ge=0)
-    """How long an unwrapped data key stays in memory."""
+    """How long an unwrapped key stays usable in memory."""
     batch_key_records: int = Field(65_536, gt=0, le=1 << 20)
     """Records sealed under one batch key before a new one is wrapped in the HSM."""
     batch_key_seconds: float = Field(300.0, gt=0)
@@ -210,6 +213,8 @@ def open_signing_provider(
 
 def open_envelope(settings: KeySettings, name: str | None = None) -> Envelope:
     """An :class:`Envelope` over :func:`open_provider` with the configured DEK cache."""
-    cache = DekCache(settings.dek_cache_size, settings.dek_cache_ttl_s)
+    cache = DekCache(
+        settings.dek_cache_size, settings.dek_cache_ttl_s, records=settings.dek_cache_records
+    )
     batches = BatchPolicy(settings.batch_key_records, settings.batch_key_seconds)
     return Envelope(open_provider(settings, name), cache, batches)

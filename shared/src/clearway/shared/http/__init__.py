@@ -10,7 +10,7 @@ and the ``/healthz``/``/readyz`` probes.
 
 from clearway.shared.http.app import OPS_PATHS, create_app
 from clearway.shared.http.card_guard import accepts_card_numbers
-from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id
+from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id, request_version
 from clearway.shared.http.health import ReadinessCheck
 from clearway.shared.http.paging import (
     DEFAULT_LIMIT,
@@ -37,6 +37,7 @@ from clearway.shared.http.versioning import (
     ApiVersions,
     Deprecation,
     UnsupportedVersionError,
+    platform_versions,
 )
 
 __all__ = [
@@ -64,6 +65,8 @@ __all__ = [
     "invalid_field",
     "list_body",
     "page_request",
+    "platform_versions",
     "problem_response",
     "problem_type_uri",
+    "request_version",
 ]

@@ -6,12 +6,14 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import Lifespan
 
+from clearway.shared.deprecations import DeprecationLog
+from clearway.shared.http.contract import install_contract
 from clearway.shared.http.edge import EdgeMiddleware
 from clearway.shared.http.health import HEALTH_PATH, READY_PATH, ReadinessCheck, health_router
 from clearway.shared.http.hygiene import DEFAULT_MAX_BODY_BYTES
 from clearway.shared.http.paging import CursorCodec, cursor_key
 from clearway.shared.http.problems import install_problem_handlers
-from clearway.shared.http.versioning import ApiVersions
+from clearway.shared.http.versioning import ApiVersions, platform_versions
 from clearway.shared.metrics import mount_metrics
 
 METRICS_PATH = "/metrics"
@@ -41,23 +43,34 @@ def create_app(
     to ``app.state.readiness_checks``. Middleware a service adds later wraps
     this edge, so it runs before the correlation id is bound.
 
+    The OpenAPI document declares what the kit answers on every operation: its
+    problems (problem+json) and the bearer scheme with each operation's scopes
+    (``contract``).
+
+    ``api_versions`` defaults to the platform's dated versions (docs/design.md §10):
+    JSON responses are rendered at the current one and downgraded at the edge.
+
     ``cursor_secret`` keys the list cursors (``paging``): the service's
     ``ServiceSettings.cursor_secret`` (random per process when unset).
     """
-    versions = api_versions or ApiVersions()
+    versions = api_versions or platform_versions()
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.service = service
     app.state.api_versions = versions
+    # Calls on deprecated versions; a service flushes it with deprecations.deprecation_jobs.
+    app.state.deprecation_log = DeprecationLog()
     app.state.cursors = CursorCodec(cursor_key(service, cursor_secret))
     readiness_checks: list[ReadinessCheck] = []
     app.state.readiness_checks = readiness_checks
     install_problem_handlers(app)
+    install_contract(app)
     app.add_middleware(
         EdgeMiddleware,
         service=service,
         versions=versions,
         unversioned=OPS_PATHS,
         max_body_bytes=max_body_bytes,
+        usage=app.state.deprecation_log,
     )
     app.include_router(health_router(service))
     mount_metrics(app, path=METRICS_PATH)

@@ -11,6 +11,7 @@ task per request, and context variables set here are the ones the route sees.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -23,7 +24,8 @@ from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from clearway.shared.context import correlation_id_var, new_correlation_id
+from clearway.shared.context import correlation_id_var, new_correlation_id, tenant_var
+from clearway.shared.deprecations import DeprecationLog
 from clearway.shared.http.card_guard import card_number_field, card_number_problem
 from clearway.shared.http.hygiene import (
     DEFAULT_MAX_BODY_BYTES,
@@ -38,6 +40,7 @@ from clearway.shared.http.hygiene import (
 from clearway.shared.http.problems import CORRELATION_HEADER, problem_for
 from clearway.shared.http.versioning import VERSION_HEADER, ApiVersions
 from clearway.shared.metrics import DEPRECATED_CALLS_TOTAL, HTTP_REQUEST_DURATION_SECONDS
+from clearway.shared.versions import VERSION_CLAIM
 
 SPAN_ATTRIBUTE = "clearway.correlation_id"
 UNMATCHED_ROUTE = "unmatched"
@@ -60,7 +63,13 @@ def accept_correlation_id(value: str | None) -> str:
 
 class EdgeMiddleware:
     """Correlation, versioning, input hygiene, error boundary and request metrics for
-    one service; ``max_body_bytes`` bounds every request body (413 beyond it)."""
+    one service; ``max_body_bytes`` bounds every request body (413 beyond it).
+
+    The version of a request (docs/design.md §10) is its ``Clearway-Version`` header,
+    else the client's pin (the ``cw_ver`` claim of the token the route verified),
+    else ``versions.unpinned``. JSON responses are rendered at the current version
+    and downgraded here for older ones; calls on a deprecated version are counted
+    and, with ``usage``, recorded for the client's weekly digest."""
 
     def __init__(
         self,
@@ -70,10 +79,12 @@ class EdgeMiddleware:
         versions: ApiVersions,
         unversioned: Collection[str] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        usage: DeprecationLog | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.versions = versions
+        self.usage = usage
         self.unversioned = frozenset(unversioned)
         self.max_body_bytes = max_body_bytes
 
@@ -94,27 +105,50 @@ class EdgeMiddleware:
         stamped: list[tuple[str, str]] = [(CORRELATION_HEADER, cid)]
         status = 500
         response_started = False
+        versioned = scope["path"] not in self.unversioned
+        asked: str | None = None  # the version the header named
+        version: str | None = None
+        held: Message | None = None  # a response start waiting for its body to be downgraded
+        chunks: list[bytes] = []
 
         async def send_stamped(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, version, held
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
+                if versioned:
+                    version = asked or self.versions.pinned(_pin(state))
+                    state["api_version"] = version
+                    stamped.append((VERSION_HEADER, version))
+                    stamped.extend(self.versions.deprecation_headers(version))
                 for name, value in stamped:
                     if name == "Link":  # the route may have its own links (pagination)
                         headers.append(name, value)
                     else:
                         headers[name] = value
+                if version is not None and _downgradable(headers, self.versions, version):
+                    held = message
+                    return
+            elif held is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _downgraded(b"".join(chunks), self.versions, version or "")
+                MutableHeaders(scope=held)["content-length"] = str(len(body))
+                start, held = held, None
+                await send(start)
+                message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
-        version: str | None = None
         try:
-            if scope["path"] not in self.unversioned:
-                version = self.versions.resolve(request_headers.get(VERSION_HEADER))
-                state["api_version"] = version
-                stamped.append((VERSION_HEADER, version))
-                stamped.extend(self.versions.deprecation_headers(version))
+            if versioned:
+                header = request_headers.get(VERSION_HEADER)
+                if header is not None:
+                    versioned = False  # a refused header gets no version stamped back
+                    asked = self.versions.resolve(header)
+                    versioned = True
+                state["api_version"] = asked or self.versions.resolve(None)
             receive = await self._screened(scope, receive, request_headers)
             await self.app(scope, receive, send_stamped)
         except Exception as exc:
@@ -130,8 +164,20 @@ class EdgeMiddleware:
                 self.service, scope["method"], route, str(status)
             ).observe(time.perf_counter() - started)
             if version is not None and version in self.versions.deprecated:
-                client = str(state.get("client_id") or "anonymous")
-                DEPRECATED_CALLS_TOTAL.labels(self.service, version, route, client).inc()
+                self._deprecated_call(scope, state, version, f"{scope['method']} {route}")
+
+    def _deprecated_call(
+        self, scope: Scope, state: dict[str, Any], version: str, feature: str
+    ) -> None:
+        """Count a call on a deprecated version, and note it for the client's digest."""
+        principal = state.get("principal")
+        client = getattr(principal, "client_id", None) or state.get("client_id")
+        DEPRECATED_CALLS_TOTAL.labels(
+            self.service, str(client or "anonymous"), version, feature
+        ).inc()
+        if self.usage is not None and client:
+            tenant = getattr(principal, "tenant", None) or tenant_var.get() or ""
+            self.usage.record(tenant, str(client), version, feature)
 
     async def _screened(self, scope: Scope, receive: Receive, headers: Headers) -> Receive:
         """Refuse control characters, oversized bodies and card numbers before any route
@@ -154,6 +200,43 @@ class EdgeMiddleware:
         if loc is not None:
             raise card_number_problem(loc)
         return replay(messages, receive)
+
+
+def request_version(request: Request) -> str:
+    """The dated version ``request`` is served with: its ``Clearway-Version`` header, else
+    the pin of the token a route dependency verified, else the unpinned default. For
+    routes that record it, e.g. the version a new webhook endpoint is pinned to."""
+    versions: ApiVersions = request.app.state.api_versions
+    header = request.headers.get(VERSION_HEADER)
+    if header is not None:
+        return versions.resolve(header)
+    return versions.pinned(_pin(request.scope.get("state", {})))
+
+
+def _pin(state: dict[str, Any]) -> object:
+    """The pinned version the consent issuer put in the caller's token, if any."""
+    principal = state.get("principal")
+    claims = getattr(principal, "claims", None) or {}
+    return claims.get(VERSION_CLAIM)
+
+
+def _downgradable(headers: MutableHeaders, versions: ApiVersions, version: str) -> bool:
+    """A whole JSON body (not a stream, not a problem) that ``version`` sees differently."""
+    return (
+        versions.transforms(version)
+        and headers.get("content-type", "").split(";")[0].strip() == "application/json"
+        and "content-length" in headers
+    )
+
+
+def _downgraded(body: bytes, versions: ApiVersions, version: str) -> bytes:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    # The rendering FastAPI's JSONResponse uses, so both versions look alike.
+    out = json.dumps(versions.downgrade(doc, version), ensure_ascii=False, separators=(",", ":"))
+    return out.encode()
 
 
 def _path_templates(scope: Scope) -> list[str]:

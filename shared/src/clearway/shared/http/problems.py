@@ -20,7 +20,7 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 from aiokafka import errors as kafka_errors
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -325,6 +325,17 @@ def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if malformed is not None:
         return _malformed_body(request, malformed)
+    accepted = _body_media_types(request)
+    if any(_in_body(e) for e in errors) and not _accepts(accepted, request):
+        return problem_response(
+            request,
+            status=415,
+            type_uri=problem_type_uri("unsupported-media-type"),
+            title="Unsupported media type",
+            detail=f"The body must be sent as {' or '.join(accepted)}.",
+            # RFC 9110 §15.5.16: Accept says which media types would have been taken.
+            headers={"Accept": ", ".join(accepted)},
+        )
     # Only loc, msg and type leave: pydantic's ``input`` and ``ctx`` can hold the
     # rejected value itself (a PAN in the wrong field must not come back).
     problem = ValidationProblem(
@@ -341,6 +352,31 @@ def _validation_problem(request: Request, raw: Sequence[Any]) -> ProblemResponse
         detail=problem.detail,
         extensions=problem.extensions,
     )
+
+
+_JSON = ("application/json",)
+_FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _in_body(error: Mapping[str, Any]) -> bool:
+    loc = error.get("loc", ())
+    return bool(loc) and loc[0] == "body"
+
+
+def _body_media_types(request: Request) -> tuple[str, ...]:
+    """The media types the matched route parses its body from: forms or JSON."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    return _FORM if isinstance(getattr(body, "field_info", None), params.Form) else _JSON
+
+
+def _accepts(accepted: tuple[str, ...], request: Request) -> bool:
+    """Whether the request's Content-Type is one of ``accepted`` (JSON: ``+json`` too,
+    RFC 6839 §3.1); a request without one is judged by its body's validation."""
+    given = request.headers.get("content-type")
+    if given is None:
+        return True
+    media = given.split(";", 1)[0].strip().lower()
+    return media in accepted or (accepted == _JSON and media.endswith("+json"))
 
 
 def _malformed_body(request: Request, error: Mapping[str, Any]) -> ProblemResponse:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
 
+from clearway.shared import versions as dated
 from clearway.shared.http.problems import ProblemError
+from clearway.shared.versions import Document, VersionChange
 
 VERSION_HEADER = "Clearway-Version"
 
@@ -69,9 +71,13 @@ class ApiVersions:
     deprecation headers) until it is removed from this object.
     """
 
-    current: str = "2026-11-01"
+    current: str = dated.INITIAL_VERSION
     supported: list[str] = field(default_factory=list)
     deprecated: dict[str, Deprecation] = field(default_factory=dict)
+    #: The steps between served versions, oldest first (``clearway.shared.versions``).
+    changes: tuple[VersionChange, ...] = ()
+    #: The version of a caller that neither asks for one nor is pinned (default: current).
+    unpinned: str | None = None
 
     def __post_init__(self) -> None:
         for version in self.all():
@@ -88,13 +94,30 @@ class ApiVersions:
         Raises ``UnsupportedVersionError`` for a malformed or unknown version.
         """
         if header is None:
-            # docs/design.md §10 pins a version per client; until client records carry
-            # their pin, a request without the header gets the current version.
-            return self.current
+            return self.unpinned or self.current
         version = header.strip()
         if _parse(version) is None or version not in self.all():
             raise UnsupportedVersionError(self.all())
         return version
+
+    def pinned(self, pin: object) -> str:
+        """The version for a caller pinned to ``pin`` (the token's ``cw_ver`` claim).
+
+        No pin is ``unpinned``; a pin no longer served (sunset) gets the oldest
+        version still served, the closest to what the client was built against.
+        """
+        if not isinstance(pin, str):
+            return self.unpinned or self.current
+        served = self.all()
+        return pin if pin in served else served[0]
+
+    def transforms(self, version: str) -> bool:
+        """Whether responses for ``version`` differ from what the routes render."""
+        return any(c.version > version for c in self.changes)
+
+    def downgrade(self, doc: Document, version: str) -> Document:
+        """A response body rendered at the newest version, as ``version`` expects it."""
+        return dated.downgrade(doc, version, self.changes)
 
     def deprecation_headers(self, version: str) -> list[tuple[str, str]]:
         """``Deprecation``, ``Sunset`` and ``Link`` for ``version``; none unless deprecated."""
@@ -110,8 +133,29 @@ class ApiVersions:
             ("Link", f'<{info.link}>; rel="deprecation"'),
         ]
 
+    def sunset(self, version: str) -> date | None:
+        """When a deprecated ``version`` stops being served; None if it is not deprecated."""
+        info = self.deprecated.get(version)
+        return info.sunset if info else None
+
     def _superseded_on(self, version: str) -> date:
         newer = [v for v in self.all() if v > version]
         released = _parse(newer[0] if newer else self.current)
         assert released is not None  # every served version was checked in __post_init__
         return released
+
+
+def platform_versions() -> ApiVersions:
+    """The dated versions every Clearway service serves: the chain of
+    ``clearway.shared.versions``, its deprecations with their upgrade guides, and
+    ``INITIAL_VERSION`` for callers without a pin (tokens issued before pinning)."""
+    return ApiVersions(
+        current=dated.CURRENT_VERSION,
+        supported=dated.all_versions(),
+        deprecated={
+            v: Deprecation(sunset=day, link=dated.upgrade_guide(v))
+            for v, day in dated.SUNSETS.items()
+        },
+        changes=dated.CHANGES,
+        unpinned=dated.INITIAL_VERSION,
+    )

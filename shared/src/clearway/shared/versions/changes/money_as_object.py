@@ -1,0 +1,94 @@
+"""``2026-12-01``: money is an object ``{"value": "125.00", "currency": "EUR"}``.
+
+Until ``2026-11-01`` an amount was an integer of minor units with the
+currency in a sibling field, which every client had to scale by the
+currency's ISO 4217 minor unit (two digits for EUR, none for JPY) and which
+left amounts without a currency wherever the sibling was not copied along.
+A decimal string keeps precision exact in every JSON parser (no float), and
+the currency travels with the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clearway.shared.money import money, to_minor
+from clearway.shared.versions.change import Document, VersionChange
+
+DESCRIPTION = """\
+Money is an object: `"amount": {"value": "125.00", "currency": "EUR"}` replaces
+`"amount": 12500` with a sibling `"currency": "EUR"`. `value` is a decimal string
+with exactly the currency's ISO 4217 minor-unit digits (`"500"` for JPY); the
+top-level `currency` field is gone. This applies to transfers in HTTP
+responses (create, read, list, cancel) and to the `data` of `transfer.*`
+webhook payloads. Amounts nested in other objects keep their shape: a consent's
+`instructedAmount`, the breaks of `transfer.reconciled`.
+
+**To upgrade:** read `amount.value` as a decimal (never a float) and
+`amount.currency` instead of `amount` (minor units) and `currency`; then send
+`Clearway-Version: 2026-12-01` (or ask for your client's pin to be moved).
+Request bodies are unchanged: `POST /v1/transfers` still takes `amount` in minor
+units and `currency`.
+"""
+
+
+def _is_currency(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 3 and value.isalpha() and value.isupper()
+
+
+def _resources(doc: Document, convert: Callable[[dict[str, Any]], dict[str, Any]]) -> Document:
+    """``convert`` applied to the resource a document is: the object itself, or each item
+    of a list body's ``data``. Nested amounts (a consent's ``instructedAmount``, the
+    breaks of a reconciliation) are other resources' fields and keep their shape."""
+    if not isinstance(doc, dict):
+        return doc
+    out = convert(doc)
+    items = out.get("data")
+    if isinstance(items, list):
+        out = {**out, "data": [convert(i) if isinstance(i, dict) else i for i in items]}
+    return out
+
+
+def _to_object(resource: dict[str, Any]) -> dict[str, Any]:
+    amount, currency = resource.get("amount"), resource.get("currency")
+    if type(amount) is not int or not isinstance(currency, str) or not _is_currency(currency):
+        return resource
+    out = {k: v for k, v in resource.items() if k != "currency"}
+    out["amount"] = money(amount, currency)
+    return out
+
+
+def _to_minor_units(resource: dict[str, Any]) -> dict[str, Any]:
+    amount = resource.get("amount")
+    if not (
+        isinstance(amount, dict)
+        and set(amount) == {"value", "currency"}
+        and isinstance(amount["value"], str)
+        and _is_currency(amount["currency"])
+    ):
+        return resource
+    return {
+        **resource,
+        "amount": to_minor(amount["value"], amount["currency"]),
+        "currency": amount["currency"],
+    }
+
+
+def upgrade(doc: Document) -> Document:
+    """``{"amount": 12500, "currency": "EUR"}`` → ``{"amount": {"value": "125.00", …}}``."""
+    return _resources(doc, _to_object)
+
+
+def downgrade(doc: Document) -> Document:
+    """``{"amount": {"value": "125.00", "currency": "EUR"}}`` → ``{"amount": 12500, …}``."""
+    return _resources(doc, _to_minor_units)
+
+
+CHANGE = VersionChange(
+    version="2026-12-01",
+    title="Money as an object",
+    description=DESCRIPTION,
+    upgrade=upgrade,
+    downgrade=downgrade,
+)
