@@ -18,6 +18,7 @@ from clearway.shared.consumer import PermanentError
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.retention import Retention
+from clearway.shared.versions import CURRENT_VERSION
 from clearway.webhooks import store
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.domain import (
@@ -106,7 +107,7 @@ async def create_endpoint(
     description: str,
     event_types: Sequence[str],
     rate_limit_per_s: float | None,
-    api_version: str,
+    api_version: str = CURRENT_VERSION,
     ed25519_signatures: bool = False,
 ) -> tuple[asyncpg.Record, str]:
     """A new endpoint and its ``whsec_`` secret (returned once, stored encrypted).
