@@ -11,8 +11,11 @@ and media types, bodies matching their schemas, and invalid input refused.
 Bounded for CI: a fixed seed (a failure reproduces with the printed command), a
 few examples per operation, and a time budget per service; the stateful phase
 (chains of calls through links) is not run: no operation declares OpenAPI links,
-so it would only repeat the fuzzing phase. No operation and no check is
-excluded (docs/design.md §10, ADR 0035).
+so it would only repeat the fuzzing phase. No check is excluded, and one
+operation: the sandbox rail's ``PUT /v1/faults``, whose purpose is to make the
+rail drop responses, crash and fail (fuzzed, it would turn every later charge
+into a deliberate 5xx); its own tests are in services/sandbox-rail/tests
+(docs/design.md §10, ADR 0035).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ MAX_EXAMPLES = 8
 # Seconds of fuzzing per service: with start-up, six services take ~90 s of CI.
 TIME_BUDGET_S = 6
 SERVICES = sorted([*RESOURCE_SERVICES, "consent"])
+#: operations left out, per service (see the module docstring)
+EXCLUDED = {"rail": ["--exclude-path", "/v1/faults"]}
 
 
 async def no_dns(host: str, port: int) -> list[str]:
@@ -72,7 +77,9 @@ def token(service: str, app: FastAPI, issuer: TestIssuer) -> str:
     )
 
 
-async def schemathesis(url: str, bearer: str, workdir: Path) -> tuple[int | None, str]:
+async def schemathesis(
+    url: str, bearer: str, workdir: Path, extra: list[str]
+) -> tuple[int | None, str]:
     st = Path(sys.executable).with_name("st")
     args = [
         str(st),
@@ -95,6 +102,7 @@ async def schemathesis(url: str, bearer: str, workdir: Path) -> tuple[int | None
         "10",
         "--header",
         f"Authorization: Bearer {bearer}",
+        *extra,
     ]
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -122,6 +130,8 @@ async def test_service_honours_its_openapi_contract(service, platform, tmp_path)
             # Fuzzed endpoint URLs name random hosts: none may reach a real DNS resolver
             # (traffic stays on this machine), so every name is one that does not resolve.
             app.state.guard.resolver = no_dns
-        code, output = await schemathesis(url, token(service, app, issuer), tmp_path)
+        code, output = await schemathesis(
+            url, token(service, app, issuer), tmp_path, EXCLUDED.get(service, [])
+        )
     print(output)
     assert code == 0, output[-20000:]

@@ -9,13 +9,14 @@ tenant's records with ``platform:audit``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from clearway.audit import handlers, jobs
 from clearway.audit.merkle import Pruned
@@ -68,6 +69,19 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+#: log positions and tree sizes are Postgres bigints: a larger number is a 422, not a 500
+BIGINT_MAX = 2**63 - 1
+
+
+def _rfc3339(value: object) -> object:
+    # pydantic reads a bare number as Unix seconds; the contract is an RFC 3339
+    # date-time, so `until=0.5` is refused rather than read as 1970
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", value.strip()):
+        raise ValueError("must be an RFC 3339 date-time, such as 2026-11-30T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
 
 
 @router.get("/records")
@@ -77,8 +91,8 @@ async def search_records(
     actor: Text = None,
     resource: Text = None,
     action: Text = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp = None,
+    until: Timestamp = None,
     page: PageRequest = Depends(page_request),
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
@@ -95,8 +109,8 @@ async def search_tenant_records(
     actor: Text = None,
     resource: Text = None,
     action: Text = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp = None,
+    until: Timestamp = None,
     page: PageRequest = Depends(page_request),
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
@@ -148,7 +162,9 @@ async def _search(
 
 @router.get("/records/{position}")
 async def get_record(
-    position: int, principal: Principal = READ, conn: asyncpg.Connection = CONN
+    position: Annotated[int, Path(ge=0, le=BIGINT_MAX)],
+    principal: Principal = READ,
+    conn: asyncpg.Connection = CONN,
 ) -> Any:
     return _record_json(await handlers.get_record(conn, principal.tenant, position))
 
@@ -255,8 +271,8 @@ def _corrupted(e: handlers.LogCorrupted) -> ProblemError:
 
 @router.get("/proofs/inclusion", responses=PROOF_PROBLEMS)
 async def inclusion(
-    position: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    position: Annotated[int, Query(ge=0, le=BIGINT_MAX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     principal: Principal = READ,
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
@@ -290,8 +306,8 @@ async def inclusion(
 
 @router.get("/proofs/consistency", responses=PROOF_PROBLEMS)
 async def consistency(
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=BIGINT_MAX)],
+    second: Annotated[int, Query(ge=1, le=BIGINT_MAX)],
     principal: Principal = READ,
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
