@@ -206,7 +206,7 @@ async def test_verify_and_proofs_over_http_check_out_against_the_published_keys(
         assert job["progress"]["records_checked"] == 12 and job["progress"]["fraction"] == 1
         # The old route no longer verifies inline: it shows the latest job's report.
         old = await c.get("/v1/audit/verify")
-        assert old.json() == report and old.headers["deprecation"] == "true"
+        assert old.json() == report and old.headers["deprecation"] == "@1793491200"
         keys = (await c.get("/v1/audit/keys")).json()["keys"]
         assert first["key_id"] in {k["kid"] for k in keys}
         proof = (await c.get("/v1/audit/proofs/inclusion", params={"position": 7})).json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clearway.shared.mode import Mode
-from clearway.shared.settings import PlatformSettings
+from clearway.shared.settings import PlatformSettings, SettingsError
 from clearway.transfer.rail_client import RailClient, Rails
 from clearway.transfer.settings import TransferSettings
 
@@ -30,10 +30,14 @@ def test_reconciling_a_rail_compares_the_transfers_of_the_modes_it_carries():
 
 
 def test_production_refuses_to_send_test_mode_transfers_to_the_live_rail():
-    with pytest.raises(ValueError, match="SANDBOX_RAIL_URL is the live rail"):
-        TransferSettings(
+    with pytest.raises(SettingsError) as refused:
+        TransferSettings.from_env(
+            {},
             platform=PlatformSettings(env="production"),
             rail_url="https://bank.example",
             sandbox_rail_url="https://bank.example/",
             reference_secret="A" * 44,
         )
+    # named beside every other production refusal, not instead of them
+    assert "is the live rail" in refused.value.problems["CLEARWAY_TRANSFER_SANDBOX_RAIL_URL"]
+    assert "CLEARWAY_TRANSFER_HSM_PIN" in refused.value.problems

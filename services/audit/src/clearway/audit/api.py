@@ -224,11 +224,16 @@ async def get_verification(
         raise ProblemError(404, "not-found", "Not found", "No such verification.") from None
 
 
+#: RFC 9745 §2.1: since when ``GET /verify`` is deprecated (2026-11-01, when verification
+#: became a job), a structured-field Date
+VERIFY_DEPRECATED = "@1793491200"
+
+
 @router.get("/verify", deprecated=True, responses={404: NO_VERIFICATION})
 async def verify(request: Request, response: Response, principal: Principal = READ) -> Any:
     """Deprecated: the latest finished verification job of the caller's tenant (it no
     longer verifies inline; start one with ``POST /v1/audit/verifications``)."""
-    response.headers["Deprecation"] = "true"  # RFC 9745
+    response.headers["Deprecation"] = VERIFY_DEPRECATED
     response.headers["Link"] = f'<{router.prefix}/verifications>; rel="successor-version"'
     try:
         job = await request.app.state.verifications.latest(principal.tenant or "")
@@ -238,7 +243,7 @@ async def verify(request: Request, response: Response, principal: Principal = RE
             "not-found",
             "No verification yet",
             "Start one with POST /v1/audit/verifications.",
-            headers={"Deprecation": "true"},
+            headers={"Deprecation": VERIFY_DEPRECATED},
         ) from None
     return job["result"]
 

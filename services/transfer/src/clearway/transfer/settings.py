@@ -78,14 +78,20 @@ class TransferSettings(KeySettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _test_mode_never_on_the_live_rail(self) -> TransferSettings:
-        if self.platform.env == "production" and _same_url(self.rail_url, self.sandbox_rail_url):
-            raise ValueError(
-                f"{self.env_name('sandbox_rail_url')} is the live rail: test-mode transfers"
-                " would move real money"
+    def refuse_development_secrets(self) -> None:
+        """Production's refusals, named together: the kit's (secrets, logins, Kafka)
+        and test-mode transfers sent to the live rail."""
+        problems: dict[str, str] = {}
+        try:
+            super().refuse_development_secrets()
+        except SettingsError as e:
+            problems |= e.problems
+        if _same_url(self.rail_url, self.sandbox_rail_url):
+            problems[self.env_name("sandbox_rail_url")] = (
+                "is the live rail: test-mode transfers would move real money"
             )
-        return self
+        if problems:
+            raise SettingsError(problems)
 
     def rail_url_for(self, mode: Mode) -> str:
         """The rail that transfers of ``mode`` go to (docs/design.md §10)."""

@@ -61,6 +61,9 @@ def accept_correlation_id(value: str | None) -> str:
     return new_correlation_id()
 
 
+#: headers a route may set itself (an operation deprecated on its own, RFC 9745)
+_ROUTE_FIRST = frozenset({"Deprecation", "Sunset"})
+
 class EdgeMiddleware:
     """Correlation, versioning, input hygiene, error boundary and request metrics for
     one service; ``max_body_bytes`` bounds every request body (413 beyond it).
@@ -125,6 +128,8 @@ class EdgeMiddleware:
                 for name, value in stamped:
                     if name == "Link":  # the route may have its own links (pagination)
                         headers.append(name, value)
+                    elif name in _ROUTE_FIRST and name in headers:
+                        continue  # a deprecated operation states its own dates
                     else:
                         headers[name] = value
                 if version is not None and _downgradable(headers, self.versions, version):
