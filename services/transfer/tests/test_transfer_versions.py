@@ -1,7 +1,8 @@
 """Dated versions on the transfer API (docs/design.md §10): two clients pinned to two
 versions read the same transfer in two shapes, a header overrides the pin, an unknown
 version is a 400, and calls on the deprecated version are signalled, counted and
-digested for the client."""
+digested for the client; each version's answers match the OpenAPI document published
+for it, and not the other's."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from prometheus_client import REGISTRY
 
 from clearway.shared.versions import VERSION_CLAIM
+from clearway.shared.versions.openapi import for_version
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +73,39 @@ async def test_two_pinned_clients_get_two_shapes_and_a_header_overrides_the_pin(
         assert unknown.headers["content-type"].startswith("application/problem+json")
         assert unknown.json()["supported_versions"] == [OLD, NEW]
         assert "clearway-version" not in unknown.headers
+
+
+def errors(document: dict, path: str, method: str, status: int, body: object) -> list[str]:
+    """What is wrong with ``body`` as the answer the document declares."""
+    response = document["paths"][path][method]["responses"][str(status)]
+    schema = dict(response["content"]["application/json"]["schema"])
+    schema["components"] = document["components"]  # where its $refs point
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [e.message for e in validator.iter_errors(body)]
+
+
+async def test_each_version_answers_as_its_published_document(clearway, body):
+    async with httpx.AsyncClient(base_url=clearway.url) as anonymous:
+        current = (await anonymous.get("/openapi.json")).json()
+    documents = {v: for_version(current, v) for v in (OLD, NEW)}
+    async with pinned(clearway, "cli_doc", NEW) as client:
+        for version, other in ((OLD, NEW), (NEW, OLD)):
+            header = {"Clearway-Version": version}
+            created = await client.post(
+                "/v1/transfers", json=body, headers={**header, "Idempotency-Key": f"d-{version}"}
+            )
+            read = await client.get(f"/v1/transfers/{created.json()['id']}", headers=header)
+            listed = await client.get("/v1/transfers", headers=header)
+            answers = [
+                ("/v1/transfers", "post", created),
+                ("/v1/transfers/{transfer_id}", "get", read),
+                ("/v1/transfers", "get", listed),
+            ]
+            for path, method, answer in answers:
+                assert answer.headers["clearway-version"] == version
+                doc, wrong = documents[version], documents[other]
+                assert not errors(doc, path, method, answer.status_code, answer.json()), path
+                assert errors(wrong, path, method, answer.status_code, answer.json()), path
 
 
 async def test_the_deprecated_version_is_signalled_counted_and_digested(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Security
@@ -13,6 +14,7 @@ from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import (
     FieldError,
+    Money,
     PageRequest,
     ProblemError,
     ValidationProblem,
@@ -25,6 +27,7 @@ from clearway.transfer.domain import (
     InvalidField,
     InvalidTransition,
     Refused,
+    Status,
     TransferRequest,
 )
 from clearway.transfer.handlers import (
@@ -72,6 +75,55 @@ class TransferIn(BaseModel):
     )
 
 
+# The shape of ``handlers.transfer_view`` at the current dated version, for the document
+# only (routes answer the view as it is); the document of each older version is derived
+# from it by the version steps' ``downgrade_schema`` (docs/design.md §10).
+class Transfer(BaseModel):
+    """A transfer: money from `source` to `destination` under a stable `reference`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "tr_019a2b3c4d5e8f1e2d3c4b5a69788796a5b4",
+                    "reference": "CWN5QXHJ2M4RZKD7W3TB6YPAE2LFGSUC4V",
+                    "status": "pending",
+                    "amount": {"value": "125.00", "currency": "EUR"},
+                    "source": EXAMPLE["source"],
+                    "destination": EXAMPLE["destination"],
+                    "description": EXAMPLE["description"],
+                    "metadata": EXAMPLE["metadata"],
+                    "failure_reason": None,
+                    "created_at": "2026-12-03T09:15:00.123456Z",
+                }
+            ]
+        }
+    )
+    id: str
+    reference: str = Field(description="Stable per Idempotency-Key; the rail's end-to-end id.")
+    status: Status
+    amount: Money
+    source: str
+    destination: str
+    description: str | None
+    metadata: dict[str, str]
+    failure_reason: str | None = Field(description="Why the rail refused it, once failed.")
+    created_at: datetime
+
+
+class TransferList(BaseModel):
+    """One page of transfers, in the kit's list shape (``http.paging``)."""
+
+    data: list[Transfer]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    has_more: bool
+
+
+# Routes answer ``transfer_view`` dictionaries as they are (``response_model=None``).
+ONE = {"model": Transfer, "description": "The transfer."}
+PAGE = {"model": TransferList, "description": "A page of transfers."}
+
+
 def _core(request: Request) -> Core:
     return request.app.state.core
 
@@ -112,7 +164,11 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
 @router.post(
     "",
     status_code=201,
-    responses={409: {"description": "In flight"}, 422: {"description": "Invalid or reused"}},
+    responses={
+        201: {"model": Transfer, "description": "Created, or the replay of the first answer."},
+        409: {"description": "In flight"},
+        422: {"description": "Invalid or reused"},
+    },
 )
 async def create_transfer(
     request: Request,
@@ -194,7 +250,7 @@ def refusal(e: Refused) -> ProblemError:
     return ProblemError(403, e.slug, titles.get(e.slug, "Forbidden"), detail, **extensions)
 
 
-@router.get("/{transfer_id}")
+@router.get("/{transfer_id}", response_model=None, responses={200: ONE})
 async def read_transfer(
     transfer_id: str,
     request: Request,
@@ -206,7 +262,7 @@ async def read_transfer(
         raise _not_found() from None
 
 
-@router.get("")
+@router.get("", response_model=None, responses={200: PAGE})
 async def list_transfers(
     request: Request,
     principal: Annotated[Principal, Security(require_scope("payments:read"))],
@@ -218,7 +274,7 @@ async def list_transfers(
     return await transfer_page(_core(request), _tenant(principal), reference, page)
 
 
-@router.post("/{transfer_id}/cancel")
+@router.post("/{transfer_id}/cancel", response_model=None, responses={200: ONE})
 async def cancel(
     transfer_id: str,
     request: Request,

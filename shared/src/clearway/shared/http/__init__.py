@@ -10,6 +10,7 @@ and the ``/healthz``/``/readyz`` probes.
 
 from clearway.shared.http.app import OPS_PATHS, create_app
 from clearway.shared.http.card_guard import accepts_card_numbers
+from clearway.shared.http.contract import Money
 from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id, request_version
 from clearway.shared.http.health import ReadinessCheck
 from clearway.shared.http.paging import (
@@ -53,6 +54,7 @@ __all__ = [
     "Deprecation",
     "EdgeMiddleware",
     "FieldError",
+    "Money",
     "PageRequest",
     "ProblemError",
     "ProblemResponse",

@@ -136,6 +136,23 @@ class Problem(BaseModel):
     )
 
 
+# ``clearway.shared.money.money`` renders it (docs/design.md §10); the money step's
+# ``downgrade_schema`` finds it by its component name ``Money``.
+class Money(BaseModel):
+    """An amount and its currency (from `2026-12-01`; before: minor units and `currency`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"value": "125.00", "currency": "EUR"}]}
+    )
+
+    value: str = Field(
+        pattern=r"^-?[0-9]+(\.[0-9]+)?$",
+        description="A decimal string with exactly the currency's ISO 4217 minor-unit"
+        ' digits (`"500"` for JPY); read it as a decimal, never a float.',
+    )
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+
+
 def install_contract(app: FastAPI) -> None:
     """Make ``app.openapi()`` declare the kit's problems and security.
 

@@ -10,6 +10,8 @@ the currency travels with the value.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -85,10 +87,55 @@ def downgrade(doc: Document) -> Document:
     return _resources(doc, _to_minor_units)
 
 
+#: The OpenAPI component of the money object (``clearway.shared.http.Money``).
+MONEY_SCHEMA = "#/components/schemas/Money"
+_MINOR_UNITS = {
+    "type": "integer",
+    "description": "Minor units of `currency` (ISO 4217 minor unit: cents for EUR).",
+}
+_CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code."}
+
+
+def downgrade_schema(openapi: Document) -> Document:
+    """An OpenAPI document of ``2026-12-01`` as of ``2026-11-01``: every component
+    schema whose ``amount`` is the money object gets minor units and a sibling
+    ``currency`` (its examples downgraded like responses); ``Money`` goes once unused.
+
+    The resources with such an ``amount`` are the ones ``downgrade`` converts (today
+    transfers, alone or as list items); nested amounts are other schemas."""
+    doc = copy.deepcopy(openapi)
+    schemas = doc.get("components", {}).get("schemas", {})
+    for schema in schemas.values():
+        properties = schema.get("properties", {})
+        amount = properties.get("amount")
+        if not isinstance(amount, dict) or amount.get("$ref") != MONEY_SCHEMA:
+            continue
+        schema["properties"] = _after_amount(properties, _MINOR_UNITS, _CURRENCY)
+        if "amount" in schema.get("required", []):
+            schema["required"] = list(_after_amount(dict.fromkeys(schema["required"]), 1, 1))
+        if "examples" in schema:
+            schema["examples"] = [downgrade(e) for e in schema["examples"]]
+    if json.dumps(doc).count(f'"{MONEY_SCHEMA}"') == 0:
+        schemas.pop("Money", None)
+    return doc
+
+
+def _after_amount(fields: dict[str, Any], amount: Any, currency: Any) -> dict[str, Any]:
+    """``fields`` in their order with ``amount`` replaced and ``currency`` right after it."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == "amount":
+            out["amount"], out["currency"] = amount, currency
+        elif name != "currency":
+            out[name] = value
+    return out
+
+
 CHANGE = VersionChange(
     version="2026-12-01",
     title="Money as an object",
     description=DESCRIPTION,
     upgrade=upgrade,
     downgrade=downgrade,
+    downgrade_schema=downgrade_schema,
 )
