@@ -143,7 +143,7 @@ async def test_the_scheduled_job_rotates_and_retires_after_the_overlap(
 ):
     service = await service_factory(
         settings.replace(
-            v1a_rotation_interval_s=1.0, v1a_overlap_s=1.0, v1a_refresh_s=0.2, run_relay=False
+            v1a_rotation_interval_s=1.5, v1a_overlap_s=0.5, v1a_refresh_s=0.2, run_relay=False
         )
     )
 
@@ -157,3 +157,9 @@ async def test_the_scheduled_job_rotates_and_retires_after_the_overlap(
     done = next(e for e in events if e["action"] == "retired")
     assert done["reason"] == "scheduled retirement: overlap ended"
     assert len(service.app.state.ctx.v1a.live) >= 1
+
+
+def test_an_overlap_as_long_as_the_interval_is_refused(settings):
+    # each scheduled run rotates before it retires: such keys would never be retired
+    with pytest.raises(ValueError, match="v1a_overlap_s must be shorter"):
+        settings.replace(v1a_rotation_interval_s=60.0, v1a_overlap_s=60.0)

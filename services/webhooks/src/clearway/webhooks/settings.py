@@ -67,7 +67,8 @@ class WebhooksSettings(KeySettings):
     """Age at which a new Ed25519 (v1a) signing key version is made."""
     v1a_overlap_s: float = Field(7 * 86400.0, ge=0)
     """How long the previous v1a key keeps signing beside a new one (partners switch
-    keys meanwhile) before its private key is destroyed in the HSM."""
+    keys meanwhile) before its private key is destroyed in the HSM; shorter than the
+    rotation interval."""
     v1a_refresh_s: float = Field(30.0, gt=0)
     """How often each process runs the v1a key's scheduled rotation and retirement and
     picks up versions made or retired elsewhere (``clearway-keys``)."""
@@ -92,6 +93,11 @@ class WebhooksSettings(KeySettings):
         # while still in flight; 2 s leave room to record its outcome.
         if self.request_timeout_s + 2 > self.lease_s:
             raise ValueError("lease_s must exceed request_timeout_s by at least 2 seconds")
+        # Rotation runs before retirement in each scheduled run: with an overlap as long
+        # as the interval, every run that could retire rotates first, and old private
+        # keys would pile up in the HSM, every one of them signing.
+        if self.v1a_overlap_s >= self.v1a_rotation_interval_s:
+            raise ValueError("v1a_overlap_s must be shorter than v1a_rotation_interval_s")
         return self
 
     def signing_algorithm(self, name: str) -> Algorithm | None:
