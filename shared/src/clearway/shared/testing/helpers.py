@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -63,7 +64,14 @@ async def serve(
     """Run an ASGI ``app`` with uvicorn on 127.0.0.1 (a real server) inside this loop."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan=lifespan)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan=lifespan,
+            timeout_graceful_shutdown=20,
+        )
     )
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 90
@@ -78,5 +86,10 @@ async def serve(
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 60)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 60)
+        except TimeoutError:
+            # The test itself is over; a shutdown that outlasts a minute on a loaded host
+            # is reported (the CI output names it), not turned into the test's failure.
+            warnings.warn(f"{app!r} did not shut down within 60 s; cancelled", stacklevel=1)
