@@ -157,19 +157,13 @@ def page_of(item: type[BaseModel], name: str) -> type[BaseModel]:
     """The schema of one page of ``item`` in the kit's list shape (``http.paging``).
 
     For the document only, as every success model of a route that answers a dict
-    (``response_model=None, responses={200: {"model": page_of(X, "XList"), ...}}``):
-    the runtime answer does not change. Its example is a page of ``item``'s first
-    example, when it has one (docs/design.md §10).
+    (``response_model=None, responses=documented(page_of(X, "XList"), ...)``): the
+    runtime answer does not change. The page has no example of its own: ``item``'s
+    examples are shown through its ``$ref``, so a version step's ``downgrade_schema``
+    that rewrites ``item`` rewrites them too (docs/design.md §10).
     """
-    extra = item.model_config.get("json_schema_extra")
-    examples = extra.get("examples") if isinstance(extra, dict) else None
-    config = ConfigDict()
-    if isinstance(examples, list) and examples:
-        page: dict[str, Any] = {"data": examples[:1], "next_cursor": None, "has_more": False}
-        config = ConfigDict(json_schema_extra={"examples": [page]})
     model: type[BaseModel] = create_model(
         name,
-        __config__=config,
         __doc__=f"One page of {item.__name__} items, in the list shape.",
         data=(list[item], ...),  # type: ignore[valid-type]
         next_cursor=(
