@@ -94,15 +94,23 @@ def consent_app(platform, issuer: TestIssuer, tmp: Path) -> FastAPI:
     )
 
 
-def consent_token(app: FastAPI, scopes: set[str], tenant: str, ttl_s: int = 600) -> str:
-    """An access token signed by the running consent app's current key, as it signs its own."""
+def consent_token(
+    app: FastAPI,
+    scopes: set[str],
+    tenant: str,
+    ttl_s: int = 600,
+    client_id: str = "cli_contract_check",
+) -> str:
+    """An access token signed by the running consent app's current key, as it signs its own;
+    ``client_id`` must be a registered client where the token creates records for it
+    (a consent references its client)."""
     svc = app.state.consent
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": svc.settings.issuer,
         "sub": "usr_contract_check",
         "aud": "clearway-consent",
-        "client_id": "cli_contract_check",
+        "client_id": client_id,
         "scope": " ".join(sorted(scopes)),
         "tenant": tenant,
         "iat": now,

@@ -66,7 +66,8 @@ def token(service: str, app: FastAPI, issuer: TestIssuer) -> str:
     scopes = set().union(*route_scopes(app).values())
     tenant = PLATFORM_TENANT if any(s.startswith("platform:") for s in scopes) else "tnt_contract"
     if service == "consent":
-        return consent_token(app, scopes, tenant)
+        # a seeded client of that tenant: the documented example creates a consent for it
+        return consent_token(app, scopes, tenant, client_id="clearway-operator")
     return issuer.token(
         sub="usr_contract_check",
         client_id="cli_contract_check",

@@ -170,7 +170,10 @@ async def get_record(
 
 
 class VerificationRequest(BaseModel):
-    model_config = ConfigDict(strict=True)  # ``"no"`` or ``0`` is not a ``full`` flag
+    model_config = ConfigDict(
+        strict=True,  # ``"no"`` or ``0`` is not a ``full`` flag
+        json_schema_extra={"examples": [{"full": False}]},
+    )
 
     full: bool = False
     """Hash every record again, not only those after the last verified checkpoint."""

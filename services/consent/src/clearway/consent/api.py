@@ -10,9 +10,21 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.consent import clients, handlers
+from clearway.consent.api_docs import (
+    ADMIN_REQUEST,
+    CONSENT_REQUEST,
+    SANDBOX_CLIENT_REQUEST,
+    SECRET_ROTATION,
+    ClientDisabled,
+    ClientList,
+    ClientSecret,
+    ConsentList,
+    ConsentOut,
+    SandboxClient,
+)
 from clearway.consent.domain import (
     ClientStatus,
     Consent,
@@ -25,12 +37,19 @@ from clearway.consent.scopes import BY_NAME, PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
+from clearway.shared.http import (
+    PageRequest,
+    ProblemError,
+    documented,
+    invalid_field,
+    page_request,
+)
 
 router = APIRouter(prefix="/v1")
 
 
 class ConsentRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CONSENT_REQUEST]})
     purpose: str = Field(min_length=1, max_length=280)
     authorization_details: list[dict[str, Any]]
     subject: str | None = Field(default=None, max_length=200)
@@ -40,16 +59,19 @@ class ConsentRequest(BaseModel):
 
 
 class AdminRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ADMIN_REQUEST]})
     reason: str = Field(min_length=3, max_length=500)
     approver: str | None = Field(default=None, max_length=200)
 
 
 class SandboxClientRequest(AdminRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [SANDBOX_CLIENT_REQUEST]})
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1, max_length=len(BY_NAME))
 
 
 class SecretRotation(AdminRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [SECRET_ROTATION]})
     overlap_seconds: int | None = Field(default=None, ge=0, le=7 * 86400)
 
 
@@ -87,7 +109,12 @@ def _conflict(error: ConsentError) -> ProblemError:
     return ProblemError(409, "consent-conflict", "Consent cannot change", str(error))
 
 
-@router.post("/consents", status_code=201)
+@router.post(
+    "/consents",
+    status_code=201,
+    response_model=None,
+    responses=documented(ConsentOut, "Created.", 201),
+)
 async def create_consent(
     body: ConsentRequest,
     request: Request,
@@ -117,7 +144,9 @@ async def create_consent(
     return JSONResponse(view(consent), 201, headers={"Location": f"/v1/consents/{consent.id}"})
 
 
-@router.get("/consents")
+@router.get(
+    "/consents", response_model=None, responses=documented(ConsentList, "A page of consents.")
+)
 async def list_consents(
     request: Request,
     status: Status | None = None,
@@ -140,7 +169,9 @@ async def list_consents(
     )
 
 
-@router.get("/consents/{consent_id}")
+@router.get(
+    "/consents/{consent_id}", response_model=None, responses=documented(ConsentOut, "The consent.")
+)
 async def get_consent(
     consent_id: str, request: Request, p: Principal = Security(require_scope("consents:read"))
 ) -> dict[str, Any]:
@@ -150,7 +181,9 @@ async def get_consent(
         raise _not_found(consent_id) from None
 
 
-@router.delete("/consents/{consent_id}")
+@router.delete(
+    "/consents/{consent_id}", response_model=None, responses=documented(ConsentOut, "The consent.")
+)
 async def revoke_consent(
     consent_id: str, request: Request, p: Principal = Security(require_scope("consents:revoke"))
 ) -> dict[str, Any]:
@@ -168,7 +201,11 @@ async def revoke_consent(
     return view(c)
 
 
-@router.post("/consents/{consent_id}/consumption")
+@router.post(
+    "/consents/{consent_id}/consumption",
+    response_model=None,
+    responses=documented(ConsentOut, "The consent."),
+)
 async def consume_consent(
     consent_id: str, request: Request, p: Principal = Security(require_scope("payments:initiate"))
 ) -> dict[str, Any]:
@@ -253,7 +290,12 @@ async def _rotate_secret(
     )
 
 
-@router.post("/admin/sandbox/clients", status_code=201)
+@router.post(
+    "/admin/sandbox/clients",
+    status_code=201,
+    response_model=None,
+    responses=documented(SandboxClient, "Registered; the secret is shown once.", 201),
+)
 async def register_sandbox_client(
     body: SandboxClientRequest,
     request: Request,
@@ -278,7 +320,11 @@ async def register_sandbox_client(
     return JSONResponse(client, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/admin/clients/{client_id}/disable")
+@router.post(
+    "/admin/clients/{client_id}/disable",
+    response_model=None,
+    responses=documented(ClientDisabled, "Disabled."),
+)
 async def disable_client(
     client_id: str,
     body: AdminRequest,
@@ -292,7 +338,11 @@ async def disable_client(
         raise _not_in_tenant(client_id) from None
 
 
-@router.post("/admin/clients/{client_id}/secret")
+@router.post(
+    "/admin/clients/{client_id}/secret",
+    response_model=None,
+    responses=documented(ClientSecret, "The new secret."),
+)
 async def rotate_client_secret(
     client_id: str,
     body: SecretRotation,
@@ -341,7 +391,9 @@ async def _clients_on_version(
     )
 
 
-@router.get("/admin/clients")
+@router.get(
+    "/admin/clients", response_model=None, responses=documented(ClientList, "A page of clients.")
+)
 async def list_clients_on_version(
     request: Request,
     api_version: str = Query(pattern=r"^\d{4}-\d{2}-\d{2}$"),
@@ -352,7 +404,9 @@ async def list_clients_on_version(
     return await _clients_on_version(request, p.tenant or "", api_version, page)
 
 
-@router.get("/platform/clients")
+@router.get(
+    "/platform/clients", response_model=None, responses=documented(ClientList, "A page of clients.")
+)
 async def platform_list_clients_on_version(
     request: Request,
     api_version: str = Query(pattern=r"^\d{4}-\d{2}-\d{2}$"),
@@ -364,7 +418,11 @@ async def platform_list_clients_on_version(
     return await _clients_on_version(request, None, api_version, page)
 
 
-@router.post("/platform/clients/{client_id}/disable")
+@router.post(
+    "/platform/clients/{client_id}/disable",
+    response_model=None,
+    responses=documented(ClientDisabled, "Disabled."),
+)
 async def platform_disable_client(
     client_id: str,
     body: AdminRequest,
@@ -378,7 +436,11 @@ async def platform_disable_client(
         raise ProblemError(404, "client-not-found", "Client not found") from None
 
 
-@router.post("/platform/clients/{client_id}/secret")
+@router.post(
+    "/platform/clients/{client_id}/secret",
+    response_model=None,
+    responses=documented(ClientSecret, "The new secret."),
+)
 async def platform_rotate_client_secret(
     client_id: str,
     body: SecretRotation,
@@ -392,7 +454,11 @@ async def platform_rotate_client_secret(
         raise ProblemError(404, "client-not-found", "Client not found") from None
 
 
-@router.post("/admin/consents/{consent_id}/revocation")
+@router.post(
+    "/admin/consents/{consent_id}/revocation",
+    response_model=None,
+    responses=documented(ConsentOut, "The consent."),
+)
 async def admin_revoke_consent(
     consent_id: str,
     body: AdminRequest,

@@ -6,6 +6,7 @@ the sandbox tools (faults, forgetting a charge) (docs/design.md §7)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, Security
@@ -15,18 +16,26 @@ from clearway.rail import handlers
 from clearway.rail.domain import FaultPlan, InvalidCharge, card_used
 from clearway.rail.faults import FaultState
 from clearway.shared.auth import require_scope
-from clearway.shared.http import ProblemError, accepts_card_numbers, invalid_field
+from clearway.shared.http import ProblemError, accepts_card_numbers, documented, invalid_field
 
 router = APIRouter(prefix="/v1")
 CHARGES = Security(require_scope("rail:charges"))
 SETTLEMENTS = Security(require_scope("rail:settlements"))
 SANDBOX = Security(require_scope("rail:sandbox"))
+CHARGE_EXAMPLE = {
+    "reference": "CWN5QXHJ2M4RZKD7W3TB6YPAE2LFGSUC4V",
+    "amount": 12500,
+    "currency": "EUR",
+    "source": "acct_1JqB3cPayer",
+    "destination": "acct_9xZpQPayee",
+}
+CARD_EXAMPLE = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "brand": "visa"}
 
 
 class CardIn(BaseModel):
     """The card of a card charge, as the payer's bank would receive it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CARD_EXAMPLE]})
     number: str = Field(pattern=r"^[0-9]{13,19}$")
     exp_month: int = Field(ge=1, le=12)
     exp_year: int = Field(ge=2000, le=2099)
@@ -34,7 +43,7 @@ class CardIn(BaseModel):
 
 
 class ChargeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CHARGE_EXAMPLE]})
     reference: str = Field(min_length=1, max_length=35)
     amount: int = Field(gt=0, strict=True)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
@@ -46,11 +55,76 @@ class ChargeRequest(BaseModel):
 
 
 class FaultRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # ``false`` is not a rate
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,  # ``false`` is not a rate
+        json_schema_extra={"examples": [{"latency_ms": 200, "error_rate": 0.1}]},
+    )
     latency_ms: int = 0
     error_rate: float = 0.0
     lose_response_rate: float = 0.0
     crash_rate: float = 0.0
+
+
+class CardKept(BaseModel):
+    brand: str
+    last4: str
+
+
+class Charge(BaseModel):
+    """A charge (``store.charge_json``): settled at once unless the sandbox declines it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **CHARGE_EXAMPLE,
+                    "charge_id": "ch_7e6d5c4b3a291807f6e5d4c3b2a19087",
+                    "status": "settled",
+                    "created_at": "2026-12-03T09:15:02.004321+00:00",
+                    "card": None,
+                }
+            ]
+        }
+    )
+    reference: str
+    charge_id: str
+    amount: int
+    currency: str
+    source: str
+    destination: str
+    status: str = Field(description="`settled` or `declined`.")
+    created_at: datetime
+    card: CardKept | None = Field(description="What the rail keeps of a card charge's card.")
+
+
+class SettlementReport(BaseModel):
+    """Settled charges by reference (a bank's settlement file, not the list shape)."""
+
+    data: list[Charge]
+    next_after: str | None = Field(description="Pass as `after` for more; null at the end.")
+
+
+class Faults(BaseModel):
+    """The fault plan in force and how many faults of each kind were injected."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan": {
+                        "latency_ms": 200,
+                        "error_rate": 0.1,
+                        "lose_response_rate": 0.0,
+                        "crash_rate": 0.0,
+                    },
+                    "injected": {"none": 17, "error": 2, "lose_response": 0, "crash": 0},
+                }
+            ]
+        }
+    )
+    plan: FaultRequest
+    injected: dict[str, int]
 
 
 def _invalid(e: InvalidCharge) -> ProblemError:
@@ -61,7 +135,11 @@ def _invalid(e: InvalidCharge) -> ProblemError:
     "/charges",
     status_code=201,
     dependencies=[CHARGES],
-    responses={200: {"description": "The charge already made under this reference"}},
+    response_model=None,
+    responses={
+        201: {"model": Charge, "description": "Charged."},
+        200: {"model": Charge, "description": "The charge already made under this reference"},
+    },
     openapi_extra=accepts_card_numbers("card.number"),
 )
 async def create_charge(body: ChargeRequest, request: Request, response: Response) -> dict:
@@ -84,7 +162,12 @@ async def create_charge(body: ChargeRequest, request: Request, response: Respons
     return result
 
 
-@router.get("/charges/{reference}", dependencies=[CHARGES])
+@router.get(
+    "/charges/{reference}",
+    dependencies=[CHARGES],
+    response_model=None,
+    responses=documented(Charge, "The charge."),
+)
 async def get_charge(reference: str, request: Request) -> dict:
     found = await handlers.get_charge(request.app.state.pool, reference)
     if found is None:
@@ -104,7 +187,12 @@ async def forget_charge(reference: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/settlement-report", dependencies=[SETTLEMENTS])
+@router.get(
+    "/settlement-report",
+    dependencies=[SETTLEMENTS],
+    response_model=None,
+    responses=documented(SettlementReport, "Settled charges."),
+)
 async def settlement_report(
     request: Request,
     after: str | None = None,
@@ -120,7 +208,9 @@ async def settlement_report(
     return {"data": items, "next_after": next_after}
 
 
-@router.put("/faults", dependencies=[SANDBOX])
+@router.put(
+    "/faults", dependencies=[SANDBOX], response_model=None, responses=documented(Faults, "Set.")
+)
 async def set_faults(body: FaultRequest, request: Request) -> dict[str, Any]:
     """Switch fault injection (tests call this per test)."""
     try:
@@ -132,7 +222,12 @@ async def set_faults(body: FaultRequest, request: Request) -> dict[str, Any]:
     return {"plan": body.model_dump(), "injected": state.injected}
 
 
-@router.get("/faults", dependencies=[SANDBOX])
+@router.get(
+    "/faults",
+    dependencies=[SANDBOX],
+    response_model=None,
+    responses=documented(Faults, "The plan in force."),
+)
 async def get_faults(request: Request) -> dict[str, Any]:
     state: FaultState = request.app.state.faults
     return {"plan": vars(state.plan), "injected": state.injected}

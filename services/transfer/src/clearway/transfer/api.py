@@ -19,6 +19,7 @@ from clearway.shared.http import (
     ProblemError,
     ValidationProblem,
     invalid_field,
+    page_of,
     page_request,
 )
 from clearway.transfer.domain import (
@@ -111,14 +112,7 @@ class Transfer(BaseModel):
     created_at: datetime
 
 
-class TransferList(BaseModel):
-    """One page of transfers, in the kit's list shape (``http.paging``)."""
-
-    data: list[Transfer]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
-    has_more: bool
-
-
+TransferList = page_of(Transfer, "TransferList")
 # Routes answer ``transfer_view`` dictionaries as they are (``response_model=None``).
 ONE = {"model": Transfer, "description": "The transfer."}
 PAGE = {"model": TransferList, "description": "A page of transfers."}

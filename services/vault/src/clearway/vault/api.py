@@ -9,6 +9,7 @@ the rail, and every use or refused attempt is an audit event (docs/design.md §9
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, Security
@@ -19,7 +20,7 @@ from clearway.shared.actor import Actor
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.auth.fastapi import ScopeRequirement
 from clearway.shared.auth.principal import InvalidToken
-from clearway.shared.http import ProblemError, accepts_card_numbers, invalid_field
+from clearway.shared.http import ProblemError, accepts_card_numbers, documented, invalid_field
 from clearway.shared.residency import Residency
 from clearway.vault import handlers
 from clearway.vault.domain import TOKEN, InvalidCard
@@ -34,10 +35,67 @@ TENANT = r"^[A-Za-z0-9_\-]{1,64}$"
 TokenPath = Annotated[str, Path(pattern=TOKEN.pattern)]
 TenantPath = Annotated[str, Path(pattern=TENANT)]
 _bearer = HTTPBearer(auto_error=False)
+CARD_TOKEN = "tok_QxWvTbNmKpLrSzYaHcJdEfGu"  # noqa: S105 (an example card token)
+CARD_EXAMPLE = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030}
+
+
+class Card(BaseModel):
+    """A card as the API shows it (``handlers.card_view``): never the number."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": CARD_TOKEN,
+                    "brand": "visa",
+                    "bin": "42424242",
+                    "last4": "4242",
+                    "exp_month": 12,
+                    "exp_year": 2030,
+                    "fingerprint": "fp_gewkpRmdywciaY0r-j7RNdmK",
+                    "created_at": "2026-12-03T09:15:00.123456+00:00",
+                }
+            ]
+        }
+    )
+    id: str = Field(description="The card token (`tok_`).")
+    brand: str
+    bin: str = Field(description="The issuer identification number (leading digits).")
+    last4: str
+    exp_month: int
+    exp_year: int
+    fingerprint: str = Field(description="The same card gives the same fingerprint per tenant.")
+    created_at: datetime
+
+
+class CardNumber(BaseModel):
+    """A detokenized card, for the rail submission it was asked for."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": CARD_TOKEN,
+                    **CARD_EXAMPLE,
+                    "brand": "visa",
+                    "holder_name": "Ada Lovelace",
+                }
+            ]
+        }
+    )
+    id: str
+    number: str
+    exp_month: int
+    exp_year: int
+    brand: str
+    holder_name: str | None
 
 
 class CardIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{**CARD_EXAMPLE, "holder_name": "Ada Lovelace"}]},
+    )
     number: str = Field(min_length=1, max_length=32, description="Card number (PAN).")
     exp_month: StrictInt = Field(description="Expiry month, 1-12.")
     exp_year: StrictInt = Field(description="Expiry year, four digits.")
@@ -45,7 +103,14 @@ class CardIn(BaseModel):
 
 
 class DetokenizeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"purpose": "rail_submission", "reference": "CWN5QXHJ2M4RZKD7W3TB6YPAE2LFGSUC4V"}
+            ]
+        },
+    )
     purpose: Literal["rail_submission"]
     reference: str = Field(min_length=1, max_length=35, description="The payment's reference.")
 
@@ -132,7 +197,16 @@ VERIFY = Security(require_scope("cards:verify"))
 DETOKENIZE = Security(AuditedScope(frozenset({"cards:detokenize"})))
 
 
-@router.post("/v1/cards", status_code=201, openapi_extra=accepts_card_numbers("number"))
+@router.post(
+    "/v1/cards",
+    status_code=201,
+    openapi_extra=accepts_card_numbers("number"),
+    response_model=None,
+    responses={
+        **documented(Card, "Tokenized.", 201),
+        **documented(Card, "The same card was tokenized before: its token."),
+    },
+)
 async def create_card(
     body: CardIn,
     request: Request,
@@ -160,7 +234,7 @@ async def create_card(
     return card
 
 
-@router.get("/v1/cards/{token}")
+@router.get("/v1/cards/{token}", response_model=None, responses=documented(Card, "The card."))
 async def read_card(
     token: TokenPath, request: Request, principal: Annotated[Principal, TOKENIZE]
 ) -> dict[str, Any]:
@@ -171,7 +245,12 @@ async def read_card(
         raise _not_found() from None
 
 
-@router.get("/internal/v1/tenants/{tenant}/cards/{token}", dependencies=[VERIFY])
+@router.get(
+    "/internal/v1/tenants/{tenant}/cards/{token}",
+    dependencies=[VERIFY],
+    response_model=None,
+    responses=documented(Card, "The card exists for the tenant."),
+)
 async def verify_card(tenant: TenantPath, token: TokenPath, request: Request) -> dict[str, Any]:
     """Whether ``token`` is a card of ``tenant`` (platform services only)."""
     try:
@@ -180,7 +259,11 @@ async def verify_card(tenant: TenantPath, token: TokenPath, request: Request) ->
         raise _not_found() from None
 
 
-@router.post("/internal/v1/tenants/{tenant}/cards/{token}/detokenize")
+@router.post(
+    "/internal/v1/tenants/{tenant}/cards/{token}/detokenize",
+    response_model=None,
+    responses=documented(CardNumber, "The card, number included."),
+)
 async def detokenize(
     tenant: TenantPath,
     token: TokenPath,

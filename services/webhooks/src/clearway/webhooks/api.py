@@ -24,6 +24,7 @@ from clearway.shared.http import (
     ProblemError,
     invalid_field,
     list_body,
+    page_of,
     page_request,
     request_version,
 )
@@ -41,9 +42,28 @@ MAX_BODY_BYTES = 64 * 1024
 
 router = APIRouter()
 
+# Examples of the document (docs/design.md §10): valid requests, answers as they are.
+ENDPOINT_EXAMPLE: dict[str, Any] = {
+    "url": "https://hooks.example.com/clearway",
+    "description": "Order system",
+    "event_types": ["transfer.settled", "transfer.failed"],
+    "rate_limit_per_s": 50,
+    "api_version": "2026-12-01",
+    "ed25519_signatures": False,
+}
+ENDPOINT_OUT_EXAMPLE: dict[str, Any] = {
+    "id": "ep_3f9a1c2e7b5d4e6f8a0b1c2d3e4f5a6b",
+    **ENDPOINT_EXAMPLE,
+    "disabled": False,
+    "disabled_reason": None,
+    "failing_since": None,
+    "created_at": "2026-12-03T09:15:00.123456Z",
+    "updated_at": "2026-12-03T09:15:00.123456Z",
+}
+
 
 class EndpointIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ENDPOINT_EXAMPLE]})
     url: str = Field(min_length=1, max_length=2048)
     description: str = Field("", max_length=500)
     event_types: list[str] = Field(min_length=1, max_length=100)
@@ -62,7 +82,12 @@ class EndpointIn(BaseModel):
 
 
 class EndpointPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"description": "Order system (EU)", "rate_limit_per_s": 20}]
+        },
+    )
     url: str | None = Field(None, min_length=1, max_length=2048)
     description: str | None = Field(None, max_length=500)
     event_types: list[str] | None = Field(None, min_length=1, max_length=100)
@@ -71,21 +96,29 @@ class EndpointPatch(BaseModel):
 
 
 class Reason(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "Receiver under maintenance"}]}
+    )
     reason: str | None = Field(None, max_length=500)
 
 
 class BreachRotation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "Secrets exposed in incident INC-2291"}]},
+    )
     reason: str = Field(min_length=3, max_length=500)
 
 
 class RotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"grace_seconds": 86400}]}
+    )
     grace_seconds: float | None = Field(None, ge=0, le=7 * 24 * 3600)
 
 
 class EndpointOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ENDPOINT_OUT_EXAMPLE]})
     id: str
     url: str
     description: str
@@ -104,12 +137,42 @@ class EndpointOut(BaseModel):
 
 
 class EndpointCreated(EndpointOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {**ENDPOINT_OUT_EXAMPLE, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+            ]
+        }
+    )
     secret: str = Field(description="The whsec_ signing secret. Shown once; store it now.")
 
 
 class SecretRotated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "secret": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                    "previous_secrets_expire_at": "2026-12-04T09:15:00Z",
+                }
+            ]
+        }
+    )
     secret: str = Field(description="The new whsec_ secret. Shown once.")
     previous_secrets_expire_at: datetime
+
+
+EndpointList = page_of(EndpointOut, "EndpointList")
+
+
+class TenantSecretsRotated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"tenant": "tnt_acme", "rotated_endpoints": [ENDPOINT_OUT_EXAMPLE["id"]]}]
+        }
+    )
+    tenant: str
+    rotated_endpoints: list[str] = Field(description="The endpoints that got a new secret.")
 
 
 def endpoint_out(row: asyncpg.Record) -> dict[str, Any]:
@@ -197,7 +260,7 @@ def by_created(row: asyncpg.Record) -> tuple[datetime, str]:
     return row["created_at"], row["id"]
 
 
-@router.get("/v1/endpoints")
+@router.get("/v1/endpoints", response_model=EndpointList)
 async def list_endpoints(
     page: PageRequest = Depends(page_request),
     principal: Principal = Security(require_scope(READ)),
@@ -312,7 +375,11 @@ async def rotate_secret(
     return {"secret": secret, "previous_secrets_expire_at": until}
 
 
-@router.post("/v1/platform/tenants/{tenant}/secrets/rotation")
+@router.post(
+    "/v1/platform/tenants/{tenant}/secrets/rotation",
+    response_model=None,
+    responses={200: {"model": TenantSecretsRotated, "description": "Rotated."}},
+)
 async def rotate_tenant_secrets(
     tenant: str,
     body: BreachRotation,

@@ -14,15 +14,38 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import PageRequest, ProblemError, page_request
+from clearway.shared.http import PageRequest, ProblemError, page_of, page_request
 from clearway.webhooks import handlers, replay
 from clearway.webhooks.api import READ, by_created, conn_of, ctx_of, tenant_of
 
 REPLAY = "webhooks:replay"
 router = APIRouter()
+ENDPOINT_ID = "ep_3f9a1c2e7b5d4e6f8a0b1c2d3e4f5a6b"
 
 
 class MessageOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "msg_5b1e0c7a9d2f4e3a8b6c1d0e9f8a7b6c",
+                    "endpoint_id": ENDPOINT_ID,
+                    "event_id": "evt_8c2d4e6f0a1b3c5d7e9f1a2b3c4d5e6f",
+                    "event_type": "transfer.settled",
+                    "correlation_id": "corr_5f0c8a1e2b7d4c3a9e6f1b2d3c4a5e6f",
+                    "status": "delivered",
+                    "attempts": 1,
+                    "next_attempt_at": None,
+                    "last_status_code": 200,
+                    "delivered_at": "2026-12-03T09:15:01.402Z",
+                    "created_at": "2026-12-03T09:15:01.120Z",
+                    "updated_at": "2026-12-03T09:15:01.402Z",
+                    "queued_by": "event",
+                    "payload_purged_at": None,
+                }
+            ]
+        }
+    )
     id: str
     endpoint_id: str
     event_id: str
@@ -42,6 +65,22 @@ class MessageOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "attempt_no": 1,
+                    "trigger": "event",
+                    "outcome": "success",
+                    "response_code": 200,
+                    "latency_ms": 182.4,
+                    "response_body": "ok",
+                    "error": None,
+                    "attempted_at": "2026-12-03T09:15:01.220Z",
+                }
+            ]
+        }
+    )
     attempt_no: int
     trigger: str
     outcome: str
@@ -53,7 +92,20 @@ class AttemptOut(BaseModel):
 
 
 class ReplayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "endpoint_id": ENDPOINT_ID,
+                    "since": "2026-12-01T00:00:00Z",
+                    "until": "2026-12-02T00:00:00Z",
+                    "status": "failed",
+                    "dry_run": True,
+                }
+            ]
+        },
+    )
     endpoint_id: str = Field(min_length=1, max_length=100)
     since: datetime
     until: datetime
@@ -70,6 +122,28 @@ class ReplayIn(BaseModel):
 
 
 class ReplayOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "rpl_0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a",
+                    "endpoint_id": ENDPOINT_ID,
+                    "status_filter": "failed",
+                    "since": "2026-12-01T00:00:00Z",
+                    "until": "2026-12-02T00:00:00Z",
+                    "dry_run": False,
+                    "state": "running",
+                    "total": 42,
+                    "processed": 10,
+                    "queued": 9,
+                    "skipped": 1,
+                    "runs": 1,
+                    "started_at": "2026-12-03T09:20:00Z",
+                    "finished_at": None,
+                }
+            ]
+        }
+    )
     id: str
     endpoint_id: str
     status_filter: str
@@ -86,6 +160,10 @@ class ReplayOut(BaseModel):
     finished_at: datetime | None
 
 
+MessageList = page_of(MessageOut, "MessageList")
+AttemptList = page_of(AttemptOut, "AttemptList")
+
+
 def _message(row: asyncpg.Record) -> dict[str, Any]:
     return MessageOut(**dict(row)).model_dump(mode="json")
 
@@ -94,7 +172,7 @@ def _attempt(row: asyncpg.Record) -> dict[str, Any]:
     return AttemptOut(**dict(row)).model_dump(mode="json")
 
 
-@router.get("/v1/messages")
+@router.get("/v1/messages", response_model=MessageList)
 async def list_messages(
     endpoint_id: str | None = Query(None, max_length=100),
     event_id: str | None = Query(None, max_length=100),
@@ -126,7 +204,7 @@ async def get_message(
     return dict(await handlers.get_message(conn, tenant_of(principal), msg_id))
 
 
-@router.get("/v1/messages/{msg_id}/attempts")
+@router.get("/v1/messages/{msg_id}/attempts", response_model=AttemptList)
 async def list_attempts(
     msg_id: str,
     page: PageRequest = Depends(page_request),

@@ -10,7 +10,7 @@ and the ``/healthz``/``/readyz`` probes.
 
 from clearway.shared.http.app import OPS_PATHS, create_app
 from clearway.shared.http.card_guard import accepts_card_numbers
-from clearway.shared.http.contract import Money
+from clearway.shared.http.contract import Money, documented, page_of
 from clearway.shared.http.edge import EdgeMiddleware, accept_correlation_id, request_version
 from clearway.shared.http.health import ReadinessCheck
 from clearway.shared.http.paging import (
@@ -64,8 +64,10 @@ __all__ = [
     "accept_correlation_id",
     "accepts_card_numbers",
     "create_app",
+    "documented",
     "invalid_field",
     "list_body",
+    "page_of",
     "page_request",
     "platform_versions",
     "problem_response",

@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from clearway.shared.auth.fastapi import route_scopes
 from clearway.shared.http.problems import PROBLEM_MEDIA_TYPE, problem_type_uri
@@ -151,6 +151,34 @@ class Money(BaseModel):
         ' digits (`"500"` for JPY); read it as a decimal, never a float.',
     )
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+
+
+def page_of(item: type[BaseModel], name: str) -> type[BaseModel]:
+    """The schema of one page of ``item`` in the kit's list shape (``http.paging``).
+
+    For the document only, as every success model of a route that answers a dict
+    (``response_model=None, responses=documented(page_of(X, "XList"), ...)``): the
+    runtime answer does not change. The page has no example of its own: ``item``'s
+    examples are shown through its ``$ref``, so a version step's ``downgrade_schema``
+    that rewrites ``item`` rewrites them too (docs/design.md §10).
+    """
+    model: type[BaseModel] = create_model(
+        name,
+        __doc__=f"One page of {item.__name__} items, in the list shape.",
+        data=(list[item], ...),  # type: ignore[valid-type]
+        next_cursor=(
+            str | None,
+            Field(description="Pass as `cursor` for the next page; null on the last."),
+        ),
+        has_more=(bool, ...),
+    )
+    return model
+
+
+def documented(model: type[BaseModel], description: str, status: int = 200) -> dict[int, Any]:
+    """``responses=`` declaring a success answer of ``model``'s shape, for the document
+    only: with ``response_model=None`` the route answers what it returns, unchanged."""
+    return {status: {"model": model, "description": description}}
 
 
 def install_contract(app: FastAPI) -> None:
