@@ -14,6 +14,8 @@ import pytest
 from clearway.consent.scopes import BY_NAME
 from clearway.shared.auth import route_scopes
 
+from .conftest import payment_details
+
 pytestmark = pytest.mark.integration
 
 #: Routes that are public by nature (OAuth endpoints authenticate the client in the
@@ -109,3 +111,38 @@ async def test_each_scoped_route_refuses_missing_scope_and_bad_tokens_and_passes
             refused = await call(consent, method, path, bad)
             assert refused.status_code == 401, (method, path)
             assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_token_naming_an_unregistered_client_creates_nothing_and_is_a_403(consent):
+    # a token of this issuer for a client it has no record of (deleted since, or seeded
+    # in another deployment): a problem, never the foreign-key error's 500
+    now = int(time.time())
+    token = consent.svc.keys.sign(
+        {
+            "iss": consent.svc.settings.issuer,
+            "sub": "usr_ghost",
+            "aud": "clearway-consent",
+            "client_id": "cli_not_registered",
+            "scope": "consents:write",
+            "tenant": "tnt_demo_alpha",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+            "jti": f"at_{uuid.uuid4().hex}",
+        },
+        typ="at+jwt",
+    )
+    r = await consent.http.post(
+        f"{consent.url}/v1/consents",
+        json={
+            "purpose": "Pay your electricity bill",
+            "authorization_details": [payment_details()],
+            "scopes": ["payments:initiate"],
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/unknown-client")
+    async with consent.svc.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM consents") == 0

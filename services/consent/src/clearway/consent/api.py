@@ -141,6 +141,13 @@ async def create_consent(
     except InvalidAuthorizationDetails as error:
         # RFC 9396 §5 names the error; the type carries it, the field says where.
         raise invalid_field(error.field, error.reason, "invalid_authorization_details") from None
+    except handlers.UnknownClient:
+        raise ProblemError(
+            403,
+            "unknown-client",
+            "Unknown client",
+            "The client named by the access token is not registered here.",
+        ) from None
     return JSONResponse(view(consent), 201, headers={"Location": f"/v1/consents/{consent.id}"})
 
 

@@ -24,6 +24,11 @@ class NotFound(Exception):
     pass
 
 
+class UnknownClient(Exception):
+    """The caller's token names a client this service has no record of (deleted, or of
+    another deployment): nothing is created for it."""
+
+
 def retention_rules(events: EventWriter) -> Retention:
     """The consent service's record classes and their purges (docs/design.md §9): the
     evidence of an ended consent goes first, the consent itself later."""
@@ -60,9 +65,12 @@ async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
         ttl=timedelta(seconds=cmd.ttl_s),
         actor=cmd.actor.as_data(),
     )
-    async with svc.pool.acquire() as conn, conn.transaction():
-        await store.insert_consent(conn, consent, svc.pii)
-        await svc.events.write(conn, *events.consent_events(svc.events, consent))
+    try:
+        async with svc.pool.acquire() as conn, conn.transaction():
+            await store.insert_consent(conn, consent, svc.pii)
+            await svc.events.write(conn, *events.consent_events(svc.events, consent))
+    except asyncpg.ForeignKeyViolationError:
+        raise UnknownClient(cmd.client_id) from None
     return consent
 
 
