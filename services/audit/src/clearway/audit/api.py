@@ -19,9 +19,25 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from clearway.audit import handlers, jobs
+from clearway.audit.api_docs import (
+    AuditRecord,
+    AuditRecordList,
+    Checkpoint,
+    CheckpointKeys,
+    ConsistencyProof,
+    InclusionProof,
+    VerificationJob,
+    VerificationReport,
+)
 from clearway.audit.merkle import Pruned
 from clearway.shared.auth import Principal, require_platform_scope, require_scope
-from clearway.shared.http import PageRequest, ProblemError, invalid_field, page_request
+from clearway.shared.http import (
+    PageRequest,
+    ProblemError,
+    documented,
+    invalid_field,
+    page_request,
+)
 
 router = APIRouter(prefix="/v1/audit")
 READ = Security(require_scope("audit:read"))
@@ -84,7 +100,11 @@ def _rfc3339(value: object) -> object:
 Timestamp = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
 
 
-@router.get("/records")
+@router.get(
+    "/records",
+    response_model=None,
+    responses=documented(AuditRecordList, "A page of records."),
+)
 async def search_records(
     principal: Principal = READ,
     correlation_id: Text = None,
@@ -101,7 +121,11 @@ async def search_records(
     return await _search(conn, principal.tenant, filters, page)
 
 
-@router.get("/tenants/{tenant}/records")
+@router.get(
+    "/tenants/{tenant}/records",
+    response_model=None,
+    responses=documented(AuditRecordList, "A page of the tenant's records."),
+)
 async def search_tenant_records(
     tenant: Annotated[str, Path(min_length=1, max_length=200)],
     principal: Principal = OPERATOR,
@@ -160,7 +184,11 @@ async def _search(
     )
 
 
-@router.get("/records/{position}")
+@router.get(
+    "/records/{position}",
+    response_model=None,
+    responses=documented(AuditRecord, "The record."),
+)
 async def get_record(
     position: Annotated[int, Path(ge=0, le=BIGINT_MAX)],
     principal: Principal = READ,
@@ -179,7 +207,16 @@ class VerificationRequest(BaseModel):
     """Hash every record again, not only those after the last verified checkpoint."""
 
 
-@router.post("/verifications", status_code=202, responses={409: RUNNING, 429: THROTTLED})
+@router.post(
+    "/verifications",
+    status_code=202,
+    response_model=None,
+    responses={
+        **documented(VerificationJob, "Queued; follow it at `Location`.", 202),
+        409: RUNNING,
+        429: THROTTLED,
+    },
+)
 async def start_verification(
     request: Request,
     response: Response,
@@ -216,7 +253,11 @@ async def start_verification(
     return job
 
 
-@router.get("/verifications/{job_id}")
+@router.get(
+    "/verifications/{job_id}",
+    response_model=None,
+    responses=documented(VerificationJob, "The job."),
+)
 async def get_verification(
     job_id: Annotated[str, Path(max_length=64)], request: Request, principal: Principal = READ
 ) -> dict[str, Any]:
@@ -232,7 +273,15 @@ async def get_verification(
 VERIFY_DEPRECATED = "@1793491200"
 
 
-@router.get("/verify", deprecated=True, responses={404: NO_VERIFICATION})
+@router.get(
+    "/verify",
+    deprecated=True,
+    response_model=None,
+    responses={
+        **documented(VerificationReport, "The latest finished verification's report."),
+        404: NO_VERIFICATION,
+    },
+)
 async def verify(request: Request, response: Response, principal: Principal = READ) -> Any:
     """Deprecated: the latest finished verification job of the caller's tenant (it no
     longer verifies inline; start one with ``POST /v1/audit/verifications``)."""
@@ -251,14 +300,23 @@ async def verify(request: Request, response: Response, principal: Principal = RE
     return job["result"]
 
 
-@router.get("/checkpoints/latest", responses={404: NO_CHECKPOINT})
+@router.get(
+    "/checkpoints/latest",
+    response_model=None,
+    responses={**documented(Checkpoint, "The latest signed checkpoint."), 404: NO_CHECKPOINT},
+)
 async def latest_checkpoint(
     principal: Principal = READ, conn: asyncpg.Connection = CONN
 ) -> dict[str, Any]:
     return (await handlers.get_checkpoint(conn)).checkpoint.as_json()
 
 
-@router.post("/checkpoints", status_code=201, responses={409: CORRUPTED})
+@router.post(
+    "/checkpoints",
+    status_code=201,
+    response_model=None,
+    responses={**documented(Checkpoint, "Signed.", 201), 409: CORRUPTED},
+)
 async def take_checkpoint(request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
     try:
         cp = await handlers.take_checkpoint(
@@ -277,7 +335,11 @@ def _corrupted(e: handlers.LogCorrupted) -> ProblemError:
     )
 
 
-@router.get("/proofs/inclusion", responses=PROOF_PROBLEMS)
+@router.get(
+    "/proofs/inclusion",
+    response_model=None,
+    responses={**documented(InclusionProof, "The proof."), **PROOF_PROBLEMS},
+)
 async def inclusion(
     position: Annotated[int, Query(ge=0, le=BIGINT_MAX)],
     tree_size: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
@@ -312,7 +374,11 @@ async def inclusion(
     }
 
 
-@router.get("/proofs/consistency", responses=PROOF_PROBLEMS)
+@router.get(
+    "/proofs/consistency",
+    response_model=None,
+    responses={**documented(ConsistencyProof, "The proof."), **PROOF_PROBLEMS},
+)
 async def consistency(
     first: Annotated[int, Query(ge=1, le=BIGINT_MAX)],
     second: Annotated[int, Query(ge=1, le=BIGINT_MAX)],
@@ -336,7 +402,11 @@ async def consistency(
     }
 
 
-@router.get("/keys")
+@router.get(
+    "/keys",
+    response_model=None,
+    responses=documented(CheckpointKeys, "The checkpoint keys."),
+)
 async def keys(request: Request) -> dict[str, Any]:
     """Public: the Ed25519 keys checkpoints are signed with (RFC 8037 JWK Set)."""
     jwks: dict[str, Any] = request.app.state.keyring.public_jwks()
