@@ -23,6 +23,7 @@ from clearway.consent.api_docs import (
     ClientSecret,
     ConsentList,
     ConsentOut,
+    KeyRotated,
     SandboxClient,
 )
 from clearway.consent.domain import (
@@ -252,7 +253,11 @@ def _not_in_tenant(client_id: str) -> ProblemError:
 
 @router.post(
     "/platform/keys/rotation",
-    responses={429: {"description": "A key was rotated recently; see `Retry-After`"}},
+    response_model=None,
+    responses={
+        **documented(KeyRotated, "Rotated: the new key is published."),
+        429: {"description": "A key was rotated recently; see `Retry-After`"},
+    },
 )
 async def rotate_keys(
     body: AdminRequest, request: Request, p: Principal = Security(require_scope("platform:keys"))

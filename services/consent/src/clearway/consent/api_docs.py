@@ -169,3 +169,23 @@ class ClientOut(BaseModel):
 
 
 ClientList = page_of(ClientOut, "ClientList")
+
+
+class KeyRotated(BaseModel):
+    """The new token signing key: published now (in the JWKS), signing from
+    ``activates_at``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                    "alg": "ES256",
+                    "activates_at": "2026-12-03T10:15:00.000000Z",
+                }
+            ]
+        }
+    )
+    kid: str = Field(description="RFC 7638 thumbprint, as in `/.well-known/jwks.json`.")
+    alg: str = Field(description="`EdDSA` or `ES256`.")
+    activates_at: str = Field(description="RFC 3339: when it starts signing.")

@@ -10,9 +10,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from clearway.consent import authorization, clientauth, tokens
+from clearway.consent.oauth_docs import (
+    Introspection,
+    PushedRequest,
+    ServerMetadata,
+    SigningKeys,
+    TokenResponse,
+)
 from clearway.consent.oauth_errors import OAUTH_ERRORS, OAuthError
 from clearway.consent.scopes import SCOPES
 from clearway.consent.service import Service
+from clearway.shared.http import documented
 
 router = APIRouter(tags=["oauth"])
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -51,7 +59,11 @@ def _oauth(handler: Any) -> Any:
     return endpoint
 
 
-@router.get("/.well-known/oauth-authorization-server")
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    response_model=None,
+    responses=documented(ServerMetadata, "The server's metadata."),
+)
 async def metadata(request: Request) -> dict[str, Any]:
     """RFC 8414 authorization server metadata (public)."""
     iss = _svc(request).settings.issuer
@@ -88,7 +100,11 @@ def _address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-@router.get("/.well-known/jwks.json")
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=None,
+    responses=documented(SigningKeys, "The token signing keys."),
+)
 async def jwks(request: Request) -> JSONResponse:
     """The public signing keys (RFC 7517), pending and still-valid retired ones included."""
     return JSONResponse(_svc(request).keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
@@ -177,7 +193,34 @@ async def revoke(request: Request) -> Response:
     return Response(status_code=200, headers=_NO_STORE)
 
 
-router.add_api_route("/oauth/token", token, methods=["POST"], responses=OAUTH_ERRORS)
-router.add_api_route("/oauth/par", par, methods=["POST"], status_code=201, responses=OAUTH_ERRORS)
-router.add_api_route("/oauth/introspect", introspect, methods=["POST"], responses=OAUTH_ERRORS)
-router.add_api_route("/oauth/revoke", revoke, methods=["POST"], responses=OAUTH_ERRORS)
+router.add_api_route(
+    "/oauth/token",
+    token,
+    methods=["POST"],
+    responses={**documented(TokenResponse, "An access token."), **OAUTH_ERRORS},
+)
+router.add_api_route(
+    "/oauth/par",
+    par,
+    methods=["POST"],
+    status_code=201,
+    responses={**documented(PushedRequest, "Pushed; use the request_uri.", 201), **OAUTH_ERRORS},
+)
+router.add_api_route(
+    "/oauth/introspect",
+    introspect,
+    methods=["POST"],
+    responses={**documented(Introspection, "The token's state."), **OAUTH_ERRORS},
+)
+# RFC 7009 §2.2: revoked (or unknown, which is fine) is a 200 with no body; the
+# response class without a media type documents it so.
+router.add_api_route(
+    "/oauth/revoke",
+    revoke,
+    methods=["POST"],
+    response_class=Response,
+    responses={
+        200: {"description": "Revoked, or not a live token of the caller (no body)."},
+        **OAUTH_ERRORS,
+    },
+)
