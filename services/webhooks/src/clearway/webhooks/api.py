@@ -22,6 +22,7 @@ from clearway.shared.http import (
     ApiVersions,
     PageRequest,
     ProblemError,
+    documented,
     invalid_field,
     list_body,
     page_of,
@@ -29,6 +30,7 @@ from clearway.shared.http import (
     request_version,
 )
 from clearway.webhooks import handlers
+from clearway.webhooks.api_docs import EventTypeList, V1aKeys
 from clearway.webhooks.catalog import catalog
 from clearway.webhooks.domain import InvalidSubscription
 from clearway.webhooks.handlers import Context, NotFound
@@ -396,7 +398,9 @@ async def rotate_tenant_secrets(
     return {"tenant": tenant, "rotated_endpoints": rotated}
 
 
-@router.get("/v1/webhooks/signing-keys")
+# The route keeps its inferred response model: its serialisation is what renders the
+# keys' datetimes (RFC 3339 with `Z`), so the document's schema merges into it.
+@router.get("/v1/webhooks/signing-keys", responses=documented(V1aKeys, "The public keys."))
 async def signing_keys(
     request: Request, conn: asyncpg.Connection = Depends(conn_of)
 ) -> dict[str, Any]:
@@ -407,7 +411,11 @@ async def signing_keys(
     return {"keys": await ctx.v1a.key_set(conn, overlap)}
 
 
-@router.get("/v1/event-types")
+@router.get(
+    "/v1/event-types",
+    response_model=None,
+    responses=documented(EventTypeList, "The whole catalog, one page."),
+)
 async def event_types() -> dict[str, Any]:
     """The event catalog (public: partner documentation), whole: one page in the list shape."""
     return list_body(catalog())
