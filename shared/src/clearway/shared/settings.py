@@ -446,9 +446,16 @@ class ServiceSettings(_Settings):
         ]
 
     def refuse_development_secrets(self) -> None:
-        """Raise naming every secret still at its built-in development default or unset,
-        the static database password unless the service's logins rotate, and an
-        unauthenticated Kafka link for a service that uses Kafka."""
+        """Raise naming every :meth:`production_problems`, all of them at once."""
+        problems = self.production_problems()
+        if problems:
+            raise SettingsError(problems)
+
+    def production_problems(self) -> dict[str, str]:
+        """What production refuses, by variable: every secret still at its built-in
+        development default or unset, the static database password unless the
+        service's logins rotate, and an unauthenticated Kafka link for a service that
+        uses Kafka. Subclasses add theirs to ``super().production_problems()``."""
         unset = self.unset_secrets()
         problems = {
             var: f"required in production ({_UNSET[var in unset]})"
@@ -459,8 +466,7 @@ class ServiceSettings(_Settings):
         if self.uses_kafka and self.platform.kafka_security_protocol == "PLAINTEXT":
             var = PlatformSettings.env_name("kafka_security_protocol")
             problems[var] = "PLAINTEXT is refused in production (use SASL_SSL)"
-        if problems:
-            raise SettingsError(problems)
+        return problems
 
     @property
     def rotates_db_logins(self) -> bool:

@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr
 from clearway.audit import handlers
 from clearway.audit.signing import KEY_NAME, Keyring
 from clearway.shared.crypto.settings import KeySettings, open_signing_provider
-from clearway.shared.settings import SettingsError, internal
+from clearway.shared.settings import internal
 
 
 class AuditSettings(KeySettings):
@@ -59,19 +59,14 @@ class AuditSettings(KeySettings):
             found = [v for v in found if v != self.env_name("signer_db_password")]
         return found
 
-    def refuse_development_secrets(self) -> None:
-        problems: dict[str, str] = {}
-        try:
-            super().refuse_development_secrets()
-        except SettingsError as e:
-            problems |= e.problems
+    def production_problems(self) -> dict[str, str]:
+        problems = super().production_problems()
         if not self.rotates_db_logins:
             problems[self.env_name("signer_db_password")] = (
                 "a static database password is refused in production: set"
                 f" {self.env_name('db_logins')}=rotated (the signer's logins rotate too)"
             )
-        if problems:
-            raise SettingsError(problems)
+        return problems
 
     def load_keyring(self) -> Keyring:
         """The checkpoint keys; raises ``KeyUnavailable`` when the HSM is down, so the

@@ -10,7 +10,6 @@ from clearway.consent.keys import ALGORITHMS, TOKEN_KEY
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.crypto.signing import Algorithm
-from clearway.shared.settings import SettingsError
 
 
 class ConsentSettings(KeySettings):
@@ -82,18 +81,13 @@ class ConsentSettings(KeySettings):
     def signing_algorithm(self, name: str) -> Algorithm | None:
         return ALGORITHMS[self.signing_alg] if name == TOKEN_KEY else None
 
-    def refuse_development_secrets(self) -> None:
-        problems: dict[str, str] = {}
-        try:
-            super().refuse_development_secrets()
-        except SettingsError as e:
-            problems |= e.problems
+    def production_problems(self) -> dict[str, str]:
+        problems = super().production_problems()
         if self.seed_demo:
             problems[self.env_name("seed_demo")] = (
                 "refused in production: the demo users' password is published"
             )
-        if problems:
-            raise SettingsError(problems)
+        return problems
 
     @property
     def topic(self) -> str:

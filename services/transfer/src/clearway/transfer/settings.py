@@ -78,20 +78,14 @@ class TransferSettings(KeySettings):
             )
         return self
 
-    def refuse_development_secrets(self) -> None:
-        """Production's refusals, named together: the kit's (secrets, logins, Kafka)
-        and test-mode transfers sent to the live rail."""
-        problems: dict[str, str] = {}
-        try:
-            super().refuse_development_secrets()
-        except SettingsError as e:
-            problems |= e.problems
+    def production_problems(self) -> dict[str, str]:
+        """The kit's refusals and test-mode transfers sent to the live rail."""
+        problems = super().production_problems()
         if _same_url(self.rail_url, self.sandbox_rail_url):
             problems[self.env_name("sandbox_rail_url")] = (
                 "is the live rail: test-mode transfers would move real money"
             )
-        if problems:
-            raise SettingsError(problems)
+        return problems
 
     def rail_url_for(self, mode: Mode) -> str:
         """The rail that transfers of ``mode`` go to (docs/design.md §10)."""

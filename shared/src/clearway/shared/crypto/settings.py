@@ -23,7 +23,7 @@ from clearway.shared.crypto.keys import KeyProvider
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.signing import Algorithm, KeyringSigningProvider, SigningProvider
 from clearway.shared.crypto.softhsm import DEFAULT_MODULE, ensure_token
-from clearway.shared.settings import ServiceSettings, SettingsError
+from clearway.shared.settings import ServiceSettings
 
 __all__ = [
     "KeySettings",
@@ -68,12 +68,8 @@ class KeyStoreSettings(ServiceSettings):
             found = [v for v in found if v != self.env_name("db_password")]
         return found
 
-    def refuse_development_secrets(self) -> None:
-        problems: dict[str, str] = {}
-        try:
-            super().refuse_development_secrets()
-        except SettingsError as e:
-            problems |= e.problems
+    def production_problems(self) -> dict[str, str]:
+        problems = super().production_problems()
         if self.key_provider == "keyring":
             problems[self.env_name("key_provider")] = (
                 "the development keyring is refused in production: set it to hsm"
@@ -82,8 +78,7 @@ class KeyStoreSettings(ServiceSettings):
             )
         if self.hsm_pin is None:
             problems[self.env_name("hsm_pin")] = "required in production (the HSM user PIN)"
-        if problems:
-            raise SettingsError(problems)
+        return problems
 
     def signing_algorithm(self, name: str) -> Algorithm | None:
         """The algorithm signing key ``name`` must use; ``None``: the key store's best."""
