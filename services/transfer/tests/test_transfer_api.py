@@ -38,15 +38,19 @@ async def test_a_transfer_is_created_pending_and_ends_settled_with_balanced_post
 async def test_the_same_key_and_body_in_another_field_order_replays_the_stored_answer(
     clearway, body, eventually
 ):
-    first = await clearway.post("key-replay", body)
-    reordered = json.dumps(dict(reversed(list(body.items()))), indent=3)
+    first = await clearway.post("key-replay", {**body, "metadata": {"z": "1", "a": "2"}})
+    reordered = json.dumps(
+        dict(reversed(list({**body, "metadata": {"a": "2", "z": "1"}}.items()))), indent=3
+    )
     again = await clearway.post("key-replay", reordered)
     assert again.status_code == first.status_code == 201
-    assert again.json() == first.json()
+    # byte for byte, not merely equal JSON: a JSONB round trip would reorder the keys
+    assert again.content == first.content
+    assert first.content.index(b'"z"') < first.content.index(b'"a"')
     assert again.headers["Idempotent-Replayed"] == "true"
     await eventually(lambda: _status_is(clearway, first.json()["id"], "settled"))
-    third = await clearway.post("key-replay", body)
-    assert third.json() == first.json() and third.headers["Idempotent-Replayed"] == "true"
+    third = await clearway.post("key-replay", reordered)
+    assert third.content == first.content and third.headers["Idempotent-Replayed"] == "true"
     assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
     assert await clearway.count("SELECT count(*) FROM rail.charges") == 1
 

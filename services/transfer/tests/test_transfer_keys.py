@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -61,7 +62,8 @@ async def test_a_stale_in_flight_key_whose_transfer_exists_is_completed_without_
     first = await clearway.post("key-crashed", body)
     # as if the process died between the effect and the answer being recorded
     await clearway.db.execute(
-        "UPDATE transfer.idempotency_keys SET state='in_flight', response=NULL, status_code=NULL,"
+        "UPDATE transfer.idempotency_keys SET state='in_flight', response=NULL,"
+        " response_bytes=NULL, response_version=NULL, status_code=NULL,"
         " locked_at = now() - interval '1 hour'"
     )
     recovered = await recover_stale_keys(clearway.app.state.core)
@@ -165,3 +167,28 @@ async def test_a_submitted_transfer_cannot_be_canceled(clearway, body, eventuall
         r = await c.post(f"/v1/transfers/{created['id']}/cancel")
     assert r.status_code == 409
     assert r.json()["type"].endswith("transfer-not-cancelable")
+
+
+async def test_a_key_completed_before_a_dated_version_shipped_replays_in_each_callers_shape(
+    clearway, body
+):
+    """A body stored when ``2026-11-01`` was current (minor units) is upgraded on replay,
+    so a caller on either version gets its own shape, not the stored one re-labelled."""
+    first = await clearway.post("key-before", body)
+    old = first.json()  # the test client is on 2026-11-01: minor units and currency
+    assert (old["amount"], old["currency"]) == (12500, "EUR")
+    await clearway.db.execute(
+        "UPDATE transfer.idempotency_keys SET response_bytes = $1, response_version = '2026-11-01'",
+        json.dumps(old).encode(),
+    )
+    again = await clearway.post("key-before", body)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == old
+    async with clearway.client() as c:
+        current = await c.post(
+            "/v1/transfers",
+            json=body,
+            headers={"Idempotency-Key": "key-before", "Clearway-Version": "2026-12-01"},
+        )
+    assert current.headers["Idempotent-Replayed"] == "true"
+    assert current.json()["amount"] == {"value": "125.00", "currency": "EUR"}
+    assert "currency" not in current.json()

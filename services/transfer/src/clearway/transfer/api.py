@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from clearway.shared.actor import Actor
@@ -36,6 +36,7 @@ from clearway.transfer.handlers import (
     InitiateTransfer,
     KeyInFlight,
     KeyReused,
+    Outcome,
     TransferNotFound,
     cancel_transfer,
     get_transfer,
@@ -150,9 +151,10 @@ async def idempotency_key(
     return key
 
 
-def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(body, status_code=status, headers=headers)
+def _answer(outcome: Outcome) -> Response:
+    """The stored bytes as they are: a replay is byte for byte the first answer."""
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    return Response(outcome.content, outcome.status_code, headers, media_type="application/json")
 
 
 @router.post(
@@ -169,7 +171,7 @@ async def create_transfer(
     principal: Annotated[Principal, Security(require_scope("payments:initiate"))],
     key: Annotated[str, Depends(idempotency_key)],
     body: Annotated[TransferIn, Body(openapi_examples={"sepa": {"value": EXAMPLE}})],
-) -> JSONResponse:
+) -> Response:
     """Initiate a transfer, once per ``Idempotency-Key`` (per tenant and client)."""
     tenant = _tenant(principal)
     try:
@@ -206,7 +208,7 @@ async def create_transfer(
             title="Idempotency-Key reused",
             detail="This Idempotency-Key was already used with a different request.",
         ) from None
-    return _answer(outcome.status_code, outcome.body, outcome.replayed)
+    return _answer(outcome)
 
 
 def _bound_consent(principal: Principal) -> ConsentState | None:

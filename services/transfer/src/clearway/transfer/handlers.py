@@ -20,6 +20,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -32,6 +33,7 @@ from clearway.shared.http import PageRequest
 from clearway.shared.mode import Mode
 from clearway.shared.money import money
 from clearway.shared.retention import Retention
+from clearway.shared.versions import CURRENT_VERSION, upgrade
 from clearway.transfer import store, store_accounts
 from clearway.transfer.domain import (
     CONSUMED,
@@ -108,9 +110,36 @@ class InitiateTransfer:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The answer to an initiation: the exact bytes sent the first time, and on every
+    replay of the key (at the current dated version; the edge downgrades them)."""
+
     status_code: int
-    body: dict[str, Any]
+    content: bytes
     replayed: bool
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.content)
+        return parsed
+
+
+def render(body: dict[str, Any]) -> bytes:
+    """A response body serialised once: these bytes are stored with the key and
+    replayed as they are, so a retry sees byte for byte what the first call would
+    have (the JSON of a JSONB column comes back with its keys reordered)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def stored_answer(seen: asyncpg.Record) -> Outcome:
+    """The replay of a completed key. A body stored under an older current version
+    (before a deploy added a dated version) is upgraded to today's current version,
+    so that the edge's downgrade for the caller's version starts from the right
+    shape; otherwise the stored bytes are answered untouched."""
+    content: bytes = seen["response_bytes"]
+    if seen["response_version"] != CURRENT_VERSION:
+        doc = upgrade(json.loads(content), CURRENT_VERSION, since=seen["response_version"])
+        content = render(doc)
+    return Outcome(seen["status_code"], content, True)
 
 
 class KeyInFlight(TransferError):
@@ -152,7 +181,7 @@ async def initiate_transfer(core: Core, cmd: InitiateTransfer) -> Outcome:
                 core.lock_timeout_s,
             )
             if decision is KeyDecision.REPLAY:
-                return Outcome(seen["status_code"], seen["response"], True)
+                return stored_answer(seen)
             if decision is KeyDecision.MISMATCH:
                 raise KeyReused()
             if decision is KeyDecision.IN_FLIGHT:
@@ -219,13 +248,16 @@ async def _create(
                 raise Refused("consent-consumed", "the consent was already used", status=CONSUMED)
             await _write_events(conn, core, transfer)
         body = transfer_view(transfer)
+        content = render(body)
         if reused:  # committed before KeyReused is raised, so the claim is freed
             await store.release_key(conn, cmd.tenant, cmd.client_id, cmd.key)
         else:
-            await store.complete_key(conn, cmd.tenant, cmd.client_id, cmd.key, 201, body)
+            await store.complete_key(
+                conn, cmd.tenant, cmd.client_id, cmd.key, 201, content, CURRENT_VERSION, body
+            )
     if reused:
         raise KeyReused()
-    return Outcome(201, body, replayed)
+    return Outcome(201, content, replayed)
 
 
 async def _authorise(
@@ -463,7 +495,16 @@ async def recover_stale_keys(core: Core) -> int:
                 found = await store.transfer_by_reference(conn, k["tenant"], k["reference"])
                 if found is not None and found.fingerprint == k["fingerprint"]:
                     body = transfer_view(found)
-                    await store.complete_key(conn, k["tenant"], k["client_id"], k["key"], 201, body)
+                    await store.complete_key(
+                        conn,
+                        k["tenant"],
+                        k["client_id"],
+                        k["key"],
+                        201,
+                        render(body),
+                        CURRENT_VERSION,
+                        body,
+                    )
                 else:
                     await store.release_key(conn, k["tenant"], k["client_id"], k["key"])
                 recovered += 1

@@ -76,7 +76,7 @@ async def claim_key(
 
 
 _SEEN = (
-    "SELECT state, fingerprint, status_code, response, locked_at,"
+    "SELECT state, fingerprint, status_code, response_bytes, response_version, locked_at,"
     " extract(epoch FROM clock_timestamp() - locked_at)::float8 AS age_s"
     " FROM idempotency_keys WHERE tenant=$1 AND client_id=$2 AND key=$3"
 )
@@ -107,16 +107,23 @@ async def complete_key(
     client_id: str,
     key: str,
     status_code: int,
+    content: bytes,
+    version: str,
     response: dict[str, Any],
 ) -> None:
+    """Complete the key with the exact bytes answered (``content``, at dated
+    ``version``). ``response`` (JSONB) is still written for replicas of the previous
+    release during a rolling deploy; migration 0003 says when it goes."""
     await conn.execute(
-        "UPDATE idempotency_keys SET state=$4, status_code=$5, response=$6"
-        " WHERE tenant=$1 AND client_id=$2 AND key=$3",
+        "UPDATE idempotency_keys SET state=$4, status_code=$5, response_bytes=$6,"
+        " response_version=$7, response=$8 WHERE tenant=$1 AND client_id=$2 AND key=$3",
         tenant,
         client_id,
         key,
         KeyState.COMPLETED.value,
         status_code,
+        content,
+        version,
         response,
     )
 
