@@ -113,7 +113,7 @@ async def complete_key(
 ) -> None:
     """Complete the key with the exact bytes answered (``content``, at dated
     ``version``). ``response`` (JSONB) is still written for replicas of the previous
-    release during a rolling deploy; migration 0003 says when it goes."""
+    release during a rolling deploy; migration 0004 says when it goes."""
     await conn.execute(
         "UPDATE idempotency_keys SET state=$4, status_code=$5, response_bytes=$6,"
         " response_version=$7, response=$8 WHERE tenant=$1 AND client_id=$2 AND key=$3",
