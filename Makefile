@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := .local/stack
 
-.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger
+.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger \
+	container-images compose-up compose-down compose-test
 
 setup: .venv/.synced
 
@@ -64,3 +65,21 @@ jaeger: .local/bin/jaeger
 .local/bin/jaeger: deploy/local/jaeger/go.mod
 	mkdir -p .local/bin
 	cd deploy/local/jaeger && go build -o ../../../.local/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+
+# Containers without Docker or a registry (docs/running.md, ADR 0042): podman,
+# images built here from a debootstrap base, docker-compose.yml run with
+# podman-compose. Installs podman & co. with apt when missing. Not part of `make test`.
+container-images:
+	deploy/containers/podman.sh images
+
+compose-up: setup
+	deploy/containers/podman.sh up
+
+compose-down:
+	deploy/containers/podman.sh down
+
+# The e2e flow (token -> transfer -> signed webhook -> audit search) against the
+# compose stack: brings it up, runs deploy/containers/compose_e2e.py, leaves it up
+# (make compose-down).
+compose-test: compose-up
+	CONTAINERS_CONF=$(CURDIR)/deploy/containers/containers.conf $(PY) deploy/containers/compose_e2e.py

@@ -266,7 +266,7 @@ async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> Non
             "CLEARWAY_DATABASE_URL": db,
             "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_TRANSFER_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
+            "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
             "CLEARWAY_TRANSFER_RUN_EXECUTOR": "0",
             "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
             "CLEARWAY_TOPIC_PREFIX": f"bench{os.getpid()}.",

@@ -83,7 +83,7 @@ async def test_a_crash_fault_kills_the_rail_process_after_charging(platform, iss
             "CLEARWAY_DATABASE_URL": platform.database_url,
             "CLEARWAY_RAIL_PORT": str(port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_RAIL_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
+            "CLEARWAY_OAUTH_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
         }
         proc = subprocess.Popen(
             [sys.executable, "-m", "clearway.rail"],

@@ -158,7 +158,7 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
             **base_env,
             "CLEARWAY_RAIL_PORT": str(rail_port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_RAIL_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+            "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
         },
         tmp_path / "rail.log",
     )
@@ -168,7 +168,7 @@ async def test_intents_through_a_lossy_network_with_kills_are_charged_exactly_on
             **base_env,
             "CLEARWAY_TRANSFER_PORT": str(transfer_port),
             "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_TRANSFER_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+            "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
             "CLEARWAY_TRANSFER_TOKEN_URL": f"http://127.0.0.1:{jwks_port}/oauth/token",
             "CLEARWAY_TRANSFER_CLIENT_SECRET": secret,
             "CLEARWAY_TRANSFER_RAIL_URL": f"http://127.0.0.1:{rail_port}",

@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -41,6 +40,7 @@ from clearway.shared.context import correlation
 from clearway.shared.crypto.rotation import rewrap, rotate_kek
 from clearway.shared.crypto.settings import KeySettings, open_envelope
 from clearway.shared.db import create_pool
+from clearway.shared.dev_clients import seeded_client_secret
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.settings import Base64Secret, ServiceSettings, internal
 from clearway.shared.settings_doc import registered
@@ -84,14 +84,9 @@ class DrillSettings(ServiceSettings):
         """The operator client's secret, from the settings or the development seed."""
         if self.client_secret is not None:
             return self.client_secret.get_secret_value()
-        seeded = Path(self.platform.local_dir) / "dev-clients.json"
-        try:
-            clients = json.loads(seeded.read_text())
-        except (OSError, ValueError):
-            clients = []
-        for c in clients:
-            if c.get("client_id") == self.client_id:
-                return str(c["client_secret"])
+        seeded = seeded_client_secret(self.platform.local_dir, self.client_id)
+        if seeded is not None:
+            return seeded
         raise DrillError(f"no secret for {self.client_id}: set {self.env_name('client_secret')}")
 
 

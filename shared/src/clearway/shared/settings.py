@@ -272,7 +272,12 @@ class PlatformSettings(_Settings):
     topic_prefix: str = ""
     """Prepended to every topic name, so tests and sandboxes can share a broker."""
     oauth_issuer: str = "http://127.0.0.1:8003"
-    """OAuth 2.0 issuer (the consent service's public URL) whose tokens the services accept."""
+    """OAuth 2.0 issuer (the consent service's public URL) whose tokens the services accept:
+    the ``iss`` of every token, compared as a string (RFC 9068 §4), never fetched."""
+    oauth_jwks_url: str | None = None
+    """Where the services fetch the issuer's signing keys (RFC 7517 JWK Set) when that is
+    not the public URL, e.g. ``http://consent:8003/.well-known/jwks.json`` inside a
+    container network; unset: ``<issuer>/.well-known/jwks.json``."""
     otlp_endpoint: str | None = None
     """OTLP/HTTP endpoint for traces (e.g. ``http://127.0.0.1:4318``); unset: no export."""
     local_dir: Path = Path(".local")
@@ -300,6 +305,12 @@ class PlatformSettings(_Settings):
     def residency(self) -> Residency:
         """This deployment's region and the tenants' home regions."""
         return Residency(self.region, self.tenant_regions, self.default_region)
+
+    @property
+    def jwks_url(self) -> str:
+        """The URL of the issuer's JWK Set every token-verifying service fetches."""
+        issuer = self.oauth_issuer.rstrip("/")
+        return self.oauth_jwks_url or f"{issuer}/.well-known/jwks.json"
 
     def with_database(self, url: str) -> PlatformSettings:
         return self.replace(database_url=url)

@@ -37,7 +37,7 @@ class AuditSettings(KeySettings):
     verification_min_interval_s: float = 60.0
     """Least time between two verification requests of one tenant (else 429)."""
     jwks: dict[str, Any] | None = internal()
-    """A fixed JWK Set (tests); else ``<issuer>/.well-known/jwks.json``."""
+    """A fixed JWK Set (tests); else the platform's ``CLEARWAY_OAUTH_JWKS_URL``."""
     keyring: Keyring | None = internal()
     """A keyring in memory (tests); else the key store's ``audit-checkpoint`` keys."""
     checkpoint_key_rotation_interval_s: float = Field(365 * 86400.0, gt=0)

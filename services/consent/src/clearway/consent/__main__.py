@@ -8,26 +8,22 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import uvicorn
-
 from clearway.consent.bootstrap import build_app, seed_standalone
 from clearway.consent.settings import ConsentSettings
-from clearway.shared.logging import configure_logging
-from clearway.shared.telemetry import setup_tracing
+from clearway.shared.serving import serve, start
 
 
 def main(argv: list[str]) -> int:
     settings = ConsentSettings.from_env_or_exit()
-    configure_logging("consent")
-    setup_tracing("consent", otlp_endpoint=settings.platform.otlp_endpoint)
     if argv[:1] == ["seed"]:
+        start("consent", settings)
         if settings.platform.env == "production":  # demo users with a published password
             print("clearway-consent: seed is refused in production", file=sys.stderr)
             return 2
         path = asyncio.run(seed_standalone(settings, rotate="--rotate" in argv))
         print(f"wrote {path}")
         return 0
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve("consent", settings, build_app)
     return 0
 
 

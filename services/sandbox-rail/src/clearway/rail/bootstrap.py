@@ -62,7 +62,6 @@ def build_app(settings: RailSettings) -> FastAPI:
                     settings,
                     audience=AUDIENCE,
                     jwks=settings.jwks,
-                    jwks_url=settings.jwks_url,
                 )
                 rotation = timedelta(seconds=settings.kek_rotation_interval_s)
                 tasks.every(

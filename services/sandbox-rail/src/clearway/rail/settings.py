@@ -21,8 +21,6 @@ class RailSettings(KeySettings):
     db_password: SecretStr = SecretStr("rail-dev")
     fault_seed: int | None = None
     """Seed of the fault injector's random choices (unset: random)."""
-    jwks_url: str | None = None
-    """JWK Set URL of the issuer of service tokens; unset: ``<issuer>/.well-known/jwks.json``."""
     jwks: dict[str, Any] | None = internal()
     """A static JWK Set (tests)."""
     run_relay: bool = True

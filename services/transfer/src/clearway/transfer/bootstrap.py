@@ -194,7 +194,6 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 settings,
                 audience=AUDIENCE,
                 jwks=settings.jwks,
-                jwks_url=settings.jwks_url,
                 follow_revocations=settings.revocation_feed,
             )
             relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)

@@ -10,6 +10,7 @@ from pydantic import SecretStr, model_validator
 from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.crypto.keyring import development_secret
 from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.dev_clients import seeded_client_secret
 from clearway.shared.mode import Mode
 from clearway.shared.residency import Region
 from clearway.shared.settings import Base64Secret, SettingsError, internal
@@ -24,8 +25,6 @@ class TransferSettings(KeySettings):
 
     port: int = 8001
     db_password: SecretStr = SecretStr("transfer-dev")
-    jwks_url: str | None = None
-    """JWK Set URL of the issuer; unset: ``<issuer>/.well-known/jwks.json``."""
     jwks: dict[str, Any] | None = internal()
     """A static JWK Set (tests)."""
     rail_url: str = "http://127.0.0.1:8005"
@@ -45,7 +44,9 @@ class TransferSettings(KeySettings):
     """This service's OAuth client at the consent service (service tokens for the rail and
     the vault)."""
     client_secret: SecretStr | None = None
-    """Secret of ``client_id``; unset: calls to the rail carry no token (the rail refuses them)."""
+    """Secret of ``client_id``; unset in development: the one the consent service's demo
+    seed wrote to ``<local dir>/dev-clients.json``; neither: calls to the rail carry no
+    token (the rail refuses them)."""
     reference_secret: Base64Secret | None = None
     """HMAC key (base64 of 32 random bytes) deriving a transfer's reference from its
     idempotency key, the same on every replica and for ever (references stay unique
@@ -109,13 +110,14 @@ class TransferSettings(KeySettings):
     def service_tokens(self, scope: str) -> ServiceTokenSource | None:
         """Short-lived tokens for ``scope`` (``rail:charges``, ``cards:detokenize``, …)
         from the consent service, or ``None`` without a client secret (docs/design.md §7)."""
-        if self.client_secret is None:
+        secret = self.client_secret
+        if secret is None and self.platform.env != "production":
+            seeded = seeded_client_secret(self.platform.local_dir, self.client_id)
+            secret = SecretStr(seeded) if seeded is not None else None
+        if secret is None:
             return None
         return ServiceTokenSource(
-            self.token_url or f"{self.issuer}/oauth/token",
-            self.client_id,
-            self.client_secret,
-            scope=scope,
+            self.token_url or f"{self.issuer}/oauth/token", self.client_id, secret, scope=scope
         )
 
 

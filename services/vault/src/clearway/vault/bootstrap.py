@@ -64,7 +64,6 @@ def build_app(settings: VaultSettings) -> FastAPI:
                 settings,
                 audience=AUDIENCE,
                 jwks=dict(settings.jwks) if settings.jwks is not None else None,
-                jwks_url=settings.jwks_url,
             )
             rotation = timedelta(seconds=settings.kek_rotation_interval_s)
             tasks.every(

@@ -27,9 +27,7 @@ class VaultSettings(KeySettings):
     port: int = 8006
     db_password: SecretStr = SecretStr("vault-dev")
     jwks: Mapping[str, Any] | None = internal()
-    """A static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``."""
-    jwks_url: str | None = None
-    """JWK Set URL of the issuer; unset: ``<issuer>/.well-known/jwks.json``."""
+    """A static JWK Set (tests); ``None`` fetches ``CLEARWAY_OAUTH_JWKS_URL``."""
     retention_interval_s: float = Field(3600.0, gt=0)
     """How often the retention purge runs (rules: ``vault.retention_rules``)."""
     run_relay: bool = True

@@ -32,7 +32,7 @@ class WebhooksSettings(KeySettings):
     port: int = 8002
     db_password: SecretStr = SecretStr("webhooks-dev")
     jwks: Mapping[str, Any] | None = internal()
-    """A static JWK Set (tests); ``None`` fetches ``<issuer>/.well-known/jwks.json``."""
+    """A static JWK Set (tests); ``None`` fetches ``CLEARWAY_OAUTH_JWKS_URL``."""
     schedule: Csv[tuple[float, ...]] = RETRY_SCHEDULE
     """Delays in seconds between delivery attempts (comma-separated)."""
     jitter: float = JITTER

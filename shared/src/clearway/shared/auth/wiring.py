@@ -41,24 +41,21 @@ async def verify_tokens(
     *,
     audience: str,
     jwks: Jwks | JwksFetcher | None = None,
-    jwks_url: str | None = None,
     follow_revocations: bool = True,
     poll_timeout_ms: int = 100,
 ) -> TokenVerifier:
     """Verify the platform's access tokens for ``audience`` and honour revocations.
 
-    Keys come from ``jwks`` (a JWK Set or an async source), else from ``jwks_url``,
-    else from ``<issuer>/.well-known/jwks.json``. Revocations come from the consent
-    service's topic (created here if absent, so a service starting before the
-    consent service still becomes ready). ``follow_revocations=False`` is for
-    isolated tests only: such a service accepts a revoked token until it expires.
+    Keys come from ``jwks`` (a JWK Set or an async source), else from the platform's
+    ``CLEARWAY_OAUTH_JWKS_URL`` (default ``<issuer>/.well-known/jwks.json``): the issuer
+    is the identifier tokens carry, the JWK Set URL is where this service reaches it.
+    Revocations come from the consent service's topic (created here if absent, so a
+    service starting before the consent service still becomes ready).
+    ``follow_revocations=False`` is for isolated tests only: such a service accepts a
+    revoked token until it expires.
     """
     revocations = RevocationSet()
-    source: Jwks | JwksFetcher = (
-        jwks
-        if jwks is not None
-        else HttpJwksSource(jwks_url or f"{settings.issuer}/.well-known/jwks.json")
-    )
+    source = jwks if jwks is not None else HttpJwksSource(settings.platform.jwks_url)
     verifier = TokenVerifier(settings.issuer, audience, source, revocations=revocations)
     if follow_revocations:
         platform = settings.platform

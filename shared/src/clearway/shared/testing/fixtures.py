@@ -2,7 +2,8 @@
 
 Order of preference:
 1. ``CLEARWAY_DATABASE_URL`` + ``CLEARWAY_KAFKA_BOOTSTRAP`` point at a running stack;
-2. a reachable Docker engine: testcontainers starts Postgres and Kafka;
+2. a reachable Docker engine: testcontainers starts Postgres and Kafka
+   (``testing.containers``: images from ``CLEARWAY_TEST_*_IMAGE``);
 3. otherwise the embedded local stack (``deploy/local/localstack.py``) is started
    for the session on free ports and stopped at the end, its broker secured:
    SASL/SCRAM with a generated password per principal and ACLs enforced. Each
@@ -52,6 +53,7 @@ from clearway.shared.kafka_acl import (
 )
 from clearway.shared.kafka_link import KafkaLogin, SecurityProtocol, principal
 from clearway.shared.settings import PlatformSettings, kafka_login_from_env
+from clearway.shared.testing.containers import container_stack
 
 T = TypeVar("T")
 #: Event domains of the kit's own tests, besides the services' (their followers may
@@ -118,7 +120,8 @@ def _localstack() -> ModuleType:
 
 def _docker_engine() -> bool:
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+        # podman's Docker-compatible socket takes about 4 s to answer `docker info`
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -159,14 +162,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield Stack(db, kafka, "external", protocol, _external_logins())
         return
     if _docker_engine() and os.environ.get("CLEARWAY_NO_DOCKER") != "1":
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
-
-        with (
-            PostgresContainer("postgres:16", driver=None) as pg,
-            KafkaContainer().with_kraft() as k,
-        ):
-            yield Stack(pg.get_connection_url(), k.get_bootstrap_server(), "testcontainers")
+        with container_stack() as (database_url, bootstrap):
+            yield Stack(database_url, bootstrap, "testcontainers")
         return
     ls = _localstack()
     base = repo_root() / ".local" / f"test-stack-{os.getpid()}"
