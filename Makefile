@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := .local/stack
 
-.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger
+.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger helm chart-check
 
 setup: .venv/.synced
 
@@ -31,6 +31,7 @@ lint: setup
 	.venv/bin/clearway-config check
 	.venv/bin/clearway-versions check
 	$(PY) deploy/ci/check_doc_refs.py
+	@$(MAKE) -s chart-check
 
 typecheck: setup
 	.venv/bin/mypy shared/src/clearway/shared
@@ -64,3 +65,26 @@ jaeger: .local/bin/jaeger
 .local/bin/jaeger: deploy/local/jaeger/go.mod
 	mkdir -p .local/bin
 	cd deploy/local/jaeger && go build -o ../../../.local/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+
+# helm from the Go module proxy (no release binaries here), for the chart checks.
+HELM_VERSION := v3.22.0
+HELM := .local/bin/helm
+# the oldest Kubernetes the chart is validated against (Chart.yaml kubeVersion allows 1.25+)
+KUBE_VERSION := 1.29.0
+helm: $(HELM)
+
+$(HELM):
+	mkdir -p .local/bin
+	GOBIN=$(CURDIR)/.local/bin GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+# The chart: helm's strict lint, then every rendered object against the Kubernetes
+# schemas (strict: unknown fields fail), with the default values and with every
+# optional part on; tests/deploy/test_helm_chart.py checks what runs in each pod.
+chart-check: setup $(HELM)
+	$(HELM) lint --strict helm/clearway
+	$(HELM) lint --strict helm/clearway -f helm/clearway/ci/everything-values.yaml
+	set -o pipefail; $(HELM) template cw helm/clearway --kube-version $(KUBE_VERSION) \
+		| .venv/bin/kubernetes-validate -k $(KUBE_VERSION) --strict --quiet -
+	set -o pipefail; $(HELM) template cw helm/clearway --kube-version $(KUBE_VERSION) \
+		-f helm/clearway/ci/everything-values.yaml \
+		| .venv/bin/kubernetes-validate -k $(KUBE_VERSION) --strict --quiet -
