@@ -2,10 +2,11 @@
 no service pod gets the admin database URL or any admin credential, every key and
 password of a service comes from a Secret, every container runs as a numeric non-root
 user without capabilities on a read-only root, and every variable the chart sets is one
-a service reads (docs/configuration.md)."""
+a service reads (docs/configuration.md), which the service accepts in production."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from collections.abc import Iterator
 from functools import cache
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.settings import PlatformSettings, ServiceSettings, is_secret
 from clearway.shared.settings_doc import registered
 from clearway.shared.testing.fixtures import repo_root
@@ -23,7 +25,7 @@ EVERYTHING = CHART / "ci" / "everything-values.yaml"
 ADMIN_SECRETS = {"clearway-postgres-admin", "clearway-kafka-admin"}
 #: the clearway-topics job's Kafka login (not a service setting; docs/deploy.md)
 TOOL_VARIABLES = {"CLEARWAY_ADMIN_KAFKA_USERNAME", "CLEARWAY_ADMIN_KAFKA_PASSWORD"}
-JOBS = {"migrate", "topics"}
+JOBS = {"migrate", "topics", "db-logins"}
 #: as in `make chart-check` (a helm built from source assumes Kubernetes 1.20)
 KUBE_VERSION = "1.29.0"
 
@@ -48,11 +50,21 @@ def render(values: str | None = None, *sets: str) -> tuple[dict[str, Any], ...]:
 
 
 def pods(docs) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(component, pod spec) of every Deployment and Job."""
+    """(component, pod spec) of every Deployment, Job and CronJob."""
     for d in docs:
-        if d["kind"] in ("Deployment", "Job"):
-            labels = d["spec"]["template"]["metadata"]["labels"]
-            yield labels["app.kubernetes.io/component"], d["spec"]["template"]["spec"]
+        spec = d.get("spec", {})
+        if d["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if d["kind"] in ("Deployment", "Job", "CronJob"):
+            labels = spec["template"]["metadata"]["labels"]
+            yield labels["app.kubernetes.io/component"], spec["template"]["spec"]
+
+
+def environment(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment, each value from a Secret replaced by a stand-in
+    that fits any setting (base64 of 32 bytes: key material or a password)."""
+    stand_in = base64.b64encode(b"k" * 32).decode()
+    return {e["name"]: e.get("value", stand_in) for e in container["env"]}
 
 
 def settings_of(component: str) -> type[ServiceSettings]:
@@ -68,13 +80,18 @@ def secret_refs(container: dict[str, Any]) -> dict[str, str]:
     }
 
 
-VALUE_SETS = [pytest.param(None, id="defaults"), pytest.param(str(EVERYTHING), id="everything")]
+STATIC = ("env=test", "database.logins=static")
+VALUE_SETS = [
+    pytest.param((None,), id="defaults"),
+    pytest.param((str(EVERYTHING),), id="everything"),
+    pytest.param((None, *STATIC), id="static-logins"),
+]
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_no_service_pod_gets_the_admin_database_url_or_admin_credentials(values):
     seen = set()
-    for component, spec in pods(render(values)):
+    for component, spec in pods(render(*values)):
         seen.add(component)
         [c] = spec["containers"]
         env = {e["name"]: e.get("value") for e in c["env"]}
@@ -88,36 +105,61 @@ def test_no_service_pod_gets_the_admin_database_url_or_admin_credentials(values)
         assert url and "@" not in url.split("?")[0], f"{component}: credentials in {url}"
         assert env["CLEARWAY_MIGRATE_AT_START"] == "false"
         assert env["CLEARWAY_CREATE_TOPICS_AT_START"] == "false"
-    assert seen == {"transfer", "webhooks", "consent", "audit", "sandbox-rail", "vault"} | JOBS
+    assert seen >= {"transfer", "webhooks", "consent", "audit", "sandbox-rail", "vault"}
+    assert seen >= {"migrate", "topics"}
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_every_key_and_password_of_a_service_comes_from_a_secret(values):
-    docs = render(values)
-    mutual_tls = any(
-        e.get("value") == "SSL"
-        for _, spec in pods(docs)
-        for e in spec["containers"][0]["env"]
-        if e["name"] == "CLEARWAY_KAFKA_SECURITY_PROTOCOL"
-    )
-    for component, spec in pods(docs):
+    for component, spec in pods(render(*values)):
         if component in JOBS:
             continue
         [c] = spec["containers"]
         cls = settings_of(component)
         from_secrets = secret_refs(c)
         plain = {e["name"] for e in c["env"] if "value" in e}
-        for name, var, field in cls.env_fields():
-            if mutual_tls and name == "kafka_password":  # the certificate is the login
-                assert var not in from_secrets
-            elif is_secret(field):
-                assert var in from_secrets, f"{component}: {var} is not set from a Secret"
-                assert var not in plain
+        secrets = {var for _, var, field in cls.env_fields() if is_secret(field)}
+        assert not secrets & plain, component
+        # none of the secrets the service uses is left unset or at a development default
+        missing = cls.from_env(environment(c)).development_secrets()
+        assert missing == [], f"{component}: {missing}"
+        assert secrets & set(from_secrets), component
+
+
+@pytest.mark.parametrize("values", VALUE_SETS[:2])
+def test_every_service_pod_is_accepted_in_production_without_the_admin(values):
+    for component, spec in pods(render(*values)):
+        if component in JOBS:
+            continue
+        [c] = spec["containers"]
+        cls = settings_of(component)
+        settings = cls.from_env(environment(c))  # production's checks included
+        assert settings.platform.env == "production"
+        assert isinstance(settings, KeySettings) and settings.reads_db_logins, component
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_the_migrate_pods_have_what_each_service_migration_needs(values):
+    for component, spec in pods(render(*values)):
+        if component not in ("migrate", "db-logins"):
+            continue
+        [c] = spec["containers"]
+        assert c["command"] == ["clearway-migrate"]
+        for cls in (
+            settings_of(n)
+            for n in ("transfer", "webhooks", "consent", "audit", "sandbox-rail", "vault")
+        ):
+            settings = cls.from_env(environment(c), production_checks=False)
+            assert isinstance(settings, KeySettings)
+            if settings.rotates_db_logins:  # the reader login, the KEK's PIN
+                assert settings.db_reader_password is not None and settings.hsm_pin, cls
+            else:  # the static password the role is created with, not the built-in one
+                assert settings.env_name("db_password") not in settings.development_secrets()
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_every_container_runs_non_root_without_capabilities_or_api_token(values):
-    for component, spec in pods(render(values)):
+    for component, spec in pods(render(*values)):
         assert spec["automountServiceAccountToken"] is False, component
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["seccompProfile"]["type"] == "RuntimeDefault"
@@ -128,7 +170,7 @@ def test_every_container_runs_non_root_without_capabilities_or_api_token(values)
             assert sc["readOnlyRootFilesystem"] is True
             assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
             assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
-    accounts = [d for d in render(values) if d["kind"] == "ServiceAccount"]
+    accounts = [d for d in render(*values) if d["kind"] == "ServiceAccount"]
     assert accounts and all(a["automountServiceAccountToken"] is False for a in accounts)
 
 
@@ -137,7 +179,7 @@ def test_every_variable_the_chart_sets_is_a_setting(values):
     known = {var for _, var, _ in PlatformSettings.env_fields()} | TOOL_VARIABLES
     for cls in registered():
         known |= {var for _, var, _ in cls.env_fields()}
-    for component, spec in pods(render(values)):
+    for component, spec in pods(render(*values)):
         for c in spec["containers"]:
             unknown = {e["name"] for e in c["env"]} - known
             # JWKS_URL: every verifying service reads it once docs/design.md §7's split
@@ -179,7 +221,13 @@ def test_the_jobs_run_before_the_services_on_install_and_upgrade():
     assert topics["command"] == ["clearway-topics", "--acls"]
 
 
-def test_production_is_refused_until_rotated_logins_need_no_admin_in_the_pods():
+def test_production_refuses_static_database_passwords():
     with pytest.raises(subprocess.CalledProcessError) as e:
-        render(None, "env=production")
-    assert "ADR 0044" in e.value.stderr
+        render(None, "database.logins=static")
+    assert "set database.logins=rotated" in e.value.stderr
+
+
+def test_rotated_logins_are_rotated_by_a_scheduled_job():
+    [cron] = [d for d in render(None) if d["kind"] == "CronJob"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert not [d for d in render(None, *STATIC) if d["kind"] == "CronJob"]

@@ -101,12 +101,29 @@ imagePullSecrets:
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag | quote -}}
 {{- end -}}
 
-{{/* What this chart refuses to render (ADR 0044). */}}
+{{/* What this chart refuses to render. */}}
 {{- define "clearway.checks" -}}
-{{- if ne .Values.database.logins "static" -}}
-{{- fail "database.logins: only static is supported by this chart yet (rotated logins need the admin login in the service pods; ADR 0044)" -}}
+{{- if and (eq .Values.env "production") (eq .Values.database.logins "static") -}}
+{{- fail "env=production refuses static database passwords: set database.logins=rotated" -}}
 {{- end -}}
-{{- if eq .Values.env "production" -}}
-{{- fail "env=production refuses static database passwords, and rotated ones need the admin login in the service pods, which this chart does not give them (ADR 0044)" -}}
 {{- end -}}
+
+{{/* The database keys of a service's Secret, JSON (args: root, service values). */}}
+{{- define "clearway.dbKeys" -}}
+{{- if eq (index . 0).Values.database.logins "rotated" -}}
+{{- list "DB_READER_PASSWORD" | toJson -}}
+{{- else -}}
+{{- default (list "DB_PASSWORD") (index . 1).staticPasswords | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every key of a service's Secret, JSON (args: root, service values); with SSL the
+client certificate is the Kafka login, so no KAFKA_PASSWORD. */}}
+{{- define "clearway.secretKeys" -}}
+{{- $root := index . 0 -}}
+{{- $keys := concat (index . 1).secretKeys (include "clearway.dbKeys" . | fromJsonArray) -}}
+{{- if eq $root.Values.kafka.securityProtocol "SSL" -}}
+{{- $keys = without $keys "KAFKA_PASSWORD" -}}
+{{- end -}}
+{{- $keys | toJson -}}
 {{- end -}}

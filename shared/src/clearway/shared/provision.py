@@ -1,7 +1,9 @@
 """Migrations and topics as commands of their own (docs/design.md §12, ADR 0044).
 
 ``clearway-migrate`` applies every service's database migrations (or the named
-services') as the admin of ``CLEARWAY_DATABASE_URL``; ``clearway-topics`` creates
+services') as the admin of ``CLEARWAY_DATABASE_URL`` and, for a service with
+rotated logins, sets its reader login and rotates its logins when due (so a
+deployment also runs it on a schedule); ``clearway-topics`` creates
 every topic of the platform, dead-letter topics included, with the configured
 layout (``CLEARWAY_TOPIC_PARTITIONS``, ``_REPLICATION_FACTOR``,
 ``_MIN_INSYNC_REPLICAS``) as a Kafka principal allowed to create them, and with
@@ -27,6 +29,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from clearway.shared.crypto.service_login import provision_logins
+from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_acl import (
     ADMIN,
@@ -75,8 +79,10 @@ async def migrate_services(
     ``env`` (default ``os.environ``); returns the services migrated, in order.
 
     Only the database part of each service's settings is used: the job needs the admin
-    DSN and each service's ``DB_LOGINS`` (and static passwords), not the service's keys,
-    so production's refusal of missing service secrets does not apply here.
+    DSN and each service's ``DB_LOGINS`` with its static passwords, or with rotated
+    logins its ``DB_READER_PASSWORD`` and key store (HSM PIN: the KEK seals the
+    passwords), not the service's other secrets, so production's refusal of missing
+    service secrets does not apply here.
     Raises :class:`SettingsError` naming every bad variable of every service at once.
     """
     known = migrations()
@@ -96,6 +102,8 @@ async def migrate_services(
         raise SettingsError(problems)
     for settings, migrate in ready:
         await migrate(settings)
+        if isinstance(settings, KeySettings) and settings.rotates_db_logins:
+            await provision_logins(settings)
     return chosen
 
 

@@ -16,6 +16,7 @@ from clearway.shared.crypto.db_credentials import (
     open_rotating_login,
 )
 from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import login_source
 from clearway.shared.crypto.settings import open_envelope, open_signing_provider
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
@@ -69,14 +70,16 @@ async def open_login(settings: WebhooksSettings, ctx: Context) -> RotatingLogin 
     (docs/design.md §9)."""
     if not settings.rotates_db_logins:
         return None
+    source, rotates = login_source(settings)
     return await open_rotating_login(
-        settings.platform.database_url,
+        source,
         ctx.box.envelope,
         ctx.events,
         service=SERVICE,
         schema=SCHEMA,
         interval=timedelta(seconds=settings.db_login_rotation_s),
         lifetime=timedelta(seconds=settings.db_login_lifetime_s),
+        rotate=rotates,
     )
 
 
