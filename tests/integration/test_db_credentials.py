@@ -507,7 +507,9 @@ def test_a_service_that_does_not_migrate_needs_its_reader_password() -> None:
         RailSettings.from_env(
             {"CLEARWAY_MIGRATE_AT_START": "false", "CLEARWAY_RAIL_DB_LOGINS": "rotated"}
         )
-    assert "CLEARWAY_RAIL_DB_READER_PASSWORD is required" in str(e.value)
+    assert "required with CLEARWAY_RAIL_DB_LOGINS=rotated" in e.value.problems[
+        "CLEARWAY_RAIL_DB_READER_PASSWORD"
+    ]
     production = {
         "CLEARWAY_ENV": "production",
         "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",

@@ -137,3 +137,19 @@ def test_clearway_topics_knows_every_topic_with_its_dead_letters():
     for domain in ("transfer", "webhooks", "consent", "audit", "vault", "rail"):
         assert f"p.clearway.{domain}.events.v1" in topics
     assert all(t.startswith("p.") for t in topics) and topics == sorted(set(topics))
+
+
+def test_the_commands_refuse_what_they_cannot_do_before_connecting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from clearway.shared.provision import migrate_main, topics_main
+
+    assert migrate_main(["no-such-service"]) == 2
+    assert "no migrations for no-such-service" in capsys.readouterr().err
+    monkeypatch.setenv("CLEARWAY_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.delenv("CLEARWAY_ADMIN_KAFKA_PASSWORD", raising=False)
+    assert topics_main([]) == 2
+    assert "CLEARWAY_ADMIN_KAFKA_PASSWORD is required" in capsys.readouterr().err
+    monkeypatch.setenv("CLEARWAY_TOPIC_REPLICATION_FACTOR", "0")
+    assert topics_main([]) == 2
+    assert "CLEARWAY_TOPIC_REPLICATION_FACTOR" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from clearway.shared.crypto.envelope import BatchPolicy, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
@@ -122,7 +122,7 @@ class KeySettings(KeyStoreSettings):
     working for the lifetime minus the rotation interval."""
     db_login_refresh_s: float = Field(60.0, gt=0)
     """How often each replica checks for a due rotation and picks up the newest login."""
-    db_reader_password: SecretStr | None = None
+    db_reader_password: SecretStr | None = Field(default=None, validate_default=True)
     """Password of ``clearway_<svc>_reader``, the login that may read only the sealed
     rotated passwords: with ``DB_LOGINS=rotated`` and ``CLEARWAY_MIGRATE_AT_START=false``
     the service reads its logins with it and ``clearway-migrate`` (which sets it)
@@ -154,15 +154,19 @@ class KeySettings(KeyStoreSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _reader(self) -> KeySettings:
-        if self.reads_db_logins and self.db_reader_password is None:
+    @field_validator("db_reader_password")
+    @classmethod
+    def _reader(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        platform = info.data.get("platform")
+        reads = info.data.get("db_logins") == "rotated" and not (
+            platform is None or platform.migrate_at_start
+        )
+        if reads and value is None:
             raise ValueError(
-                f"{self.env_name('db_reader_password')} is required with"
-                f" {self.env_name('db_logins')}=rotated when the service does not migrate"
-                " at start (CLEARWAY_MIGRATE_AT_START=false): it reads its logins with it"
+                f"required with {cls.env_name('db_logins')}=rotated when the service does not"
+                " migrate at start (CLEARWAY_MIGRATE_AT_START=false): it reads its logins with it"
             )
-        return self
+        return value
 
     @property
     def rotates_db_logins(self) -> bool:
