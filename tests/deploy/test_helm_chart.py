@@ -26,6 +26,8 @@ ADMIN_SECRETS = {"clearway-postgres-admin", "clearway-kafka-admin"}
 #: the clearway-topics job's Kafka login (not a service setting; docs/deploy.md)
 TOOL_VARIABLES = {"CLEARWAY_ADMIN_KAFKA_USERNAME", "CLEARWAY_ADMIN_KAFKA_PASSWORD"}
 JOBS = {"migrate", "topics", "db-logins"}
+#: the first render may build helm from the Go module proxy (minutes when cold)
+pytestmark = pytest.mark.timeout(1800)
 #: as in `make chart-check` (a helm built from source assumes Kubernetes 1.20)
 KUBE_VERSION = "1.29.0"
 
@@ -231,3 +233,17 @@ def test_rotated_logins_are_rotated_by_a_scheduled_job():
     [cron] = [d for d in render(None) if d["kind"] == "CronJob"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert not [d for d in render(None, *STATIC) if d["kind"] == "CronJob"]
+
+
+def test_service_monitors_scrape_each_service_metrics_when_enabled():
+    assert not [d for d in render(None) if d["kind"] == "ServiceMonitor"]
+    docs = render(str(EVERYTHING))
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert len(monitors) == len(services) == 6
+    for m in monitors:
+        assert m["apiVersion"] == "monitoring.coreos.com/v1"
+        service = services[m["metadata"]["name"]]
+        assert m["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        [endpoint] = m["spec"]["endpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
