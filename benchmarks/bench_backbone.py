@@ -231,7 +231,7 @@ async def main(n: int, rate: int, seconds: float) -> dict[str, float]:
         db = await fresh_database(admin)
         topic = f"bench{uuid.uuid4().hex[:6]}.events.v1"
         raw_topic = topic + ".raw"
-        await ensure_topics(KafkaLink(kafka), [topic, raw_topic, raw_topic + ".lat"], partitions=3)
+        await ensure_topics(KafkaLink(kafka), [topic, raw_topic, raw_topic + ".lat"])
         p = Platform(db, kafka, topic)
         await p.start()
         try:

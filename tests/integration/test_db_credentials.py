@@ -46,10 +46,13 @@ from clearway.shared.db import (
     load_migrations,
     login_roles,
     migrate,
+    reader_role,
     service_dsn,
 )
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka_link import TopicLayout
+from clearway.shared.provision import create_platform_topics, migrate_services
 from clearway.shared.settings import SettingsError
 from clearway.shared.testing.fixtures import Stack, _localstack
 from clearway.shared.testing.helpers import eventually
@@ -429,3 +432,99 @@ async def test_every_service_serves_on_rotated_logins_after_a_rotation(
 async def _ready(http: httpx.AsyncClient) -> httpx.Response | None:
     r = await http.get("/readyz")
     return r if r.status_code == 200 else None
+
+
+@pytest.mark.parametrize("service", ["audit", "rail", "webhooks"])
+async def test_a_service_reads_its_rotated_logins_without_admin_after_clearway_migrate(
+    scram_pg: str, stack: Stack, topic_prefix: str, tmp_path: Path, service: str
+) -> None:
+    """ADR 0044: ``clearway-migrate`` sets the reader login and the first rotated logins;
+    the service then starts with neither the admin's user nor password, reads its
+    sealed logins as the reader, which can read nothing else, and rotates nothing."""
+    cls, build, values, roles = _apps()[service]
+    svc = cls.service
+    admin = await asyncpg.connect(scram_pg)
+    try:  # a fresh start: an earlier test may have left logins sealed with another keyring
+        await admin.execute(f"DROP SCHEMA IF EXISTS {svc} CASCADE")
+    finally:
+        await admin.close()
+    env = {
+        "CLEARWAY_DATABASE_URL": scram_pg,
+        "CLEARWAY_LOCAL_DIR": str(tmp_path),
+        f"CLEARWAY_{svc.upper()}_DB_LOGINS": "rotated",
+        f"CLEARWAY_{svc.upper()}_KEY_PROVIDER": "keyring",
+        f"CLEARWAY_{svc.upper()}_DB_READER_PASSWORD": "reader-secret",
+    }
+    await migrate_services([svc], env=env)
+    await migrate_services([svc], env=env)  # nothing due: nothing rotated again
+    admin = await admin_connection(scram_pg, svc)
+    try:
+        generations = await admin.fetch("SELECT login, generation FROM db_credentials")
+    finally:
+        await admin.close()
+    assert sorted((r["login"], r["generation"]) for r in generations) == sorted(
+        (login_roles(role)[0], 1) for role in roles
+    )
+
+    reader_dsn = service_dsn(scram_pg, svc, "reader-secret", login=reader_role(svc))
+    reader = await asyncpg.connect(reader_dsn, server_settings={"search_path": svc})
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM db_credentials") == len(roles)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await reader.close()
+
+    host = scram_pg.replace("postgres@", "")  # no admin user, no password
+    platform = stack.platform(
+        database_url=host,
+        topic_prefix=topic_prefix,
+        local_dir=tmp_path,
+        migrate_at_start=False,
+        create_topics_at_start=False,
+    )
+    await create_platform_topics(platform.kafka, topic_prefix, TopicLayout())
+    settings: KeySettings = cls(
+        platform=platform,
+        key_provider="keyring",
+        db_logins="rotated",
+        db_reader_password="reader-secret",
+        **values,
+    )
+    assert settings.reads_db_logins
+    app = build(settings)
+    async with app.router.lifespan_context(app):
+        users = {
+            await get(app.state).fetchval("SELECT current_user")
+            for getters in roles.values()
+            for get in getters
+        }
+        assert users == {login_roles(role)[0] for role in roles}
+
+
+def test_a_service_that_does_not_migrate_needs_its_reader_password() -> None:
+    with pytest.raises(SettingsError) as e:
+        RailSettings.from_env(
+            {"CLEARWAY_MIGRATE_AT_START": "false", "CLEARWAY_RAIL_DB_LOGINS": "rotated"}
+        )
+    assert "required with CLEARWAY_RAIL_DB_LOGINS=rotated" in e.value.problems[
+        "CLEARWAY_RAIL_DB_READER_PASSWORD"
+    ]
+    production = {
+        "CLEARWAY_ENV": "production",
+        "CLEARWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CLEARWAY_RAIL_KAFKA_PASSWORD": "k",
+        "CLEARWAY_RAIL_HSM_PIN": "1234",
+        "CLEARWAY_RAIL_CURSOR_KEY": base64.b64encode(b"c" * 32).decode(),
+        "CLEARWAY_RAIL_DB_LOGINS": "rotated",
+    }
+    # migrating at start (as the admin), the reader password is not asked for
+    assert RailSettings.from_env(production).rotates_db_logins
+    reading = RailSettings.from_env(
+        {
+            **production,
+            "CLEARWAY_MIGRATE_AT_START": "false",
+            "CLEARWAY_RAIL_DB_READER_PASSWORD": "r",
+        }
+    )
+    assert reading.reads_db_logins

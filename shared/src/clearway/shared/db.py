@@ -76,6 +76,12 @@ def login_roles(service: str) -> tuple[str, str]:
     return f"{role_name(service)}_a", f"{role_name(service)}_b"
 
 
+def reader_role(service: str) -> str:
+    """The login that reads ``service``'s sealed rotated passwords and nothing else
+    (docs/design.md §9, ADR 0044)."""
+    return f"{role_name(service)}_reader"
+
+
 def service_dsn(admin_dsn: str, service: str, password: str, *, login: str | None = None) -> str:
     """The DSN of ``service``'s own login role (or ``login``) on the database of ``admin_dsn``."""
     parts = urlsplit(admin_dsn)

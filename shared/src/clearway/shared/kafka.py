@@ -18,10 +18,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.security import BaseSecurity, SASLScram256, SASLScram512
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from clearway.shared.consumer import IdempotentConsumer
-from clearway.shared.kafka_link import KafkaLink
+from clearway.shared.kafka_link import KafkaLink, TopicLayout
+from clearway.shared.settings import ServiceSettings
 
 
 def make_broker(link: KafkaLink, **kwargs: Any) -> KafkaBroker:
@@ -45,9 +46,13 @@ def _security(link: KafkaLink) -> BaseSecurity | None:
     """FastStream's form of the link's login and TLS settings."""
     if not link.authenticated:
         return None
+    if not link.sasl:  # SSL: the client certificate in the context is the login
+        return BaseSecurity(ssl_context=link.ssl_context(), use_ssl=True)
     opts = link.client_options()
-    scram = SASLScram512 if link.sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
-    return scram(
+    sasl = {"SCRAM-SHA-512": SASLScram512, "PLAIN": SASLPlaintext}.get(
+        link.sasl_mechanism, SASLScram256
+    )
+    return sasl(
         opts["sasl_plain_username"],
         opts["sasl_plain_password"],
         ssl_context=link.ssl_context(),
@@ -122,20 +127,36 @@ def consumers_healthy(consumers: Sequence[IdempotentConsumer]) -> bool:
 
 
 async def ensure_topics(
-    link: KafkaLink, topics: Iterable[str], *, partitions: int = 3, replication: int = 1
-) -> None:
-    """Create topics that do not exist yet (idempotent)."""
+    link: KafkaLink, topics: Iterable[str], *, layout: TopicLayout | None = None
+) -> list[str]:
+    """Create topics that do not exist yet with ``layout`` (idempotent: existing topics
+    are left as they are); returns the topics this call created."""
+    layout = layout or TopicLayout()
     admin = AIOKafkaAdminClient(**link.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=replication)
-            for t in topics
+            NewTopic(
+                t,
+                num_partitions=layout.partitions,
+                replication_factor=layout.replication_factor,
+                topic_configs=layout.configs(),
+            )
+            for t in dict.fromkeys(topics)
             if t not in existing
         ]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
+        return [t.name for t in new]
     finally:
         await admin.close()
+
+
+async def ensure_service_topics(settings: ServiceSettings, topics: Iterable[str]) -> None:
+    """A service's topics at start, created as its own principal with the platform's
+    layout; nothing with ``CLEARWAY_CREATE_TOPICS_AT_START=false`` (``clearway-topics``
+    made them before, and the service's principal needs no right to create topics)."""
+    if settings.platform.create_topics_at_start:
+        await ensure_topics(settings.kafka, topics, layout=settings.platform.topic_layout)

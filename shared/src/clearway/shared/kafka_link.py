@@ -10,7 +10,14 @@ service's own principal (``CLEARWAY_<SVC>_KAFKA_USERNAME``/``_PASSWORD``).
 ``PLAINTEXT`` (no authentication, no encryption) is for a broker of one's own
 outside production; ``SASL_PLAINTEXT`` authenticates with SCRAM (RFC 7677: the
 password never crosses the wire) but does not encrypt; ``SASL_SSL`` does both,
-optionally presenting a client certificate when the cluster asks for one.
+optionally presenting a client certificate when the cluster asks for one (with
+SCRAM, or with ``PLAIN`` as managed clusters with API keys want it, RFC 4616, which
+is allowed over TLS only); ``SSL`` encrypts and authenticates with the client
+certificate alone (mutual TLS, RFC 8446 §4.4.2), the principal being its subject.
+
+:class:`TopicLayout` is how the platform's topics are laid out on the cluster
+(partitions, replication factor, ``min.insync.replicas``): one value, from settings,
+for ``ensure_topics`` and ``clearway-topics`` alike.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-SecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
+SecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
+SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 
 
 def principal(service: str) -> str:
@@ -52,13 +59,23 @@ class KafkaLink:
     ssl_keyfile: Path | None = None
     """Private key (PEM) of ``ssl_certfile``."""
 
+    def __post_init__(self) -> None:
+        if self.sasl_mechanism == "PLAIN" and self.security_protocol == "SASL_PLAINTEXT":
+            # PLAIN sends the password itself (RFC 4616 §2): never without TLS
+            raise ValueError("the PLAIN SASL mechanism needs SASL_SSL")
+
     @property
     def authenticated(self) -> bool:
         return self.security_protocol != "PLAINTEXT"
 
     @property
+    def sasl(self) -> bool:
+        """True when the client logs in with SASL (``SSL`` authenticates by certificate)."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
     def encrypted(self) -> bool:
-        return self.security_protocol == "SASL_SSL"
+        return self.security_protocol in ("SASL_SSL", "SSL")
 
     def as_user(self, login: KafkaLogin | None) -> KafkaLink:
         """The same link, connecting as ``login``."""
@@ -88,7 +105,7 @@ class KafkaLink:
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.security_protocol,
         }
-        if self.authenticated:
+        if self.sasl:
             login = self._require_login()
             opts |= {
                 "sasl_mechanism": self.sasl_mechanism,
@@ -98,3 +115,29 @@ class KafkaLink:
         if self.encrypted:
             opts["ssl_context"] = self.ssl_context()
         return opts
+
+
+@dataclass(frozen=True)
+class TopicLayout:
+    """How a topic of the platform is created: partitions (the most consumers of a
+    group that share its work), replication factor and ``min.insync.replicas`` (with
+    the producers' ``acks=all``, how many replicas hold a record before it counts as
+    written; ``None``: the broker's default)."""
+
+    partitions: int = 3
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or self.replication_factor < 1:
+            raise ValueError("a topic needs at least one partition and one replica")
+        if self.min_insync_replicas is not None and not (
+            1 <= self.min_insync_replicas <= self.replication_factor
+        ):
+            raise ValueError("min.insync.replicas must be between 1 and the replication factor")
+
+    def configs(self) -> dict[str, str]:
+        """The topic configuration entries of a CreateTopics request."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}

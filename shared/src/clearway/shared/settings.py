@@ -33,7 +33,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretBytes, SecretStr, ValidationError
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -50,6 +57,7 @@ from clearway.shared.kafka_link import (
     KafkaLogin,
     SaslMechanism,
     SecurityProtocol,
+    TopicLayout,
     principal,
 )
 from clearway.shared.residency import Region, Residency
@@ -250,18 +258,42 @@ class PlatformSettings(_Settings):
     env: Literal["development", "test", "production"] = "development"
     """Deployment kind; ``production`` refuses the built-in development secrets."""
     database_url: str = "postgresql://postgres@127.0.0.1:55432/clearway"
-    """Admin DSN of Postgres: migrations run with it, each service then connects as its own role."""
+    """Postgres DSN. With ``CLEARWAY_MIGRATE_AT_START`` (and for ``clearway-migrate``) the
+    admin's: migrations run with it. Each service connects as its own role on the same
+    host and database, so a service that does not migrate needs neither the admin's user
+    nor password here (``postgresql://db.example:5432/clearway?sslmode=verify-full``)."""
+    migrate_at_start: bool = True
+    """Apply the service's database migrations when it starts (as the admin of
+    ``CLEARWAY_DATABASE_URL``); ``false`` where ``clearway-migrate`` ran first (a
+    deployment's pre-install job), so the running service holds no admin credentials.
+    A service with ``DB_LOGINS=rotated`` still rotates its logins as the admin."""
+    create_topics_at_start: bool = True
+    """Create the service's missing topics when it starts, as its own principal;
+    ``false`` where ``clearway-topics`` created every topic first."""
+    topic_partitions: int = Field(default=3, ge=1)
+    """Partitions of every topic the platform creates (the most replicas of a service
+    that share a consumer group's work)."""
+    topic_replication_factor: int = Field(default=1, ge=1)
+    """Replicas of every topic the platform creates: 3 on a production cluster (1 only
+    for a single development broker)."""
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of the topics the platform creates (2 with 3 replicas: with
+    the producers' ``acks=all`` a record is written once two replicas hold it); unset:
+    the broker's default."""
     kafka_bootstrap: str = "127.0.0.1:59092"
     """Kafka bootstrap servers (``host:port``, comma-separated)."""
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
-    """``SASL_SSL`` (SCRAM login over TLS), ``SASL_PLAINTEXT`` (SCRAM login, no
+    """``SASL_SSL`` (SASL login over TLS), ``SSL`` (TLS, the client certificate
+    ``CLEARWAY_KAFKA_SSL_CERTFILE`` is the login), ``SASL_PLAINTEXT`` (SCRAM login, no
     encryption) or ``PLAINTEXT`` (no login: a broker of your own; refused in production).
-    Each service logs in as its own principal (``CLEARWAY_<SVC>_KAFKA_PASSWORD``)."""
+    Each service logs in as its own principal (``CLEARWAY_<SVC>_KAFKA_PASSWORD``, or its
+    own certificate with ``SSL``)."""
     kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-256"
-    """SASL mechanism of the services' Kafka logins."""
+    """SASL mechanism of the services' Kafka logins: ``SCRAM-SHA-256``, ``SCRAM-SHA-512``,
+    or ``PLAIN`` (a managed cluster's API key and secret; only with ``SASL_SSL``)."""
     kafka_ssl_cafile: Path | None = None
-    """CA bundle (PEM) the brokers' certificates are verified against with ``SASL_SSL``;
-    unset: the system's trust store."""
+    """CA bundle (PEM) the brokers' certificates are verified against with ``SASL_SSL``
+    or ``SSL``; unset: the system's trust store."""
     kafka_ssl_certfile: Path | None = None
     """Client certificate (PEM) for clusters that also require mutual TLS."""
     kafka_ssl_keyfile: Path | None = None
@@ -312,6 +344,24 @@ class PlatformSettings(_Settings):
         issuer = self.oauth_issuer.rstrip("/")
         return self.oauth_jwks_url or f"{issuer}/.well-known/jwks.json"
 
+    @property
+    def topic_layout(self) -> TopicLayout:
+        """Partitions, replication factor and ``min.insync.replicas`` of new topics."""
+        return TopicLayout(
+            self.topic_partitions, self.topic_replication_factor, self.topic_min_insync_replicas
+        )
+
+    @model_validator(mode="after")
+    def _layout(self) -> PlatformSettings:
+        if (m := self.topic_min_insync_replicas) is not None and m > self.topic_replication_factor:
+            raise ValueError(
+                "CLEARWAY_TOPIC_MIN_INSYNC_REPLICAS must not exceed"
+                " CLEARWAY_TOPIC_REPLICATION_FACTOR"
+            )
+        if self.kafka_sasl_mechanism == "PLAIN" and self.kafka_security_protocol != "SASL_SSL":
+            raise ValueError("CLEARWAY_KAFKA_SASL_MECHANISM=PLAIN needs SASL_SSL")
+        return self
+
     def with_database(self, url: str) -> PlatformSettings:
         return self.replace(database_url=url)
 
@@ -321,7 +371,7 @@ class PlatformSettings(_Settings):
             self.kafka_bootstrap,
             self.kafka_security_protocol,
             self.kafka_sasl_mechanism,
-            login if self.kafka_security_protocol != "PLAINTEXT" else None,
+            login if self.kafka_security_protocol.startswith("SASL_") else None,
             self.kafka_ssl_cafile,
             self.kafka_ssl_certfile,
             self.kafka_ssl_keyfile,
@@ -394,10 +444,18 @@ class ServiceSettings(_Settings):
                 yield name, var, field
 
     @classmethod
-    def from_env(cls: type[Svc], env: Mapping[str, str] | None = None, **values: Any) -> Svc:
+    def from_env(
+        cls: type[Svc],
+        env: Mapping[str, str] | None = None,
+        *,
+        production_checks: bool = True,
+        **values: Any,
+    ) -> Svc:
         """Read the platform's and this service's variables (``env`` defaults to
         ``os.environ``); ``values`` override them. Raises :class:`SettingsError`
-        naming every bad variable, also for a development secret in production."""
+        naming every bad variable, also for a development secret in production
+        (``production_checks=False``: a tool such as ``clearway-migrate`` that uses
+        none of the service's secrets)."""
         environ = os.environ if env is None else env
         problems: dict[str, str] = {}
         platform = values.pop("platform", None)
@@ -413,7 +471,7 @@ class ServiceSettings(_Settings):
             raise SettingsError(problems | e.problems) from None
         if problems:
             raise SettingsError(problems)
-        if platform.env == "production":
+        if platform.env == "production" and production_checks:
             settings.refuse_development_secrets()
         unset = settings.unset_secrets()
         for var in settings.development_secrets():
@@ -436,9 +494,9 @@ class ServiceSettings(_Settings):
         """The variables of secrets still at their built-in development default."""
         # Without a Kafka login to make (PLAINTEXT, outside production) there is no
         # Kafka password to miss.
-        no_login = (
-            self.platform.kafka_security_protocol == "PLAINTEXT"
-            and self.platform.env != "production"
+        protocol = self.platform.kafka_security_protocol
+        no_login = protocol == "SSL" or (
+            protocol == "PLAINTEXT" and self.platform.env != "production"
         )
         return [
             var
@@ -477,6 +535,13 @@ class ServiceSettings(_Settings):
         if self.uses_kafka and self.platform.kafka_security_protocol == "PLAINTEXT":
             var = PlatformSettings.env_name("kafka_security_protocol")
             problems[var] = "PLAINTEXT is refused in production (use SASL_SSL)"
+        if (
+            self.uses_kafka
+            and self.platform.kafka_security_protocol == "SSL"
+            and self.platform.kafka_ssl_certfile is None
+        ):
+            var = PlatformSettings.env_name("kafka_ssl_certfile")
+            problems[var] = "SSL logs in with the client certificate: set it (and the key)"
         return problems
 
     @property

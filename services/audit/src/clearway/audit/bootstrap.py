@@ -38,7 +38,8 @@ AUDIT_TOPIC = "clearway.audit.events.v1"
 
 
 async def prepare_database(settings: AuditSettings) -> None:
-    """Migrate as admin, set the partition unit, create this and the next partition."""
+    """Migrate as admin, set the partition unit, create this and the next partition (at
+    start, or ``clearway-migrate``)."""
     await migrate(
         settings.platform.database_url,
         schema=store.SCHEMA,
@@ -153,7 +154,8 @@ async def _keep_checkpoint_key_current(app: FastAPI, settings: AuditSettings) ->
 def build_app(settings: AuditSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await prepare_database(settings)
+        if settings.platform.migrate_at_start:
+            await prepare_database(settings)
         app.state.settings = settings
         app.state.keyring = settings.load_keyring()
         # the HSM must answer now: its KEK seals both roles' rotated passwords

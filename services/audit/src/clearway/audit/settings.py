@@ -22,6 +22,7 @@ class AuditSettings(KeySettings):
 
     service: ClassVar[str] = "audit"
     supports_rotated_db_logins: ClassVar[bool] = True
+    rotated_roles: ClassVar[tuple[str, ...]] = ("audit_signer",)  # store_roles.SIGNER_ROLE
     signing_keys: ClassVar[tuple[str, ...]] = (KEY_NAME,)
 
     port: int = 8004

@@ -27,7 +27,7 @@ from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
-    ensure_topics,
+    ensure_service_topics,
     make_broker,
     run_broker,
     subscribe_idempotent,
@@ -54,8 +54,8 @@ def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> Key
     )
 
 
-async def prepare(settings: ConsentSettings, envelope: Envelope) -> ServiceLogin:
-    """Migrate the schema and return the service role's login (rotated or static)."""
+async def migrate_database(settings: ConsentSettings) -> None:
+    """The service's migrations as the admin (at start, or ``clearway-migrate``)."""
     await migrate(
         settings.platform.database_url,
         schema=SCHEMA,
@@ -63,6 +63,13 @@ async def prepare(settings: ConsentSettings, envelope: Envelope) -> ServiceLogin
         migrations=load_migrations(MIGRATIONS),
         role_password=settings.db_role_password,
     )
+
+
+async def prepare(settings: ConsentSettings, envelope: Envelope) -> ServiceLogin:
+    """Migrate the schema (unless ``clearway-migrate`` does) and return the service
+    role's login (rotated or static)."""
+    if settings.platform.migrate_at_start:
+        await migrate_database(settings)
     events = EventWriter(SCHEMA, topic_prefix=settings.platform.topic_prefix)
     return await open_service_login(settings, envelope, events, schema=SCHEMA)
 
@@ -91,7 +98,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         login = await prepare(settings, keys.envelope)
         transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
-        await ensure_topics(settings.kafka, [settings.topic, transfers])
+        await ensure_service_topics(settings, [settings.topic, transfers])
         pool = await login.pool(schema=SCHEMA, max_size=10)
         svc = Service(settings, pool, keys)
         async with pool.acquire() as conn:

@@ -20,7 +20,7 @@ from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.event_writer import EventWriter, events_topic
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka import ensure_service_topics
 from clearway.shared.relay import OutboxRelay
 from clearway.shared.supervisor import Supervisor
 
@@ -30,18 +30,24 @@ AUDIENCE = "clearway-rail"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+async def migrate_database(settings: RailSettings) -> None:
+    """The rail's migrations as the admin (at start, or ``clearway-migrate``): with the
+    kit's tables, the outbox of its key and login rotations and their records."""
+    await migrate(
+        settings.platform.database_url,
+        schema=SERVICE,
+        service=SERVICE,
+        migrations=load_migrations(MIGRATIONS),
+        role_password=settings.db_role_password,
+    )
+
+
 def build_app(settings: RailSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         p = settings.platform
-        # the kit's tables: the outbox of its key and login rotations, their records
-        await migrate(
-            p.database_url,
-            schema=SERVICE,
-            service=SERVICE,
-            migrations=load_migrations(MIGRATIONS),
-            role_password=settings.db_role_password,
-        )
+        if p.migrate_at_start:
+            await migrate_database(settings)
         # the HSM must answer now: its KEK seals the rotated database passwords
         envelope = open_envelope(settings)
         events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
@@ -72,7 +78,7 @@ def build_app(settings: RailSettings) -> FastAPI:
                 if login.rotates:
                     tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
                 if settings.run_relay:  # the audited rotations reach the audit log
-                    await ensure_topics(settings.kafka, [p.topic(events_topic(SERVICE))])
+                    await ensure_service_topics(settings, [p.topic(events_topic(SERVICE))])
                     relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)
                     tasks.task("outbox-relay", relay.run, health=relay.healthy)
                 yield

@@ -25,7 +25,7 @@ from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
-    ensure_topics,
+    ensure_service_topics,
     make_broker,
     run_broker,
     subscribe_idempotent,
@@ -73,20 +73,26 @@ def _maintenance(
         )
 
 
+async def migrate_database(settings: TransferSettings) -> None:
+    """The service's migrations as the admin (at start, or ``clearway-migrate``)."""
+    await migrate(
+        settings.platform.database_url,
+        schema=SERVICE,
+        service=SERVICE,
+        migrations=load_migrations(MIGRATIONS),
+        role_password=settings.db_role_password,
+    )
+
+
 def build_app(settings: TransferSettings) -> FastAPI:
     p = settings.platform
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(
-            p.database_url,
-            schema=SERVICE,
-            service=SERVICE,
-            migrations=load_migrations(MIGRATIONS),
-            role_password=settings.db_role_password,
-        )
+        if p.migrate_at_start:
+            await migrate_database(settings)
         topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
-        await ensure_topics(settings.kafka, [*topics, p.topic(CONSENT_TOPIC)])
+        await ensure_service_topics(settings, [*topics, p.topic(CONSENT_TOPIC)])
         registry = default_registry()
         events = EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry)
         # the HSM must answer now: its KEK seals the rotated database passwords

@@ -17,7 +17,7 @@ from clearway.shared.crypto.tenant_keys import TenantKeys
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka import ensure_service_topics
 from clearway.shared.relay import OutboxRelay
 from clearway.shared.supervisor import Supervisor
 from clearway.vault import api, handlers
@@ -29,17 +29,23 @@ AUDIENCE = "clearway-vault"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+async def migrate_database(settings: VaultSettings) -> None:
+    """The service's migrations as the admin (at start, or ``clearway-migrate``)."""
+    await migrate(
+        settings.platform.database_url,
+        schema=SCHEMA,
+        service=SERVICE,
+        migrations=load_migrations(MIGRATIONS),
+        role_password=settings.db_role_password,
+    )
+
+
 def build_app(settings: VaultSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         p = settings.platform
-        await migrate(
-            p.database_url,
-            schema=SCHEMA,
-            service=SERVICE,
-            migrations=load_migrations(MIGRATIONS),
-            role_password=settings.db_role_password,
-        )
+        if p.migrate_at_start:
+            await migrate_database(settings)
         # the HSM must answer now: a vault without its keys refuses to start
         envelope = open_envelope(settings)
         events = EventWriter(SERVICE, topic_prefix=p.topic_prefix)
@@ -77,7 +83,7 @@ def build_app(settings: VaultSettings) -> FastAPI:
             # drops the keys of tenants shredded by another replica or the CLI
             tasks.every("tenant-keys", settings.tenant_key_refresh_s, tenant_keys.refresh)
             if settings.run_relay:
-                await ensure_topics(settings.kafka, [settings.topic(EVENTS_TOPIC)])
+                await ensure_service_topics(settings, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(login.relay_dsn, SCHEMA, settings.kafka)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
             yield

@@ -16,12 +16,18 @@ from clearway.shared.crypto.db_credentials import (
     open_rotating_login,
 )
 from clearway.shared.crypto.rotation import keep_kek_current
+from clearway.shared.crypto.service_login import login_source
 from clearway.shared.crypto.settings import open_envelope, open_signing_provider
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
-from clearway.shared.kafka import consumers_healthy, ensure_topics, make_broker, run_broker
+from clearway.shared.kafka import (
+    consumers_healthy,
+    ensure_service_topics,
+    make_broker,
+    run_broker,
+)
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.supervisor import Supervisor
 from clearway.webhooks import api, api_messages, consumers
@@ -38,11 +44,10 @@ SCHEMA = "webhooks"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def prepare_database(settings: WebhooksSettings) -> str:
-    """Migrate as admin; return the DSN of the service's own role (static password)."""
-    admin = settings.platform.database_url
+async def migrate_database(settings: WebhooksSettings) -> None:
+    """The service's migrations as the admin (at start, or ``clearway-migrate``)."""
     await migrate(
-        admin,
+        settings.platform.database_url,
         schema=SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
@@ -50,6 +55,13 @@ async def prepare_database(settings: WebhooksSettings) -> str:
         if settings.rotates_db_logins
         else settings.db_password.get_secret_value(),
     )
+
+
+async def prepare_database(settings: WebhooksSettings) -> str:
+    """Migrate (unless ``clearway-migrate`` does); return the DSN of the service's own
+    role (static password)."""
+    if settings.platform.migrate_at_start:
+        await migrate_database(settings)
     return settings.service_dsn
 
 
@@ -58,14 +70,16 @@ async def open_login(settings: WebhooksSettings, ctx: Context) -> RotatingLogin 
     (docs/design.md §9)."""
     if not settings.rotates_db_logins:
         return None
+    source, rotates = login_source(settings)
     return await open_rotating_login(
-        settings.platform.database_url,
+        source,
         ctx.box.envelope,
         ctx.events,
         service=SERVICE,
         schema=SCHEMA,
         interval=timedelta(seconds=settings.db_login_rotation_s),
         lifetime=timedelta(seconds=settings.db_login_lifetime_s),
+        rotate=rotates,
     )
 
 
@@ -168,7 +182,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
             )
             if settings.run_relay:
-                await ensure_topics(bootstrap, [settings.topic(EVENTS_TOPIC)])
+                await ensure_service_topics(settings, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(current, SCHEMA, bootstrap)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
             if settings.run_consumer:

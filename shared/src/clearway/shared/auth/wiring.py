@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from clearway.shared.auth.jwks import HttpJwksSource, Jwks, JwksFetcher
 from clearway.shared.auth.revocation import CONSENT_EVENTS_TOPIC, RevocationFeed, RevocationSet
 from clearway.shared.auth.verify import TokenVerifier
-from clearway.shared.kafka import ensure_topics
+from clearway.shared.kafka import ensure_service_topics
 from clearway.shared.settings import ServiceSettings
 from clearway.shared.supervisor import Supervisor
 
@@ -60,7 +60,7 @@ async def verify_tokens(
     if follow_revocations:
         platform = settings.platform
         topic = platform.topic(CONSENT_EVENTS_TOPIC)
-        await ensure_topics(settings.kafka, [topic])
+        await ensure_service_topics(settings, [topic])
         feed = RevocationFeed(settings.kafka, topic, revocations, poll_timeout_ms=poll_timeout_ms)
         tasks.task(FEED_TASK, feed.run, health=feed.healthy)
     app.state.token_verifier = verifier

@@ -16,6 +16,12 @@ sends Postgres a SCRAM-SHA-256 verifier (RFC 5802, RFC 7677), never the password
 Every replica unseals the newest login with the HSM and its pools open new
 connections with it (:meth:`RotatingLogin.connect`); connections already open stay.
 Each rotation emits an audited ``platform.db_credential_rotated`` event.
+
+Who rotates (ADR 0044): a service that migrates at start rotates its own logins as
+the admin. One that does not (a deployment's service pods hold no admin login)
+reads the sealed passwords as its *reader* login, ``clearway_<service>_reader``,
+which may select ``db_credentials`` and nothing else (ciphertext without the
+service's KEK), and ``clearway-migrate``, run as a job, rotates when due.
 """
 
 from __future__ import annotations
@@ -176,8 +182,13 @@ async def current_login(conn: asyncpg.Connection, envelope: Envelope, service: s
 class RotatingLogin:
     """The login a service's pools use for new connections; :meth:`update` swaps it."""
 
-    def __init__(self, admin_dsn: str, service: str, login: DbLogin) -> None:
+    def __init__(
+        self, admin_dsn: str, service: str, login: DbLogin, *, rotates: bool = True
+    ) -> None:
+        #: the DSN the logins are read (and, when ``rotates``, rotated) with: the
+        #: admin's, or the reader login's
         self.admin_dsn, self.service, self._login = admin_dsn, service, login
+        self.rotates = rotates
         self._pools: list[asyncpg.Pool] = []
 
     @property
@@ -230,15 +241,19 @@ async def open_rotating_login(
     schema: str,
     interval: timedelta,
     lifetime: timedelta,
+    rotate: bool = True,
 ) -> RotatingLogin:
     """At start (after :func:`~clearway.shared.db.migrate`): rotate if due, then the
-    newest login for the service's pools."""
+    newest login for the service's pools. ``rotate=False``: ``admin_dsn`` is the
+    reader login's, which only reads the newest login (a job rotates)."""
     conn = await admin_connection(admin_dsn, schema)
     try:
-        await rotate_if_due(
-            conn, envelope, events, service=service, interval=interval, lifetime=lifetime
-        )
-        return RotatingLogin(admin_dsn, service, await current_login(conn, envelope, service))
+        if rotate:
+            await rotate_if_due(
+                conn, envelope, events, service=service, interval=interval, lifetime=lifetime
+            )
+        current = await current_login(conn, envelope, service)
+        return RotatingLogin(admin_dsn, service, current, rotates=rotate)
     finally:
         await conn.close()
 
@@ -252,13 +267,20 @@ async def keep_login_current(
     interval: timedelta,
     lifetime: timedelta,
 ) -> None:
-    """The periodic job of a service's Supervisor: the scheduled rotation, and picking
-    up a login another replica or ``clearway-keys <svc> db-rotate`` rotated."""
+    """The periodic job of a service's Supervisor: the scheduled rotation (unless a job
+    rotates, ``login.rotates`` false), and picking up a login another replica,
+    ``clearway-migrate`` or ``clearway-keys <svc> db-rotate`` rotated."""
     conn = await admin_connection(login.admin_dsn, schema)
     try:
-        await rotate_if_due(
-            conn, envelope, events, service=login.service, interval=interval, lifetime=lifetime
-        )
+        if login.rotates:
+            await rotate_if_due(
+                conn,
+                envelope,
+                events,
+                service=login.service,
+                interval=interval,
+                lifetime=lifetime,
+            )
         await login.update(await current_login(conn, envelope, login.service))
     finally:
         await conn.close()

@@ -20,17 +20,21 @@ from datetime import timedelta
 
 import asyncpg
 
+from clearway.shared.crypto import store_credentials
 from clearway.shared.crypto.db_credentials import (
     RotatingLogin,
+    admin_connection,
     keep_login_current,
     open_rotating_login,
+    rotate_if_due,
+    scram_verifier,
 )
 from clearway.shared.crypto.envelope import Envelope
-from clearway.shared.crypto.settings import KeySettings
-from clearway.shared.db import create_pool, service_dsn
+from clearway.shared.crypto.settings import KeySettings, open_envelope
+from clearway.shared.db import create_pool, reader_role, service_dsn
 from clearway.shared.event_writer import EventWriter
 
-__all__ = ["ServiceLogin", "open_service_login"]
+__all__ = ["ServiceLogin", "login_source", "open_service_login", "provision_logins"]
 
 
 class ServiceLogin:
@@ -89,6 +93,18 @@ class ServiceLogin:
             await self._refresh()
 
 
+def login_source(settings: KeySettings) -> tuple[str, bool]:
+    """Where a service reads its rotated logins, and whether it rotates them itself:
+    as the admin of ``CLEARWAY_DATABASE_URL``, rotating when due, if it migrates at
+    start; otherwise as its reader login, ``clearway-migrate`` rotating (ADR 0044)."""
+    url = settings.platform.database_url
+    if not settings.reads_db_logins:
+        return url, True
+    assert settings.db_reader_password is not None  # the settings require it
+    password = settings.db_reader_password.get_secret_value()
+    return service_dsn(url, settings.service, password, login=reader_role(settings.service)), False
+
+
 async def open_service_login(
     settings: KeySettings,
     envelope: Envelope,
@@ -102,20 +118,21 @@ async def open_service_login(
     after its migrations. Rotated: rotates when due, then unseals the newest login;
     static: ``static_password`` (default ``DB_PASSWORD``)."""
     role = role or settings.service
-    admin = settings.platform.database_url
     if not settings.rotates_db_logins:
         password = static_password or settings.db_password.get_secret_value()
-        return ServiceLogin(service_dsn(admin, role, password))
+        return ServiceLogin(service_dsn(settings.platform.database_url, role, password))
     interval = timedelta(seconds=settings.db_login_rotation_s)
     lifetime = timedelta(seconds=settings.db_login_lifetime_s)
+    source, rotates = login_source(settings)
     rotating = await open_rotating_login(
-        admin,
+        source,
         envelope,
         events,
         service=role,
         schema=schema,
         interval=interval,
         lifetime=lifetime,
+        rotate=rotates,
     )
 
     async def refresh() -> None:
@@ -124,3 +141,32 @@ async def open_service_login(
         )
 
     return ServiceLogin("", rotating, refresh)  # never falls back to a static DSN
+
+
+async def provision_logins(settings: KeySettings) -> None:
+    """``clearway-migrate``'s part of rotated logins, as the admin after the service's
+    migrations: the reader login with ``DB_READER_PASSWORD`` (when set), then each of
+    :attr:`~KeySettings.db_roles` rotated when due (the first time: its first password),
+    sealed with the service's KEK, so the service finds a login when it starts."""
+    schema = settings.service
+    envelope = open_envelope(settings)
+    events = EventWriter(settings.service, topic_prefix=settings.platform.topic_prefix)
+    conn = await admin_connection(settings.platform.database_url, schema)
+    try:
+        if settings.db_reader_password is not None:
+            verifier = scram_verifier(settings.db_reader_password.get_secret_value())
+            await store_credentials.ensure_reader(
+                conn, schema, reader_role(settings.service), verifier
+            )
+        for role in settings.db_roles:
+            await rotate_if_due(
+                conn,
+                envelope,
+                events,
+                service=role,
+                interval=timedelta(seconds=settings.db_login_rotation_s),
+                lifetime=timedelta(seconds=settings.db_login_lifetime_s),
+            )
+    finally:
+        await conn.close()
+        envelope.provider.close()

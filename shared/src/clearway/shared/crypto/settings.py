@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from clearway.shared.crypto.envelope import BatchPolicy, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
@@ -122,12 +122,20 @@ class KeySettings(KeyStoreSettings):
     working for the lifetime minus the rotation interval."""
     db_login_refresh_s: float = Field(60.0, gt=0)
     """How often each replica checks for a due rotation and picks up the newest login."""
+    db_reader_password: SecretStr | None = Field(default=None, validate_default=True)
+    """Password of ``clearway_<svc>_reader``, the login that may read only the sealed
+    rotated passwords: with ``DB_LOGINS=rotated`` and ``CLEARWAY_MIGRATE_AT_START=false``
+    the service reads its logins with it and ``clearway-migrate`` (which sets it)
+    rotates them, so the service holds no admin login (ADR 0044)."""
     tenant_key_refresh_s: float = Field(30.0, gt=0)
     """How often each replica drops the tenant keys of tenants crypto-shredded elsewhere
     (ADR 0027)."""
 
     #: set by a service whose bootstrap uses rotated logins (``db_logins=rotated``)
     supports_rotated_db_logins: ClassVar[bool] = False
+    #: the roles whose logins rotate (``clearway_<role>``): the service's own, and any
+    #: other role it connects as
+    rotated_roles: ClassVar[tuple[str, ...]] = ()
 
     @field_validator("db_logins")
     @classmethod
@@ -146,9 +154,40 @@ class KeySettings(KeyStoreSettings):
             )
         return self
 
+    @field_validator("db_reader_password")
+    @classmethod
+    def _reader(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        platform = info.data.get("platform")
+        reads = info.data.get("db_logins") == "rotated" and not (
+            platform is None or platform.migrate_at_start
+        )
+        if reads and value is None:
+            raise ValueError(
+                f"required with {cls.env_name('db_logins')}=rotated when the service does not"
+                " migrate at start (CLEARWAY_MIGRATE_AT_START=false): it reads its logins with it"
+            )
+        return value
+
     @property
     def rotates_db_logins(self) -> bool:
         return self.db_logins == "rotated"
+
+    @property
+    def reads_db_logins(self) -> bool:
+        """True when the service only reads its rotated logins (as its reader login) and
+        ``clearway-migrate`` rotates them: it holds no admin login."""
+        return self.rotates_db_logins and not self.platform.migrate_at_start
+
+    @property
+    def db_roles(self) -> tuple[str, ...]:
+        """The roles whose logins rotate: the service's own first."""
+        return (self.service, *self.rotated_roles)
+
+    def development_secrets(self) -> list[str]:
+        found = super().development_secrets()
+        if not self.reads_db_logins:  # the reader login is not used
+            found = [v for v in found if v != self.env_name("db_reader_password")]
+        return found
 
     def static_db_password_refusal(self) -> str:
         if not self.supports_rotated_db_logins:

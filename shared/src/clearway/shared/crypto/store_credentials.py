@@ -53,3 +53,17 @@ async def save(
         valid_until,
         generation,
     )
+
+
+async def ensure_reader(conn: asyncpg.Connection, schema: str, reader: str, verifier: str) -> None:
+    """The reader login of ``schema``'s sealed passwords: may log in with ``verifier``
+    (a SCRAM verifier, as in :func:`set_password`) and select ``db_credentials``, nothing
+    else. Runs as the admin after the schema's migrations."""
+    if "'" in verifier:
+        raise ValueError("not a SCRAM verifier")
+    role = ident(reader)
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", reader)
+    verb = "ALTER" if exists else "CREATE"
+    await conn.execute(f"{verb} ROLE {role} LOGIN NOINHERIT PASSWORD '{verifier}'")
+    await conn.execute(f"GRANT USAGE ON SCHEMA {ident(schema)} TO {role}")
+    await conn.execute(f"GRANT SELECT ON {ident(schema)}.db_credentials TO {role}")
