@@ -2,6 +2,10 @@
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 RUN pip install --no-cache-dir uv
+# The audit's compiled verification loop (services/audit-native, ADR 0041) is built by
+# `uv sync`: a C compiler and OpenSSL's headers (libcrypto itself is in the base image).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY shared shared
