@@ -21,9 +21,12 @@ ENV PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
 # SoftHSM2: the development key store (production points CLEARWAY_<SVC>_HSM_MODULE at
-# its HSM's PKCS#11 module instead); python3 from Debian on a base without Python.
+# its HSM's PKCS#11 module instead); python3 from Debian on a base without Python; a C
+# compiler and OpenSSL's headers for the audit's compiled verification loop
+# (services/audit-native, ADR 0041), built by `uv sync`.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates softhsm2 \
+      gcc libc6-dev libssl-dev \
       $(command -v python3 >/dev/null || echo python3 python3-venv) \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/uv \
@@ -43,6 +46,7 @@ COPY pyproject.toml uv.lock ./
 COPY shared/pyproject.toml shared/
 COPY clients/webhook-verify/pyproject.toml clients/webhook-verify/
 COPY services/audit/pyproject.toml services/audit/
+COPY services/audit-native/pyproject.toml services/audit-native/setup.py services/audit-native/
 COPY services/consent/pyproject.toml services/consent/
 COPY services/sandbox-rail/pyproject.toml services/sandbox-rail/
 COPY services/transfer/pyproject.toml services/transfer/

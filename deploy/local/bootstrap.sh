@@ -12,6 +12,10 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # KEKs live in a PKCS#11 token; tests and `make run` use SoftHSM2 (docs/design.md §9).
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+# The audit's compiled verification loop (services/audit-native, ADR 0041) is built by
+# `uv sync`: a C compiler and OpenSSL's headers.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+[ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 if ((${#need[@]})); then
   echo "[bootstrap] installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -6,9 +6,13 @@ of two), except the first block of a run; so the compact range of a block is a
 list of perfect subtrees that the caller pushes straight onto its frontier.
 Blocks are independent, so a process pool reads and hashes several at once:
 each worker keeps its own connection and imports the run's exported snapshot,
-so every block sees the same log. Per-record work is one ``struct`` unpack and
-one SHA-256 (``hashlib`` keeps the GIL for buffers this small, hence processes,
-not threads).
+so every block sees the same log. The per-record work (row parse, leaf hash,
+comparison, node hashes) runs in one compiled call per block
+(:func:`clearway.audit_native.hash_block`, ADR 0041): ``hashlib``'s fixed cost per
+call was most of it. The pure-Python path below gives the same results (a test
+compares both), and is the one that names a failure: the compiled loop only says
+that the block deviates. Still processes, not threads: receiving the COPY in
+asyncpg is Python work that holds the GIL.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncpg
 
 from clearway.audit import store
 from clearway.audit.merkle import Frontier
+from clearway.audit_native import hash_block as native_hash_block
 
 # Binary COPY (PostgreSQL "COPY ... (FORMAT binary)"): 11-byte signature, int32 flags,
 # int32 header extension length; then per row an int16 field count and per field an
@@ -45,16 +50,37 @@ class BlockResult:
 
 
 def hash_block(
-    buf: bytes, start: int, stop: int, inner: Sequence[int] = (), want_leaves: bool = False
+    buf: bytes,
+    start: int,
+    stop: int,
+    inner: Sequence[int] = (),
+    want_leaves: bool = False,
+    *,
+    native: bool = True,
 ) -> BlockResult:
     """Check one block read by :func:`clearway.audit.store.copy_block`: positions dense,
-    each stored leaf hash reproduced from content; then its compact range."""
+    each stored leaf hash reproduced from content; then its compact range (and that of
+    ``[start, size)`` for each ``size`` in ``inner``). ``native=False`` takes the
+    pure-Python path all the way (same result, slower)."""
     out = BlockResult(start, stop)
     if buf[:11] != _SIGNATURE:
         out.failure = (start, "unreadable", "not PostgreSQL binary COPY data")
         return out
     o = 19 + int.from_bytes(buf[15:19], "big")
-    leaves = _in_order(buf, o, start, stop)
+    if native:
+        sizes = sorted(set(inner))
+        fast = native_hash_block(buf, o, start, stop, sizes)
+        if fast is not None:
+            concatenated, out.compact, ranges = fast
+            if want_leaves:
+                out.compact = []
+                out.leaves = [concatenated[i : i + 32] for i in range(0, len(concatenated), 32)]
+            else:
+                out.inner = dict(zip(sizes, ranges, strict=True))
+            return out
+        leaves = None  # the compiled loop found a deviation: examine and name it below
+    else:
+        leaves = _in_order(buf, o, start, stop)
     if leaves is None:
         leaves = _checked(buf, o, start, stop, out)
         if leaves is None:
@@ -63,7 +89,7 @@ def hash_block(
         out.leaves = leaves
         return out
     f, done = Frontier(), 0
-    for size in inner:
+    for size in sorted(set(inner)):
         f.extend(leaves[done : size - start])
         done = size - start
         out.inner[size] = f.hashes
@@ -94,7 +120,7 @@ def _in_order(buf: bytes, o: int, start: int, stop: int) -> list[bytes] | None:
             return None
         append(d)
         expect += 1
-    return leaves if expect == stop and o == end else None
+    return leaves if expect == stop and o == end and buf[end:] == b"\xff\xff" else None
 
 
 def _checked(buf: bytes, o: int, start: int, stop: int, out: BlockResult) -> list[bytes] | None:
