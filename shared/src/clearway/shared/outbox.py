@@ -7,6 +7,7 @@ publishes what was committed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -67,8 +68,18 @@ class Outbox:
                 "Outbox.add needs the caller's transaction (state + event atomically)"
             )
         prepared = [(t, self.prepare(e)) for t, e in items]
-        await conn.executemany(
-            "INSERT INTO outbox (event_id, topic, key, headers, payload) VALUES ($1,$2,$3,$4,$5)",
-            [(e.id, t, e.key, headers_to_json(e.headers()), e.body()) for t, e in prepared],
+        # One statement for the lot (not one per event): one round trip, and the
+        # statement-level NOTIFY fires once. Rows take their ids in the given order,
+        # which is the order the relay publishes them in.
+        await conn.execute(
+            "INSERT INTO outbox (event_id, topic, key, headers, payload)"
+            " SELECT u.event_id, u.topic, u.key, u.headers::jsonb, u.payload"
+            " FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bytea[])"
+            "  WITH ORDINALITY AS u(event_id, topic, key, headers, payload, n) ORDER BY u.n",
+            [e.id for _, e in prepared],
+            [t for t, _ in prepared],
+            [e.key for _, e in prepared],
+            [json.dumps(headers_to_json(e.headers())) for _, e in prepared],
+            [e.body() for _, e in prepared],
         )
         return [e for _, e in prepared]
