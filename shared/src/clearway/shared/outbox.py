@@ -42,14 +42,20 @@ class Outbox:
 
     def prepare(self, event: Event) -> Event:
         """Fill context (correlation, tenant, trace) and validate the payload."""
-        tp, ts = current_traceparent()
-        event = replace(
-            event,
-            correlation_id=event.correlation_id or current_correlation_id(),
-            tenant=event.tenant or tenant_var.get(),
-            traceparent=event.traceparent or tp,
-            tracestate=event.tracestate or ts,
-        )
+        tp, ts = (None, None) if event.traceparent else current_traceparent()
+        correlation_id = event.correlation_id or current_correlation_id()
+        tenant = event.tenant or tenant_var.get()
+        traceparent, tracestate = event.traceparent or tp, event.tracestate or ts
+        filled = (correlation_id, tenant, traceparent, tracestate)
+        # replace() is not cheap: only when context fills something in
+        if filled != (event.correlation_id, event.tenant, event.traceparent, event.tracestate):
+            event = replace(
+                event,
+                correlation_id=correlation_id,
+                tenant=tenant,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            )
         if self._validate is not None and event.dataschema:
             data = self._validate(event.type, major_of(event.dataschema), event.data)
             event = replace(event, data=data)

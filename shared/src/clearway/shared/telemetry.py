@@ -121,6 +121,8 @@ def tracer(name: str) -> trace.Tracer:
 
 def current_traceparent() -> tuple[str | None, str | None]:
     """The W3C ``traceparent``/``tracestate`` of the current span, if one is active."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None, None  # what the propagators would find: skip them (hot path)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get("traceparent"), carrier.get("tracestate")
