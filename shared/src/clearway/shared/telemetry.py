@@ -132,6 +132,8 @@ def context_from_traceparent(
     traceparent: str | None, tracestate: str | None = None
 ) -> otel_context.Context:
     """An OpenTelemetry context whose parent is the given W3C trace context."""
+    if not traceparent and not tracestate:
+        return otel_context.Context()  # what the propagators extract from nothing
     carrier = {}
     if traceparent:
         carrier["traceparent"] = traceparent
