@@ -37,7 +37,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from benchmarks.common import fresh_database, pct, stack, summary
+from benchmarks.common import cpu_seconds, fresh_database, pct, stack, summary
 from clearway.shared.testing.issuer import TestIssuer
 from clearway.transfer import store_accounts
 from clearway.transfer.domain import Account, Owner
@@ -166,12 +166,6 @@ def _request(token: str, key: str) -> bytes:
         f"Authorization: Bearer {token}\r\nIdempotency-Key: {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(port: int, token: str, keys: list[str], concurrency: int) -> tuple[float, list]:

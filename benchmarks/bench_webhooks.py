@@ -27,10 +27,11 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import uvloop
 
 from benchmarks.bench_webhooks_clients import fastest
-from benchmarks.bench_webhooks_receiver import compiled_receiver, receiver_capacity
-from benchmarks.common import fresh_database, stack, summary
+from benchmarks.bench_webhooks_receiver import compiled_receiver, receiver_capacity, receiver_pid
+from benchmarks.common import cpu_seconds, fresh_database, stack, summary
 from clearway.shared.auth import Principal
 from clearway.shared.events import new_event
 from clearway.shared.kafka import ensure_topics
@@ -72,7 +73,30 @@ async def wait_count(client, base, n, timeout=600) -> float:
     raise TimeoutError(f"receiver did not get {n} requests")
 
 
-async def _measure(ctl, base, producer, platform, n, paced_rate, paced_seconds, pool):  # type: ignore[no-untyped-def]
+class CpuShares:
+    """CPU seconds each part of the pipeline used between :meth:`start` and :meth:`stop`
+    (Linux /proc): a figure the other sessions on a shared machine disturb less than
+    wall-clock rates. The Kafka broker is shared with them and not counted."""
+
+    def __init__(self, parts: dict[str, list[int]]) -> None:
+        self.parts = parts
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {k: sum(cpu_seconds(p) for p in pids) for k, pids in self.parts.items()}
+
+    def start(self) -> None:
+        self.used = self._now()
+
+    def stop(self) -> None:
+        self.used = {k: v - self.used[k] for k, v in self._now().items()}
+
+    def per(self, n: int) -> str:
+        parts = ", ".join(f"{k} {v / n * 1e6:.0f}" for k, v in self.used.items())
+        return f"{sum(self.used.values()) / n * 1e6:.0f} µs/delivery ({parts})"
+
+
+async def _measure(ctl, base, producer, platform, n, paced_rate, paced_seconds, pool, cpu):  # type: ignore[no-untyped-def]
     """Deliveries/s over a backlog of ``n`` events, then latencies at ``paced_rate``."""
 
     async def send(e) -> None:  # type: ignore[no-untyped-def]
@@ -88,6 +112,13 @@ async def _measure(ctl, base, producer, platform, n, paced_rate, paced_seconds, 
             print(f"  {time.monotonic() - t:5.1f}s messages {r['c']:6d} delivered {r['d']:6d}")
 
     # throughput over a backlog: the clock runs from the first send to the last receipt
+    cpu.parts["postgres"] = [
+        r["pid"]
+        for r in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    ]
+    cpu.start()
     t = time.monotonic()
     shown = asyncio.create_task(progress(t))
     try:
@@ -99,6 +130,7 @@ async def _measure(ctl, base, producer, platform, n, paced_rate, paced_seconds, 
         ]
         await asyncio.gather(*futs)
         done = await wait_count(ctl, base, n)
+        cpu.stop()
     finally:
         shown.cancel()
     rate = n / (done - t)
@@ -122,7 +154,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def dispatcher_processes(platform: PlatformSettings, k: int, workers: int) -> Iterator[None]:
+def dispatcher_processes(platform: PlatformSettings, k: int, workers: int) -> Iterator[list[int]]:
     """``k`` webhook service processes that only dispatch (no consumer, no relay), as
     production scales delivery out: ``python -m clearway.webhooks`` (uvicorn, uvloop)."""
     env = {
@@ -157,7 +189,7 @@ def dispatcher_processes(platform: PlatformSettings, k: int, workers: int) -> It
                     break
             time.sleep(0.1)
     try:
-        yield
+        yield [p.pid for p in procs]
     finally:
         for p in procs:
             p.terminate()
@@ -208,7 +240,14 @@ async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, proc
                     producer = idempotent_producer(platform.kafka)
                     await producer.start()
                     try:
-                        with dispatcher_processes(platform, processes, workers):
+                        with dispatcher_processes(platform, processes, workers) as pids:
+                            cpu = CpuShares(
+                                {
+                                    "bench+fan-out": [os.getpid()],
+                                    "dispatchers": pids,
+                                    "receiver": [receiver_pid(base)],
+                                }
+                            )
                             rate, lat = await _measure(
                                 ctl,
                                 base,
@@ -218,6 +257,7 @@ async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, proc
                                 paced_rate,
                                 paced_seconds,
                                 app.state.pool,
+                                cpu,
                             )
                     finally:
                         await producer.stop()
@@ -225,6 +265,7 @@ async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, proc
     print(f"baseline: {bare:,.0f} posts/s, bare {best} loop, same payloads and receiver")
     print(f"ratio:    {rate / bare:.0%} of the fastest bare client")
     print(f"latency event→delivery at {paced_rate}/s: {summary(lat)}")
+    print(f"CPU over the backlog: {cpu.per(n)}")
 
 
 if __name__ == "__main__":
@@ -237,4 +278,6 @@ if __name__ == "__main__":
         "--processes", type=int, default=2, help="dispatcher processes (0: in the bench's own)"
     )
     a = ap.parse_args()
-    asyncio.run(main(a.events, a.paced_rate, a.paced_seconds, a.workers, a.processes))
+    # uvloop, as the service runs (uvicorn): the in-process fan-out consumer runs as in
+    # production and the bare loops get the fastest event loop there is here
+    uvloop.run(main(a.events, a.paced_rate, a.paced_seconds, a.workers, a.processes))

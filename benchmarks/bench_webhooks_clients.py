@@ -23,7 +23,10 @@ BODY = b'{"data":{"amount":1,"id":"b_1","note":null},"event_id":"evt_1","timesta
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_x", "webhook-timestamp": "1"}
 
 
-async def _run(n: int, concurrency: int, post: Callable[[], Awaitable[None]]) -> float:
+async def _run(
+    n: int, concurrency: int, post: Callable[[], Awaitable[None]]
+) -> tuple[float, float]:
+    """(posts/s, the client's CPU seconds per post)."""
     left = n
 
     async def loop() -> None:
@@ -32,12 +35,12 @@ async def _run(n: int, concurrency: int, post: Callable[[], Awaitable[None]]) ->
             left -= 1
             await post()
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), (time.process_time() - cpu) / n
 
 
-async def httpx_loop(url: str, n: int, concurrency: int) -> float:
+async def httpx_loop(url: str, n: int, concurrency: int) -> tuple[float, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
@@ -48,7 +51,7 @@ async def httpx_loop(url: str, n: int, concurrency: int) -> float:
         return await _run(n, concurrency, post)
 
 
-async def aiohttp_loop(url: str, n: int, concurrency: int) -> float:
+async def aiohttp_loop(url: str, n: int, concurrency: int) -> tuple[float, float]:
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     async with aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",)) as s:
 
@@ -68,8 +71,11 @@ async def fastest(url: str, n: int, concurrency: int) -> tuple[str, float]:
     best = ("", 0.0)
     for name, loop in CANDIDATES.items():
         await loop(url, min(n, 500), concurrency)
-        rate = await loop(url, n, concurrency)
-        print(f"  bare {name:8s} {rate:8,.0f} posts/s (concurrency {concurrency})")
+        rate, cpu = await loop(url, n, concurrency)
+        print(
+            f"  bare {name:8s} {rate:8,.0f} posts/s (concurrency {concurrency},"
+            f" client CPU {cpu * 1e6:.0f} µs/post)"
+        )
         if rate > best[1]:
             best = (name, rate)
     return best

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "benchmarks" / "webhooks_receiver"
 BIN = ROOT / ".local" / "bin"
 HEY = "github.com/rakyll/hey@v0.1.4"
+_PIDS: dict[str, int] = {}
 
 
 def _free_port() -> int:
@@ -46,6 +47,7 @@ def compiled_receiver() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen([str(_build()), f"127.0.0.1:{port}"])
     base = f"http://127.0.0.1:{port}"
+    _PIDS[base] = proc.pid
     try:
         for _ in range(200):
             with contextlib.suppress(OSError):
@@ -56,6 +58,11 @@ def compiled_receiver() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def receiver_pid(base: str) -> int:
+    """The process id of the receiver :func:`compiled_receiver` runs at ``base``."""
+    return _PIDS[base]
 
 
 def _hey() -> str:

@@ -122,7 +122,8 @@ class EventWriter:
         """
         if actor is not None:
             data = {**data, "actor": actor.as_data()}
-        event = new_event(
+        traceparent, tracestate = current_traceparent()
+        return new_event(
             type=event_type,
             source=self.source,
             aggregate_id=aggregate or subject,
@@ -133,11 +134,10 @@ class EventWriter:
             causation_id=causation_id or current_causation_id(),
             tenant=tenant or tenant_var.get(),
             time=time,
+            subject=subject,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
-        if subject != event.subject:
-            event = replace(event, subject=subject)
-        traceparent, tracestate = current_traceparent()
-        return replace(event, traceparent=traceparent, tracestate=tracestate)
 
     def check(self, event: Event) -> Event:
         """The event with its payload validated (defaults filled in).

@@ -161,19 +161,25 @@ def new_event(
     causation_id: str | None = None,
     tenant: str | None = None,
     time: datetime | None = None,
+    subject: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Event:
-    """Build an event whose id is derived from the aggregate's id and version."""
+    """Build an event whose id is derived from the aggregate's id and version
+    (``subject``, the Kafka key, defaults to the aggregate's id)."""
     return Event(
         id=event_id(aggregate_id, aggregate_version, type),
         type=type,
         source=source,
-        subject=aggregate_id,
+        subject=aggregate_id if subject is None else subject,
         data=data,
         time=time or _now(),
         dataschema=dataschema,
         correlation_id=correlation_id,
         causation_id=causation_id,
         tenant=tenant,
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
 
 

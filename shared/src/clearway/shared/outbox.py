@@ -7,6 +7,7 @@ publishes what was committed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -41,14 +42,20 @@ class Outbox:
 
     def prepare(self, event: Event) -> Event:
         """Fill context (correlation, tenant, trace) and validate the payload."""
-        tp, ts = current_traceparent()
-        event = replace(
-            event,
-            correlation_id=event.correlation_id or current_correlation_id(),
-            tenant=event.tenant or tenant_var.get(),
-            traceparent=event.traceparent or tp,
-            tracestate=event.tracestate or ts,
-        )
+        tp, ts = (None, None) if event.traceparent else current_traceparent()
+        correlation_id = event.correlation_id or current_correlation_id()
+        tenant = event.tenant or tenant_var.get()
+        traceparent, tracestate = event.traceparent or tp, event.tracestate or ts
+        filled = (correlation_id, tenant, traceparent, tracestate)
+        # replace() is not cheap: only when context fills something in
+        if filled != (event.correlation_id, event.tenant, event.traceparent, event.tracestate):
+            event = replace(
+                event,
+                correlation_id=correlation_id,
+                tenant=tenant,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            )
         if self._validate is not None and event.dataschema:
             data = self._validate(event.type, major_of(event.dataschema), event.data)
             event = replace(event, data=data)
@@ -67,8 +74,18 @@ class Outbox:
                 "Outbox.add needs the caller's transaction (state + event atomically)"
             )
         prepared = [(t, self.prepare(e)) for t, e in items]
-        await conn.executemany(
-            "INSERT INTO outbox (event_id, topic, key, headers, payload) VALUES ($1,$2,$3,$4,$5)",
-            [(e.id, t, e.key, headers_to_json(e.headers()), e.body()) for t, e in prepared],
+        # One statement for the lot (not one per event): one round trip, and the
+        # statement-level NOTIFY fires once. Rows take their ids in the given order,
+        # which is the order the relay publishes them in.
+        await conn.execute(
+            "INSERT INTO outbox (event_id, topic, key, headers, payload)"
+            " SELECT u.event_id, u.topic, u.key, u.headers::jsonb, u.payload"
+            " FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bytea[])"
+            "  WITH ORDINALITY AS u(event_id, topic, key, headers, payload, n) ORDER BY u.n",
+            [e.id for _, e in prepared],
+            [t for t, _ in prepared],
+            [e.key for _, e in prepared],
+            [json.dumps(headers_to_json(e.headers())) for _, e in prepared],
+            [e.body() for _, e in prepared],
         )
         return [e for _, e in prepared]

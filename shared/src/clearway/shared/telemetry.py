@@ -121,6 +121,8 @@ def tracer(name: str) -> trace.Tracer:
 
 def current_traceparent() -> tuple[str | None, str | None]:
     """The W3C ``traceparent``/``tracestate`` of the current span, if one is active."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None, None  # what the propagators would find: skip them (hot path)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get("traceparent"), carrier.get("tracestate")
@@ -130,6 +132,8 @@ def context_from_traceparent(
     traceparent: str | None, tracestate: str | None = None
 ) -> otel_context.Context:
     """An OpenTelemetry context whose parent is the given W3C trace context."""
+    if not traceparent and not tracestate:
+        return otel_context.Context()  # what the propagators extract from nothing
     carrier = {}
     if traceparent:
         carrier["traceparent"] = traceparent

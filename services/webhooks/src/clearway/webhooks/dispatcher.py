@@ -26,7 +26,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -59,6 +58,8 @@ _TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 #: Recording a group of attempts meets deadlocks with other workers now and then.
 RECORD_RETRY = Backoff(base=0.05, cap=1.0, jitter=0.5, max_attempts=5)
 SWEEP_EVERY_S = 1.0
+#: The counter's child per outcome, looked up once (``labels()`` takes a lock each call).
+_ATTEMPTS = {o: WEBHOOK_ATTEMPTS_TOTAL.labels(o.value) for o in Outcome}
 
 
 class Dispatcher:
@@ -114,40 +115,54 @@ class Dispatcher:
         """
         running: set[asyncio.Task[Result]] = set()
         finished: list[Result] = []
+        broken: list[BaseException] = []
         recording: asyncio.Task[None] | None = None
         size = self.settings.batch_size
+        # Attempts hand their results over as they finish (a done callback, O(1) per
+        # attempt) instead of the loop re-arming a wait on every task in flight.
+        progress = asyncio.Event()
+
+        def attempted(t: asyncio.Task[Result]) -> None:
+            running.discard(t)
+            if not t.cancelled():
+                if (e := t.exception()) is not None:
+                    broken.append(e)
+                else:
+                    finished.append(t.result())
+            progress.set()
+
         try:
             if self._unrecorded:
                 await self._record_or_keep([])
             while not self._stopping.is_set() or running or finished or recording:
+                progress.clear()  # before looking: whatever finishes from now on wakes us
+                if broken:
+                    raise broken[0]
                 if recording is not None and recording.done():
                     recording, done_recording = None, recording
                     done_recording.result()  # raises what recording raised (outcomes kept)
                 if finished and recording is None:
                     recording = asyncio.create_task(self._record_or_keep(finished))
+                    recording.add_done_callback(lambda _: progress.set())
                     finished = []
                 room = size - len(running)
                 if not self._stopping.is_set() and (room >= max(1, size // 2) or not running):
                     for c, keys in await self._claim(room):
-                        running.add(asyncio.create_task(self._attempt(c, keys)))
-                waiting: set[asyncio.Task[Any]] = set(running)
-                if recording is not None:
-                    waiting.add(recording)
-                if not waiting:
+                        task = asyncio.create_task(self._attempt(c, keys))
+                        task.add_done_callback(attempted)
+                        running.add(task)
+                if not running and recording is None:
                     if finished:
                         continue
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
                     continue
-                done, _ = await asyncio.wait(
-                    waiting, timeout=self.settings.poll_interval_s, return_when="FIRST_COMPLETED"
-                )
-                for t in done & running:
-                    running.discard(t)
-                    finished.append(t.result())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.poll_interval_s):
+                        await progress.wait()
         except asyncio.CancelledError:
-            for t in running:
+            for t in list(running):
                 t.cancel()
             raise
         except BaseException:
@@ -155,8 +170,7 @@ class Dispatcher:
                 with contextlib.suppress(Exception):
                     await recording
             if running:
-                done, _ = await asyncio.wait(running)
-                finished += [t.result() for t in done]
+                await asyncio.wait(set(running))  # their results land in ``finished``
             self._unrecorded += finished
             raise
 
@@ -265,7 +279,7 @@ class Dispatcher:
             outcome = Outcome.REFUSED if is_refusal(e) else Outcome.FAILURE
             error = describe(e, deadline)
         latency_ms = (time.perf_counter() - started) * 1000
-        WEBHOOK_ATTEMPTS_TOTAL.labels(outcome.value).inc()
+        _ATTEMPTS[outcome].inc()
         return self._judge(c, outcome, code, latency_ms, body, error, retry_after)
 
     def _headers(
