@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := .local/stack
 
-.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger
+.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger promtool rules-check
 
 setup: .venv/.synced
 
@@ -42,7 +42,9 @@ config-doc: setup
 schemas-check: setup
 	.venv/bin/clearway-schemas check
 
-test: setup lint typecheck schemas-check
+# Jaeger (the Chromium trace test) and promtool (alert rules) are built from the Go
+# module proxy once; later runs reuse .local/bin.
+test: setup lint typecheck schemas-check rules-check jaeger
 	.venv/bin/pytest -q -p no:cacheprovider
 
 test-unit: setup
@@ -57,10 +59,22 @@ bench: setup
 clean: down
 	rm -rf .local
 
-# Optional: Jaeger v2 built from the Go module proxy (query API, no web UI);
-# `make run` starts it when present and points every service's OTLP exporter at it.
+# Jaeger v2 built from the Go module proxy; it serves the Jaeger UI shipped in
+# deploy/local/jaeger/ui (deploy/local/tracing.py). `make run` builds it in the
+# background on first use, then starts it and points every service's OTLP exporter at it.
 jaeger: .local/bin/jaeger
 
 .local/bin/jaeger: deploy/local/jaeger/go.mod
 	mkdir -p .local/bin
 	cd deploy/local/jaeger && go build -o ../../../.local/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+
+# Prometheus' promtool (same module version as Jaeger's): checks deploy/prometheus/
+# and evaluates the alerts in tests (clearway.shared.testing.alerts).
+promtool: .local/bin/promtool
+
+.local/bin/promtool: deploy/prometheus/promtool/go.mod
+	mkdir -p .local/bin
+	cd deploy/prometheus/promtool && go build -o ../../../.local/bin/promtool github.com/prometheus/prometheus/cmd/promtool
+
+rules-check: promtool
+	.local/bin/promtool check rules deploy/prometheus/alerts.yaml

@@ -265,7 +265,7 @@ class Dispatcher:
             outcome = Outcome.REFUSED if is_refusal(e) else Outcome.FAILURE
             error = describe(e, deadline)
         latency_ms = (time.perf_counter() - started) * 1000
-        WEBHOOK_ATTEMPTS_TOTAL.labels(outcome.value).inc()
+        WEBHOOK_ATTEMPTS_TOTAL.labels(c.endpoint_id, outcome.value).inc()
         return self._judge(c, outcome, code, latency_ms, body, error, retry_after)
 
     def _headers(
