@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 STACK := .local/stack
 
 .PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger \
-	container-images compose-up compose-down compose-test helm chart-check
+	container-images compose-up compose-down compose-test helm chart-check promtool rules-check
 
 setup: .venv/.synced
 
@@ -44,7 +44,9 @@ config-doc: setup
 schemas-check: setup
 	.venv/bin/clearway-schemas check
 
-test: setup lint typecheck schemas-check
+# Jaeger (the Chromium trace test) and promtool (alert rules) are built from the Go
+# module proxy once; later runs reuse .local/bin.
+test: setup lint typecheck schemas-check rules-check jaeger
 	.venv/bin/pytest -q -p no:cacheprovider
 
 test-unit: setup
@@ -59,8 +61,9 @@ bench: setup
 clean: down
 	rm -rf .local
 
-# Optional: Jaeger v2 built from the Go module proxy (query API, no web UI);
-# `make run` starts it when present and points every service's OTLP exporter at it.
+# Jaeger v2 built from the Go module proxy; it serves the Jaeger UI shipped in
+# deploy/local/jaeger/ui (deploy/local/tracing.py). `make run` builds it in the
+# background on first use, then starts it and points every service's OTLP exporter at it.
 jaeger: .local/bin/jaeger
 
 .local/bin/jaeger: deploy/local/jaeger/go.mod
@@ -109,3 +112,14 @@ chart-check: setup $(HELM)
 	set -o pipefail; $(HELM) template cw helm/clearway --kube-version $(KUBE_VERSION) \
 		-f helm/clearway/ci/everything-values.yaml \
 		| .venv/bin/kubernetes-validate -k $(KUBE_VERSION) --strict --quiet --no-warn -
+
+# Prometheus' promtool (same module version as Jaeger's): checks deploy/prometheus/
+# and evaluates the alerts in tests (clearway.shared.testing.alerts).
+promtool: .local/bin/promtool
+
+.local/bin/promtool: deploy/prometheus/promtool/go.mod
+	mkdir -p .local/bin
+	cd deploy/prometheus/promtool && go build -o ../../../.local/bin/promtool github.com/prometheus/prometheus/cmd/promtool
+
+rules-check: promtool
+	.local/bin/promtool check rules deploy/prometheus/alerts.yaml

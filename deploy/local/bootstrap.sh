@@ -8,7 +8,7 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
-# Browser tests of the consent page drive Debian's Chromium through Playwright.
+# Browser tests (the consent page, the Jaeger UI) drive Debian's Chromium through Playwright.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # KEKs live in a PKCS#11 token; tests and `make run` use SoftHSM2 (docs/design.md §9).
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
@@ -23,6 +23,11 @@ if ((${#need[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# Jaeger (traces, its web UI test) and promtool (alert rules) are built with Go >= 1.21,
+# which fetches the toolchain pinned in their go.mod from the Go module proxy.
+command -v go >/dev/null 2>&1 ||
+  echo "[bootstrap] Go not found: make jaeger / make promtool (and so make test) need it (https://go.dev/dl)"
 
 if ! command -v uv >/dev/null 2>&1; then
   echo "[bootstrap] installing uv"

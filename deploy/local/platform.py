@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,11 @@ assert _spec is not None and _spec.loader is not None
 localstack = importlib.util.module_from_spec(_spec)
 sys.modules["localstack"] = localstack
 _spec.loader.exec_module(localstack)
+_spec = importlib.util.spec_from_file_location("tracing", HERE / "tracing.py")
+assert _spec is not None and _spec.loader is not None
+tracing = importlib.util.module_from_spec(_spec)
+sys.modules["tracing"] = tracing
+_spec.loader.exec_module(tracing)
 
 from clearway.shared.kafka_acl import SERVICES as KAFKA_SERVICES  # noqa: E402
 from clearway.shared.kafka_acl import acl_admin, create_acls, platform_acls, stack_users  # noqa: E402
@@ -139,23 +145,47 @@ def _healthy(port: int) -> bool:
         return False
 
 
-JAEGER = LOCAL / "bin" / "jaeger"
-OTLP_HTTP = "http://127.0.0.1:4318"
+JAEGER = tracing.JaegerPorts()
 
 
 def _start_jaeger() -> bool:
-    """Start the optional Jaeger (``make jaeger`` builds it); True when it runs."""
-    if not JAEGER.exists():
+    """Start Jaeger with its web UI; True when it runs. Built in the background on the
+    first run (``make jaeger``, from the Go module proxy): traces start with the next
+    ``make run`` after the build."""
+    if _running("jaeger-build") or not tracing.JAEGER_BIN.exists():
+        _build_jaeger()  # (a binary being linked is not one yet)
         return False
     if not _running("jaeger"):
         log = open(LOCAL / "logs" / "jaeger.log", "ab")
-        proc = subprocess.Popen(
-            [str(JAEGER), "--config", f"file:{HERE / 'jaeger' / 'config.yaml'}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        proc = tracing.start(LOCAL, JAEGER, log)
         _pidfile("jaeger").write_text(str(proc.pid))
-        print("[platform] jaeger up: query API http://127.0.0.1:16686/api/traces, OTLP :4318")
+        if not tracing.wait_ready(JAEGER, proc):
+            print("[platform] jaeger did not start; see .local/logs/jaeger.log", file=sys.stderr)
+            return False
+    print(f"[platform] jaeger up: UI {JAEGER.ui_url}/ , OTLP {JAEGER.otlp_endpoint}")
     return True
+
+
+def _build_jaeger() -> None:
+    log = LOCAL / "logs" / "jaeger-build.log"
+    if _running("jaeger-build"):
+        print(f"[platform] jaeger is still being built (log: {log}); tracing is off this time")
+        return
+    if shutil.which("go") is None:
+        print("[platform] tracing is off: Jaeger is built with Go (https://go.dev/dl), not found")
+        return
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "jaeger"],
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _pidfile("jaeger-build").write_text(str(proc.pid))
+    print(
+        f"[platform] building Jaeger in the background (make jaeger, log: {log}); "
+        "tracing is off this time: `make down && make run` once it is built"
+    )
 
 
 def up() -> int:
@@ -164,7 +194,7 @@ def up() -> int:
     asyncio.run(_grant(ep, users))
     (LOCAL / "run").mkdir(parents=True, exist_ok=True)
     (LOCAL / "logs").mkdir(parents=True, exist_ok=True)
-    tracing = _start_jaeger()
+    traced = _start_jaeger()
     started = []
     for name, pkg, port in SERVICES:
         if not _installed(pkg):
@@ -180,8 +210,8 @@ def up() -> int:
             | _service_client(pkg)
             | _region_env(name, ep)
         )
-        if tracing:
-            env["CLEARWAY_OTLP_ENDPOINT"] = OTLP_HTTP
+        if traced:
+            env["CLEARWAY_OTLP_ENDPOINT"] = JAEGER.otlp_endpoint
         # Local development only: partners' test receivers run on this machine.
         env.setdefault("CLEARWAY_WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
         proc = subprocess.Popen(
@@ -248,6 +278,10 @@ Clearway is up.
     for name, pkg, port in SERVICES:
         if _installed(pkg):
             print(f"  {name:<12} http://127.0.0.1:{port}/docs")
+    if _running("jaeger"):
+        print(f"  Jaeger UI    {JAEGER.ui_url}/   (traces of every service)")
+    elif _running("jaeger-build"):
+        print(f"  Jaeger       being built: {LOCAL / 'logs' / 'jaeger-build.log'}")
     clients = LOCAL / "dev-clients.json"
     if clients.exists():
         print(f"  Dev OAuth clients: {clients}")

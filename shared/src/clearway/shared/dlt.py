@@ -27,6 +27,8 @@ from clearway.shared.redaction import redact_text
 
 DLT_PREFIX = "dlt_"
 REDRIVEN_FROM = "dlt_redriven_from"
+#: The consumer group whose offsets on a DLT record how far ``clearway-dlt redrive`` got.
+REDRIVE_GROUP = "clearway-dlt-redrive"
 
 
 class KafkaRecord(Protocol):

@@ -21,13 +21,11 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from clearway.shared.dlt import REDRIVEN_FROM, DeadLetter
+from clearway.shared.dlt import REDRIVE_GROUP, REDRIVEN_FROM, DeadLetter
 from clearway.shared.events import header_map
 from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.settings import PlatformSettings, kafka_login_from_env
-
-REDRIVE_GROUP = "clearway-dlt-redrive"
 
 
 async def _read(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,8 +22,11 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from clearway.shared.consumer import IdempotentConsumer
+from clearway.shared.kafka_lag import DeadLetterDepth, record_subscribers
 from clearway.shared.kafka_link import KafkaLink, TopicLayout
 from clearway.shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_broker(link: KafkaLink, **kwargs: Any) -> KafkaBroker:
@@ -102,13 +106,24 @@ def subscribe_idempotent(
     )(subscriber)
 
 
-async def run_broker(broker: KafkaBroker, *, check_every_s: float = 1.0) -> None:
+async def run_broker(
+    broker: KafkaBroker,
+    *,
+    kafka: KafkaLink,
+    check_every_s: float = 1.0,
+    lag_every_s: float = 15.0,
+) -> None:
     """Run ``broker``'s subscribers until cancelled: the supervised form of a broker.
 
     Raises when a subscriber's consume loop died (FastStream restarts a loop that
     crashed, but one that ended stays dead), so the supervisor restarts the broker.
+    Every ``lag_every_s`` it records the subscribers' consumer lag and dead-letter
+    depth (:mod:`clearway.shared.kafka_lag`, as ``kafka``'s principal); a failed
+    measurement is logged and leaves the last values in place.
     """
     await broker.start()
+    depth = DeadLetterDepth(kafka)
+    measured = -lag_every_s
     try:
         while True:
             await asyncio.sleep(check_every_s)
@@ -116,7 +131,15 @@ async def run_broker(broker: KafkaBroker, *, check_every_s: float = 1.0) -> None
                 tasks = getattr(sub, "tasks", None)
                 if tasks and all(t.done() for t in tasks):
                     raise RuntimeError(f"a consume loop of {sub.specification.name} ended")
+            if time.monotonic() - measured >= lag_every_s:
+                measured = time.monotonic()
+                try:
+                    await record_subscribers(broker.subscribers, depth)
+                except Exception as error:  # a metric must never stop consumption
+                    log.warning("consumer lag not measured: %s", error)
     finally:
+        with contextlib.suppress(Exception):
+            await depth.close()
         with contextlib.suppress(Exception):
             await broker.stop()
 

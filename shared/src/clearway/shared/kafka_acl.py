@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1
 from aiokafka.protocol.api import Request
 
-from clearway.shared.dlt import dlt_topic
+from clearway.shared.dlt import REDRIVE_GROUP, dlt_topic
 from clearway.shared.kafka_link import KafkaLink, principal
 
 #: The services with Kafka principals; each has an events topic of its domain.
@@ -66,6 +66,7 @@ class Operation(IntEnum):
     READ = 3
     WRITE = 4
     CREATE = 5
+    DESCRIBE = 8
 
 
 class Permission(IntEnum):
@@ -121,6 +122,8 @@ def _grants(
     acls += [Acl(who, Resource.TOPIC, t, Operation.READ) for t in dict.fromkeys(readable)]
     groups = dict.fromkeys(g for _, g in consumed)
     acls += [Acl(who, Resource.GROUP, g, Operation.READ) for g in groups]
+    if groups:  # the dead-letter depth metric reads the redrive progress (kafka_lag)
+        acls.append(Acl(who, Resource.GROUP, REDRIVE_GROUP, Operation.DESCRIBE))
     return acls
 
 

@@ -77,6 +77,20 @@ CONSUMER_MESSAGES_TOTAL = _metric(
     "Consumed messages by outcome (applied, duplicate, dead_lettered, ...).",
     ("consumer", "outcome"),
 )
+CONSUMER_LAG_MESSAGES = _metric(
+    Gauge,
+    "clearway_consumer_lag_messages",
+    "Records of a topic not yet applied by a consumer group (end offset minus committed"
+    " offset, over the partitions this process holds).",
+    ("consumer", "topic"),
+)
+DLT_DEPTH_MESSAGES = _metric(
+    Gauge,
+    "clearway_dlt_depth_messages",
+    "Dead letters of a consumer group for a topic not yet redriven (end offset of"
+    " <topic>.<consumer>.dlt minus the clearway-dlt-redrive group's offset).",
+    ("consumer", "topic"),
+)
 DLT_MESSAGES_TOTAL = _metric(
     Counter,
     "clearway_dlt_messages_total",
@@ -86,9 +100,27 @@ DLT_MESSAGES_TOTAL = _metric(
 WEBHOOK_ATTEMPTS_TOTAL = _metric(
     Counter,
     "clearway_webhook_attempts_total",
-    "Outbound webhook delivery attempts by outcome.",
+    "Outbound webhook delivery attempts by endpoint and outcome.",
+    ("endpoint", "outcome"),
+)
+REVOCATION_FEED_LAG_SECONDS = _metric(
+    Gauge,
+    "clearway_revocation_feed_lag_seconds",
+    "Seconds since the revocation feed last had every record the broker held for its"
+    " topic applied (grows while the feed is down or behind).",
+    ("topic",),
+)
+AUDIT_VERIFICATIONS_TOTAL = _metric(
+    Counter,
+    "clearway_audit_verifications_total",
+    "Audit log verification runs by outcome (verified, failed: the log does not verify,"
+    " error: the run could not complete).",
     ("outcome",),
 )
+# Every outcome exists from the start at 0: an alert on increase() then sees the
+# first failure (a counter first scraped at 1 shows no increase to Prometheus).
+for _outcome in ("verified", "failed", "error"):
+    AUDIT_VERIFICATIONS_TOTAL.labels(_outcome)
 TASK_RESTARTS_TOTAL = _metric(
     Counter,
     "clearway_task_restarts_total",

@@ -196,7 +196,7 @@ def build_app(settings: AuditSettings) -> FastAPI:
                     consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
                     tasks.task(
                         "consumers",
-                        lambda: run_broker(broker),
+                        lambda: run_broker(broker, kafka=kafka),
                         health=lambda: consumers_healthy([consumer]),
                     )
                 # a failed checkpoint is retried (and counted) by the supervisor; a

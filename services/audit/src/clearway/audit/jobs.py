@@ -32,6 +32,7 @@ from clearway.audit import store, store_jobs
 from clearway.audit.blocks import BlockReader
 from clearway.audit.signing import Keyring, receipt_body
 from clearway.audit.verification import Report, verify_log
+from clearway.shared.metrics import AUDIT_VERIFICATIONS_TOTAL
 
 log = logging.getLogger(__name__)
 #: A running job writes its progress at least this often; silent for STALE_AFTER_S,
@@ -208,11 +209,13 @@ class VerificationRunner:
             finally:
                 await own.close()
             result, state, ok = report.as_json(), "done", report.ok
+            AUDIT_VERIFICATIONS_TOTAL.labels("verified" if ok else "failed").inc()
             verified = report.verified_size if report.ok else None
             receipt = self._receipt(report)
         except Exception:
             log.exception("audit verification %s failed to run", job_id)
             result, state = {"error": "the verification could not run"}, "error"
+            AUDIT_VERIFICATIONS_TOTAL.labels("error").inc()
             ok, verified = None, None
         async with self.pool.acquire() as conn:
             await store_jobs.finish(

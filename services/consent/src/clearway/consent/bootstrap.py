@@ -127,7 +127,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 subscribe_idempotent(broker, consumed, transfers, group_id=consumers.GROUP)
                 tasks.task(
                     "consumers",
-                    lambda: run_broker(broker),
+                    lambda: run_broker(broker, kafka=bootstrap),
                     health=lambda: consumers_healthy([consumed]),
                 )
                 relay = OutboxRelay(login.relay_dsn, SCHEMA, bootstrap, poll_interval=0.5)

@@ -212,7 +212,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
             tasks.task(
                 "consumers",
-                lambda: run_broker(broker),
+                lambda: run_broker(broker, kafka=settings.kafka),
                 health=lambda: consumers_healthy([intents, jobs, consents]),
             )
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)

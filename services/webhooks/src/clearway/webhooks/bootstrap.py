@@ -194,7 +194,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
                 tasks.task(
                     "consumers",
-                    lambda: run_broker(broker),
+                    lambda: run_broker(broker, kafka=bootstrap),
                     health=lambda: consumers_healthy([consumer]),
                 )
                 app.state.consumer = consumer

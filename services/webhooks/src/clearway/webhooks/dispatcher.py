@@ -58,8 +58,6 @@ _TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 #: Recording a group of attempts meets deadlocks with other workers now and then.
 RECORD_RETRY = Backoff(base=0.05, cap=1.0, jitter=0.5, max_attempts=5)
 SWEEP_EVERY_S = 1.0
-#: The counter's child per outcome, looked up once (``labels()`` takes a lock each call).
-_ATTEMPTS = {o: WEBHOOK_ATTEMPTS_TOTAL.labels(o.value) for o in Outcome}
 
 
 class Dispatcher:
@@ -279,7 +277,7 @@ class Dispatcher:
             outcome = Outcome.REFUSED if is_refusal(e) else Outcome.FAILURE
             error = describe(e, deadline)
         latency_ms = (time.perf_counter() - started) * 1000
-        _ATTEMPTS[outcome].inc()
+        WEBHOOK_ATTEMPTS_TOTAL.labels(c.endpoint_id, outcome.value).inc()
         return self._judge(c, outcome, code, latency_ms, body, error, retry_after)
 
     def _headers(

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from clearway.shared.auth.principal import Principal
 from clearway.shared.backoff import Backoff
 from clearway.shared.kafka_link import KafkaLink
+from clearway.shared.metrics import REVOCATION_FEED_LAG_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,18 @@ class RevocationFeed:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._end_offsets: dict[TopicPartition, int] = {}
+        # When the broker last said this feed had everything (epoch seconds): the
+        # ``clearway_revocation_feed_lag_seconds`` gauge is the time since.
+        self._current_at = time.time()
 
     def healthy(self) -> bool:
         """True once the records present at start are applied and reads succeed."""
         return self.ready.is_set() and self.last_error is None
+
+    def lag_s(self) -> float:
+        """Seconds since the broker last answered that every record of the topic was
+        applied; it grows while the feed is behind or cannot read."""
+        return max(time.time() - self._current_at, 0.0)
 
     async def start(self) -> None:
         """Connect (raising if the topic cannot be read) and apply in a background task."""
@@ -211,6 +220,7 @@ class RevocationFeed:
         silently, so every error is logged, :meth:`healthy` turns false, and the
         feed reconnects after a :data:`FEED_BACKOFF` delay.
         """
+        REVOCATION_FEED_LAG_SECONDS.labels(self.topic).set_function(self.lag_s)
         try:
             while True:
                 try:
@@ -232,6 +242,8 @@ class RevocationFeed:
                     self.last_error = f"{type(error).__name__}: {error}"[:500]
                     await asyncio.sleep(delay)
         finally:
+            with contextlib.suppress(KeyError):
+                REVOCATION_FEED_LAG_SECONDS.remove(self.topic)
             await self._close()
 
     async def _connect(self) -> None:
@@ -279,6 +291,7 @@ class RevocationFeed:
                     self._apply(record)
             if not self.ready.is_set():
                 await self._check_caught_up(consumer)
+            await self._note_current(consumer)
             if self.last_error is not None:
                 log.info("revocation feed on %s reads again", self.topic)
             self.last_error = None
@@ -297,6 +310,19 @@ class RevocationFeed:
                 record.offset,
                 error,
             )
+
+    async def _note_current(self, consumer: AIOKafkaConsumer) -> None:
+        """Move ``_current_at`` to the oldest of the partitions' last fetch answers
+        when each answer's high watermark is reached (aiokafka updates both on every
+        fetch response, empty ones too)."""
+        answered = []
+        for tp in consumer.assignment():
+            high, at_ms = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+            if high is None or at_ms is None or await consumer.position(tp) < high:
+                return
+            answered.append(at_ms / 1000)
+        if answered:
+            self._current_at = max(self._current_at, min(answered))
 
     async def _check_caught_up(self, consumer: AIOKafkaConsumer) -> None:
         for tp, end in self._end_offsets.items():
