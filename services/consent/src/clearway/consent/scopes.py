@@ -110,6 +110,27 @@ PLATFORM_SCOPES = frozenset(s.name for s in SCOPES if s.platform)
 TENANT_SCOPES = frozenset(s.name for s in SCOPES if not (s.platform or s.service))
 AUDIENCES = frozenset(s.audience for s in SCOPES)
 
+#: Sign-in roles of the platform's console (docs/design.md §7): what a signed-in user's
+#: own token may carry. A user of the operator tenant is an operator; any other user
+#: is a partner of their own tenant. The console's requested scopes are narrowed to
+#: the role's, so a partner never holds a platform scope.
+OPERATOR_SIGN_IN = frozenset({"audit:read", "platform:audit", "platform:clients"})
+PARTNER_SIGN_IN = frozenset(
+    {
+        "payments:read",
+        "consents:read",
+        "audit:read",
+        "webhooks:read",
+        "webhooks:replay",
+        "webhooks:endpoints:manage",
+    }
+)
+
+
+def sign_in_scopes(tenant: str) -> frozenset[str]:
+    """The scopes a user of ``tenant`` may hold when signed in to the console."""
+    return OPERATOR_SIGN_IN if tenant == PLATFORM_TENANT else PARTNER_SIGN_IN
+
 
 def audiences_for(scopes: frozenset[str] | set[str]) -> list[str]:
     """The services a token carrying ``scopes`` is meant for (its ``aud``)."""
