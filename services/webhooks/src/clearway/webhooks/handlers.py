@@ -226,7 +226,13 @@ async def rotate_tenant_secrets(
 
 
 async def resend_message(
-    ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, msg_id: str
+    ctx: Context,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    tenant: str,
+    msg_id: str,
+    *,
+    reason: str | None = None,
 ) -> asyncpg.Record:
     async with conn.transaction():
         row = await store.get_message(conn, tenant, msg_id, lock=True)
@@ -237,7 +243,9 @@ async def resend_message(
         await store.requeue(conn, [msg_id], "resend")
         again = await store.get_message(conn, tenant, msg_id)
         assert again is not None
-        await ctx.audit(conn, principal, tenant, "message.resent", msg_id, again["version"])
+        await ctx.audit(
+            conn, principal, tenant, "message.resent", msg_id, again["version"], reason
+        )
     return again
 
 
