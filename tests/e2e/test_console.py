@@ -217,8 +217,9 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             )
             assert "4242" not in text
             await check(page, "flow")
-            # the same flow by transfer id, by consent id and by webhook message id
-            for term in (transfer["id"], consent_id, failed[0]["id"]):
+            # the same flow by transfer id, consent id, webhook message id and trace id
+            trace_id = (await page.inner_text("#trace")).split()[0]
+            for term in (transfer["id"], consent_id, failed[0]["id"], trace_id):
                 await page.goto(f"{services.url('console')}/flows?q={term}")
                 assert correlation in await page.inner_text(".facts"), term
             await page.click("a.proof >> nth=0")

@@ -44,6 +44,8 @@ async def find_flow(
     consent: dict[str, Any] | None = None
     if kind == "correlation":
         cid = term
+    elif kind == "trace":
+        cid = next((r["correlation_id"] for r in await records(trace_id=term)), None)
     elif kind == "message" and not operator:
         message = await _get(up, "webhooks", f"/v1/messages/{term}", token)
         cid = message.get("correlation_id")
