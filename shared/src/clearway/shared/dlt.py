@@ -43,6 +43,12 @@ def dlt_topic(topic: str, group: str) -> str:
     return f"{topic}.{group}.dlt"
 
 
+def redrive_group(group: str) -> str:
+    """The consumer group whose offsets on ``group``'s dead-letter topics say what was
+    redriven into ``group``'s consumer (``dlt_admin``)."""
+    return f"{group}-dlt-redrive"
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A record read back from a dead-letter topic."""

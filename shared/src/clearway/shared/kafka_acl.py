@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1
 from aiokafka.protocol.api import Request
 
-from clearway.shared.dlt import dlt_topic
+from clearway.shared.dlt import dlt_topic, redrive_group
 from clearway.shared.kafka_link import KafkaLink, principal
 
 #: The services with Kafka principals; each has an events topic of its domain.
@@ -182,6 +182,9 @@ def platform_acls(
         *_every_event_topic(
             webhooks, prefix, f"{prefix}webhooks", [d for d in domains if d != "webhooks"]
         ),
+        # operators redrive its dead letters into its own consumer (dlt_admin): it reads
+        # them (the prefixed READ above) and keeps its progress in this group
+        Acl(webhooks, Resource.GROUP, redrive_group(f"{prefix}webhooks"), Operation.READ),
         *_grants(audit, prefix, writes=[_events(prefix, "audit")]),
         *_every_event_topic(audit, prefix, "audit", domains),
         *(Acl(principal(i), Resource.TOPIC, intents, Operation.WRITE) for i in initiators),

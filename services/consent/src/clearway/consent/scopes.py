@@ -95,6 +95,13 @@ SCOPES: tuple[Scope, ...] = (
         platform=True,
     ),
     Scope(
+        "platform:dead-letters",
+        "clearway-webhooks",
+        "See the webhooks consumer's dead letters (redacted) and redrive them, with a reason.",
+        admin=True,
+        platform=True,
+    ),
+    Scope(
         "platform:audit",
         "clearway-audit",
         "Read any tenant's audit records (breach drill verification).",
@@ -114,7 +121,9 @@ AUDIENCES = frozenset(s.audience for s in SCOPES)
 #: own token may carry. A user of the operator tenant is an operator; any other user
 #: is a partner of their own tenant. The console's requested scopes are narrowed to
 #: the role's, so a partner never holds a platform scope.
-OPERATOR_SIGN_IN = frozenset({"audit:read", "platform:audit", "platform:clients"})
+OPERATOR_SIGN_IN = frozenset(
+    {"audit:read", "platform:audit", "platform:clients", "platform:dead-letters"}
+)
 PARTNER_SIGN_IN = frozenset(
     {
         "payments:read",
