@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,11 @@ import pytest
 from clearway_webhook_verify import Verifier
 from playwright.async_api import Page, async_playwright
 
+from clearway.shared.dlt import DeadLetters, dlt_topic
+from clearway.shared.events import new_event
+from clearway.shared.kafka import ensure_topics
+from clearway.shared.relay import idempotent_producer
+from clearway.shared.schemas import default_registry
 from clearway.shared.testing.helpers import eventually
 from tests.e2e.test_platform_flow import Platform, Receiver
 
@@ -30,6 +36,18 @@ AXE = ROOT / "tests" / "e2e" / "axe" / "node_modules" / "axe-core" / "axe.min.js
 #: Screenshots of every page (CI keeps the work tree's .local/ after the run).
 ARTIFACTS = Path(os.environ.get("CLEARWAY_TEST_ARTIFACTS", ROOT / ".local" / "artifacts"))
 CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass
+class DeadRecord:
+    """A record as a consumer had it when it gave up on it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list
 
 
 class ConsolePlatform(Platform):
@@ -120,7 +138,7 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             since = datetime.now(UTC) - timedelta(seconds=5)
             r = await http.post(
                 f"{services.url('webhooks')}/v1/endpoints",
-                json={"url": hook_url, "event_types": ["transfer.*"]},
+                json={"url": hook_url, "event_types": ["transfer.*", "platform.test_event"]},
                 headers={"Authorization": f"Bearer {hooks}", **trace},
             )
             assert r.status_code == 201, r.text
@@ -309,6 +327,29 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             await check(other, "partner-refused")
             await bob.close()
 
+            # A dead letter of the webhooks consumer: one of alice's events it gave up on.
+            lost = new_event(
+                type="platform.test_event",
+                source="/tests",
+                aggregate_id="thing_lost",
+                aggregate_version=1,
+                data={"id": "thing_lost", "amount": 1, "note": None},
+                dataschema=default_registry().get("platform.test_event", 1).dataschema,
+                correlation_id=correlation,
+                tenant="tnt_demo_alpha",
+            )
+            origin = platform.topic("clearway.transfer.events.v1")
+            await ensure_topics(platform.kafka, [dlt_topic(origin, "webhooks")])
+            producer = idempotent_producer(platform.kafka)
+            await producer.start()
+            try:
+                failed_record = DeadRecord(origin, 0, 7, lost.key, lost.body(), lost.headers())
+                await DeadLetters(producer, "webhooks").send(
+                    failed_record, ConnectionError("database unreachable"), attempts=10
+                )
+            finally:
+                await producer.stop()
+
             # --- the operator (olga, tnt_platform) ---
             olga = await launch(pw, tmp_path / "olga")
             browsers.append(olga)
@@ -316,7 +357,20 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             await sign_in(op, services, "olga", "/operator")
             await op.wait_for_selector("#health")
             assert "webhooks" in await op.inner_text("#health")
+            waiting = op.locator(f"section.dlt[data-depth='1']:has-text('{lost.id}')")
+            assert await waiting.count() == 1
             await check(op, "operator")
+            await waiting.locator("input[name='reason']").fill("database outage is over")
+            await waiting.locator("button.redrive").click()
+            await op.wait_for_selector("#redriven")
+            assert "1" in await op.inner_text("#redriven")
+            assert await op.locator(f"section.dlt:has-text('{lost.id}')").count() == 0
+
+            async def redriven_and_delivered():
+                return [e for e in receiver.events if e["type"] == "platform.test_event"]
+
+            await eventually(redriven_and_delivered, timeout=30)
+            await check(op, "operator-redriven")
             await op.click("#verify")
             await op.wait_for_selector("#progress")
             await check(op, "verification")

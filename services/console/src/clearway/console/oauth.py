@@ -24,6 +24,7 @@ SCOPES = (
     "payments:read",
     "platform:audit",
     "platform:clients",
+    "platform:dead-letters",
     "webhooks:endpoints:manage",
     "webhooks:read",
     "webhooks:replay",

@@ -30,6 +30,10 @@ async def overview(request: Request, session: Session = Depends(operator)) -> Re
     except UpstreamError as e:
         problem = e.title if e.status != 404 else "No signed checkpoint yet."
     services = await health.scrape(up.http, up.bases)
+    try:
+        dead_letters = (await up.get("webhooks", "/v1/platform/dead-letters", token))["data"]
+    except UpstreamError as e:
+        dead_letters, problem = [], problem or e.title
     return page(
         request,
         "operator.html",
@@ -37,7 +41,33 @@ async def overview(request: Request, session: Session = Depends(operator)) -> Re
         checkpoint=checkpoint,
         problem=problem,
         services=services,
+        dead_letters=dead_letters,
+        redriven=request.query_params.get("redriven"),
     )
+
+
+@router.post("/dead-letters/redrive")
+async def redrive(
+    request: Request,
+    topic: str = Form(""),
+    reason: str = Form(""),
+    csrf: str = Form(""),
+    session: Session = Depends(operator),
+) -> Response:
+    """Redrive a dead-letter topic into its consumer; the webhooks service audits it with
+    the operator's reason."""
+    check_csrf(request, session, csrf)
+    why = reason.strip()
+    if not 3 <= len(why) <= 500:
+        return error_page(request, 422, "A reason is needed", "Say why (3 to 500 characters).")
+    path = f"/v1/platform/dead-letters/{quote(topic, safe='')}/redrive"
+    try:
+        done = await upstream_of(request).post(
+            "webhooks", path, session.token or "", {"reason": why}
+        )
+    except UpstreamError as e:
+        return error_page(request, e.status if e.status < 500 else 502, e.title, e.detail)
+    return RedirectResponse(f"/operator?redriven={int(done['redriven'])}", status_code=303)
 
 
 @router.post("/verifications")
