@@ -77,12 +77,21 @@ def test_a_timeline_merges_audit_records_and_webhook_attempts_in_time_order():
     assert isinstance(hops[0], Hop)
 
 
-def test_sessions_are_bounded_and_expire():
-    sessions = Sessions(max_sessions=2)
+def test_sessions_are_bounded_and_expire_and_pending_ones_never_evict_a_signed_in_user():
+    sessions = Sessions(max_sessions=8)  # two pending sign-ins at most
+    user = sessions.sign_in(
+        sessions.pending("s0", "v0", "/"),
+        subject="usr_b",
+        tenant="tnt_b",
+        scopes=frozenset(),
+        token="t0",
+        expires_at=time.time() + 60,
+    )
     first = sessions.pending("s1", "v1", "/")
-    sessions.pending("s2", "v2", "/")
-    sessions.pending("s3", "v3", "/")
-    assert sessions.get(first.id) is None  # the oldest went first
+    for i in range(100):  # a flood of anonymous sign-in starts
+        sessions.pending(f"x{i}", "v", "/")
+    assert sessions.get(first.id) is None  # the oldest pending went first
+    assert sessions.get(user.id) is user
     pending = sessions.pending("s4", "v4", "/webhooks")
     signed = sessions.sign_in(
         pending,
@@ -96,6 +105,7 @@ def test_sessions_are_bounded_and_expire():
     assert sessions.get(signed.id) is None  # already expired: dropped
     assert not signed.csrf_ok(None) and not signed.csrf_ok("x") and signed.csrf_ok(signed.csrf)
     assert "tok" not in repr(signed)
+    assert sessions.purge() == 0 and sessions.get(user.id) is user
 
 
 def test_delivery_health_is_read_from_prometheus_text():

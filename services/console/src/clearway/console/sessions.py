@@ -50,16 +50,21 @@ class Session:
 
 
 class Sessions:
-    """The live sessions of this process, oldest first."""
+    """The live sessions of this process, oldest first. Pending sign-ins (anyone can
+    start one) are bounded apart, so a flood of them never evicts a signed-in user."""
 
     def __init__(self, max_sessions: int) -> None:
         self._max = max_sessions
+        self._max_pending = max(1, max_sessions // 4)
         self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._pending: OrderedDict[str, Session] = OrderedDict()
 
     def _add(self, session: Session) -> Session:
-        self._by_id[session.id] = session
-        while len(self._by_id) > self._max:
-            self._by_id.popitem(last=False)
+        held = self._by_id if session.signed_in else self._pending
+        limit = self._max if session.signed_in else self._max_pending
+        held[session.id] = session
+        while len(held) > limit:
+            held.popitem(last=False)
         return session
 
     def pending(self, state: str, verifier: str, next_path: str) -> Session:
@@ -102,7 +107,7 @@ class Sessions:
         """The live session of this id; an expired one is dropped."""
         if not session_id:
             return None
-        session = self._by_id.get(session_id)
+        session = self._by_id.get(session_id) or self._pending.get(session_id)
         if session is None:
             return None
         if not session.live():
@@ -112,11 +117,15 @@ class Sessions:
 
     def drop(self, session_id: str) -> None:
         self._by_id.pop(session_id, None)
+        self._pending.pop(session_id, None)
 
     def purge(self) -> int:
         """Drop every expired session (a periodic job); returns how many."""
         now = time.time()
-        dead = [k for k, s in self._by_id.items() if not s.live(now)]
-        for k in dead:
-            del self._by_id[k]
-        return len(dead)
+        count = 0
+        for held in (self._by_id, self._pending):
+            dead = [k for k, s in held.items() if not s.live(now)]
+            for k in dead:
+                del held[k]
+            count += len(dead)
+        return count
