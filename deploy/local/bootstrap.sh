@@ -10,7 +10,8 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 # Browser tests of the consent page drive Debian's Chromium through Playwright.
 [ -x /usr/bin/chromium ] || need+=(chromium)
-# The console's accessibility test runs axe-core (npm, pinned by tests/e2e/axe's lockfile).
+# The console's accessibility test runs axe-core: `make setup` installs it with npm ci
+# (pinned by tests/e2e/axe's lockfile; no browser download: Debian's Chromium).
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # KEKs live in a PKCS#11 token; tests and `make run` use SoftHSM2 (docs/design.md §9).
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
@@ -28,9 +29,6 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 UV=$(command -v uv || echo "python3 -m uv")
 $UV sync -q --all-packages
-# axe-core for the console's accessibility check (no browser download: Debian's Chromium)
-[ -f tests/e2e/axe/node_modules/axe-core/axe.min.js ] \
-  || npm ci --prefix tests/e2e/axe --no-audit --no-fund --loglevel=error
 # Kafka jars from Maven Central (cached in ~/.m2 across runs).
 .venv/bin/python deploy/local/localstack.py libs
 echo "[bootstrap] ready"
