@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "e2e" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-#: Screenshots of every page (CI keeps the work tree's .local/ after the run).
+#: Screenshots of every page: the work tree's git-ignored .local/artifacts/ (or the
+#: directory CLEARWAY_TEST_ARTIFACTS names, e.g. one a CI job uploads).
 ARTIFACTS = Path(os.environ.get("CLEARWAY_TEST_ARTIFACTS", ROOT / ".local" / "artifacts"))
 CHROMIUM = "/usr/bin/chromium"
 
