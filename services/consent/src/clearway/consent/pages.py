@@ -129,7 +129,8 @@ async def _sign_in(
         params["code"] = code
     if par.get("state"):
         params["state"] = par["state"]
-    return RedirectResponse(par["redirect_uri"] + "?" + urlencode(params), status_code=303)
+    sep = "&" if "?" in par["redirect_uri"] else "?"
+    return RedirectResponse(par["redirect_uri"] + sep + urlencode(params), status_code=303)
 
 
 @router.post("/oauth/authorize")
