@@ -4,11 +4,17 @@
 SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := .local/stack
+AXE   := tests/e2e/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger \
 	container-images compose-up compose-down compose-test helm chart-check promtool rules-check
 
-setup: .venv/.synced
+setup: .venv/.synced $(AXE)
+
+# axe-core for the console's accessibility check, pinned by its lockfile
+$(AXE): tests/e2e/axe/package-lock.json
+	npm ci --prefix tests/e2e/axe --no-audit --no-fund --loglevel=error
+	@touch $@
 
 .venv/.synced: pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@bash deploy/local/bootstrap.sh

@@ -10,6 +10,9 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 # Browser tests (the consent page, the Jaeger UI) drive Debian's Chromium through Playwright.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The console's accessibility test runs axe-core: `make setup` installs it with npm ci
+# (pinned by tests/e2e/axe's lockfile; no browser download: Debian's Chromium).
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # KEKs live in a PKCS#11 token; tests and `make run` use SoftHSM2 (docs/design.md §9).
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 # The audit's compiled verification loop (services/audit-native, ADR 0041) is built by

@@ -54,6 +54,8 @@ SERVICES = [
     ("transfer", "transfer", 8001),
     ("webhooks", "webhooks", 8002),
     ("audit", "audit", 8004),
+    # last: it signs users in at consent and reads the others (its client: consent's seed)
+    ("console", "console", 8007),
 ]
 
 
@@ -277,7 +279,10 @@ Clearway is up.
   Logs      .local/logs/   (make status, make down)""")
     for name, pkg, port in SERVICES:
         if _installed(pkg):
-            print(f"  {name:<12} http://127.0.0.1:{port}/docs")
+            page = "/" if name == "console" else "/docs"
+            print(f"  {name:<12} http://127.0.0.1:{port}{page}")
+    if _installed("console"):
+        print("  Console sign-in: alice or bob (partners), olga (operator); password demo-password")
     if _running("jaeger"):
         print(f"  Jaeger UI    {JAEGER.ui_url}/   (traces of every service)")
     elif _running("jaeger-build"):

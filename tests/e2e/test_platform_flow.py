@@ -62,6 +62,12 @@ class Platform:
             "CLEARWAY_TRANSFER_MAINTENANCE_INTERVAL_S": "2",
         }
 
+    def service_env(self, svc: str) -> dict[str, str]:
+        """What one service needs beyond the shared environment (after the earlier ones)."""
+        if svc == "transfer":  # its rail tokens: the client consent seeded for it
+            return {"CLEARWAY_TRANSFER_CLIENT_SECRET": self.client_secret("clearway-transfer")}
+        return {}
+
     def url(self, svc: str) -> str:
         return f"http://127.0.0.1:{self.ports[svc]}"
 
@@ -69,8 +75,7 @@ class Platform:
         for svc in self.services:
             log = open(self.local / f"{svc}.log", "wb")
             env = self.env | {f"CLEARWAY_{svc.upper()}_PORT": str(self.ports[svc])}
-            if svc == "transfer":  # its rail tokens: the client consent seeded for it
-                env["CLEARWAY_TRANSFER_CLIENT_SECRET"] = self.client_secret("clearway-transfer")
+            env |= self.service_env(svc)
             self.procs[svc] = subprocess.Popen(
                 [sys.executable, "-m", f"clearway.{svc}"],
                 env=env,

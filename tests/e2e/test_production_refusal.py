@@ -103,3 +103,11 @@ def refused(pkg: str, extra: dict[str, str] | None = None) -> set[str]:
     assert "invalid configuration" in done.stderr
     assert "Traceback" not in done.stderr
     return {line.split(":")[0] for line in done.stderr.splitlines()}
+
+
+def test_the_console_started_in_production_without_its_secret_or_https_exits_naming_them():
+    """The console has no database and no broker (nothing of theirs to name), but it
+    needs its OAuth client secret and an https origin for its Secure cookie."""
+    named_lines = refused("console")
+    assert {"CLEARWAY_CONSOLE_CLIENT_SECRET", "CLEARWAY_CONSOLE_PUBLIC_URL"} <= named_lines
+    assert not {v for v in named_lines if v.endswith(("DB_PASSWORD", "KAFKA_PASSWORD"))}

@@ -196,6 +196,7 @@ def test_every_service_follows_the_naming_scheme_without_collisions():
         "audit",
         "rail",
         "vault",
+        "console",
         "drill",  # the breach drill's command-line settings
     }
     seen = {var for _, var, _ in PlatformSettings.env_fields()}

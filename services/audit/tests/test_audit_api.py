@@ -86,6 +86,48 @@ async def test_a_correlation_id_returns_the_whole_flow_in_time_order(audit_servi
     assert r.json()["next_cursor"] is None and r.json()["has_more"] is False
 
 
+async def test_a_trace_id_finds_the_records_of_its_trace_and_nothing_of_another_tenant(
+    audit_service,
+):
+    s = audit_service
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced = f"00-{trace}-00f067aa0ba902b7-01"
+    mine, theirs = flow("corr_t"), flow("corr_u", tenant="tn_2")
+    mine["transfer"] = [
+        event(
+            "transfer",
+            "created",
+            "tr_t",
+            1,
+            {},
+            time=at(1),
+            correlation_id="corr_t",
+            tenant="tn_1",
+            traceparent=traced,
+        )
+    ]
+    theirs["transfer"] = [
+        event(
+            "transfer",
+            "created",
+            "tr_u",
+            1,
+            {},
+            time=at(1),
+            correlation_id="corr_u",
+            tenant="tn_2",
+            traceparent=traced,
+        )
+    ]
+    await ingest_flows(s, mine, theirs)
+    async with s.client() as c:
+        r = await c.get("/v1/audit/records", params={"trace_id": trace})
+        bad = await c.get("/v1/audit/records", params={"trace_id": "not-a-trace"})
+    assert r.status_code == 200, r.text
+    assert [(i["resource"], i["trace_id"]) for i in r.json()["data"]] == [("tr_t", trace)]
+    assert bad.status_code == 422
+
+
 async def test_search_by_actor_resource_and_time_range_pages_with_a_cursor(audit_service):
     s = audit_service
     await ingest_flows(s, flow("corr_a"), flow("corr_b"))

@@ -241,7 +241,9 @@ async def test_a_disabled_endpoint_stores_events_as_skipped_and_a_resend_deliver
     msg = (await skipped())[0]
     assert receiver.requests == []
     await service.http.post(f"/v1/endpoints/{created['id']}/enable", headers=service.auth)
-    r = await service.http.post(f"/v1/messages/{msg['id']}/resend", headers=service.auth)
+    r = await service.http.post(
+        f"/v1/messages/{msg['id']}/resend", json={"reason": "endpoint back"}, headers=service.auth
+    )
     assert r.status_code == 202
     await eventually(lambda: len(receiver.requests) >= 1)
     assert receiver.requests[0].headers["webhook-id"] == msg["id"]

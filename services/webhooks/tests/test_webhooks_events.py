@@ -58,3 +58,40 @@ async def test_admin_actions_record_the_delegated_actor_with_ids_from_the_endpoi
         headers = header_map(headers_from_json(row["headers"]))
         assert headers["ce_source"] == "/clearway/webhooks"
         assert headers["ce_subject"] == ep
+
+
+async def test_a_resend_and_a_replay_carry_the_persons_reason_into_their_audit_events(
+    service_factory, settings, issuer
+):
+    """The console asks for a reason before re-delivering; the owning service puts it in
+    its ``webhooks.admin_action`` (docs/design.md §8), so the audit trail has it."""
+    quiet = settings.replace(run_relay=False, run_consumer=False, run_dispatcher=False)
+    service = await service_factory(quiet)
+    token = issuer.token(
+        sub="usr_alice", client_id="clearway-console", scopes=ALL_SCOPES, audience=AUDIENCE,
+        tenant=TENANT,
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"url": "http://127.0.0.1:9/hook", "event_types": ["platform.*"]}
+    ep = (await service.http.post("/v1/endpoints", json=body, headers=auth)).json()["id"]
+    replay = {
+        "endpoint_id": ep,
+        "since": "2026-01-01T00:00:00Z",
+        "until": "2026-01-02T00:00:00Z",
+        "reason": "partner outage 1 January",
+    }
+    r = await service.http.post("/v1/replays", json=replay, headers=auth)
+    assert r.status_code == 202, r.text
+    empty = await service.http.post(
+        "/v1/replays", json={**replay, "reason": ""}, headers=auth
+    )
+    assert empty.status_code == 422
+    missing = await service.http.post(
+        "/v1/messages/msg_unknown/resend", json={"reason": "x"}, headers=auth
+    )
+    assert missing.status_code == 404
+
+    rows = await service.pool.fetch("SELECT payload FROM outbox ORDER BY id")
+    actions = {p["action"]: p for p in (json.loads(bytes(r["payload"])) for r in rows)}
+    assert actions["replay.started"]["reason"] == "partner outage 1 January"
+    assert actions["replay.started"]["actor"]["subject"] == "usr_alice"

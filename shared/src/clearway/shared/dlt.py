@@ -27,7 +27,10 @@ from clearway.shared.redaction import redact_text
 
 DLT_PREFIX = "dlt_"
 REDRIVEN_FROM = "dlt_redriven_from"
-#: The consumer group whose offsets on a DLT record how far ``clearway-dlt redrive`` got.
+#: The consumer group whose offsets on a DLT record how far redrives got: the
+#: ``clearway-dlt redrive`` CLI and operators' ``DeadLetterAdmin`` alike, so a letter
+#: redriven either way leaves the depth metric (``kafka_lag``) and the other's list.
+#: Readers assign partitions by hand, so sharing it causes no rebalance.
 REDRIVE_GROUP = "clearway-dlt-redrive"
 
 

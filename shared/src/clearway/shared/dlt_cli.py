@@ -28,9 +28,12 @@ from clearway.shared.relay import idempotent_producer
 from clearway.shared.settings import PlatformSettings, kafka_login_from_env
 
 
-async def _read(
+async def read_pending(
     link: KafkaLink, topic: str, group: str | None
 ) -> tuple[list[DeadLetter], AIOKafkaConsumer]:
+    """The dead letters of ``topic`` past ``group``'s committed offsets (all of them
+    without a group), and the started consumer assigned to it: the caller commits
+    through it and stops it."""
     consumer = AIOKafkaConsumer(
         **link.client_options(),
         group_id=group,
@@ -63,7 +66,7 @@ async def _read(
 
 async def list_dead_letters(link: KafkaLink, topic: str) -> list[DeadLetter]:
     """Every record currently in ``topic`` (a DLT), oldest first per partition."""
-    letters, consumer = await _read(link, topic, None)
+    letters, consumer = await read_pending(link, topic, None)
     await consumer.stop()
     return letters
 
@@ -72,7 +75,7 @@ async def redrive(
     link: KafkaLink, topic: str, *, dry_run: bool = False, offsets: Sequence[int] = ()
 ) -> list[DeadLetter]:
     """Republish not-yet-redriven dead letters to their original topics; returns them."""
-    letters, consumer = await _read(link, topic, REDRIVE_GROUP)
+    letters, consumer = await read_pending(link, topic, REDRIVE_GROUP)
     chosen = [d for d in letters if not offsets or d.dlt_offset in offsets]
     try:
         if dry_run or not chosen:
@@ -107,7 +110,8 @@ async def redrive(
         await consumer.stop()
 
 
-def _describe(d: DeadLetter) -> dict[str, object]:
+def describe(d: DeadLetter) -> dict[str, object]:
+    """What a dead letter is and why it is there (its error was redacted when written)."""
     h = header_map(d.original_headers)
     return {
         "dlt_offset": f"{d.dlt_partition}:{d.dlt_offset}",
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     link = platform.replace(kafka_bootstrap=a.bootstrap).kafka_link(login)
     if a.cmd == "list":
         letters = asyncio.run(list_dead_letters(link, a.topic))
-        rows = [_describe(d) for d in letters]
+        rows = [describe(d) for d in letters]
         if a.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     done = asyncio.run(redrive(link, a.topic, dry_run=a.dry_run, offsets=a.offset))
     verb = "would redrive" if a.dry_run else "redrove"
     for d in done:
-        print(f"{verb} {_describe(d)['dlt_offset']} → {d.meta('original_topic')}")
+        print(f"{verb} {describe(d)['dlt_offset']} → {d.meta('original_topic')}")
     print(f"{verb} {len(done)} dead letter(s) from {a.topic}", file=sys.stderr)
     return 0
 

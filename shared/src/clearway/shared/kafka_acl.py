@@ -185,6 +185,10 @@ def platform_acls(
         *_every_event_topic(
             webhooks, prefix, f"{prefix}webhooks", [d for d in domains if d != "webhooks"]
         ),
+        # operators redrive its dead letters into its own consumer (dlt_admin): it reads
+        # them (the prefixed READ above) and commits its progress in the redrive group
+        # (by topic and partition, so it moves only its own dead letters' offsets)
+        Acl(webhooks, Resource.GROUP, REDRIVE_GROUP, Operation.READ),
         *_grants(audit, prefix, writes=[_events(prefix, "audit")]),
         *_every_event_topic(audit, prefix, "audit", domains),
         *(Acl(principal(i), Resource.TOPIC, intents, Operation.WRITE) for i in initiators),

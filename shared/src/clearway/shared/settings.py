@@ -427,6 +427,8 @@ class ServiceSettings(_Settings):
 
     #: False for a service that never connects to Kafka: it has no Kafka login.
     uses_kafka: ClassVar[bool] = True
+    #: False for a service without a database (the console): it has no ``DB_PASSWORD``.
+    uses_database: ClassVar[bool] = True
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -440,8 +442,11 @@ class ServiceSettings(_Settings):
     @classmethod
     def env_fields(cls) -> Iterator[tuple[str, str, FieldInfo]]:
         for name, var, field in super().env_fields():
-            if cls.uses_kafka or name not in _KAFKA_LOGIN:
-                yield name, var, field
+            if not cls.uses_kafka and name in _KAFKA_LOGIN:
+                continue
+            if not cls.uses_database and name == "db_password":
+                continue
+            yield name, var, field
 
     @classmethod
     def from_env(
@@ -530,7 +535,7 @@ class ServiceSettings(_Settings):
             var: f"required in production ({_UNSET[var in unset]})"
             for var in self.development_secrets()
         }
-        if not self.rotates_db_logins:
+        if self.uses_database and not self.rotates_db_logins:
             problems[self.env_name("db_password")] = self.static_db_password_refusal()
         if self.uses_kafka and self.platform.kafka_security_protocol == "PLAINTEXT":
             var = PlatformSettings.env_name("kafka_security_protocol")

@@ -85,6 +85,8 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+#: a W3C trace id (Trace Context §3.2.2.3: 32 lowercase hex digits)
+TraceId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")]
 #: log positions and tree sizes are Postgres bigints: a larger number is a 422, not a 500
 BIGINT_MAX = 2**63 - 1
 
@@ -111,13 +113,14 @@ async def search_records(
     actor: Text = None,
     resource: Text = None,
     action: Text = None,
+    trace_id: TraceId = None,
     since: Timestamp = None,
     until: Timestamp = None,
     page: PageRequest = Depends(page_request),
     conn: asyncpg.Connection = CONN,
 ) -> dict[str, Any]:
     """Records of the caller's tenant in time order; ``next_cursor`` pages on."""
-    filters = _filters(correlation_id, actor, resource, action, since, until)
+    filters = _filters(correlation_id, actor, resource, action, trace_id, since, until)
     return await _search(conn, principal.tenant, filters, page)
 
 
@@ -133,6 +136,7 @@ async def search_tenant_records(
     actor: Text = None,
     resource: Text = None,
     action: Text = None,
+    trace_id: TraceId = None,
     since: Timestamp = None,
     until: Timestamp = None,
     page: PageRequest = Depends(page_request),
@@ -140,7 +144,7 @@ async def search_tenant_records(
 ) -> dict[str, Any]:
     """Platform operators: any tenant's records, searched like the tenant's own view
     (the breach drill verifies its steps here, docs/design.md §9)."""
-    filters = _filters(correlation_id, actor, resource, action, since, until)
+    filters = _filters(correlation_id, actor, resource, action, trace_id, since, until)
     return await _search(conn, tenant, filters, page)
 
 
@@ -149,6 +153,7 @@ def _filters(
     actor: str | None,
     resource: str | None,
     action: str | None,
+    trace_id: str | None,
     since: datetime | None,
     until: datetime | None,
 ) -> dict[str, Any]:
@@ -160,6 +165,7 @@ def _filters(
         "actor": actor,
         "resource": resource,
         "action": action,
+        "trace_id": trace_id,
         "since": since,
         "until": until,
     }

@@ -285,7 +285,7 @@ async def search_records(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Records of ``tenant`` matching ``filters`` (correlation_id, actor, resource, action,
-    since, until) in ``(occurred_at, position)`` order, after a keyset position."""
+    trace_id, since, until) in ``(occurred_at, position)`` order, after a keyset position."""
     f = store.SearchFilter(
         tenant=tenant,
         **filters,  # type: ignore[arg-type]

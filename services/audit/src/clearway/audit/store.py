@@ -292,6 +292,7 @@ class SearchFilter:
     actor: str | None = None
     resource: str | None = None
     action: str | None = None
+    trace_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     after: tuple[datetime, int] | None = None  # cursor: (occurred_at, position)
@@ -311,6 +312,8 @@ async def search(conn: asyncpg.Connection, f: SearchFilter) -> list[asyncpg.Reco
         ("actor_subject", f.actor),
         ("resource", f.resource),
         ("(content::jsonb ->> 'action')", f.action),
+        # no column of its own (rare searches, within one tenant's records)
+        ("(content::jsonb ->> 'trace_id')", f.trace_id),
     ):
         if value is not None:
             add(f"{column} = ?", value)

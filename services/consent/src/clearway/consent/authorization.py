@@ -14,6 +14,7 @@ from typing import Any
 from clearway.consent import store
 from clearway.consent.domain import Consent, Status
 from clearway.consent.oauth_errors import OAuthError
+from clearway.consent.scopes import PLATFORM_TENANT
 from clearway.consent.service import Service
 
 #: RFC 9126 §2.2: the request_uri is a URN under this prefix.
@@ -56,6 +57,32 @@ async def push_request(
                 "scopes": scopes,
                 "consent_id": consent_id,
             },
+            datetime.now(UTC) + timedelta(seconds=svc.settings.par_ttl_s),
+        )
+    return {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": svc.settings.par_ttl_s}
+
+
+def may_sign_in(svc: Service, client: Any) -> bool:
+    """A first-party client of the operator tenant named in ``sign_in_clients``: it may
+    ask for a signed-in user's own token without a consent (docs/design.md §7)."""
+    return (
+        client["tenant"] == PLATFORM_TENANT
+        and client["client_id"] in svc.settings.sign_in_clients
+    )
+
+
+async def push_sign_in(
+    svc: Service, client: Any, scopes: list[str], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Store a pushed sign-in request (no consent): the consent page answers it with a
+    code once the user is signed in. Returns the RFC 9126 §2.2 response."""
+    handle = secrets.token_urlsafe(32)
+    async with svc.pool.acquire() as conn:
+        await store.insert_pushed_request(
+            conn,
+            _hash(handle),
+            client["client_id"],
+            {**params, "client_id": client["client_id"], "scopes": scopes, "consent_id": None},
             datetime.now(UTC) + timedelta(seconds=svc.settings.par_ttl_s),
         )
     return {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": svc.settings.par_ttl_s}

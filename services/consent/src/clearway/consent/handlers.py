@@ -14,6 +14,7 @@ import asyncpg
 
 from clearway.consent import events, store, store_personal
 from clearway.consent.domain import Consent, ConsentError, Status
+from clearway.consent.scopes import sign_in_scopes
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 from clearway.shared.event_writer import EventWriter
@@ -218,6 +219,27 @@ async def decide(
             subject,
             consent.id,
             now + timedelta(seconds=min(svc.settings.code_ttl_s, 60)),
+        )
+    return code
+
+
+async def sign_in(svc: Service, par: dict[str, Any], subject: str, tenant: str) -> str | None:
+    """A code for a pushed sign-in request (no consent) of a signed-in user: its scopes
+    are the requested ones the user's role allows (docs/design.md §7); None when none is
+    left (the user has no role the client asked for)."""
+    scopes = sorted(set(par["scopes"]) & sign_in_scopes(tenant))
+    if not scopes:
+        return None
+    code = secrets.token_urlsafe(32)
+    async with svc.pool.acquire() as conn:
+        await store.insert_authorization_code(
+            conn,
+            hashlib.sha256(code.encode()).hexdigest(),
+            {**par, "scopes": scopes},
+            tenant,
+            subject,
+            None,
+            datetime.now(UTC) + timedelta(seconds=min(svc.settings.code_ttl_s, 60)),
         )
     return code
 

@@ -148,6 +148,16 @@ async def par(request: Request) -> Response:
     if "request_uri" in form or "request" in form:
         raise OAuthError("invalid_request", "request_uri and request are not accepted here")
     consent_id = form.get("consent_id")
+    params = {
+        "redirect_uri": redirect_uri,
+        "state": form.get("state"),
+        "code_challenge": form["code_challenge"],
+        "resource": form.get("resource", []),
+    }
+    if not consent_id and authorization.may_sign_in(svc, client):
+        scopes = tokens.grant_scopes(client, form.get("scope"))
+        body = await authorization.push_sign_in(svc, client, scopes, params)
+        return JSONResponse(body, status_code=201, headers=_NO_STORE)
     if not consent_id:
         raise OAuthError(
             "invalid_request", "consent_id is required (create it with POST /v1/consents)"
@@ -158,12 +168,7 @@ async def par(request: Request) -> Response:
         consent_id,
         tokens.grant_scopes(client, form.get("scope")),
         scope_requested=form.get("scope") is not None,
-        params={
-            "redirect_uri": redirect_uri,
-            "state": form.get("state"),
-            "code_challenge": form["code_challenge"],
-            "resource": form.get("resource", []),
-        },
+        params=params,
     )
     return JSONResponse(body, status_code=201, headers=_NO_STORE)
 

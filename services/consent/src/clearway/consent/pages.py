@@ -91,6 +91,8 @@ async def authorize(request: Request, client_id: str = "", request_uri: str = ""
         nxt = "/oauth/authorize?" + urlencode({"client_id": client_id, "request_uri": request_uri})
         return _page(request, "login.html", title="Sign in", next=nxt, error=None)
     subject, tenant = session
+    if par["consent_id"] is None:  # a first-party sign-in: no consent to show
+        return await _sign_in(request, svc, client_id, request_uri, subject, tenant)
     shown = await authorization.consent_to_show(svc, par, client_id, subject, tenant)
     if shown is None:
         return _error(request, "This consent is not yours to give.", 403)
@@ -107,6 +109,28 @@ async def authorize(request: Request, client_id: str = "", request_uri: str = ""
         client_id=client_id,
         csrf=_csrf(request, subject, request_uri),
     )
+
+
+async def _sign_in(
+    request: Request, svc: Service, client_id: str, request_uri: str, subject: str, tenant: str
+) -> Response:
+    """Answer a pushed sign-in request of a signed-in user with a code (RFC 6749 §4.1.2):
+    the console is the platform's own, so there is nothing to approve; the request is used
+    up here, so the code is issued once."""
+    par = await authorization.pushed_request(svc, client_id, request_uri, take=True)
+    if par is None:
+        return _error(request, "This authorization request is unknown or has expired.")
+    code = await handlers.sign_in(svc, par, subject, tenant)
+    params: dict[str, str] = {"iss": svc.settings.issuer}
+    if code is None:
+        params["error"] = "access_denied"
+        params["error_description"] = "the user has no role this application asked for"
+    else:
+        params["code"] = code
+    if par.get("state"):
+        params["state"] = par["state"]
+    sep = "&" if "?" in par["redirect_uri"] else "?"
+    return RedirectResponse(par["redirect_uri"] + sep + urlencode(params), status_code=303)
 
 
 @router.post("/oauth/authorize")

@@ -95,6 +95,13 @@ SCOPES: tuple[Scope, ...] = (
         platform=True,
     ),
     Scope(
+        "platform:dead-letters",
+        "clearway-webhooks",
+        "See the webhooks consumer's dead letters (redacted) and redrive them, with a reason.",
+        admin=True,
+        platform=True,
+    ),
+    Scope(
         "platform:audit",
         "clearway-audit",
         "Read any tenant's audit records (breach drill verification).",
@@ -109,6 +116,29 @@ PLATFORM_SCOPES = frozenset(s.name for s in SCOPES if s.platform)
 #: what a tenant's own clients may hold (and a sandbox client be registered with)
 TENANT_SCOPES = frozenset(s.name for s in SCOPES if not (s.platform or s.service))
 AUDIENCES = frozenset(s.audience for s in SCOPES)
+
+#: Sign-in roles of the platform's console (docs/design.md §7): what a signed-in user's
+#: own token may carry. A user of the operator tenant is an operator; any other user
+#: is a partner of their own tenant. The console's requested scopes are narrowed to
+#: the role's, so a partner never holds a platform scope.
+OPERATOR_SIGN_IN = frozenset(
+    {"audit:read", "platform:audit", "platform:clients", "platform:dead-letters"}
+)
+PARTNER_SIGN_IN = frozenset(
+    {
+        "payments:read",
+        "consents:read",
+        "audit:read",
+        "webhooks:read",
+        "webhooks:replay",
+        "webhooks:endpoints:manage",
+    }
+)
+
+
+def sign_in_scopes(tenant: str) -> frozenset[str]:
+    """The scopes a user of ``tenant`` may hold when signed in to the console."""
+    return OPERATOR_SIGN_IN if tenant == PLATFORM_TENANT else PARTNER_SIGN_IN
 
 
 def audiences_for(scopes: frozenset[str] | set[str]) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 from clearway.consent import clients, handlers
 from clearway.consent.clientauth import _verify
 from clearway.consent.domain import ClientStatus
-from clearway.consent.scopes import PLATFORM_TENANT
+from clearway.consent.scopes import OPERATOR_SIGN_IN, PARTNER_SIGN_IN, PLATFORM_TENANT
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
 from clearway.shared.mode import sandbox_twin
@@ -55,7 +55,16 @@ SERVICE_CLIENTS: dict[str, list[str]] = {
     ],
 }
 #: Demo users of the development identity (username, display name, tenant).
-USERS = [("alice", "Alice Demo", TENANTS[0]), ("bob", "Bob Demo", TENANTS[1])]
+USERS = [
+    ("alice", "Alice Demo", TENANTS[0]),
+    ("bob", "Bob Demo", TENANTS[1]),
+    # the console's operator role (docs/design.md §7): a user of the operator tenant
+    ("olga", "Olga Operator", PLATFORM_TENANT),
+]
+#: The console (first-party, confidential, PKCE): it may ask for either role's scopes;
+#: each user's token is narrowed to their own role's.
+CONSOLE_CLIENT = "clearway-console"
+CONSOLE_SCOPES = sorted(OPERATOR_SIGN_IN | PARTNER_SIGN_IN)
 DEMO_PASSWORD = "demo-password"  # noqa: S105 (documented development-only credential)
 
 
@@ -72,12 +81,26 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     out: list[dict[str, Any]] = []
     system = Actor.system("seed")
     wanted = [
-        (tenant, f"{tenant}-{role}", f"Demo {role} ({tenant})", scopes, role == "partner")
+        (
+            tenant,
+            f"{tenant}-{role}",
+            f"Demo {role} ({tenant})",
+            scopes,
+            REDIRECT_URIS if role == "partner" else [],
+        )
         for tenant in TENANTS + tuple(sandbox_twin(t) for t in TENANTS)
         for role, scopes in ROLES.items()
     ] + [
-        (PLATFORM_TENANT, client_id, f"Service {client_id}", scopes, False)
+        (PLATFORM_TENANT, client_id, f"Service {client_id}", scopes, [])
         for client_id, scopes in SERVICE_CLIENTS.items()
+    ] + [
+        (
+            PLATFORM_TENANT,
+            CONSOLE_CLIENT,
+            "Clearway Console",
+            CONSOLE_SCOPES,
+            list(svc.settings.console_redirect_uris),
+        )
     ]
     for tenant, client_id, name, scopes, redirects in wanted:
         row = await handlers.find_client(svc, client_id)
@@ -88,7 +111,7 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
                 tenant=tenant,
                 name=name,
                 scopes=scopes,
-                redirect_uris=REDIRECT_URIS if redirects else [],
+                redirect_uris=redirects,
             )
         else:
             secret = known.get(client_id)

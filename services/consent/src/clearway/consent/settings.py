@@ -10,6 +10,7 @@ from clearway.consent.keys import ALGORITHMS, TOKEN_KEY
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.crypto.signing import Algorithm
+from clearway.shared.settings import Csv
 
 
 class ConsentSettings(KeySettings):
@@ -73,6 +74,14 @@ class ConsentSettings(KeySettings):
     seed_demo: bool = False
     """Seed the demo tenants and clients at start (``make run`` turns it on); refused in
     production (the demo users share a published password)."""
+    sign_in_clients: Csv[tuple[str, ...]] = ("clearway-console",)
+    """First-party clients of the operator tenant that may push a sign-in request (no
+    ``consent_id``): the user's own token, narrowed to the user's role (docs/design.md §7)."""
+    console_redirect_uris: Csv[tuple[str, ...]] = (
+        "http://127.0.0.1:8007/auth/callback",
+        "http://localhost:8007/auth/callback",
+    )
+    """Redirect URIs the demo seed registers for the console client ``clearway-console``."""
     expiry_sweep_s: float = 5.0
     """Interval of the sweep that expires due consents."""
     retention_interval_s: float = Field(3600.0, gt=0)

@@ -264,7 +264,7 @@ async def insert_authorization_code(
     par: dict[str, Any],
     tenant: str,
     subject: str,
-    consent_id: str,
+    consent_id: str | None,
     expires_at: datetime,
 ) -> None:
     await conn.execute(

@@ -87,6 +87,7 @@ def claims_for(
     aud: list[str],
     consent: Any = None,
     expires_at: float | None = None,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
     now = time.time()
     iat = _iat(client, now)
@@ -99,7 +100,8 @@ def claims_for(
         "aud": aud[0] if len(aud) == 1 else aud,
         "client_id": client["client_id"],
         "scope": " ".join(scopes),
-        "tenant": client["tenant"],
+        # a sign-in token is the user's: their tenant, not the console client's
+        "tenant": tenant or client["tenant"],
         "iat": iat,
         "nbf": iat,
         "exp": exp,
@@ -185,6 +187,8 @@ async def _check_redemption(
         return OAuthError("invalid_grant", why), None
     if not pkce_ok(form.get("code_verifier"), row["code_challenge"]):
         return OAuthError("invalid_grant", "PKCE verification failed"), None
+    if row["consent_id"] is None:  # a sign-in code (docs/design.md §7): no consent
+        return None, None
     consent = await store.get_consent(conn, row["consent_id"], svc.pii)
     if consent is None or not consent.usable(datetime.now(UTC)):
         return OAuthError("invalid_grant", "the consent is no longer authorised"), None
@@ -194,6 +198,9 @@ async def _check_redemption(
 def _claims_for_code(svc: Service, client: Any, row: Any, consent: Any) -> dict[str, Any]:
     scopes = sorted(set(row["scopes"]) & set(client["scopes"]))
     aud = audience(scopes, list(row["resource"]), extra=["clearway-consent"])
+    if consent is None:  # sign-in: the user's tenant and role, as narrowed at the code
+        return claims_for(svc, client, sub=row["subject"], scopes=scopes, aud=aud,
+                          tenant=row["tenant"])
     return claims_for(
         svc,
         client,

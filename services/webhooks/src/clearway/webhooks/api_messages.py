@@ -91,6 +91,18 @@ class AttemptOut(BaseModel):
     attempted_at: datetime
 
 
+#: Why a person re-delivers: it lands in the ``webhooks.admin_action`` audit record.
+Reason = Field(None, min_length=1, max_length=500)
+
+
+class ResendIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "partner missed it during an outage"}]},
+    )
+    reason: str | None = Reason
+
+
 class ReplayIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -111,6 +123,7 @@ class ReplayIn(BaseModel):
     until: datetime
     status: Literal["failed", "skipped", "all"] = "failed"
     dry_run: bool = False
+    reason: str | None = Reason
 
     @model_validator(mode="after")
     def _range(self) -> ReplayIn:
@@ -234,12 +247,18 @@ async def list_attempts(
 async def resend_message(
     msg_id: str,
     request: Request,
+    body: ResendIn | None = None,
     principal: Principal = Security(require_scope(REPLAY)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
     try:
         row = await handlers.resend_message(
-            ctx_of(request), conn, principal, tenant_of(principal), msg_id
+            ctx_of(request),
+            conn,
+            principal,
+            tenant_of(principal),
+            msg_id,
+            reason=body.reason if body else None,
         )
     except handlers.PayloadPurged as e:
         raise ProblemError(
@@ -274,6 +293,7 @@ async def start_replay(
         until=body.until,
         status=body.status,
         dry_run=body.dry_run,
+        reason=body.reason,
     )
     request.app.state.replays.spawn(row["id"])
     return dict(row)

@@ -19,7 +19,8 @@ from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import login_source
 from clearway.shared.crypto.settings import open_envelope, open_signing_provider
 from clearway.shared.db import create_pool, load_migrations, migrate
-from clearway.shared.dlt import DeadLetters
+from clearway.shared.dlt import DeadLetters, dlt_topic
+from clearway.shared.dlt_admin import DeadLetterAdmin
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
@@ -28,9 +29,10 @@ from clearway.shared.kafka import (
     make_broker,
     run_broker,
 )
+from clearway.shared.kafka_acl import EVENT_DOMAINS
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.supervisor import Supervisor
-from clearway.webhooks import api, api_messages, consumers
+from clearway.webhooks import api, api_dead_letters, api_messages, consumers
 from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.dispatcher import Dispatcher
 from clearway.webhooks.handlers import Context, retention_rules
@@ -198,6 +200,17 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                     health=lambda: consumers_healthy([consumer]),
                 )
                 app.state.consumer = consumer
+                # its dead letters, for operators (docs/design.md §4.4): one topic per domain
+                p = settings.platform
+                app.state.dead_letters = DeadLetterAdmin(
+                    bootstrap,
+                    consumer,
+                    [
+                        dlt_topic(p.topic(f"clearway.{d}.events.v1"), consumers.GROUP)
+                        for d in EVENT_DOMAINS
+                        if d != "webhooks"
+                    ],
+                )
             if settings.run_dispatcher:
                 for i in range(settings.workers):
                     # Delivery is not what readiness is about: the API serves without it.
@@ -213,4 +226,5 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(api_messages.router)
+    app.include_router(api_dead_letters.router)
     return app

@@ -13,8 +13,9 @@ from typing import Any
 import asyncpg
 
 from clearway.shared.actor import Actor
-from clearway.shared.auth import Principal
+from clearway.shared.auth import PLATFORM_TENANT, Principal
 from clearway.shared.consumer import PermanentError
+from clearway.shared.dlt_admin import DeadLetterAdmin, Redriven
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
 from clearway.shared.retention import Retention
@@ -226,7 +227,13 @@ async def rotate_tenant_secrets(
 
 
 async def resend_message(
-    ctx: Context, conn: asyncpg.Connection, principal: Principal, tenant: str, msg_id: str
+    ctx: Context,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    tenant: str,
+    msg_id: str,
+    *,
+    reason: str | None = None,
 ) -> asyncpg.Record:
     async with conn.transaction():
         row = await store.get_message(conn, tenant, msg_id, lock=True)
@@ -237,8 +244,33 @@ async def resend_message(
         await store.requeue(conn, [msg_id], "resend")
         again = await store.get_message(conn, tenant, msg_id)
         assert again is not None
-        await ctx.audit(conn, principal, tenant, "message.resent", msg_id, again["version"])
+        await ctx.audit(conn, principal, tenant, "message.resent", msg_id, again["version"], reason)
     return again
+
+
+async def redrive_dead_letters(
+    ctx: Context,
+    pool: asyncpg.Pool,
+    admin: DeadLetterAdmin,
+    principal: Principal,
+    topic: str,
+    reason: str,
+) -> Redriven:
+    """Redrive ``topic``'s pending dead letters into the fan-out consumer; a redrive that
+    moved anything is audited as the operator's, with their reason (docs/design.md §4.4)."""
+    done = await admin.redrive(topic)
+    if done.count:
+        async with pool.acquire() as conn, conn.transaction():
+            await ctx.audit(
+                conn,
+                principal,
+                PLATFORM_TENANT,
+                "dead_letters.redriven",
+                topic,
+                done.position,
+                reason,
+            )
+    return done
 
 
 def fan_out_handler(ctx: Context):  # type: ignore[no-untyped-def]

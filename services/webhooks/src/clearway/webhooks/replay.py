@@ -31,7 +31,10 @@ async def create_job(
     until: datetime,
     status: str,
     dry_run: bool,
+    reason: str | None = None,
 ) -> asyncpg.Record:
+    """A replay job of ``endpoint_id``'s messages in ``[since, until)``; a real one (not a
+    dry run) is audited with the person's ``reason``."""
     async with conn.transaction():
         if await store.get_endpoint(conn, tenant, endpoint_id) is None:
             raise NotFound("endpoint", endpoint_id)
@@ -48,9 +51,9 @@ async def create_job(
             total=total,
         )
         if not dry_run:
-            await ctx.audit(
-                conn, principal, tenant, "replay.started", row["id"], 1
-            )  # a job starts once
+            await ctx.audit(  # a job starts once
+                conn, principal, tenant, "replay.started", row["id"], 1, reason
+            )
     return row
 
 

@@ -1,0 +1,1 @@
+"""Clearway console: the support and partner web application (docs/console.md)."""
