@@ -28,7 +28,7 @@ from clearway.shared.events import new_event
 from clearway.shared.http import ApiVersions, Deprecation, create_app
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_lag import DeadLetterDepth, record_consumer_lag
-from clearway.shared.kafka_link import KafkaLink
+from clearway.shared.kafka_link import KafkaLink, TopicLayout
 from clearway.shared.outbox import Outbox
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.testing.alerts import Series, assert_fires, samples, scrape
@@ -102,7 +102,7 @@ async def test_a_dead_letter_fires_clearway_dead_letters_until_redriven(platform
 async def test_records_not_applied_fire_clearway_consumer_lag(platform):
     topic = platform.topic("clearway.kitdemo.events.v1")
     group = f"{platform.topic_prefix}lagdemo"
-    await ensure_topics(platform.kafka, [topic], partitions=1)
+    await ensure_topics(platform.kafka, [topic], layout=TopicLayout(partitions=1))
     consumer = AIOKafkaConsumer(
         **platform.kafka.client_options(), group_id=group, enable_auto_commit=False
     )
