@@ -26,6 +26,7 @@ from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1
 from aiokafka.protocol.api import Request
 
 from clearway.shared.dlt import dlt_topic
+from clearway.shared.events import events_topic
 from clearway.shared.kafka_link import KafkaLink, principal
 
 #: The services with Kafka principals; each has an events topic of its domain.
@@ -97,7 +98,7 @@ class Acl:
 
 
 def _events(prefix: str, domain: str) -> str:
-    return f"{prefix}clearway.{domain}.events.v1"
+    return f"{prefix}{events_topic(domain)}"
 
 
 def _grants(

@@ -196,4 +196,5 @@ async def _record_failure(svc: Service, client_id: str, client: Any, address: st
             version=int(now.timestamp() // 60),
             data=data,
             tenant=data["tenant"],
+            major=events.MAJOR,
         )

@@ -154,6 +154,7 @@ async def disable_client(
                 data=data,
                 actor=actor,
                 tenant=client["tenant"],
+                major=events.MAJOR,
             ),
             events.admin_action(
                 svc.events,
@@ -218,6 +219,7 @@ async def rotate_client_secret(
                 data=data,
                 actor=actor,
                 tenant=client["tenant"],
+                major=events.MAJOR,
             )
         ]
         if admin:
@@ -282,6 +284,7 @@ async def rotate_keys(
                     version=1,
                     data=data,
                     tenant=PLATFORM_TENANT,
+                    major=events.MAJOR,
                 ),
                 events.admin_action(
                     svc.events, actor, "rotate_keys", key.kid, 1, reason, approver, PLATFORM_TENANT
@@ -308,5 +311,10 @@ async def keep_keys_current(svc: Service) -> None:
         }
         async with conn.transaction():
             await svc.events.emit(
-                conn, "consent.signing_key_rotated", subject=key.kid, version=1, data=data
+                conn,
+                "consent.signing_key_rotated",
+                subject=key.kid,
+                version=1,
+                data=data,
+                major=events.MAJOR,
             )

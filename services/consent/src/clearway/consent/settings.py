@@ -10,6 +10,7 @@ from clearway.consent.keys import ALGORITHMS, TOKEN_KEY
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.crypto.signing import Algorithm
+from clearway.shared.events import events_topic
 
 
 class ConsentSettings(KeySettings):
@@ -91,4 +92,4 @@ class ConsentSettings(KeySettings):
 
     @property
     def topic(self) -> str:
-        return self.platform.topic("clearway.consent.events.v1")
+        return self.platform.topic(events_topic(self.service))

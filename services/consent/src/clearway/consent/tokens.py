@@ -223,7 +223,12 @@ def _token_revoked(svc: Service, row: Any, reason: str) -> Event:
         "actor": None,
     }
     return svc.events.event(
-        "token.revoked", subject=row["jti"], version=1, data=data, tenant=row["tenant"]
+        "token.revoked",
+        subject=row["jti"],
+        version=1,
+        data=data,
+        tenant=row["tenant"],
+        major=events.MAJOR,
     )
 
 
