@@ -61,6 +61,16 @@ async def push_request(
     return {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": svc.settings.par_ttl_s}
 
 
+async def check_client_region(svc: Service, client_id: str) -> None:
+    """Raise ``WrongRegion`` (a 421) when ``client_id`` belongs to a tenant of another
+    region, before the page reads its pushed request or consent (docs/design.md §9); an
+    unknown client passes (its request will not be found)."""
+    async with svc.pool.acquire() as conn:
+        client = await store.get_client(conn, client_id)
+    if client is not None:
+        svc.residency.check(client["tenant"])
+
+
 async def pushed_request(
     svc: Service, client_id: str, request_uri: str, *, take: bool
 ) -> dict[str, Any] | None:

@@ -253,6 +253,8 @@ async def introspect(svc: Service, caller: Any, token: str | None) -> dict[str, 
     claims = verify_own(svc, token or "")
     if claims is None or claims.get("tenant") != caller["tenant"]:
         return {"active": False}
+    if "consent_id" in claims:  # its consent's status is in the tenant's region
+        svc.residency.check(caller["tenant"])
     async with svc.pool.acquire() as conn:
         row = await store_tokens.issued_token(conn, claims["jti"])
         client = await store.get_client(conn, claims["client_id"])
