@@ -18,7 +18,11 @@ from clearway.shared.residency import Residency
 @dataclass
 class Service:
     settings: ConsentSettings
+    #: The region's users, consents and the flow around them (docs/design.md §9).
     pool: asyncpg.Pool
+    #: The global authorization server's tables: clients, signing keys, issued tokens,
+    #: seen assertions (the same database as ``pool`` in the issuer's region).
+    global_pool: asyncpg.Pool
     keys: KeyRing
     #: HMAC key of the page session cookie and CSRF tokens (generated once, stored sealed)
     session_key: bytes = b""

@@ -97,12 +97,14 @@ async def open_service_login(
     schema: str,
     role: str | None = None,
     static_password: str | None = None,
+    database_url: str | None = None,
 ) -> ServiceLogin:
     """The login of role ``clearway_<role>`` (default: the service's own) on ``schema``,
     after its migrations. Rotated: rotates when due, then unseals the newest login;
-    static: ``static_password`` (default ``DB_PASSWORD``)."""
+    static: ``static_password`` (default ``DB_PASSWORD``). ``database_url``: the admin
+    URL of another database than the platform's (its logins are sealed there)."""
     role = role or settings.service
-    admin = settings.platform.database_url
+    admin = database_url or settings.platform.database_url
     if not settings.rotates_db_logins:
         password = static_password or settings.db_password.get_secret_value()
         return ServiceLogin(service_dsn(admin, role, password))
