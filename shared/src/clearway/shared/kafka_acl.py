@@ -28,6 +28,7 @@ from aiokafka.protocol.api import Request
 from clearway.shared.dlt import dlt_topic
 from clearway.shared.events import events_topic
 from clearway.shared.kafka_link import KafkaLink, principal
+from clearway.shared.residency import REGIONS
 
 #: The services with Kafka principals; each has an events topic of its domain.
 SERVICES = ("transfer", "webhooks", "consent", "audit", "vault", "rail")
@@ -169,12 +170,17 @@ def platform_acls(
                 (consent, "transfer-consents"),  # the projection of consents
             ],
         ),
+        # consents used by transfers: every region's deployment reads every
+        # transfer.created in a group of its own (ADR 0039), one dead-letter topic
         *_grants(
             principal("consent"),
             prefix,
-            writes=[consent],
-            reads=[consent],
-            consumes=[(transfer, "consent-transfers")],  # consents used by transfers
+            writes=[consent, dlt_topic(transfer, "consent-transfers")],
+            reads=[consent, transfer],
+        ),
+        *(
+            Acl(principal("consent"), Resource.GROUP, f"consent-transfers-{r}", Operation.READ)
+            for r in REGIONS
         ),
         *_grants(principal("vault"), prefix, writes=[_events(prefix, "vault")], reads=[consent]),
         # its revocation feed; its own topic for its audited key and login rotations

@@ -146,7 +146,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     accept=consumers.made_under_consent,
                 )
                 broker = make_broker(bootstrap)
-                subscribe_idempotent(broker, consumed, transfers, group_id=consumers.GROUP)
+                group = consumers.group_id(settings.platform.region)
+                subscribe_idempotent(broker, consumed, transfers, group_id=group)
                 tasks.task(
                     "consumers",
                     lambda: run_broker(broker),

@@ -21,6 +21,13 @@ TRANSFER_EVENTS = "clearway.transfer.events.v1"
 TRANSFER_CREATED = "transfer.created"
 
 
+def group_id(region: str) -> str:
+    """The Kafka group of ``region``'s deployment: each region reads every
+    ``transfer.created`` and skips the other regions' tenants (ADR 0039), so the
+    deployments must not share one group's partitions."""
+    return f"{GROUP}-{region}"
+
+
 def made_under_consent(event: Event) -> bool:
     """Only transfers made under a consent concern this service."""
     return event.type == TRANSFER_CREATED and bool(event.data.get("consent_id"))
