@@ -46,6 +46,9 @@ def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> Key
     the service's sealed data (default: the configured key provider). An unreachable HSM
     raises KeyUnavailable, so the service refuses to start."""
     signing = settings.signing_store()  # the issuer's token, shared by every region
+    if settings.key_provider == "hsm":
+        # SoftHSM2 lists its tokens when the module loads: both exist before either opens
+        settings.token_pin(), signing.token_pin()
     return KeyRing(
         open_signing_provider(signing, TOKEN_KEY, settings.signing_algorithm(TOKEN_KEY)),
         envelope or open_envelope(settings),
