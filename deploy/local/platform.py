@@ -49,6 +49,7 @@ from clearway.shared.kafka_link import KafkaLink, KafkaLogin, principal  # noqa:
 SERVICES = [
     ("sandbox-rail", "rail", 8005),
     ("consent", "consent", 8003),
+    ("consent-us", "consent", 8103),
     ("vault", "vault", 8006),
     ("vault-us", "vault", 8106),
     ("transfer", "transfer", 8001),
@@ -66,14 +67,21 @@ def _installed(package: str) -> bool:
         return False
 
 
-#: Residency (docs/design.md §9, ADR 0032): the demo tenant beta lives in region us,
-#: every other tenant in eu. The vault holds cards, so it runs once per region, each
-#: on its region's database and HSM token; the other services are global.
+#: Residency (docs/design.md §9, ADR 0032, ADR 0039): the demo tenant beta lives in
+#: region us, every other tenant in eu. The vault holds cards and the consent service
+#: users and consents, so they run once per region, each on its region's database and
+#: HSM token (its KEK); the consent deployments share the global authorization
+#: server's tables (the eu database) and signing token. The other services are global.
 TENANT_REGIONS = {"tnt_demo_beta": "us"}
 REGIONAL = {
     "vault-us": {
         "CLEARWAY_REGION": "us",
         "CLEARWAY_VAULT_HSM_TOKEN": "clearway-us",
+    },
+    "consent-us": {
+        "CLEARWAY_REGION": "us",
+        "CLEARWAY_CONSENT_HSM_TOKEN": "clearway-us",
+        "CLEARWAY_CONSENT_SIGNING_HSM_TOKEN": "clearway",
     },
 }
 
@@ -81,7 +89,10 @@ REGIONAL = {
 def _region_env(name: str, ep: localstack.Endpoints) -> dict[str, str]:
     extra = REGIONAL.get(name, {})
     region = extra.get("CLEARWAY_REGION", "eu")
-    return {**extra, "CLEARWAY_DATABASE_URL": ep.region_database_url(region)}
+    env = {**extra, "CLEARWAY_DATABASE_URL": ep.region_database_url(region)}
+    if name == "consent-us":  # the issuer's tables: the eu deployment's database
+        env["CLEARWAY_CONSENT_GLOBAL_DATABASE_URL"] = ep.database_url
+    return env
 
 
 def _env(ep: localstack.Endpoints, users: dict[str, str]) -> dict[str, str]:

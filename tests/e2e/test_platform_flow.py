@@ -27,7 +27,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from clearway_webhook_verify import Verifier
 
-from clearway.shared.events import Event
+from clearway.shared.events import Event, events_topic
 from clearway.shared.testing.helpers import eventually, free_port, kafka_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -182,7 +182,7 @@ class Published:
 async def events_of(platform, correlation: str) -> dict[str, Published]:
     """Every event of the flow's topics carrying ``correlation``, by event id, read
     straight from Kafka (to the end offsets as of now)."""
-    topics = [platform.topic(f"clearway.{d}.events.v1") for d in TOPICS]
+    topics = [platform.topic(events_topic(d)) for d in TOPICS]
     consumer = AIOKafkaConsumer(
         **platform.kafka.client_options(), group_id=None, enable_auto_commit=False
     )

@@ -1,9 +1,10 @@
 """Crypto-shredding a tenant, on SoftHSM2 and Postgres (docs/design.md §9, ADR 0027).
 
-Records of tenants A and B are sealed under their tenant keys; shredding A makes
-every record of A unreadable, in this process and in a fresh one, with an error
-naming the record, while B's records open, new records of A are refused, the
-audited event is in the outbox, and KEK rotation, re-wrap and retirement still work.
+Records of tenants A, A's sandbox twin and B are sealed under their tenant keys;
+shredding A makes every record of A and of its twin unreadable, in this process
+and in a fresh one, with an error naming the record, while B's records open, new
+records of A are refused, the audited events are in the outbox, and KEK rotation,
+re-wrap and retirement still work.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ async def test_shredding_a_tenant_leaves_the_others_readable(shred) -> None:
     legacy = Envelope(env.provider)  # no tenant keys: format 2, as before ADR 0027
     old_blob = legacy.seal(b"written before tenant keys", ctx(99, "ten_a"))
     rows = []
-    for tenant in ("ten_a", "ten_b"):
+    for tenant in ("ten_a", "ten_a_test", "ten_b"):
         await keys.ensure(tenant)
         first = len(rows)
         rows += [
@@ -78,30 +79,33 @@ async def test_shredding_a_tenant_leaves_the_others_readable(shred) -> None:
         destroyed = await shred_tenant(
             conn, "shred", events, tenant="ten_a", reason="contract ended", keys=keys
         )
-        assert destroyed == 1
-        [data] = [
+        assert destroyed == 2  # ten_a and its sandbox twin (ADR 0037)
+        shredded = [
             json.loads(r["payload"])
             for r in await conn.fetch(
                 "SELECT payload FROM outbox WHERE headers::text LIKE $1", f"%{EVENT}%"
             )
         ]
-    assert data["tenant"] == "ten_a" and data["keys_destroyed"] == 1
-    assert data["reason"] == "contract ended" and data["service"] == "shred"
+    assert sorted(d["tenant"] for d in shredded) == ["ten_a", "ten_a_test"]
+    for data in shredded:
+        assert data["keys_destroyed"] == 1
+        assert data["reason"] == "contract ended" and data["service"] == "shred"
 
     fresh, fresh_keys = envelope()  # another replica, or a restart: nothing cached
     for e, k in ((env, keys), (fresh, fresh_keys)):
-        await k.ensure("ten_a")
-        await k.ensure("ten_b")
+        for tenant in ("ten_a", "ten_a_test", "ten_b"):
+            await k.ensure(tenant)
         for i, tenant, blob in rows:
             if tenant == "ten_b":
                 assert e.open(blob, ctx(i, tenant)) == f"{tenant} {i}".encode()
                 continue
             with pytest.raises(RecordUnreadable) as err:
                 e.open(blob, ctx(i, tenant))
-            assert f"row {i}, tenant ten_a" in str(err.value)
+            assert f"row {i}, tenant {tenant}" in str(err.value)
             assert "destroyed (tenant crypto-shredded)" in str(err.value)
-        with pytest.raises(TenantShredded):
-            e.seal(b"new data of an offboarded tenant", ctx(1000, "ten_a"))
+        for tenant in ("ten_a", "ten_a_test"):
+            with pytest.raises(TenantShredded):
+                e.seal(b"new data of an offboarded tenant", ctx(1000, tenant))
         assert e.open(old_blob, ctx(99, "ten_a")) == b"written before tenant keys"
     # the KEK alone (no tenant keys at all) opens none of them either
     with pytest.raises(RecordUnreadable, match="not loaded"):
@@ -117,14 +121,32 @@ async def test_shredding_a_tenant_leaves_the_others_readable(shred) -> None:
         assert await retire_keks(conn, env, COLUMNS, events, below=2, reason="done") == [1]
         stored = await conn.fetch("SELECT id, tenant, sealed FROM records ORDER BY id")
     after, after_keys = envelope()
-    await after_keys.ensure("ten_b")
-    await after_keys.ensure("ten_a")
+    for tenant in ("ten_a", "ten_a_test", "ten_b"):
+        await after_keys.ensure(tenant)
     for r in stored:
         if r["tenant"] == "ten_b":
             assert after.open(bytes(r["sealed"]), ctx(r["id"], "ten_b")).startswith(b"ten_b")
         else:
             with pytest.raises(RecordUnreadable):
-                after.open(bytes(r["sealed"]), ctx(r["id"], "ten_a"))
+                after.open(bytes(r["sealed"]), ctx(r["id"], r["tenant"]))
+
+
+async def test_shredding_a_sandbox_twin_leaves_its_live_tenant_readable(shred) -> None:
+    """Naming the twin (a sandbox reset) destroys the twin's keys alone."""
+    pool, envelope = shred
+    env, keys = envelope()
+    for tenant in ("ten_a", "ten_a_test"):
+        await keys.ensure(tenant)
+    live = env.seal(b"live", ctx(1, "ten_a"))
+    test = env.seal(b"test", ctx(2, "ten_a_test"))
+    async with pool.acquire() as conn:
+        destroyed = await shred_tenant(
+            conn, "shred", EventWriter("webhooks"), tenant="ten_a_test", reason="reset", keys=keys
+        )
+    assert destroyed == 1
+    assert env.open(live, ctx(1, "ten_a")) == b"live"
+    with pytest.raises(RecordUnreadable, match="destroyed"):
+        env.open(test, ctx(2, "ten_a_test"))
 
 
 async def test_other_replicas_forget_a_shredded_tenant(shred) -> None:

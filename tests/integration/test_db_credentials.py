@@ -30,6 +30,7 @@ from clearway.consent.bootstrap import build_app as consent_app
 from clearway.consent.settings import ConsentSettings
 from clearway.rail.bootstrap import build_app as rail_app
 from clearway.rail.settings import RailSettings
+from clearway.shared.auth import CONSENT_EVENTS_TOPIC
 from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.db_credentials import (
     RotatingLogin,
@@ -369,7 +370,7 @@ async def test_every_service_serves_on_rotated_logins_after_a_rotation(
     cls, build, values, roles = _apps()[service]
     platform = stack.platform(database_url=scram_pg, topic_prefix=topic_prefix, local_dir=tmp_path)
     # the revocation feed of the services that follow it reads the consent topic
-    await ensure_topics(platform.kafka, [platform.topic("clearway.consent.events.v1")])
+    await ensure_topics(platform.kafka, [platform.topic(CONSENT_EVENTS_TOPIC)])
     settings: KeySettings = cls(
         platform=platform,
         key_provider="keyring",

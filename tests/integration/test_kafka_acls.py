@@ -14,6 +14,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
+from clearway.shared.events import events_topic
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_acl import acl_admin, create_acls, platform_acls, stack_users
 from clearway.shared.kafka_link import KafkaLink, KafkaLogin
@@ -86,7 +87,7 @@ async def test_only_initiators_write_intents_and_only_transfer_reads_them(secure
 
 async def test_each_service_writes_its_own_events_topic(secured, prefix):
     for name in ("transfer", "webhooks", "consent", "audit"):
-        await produce(as_(secured, name), f"{prefix}clearway.{name}.events.v1")
+        await produce(as_(secured, name), f"{prefix}{events_topic(name)}")
 
 
 async def test_a_wrong_password_is_refused(secured):

@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from clearway.shared.auth import RevocationFeed, RevocationSet, TokenVerifier
+from clearway.shared.auth import (
+    CONSENT_EVENTS_TOPIC,
+    RevocationFeed,
+    RevocationSet,
+    TokenVerifier,
+)
 from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.db import APPEND_ONLY, Migration, create_pool, migrate, service_dsn
 from clearway.shared.dlt import DeadLetters, dlt_topic
@@ -174,7 +179,7 @@ async def test_a_schema_invalid_message_is_dead_lettered_with_the_field_named(pl
 
 
 async def test_a_revocation_on_kafka_reaches_the_verifier_within_a_second(platform):
-    topic = platform.topic("clearway.consent.events.v1")
+    topic = platform.topic(CONSENT_EVENTS_TOPIC)
     await ensure_topics(platform.kafka, [topic])
     issuer = TestIssuer()
     revocations = RevocationSet()

@@ -123,5 +123,5 @@ def test_the_acl_plan_is_least_privilege():
     assert _allowed(acls, "clearway-initiator", w, intents)
     assert _allowed(acls, "clearway-webhooks", Operation.READ, transfer)
     assert _allowed(acls, "clearway-webhooks", w, f"{transfer}.p.webhooks.dlt")
-    assert not _allowed(acls, "clearway-webhooks", w, "p.clearway.consent.events.v1")
+    assert not _allowed(acls, "clearway-webhooks", w, "p.clearway.consent.events.v2")
     assert not _allowed(acls, "clearway-transfer", w, "q.clearway.transfer.events.v1")

@@ -28,6 +28,7 @@ def test_the_pattern_matches_event_topics_only():
     p = re.compile(topic_pattern("t1."))
     assert p.match("t1.clearway.transfer.events.v1")
     assert p.match("t1.clearway.webhooks.events.v1")
+    assert p.match("t1.clearway.consent.events.v2")  # a topic's later major (ADR 0039)
     assert not p.match("t1.clearway.transfer.events.v1.audit.dlt")
     assert not p.match("t1.clearway.transfer.intents.v1")
     assert not p.match("t2.clearway.transfer.events.v1")

@@ -178,12 +178,12 @@ async def resource(consent: Consent) -> AsyncIterator[ResourceServer]:
 
 
 async def authorised_token(
-    consent: Consent, partner: dict[str, Any], **body: Any
+    consent: Consent, partner: dict[str, Any], subject: str = "usr_alice", **body: Any
 ) -> tuple[str, str]:
     """(consent id, access token bound to it): the partner creates the consent, the user
     approves it (the page's handler; the browser test walks the page itself) and the
     partner redeems the code with PKCE."""
-    created = await consent.create_consent(partner, subject="usr_alice", **body)
+    created = await consent.create_consent(partner, subject=subject, **body)
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
     redirect_uri = "http://127.0.0.1:8765/callback"
@@ -195,7 +195,7 @@ async def authorised_token(
         "resource": [],
         "consent_id": created["id"],
     }
-    code = await handlers.decide(consent.svc, par, "usr_alice", created["tenant"], True, "tests")
+    code = await handlers.decide(consent.svc, par, subject, created["tenant"], True, "tests")
     response = await consent.http.post(
         f"{consent.url}/oauth/token",
         data={

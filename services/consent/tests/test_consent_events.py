@@ -40,3 +40,8 @@ async def test_an_admin_revocation_records_the_delegation_chain_under_determinis
         assert Actor.from_data(ev.data["actor"]) == actor
     assert mine["consent.admin_action"].data["approver"] == "lead_2"
     assert mine["consent.created"].id == event_id(created["id"], 1, "consent.created")
+    # v2 on the global topic: ids and status only, the personal data stays in the
+    # region's store (ADR 0039)
+    assert consent.settings.topic.endswith("clearway.consent.events.v2")
+    assert mine["consent.created"].dataschema == "schemas/consent/consent.created/v2"
+    assert not {"purpose", "authorization_details"} & set(mine["consent.created"].data)

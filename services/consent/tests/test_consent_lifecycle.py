@@ -119,7 +119,7 @@ async def test_revocation_events_carry_what_every_services_revocation_set_reads(
     types = [e.type for e in events if e.subject == consent_id]
     assert types == ["consent.created", "consent.authorised", "consent.revoked"]
     revoked = next(e for e in events if e.type == "consent.revoked")
-    assert revoked.dataschema == "schemas/consent/consent.revoked/v1"
+    assert revoked.dataschema == "schemas/consent/consent.revoked/v2"
     assert revoked.data["actor"]["client_id"] == partner["client_id"]
     revocations = RevocationSet()
     assert apply_record(revocations, revoked.headers(), revoked.body())

@@ -204,6 +204,7 @@ async def test_the_openapi_document_publishes_a_request_example(clearway):
 async def test_a_consent_revoked_on_kafka_stops_its_tokens_at_once(start_services, body, platform):
     import time
 
+    from clearway.shared.auth import CONSENT_EVENTS_TOPIC
     from clearway.shared.events import new_event
     from clearway.shared.relay import idempotent_producer
 
@@ -229,7 +230,7 @@ async def test_a_consent_revoked_on_kafka_stops_its_tokens_at_once(start_service
                 data={"consent_id": "cns_1", "revoked_at": time.time()},
             )
             await producer.send_and_wait(
-                platform.topic("clearway.consent.events.v1"),
+                platform.topic(CONSENT_EVENTS_TOPIC),
                 value=ev.body(),
                 key=ev.key,
                 headers=ev.headers(),

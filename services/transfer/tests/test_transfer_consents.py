@@ -9,7 +9,6 @@ events reach the service's projection over the real consent topic.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from clearway.shared.events import new_event
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.transfer.domain import Account, Owner
+from clearway.transfer.events import CONSENT_TOPIC
 from clearway.transfer.handlers import register_accounts
 
 pytestmark = pytest.mark.integration
@@ -181,10 +181,8 @@ async def publish_consent(platform, consent_id: str, final: str) -> None:
     created = {
         **common,
         "subject": "usr_alice",
-        "purpose": "rent",
         "status": "AwaitingAuthorisation",
         "terms_version": "2026-01",
-        "authorization_details": json.dumps([details()]),
         "scopes": "payments:initiate",
         "created_at": at,
         "expires_at": (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
@@ -201,7 +199,7 @@ async def publish_consent(platform, consent_id: str, final: str) -> None:
     await producer.start()
     try:
         for version, (type_, data) in enumerate(steps, start=1):
-            schema = registry.get(type_, 1)
+            schema = registry.get(type_, 2)
             if type_ != "consent.created":
                 data = {"reason": None, "actor": None, **data}
             if type_ == "consent.authorised":
@@ -211,12 +209,12 @@ async def publish_consent(platform, consent_id: str, final: str) -> None:
                 source="/clearway/consent",
                 aggregate_id=consent_id,
                 aggregate_version=version,
-                data=registry.validate(type_, 1, data),
+                data=registry.validate(type_, 2, data),
                 dataschema=schema.dataschema,
                 tenant="ten_a",
             )
             await producer.send_and_wait(
-                platform.topic("clearway.consent.events.v1"),
+                platform.topic(CONSENT_TOPIC),
                 value=ev.body(),
                 key=ev.key,
                 headers=ev.headers(),

@@ -137,10 +137,9 @@ def test_the_projection_wins_once_it_has_seen_the_consent_authorised():
     token = consent()
     assert current_consent(None, token) is token
     assert current_consent(consent("AwaitingAuthorisation"), token) is token
-    revoked = consent("Revoked")
-    assert current_consent(revoked, token) is revoked
-    bare = consent("Consumed", authorization_details=())
+    # the projection has no authorization details (ADR 0039): the token's are used
+    bare = consent("Revoked", authorization_details=())
     merged = current_consent(bare, token)
     assert (
-        merged.status == "Consumed" and merged.authorization_details == token.authorization_details
+        merged.status == "Revoked" and merged.authorization_details == token.authorization_details
     )

@@ -44,15 +44,10 @@ import asyncpg
 
 from clearway.shared.actor import Actor
 from clearway.shared.context import current_causation_id, current_correlation_id, tenant_var
-from clearway.shared.events import Event, new_event
+from clearway.shared.events import Event, events_topic, new_event
 from clearway.shared.outbox import Outbox, major_of
 from clearway.shared.schemas import EventSchema, SchemaRegistry, default_registry
 from clearway.shared.telemetry import current_traceparent
-
-
-def events_topic(service: str) -> str:
-    """The logical topic a service's events go to: ``clearway.<service>.events.v1``."""
-    return f"clearway.{service}.events.v1"
 
 
 def source_of(service: str) -> str:

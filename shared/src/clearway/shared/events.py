@@ -41,6 +41,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: Services whose events topic is past its first major (docs/design.md §3): a breaking
+#: change to one of its schemas moved the whole topic. The consent service's is v2:
+#: ``consent.created`` v2 carries no personal data (ADR 0039).
+TOPIC_MAJORS: Mapping[str, int] = {"consent": 2}
+
+
+def events_topic(service: str) -> str:
+    """The logical topic a service's events go to: ``clearway.<service>.events.v<major>``
+    (v1 unless :data:`TOPIC_MAJORS` says otherwise)."""
+    return f"clearway.{service}.events.v{TOPIC_MAJORS.get(service, 1)}"
+
+
 @dataclass(frozen=True)
 class Event:
     """One CloudEvent. ``subject`` is the aggregate id and the Kafka key."""

@@ -26,7 +26,9 @@ from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1
 from aiokafka.protocol.api import Request
 
 from clearway.shared.dlt import REDRIVE_GROUP, dlt_topic
+from clearway.shared.events import events_topic
 from clearway.shared.kafka_link import KafkaLink, principal
+from clearway.shared.residency import REGIONS
 
 #: The services with Kafka principals; each has an events topic of its domain.
 SERVICES = ("transfer", "webhooks", "consent", "audit", "vault", "rail")
@@ -98,7 +100,7 @@ class Acl:
 
 
 def _events(prefix: str, domain: str) -> str:
-    return f"{prefix}clearway.{domain}.events.v1"
+    return f"{prefix}{events_topic(domain)}"
 
 
 def _grants(
@@ -171,12 +173,17 @@ def platform_acls(
                 (consent, "transfer-consents"),  # the projection of consents
             ],
         ),
+        # consents used by transfers: every region's deployment reads every
+        # transfer.created in a group of its own (ADR 0039), one dead-letter topic
         *_grants(
             principal("consent"),
             prefix,
-            writes=[consent],
-            reads=[consent],
-            consumes=[(transfer, "consent-transfers")],  # consents used by transfers
+            writes=[consent, dlt_topic(transfer, "consent-transfers")],
+            reads=[consent, transfer],
+        ),
+        *(
+            Acl(principal("consent"), Resource.GROUP, f"consent-transfers-{r}", Operation.READ)
+            for r in REGIONS
         ),
         *_grants(principal("vault"), prefix, writes=[_events(prefix, "vault")], reads=[consent]),
         # its revocation feed; its own topic for its audited key and login rotations

@@ -1,4 +1,4 @@
-"""Ingest: every ``clearway.<domain>.events.v1`` topic becomes audit records.
+"""Ingest: every ``clearway.<domain>.events.v<N>`` topic becomes audit records.
 
 One pattern subscription (new domains are picked up on the next metadata
 refresh) feeds an :class:`IdempotentConsumer`: a batch of events, their inbox
@@ -27,8 +27,9 @@ CONSUMER = "audit"
 
 
 def topic_pattern(prefix: str) -> str:
-    """Regex for every domain's event topic under ``prefix`` (not retries or DLTs)."""
-    return "^" + re.escape(prefix) + r"clearway\.[a-z][a-z0-9_]*\.events\.v1$"
+    """Regex for every domain's event topic of every major under ``prefix`` (not retries
+    or DLTs): the consent service's is v2 (docs/design.md §3)."""
+    return "^" + re.escape(prefix) + r"clearway\.[a-z][a-z0-9_]*\.events\.v[0-9]+$"
 
 
 def lenient_validator(registry: SchemaRegistry):  # type: ignore[no-untyped-def]

@@ -80,6 +80,14 @@ def _svc(request: Request) -> Service:
     return request.app.state.consent
 
 
+def _in_region(request: Request, p: Principal) -> str:
+    """The caller's tenant, whose consents live in this region (else ``WrongRegion``: a
+    421 naming its region, before anything is read or written; docs/design.md §9)."""
+    tenant = p.tenant or ""
+    _svc(request).residency.check(tenant)
+    return tenant
+
+
 def view(c: Consent) -> dict[str, Any]:
     return {
         "id": c.id,
@@ -121,6 +129,7 @@ async def create_consent(
     request: Request,
     p: Principal = Security(require_scope("consents:write")),
 ) -> JSONResponse:
+    tenant = _in_region(request, p)
     unknown = [s for s in body.scopes if s not in BY_NAME or BY_NAME[s].admin]
     if unknown or not body.scopes:
         raise invalid_field("scopes", "must name known, non-admin scopes", "unknown_scope")
@@ -128,7 +137,7 @@ async def create_consent(
         consent = await handlers.create_consent(
             _svc(request),
             handlers.CreateConsent(
-                tenant=p.tenant or "",
+                tenant=tenant,
                 client_id=p.client_id,
                 subject=body.subject,
                 purpose=body.purpose,
@@ -163,7 +172,7 @@ async def list_consents(
     p: Principal = Security(require_scope("consents:read")),
 ) -> dict[str, Any]:
     """The tenant's consents, newest first."""
-    tenant, filters = p.tenant or "", {"status": status, "subject": subject}
+    tenant, filters = _in_region(request, p), {"status": status, "subject": subject}
     items = await handlers.list_consents(
         _svc(request),
         tenant,
@@ -184,7 +193,8 @@ async def get_consent(
     consent_id: str, request: Request, p: Principal = Security(require_scope("consents:read"))
 ) -> dict[str, Any]:
     try:
-        return view(await handlers.get_consent(_svc(request), p.tenant, consent_id))
+        tenant = _in_region(request, p)
+        return view(await handlers.get_consent(_svc(request), tenant, consent_id))
     except handlers.NotFound:
         raise _not_found(consent_id) from None
 
@@ -195,12 +205,13 @@ async def get_consent(
 async def revoke_consent(
     consent_id: str, request: Request, p: Principal = Security(require_scope("consents:revoke"))
 ) -> dict[str, Any]:
+    tenant = _in_region(request, p)
     # A user's own app may revoke only the consent its token is bound to.
     if p.consent_id is not None and p.consent_id != consent_id:
         raise _not_found(consent_id)
     try:
         c = await handlers.revoke_consent(
-            _svc(request), p.tenant, consent_id, Actor.from_principal(p), "revoked through the API"
+            _svc(request), tenant, consent_id, Actor.from_principal(p), "revoked through the API"
         )
     except handlers.NotFound:
         raise _not_found(consent_id) from None
@@ -218,12 +229,13 @@ async def consume_consent(
     consent_id: str, request: Request, p: Principal = Security(require_scope("payments:initiate"))
 ) -> dict[str, Any]:
     """The payment a single-payment consent allowed was made with a token bound to it."""
+    tenant = _in_region(request, p)
     if p.consent_id != consent_id:  # only the token bound to the consent may consume it
         raise _not_found(consent_id)
     try:
         return view(
             await handlers.consume_consent(
-                _svc(request), p.tenant, consent_id, Actor.from_principal(p)
+                _svc(request), tenant, consent_id, Actor.from_principal(p)
             )
         )
     except handlers.NotFound:
@@ -477,10 +489,11 @@ async def admin_revoke_consent(
     request: Request,
     p: Principal = Security(require_scope("admin:consents")),
 ) -> dict[str, Any]:
+    tenant = _in_region(request, p)
     try:
         c = await handlers.revoke_consent(
             _svc(request),
-            p.tenant,
+            tenant,
             consent_id,
             Actor.from_principal(p),
             body.reason,

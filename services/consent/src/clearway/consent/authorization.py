@@ -88,6 +88,16 @@ async def push_sign_in(
     return {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": svc.settings.par_ttl_s}
 
 
+async def check_client_region(svc: Service, client_id: str) -> None:
+    """Raise ``WrongRegion`` (a 421) when ``client_id`` belongs to a tenant of another
+    region, before the page reads its pushed request or consent (docs/design.md §9); an
+    unknown client passes (its request will not be found)."""
+    async with svc.global_pool.acquire() as conn:
+        client = await store.get_client(conn, client_id)
+    if client is not None:
+        svc.residency.check(client["tenant"])
+
+
 async def pushed_request(
     svc: Service, client_id: str, request_uri: str, *, take: bool
 ) -> dict[str, Any] | None:
@@ -106,6 +116,7 @@ async def consent_to_show(
     theirs to give (another tenant, another named subject, or an unknown client)."""
     async with svc.pool.acquire() as conn:
         consent = await store.get_consent(conn, par["consent_id"], svc.pii)
+    async with svc.global_pool.acquire() as conn:
         client = await store.get_client(conn, client_id)
     if consent is None or consent.tenant != tenant or client is None:
         return None

@@ -45,8 +45,12 @@ def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> Key
     """The token-signing keys in the configured key store (the HSM) and the envelope of
     the service's sealed data (default: the configured key provider). An unreachable HSM
     raises KeyUnavailable, so the service refuses to start."""
+    signing = settings.signing_store()  # the issuer's token, shared by every region
+    if settings.key_provider == "hsm":
+        # SoftHSM2 lists its tokens when the module loads: both exist before either opens
+        settings.token_pin(), signing.token_pin()
     return KeyRing(
-        open_signing_provider(settings, TOKEN_KEY, settings.signing_algorithm(TOKEN_KEY)),
+        open_signing_provider(signing, TOKEN_KEY, settings.signing_algorithm(TOKEN_KEY)),
         envelope or open_envelope(settings),
         max_token_ttl=timedelta(seconds=settings.token_ttl_s),
         activation_delay=timedelta(seconds=settings.key_activation_delay_s),
@@ -55,35 +59,70 @@ def key_ring(settings: ConsentSettings, envelope: Envelope | None = None) -> Key
 
 
 async def migrate_database(settings: ConsentSettings) -> None:
-    """The service's migrations as the admin (at start, or ``clearway-migrate``)."""
+    """The service's migrations as the admin (at start, or ``clearway-migrate``): the
+    region's database and, when the global tables live elsewhere, the global one, where
+    the deployment's role is ``clearway_consent_<region>`` (ADR 0039)."""
+    migrations = load_migrations(MIGRATIONS)
     await migrate(
         settings.platform.database_url,
         schema=SCHEMA,
         service=SCHEMA,
-        migrations=load_migrations(MIGRATIONS),
+        migrations=migrations,
         role_password=settings.db_role_password,
     )
+    if settings.global_elsewhere:
+        await migrate(
+            settings.global_database,
+            schema=SCHEMA,
+            service=_global_role(settings),
+            migrations=migrations,
+            role_password=settings.db_role_password,
+        )
 
 
-async def prepare(settings: ConsentSettings, envelope: Envelope) -> ServiceLogin:
+def _global_role(settings: ConsentSettings) -> str:
+    return f"{SCHEMA}_{settings.platform.region}"
+
+
+async def prepare(
+    settings: ConsentSettings, envelope: Envelope
+) -> tuple[ServiceLogin, ServiceLogin | None]:
     """Migrate the schema (unless ``clearway-migrate`` does) and return the service
-    role's login (rotated or static)."""
+    role's logins (rotated or static): the region's database and, when the global
+    tables live elsewhere, the global database.
+
+    There the deployment logs in as ``clearway_consent_<region>`` (ADR 0039): each
+    region's rotated passwords are sealed with its own KEK, which no other region opens.
+    """
     if settings.platform.migrate_at_start:
         await migrate_database(settings)
     events = EventWriter(SCHEMA, topic_prefix=settings.platform.topic_prefix)
-    return await open_service_login(settings, envelope, events, schema=SCHEMA)
+    login = await open_service_login(settings, envelope, events, schema=SCHEMA)
+    if not settings.global_elsewhere:
+        return login, None
+    global_login = await open_service_login(
+        settings,
+        envelope,
+        events,
+        schema=SCHEMA,
+        role=_global_role(settings),
+        database_url=settings.global_database,
+    )
+    return login, global_login
 
 
 async def seed_standalone(settings: ConsentSettings, *, rotate: bool = False) -> Path:
     """Seed the demo tenants without serving (``python -m clearway.consent seed``)."""
     keys = key_ring(settings)
-    login = await prepare(settings, keys.envelope)
+    login, global_login = await prepare(settings, keys.envelope)
     pool = await login.pool(schema=SCHEMA, max_size=2)
+    global_pool = await (global_login or login).pool(schema=SCHEMA, max_size=2)
     try:
-        svc = Service(settings, pool, keys)
+        svc = Service(settings, pool, global_pool, keys)
         await handlers.open_personal_data(svc)
         return await seed(svc, settings.platform.local_dir, rotate=rotate)
     finally:
+        await global_pool.close()
         await pool.close()
 
 
@@ -96,11 +135,14 @@ def build_app(settings: ConsentSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        login = await prepare(settings, keys.envelope)
+        login, global_login = await prepare(settings, keys.envelope)
         transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
         await ensure_service_topics(settings, [settings.topic, transfers])
         pool = await login.pool(schema=SCHEMA, max_size=10)
-        svc = Service(settings, pool, keys)
+        # A pool of its own also when the global tables are in this database: code
+        # redemption holds a regional connection while it records the token globally.
+        global_pool = await (global_login or login).pool(schema=SCHEMA, max_size=5)
+        svc = Service(settings, pool, global_pool, keys)
         async with pool.acquire() as conn:
             svc.session_key = await load_session_key(conn, keys.envelope)
         if sealed := await handlers.open_personal_data(svc):
@@ -124,7 +166,8 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     accept=consumers.made_under_consent,
                 )
                 broker = make_broker(bootstrap)
-                subscribe_idempotent(broker, consumed, transfers, group_id=consumers.GROUP)
+                group = consumers.group_id(settings.platform.region)
+                subscribe_idempotent(broker, consumed, transfers, group_id=group)
                 tasks.task(
                     "consumers",
                     lambda: run_broker(broker, kafka=bootstrap),
@@ -132,6 +175,20 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 )
                 relay = OutboxRelay(login.relay_dsn, SCHEMA, bootstrap, poll_interval=0.5)
                 tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                if global_login is not None:
+                    # the events written with the global tables (tokens revoked, clients,
+                    # signing keys); every region's deployment runs one, an advisory
+                    # lock elects the one that publishes
+                    issuer = OutboxRelay(
+                        global_login.relay_dsn, SCHEMA, bootstrap, poll_interval=0.5
+                    )
+                    tasks.task("global-outbox-relay", issuer.run, health=issuer.healthy)
+                    if global_login.rotates:
+                        tasks.every(
+                            "global-db-login-rotation",
+                            settings.db_login_refresh_s,
+                            global_login.refresh,
+                        )
                 # its own keys, read in process; revocations from its own topic
                 await verify_tokens(app, tasks, settings, audience="clearway-consent", jwks=jwks)
                 tasks.every("key-rotation", 1.0, lambda: clients.keep_keys_current(svc))
@@ -159,6 +216,7 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 yield
         finally:
             await producer.stop()
+            await global_pool.close()
             await pool.close()
 
     app = create_app(

@@ -109,7 +109,7 @@ async def authenticate(
     ``address`` is the caller's address as the server sees it (uvicorn applies
     ``X-Forwarded-For`` only from its trusted proxies, ``FORWARDED_ALLOW_IPS``).
     """
-    pool = svc.pool
+    pool = svc.global_pool
     audience = [svc.settings.issuer, svc.settings.issuer + "/oauth/token"]
     client_id, secret, assertion = credentials(form, authorization)
     async with pool.acquire() as conn:
@@ -187,7 +187,7 @@ async def _record_failure(svc: Service, client_id: str, client: Any, address: st
         "at": events.rfc3339(now),
         "actor": None,
     }
-    async with svc.pool.acquire() as conn, conn.transaction():
+    async with svc.global_pool.acquire() as conn, conn.transaction():
         # One alert per client and window: its id derives from the client and the minute.
         await svc.events.emit(
             conn,
@@ -196,4 +196,5 @@ async def _record_failure(svc: Service, client_id: str, client: Any, address: st
             version=int(now.timestamp() // 60),
             data=data,
             tenant=data["tenant"],
+            major=events.MAJOR,
         )

@@ -44,7 +44,7 @@ async def register_client(
     if tenant != PLATFORM_TENANT and set(scopes) & PLATFORM_SCOPES:
         raise ValueError(f"platform scopes are for {PLATFORM_TENANT} clients only")
     secret = None if jwks else new_secret(tenant)
-    async with svc.pool.acquire() as conn:
+    async with svc.global_pool.acquire() as conn:
         await store.insert_client(
             conn,
             client_id=client_id,
@@ -64,7 +64,7 @@ async def clients_on_version(
     svc: Service, version: str, *, tenant: str | None, after: str | None, limit: int
 ) -> list[Any]:
     """Clients still pinned to ``version`` (the tenant's, or all with ``tenant=None``)."""
-    async with svc.pool.acquire() as conn:
+    async with svc.global_pool.acquire() as conn:
         return await store_clients.clients_on_version(conn, version, tenant, after, limit)
 
 
@@ -92,7 +92,7 @@ async def register_sandbox_client(
     twin = sandbox_twin(tenant)
     client_id = f"{twin}-{secrets.token_hex(6)}"
     secret = new_secret(twin)
-    async with svc.pool.acquire() as conn, conn.transaction():
+    async with svc.global_pool.acquire() as conn, conn.transaction():
         await store.insert_client(
             conn,
             client_id=client_id,
@@ -135,7 +135,7 @@ async def disable_client(
 ) -> str:
     """Disable the client (its tokens are refused everywhere); returns its tenant."""
     now = datetime.now(UTC)
-    async with svc.pool.acquire() as conn, conn.transaction():
+    async with svc.global_pool.acquire() as conn, conn.transaction():
         client = await _client_for_update(conn, tenant, client_id)
         version = client["version"] + 1
         await store_clients.disable_client(conn, client_id, now, version)
@@ -154,6 +154,7 @@ async def disable_client(
                 data=data,
                 actor=actor,
                 tenant=client["tenant"],
+                major=events.MAJOR,
             ),
             events.admin_action(
                 svc.events,
@@ -184,7 +185,7 @@ async def rotate_client_secret(
     locked: a possibly guessed secret must stop at once). Tokens issued before are refused
     (``client.credentials_rotated``); a locked client is active again."""
     now = datetime.now(UTC)
-    async with svc.pool.acquire() as conn, conn.transaction():
+    async with svc.global_pool.acquire() as conn, conn.transaction():
         client = await _client_for_update(conn, tenant, client_id)
         if client["status"] == ClientStatus.DISABLED:
             raise NotFound(client_id)
@@ -218,6 +219,7 @@ async def rotate_client_secret(
                 data=data,
                 actor=actor,
                 tenant=client["tenant"],
+                major=events.MAJOR,
             )
         ]
         if admin:
@@ -258,7 +260,7 @@ async def rotate_keys(
     """
     interval = timedelta(seconds=svc.settings.manual_key_rotation_interval_s)
     now = datetime.now(UTC)
-    async with svc.pool.acquire() as conn:
+    async with svc.global_pool.acquire() as conn:
         key = await svc.keys.rotate(
             conn, svc.events, reason=reason, actor=actor, unless_newer_than=now - interval
         )
@@ -282,6 +284,7 @@ async def rotate_keys(
                     version=1,
                     data=data,
                     tenant=PLATFORM_TENANT,
+                    major=events.MAJOR,
                 ),
                 events.admin_action(
                     svc.events, actor, "rotate_keys", key.kid, 1, reason, approver, PLATFORM_TENANT
@@ -293,7 +296,7 @@ async def rotate_keys(
 async def keep_keys_current(svc: Service) -> None:
     """Reload the keys (another replica may have rotated), rotate when due, and destroy
     in the HSM the private keys whose last token expired (docs/design.md §9)."""
-    async with svc.pool.acquire() as conn:
+    async with svc.global_pool.acquire() as conn:
         await svc.keys.retire_expired(conn, svc.events)
         rotated = await svc.keys.ensure_current(conn, svc.events)
         if rotated is None:
@@ -308,5 +311,10 @@ async def keep_keys_current(svc: Service) -> None:
         }
         async with conn.transaction():
             await svc.events.emit(
-                conn, "consent.signing_key_rotated", subject=key.kid, version=1, data=data
+                conn,
+                "consent.signing_key_rotated",
+                subject=key.kid,
+                version=1,
+                data=data,
+                major=events.MAJOR,
             )

@@ -1,4 +1,8 @@
-"""The consent service's events, all on ``clearway.consent.events.v1``.
+"""The consent service's events, all on ``clearway.consent.events.v2`` (schemas v2).
+
+The topic is global and carries ids only (docs/design.md §9, ADR 0039):
+``consent.created`` v2 has no ``purpose`` nor ``authorization_details``, which stay in
+the consent store of the tenant's region.
 
 Revocation events keep the type names and data fields that every service's
 ``RevocationSet.apply_event`` reads: ``consent.revoked`` (``consent_id``,
@@ -8,13 +12,16 @@ and ``client.credentials_rotated`` (``client_id``, ``at``); instants are RFC 333
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from clearway.consent.domain import Consent, Status
 from clearway.shared.actor import Actor
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.events import Event
+
+#: The schema major of every event this service writes (its topic's major,
+#: ``clearway.shared.events.TOPIC_MAJORS``); the kit's ``platform.*`` events stay v1.
+MAJOR = 2
 
 
 def rfc3339(at: datetime) -> str:
@@ -32,18 +39,23 @@ def consent_events(writer: EventWriter, consent: Consent) -> list[Event]:
                 "consent_id": consent.id,
                 "client_id": consent.client_id,
                 "subject": consent.subject,
-                "purpose": consent.purpose,
                 "reference": consent.reference,
                 "status": str(Status.AWAITING),
                 "terms_version": consent.terms_version,
-                "authorization_details": json.dumps(consent.authorization_details),
                 "scopes": " ".join(consent.scopes),
                 "created_at": rfc3339(consent.created_at),
                 "expires_at": rfc3339(consent.expires_at),
                 "actor": info["actor"],
             }
             out.append(
-                writer.event(type_, subject=consent.id, version=1, data=data, tenant=consent.tenant)
+                writer.event(
+                    type_,
+                    subject=consent.id,
+                    version=1,
+                    data=data,
+                    tenant=consent.tenant,
+                    major=MAJOR,
+                )
             )
             continue
         version += 1
@@ -64,7 +76,12 @@ def consent_events(writer: EventWriter, consent: Consent) -> list[Event]:
             data["evidence_hash"] = (consent.evidence or {}).get("hash")
         out.append(
             writer.event(
-                type_, subject=consent.id, version=version, data=data, tenant=consent.tenant
+                type_,
+                subject=consent.id,
+                version=version,
+                data=data,
+                tenant=consent.tenant,
+                major=MAJOR,
             )
         )
     consent.events.clear()
@@ -100,4 +117,5 @@ def admin_action(
         data=data,
         actor=actor,
         tenant=tenant,
+        major=MAJOR,
     )

@@ -66,12 +66,12 @@ async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
         ttl=timedelta(seconds=cmd.ttl_s),
         actor=cmd.actor.as_data(),
     )
-    try:
-        async with svc.pool.acquire() as conn, conn.transaction():
-            await store.insert_consent(conn, consent, svc.pii)
-            await svc.events.write(conn, *events.consent_events(svc.events, consent))
-    except asyncpg.ForeignKeyViolationError:
-        raise UnknownClient(cmd.client_id) from None
+    # the client is in the global database: no foreign key reaches it (docs/design.md §9)
+    if await find_client(svc, cmd.client_id) is None:
+        raise UnknownClient(cmd.client_id)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        await store.insert_consent(conn, consent, svc.pii)
+        await svc.events.write(conn, *events.consent_events(svc.events, consent))
     return consent
 
 
@@ -291,7 +291,7 @@ async def find_user(svc: Service, username: str) -> Any:
 
 async def find_client(svc: Service, client_id: str) -> Any:
     """A registered client (any status) or None."""
-    async with svc.pool.acquire() as conn:
+    async with svc.global_pool.acquire() as conn:
         return await store.get_client(conn, client_id)
 
 

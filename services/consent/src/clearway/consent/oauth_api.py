@@ -126,6 +126,8 @@ async def token(request: Request) -> Response:
     if grant == "client_credentials":
         body = await tokens.issue_client_credentials(svc, client, form)
     else:
+        # the code and its consent live in the client's tenant's region (docs/design.md §9)
+        svc.residency.check(client["tenant"])
         body = await tokens.redeem_code(svc, client, form)
     return JSONResponse(body, headers=_NO_STORE)
 
@@ -138,6 +140,7 @@ async def par(request: Request) -> Response:
     client = await clientauth.authenticate(
         svc, form, request.headers.get("authorization"), _address(request)
     )
+    svc.residency.check(client["tenant"])  # its consents live in its region (421 otherwise)
     if form.get("response_type") != "code":
         raise OAuthError("unsupported_response_type", "response_type must be code")
     redirect_uri = form.get("redirect_uri")

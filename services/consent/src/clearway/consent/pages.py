@@ -83,6 +83,7 @@ def _error(request: Request, message: str, status: int = 400) -> HTMLResponse:
 @router.get("/oauth/authorize")
 async def authorize(request: Request, client_id: str = "", request_uri: str = "") -> Response:
     svc = _svc(request)
+    await authorization.check_client_region(svc, client_id)
     par = await authorization.pushed_request(svc, client_id, request_uri, take=False)
     if par is None:
         return _error(request, "This authorization request is unknown or has expired.")
@@ -148,6 +149,8 @@ async def decide(
     subject, tenant = session
     if not same_text(csrf, _csrf(request, subject, request_uri)):
         return _error(request, "The form has expired; start again from the application.", 403)
+    svc.residency.check(tenant)
+    await authorization.check_client_region(svc, client_id)
     par = await authorization.pushed_request(svc, client_id, request_uri, take=True)
     if par is None:
         return _error(request, "This authorization request is unknown or has expired.")
@@ -217,6 +220,7 @@ async def my_consents(request: Request) -> Response:
     if session is None:
         return _page(request, "login.html", title="Sign in", next="/consents", error=None)
     subject, tenant = session
+    _svc(request).residency.check(tenant)
     consents = await handlers.list_consents(_svc(request), tenant, subject=subject)
     return _page(
         request,
@@ -236,6 +240,7 @@ async def revoke_mine(request: Request, consent_id: str, csrf: str = Form(...)) 
     subject, tenant = session
     if not same_text(csrf, _csrf(request, subject, "manage")):
         return _error(request, "The form has expired; reload the page.", 403)
+    _svc(request).residency.check(tenant)
     try:
         await handlers.revoke_consent(
             _svc(request),

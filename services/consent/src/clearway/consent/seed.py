@@ -128,7 +128,12 @@ async def seed(svc: Service, local_dir: Path, *, rotate: bool = False) -> Path:
     password_hash = svc.hash_secret(DEMO_PASSWORD)
     await handlers.register_users(
         svc,
-        [(f"usr_{username}", tenant, username, name) for username, name, tenant in USERS],
+        # users are personal data: only those of the tenants this region serves (§9)
+        [
+            (f"usr_{username}", tenant, username, name)
+            for username, name, tenant in USERS
+            if svc.residency.serves(tenant)
+        ],
         password_hash,
     )
     path.parent.mkdir(parents=True, exist_ok=True)

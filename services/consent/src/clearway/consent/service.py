@@ -12,12 +12,17 @@ from clearway.consent.personal import PersonalData
 from clearway.consent.settings import ConsentSettings
 from clearway.consent.throttle import AuthThrottle
 from clearway.shared.event_writer import EventWriter
+from clearway.shared.residency import Residency
 
 
 @dataclass
 class Service:
     settings: ConsentSettings
+    #: The region's users, consents and the flow around them (docs/design.md §9).
     pool: asyncpg.Pool
+    #: The global authorization server's tables: clients, signing keys, issued tokens,
+    #: seen assertions (the same database as ``pool`` in the issuer's region).
+    global_pool: asyncpg.Pool
     keys: KeyRing
     #: HMAC key of the page session cookie and CSRF tokens (generated once, stored sealed)
     session_key: bytes = b""
@@ -27,10 +32,14 @@ class Service:
     pii: PersonalData = field(init=False)
     #: Failed client authentication by (client, address) (docs/design.md §7).
     throttle: AuthThrottle = field(init=False)
+    #: The tenants whose users and consents this deployment holds (docs/design.md §9):
+    #: another region's tenant is refused (421) before anything of it is read or written.
+    residency: Residency = field(init=False)
 
     def __post_init__(self) -> None:
         self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
         self.pii = PersonalData(self.keys.envelope)
+        self.residency = self.settings.platform.residency()
         self.throttle = AuthThrottle(
             anomaly_addresses=self.settings.auth_anomaly_addresses,
             anomaly_window_s=self.settings.auth_anomaly_window_s,

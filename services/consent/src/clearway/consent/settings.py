@@ -10,6 +10,7 @@ from clearway.consent.keys import ALGORITHMS, TOKEN_KEY
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.crypto.signing import Algorithm
+from clearway.shared.events import events_topic
 from clearway.shared.settings import Csv
 
 
@@ -34,6 +35,16 @@ class ConsentSettings(KeySettings):
     )
 
     port: int = 8003
+    global_database_url: str | None = None
+    """Database of the global authorization server's tables (clients, signing keys,
+    issued tokens, seen assertions; docs/design.md §9): unset, this deployment's own
+    database (``CLEARWAY_DATABASE_URL``) holds them, as in the issuer's region; a
+    deployment of another region points it at that database and keeps its users,
+    consents and their evidence in its own."""
+    signing_hsm_token: str | None = None
+    """Label of the HSM token holding the token-signing keys, shared by every region's
+    deployment (one issuer), logged in with ``HSM_PIN``; unset: ``HSM_TOKEN``, the
+    token of the region's KEK."""
     db_password: SecretStr = SecretStr("consent-dev")
     signing_alg: Literal["ES256", "EdDSA"] = "ES256"
     """JWS algorithm of access tokens signed by new keys (RFC 7518 §3.4, RFC 8037): the
@@ -87,6 +98,20 @@ class ConsentSettings(KeySettings):
     retention_interval_s: float = Field(3600.0, gt=0)
     """How often the retention purge runs (rules: ``consent.retention_rules``)."""
 
+    @property
+    def global_database(self) -> str:
+        """The admin URL of the database holding the authorization server's tables."""
+        return self.global_database_url or self.platform.database_url
+
+    @property
+    def global_elsewhere(self) -> bool:
+        """Whether the global tables live in another database than the region's."""
+        return self.global_database != self.platform.database_url
+
+    def signing_store(self) -> ConsentSettings:
+        """These settings with the signing token as the key store (its keys only)."""
+        return self.model_copy(update={"hsm_token": self.signing_hsm_token or self.hsm_token})
+
     def signing_algorithm(self, name: str) -> Algorithm | None:
         return ALGORITHMS[self.signing_alg] if name == TOKEN_KEY else None
 
@@ -100,4 +125,4 @@ class ConsentSettings(KeySettings):
 
     @property
     def topic(self) -> str:
-        return self.platform.topic("clearway.consent.events.v1")
+        return self.platform.topic(events_topic(self.service))

@@ -132,7 +132,7 @@ async def issue_client_credentials(svc: Service, client: Any, form: dict[str, An
     aud = audience(scopes, form.get("resource", []))
     claims = claims_for(svc, client, sub=client["client_id"], scopes=scopes, aud=aud)
     token = svc.keys.sign(claims)
-    async with svc.pool.acquire() as conn:
+    async with svc.global_pool.acquire() as conn:
         await store.record_token(conn, claims, None)
     return token_response(token, claims)
 
@@ -147,9 +147,11 @@ def pkce_ok(verifier: str | None, challenge: str) -> bool:
 
 
 async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[str, Any]:
-    """RFC 6749 §4.1.3: one transaction holds the code's row lock from the check to the
-    token's record, so a concurrent second redemption waits, sees the code used and
-    revokes the token just issued from it (§4.1.2)."""
+    """RFC 6749 §4.1.3: the region's transaction holds the code's row lock from the check
+    until the token is recorded in the global database (docs/design.md §9), so a
+    concurrent second redemption waits, sees the code used and revokes the token just
+    issued from it (§4.1.2). A token recorded whose code's transaction then fails was
+    never handed out."""
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
@@ -161,7 +163,7 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
             raise OAuthError("invalid_grant", "unknown authorization code")
         if row["redeemed_at"] is not None:
             # RFC 6749 §4.1.2: a reused code revokes the tokens issued from it.
-            await _revoke_tokens_of_code(svc, conn, h)
+            await _revoke_tokens_of_code(svc, h)
             refusal = OAuthError("invalid_grant", "authorization code was already used")
         elif row["expires_at"] <= datetime.now(UTC):
             refusal = OAuthError("invalid_grant", "authorization code expired")
@@ -172,7 +174,8 @@ async def redeem_code(svc: Service, client: Any, form: dict[str, Any]) -> dict[s
         if refusal is None:
             claims = _claims_for_code(svc, client, row, consent)
             token = svc.keys.sign(claims)
-            await store.record_token(conn, claims, h)
+            async with svc.global_pool.acquire() as issued:
+                await store.record_token(issued, claims, h)
     if refusal is not None:
         raise refusal
     return token_response(token, claims)
@@ -212,11 +215,13 @@ def _claims_for_code(svc: Service, client: Any, row: Any, consent: Any) -> dict[
     )
 
 
-async def _revoke_tokens_of_code(svc: Service, conn: asyncpg.Connection, h: str) -> None:
-    rows = await store_tokens.revoke_tokens_of_code(conn, h)
-    await svc.events.write(
-        conn, *[_token_revoked(svc, r, "authorization code reuse") for r in rows]
-    )
+async def _revoke_tokens_of_code(svc: Service, h: str) -> None:
+    """The tokens and their ``token.revoked`` events, in one global transaction."""
+    async with svc.global_pool.acquire() as conn, conn.transaction():
+        rows = await store_tokens.revoke_tokens_of_code(conn, h)
+        await svc.events.write(
+            conn, *[_token_revoked(svc, r, "authorization code reuse") for r in rows]
+        )
 
 
 def _token_revoked(svc: Service, row: Any, reason: str) -> Event:
@@ -230,7 +235,12 @@ def _token_revoked(svc: Service, row: Any, reason: str) -> Event:
         "actor": None,
     }
     return svc.events.event(
-        "token.revoked", subject=row["jti"], version=1, data=data, tenant=row["tenant"]
+        "token.revoked",
+        subject=row["jti"],
+        version=1,
+        data=data,
+        tenant=row["tenant"],
+        major=events.MAJOR,
     )
 
 
@@ -255,14 +265,15 @@ async def introspect(svc: Service, caller: Any, token: str | None) -> dict[str, 
     claims = verify_own(svc, token or "")
     if claims is None or claims.get("tenant") != caller["tenant"]:
         return {"active": False}
-    async with svc.pool.acquire() as conn:
+    if "consent_id" in claims:  # its consent's status is in the tenant's region
+        svc.residency.check(caller["tenant"])
+    async with svc.global_pool.acquire() as conn:
         row = await store_tokens.issued_token(conn, claims["jti"])
         client = await store.get_client(conn, claims["client_id"])
-        consent = (
-            await store.get_consent(conn, claims["consent_id"], svc.pii)
-            if "consent_id" in claims
-            else None
-        )
+    consent = None
+    if "consent_id" in claims:
+        async with svc.pool.acquire() as conn:
+            consent = await store.get_consent(conn, claims["consent_id"], svc.pii)
     if row is None or row["revoked_at"] is not None or client is None:
         return {"active": False}
     if client["status"] == ClientStatus.DISABLED:
@@ -282,7 +293,7 @@ async def revoke(svc: Service, caller: Any, token: str | None) -> None:
     claims = verify_own(svc, token or "")
     if claims is None or claims.get("client_id") != caller["client_id"]:
         return
-    async with svc.pool.acquire() as conn, conn.transaction():
+    async with svc.global_pool.acquire() as conn, conn.transaction():
         row = await store_tokens.revoke_token(conn, claims["jti"])
         if row is not None:
             await svc.events.write(conn, _token_revoked(svc, row, "revoked by the client"))

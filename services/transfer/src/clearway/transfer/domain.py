@@ -197,19 +197,20 @@ def current_consent(known: ConsentState | None, token: ConsentState) -> ConsentS
     """The consent's state for a request bound to it: the projection's, unless it has
     not yet seen the consent authorised. A token is issued only from an ``Authorised``
     consent, so the token itself carries that write to us (read-your-writes); the
-    projection's later news (consumed, revoked, expired) wins over it."""
+    projection's later news (consumed, revoked, expired) wins over it. The
+    authorization details always come from the token (RFC 9396, signed by the issuer
+    at redemption): they are personal data, which ``consent.*`` events do not carry
+    (ADR 0039), so the projection has none."""
     if known is None or consent_stage(known.status) < 2:
         return token
-    if not known.authorization_details:
-        return ConsentState(
-            known.id,
-            known.tenant,
-            known.subject,
-            known.status,
-            token.authorization_details,
-            known.expires_at,
-        )
-    return known
+    return ConsentState(
+        known.id,
+        known.tenant,
+        known.subject,
+        known.status,
+        token.authorization_details,
+        known.expires_at,
+    )
 
 
 class Refused(TransferError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from clearway.shared.event_writer import EventWriter
-from clearway.shared.events import Event
+from clearway.shared.events import Event, events_topic
 from clearway.transfer.domain import (
     TransferCanceled,
     TransferCreated,
@@ -22,7 +22,7 @@ from clearway.transfer.domain import (
 
 EVENTS_TOPIC = "clearway.transfer.events.v1"
 INTENTS_TOPIC = "clearway.transfer.intents.v1"
-CONSENT_TOPIC = "clearway.consent.events.v1"
+CONSENT_TOPIC = events_topic("consent")
 
 
 def transfer_event(writer: EventWriter, ev: TransferEvent) -> Event:

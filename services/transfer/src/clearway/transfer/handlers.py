@@ -287,7 +287,6 @@ async def apply_consent_event(conn: asyncpg.Connection, event: Event) -> None:
     data = event.data
     if not event.tenant or not isinstance(data.get("consent_id"), str):
         return
-    details = data.get("authorization_details")
     expires_at = data.get("expires_at")
     await store_accounts.apply_consent(
         conn,
@@ -296,7 +295,6 @@ async def apply_consent_event(conn: asyncpg.Connection, event: Event) -> None:
         consent_stage(data["status"]),
         data["status"],
         data.get("subject"),
-        json.loads(details) if isinstance(details, str) else None,
         datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else None,
     )
 

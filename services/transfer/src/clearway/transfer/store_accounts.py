@@ -3,10 +3,8 @@ payment consents and the consents' uses (docs/design.md §5, §7)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -41,20 +39,14 @@ async def accounts_of(conn: Executor, tenant: str, ids: Sequence[str]) -> dict[s
 async def consent(conn: Executor, consent_id: str) -> ConsentState | None:
     """The projection's view of a consent, or None when no event about it arrived yet."""
     row = await conn.fetchrow(
-        "SELECT id, tenant, subject, status, authorization_details, expires_at"
-        " FROM consents WHERE id=$1",
+        "SELECT id, tenant, subject, status, expires_at FROM consents WHERE id=$1",
         consent_id,
     )
     if row is None:
         return None
-    details = row["authorization_details"]
+    # no authorization details: they come from the consent-bound token (ADR 0039)
     return ConsentState(
-        row["id"],
-        row["tenant"],
-        row["subject"],
-        row["status"],
-        tuple(json.loads(details) if isinstance(details, str) else details or ()),
-        row["expires_at"],
+        row["id"], row["tenant"], row["subject"], row["status"], (), row["expires_at"]
     )
 
 
@@ -65,15 +57,14 @@ async def apply_consent(
     stage: int,
     status: str,
     subject: str | None,
-    details: list[dict[str, Any]] | None,
     expires_at: datetime | None,
 ) -> None:
     """Move the projection to ``stage`` unless it is already there or beyond; what an
-    event does not carry (details, expiry, subject) is kept from earlier ones, and is
-    filled in even by an event that arrives late."""
+    event does not carry (expiry, subject) is kept from earlier ones, and is filled in
+    even by an event that arrives late."""
     await conn.execute(
-        "INSERT INTO consents (id, tenant, subject, status, stage, authorization_details,"
-        " expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+        "INSERT INTO consents (id, tenant, subject, status, stage, expires_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6)"
         " ON CONFLICT (id) DO UPDATE SET"
         " status = CASE WHEN EXCLUDED.stage > consents.stage"
         "   THEN EXCLUDED.status ELSE consents.status END,"
@@ -81,8 +72,6 @@ async def apply_consent(
         "   THEN coalesce(EXCLUDED.subject, consents.subject)"
         "   ELSE coalesce(consents.subject, EXCLUDED.subject) END,"
         " stage = greatest(consents.stage, EXCLUDED.stage),"
-        " authorization_details = coalesce(consents.authorization_details,"
-        "   EXCLUDED.authorization_details),"
         " expires_at = coalesce(consents.expires_at, EXCLUDED.expires_at),"
         " updated_at = now()",
         consent_id,
@@ -90,7 +79,6 @@ async def apply_consent(
         subject,
         status,
         stage,
-        details,
         expires_at,
     )
 

@@ -21,7 +21,7 @@ from clearway.shared.crypto.settings import open_envelope, open_signing_provider
 from clearway.shared.db import create_pool, load_migrations, migrate
 from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.dlt_admin import DeadLetterAdmin
-from clearway.shared.event_writer import EventWriter
+from clearway.shared.event_writer import EventWriter, events_topic
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
@@ -206,7 +206,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                     bootstrap,
                     consumer,
                     [
-                        dlt_topic(p.topic(f"clearway.{d}.events.v1"), consumers.GROUP)
+                        dlt_topic(p.topic(events_topic(d)), consumers.GROUP)
                         for d in EVENT_DOMAINS
                         if d != "webhooks"
                     ],

@@ -1,4 +1,4 @@
-"""Fan-out subscriber: every ``<prefix>clearway.<domain>.events.v1`` topic by pattern.
+"""Fan-out subscriber: every ``<prefix>clearway.<domain>.events.v<N>`` topic by pattern.
 
 The webhook service's own operational events are not fanned out: an endpoint
 that fails would otherwise be sent the news of its own failure, fail again, and
@@ -24,8 +24,9 @@ GROUP = "webhooks"
 
 
 def events_pattern(prefix: str) -> str:
-    """Every domain's events topic (dead-letter topics and our own excluded)."""
-    return rf"^{re.escape(prefix)}clearway\.(?!webhooks\.)[a-z0-9_]+\.events\.v1$"
+    """Every domain's events topic, of every major (dead-letter topics and our own
+    excluded): the consent service's is v2 (docs/design.md §3)."""
+    return rf"^{re.escape(prefix)}clearway\.(?!webhooks\.)[a-z0-9_]+\.events\.v[0-9]+$"
 
 
 def fan_out_consumer(

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clearway.shared.auth.principal import Principal
 from clearway.shared.backoff import Backoff
+from clearway.shared.events import events_topic
 from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.metrics import REVOCATION_FEED_LAG_SECONDS
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 FEED_BACKOFF = Backoff(base=0.5, cap=10.0, jitter=0.2)
 
 #: The consent service's topic, which carries the revocations (before the topic prefix).
-CONSENT_EVENTS_TOPIC = "clearway.consent.events.v1"
+CONSENT_EVENTS_TOPIC = events_topic("consent")
 
 CONSENT_REVOKED = "consent.revoked"
 TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type, not a secret)

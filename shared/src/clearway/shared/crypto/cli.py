@@ -17,10 +17,10 @@ admin DSN. Rotation and retirement are recorded as audited ``platform.key_rotate
 events with the operator and reason; ``db-rotate`` gives the service's next
 database login a fresh password (the previous login keeps working until its
 expiry; replicas pick the new one up within ``DB_LOGIN_REFRESH_S``), audited as
-``platform.db_credential_rotated``. ``shred-tenant`` destroys a tenant's data keys
-(crypto-shredding, ADR 0027): every record of that tenant sealed by the service
-becomes unreadable, audited as ``platform.tenant_shredded``; running replicas drop
-the keys they hold within ``TENANT_KEY_REFRESH_S``. The re-wrap and retirement
+``platform.db_credential_rotated``. ``shred-tenant`` destroys a tenant's data keys,
+and its sandbox twin's (crypto-shredding, ADR 0027): every record of that tenant
+sealed by the service becomes unreadable, audited as ``platform.tenant_shredded``;
+running replicas drop the keys they hold within ``TENANT_KEY_REFRESH_S``. The re-wrap and retirement
 cover the tenant keys (``tenant_keys.sealed``) with the service's sealed columns.
 """
 

@@ -93,11 +93,12 @@ class ServiceLogin:
             await self._refresh()
 
 
-def login_source(settings: KeySettings) -> tuple[str, bool]:
+def login_source(settings: KeySettings, database_url: str | None = None) -> tuple[str, bool]:
     """Where a service reads its rotated logins, and whether it rotates them itself:
-    as the admin of ``CLEARWAY_DATABASE_URL``, rotating when due, if it migrates at
-    start; otherwise as its reader login, ``clearway-migrate`` rotating (ADR 0044)."""
-    url = settings.platform.database_url
+    as the admin of ``database_url`` (default ``CLEARWAY_DATABASE_URL``), rotating when
+    due, if it migrates at start; otherwise as its reader login, ``clearway-migrate``
+    rotating (ADR 0044)."""
+    url = database_url or settings.platform.database_url
     if not settings.reads_db_logins:
         return url, True
     assert settings.db_reader_password is not None  # the settings require it
@@ -113,17 +114,20 @@ async def open_service_login(
     schema: str,
     role: str | None = None,
     static_password: str | None = None,
+    database_url: str | None = None,
 ) -> ServiceLogin:
     """The login of role ``clearway_<role>`` (default: the service's own) on ``schema``,
     after its migrations. Rotated: rotates when due, then unseals the newest login;
-    static: ``static_password`` (default ``DB_PASSWORD``)."""
+    static: ``static_password`` (default ``DB_PASSWORD``). ``database_url``: the admin
+    URL of another database than the platform's (its logins are sealed there)."""
     role = role or settings.service
+    admin = database_url or settings.platform.database_url
     if not settings.rotates_db_logins:
         password = static_password or settings.db_password.get_secret_value()
-        return ServiceLogin(service_dsn(settings.platform.database_url, role, password))
+        return ServiceLogin(service_dsn(admin, role, password))
     interval = timedelta(seconds=settings.db_login_rotation_s)
     lifetime = timedelta(seconds=settings.db_login_lifetime_s)
-    source, rotates = login_source(settings)
+    source, rotates = login_source(settings, admin)
     rotating = await open_rotating_login(
         source,
         envelope,

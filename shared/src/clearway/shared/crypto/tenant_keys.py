@@ -12,7 +12,9 @@ sets its row's ``sealed`` to NULL in one transaction with the audited
 keys of that tenant's records, backups of the records included, while every other
 tenant is untouched. The row stays as a tombstone that refuses new records of the
 tenant (:class:`TenantShredded`). Other replicas drop the keys they hold in memory
-on their next :meth:`TenantKeys.refresh` (a Supervisor job).
+on their next :meth:`TenantKeys.refresh` (a Supervisor job). Offboarding a live
+tenant offboards its sandbox twin (``<tenant>_test``, docs/design.md §10) with it:
+the twin is the same partner in test mode, with keys of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from clearway.shared.crypto import store_tenant_keys as store
 from clearway.shared.crypto.envelope import Context, Envelope
 from clearway.shared.crypto.rotation import SealedColumn
 from clearway.shared.event_writer import EventWriter
+from clearway.shared.mode import sandbox_twin
 
 __all__ = [
     "EVENT",
@@ -153,30 +156,36 @@ async def shred_tenant(
     actor: Actor | None = None,
     keys: TenantKeys | None = None,
 ) -> int:
-    """Destroy ``tenant``'s data keys in ``service``'s schema (``conn``'s search path)
-    with the audited ``platform.tenant_shredded`` event, in one transaction; returns
-    how many keys were destroyed. ``keys`` (this process's) forget it at once."""
+    """Destroy ``tenant``'s data keys in ``service``'s schema (``conn``'s search path),
+    and those of its sandbox twin (ADR 0037; naming a twin shreds the twin alone), each
+    with its audited ``platform.tenant_shredded`` event, in one transaction; returns how
+    many keys were destroyed. ``keys`` (this process's) forget them at once."""
     if not tenant.strip():
         raise ValueError("name the tenant to shred")
     if not reason.strip():
         raise ValueError("crypto-shredding a tenant needs a reason")
     now = datetime.now(UTC)
+    tenants = list(dict.fromkeys((tenant, sandbox_twin(tenant))))
+    total = 0
     async with conn.transaction():
-        destroyed = await store.destroy(conn, f"tk_{secrets.token_hex(12)}", tenant, reason)
-        await events.emit(
-            conn,
-            EVENT,
-            subject=f"tenant:{tenant}",
-            version=int(now.timestamp() * 1000),
-            actor=actor,
-            data={
-                "service": service,
-                "tenant": tenant,
-                "keys_destroyed": destroyed,
-                "reason": reason,
-                "at": now.isoformat().replace("+00:00", "Z"),
-            },
-        )
+        for each in tenants:
+            destroyed = await store.destroy(conn, f"tk_{secrets.token_hex(12)}", each, reason)
+            total += destroyed
+            await events.emit(
+                conn,
+                EVENT,
+                subject=f"tenant:{each}",
+                version=int(now.timestamp() * 1000),
+                actor=actor,
+                data={
+                    "service": service,
+                    "tenant": each,
+                    "keys_destroyed": destroyed,
+                    "reason": reason,
+                    "at": now.isoformat().replace("+00:00", "Z"),
+                },
+            )
     if keys is not None:
-        keys.forget(tenant)
-    return destroyed
+        for each in tenants:
+            keys.forget(each)
+    return total

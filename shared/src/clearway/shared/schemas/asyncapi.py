@@ -3,8 +3,10 @@
 One channel per topic, one message per event type and major version with its
 JSON Schema payload and the CloudEvents binary-mode headers (docs/design.md §3).
 A schema's ``CHANGELOG.md`` names the topics it is published on (a backticked
-``clearway.….v<N>``); otherwise ``platform.*`` events appear on every service's
-events topic and any other on ``clearway.<domain>.events.v1``.
+``clearway.….v<N>``), a major on the topics of its own major; otherwise
+``platform.*`` events (v1, written by the kit's jobs in every service) appear on every
+service's events topic, whatever that topic's major (``events_topic``), and any other
+on ``clearway.<domain>.events.v1``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import json
 import re
 from typing import Any
 
+from clearway.shared.events import events_topic
 from clearway.shared.schemas.registry import SchemaRegistry
 
-#: Services that publish events (each on clearway.<service>.events.v1).
+#: Services that publish events (each on its ``events_topic``).
 PUBLISHERS = ("audit", "consent", "transfer", "vault", "webhooks")
 _TOPIC = re.compile(r"`(clearway\.[a-z_]+\.[a-z]+\.v\d+)`")
 
@@ -47,7 +50,7 @@ def topics_of(event_type: str, domain: str, changelog: str) -> list[str]:
     if named:
         return named
     if domain == "platform":
-        return [f"clearway.{svc}.events.v1" for svc in PUBLISHERS]
+        return [events_topic(svc) for svc in PUBLISHERS]
     return [f"clearway.{domain}.events.v1"]
 
 
@@ -77,7 +80,7 @@ def document(registry: SchemaRegistry) -> dict[str, Any]:
                 "bindings": {"kafka": {"key": {"type": "string", "description": "Aggregate id."}}},
             }
             for topic in topics_of(info.event_type, info.domain, info.changelog):
-                if not topic.endswith(f".v{major}"):
+                if info.domain != "platform" and not topic.endswith(f".v{major}"):
                     continue
                 channel = channels.setdefault(_id(topic), {"address": topic, "messages": {}})
                 channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}

@@ -229,9 +229,7 @@ def _git(cwd: Path, *args: str) -> str | None:
     if git is None or not cwd.is_dir():
         return None
     # Fixed argv, no shell; the only inputs are paths inside the repository.
-    done = subprocess.run(
-        [git, "-C", str(cwd), *args], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([git, "-C", str(cwd), *args], capture_output=True, text=True, check=False)
     return done.stdout if done.returncode == 0 else None
 
 

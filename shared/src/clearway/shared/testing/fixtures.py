@@ -142,14 +142,16 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SoftHSM2 token directory for this test session (docs/design.md §9).
 
     ``SOFTHSM2_CONF`` is read once per process when the PKCS#11 module loads, so
-    the whole session shares one configuration and its token ``clearway`` (the
-    default ``hsm_token``), initialised here before anything loads the module:
+    the whole session shares one configuration and its tokens ``clearway`` (the
+    default ``hsm_token``) and ``clearway-us`` (another region's, as ``make run``
+    gives the us deployments), initialised here before anything loads the module:
     SoftHSM2 reads its token directory at ``C_Initialize``. Tests tell their keys
     apart by KEK name.
     """
     home = tmp_path_factory.mktemp("softhsm")
     os.environ["SOFTHSM2_CONF"] = str(home / "softhsm2.conf")
     ensure_token(home, "clearway")
+    ensure_token(home, "clearway-us")
     return softhsm_home(home)
 
 

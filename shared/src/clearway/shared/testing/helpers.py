@@ -93,3 +93,19 @@ async def serve(
             # The test itself is over; a shutdown that outlasts a minute on a loaded host
             # is reported (the CI output names it), not turned into the test's failure.
             warnings.warn(f"{app!r} did not shut down within 60 s; cancelled", stacklevel=1)
+
+
+def pg_dump_data(dsn: str) -> str:
+    """The data of every schema of database ``dsn`` as ``pg_dump --data-only`` text, so a
+    test can show what a database holds (and what it must not)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    found = shutil.which("pg_dump") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
+    )
+    assert found, "pg_dump not found"
+    return subprocess.run(
+        [str(found), "--no-owner", "--data-only", dsn], capture_output=True, text=True, check=True
+    ).stdout
