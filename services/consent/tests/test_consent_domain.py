@@ -138,6 +138,7 @@ def test_the_scope_catalog_covers_every_service_and_the_docs_page_is_current():
         "platform:keys",
         "platform:clients",
         "platform:webhooks",
+        "platform:dead-letters",
         "platform:audit",
     }
     assert audiences_for({"payments:read", "audit:read"}) == ["clearway-audit", "clearway-transfer"]
