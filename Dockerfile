@@ -21,13 +21,13 @@ ENV PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
 # SoftHSM2: the development key store (production points CLEARWAY_<SVC>_HSM_MODULE at
-# its HSM's PKCS#11 module instead); python3 from Debian on a base without Python; a C
-# compiler and OpenSSL's headers for the audit's compiled verification loop
-# (services/audit-native, ADR 0041), built by `uv sync`.
+# its HSM's PKCS#11 module instead); python3 (and its headers) from Debian on a base
+# without Python; a C compiler and OpenSSL's headers for the audit's compiled
+# verification loop (services/audit-native, ADR 0041), built by `uv sync`.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates softhsm2 \
       gcc libc6-dev libssl-dev \
-      $(command -v python3 >/dev/null || echo python3 python3-venv) \
+      $(command -v python3 >/dev/null || echo python3 python3-venv python3-dev) \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/uv \
  && { [ -z "$CA_BUNDLE" ] || export PIP_CERT="$CA_BUNDLE"; } \

@@ -10,7 +10,9 @@ services through their published ports on 127.0.0.1, as a partner would:
 3. a transfer created, executed against the sandbox rail with a service token;
 4. ``transfer.settled`` received, its Standard Webhooks signature verified with the
    partner package;
-5. the flow found in the audit log, searched by the correlation id.
+5. the flow found in the audit log, searched by the correlation id;
+6. when the stack runs Jaeger (``clearway_jaeger_1``), the transfer's trace found in
+   it through the query API, with spans of transfer, rail, webhooks and audit.
 
 Exit status 0 when every step passed; prints each step with its time.
 """
@@ -33,8 +35,14 @@ from clearway_webhook_verify import Verifier
 from clearway.shared.testing.helpers import eventually, free_port
 
 CONSENT, TRANSFER, WEBHOOKS, AUDIT = (f"http://127.0.0.1:{p}" for p in (8003, 8001, 8002, 8004))
+JAEGER = "http://127.0.0.1:16686"
+TRACED = {"transfer", "sandbox-rail", "webhooks", "audit"}
 STATE = "/var/lib/clearway/dev-clients.json"
 TENANT = "tnt_demo_alpha"
+
+
+def running(container: str) -> bool:
+    return subprocess.run(["podman", "container", "exists", container]).returncode == 0
 
 
 def podman_exec(container: str, *cmd: str) -> str:
@@ -158,6 +166,29 @@ async def run(project: str) -> None:
 
             actions = await eventually(audited, timeout=120, interval=0.5)
             step(f"audit search by correlation id: {sorted(set(actions))}")
+
+            if running(f"{project}_jaeger_1"):
+
+                async def traced() -> set[str] | None:
+                    r = await http.get(
+                        f"{JAEGER}/api/traces",
+                        params={
+                            "service": "transfer",
+                            "tags": json.dumps({"clearway.correlation_id": correlation}),
+                            "lookback": "1h",
+                        },
+                    )
+                    if r.status_code != 200:
+                        return None
+                    seen = {
+                        p["serviceName"]
+                        for t in r.json().get("data") or []
+                        for p in t["processes"].values()
+                    }
+                    return seen if TRACED <= seen else None
+
+                services = await eventually(traced, timeout=60, interval=1)
+                step(f"trace in Jaeger ({JAEGER}/) with spans of {sorted(services)}")
     finally:
         server.should_exit = True
         await serving

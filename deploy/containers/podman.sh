@@ -4,7 +4,7 @@
 #
 #   deploy/containers/podman.sh setup     install podman, runc, debootstrap, podman-compose
 #   deploy/containers/podman.sh base      localhost/debian-min:bookworm (debootstrap, no registry)
-#   deploy/containers/podman.sh images    clearway, Kafka and Postgres images from that base
+#   deploy/containers/podman.sh images    clearway, Kafka, Postgres and Jaeger images from that base
 #   deploy/containers/podman.sh up|down   docker-compose.yml with these images
 #   deploy/containers/podman.sh socket    podman's Docker-compatible API (testcontainers)
 #
@@ -18,6 +18,7 @@ BASE_IMAGE=localhost/debian-min:bookworm
 export CLEARWAY_IMAGE=localhost/clearway:dev
 export CLEARWAY_KAFKA_IMAGE=localhost/clearway-kafka:4.1.1
 export CLEARWAY_POSTGRES_IMAGE=localhost/clearway-postgres:15
+export CLEARWAY_JAEGER_IMAGE=localhost/clearway-jaeger:dev
 PROJECT=clearway
 SERVICES=(sandbox-rail vault transfer webhooks audit)
 
@@ -84,6 +85,22 @@ images() {
     -DoutputDirectory="$STATE/kafka/libs"
   cp "$HERE"/kafka/*.sh "$ROOT/deploy/local/kafka/log4j2.properties" "$STATE/kafka/"
   build "$CLEARWAY_KAFKA_IMAGE" "$STATE/kafka" "$HERE/kafka/Containerfile"
+  jaeger_image
+}
+
+# Jaeger: the binary of `make jaeger` (Go module proxy), its config and the shipped UI.
+jaeger_image() {
+  if ! command -v go >/dev/null && [ ! -x "$ROOT/.local/bin/jaeger" ]; then
+    say "no Go and no .local/bin/jaeger: compose runs without Jaeger (no traces)"
+    return 0
+  fi
+  make -s -C "$ROOT" jaeger
+  local ctx=$STATE/jaeger
+  rm -rf "$ctx" && mkdir -p "$ctx/ui"
+  cp "$ROOT/.local/bin/jaeger" "$ROOT/deploy/local/jaeger/config.yaml" "$ctx/"
+  tar -xzf "$ROOT"/deploy/local/jaeger/ui/jaeger-ui-*.tgz -C "$ctx/ui" --strip-components=1 build
+  cp "$ROOT/deploy/local/jaeger/ui/LICENSE" "$ROOT/deploy/local/jaeger/ui/NOTICE.md" "$ctx/ui/"
+  build "$CLEARWAY_JAEGER_IMAGE" "$ctx" "$HERE/jaeger/Containerfile"
 }
 
 compose() { podman-compose -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
@@ -117,12 +134,13 @@ up() {
   local gateway
   gateway=$(podman network inspect "${PROJECT}_default" --format '{{range .Subnets}}{{.Gateway}}{{end}}')
   export CLEARWAY_WEBHOOKS_ALLOW_NETWORKS=$gateway/32
-  # No Jaeger image here yet: no trace export (an empty endpoint is "unset").
-  if ! has_image "${CLEARWAY_JAEGER_IMAGE:-none}"; then export CLEARWAY_OTLP_ENDPOINT=""; fi
+  # Without a Jaeger image (no Go here): no trace export (an empty endpoint is "unset").
+  local infra=(postgres kafka)
+  if has_image "$CLEARWAY_JAEGER_IMAGE"; then infra+=(jaeger); else export CLEARWAY_OTLP_ENDPOINT=""; fi
   say "starting docker-compose.yml (project $PROJECT)"
   # In dependency order, each stage healthy before the next: podman-compose 1.0
   # starts in order but does not wait for `condition: service_healthy`.
-  compose up -d --no-build postgres kafka >"$STATE/compose-up.log" 2>&1 \
+  compose up -d --no-build "${infra[@]}" >"$STATE/compose-up.log" 2>&1 \
     || { cat "$STATE/compose-up.log"; return 1; }
   wait_healthy postgres && wait_healthy kafka
   compose up -d --no-build consent >>"$STATE/compose-up.log" 2>&1
@@ -130,6 +148,8 @@ up() {
   compose up -d --no-build "${SERVICES[@]}" >>"$STATE/compose-up.log" 2>&1
   for port in 8005 8006 8001 8002 8004; do wait_url "http://127.0.0.1:$port/readyz"; done
   say "up: consent :8003, transfer :8001, webhooks :8002, audit :8004, rail :8005, vault :8006"
+  has_image "$CLEARWAY_JAEGER_IMAGE" && say "Jaeger UI: http://127.0.0.1:16686/"
+  return 0
 }
 
 down() {
