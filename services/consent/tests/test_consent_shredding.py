@@ -4,9 +4,9 @@ Consents, evidence and users of two tenants are sealed under their tenant keys (
 consent sealed under the KEK alone before is re-sealed at start); shredding one tenant
 as ``clearway-keys consent shred-tenant`` does (another process: this one drops its keys
 on its ``tenant-keys`` job) makes every personal value of that tenant unreadable, here
-and in a fresh process, and its API answers 403 ``tenant-offboarded``, while the other
-tenant's consents read as before and its requests for the shredded tenant's consent
-stay 404.
+and in a fresh process, and its API answers 403 ``tenant-offboarded`` (a token bound to
+one of its consents introspects inactive), while the other tenant's consents read as
+before and its requests for the shredded tenant's consent stay 404.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from clearway.shared.crypto.envelope import MAGIC, MAGIC_TENANT
 from clearway.shared.crypto.tenant_keys import EVENT, TenantShredded, shred_tenant
 from clearway.shared.db import create_pool
 
-from .conftest import payment_details
+from .conftest import authorised_token, payment_details
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +79,17 @@ async def test_shredding_a_tenant_makes_its_consents_and_users_unreadable(consen
     await _approve(consent, mine["id"], alpha, "usr_alice", ALPHA)
     theirs = await consent.create_consent(beta, purpose="Beta's rent")
     await _approve(consent, theirs["id"], beta, "usr_bob", BETA)
+
+    bound_id, bound = await authorised_token(consent, alpha)  # a consent-bound token
+
+    async def introspect(token: str):
+        return await consent.http.post(
+            f"{consent.url}/oauth/introspect",
+            data={"token": token},
+            auth=(alpha["client_id"], alpha["client_secret"]),
+        )
+
+    assert (await introspect(bound)).json()["active"] is True
 
     # a row sealed under the KEK alone before is re-sealed under its tenant key at start
     old = await _kek_only_consent(consent, mine["id"])
@@ -138,6 +149,9 @@ async def test_shredding_a_tenant_makes_its_consents_and_users_unreadable(consen
     )
     assert created.status_code == 403 and created.json()["type"].endswith("tenant-offboarded")
     assert await handlers.find_user(svc, "alice") is None  # alpha's user: gone with it
+    # the token bound to a consent that is gone: inactive (RFC 7662), not an error
+    answer = await introspect(bound)
+    assert answer.status_code == 200 and answer.json() == {"active": False}, answer.text
 
     # the other tenant reads as before
     kept = await get(beta, theirs["id"])
@@ -157,7 +171,7 @@ async def test_shredding_a_tenant_makes_its_consents_and_users_unreadable(consen
             rows = await conn.fetch("SELECT * FROM consents WHERE tenant = $1", ALPHA)
             users = await conn.fetch("SELECT * FROM users WHERE tenant = $1", ALPHA)
             assert await store.get_consent(conn, mine["id"], fresh.pii) is None
-        assert {r["id"] for r in rows} == {mine["id"], old} and users
+        assert {r["id"] for r in rows} == {mine["id"], old, bound_id} and users
         for row in rows:
             for column in COLUMNS:
                 if row[column] is None:
