@@ -14,10 +14,14 @@ import asyncpg
 import pytest
 
 from clearway.consent import handlers
+from clearway.consent.bootstrap import key_ring
+from clearway.consent.service import Service
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.crypto import RecordUnreadable
 from clearway.shared.crypto.rotation import rewrap, rotate_kek
 from clearway.shared.crypto.store_keys import count_below
+from clearway.shared.crypto.tenant_keys import TENANT_KEY_COLUMN
+from clearway.shared.db import create_pool
 
 pytestmark = pytest.mark.integration
 
@@ -163,13 +167,23 @@ async def test_kek_rotation_rewraps_every_sealed_personal_column(consent):
     svc, envelope = consent.svc, consent.svc.pii.envelope
     async with svc.pool.acquire() as conn:
         new = await rotate_kek(conn, envelope, svc.events, reason="test: personal columns")
-    for column in ConsentSettings.sealed_columns:
+    # the tenant keys the values are bound to re-wrap with them (as clearway-keys does)
+    columns = (*ConsentSettings.sealed_columns, TENANT_KEY_COLUMN)
+    for column in columns:
         await rewrap(svc.pool, envelope, column, batch=2)
     async with svc.pool.acquire() as conn:
-        for c in ConsentSettings.sealed_columns:
+        for c in columns:
             # nothing left that retiring the older versions would strand
             assert await count_below(conn, c.table, c.column, envelope.provider.name, new) == 0, c
     envelope.cache.clear()  # open through the re-wrapped keys, not the cached ones
     again = await handlers.get_consent(svc, TENANT, created["id"])
     assert again.evidence is not None and again.evidence["user_agent"] == "RotatingAgent/1.0"
     assert (await handlers.find_user(svc, "alice"))["subject"] == "usr_alice"
+    # a fresh process unwraps the tenant keys under the new KEK version
+    pool = await create_pool(consent.settings.platform.database_url, schema="consent")
+    try:
+        fresh = Service(consent.settings, pool, pool, key_ring(consent.settings))
+        reread = await handlers.get_consent(fresh, TENANT, created["id"])
+        assert reread.purpose == created["purpose"]
+    finally:
+        await pool.close()

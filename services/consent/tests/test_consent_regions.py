@@ -16,6 +16,7 @@ import pytest_asyncio
 from clearway.consent.bootstrap import build_app
 from clearway.consent.settings import ConsentSettings
 from clearway.shared.auth import HttpJwksSource, TokenVerifier
+from clearway.shared.crypto.tenant_keys import shred_tenant
 from clearway.shared.testing.helpers import free_port, pg_dump_data, serve
 
 from .conftest import Consent, authorised_token, payment_details
@@ -109,3 +110,35 @@ async def test_a_us_tenants_consent_lives_in_us_and_its_token_is_the_one_issuers
     assert consent_id in us_dump
     for text in (IBAN, "Rent to Gracie", "Bob Demo"):
         assert text not in eu_dump and text not in us_dump  # sealed in us, absent in eu
+
+
+async def test_each_region_shreds_the_tenants_whose_data_it_holds(consent, us_consent):
+    """A tenant's key is in its region's database (ADR 0039): shredding the us tenant
+    there (the us deployment's ``clearway-keys consent shred-tenant``) makes its consent
+    unreadable at the us deployment; the eu tenant's reads as before."""
+    alpha, beta = consent.client(0, "partner"), us_consent.client(1, "partner")
+    mine = await consent.create_consent(alpha)
+    theirs = await us_consent.create_consent(beta, purpose="Rent to Gracie")
+    keys = "SELECT array_agg(tenant ORDER BY tenant) FROM tenant_keys WHERE tenant LIKE 'tnt_%'"
+    async with consent.svc.pool.acquire() as conn:
+        eu_keys = await conn.fetchval(keys)
+    async with us_consent.svc.pool.acquire() as conn:
+        us_keys = await conn.fetchval(keys)
+        await shred_tenant(
+            conn, "consent", us_consent.svc.events, tenant="tnt_demo_beta", reason="offboarded"
+        )
+    assert "tnt_demo_alpha" in eu_keys and "tnt_demo_beta" not in eu_keys
+    assert "tnt_demo_beta" in us_keys and "tnt_demo_alpha" not in us_keys
+    await us_consent.svc.pii.tenant_keys.refresh()  # its tenant-keys job
+
+    read = await us_consent.token(beta, "consents:read")
+    r = await us_consent.http.get(
+        f"{us_consent.url}/v1/consents/{theirs['id']}",
+        headers={"Authorization": f"Bearer {read}"},
+    )
+    assert r.status_code == 403 and r.json()["type"].endswith("tenant-offboarded"), r.text
+    read = await consent.token(alpha, "consents:read")
+    r = await consent.http.get(
+        f"{consent.url}/v1/consents/{mine['id']}", headers={"Authorization": f"Bearer {read}"}
+    )
+    assert r.status_code == 200 and r.json()["purpose"] == mine["purpose"], r.text

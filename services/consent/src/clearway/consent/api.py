@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearway.consent import clients, handlers
@@ -45,6 +45,7 @@ from clearway.shared.http import (
     invalid_field,
     page_request,
 )
+from clearway.shared.http.problems import problem_for
 
 router = APIRouter(prefix="/v1")
 
@@ -112,6 +113,22 @@ def view(c: Consent) -> dict[str, Any]:
 
 def _not_found(consent_id: str) -> ProblemError:
     return ProblemError(404, "consent-not-found", "Consent not found", f"no consent {consent_id}")
+
+
+async def offboarded(request: Request, exc: Exception) -> Response:
+    """403 ``tenant-offboarded`` for any route of a crypto-shredded tenant (its consents,
+    evidence and users were destroyed with its keys, docs/design.md §9), as the vault
+    answers; registered on the app for ``TenantShredded``."""
+    return problem_for(
+        request,
+        ProblemError(
+            403,
+            "tenant-offboarded",
+            "Tenant offboarded",
+            "This tenant's personal data was destroyed (crypto-shredded); its consents and"
+            " users can no longer be read or created.",
+        ),
+    )
 
 
 def _conflict(error: ConsentError) -> ProblemError:

@@ -21,6 +21,7 @@ from clearway.shared.crypto import Envelope
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
 from clearway.shared.crypto.settings import open_envelope, open_signing_provider
+from clearway.shared.crypto.tenant_keys import TenantShredded
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -192,6 +193,10 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 # its own keys, read in process; revocations from its own topic
                 await verify_tokens(app, tasks, settings, audience="clearway-consent", jwks=jwks)
                 tasks.every("key-rotation", 1.0, lambda: clients.keep_keys_current(svc))
+                # drops the keys of tenants shredded by another replica or the CLI
+                tasks.every(
+                    "tenant-keys", settings.tenant_key_refresh_s, svc.pii.tenant_keys.refresh
+                )
                 tasks.every(
                     "kek-rotation",
                     30.0,
@@ -228,4 +233,5 @@ def build_app(settings: ConsentSettings) -> FastAPI:
     app.include_router(oauth_api.router)
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.add_exception_handler(TenantShredded, api.offboarded)
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,13 @@ class NotFound(Exception):
 class UnknownClient(Exception):
     """The caller's token names a client this service has no record of (deleted, or of
     another deployment): nothing is created for it."""
+
+
+async def _ready(svc: Service, tenant: str | None) -> None:
+    """Load the caller's tenant key before a connection is held (the key is read on a
+    connection of its own); :class:`TenantShredded` for an offboarded tenant."""
+    if tenant:
+        await svc.pii.ready(tenant)
 
 
 def retention_rules(events: EventWriter) -> Retention:
@@ -69,6 +77,7 @@ async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
     # the client is in the global database: no foreign key reaches it (docs/design.md §9)
     if await find_client(svc, cmd.client_id) is None:
         raise UnknownClient(cmd.client_id)
+    await svc.pii.ready(cmd.tenant)  # an offboarded tenant's data is never sealed again
     async with svc.pool.acquire() as conn, conn.transaction():
         await store.insert_consent(conn, consent, svc.pii)
         await svc.events.write(conn, *events.consent_events(svc.events, consent))
@@ -76,6 +85,8 @@ async def create_consent(svc: Service, cmd: CreateConsent) -> Consent:
 
 
 async def get_consent(svc: Service, tenant: str | None, consent_id: str) -> Consent:
+    """The tenant's consent; :class:`TenantShredded` when the tenant was offboarded."""
+    await _ready(svc, tenant)
     async with svc.pool.acquire() as conn:
         consent = await store.get_consent(conn, consent_id, svc.pii)
     if consent is None or consent.tenant != tenant:
@@ -98,6 +109,7 @@ async def revoke_consent(
 
     ``admin`` also records a ``consent.admin_action`` (with ``approver``).
     """
+    await _ready(svc, tenant)
     async with svc.pool.acquire() as conn, conn.transaction():
         consent = await store.get_consent(conn, consent_id, svc.pii, lock=True)
         if consent is None or consent.tenant != tenant:
@@ -129,6 +141,7 @@ async def revoke_consent(
 async def consume_consent(
     svc: Service, tenant: str | None, consent_id: str, actor: Actor
 ) -> Consent:
+    await _ready(svc, tenant)
     async with svc.pool.acquire() as conn, conn.transaction():
         consent = await store.get_consent(conn, consent_id, svc.pii, lock=True)
         if consent is None or consent.tenant != tenant:
@@ -198,6 +211,7 @@ async def decide(
     a pushed authorization request points at."""
     now = datetime.now(UTC)
     actor = Actor(subject).as_data()  # the user, at the consent page
+    await svc.pii.ready(tenant)
     async with svc.pool.acquire() as conn, conn.transaction():
         consent = await store.get_consent(conn, par["consent_id"], svc.pii, lock=True)
         if consent is None or consent.tenant != tenant:
@@ -270,7 +284,9 @@ async def list_consents(
     after: tuple[Any, ...] | None = None,
     limit: int = 50,
 ) -> list[Consent]:
-    """The tenant's consents, newest first, after a ``(created_at, id)`` position."""
+    """The tenant's consents, newest first, after a ``(created_at, id)`` position;
+    :class:`TenantShredded` when the tenant was offboarded."""
+    await svc.pii.ready(tenant)
     async with svc.pool.acquire() as conn:
         return await store.list_consents(
             conn,
@@ -284,9 +300,15 @@ async def list_consents(
 
 
 async def find_user(svc: Service, username: str) -> Any:
-    """The development identity's user record for a sign-in, or None."""
+    """The development identity's user record for a sign-in, or None (also when the
+    user's tenant was crypto-shredded: its users are gone with their data)."""
     async with svc.pool.acquire() as conn:
-        return await store.get_user(conn, username, svc.pii)
+        user = await store.get_user(conn, username, svc.pii)
+    if user is not None:
+        await svc.pii.ensure(user["tenant"])
+        if svc.pii.shredded(user["tenant"]):
+            return None
+    return user
 
 
 async def find_client(svc: Service, client_id: str) -> Any:
@@ -302,6 +324,9 @@ async def register_users(
     one password hash; subjects that exist are kept as they are."""
     async with svc.pool.acquire() as conn:
         for subject, tenant, username, display_name in users:
+            await svc.pii.ensure(tenant)
+            if svc.pii.shredded(tenant):
+                continue  # an offboarded tenant gets no users again
             await store.insert_user(
                 conn, svc.pii, subject, tenant, username, display_name, password_hash
             )
@@ -309,10 +334,14 @@ async def register_users(
 
 async def open_personal_data(svc: Service, batch: int = 200) -> int:
     """At start: load the blind-index key, then seal the personal values still in clear
-    (rows written before they were sealed, docs/design.md §9); returns how many rows.
+    (rows written before they were sealed) and re-seal those sealed under the KEK alone
+    under their tenant's key (rows written before ADR 0027 reached the consent store), so
+    crypto-shredding reaches every row (docs/design.md §9); returns how many rows.
 
-    Each batch commits on its own, so an interrupted start resumes with what is left;
-    replicas take turns (advisory lock) and none serves clear rows once it returns.
+    Rows of a tenant already shredded cannot be bound to its destroyed key: they are
+    deleted, which is what its offboarding asked for. Each batch commits on its own, so
+    an interrupted start resumes with what is left; replicas take turns (advisory lock)
+    and none serves such rows once it returns.
     """
     async with svc.pool.acquire() as conn:
         await svc.pii.load(conn)
@@ -321,19 +350,53 @@ async def open_personal_data(svc: Service, batch: int = 200) -> int:
         async with svc.pool.acquire() as conn, conn.transaction():
             await store_personal.lock_legacy(conn)
             consents = await store_personal.legacy_consents(conn, batch)
-            for r in consents:
-                sealed = store.sealed_values(svc.pii, r["id"], r["tenant"], dict(r))
-                await store_personal.seal_legacy_consent(conn, r["id"], sealed)
+            await _seal_consents(svc, conn, consents, lambda r: dict(r))
             users = await store_personal.legacy_users(conn, batch)
-            for u in users:
-                subject, tenant, username = u["subject"], u["tenant"], u["username"]
-                await store_personal.seal_legacy_user(
-                    conn,
-                    subject,
-                    svc.pii.seal("users", "username", subject, tenant, username),
-                    svc.pii.index("users", "username", "", username),
-                    svc.pii.seal("users", "display_name", subject, tenant, u["display_name"]),
-                )
-        done += len(consents) + len(users)
-        if len(consents) < batch and len(users) < batch:
+            await _seal_users(svc, conn, users, lambda u: (u["username"], u["display_name"]))
+            kek_consents = await store_personal.kek_sealed_consents(conn, batch)
+            await _seal_consents(svc, conn, kek_consents, lambda r: store.opened_values(svc.pii, r))
+            kek_users = await store_personal.kek_sealed_users(conn, batch)
+            await _seal_users(svc, conn, kek_users, lambda u: _opened_user(svc, u))
+        rows = (consents, users, kek_consents, kek_users)
+        done += sum(len(r) for r in rows)
+        if all(len(r) < batch for r in rows):
             return done
+
+
+async def _seal_consents(
+    svc: Service, conn: asyncpg.Connection, rows: list[Any], clear: Callable[[Any], dict]
+) -> None:
+    for r in rows:
+        await svc.pii.ensure(r["tenant"])
+        if svc.pii.shredded(r["tenant"]):
+            await store_personal.delete_consent(conn, r["id"])
+            continue
+        sealed = store.sealed_values(svc.pii, r["id"], r["tenant"], clear(r))
+        await store_personal.seal_legacy_consent(conn, r["id"], sealed)
+
+
+async def _seal_users(
+    svc: Service, conn: asyncpg.Connection, rows: list[Any], clear: Callable[[Any], tuple]
+) -> None:
+    for u in rows:
+        subject, tenant = u["subject"], u["tenant"]
+        await svc.pii.ensure(tenant)
+        if svc.pii.shredded(tenant):
+            await store_personal.delete_user(conn, subject)
+            continue
+        username, display_name = clear(u)
+        await store_personal.seal_legacy_user(
+            conn,
+            subject,
+            svc.pii.seal("users", "username", subject, tenant, username),
+            svc.pii.index("users", "username", "", username),
+            svc.pii.seal("users", "display_name", subject, tenant, display_name),
+        )
+
+
+def _opened_user(svc: Service, u: Any) -> tuple[str, str]:
+    subject, tenant = u["subject"], u["tenant"]
+    return (
+        svc.pii.open("users", "username", subject, tenant, u["username"]),
+        svc.pii.open("users", "display_name", subject, tenant, u["display_name"]),
+    )

@@ -11,6 +11,7 @@ from clearway.consent.keys import KeyRing
 from clearway.consent.personal import PersonalData
 from clearway.consent.settings import ConsentSettings
 from clearway.consent.throttle import AuthThrottle
+from clearway.shared.crypto.tenant_keys import TenantKeys
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.residency import Residency
 
@@ -28,7 +29,8 @@ class Service:
     session_key: bytes = b""
     #: The one way this service emits: ``clearway.consent.events.v1``, ``/clearway/consent``.
     events: EventWriter = field(init=False)
-    #: Sealing and blind indexes of consent evidence and user PII (its key loaded at start)
+    #: Sealing and blind indexes of consent evidence and user PII (its key loaded at start),
+    #: each value bound to its tenant's key in this region's database (ADR 0027, 0039)
     pii: PersonalData = field(init=False)
     #: Failed client authentication by (client, address) (docs/design.md §7).
     throttle: AuthThrottle = field(init=False)
@@ -38,7 +40,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.events = EventWriter("consent", topic_prefix=self.settings.platform.topic_prefix)
-        self.pii = PersonalData(self.keys.envelope)
+        self.pii = PersonalData(self.keys.envelope, TenantKeys(self.keys.envelope, self.pool))
         self.residency = self.settings.platform.residency()
         self.throttle = AuthThrottle(
             anomaly_addresses=self.settings.auth_anomaly_addresses,

@@ -56,7 +56,9 @@ _CONSENT_COLUMNS = (
 _T = "consents"
 
 
-def _consent(row: Any, pii: PersonalData) -> Consent:
+def opened_values(pii: PersonalData, row: Any) -> dict[str, Any]:
+    """The clear ``subject``, ``purpose``, ``authorization_details``, ``history`` (JSON)
+    and ``evidence`` of a consent row (the inverse of :func:`sealed_values`)."""
     cid, tenant = row["id"], row["tenant"]
 
     def opened(column: str) -> Any:
@@ -64,13 +66,24 @@ def _consent(row: Any, pii: PersonalData) -> Consent:
         return None if sealed is None else pii.open_json(_T, column, cid, tenant, sealed)
 
     subject = row["subject"]
+    return {
+        "subject": None if subject is None else pii.open(_T, "subject", cid, tenant, subject),
+        "purpose": pii.open(_T, "purpose", cid, tenant, row["purpose"]),
+        "authorization_details": opened("authorization_details"),
+        "history": opened("history"),
+        "evidence": opened("evidence"),
+    }
+
+
+def _consent(row: Any, pii: PersonalData) -> Consent:
+    clear = opened_values(pii, row)
     return Consent(
-        id=cid,
-        tenant=tenant,
+        id=row["id"],
+        tenant=row["tenant"],
         client_id=row["client_id"],
-        subject=None if subject is None else pii.open(_T, "subject", cid, tenant, subject),
-        purpose=pii.open(_T, "purpose", cid, tenant, row["purpose"]),
-        authorization_details=opened("authorization_details"),
+        subject=clear["subject"],
+        purpose=clear["purpose"],
+        authorization_details=clear["authorization_details"],
         scopes=list(row["scopes"]),
         terms_version=row["terms_version"],
         reference=row["reference"],
@@ -78,8 +91,8 @@ def _consent(row: Any, pii: PersonalData) -> Consent:
         expires_at=row["expires_at"],
         status=Status(row["status"]),
         version=row["version"],
-        history=_history(opened("history")),
-        evidence=opened("evidence"),
+        history=_history(clear["history"]),
+        evidence=clear["evidence"],
     )
 
 
@@ -107,11 +120,17 @@ def sealed_values(
 async def get_consent(
     conn: asyncpg.Connection, consent_id: str, pii: PersonalData, *, lock: bool = False
 ) -> Consent | None:
+    """The consent ``consent_id``, or None when there is none or its tenant was
+    crypto-shredded (its personal values are unreadable: the consent is gone with them,
+    docs/design.md §9)."""
     row = await conn.fetchrow(
         f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE id = $1" + (" FOR UPDATE" if lock else ""),
         consent_id,
     )
-    return _consent(row, pii) if row else None
+    if row is None:
+        return None
+    await pii.ensure(row["tenant"])
+    return None if pii.shredded(row["tenant"]) else _consent(row, pii)
 
 
 async def list_consents(
@@ -125,7 +144,10 @@ async def list_consents(
     limit: int = 50,
 ) -> list[Consent]:
     """A tenant's consents, newest first, before a ``(created_at, id)`` keyset position;
-    ``subject`` is matched through its blind index."""
+    ``subject`` is matched through its blind index; none of a crypto-shredded tenant."""
+    await pii.ensure(tenant)
+    if pii.shredded(tenant):
+        return []
     at, last_id = before if before is not None else (None, None)
     index = None if subject is None else pii.index(_T, "subject", tenant, subject)
     rows = await conn.fetch(
@@ -145,9 +167,12 @@ async def list_consents(
 
 
 async def due_for_expiry(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[str]:
+    """Consents past their expiry still awaiting or authorised; a crypto-shredded
+    tenant's are left (nothing of them can be sealed again), so they never block others."""
     rows = await conn.fetch(
         "SELECT id FROM consents WHERE status IN ('AwaitingAuthorisation', 'Authorised')"
-        " AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        " AND expires_at <= $1 AND tenant NOT IN (SELECT tenant FROM tenant_keys"
+        " WHERE sealed IS NULL) ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         limit,
     )

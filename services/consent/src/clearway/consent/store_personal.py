@@ -1,5 +1,6 @@
-"""SQL of sealed personal data (docs/design.md §9): the blind-index key, and the rows
-written in clear before the data was sealed (``legacy_*`` columns)."""
+"""SQL of sealed personal data (docs/design.md §9): the blind-index key, the rows
+written in clear before the data was sealed (``legacy_*`` columns), and the rows sealed
+under the KEK alone before they were bound to their tenant's key (ADR 0027)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ async def legacy_consents(conn: asyncpg.Connection, limit: int) -> list[Any]:
 async def seal_legacy_consent(
     conn: asyncpg.Connection, consent_id: str, sealed: dict[str, bytes | None]
 ) -> None:
-    """Write a consent's sealed values and clear its legacy ones, in one statement."""
+    """Write a consent's sealed values and clear its legacy ones, in one statement (also
+    the re-sealing of a consent under its tenant key)."""
     await conn.execute(
         "UPDATE consents SET subject = $2, subject_index = $3, purpose = $4,"
         " authorization_details = $5, history = $6, evidence = $7, legacy_subject = NULL,"
@@ -83,3 +85,47 @@ async def seal_legacy_user(
         index,
         display_name,
     )
+
+
+# A value bound to its tenant's key is an envelope record of format 3, whose header
+# starts with b"CWE\x03" (clearway.shared.crypto.envelope.MAGIC_TENANT). The purpose and
+# authorization details of a consent are sealed once, with every other value of the row,
+# so the purpose's format tells the row's (a user's: its display name's). Migration 0009
+# indexes exactly these predicates, so finding none left costs nothing at start.
+_KEK_ONLY_CONSENT = "purpose IS NOT NULL AND substring(purpose FROM 1 FOR 4) <> '\\x43574503'"
+_KEK_ONLY_USER = (
+    "display_name IS NOT NULL AND substring(display_name FROM 1 FOR 4) <> '\\x43574503'"
+)
+
+
+async def kek_sealed_consents(conn: asyncpg.Connection, limit: int) -> list[Any]:
+    """Consents whose values are sealed under the KEK alone (before tenant keys)."""
+    return list(
+        await conn.fetch(
+            "SELECT id, tenant, subject, purpose, authorization_details, history, evidence"
+            f" FROM consents WHERE {_KEK_ONLY_CONSENT} ORDER BY id LIMIT $1",
+            limit,
+        )
+    )
+
+
+async def kek_sealed_users(conn: asyncpg.Connection, limit: int) -> list[Any]:
+    """Users whose username and display name are sealed under the KEK alone."""
+    return list(
+        await conn.fetch(
+            "SELECT subject, tenant, username, display_name"
+            f" FROM users WHERE {_KEK_ONLY_USER} ORDER BY subject LIMIT $1",
+            limit,
+        )
+    )
+
+
+async def delete_consent(conn: asyncpg.Connection, consent_id: str) -> None:
+    """Delete a consent of a crypto-shredded tenant with its authorization codes."""
+    await conn.execute("DELETE FROM authorization_codes WHERE consent_id = $1", consent_id)
+    await conn.execute("DELETE FROM consents WHERE id = $1", consent_id)
+
+
+async def delete_user(conn: asyncpg.Connection, subject: str) -> None:
+    """Delete a user of a crypto-shredded tenant."""
+    await conn.execute("DELETE FROM users WHERE subject = $1", subject)
