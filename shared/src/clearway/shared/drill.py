@@ -39,6 +39,7 @@ from clearway.shared.actor import Actor
 from clearway.shared.context import correlation
 from clearway.shared.crypto.rotation import rewrap, rotate_kek
 from clearway.shared.crypto.settings import KeySettings, open_envelope
+from clearway.shared.crypto.tenant_keys import TENANT_KEY_COLUMN
 from clearway.shared.db import create_pool
 from clearway.shared.dev_clients import seeded_client_secret
 from clearway.shared.event_writer import EventWriter
@@ -193,7 +194,9 @@ async def _rotate_keks(
                 async with pool.acquire() as conn:
                     version = await rotate_kek(conn, envelope, events, reason=reason, actor=actor)
             rewrapped = 0
-            for column in cls.sealed_columns:
+            # the tenant keys too, as `clearway-keys rewrap` does: left on the old
+            # version they would pin it (retiring it would shred every tenant)
+            for column in (*cls.sealed_columns, TENANT_KEY_COLUMN):
                 rewrapped += (await rewrap(pool, envelope, column)).rewrapped
             done.append((cls.service, version, rewrapped))
         finally:
