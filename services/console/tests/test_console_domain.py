@@ -113,6 +113,10 @@ def test_delivery_health_is_read_from_prometheus_text():
         [
             "# TYPE clearway_outbox_lag_seconds gauge",
             'clearway_outbox_lag_seconds{service="transfer"} 1.5',
+            "# TYPE clearway_consumer_lag_messages gauge",
+            'clearway_consumer_lag_messages{consumer="webhooks",topic="t"} 7.0',
+            "# TYPE clearway_dlt_depth_messages gauge",
+            'clearway_dlt_depth_messages{consumer="webhooks",topic="t"} 1.0',
             "# TYPE clearway_dlt_messages_total counter",
             'clearway_dlt_messages_total{consumer="webhooks",topic="t.dlt"} 2.0',
             "# TYPE clearway_task_up gauge",
@@ -126,6 +130,8 @@ def test_delivery_health_is_read_from_prometheus_text():
     health = parse("transfer", text + "\n")
     assert health.outbox_lag_s == 1.5
     assert health.dead_lettered == {"webhooks → t.dlt": 2.0}
+    assert health.consumer_lag == {"webhooks ← t": 7.0}
+    assert health.dlt_depth == {"webhooks → t": 1.0}
     assert health.tasks_down == ["outbox-relay"]
     assert health.deprecated_calls == {"c1 on 2026-11-01": 3.0}
 

@@ -1,7 +1,7 @@
 """Each service's delivery health from its public ``/metrics`` (Prometheus text format,
-scraped like Prometheus does; operators only): outbox lag, dead-lettered messages per
-consumer and topic, consumed messages by outcome, background tasks that are down,
-calls on deprecated API versions by client."""
+scraped like Prometheus does; operators only): outbox lag, consumer lag and dead
+letters not yet redriven per consumer and topic, dead-lettered and consumed messages,
+background tasks that are down, calls on deprecated API versions by client."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class ServiceHealth:
     name: str
     reachable: bool = True
     outbox_lag_s: float | None = None
+    consumer_lag: dict[str, float] = field(default_factory=dict)  # "consumer ← topic"
+    dlt_depth: dict[str, float] = field(default_factory=dict)  # "consumer → topic"
     dead_lettered: dict[str, float] = field(default_factory=dict)  # "consumer → topic"
     consumed: dict[str, float] = field(default_factory=dict)  # "consumer: outcome"
     tasks_down: list[str] = field(default_factory=list)
@@ -30,6 +32,12 @@ def parse(name: str, text: str) -> ServiceHealth:
             labels = sample.labels
             if sample.name == "clearway_outbox_lag_seconds":
                 health.outbox_lag_s = max(health.outbox_lag_s or 0.0, sample.value)
+            elif sample.name == "clearway_consumer_lag_messages":
+                key = f"{labels.get('consumer')} ← {labels.get('topic')}"
+                health.consumer_lag[key] = sample.value
+            elif sample.name == "clearway_dlt_depth_messages":
+                key = f"{labels.get('consumer')} → {labels.get('topic')}"
+                health.dlt_depth[key] = sample.value
             elif sample.name == "clearway_dlt_messages_total":
                 key = f"{labels.get('consumer')} → {labels.get('topic')}"
                 health.dead_lettered[key] = sample.value
