@@ -34,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -181,7 +183,8 @@ class RawHttp:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, request: bytes) -> int:
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        """(status, body) of one request on the kept-alive connection."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -189,15 +192,15 @@ class RawHttp:
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-        await self.reader.readexactly(int(m.group(1)) if m else 0)
-        return status
+        body = await self.reader.readexactly(int(m.group(1)) if m else 0)
+        return status, body
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-def _request(token: str, key: str) -> bytes:
+def request_bytes(token: str, key: str) -> bytes:
     body = json.dumps(BODY).encode()
     return (
         f"POST /v1/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -209,7 +212,7 @@ def _request(token: str, key: str) -> bytes:
 async def warm(port: int, token: str, keys: list[str], concurrency: int) -> None:
     """Send ``keys`` once each (not measured): warms the service's caches and pools and
     leaves the keys the replay run asks again."""
-    queue = [_request(token, k) for k in keys]
+    queue = [request_bytes(token, k) for k in keys]
     errors = 0
 
     async def worker() -> None:
@@ -217,7 +220,7 @@ async def warm(port: int, token: str, keys: list[str], concurrency: int) -> None
         http = RawHttp(port)
         try:
             while queue:
-                if await http.post(queue.pop()) not in (200, 201):
+                if (await http.post(queue.pop()))[0] not in (200, 201):
                     errors += 1
         finally:
             http.close()
@@ -343,7 +346,27 @@ async def throughput_over_time(dsn: str, since: float) -> list[tuple[float, floa
     return per_second([r["t"] for r in rows], since)
 
 
-async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[str, float]:
+@dataclass
+class Service:
+    """Transfer service processes running for a benchmark, and a token they accept."""
+
+    db: str
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]]
+    token: str
+    topic_prefix: str
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+
+@asynccontextmanager
+async def transfer_service(
+    admin_url: str, kafka: str, replicas: int = 1, executor: bool = False
+) -> AsyncIterator[Service]:
+    """A fresh database and ``replicas`` transfer service processes (``python -m
+    clearway.transfer``, relay on, real JWT verification against a local JWKS), the
+    tenant ``ten_b`` owning ``acct_payer1``; stopped (SIGINT) on exit."""
     issuer = TestIssuer()
     jwks_port = _port()
     ports = [_port() for _ in range(replicas)]
@@ -357,60 +380,70 @@ async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[st
         )
     )
     jwks_task = asyncio.create_task(jwks.serve())
-    with stack() as (admin_url, kafka):
-        db = await fresh_database(admin_url)
-        env = {
-            **os.environ,
-            "CLEARWAY_DATABASE_URL": db,
-            "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
-            "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
-            "CLEARWAY_TRANSFER_RUN_EXECUTOR": "0",
-            "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
-            "CLEARWAY_TOPIC_PREFIX": f"bench{os.getpid()}.",
-        }
-        log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
-        procs = []
-        with log.open("wb") as out:
-            # BENCH_PROFILE=<path>: profile the service with cProfile (written on exit)
-            prof = os.environ.get("BENCH_PROFILE")
-            wrap = ["-m", "cProfile", "-o", prof] if prof else []
-            for port in ports:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, *wrap, "-m", "clearway.transfer"],
-                        env=env | {"CLEARWAY_TRANSFER_PORT": str(port)},
-                        stdout=out,
-                        stderr=out,
-                    )
+    db = await fresh_database(admin_url)
+    prefix = f"bench{os.getpid()}."
+    env = {
+        **os.environ,
+        "CLEARWAY_DATABASE_URL": db,
+        "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
+        "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
+        "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
+        "CLEARWAY_TRANSFER_RUN_EXECUTOR": "1" if executor else "0",
+        "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
+        "CLEARWAY_TOPIC_PREFIX": prefix,
+    }
+    log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
+    procs = []
+    with log.open("wb") as out:
+        # BENCH_PROFILE=<path>: profile the service with cProfile (written on exit)
+        prof = os.environ.get("BENCH_PROFILE")
+        wrap = ["-m", "cProfile", "-o", prof] if prof else []
+        for port in ports:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *wrap, "-m", "clearway.transfer"],
+                    env=env | {"CLEARWAY_TRANSFER_PORT": str(port)},
+                    stdout=out,
+                    stderr=out,
                 )
-        try:
-            async with httpx.AsyncClient() as c:
-                for proc, port in zip(procs, ports, strict=True):
-                    url = f"http://127.0.0.1:{port}"
-                    deadline = time.monotonic() + 300
-                    while time.monotonic() < deadline:
-                        if proc.poll() is not None:
-                            raise SystemExit(f"transfer service exited; see {log}")
-                        try:
-                            if (await c.get(url + "/healthz")).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            await asyncio.sleep(0.1)
-            # the source is the tenant's own account, which client credentials may debit
-            await own_account(db, "ten_b", "acct_payer1")
-            token = issuer.token(
-                sub="usr_b",
-                client_id="cli_b",
-                scopes=["payments:initiate"],
-                audience="clearway-transfer",
-                tenant="ten_b",
-                ttl_s=3600,
             )
+    try:
+        async with httpx.AsyncClient() as c:
+            for proc, port in zip(procs, ports, strict=True):
+                url = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    if proc.poll() is not None:
+                        raise SystemExit(f"transfer service exited; see {log}")
+                    try:
+                        if (await c.get(url + "/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+        # the source is the tenant's own account, which client credentials may debit
+        await own_account(db, "ten_b", "acct_payer1")
+        token = issuer.token(
+            sub="usr_b",
+            client_id="cli_b",
+            scopes=["payments:initiate"],
+            audience="clearway-transfer",
+            tenant="ten_b",
+            ttl_s=3600,
+        )
+        yield Service(db, ports, procs, token, prefix)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait(timeout=60)
+        jwks.should_exit = True
+        await jwks_task
 
-            def cpu() -> float:
-                return sum(cpu_seconds(p.pid) for p in procs)
 
+async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[str, float]:
+    with stack() as (admin_url, kafka):
+        async with transfer_service(admin_url, kafka, replicas) as svc:
+            ports, token, cpu = svc.ports, svc.token, svc.cpu
             # the replay run asks these keys again (same body): answered from storage
             for port in ports:
                 await warm(port, token, [f"warm-{i}" for i in range(REPLAY_KEYS)], 16)
@@ -419,15 +452,8 @@ async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[st
             cpu1 = cpu()
             replay = await run_wrk(ports, token, "replay", "warm", REPLAY_KEYS, wrk)
             cpu2 = cpu()
-            new_series = await throughput_over_time(db, since)
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                proc.wait(timeout=60)
-        pg = run_pgbench(db, wrk.connections, pgbench_seconds)
-    jwks.should_exit = True
-    await jwks_task
+            new_series = await throughput_over_time(svc.db, since)
+        pg = run_pgbench(svc.db, wrk.connections, pgbench_seconds)
     figures = {
         "new_key_per_s": new.rate,
         "new_key_p50_ms": new.pct(50),
