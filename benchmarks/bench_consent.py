@@ -212,7 +212,9 @@ def every_service(platform: PlatformSettings, local: Path) -> dict[str, FastAPI]
             WebhooksSettings(platform=platform, run_dispatcher=False, run_consumer=False)
         ),
         "audit": audit_app(
-            AuditSettings(platform=platform, keyring_path=local / "audit.json", consume=False)
+            AuditSettings(
+                platform=platform, key_provider="keyring", keyring_dir=local, consume=False
+            )
         ),
     }
 

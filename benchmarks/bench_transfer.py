@@ -27,6 +27,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -234,6 +235,7 @@ async def run_wrk(
     ports: list[int], token: str, mode: str, prefix: str, pool: int, args: WrkArgs
 ) -> WrkRun:
     """One wrk process per replica (each its share of the connections), all at once."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     outs = [Path(tempfile.mkstemp(suffix=".json")[1]) for _ in ports]
     procs = [
         await asyncio.create_subprocess_exec(
@@ -262,10 +264,12 @@ async def run_wrk(
     for proc in procs:
         if await proc.wait() != 0:
             raise SystemExit(f"wrk exited with {proc.returncode}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # only wrk was reaped since
     runs = [json.loads(out.read_text()) for out in outs]
     for out in outs:
         out.unlink()
-    return WrkRun.merge(runs)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return WrkRun.merge(runs, cpu)
 
 
 @dataclass
@@ -284,6 +288,7 @@ class WrkRun:
     seconds: float
     errors: int
     percentiles_ms: list[tuple[float, float]]
+    cpu_s: float  # wrk's own CPU (user + system)
 
     @property
     def rate(self) -> float:
@@ -293,7 +298,7 @@ class WrkRun:
         return next(ms for q, ms in self.percentiles_ms if q >= p)
 
     @classmethod
-    def merge(cls, runs: list[dict]) -> WrkRun:
+    def merge(cls, runs: list[dict], cpu_s: float) -> WrkRun:
         points = [
             (q, max(r["percentiles_us"][i][1] for r in runs) / 1000)
             for i, (q, _) in enumerate(runs[0]["percentiles_us"])
@@ -303,6 +308,7 @@ class WrkRun:
             seconds=max(r["duration_us"] for r in runs) / 1e6,
             errors=sum(r["non_2xx_3xx"] + r["socket_errors"] for r in runs),
             percentiles_ms=points,
+            cpu_s=cpu_s,
         )
 
 
@@ -466,6 +472,7 @@ async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[st
         "pgbench_p99_ms": pct(pg.latencies, 99) * 1000,
         "new_key_cpu_ms": (cpu1 - cpu0) / max(new.requests, 1) * 1000,
         "replay_cpu_ms": (cpu2 - cpu1) / max(replay.requests, 1) * 1000,
+        "wrk_cpu_us": (new.cpu_s + replay.cpu_s) / max(new.requests + replay.requests, 1) * 1e6,
         "errors": float(new.errors + replay.errors),
         "replicas": float(replicas),
         "connections": float(wrk.connections),
@@ -481,7 +488,7 @@ async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[st
         )
     print(
         f"service CPU per request: new-key {figures['new_key_cpu_ms']:.2f} ms,"
-        f" replay {figures['replay_cpu_ms']:.2f} ms"
+        f" replay {figures['replay_cpu_ms']:.2f} ms; wrk {figures['wrk_cpu_us']:.0f} µs"
         f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
     print(

@@ -28,6 +28,15 @@ FIGS = {
         "cdfs": {},
         "series": {},
     },
+    "e2e": {
+        "figures": {
+            "p99_ms": 150.0,
+            "hop_201_to_fan_out_stored_p50_ms": 12.0,
+            "hop_201_to_fan_out_stored_p99_ms": 40.0,
+        },
+        "cdfs": {},
+        "series": {},
+    },
 }
 
 
@@ -51,6 +60,8 @@ def test_report_lays_figures_beside_baselines_with_goals(tmp_path: Path) -> None
     assert row("outbox → Kafka → inbox").endswith("| **unmet** |")  # 25% of raw
     assert row("backbone p99 at 1,000 events/s").endswith("| met |")  # 20 ms <= 50
     assert row("audit append").endswith("| not run |")
+    assert row("intent accepted → webhook received, p99 at 200/s").endswith("| **unmet** |")
+    assert row("201 → fan-out stored") == "| 201 → fan-out stored | 12 ms | 40 ms |"
     assert "- `audit`: exited with 1 (logs/audit.txt)" in lines
     for png in ("transfer-latency-cdf.png", "transfer-throughput.png"):
         assert f"]({png})" in text
