@@ -94,7 +94,7 @@ GOALS = [
         _at_least(0.5),
     ),
     Row(
-        "intent accepted → webhook received, p99 at 200/s",
+        "intent accepted → webhook received, p99, paced at 200/s",
         "e2e",
         "p99_ms",
         "ms",
@@ -110,7 +110,7 @@ GOALS = [
         ("new-key accepts under wrk (transfer run)", "transfer", "new_key_per_s"),
     ),
     Row(
-        "intent accepted → webhook received, p50 at 200/s",
+        "intent accepted → webhook received, p50, paced at 200/s",
         "e2e",
         "p50_ms",
         "ms",

@@ -60,7 +60,7 @@ def test_report_lays_figures_beside_baselines_with_goals(tmp_path: Path) -> None
     assert row("outbox → Kafka → inbox").endswith("| **unmet** |")  # 25% of raw
     assert row("backbone p99 at 1,000 events/s").endswith("| met |")  # 20 ms <= 50
     assert row("audit append").endswith("| not run |")
-    assert row("intent accepted → webhook received, p99 at 200/s").endswith("| **unmet** |")
+    assert row("intent accepted → webhook received, p99, paced at 200/s").endswith("| **unmet** |")
     assert row("201 → fan-out stored") == "| 201 → fan-out stored | 12 ms | 40 ms |"
     assert "- `audit`: exited with 1 (logs/audit.txt)" in lines
     for png in ("transfer-latency-cdf.png", "transfer-throughput.png"):
