@@ -61,8 +61,11 @@ test-unit: setup
 test-integration: setup
 	.venv/bin/pytest -q -m integration
 
+# Every benchmark, then benchmarks/report/README.md with plots (docs/benchmarks.md, ADR 0046);
+# benchmarks/bootstrap.sh installs wrk. ARGS=--full: the sizes of issue #17's figures.
 bench: setup
-	$(PY) benchmarks/run.py
+	@bash benchmarks/bootstrap.sh
+	$(PY) -m benchmarks.run $(ARGS)
 
 clean: down
 	rm -rf .local

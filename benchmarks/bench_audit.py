@@ -31,7 +31,7 @@ from hashlib import sha256
 
 import asyncpg
 
-from benchmarks.common import fresh_database, pct, stack
+from benchmarks.common import emit, fresh_database, pct, stack
 from clearway.audit.blocks import BlockReader
 from clearway.audit.bootstrap import (
     connect_service_pool,
@@ -276,6 +276,19 @@ async def run(n: int, workers: int) -> None:
     print(
         f"ingest p99 (batches of {BATCH}): {quiet * 1000:.0f} ms quiet,"
         f" {busy * 1000:.0f} ms with 8 verification jobs running"
+    )
+    emit(
+        "audit",
+        {
+            "records": float(n),
+            "append_per_s": append_rate,
+            "plain_insert_per_s": plain_rate,
+            "sha256_per_s": base_rate,
+            "verify_pooled_per_s": pooled,
+            "verify_inline_per_s": inline_rate,
+            "ingest_p99_quiet_ms": quiet * 1000,
+            "ingest_p99_busy_ms": busy * 1000,
+        },
     )
 
 

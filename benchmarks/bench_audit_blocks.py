@@ -24,7 +24,7 @@ from hashlib import sha256
 import asyncpg
 
 from benchmarks.bench_audit import drop_database
-from benchmarks.common import fresh_database, stack
+from benchmarks.common import emit, fresh_database, stack
 from clearway.audit import store
 from clearway.audit.blocks import hash_block
 
@@ -103,7 +103,8 @@ def main() -> None:
         for b in blobs:
             sha256(b).digest()
 
-    print(f"plain SHA-256 loop:        {cpu_per_record(baseline, BLOCK, 9):.3f} µs/record")
+    base_us = cpu_per_record(baseline, BLOCK, 9)
+    print(f"plain SHA-256 loop:        {base_us:.3f} µs/record")
     native = cpu_per_record(lambda: hash_block(buf, 0, BLOCK), BLOCK, 9)
     print(f"block check, compiled:     {native:.3f} µs/record (leaf, compare, nodes)")
     pure = cpu_per_record(lambda: hash_block(buf, 0, BLOCK, native=False), BLOCK, 3)
@@ -111,6 +112,16 @@ def main() -> None:
     server, client = asyncio.run(copy_costs(args.records))
     print(f"binary COPY, Postgres:     {server:.3f} µs/record")
     print(f"binary COPY, asyncpg:      {client:.3f} µs/record")
+    emit(
+        "audit_blocks",
+        {
+            "sha256_us": base_us,
+            "block_native_us": native,
+            "block_python_us": pure,
+            "copy_postgres_us": server,
+            "copy_asyncpg_us": client,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from benchmarks.common import emit
 from clearway.shared.crypto import Context, DekCache, Envelope
 from clearway.shared.crypto.hsm import HsmProvider
 from clearway.shared.crypto.softhsm import DEFAULT_MODULE, ensure_token
@@ -80,6 +81,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    figures: dict[str, float] = {}
     for size in (int(s) for s in args.sizes.split(",")):
         data = os.urandom(size)
         key = AESGCM(AESGCM.generate_key(256))
@@ -127,11 +129,19 @@ def main() -> None:
             f" | {second['cold']:>18,.0f} | {first_wall['env'] / first_wall['raw']:>18.0%}",
             flush=True,
         )
+        figures |= {
+            f"raw_{size}_per_s": first["raw"],
+            f"envelope_{size}_per_s": first["env"],
+            f"open_warm_{size}_per_s": second["warm"],
+            f"raw_decrypt_{size}_per_s": second["raw_dec"],
+            f"open_hsm_{size}_per_s": second["cold"],
+        }
     batches = len({b[:40] for b in blobs})
     print(
         f"\nkeys held: batch keys + record keys after the seal+open run."
         f"\nbatch keys wrapped in the HSM for the last {n:,} records: {batches}"
     )
+    emit("crypto", figures)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@ Prints, for the same run:
 
 The service runs as its own process (``python -m clearway.transfer``) with the
 executor switched off (``CLEARWAY_TRANSFER_RUN_EXECUTOR=0``: in production it is its own
-replica), relay on, real JWT verification; the client is httpx in this process.
+replica), relay on, real JWT verification. The load comes from wrk (compiled, C; Debian's
+package, installed by ``benchmarks/bootstrap.sh``; ``wrk_transfers.lua`` gives each request
+its own Idempotency-Key), closed loop, as many connections as pgbench has clients: the
+figures are wrk's own (ADR 0046). A small Python client only sends the warm-up requests
+whose keys the replay run asks again.
+
+    .venv/bin/python -m benchmarks.bench_transfer [--seconds 10] [--connections 16]
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ import glob
 import json
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,7 +48,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from benchmarks.common import cpu_seconds, fresh_database, pct, stack, summary
+from benchmarks.common import cdf, cpu_seconds, emit, fresh_database, pct, stack, summary
 from clearway.shared.testing.issuer import TestIssuer
 from clearway.transfer import store_accounts
 from clearway.transfer.domain import Account, Owner
@@ -73,6 +84,9 @@ UPDATE idempotency_keys SET state='completed', status_code=201,
 COMMIT;
 """
 
+WRK_SCRIPT = Path(__file__).with_name("wrk_transfers.lua")
+REPLAY_KEYS = 500
+
 BODY = {
     "amount": 12500,
     "currency": "EUR",
@@ -96,10 +110,20 @@ def pgbench_bin() -> str:
     return found[0]
 
 
-def run_pgbench(db_url: str, clients: int, seconds: int) -> float:
+@dataclass
+class PgbenchRun:
+    tps: float
+    latencies: list[float]  # seconds, one per script run
+    per_second: list[tuple[float, float]]  # (seconds since start, scripts completed)
+
+
+def run_pgbench(db_url: str, clients: int, seconds: int) -> PgbenchRun:
+    """pgbench running PGBENCH_SCRIPT; its per-transaction log (``-l``) gives the
+    latencies and the throughput over time."""
     u = urlsplit(db_url)
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(PGBENCH_SCRIPT)
+    logs = tempfile.mkdtemp(prefix="bench-pgbench-")
+    script = Path(logs) / "transfer.sql"
+    script.write_text(PGBENCH_SCRIPT)
     env = {
         **os.environ,
         "PGOPTIONS": "-c search_path=transfer",
@@ -120,17 +144,34 @@ def run_pgbench(db_url: str, clients: int, seconds: int) -> float:
         "2",
         "-T",
         str(seconds),
+        "-l",
+        f"--log-prefix={logs}/log",
         "-f",
-        f.name,
+        str(script),
         u.path.lstrip("/"),
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"pgbench failed: {done.stderr[-2000:]}")
-    out = done.stdout
-    os.unlink(f.name)
-    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
-    return float(m.group(1)) if m else float("nan")
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", done.stdout)
+    # log lines: client_id transaction_no time_us script_no epoch_s epoch_us
+    rows = [
+        line.split() for log in Path(logs).glob("log*") for line in log.read_text().splitlines()
+    ]
+    shutil.rmtree(logs, ignore_errors=True)
+    latencies = [int(r[2]) / 1e6 for r in rows]
+    ends = [int(r[4]) + int(r[5]) / 1e6 for r in rows]
+    return PgbenchRun(
+        float(m.group(1)) if m else float("nan"), latencies, per_second(ends, min(ends, default=0))
+    )
+
+
+def per_second(ends: list[float], start: float) -> list[tuple[float, float]]:
+    """Completions per whole second since ``start``."""
+    counts: dict[int, int] = {}
+    for t in ends:
+        counts[int(t - start)] = counts.get(int(t - start), 0) + 1
+    return [(float(k), float(v)) for k, v in sorted(counts.items())]
 
 
 class RawHttp:
@@ -143,7 +184,8 @@ class RawHttp:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, request: bytes) -> int:
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        """(status, body) of one request on the kept-alive connection."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -151,15 +193,15 @@ class RawHttp:
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-        await self.reader.readexactly(int(m.group(1)) if m else 0)
-        return status
+        body = await self.reader.readexactly(int(m.group(1)) if m else 0)
+        return status, body
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-def _request(token: str, key: str) -> bytes:
+def request_bytes(token: str, key: str) -> bytes:
     body = json.dumps(BODY).encode()
     return (
         f"POST /v1/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -168,50 +210,106 @@ def _request(token: str, key: str) -> bytes:
     ).encode() + body
 
 
-async def drive(port: int, token: str, keys: list[str], concurrency: int) -> tuple[float, list]:
-    latencies: list[float] = []
-    requests = [_request(token, k) for k in keys]
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for r in requests:
-        queue.put_nowait(r)
+async def warm(port: int, token: str, keys: list[str], concurrency: int) -> None:
+    """Send ``keys`` once each (not measured): warms the service's caches and pools and
+    leaves the keys the replay run asks again."""
+    queue = [request_bytes(token, k) for k in keys]
     errors = 0
 
     async def worker() -> None:
         nonlocal errors
         http = RawHttp(port)
         try:
-            while not queue.empty():
-                req = queue.get_nowait()
-                t0 = time.perf_counter()
-                status = await http.post(req)
-                latencies.append(time.perf_counter() - t0)
-                if status not in (200, 201):
+            while queue:
+                if (await http.post(queue.pop()))[0] not in (200, 201):
                     errors += 1
         finally:
             http.close()
 
-    t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
     if errors:
-        print(f"  ({errors} non-2xx answers)")
-    return len(keys) / elapsed, latencies
+        raise SystemExit(f"warm-up: {errors} non-2xx answers")
 
 
-async def drive_all(
-    ports: list[int], token: str, keys: list[str], concurrency: int
-) -> tuple[float, list]:
-    """Spread the keys over every replica (the service is stateless: any replica
-    answers any key, replays included) and time the whole."""
-    t0 = time.perf_counter()
-    parts = await asyncio.gather(
-        *(
-            drive(p, token, keys[i :: len(ports)], max(1, concurrency // len(ports)))
-            for i, p in enumerate(ports)
+async def run_wrk(
+    ports: list[int], token: str, mode: str, prefix: str, pool: int, args: WrkArgs
+) -> WrkRun:
+    """One wrk process per replica (each its share of the connections), all at once."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    outs = [Path(tempfile.mkstemp(suffix=".json")[1]) for _ in ports]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            "wrk",
+            "-t",
+            str(args.threads),
+            "-c",
+            str(max(args.threads, args.connections // len(ports))),
+            "-d",
+            f"{args.seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_SCRIPT),
+            f"http://127.0.0.1:{port}",
+            "--",
+            token,
+            mode,
+            prefix,
+            str(pool),
+            env={**os.environ, "WRK_JSON": str(out)},
+            stdout=asyncio.subprocess.DEVNULL,
         )
-    )
-    elapsed = time.perf_counter() - t0
-    return len(keys) / elapsed, [x for _, lat in parts for x in lat]
+        for port, out in zip(ports, outs, strict=True)
+    ]
+    for proc in procs:
+        if await proc.wait() != 0:
+            raise SystemExit(f"wrk exited with {proc.returncode}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # only wrk was reaped since
+    runs = [json.loads(out.read_text()) for out in outs]
+    for out in outs:
+        out.unlink()
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return WrkRun.merge(runs, cpu)
+
+
+@dataclass
+class WrkArgs:
+    threads: int
+    connections: int
+    seconds: int
+
+
+@dataclass
+class WrkRun:
+    """wrk's own figures; with several replicas, requests are summed and each
+    percentile is the worst replica's (an upper bound)."""
+
+    requests: int
+    seconds: float
+    errors: int
+    percentiles_ms: list[tuple[float, float]]
+    cpu_s: float  # wrk's own CPU (user + system)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, p: float) -> float:
+        return next(ms for q, ms in self.percentiles_ms if q >= p)
+
+    @classmethod
+    def merge(cls, runs: list[dict], cpu_s: float) -> WrkRun:
+        points = [
+            (q, max(r["percentiles_us"][i][1] for r in runs) / 1000)
+            for i, (q, _) in enumerate(runs[0]["percentiles_us"])
+        ]
+        return cls(
+            requests=sum(r["requests"] for r in runs),
+            seconds=max(r["duration_us"] for r in runs) / 1e6,
+            errors=sum(r["non_2xx_3xx"] + r["socket_errors"] for r in runs),
+            percentiles_ms=points,
+            cpu_s=cpu_s,
+        )
 
 
 async def pgbench_only(concurrency: int, seconds: int) -> None:
@@ -227,7 +325,7 @@ async def pgbench_only(concurrency: int, seconds: int) -> None:
             migrations=load_migrations(MIGRATIONS),
             role_password="bench",
         )
-        print(f"pgbench {run_pgbench(db, concurrency, seconds):.0f} tps")
+        print(f"pgbench {run_pgbench(db, concurrency, seconds).tps:.0f} tps")
 
 
 async def own_account(dsn: str, tenant: str, account: str) -> None:
@@ -239,7 +337,42 @@ async def own_account(dsn: str, tenant: str, account: str) -> None:
         await conn.close()
 
 
-async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> None:
+async def throughput_over_time(dsn: str, since: float) -> list[tuple[float, float]]:
+    """Transfers created per second since ``since`` (epoch seconds), read from the table
+    after the run: nothing extra runs while it is measured."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM created_at)::float8 AS t FROM transfer.transfers"
+            " WHERE created_at >= to_timestamp($1)",
+            since,
+        )
+    finally:
+        await conn.close()
+    return per_second([r["t"] for r in rows], since)
+
+
+@dataclass
+class Service:
+    """Transfer service processes running for a benchmark, and a token they accept."""
+
+    db: str
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]]
+    token: str
+    topic_prefix: str
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+
+@asynccontextmanager
+async def transfer_service(
+    admin_url: str, kafka: str, replicas: int = 1, executor: bool = False
+) -> AsyncIterator[Service]:
+    """A fresh database and ``replicas`` transfer service processes (``python -m
+    clearway.transfer``, relay on, real JWT verification against a local JWKS), the
+    tenant ``ten_b`` owning ``acct_payer1``; stopped (SIGINT) on exit."""
     issuer = TestIssuer()
     jwks_port = _port()
     ports = [_port() for _ in range(replicas)]
@@ -253,98 +386,134 @@ async def main(n: int, concurrency: int, seconds: int, replicas: int = 1) -> Non
         )
     )
     jwks_task = asyncio.create_task(jwks.serve())
-    with stack() as (admin_url, kafka):
-        db = await fresh_database(admin_url)
-        env = {
-            **os.environ,
-            "CLEARWAY_DATABASE_URL": db,
-            "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
-            "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
-            "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
-            "CLEARWAY_TRANSFER_RUN_EXECUTOR": "0",
-            "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
-            "CLEARWAY_TOPIC_PREFIX": f"bench{os.getpid()}.",
-        }
-        log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
-        procs = []
-        with log.open("wb") as out:
-            # BENCH_PROFILE=<path>: profile the service with cProfile (written on exit)
-            prof = os.environ.get("BENCH_PROFILE")
-            wrap = ["-m", "cProfile", "-o", prof] if prof else []
-            for port in ports:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, *wrap, "-m", "clearway.transfer"],
-                        env=env | {"CLEARWAY_TRANSFER_PORT": str(port)},
-                        stdout=out,
-                        stderr=out,
-                    )
+    db = await fresh_database(admin_url)
+    prefix = f"bench{os.getpid()}."
+    env = {
+        **os.environ,
+        "CLEARWAY_DATABASE_URL": db,
+        "CLEARWAY_KAFKA_BOOTSTRAP": kafka,
+        "CLEARWAY_OAUTH_ISSUER": issuer.issuer,
+        "CLEARWAY_OAUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/jwks.json",
+        "CLEARWAY_TRANSFER_RUN_EXECUTOR": "1" if executor else "0",
+        "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
+        "CLEARWAY_TOPIC_PREFIX": prefix,
+    }
+    log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
+    procs = []
+    with log.open("wb") as out:
+        # BENCH_PROFILE=<path>: profile the service with cProfile (written on exit)
+        prof = os.environ.get("BENCH_PROFILE")
+        wrap = ["-m", "cProfile", "-o", prof] if prof else []
+        for port in ports:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *wrap, "-m", "clearway.transfer"],
+                    env=env | {"CLEARWAY_TRANSFER_PORT": str(port)},
+                    stdout=out,
+                    stderr=out,
                 )
-        try:
-            async with httpx.AsyncClient() as c:
-                for proc, port in zip(procs, ports, strict=True):
-                    url = f"http://127.0.0.1:{port}"
-                    deadline = time.monotonic() + 300
-                    while time.monotonic() < deadline:
-                        if proc.poll() is not None:
-                            raise SystemExit(f"transfer service exited; see {log}")
-                        try:
-                            if (await c.get(url + "/healthz")).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            await asyncio.sleep(0.1)
-            # the source is the tenant's own account, which client credentials may debit
-            await own_account(db, "ten_b", "acct_payer1")
-            token = issuer.token(
-                sub="usr_b",
-                client_id="cli_b",
-                scopes=["payments:initiate"],
-                audience="clearway-transfer",
-                tenant="ten_b",
-                ttl_s=3600,
             )
+    try:
+        async with httpx.AsyncClient() as c:
+            for proc, port in zip(procs, ports, strict=True):
+                url = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    if proc.poll() is not None:
+                        raise SystemExit(f"transfer service exited; see {log}")
+                    try:
+                        if (await c.get(url + "/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+        # the source is the tenant's own account, which client credentials may debit
+        await own_account(db, "ten_b", "acct_payer1")
+        token = issuer.token(
+            sub="usr_b",
+            client_id="cli_b",
+            scopes=["payments:initiate"],
+            audience="clearway-transfer",
+            tenant="ten_b",
+            ttl_s=3600,
+        )
+        yield Service(db, ports, procs, token, prefix)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait(timeout=60)
+        jwks.should_exit = True
+        await jwks_task
 
-            def cpu() -> float:
-                return sum(cpu_seconds(p.pid) for p in procs)
 
-            await drive_all(ports, token, [f"warm-{i}" for i in range(200)], concurrency)
-            cpu0 = cpu()
-            new_rate, new_lat = await drive_all(
-                ports, token, [f"new-{i}" for i in range(n)], concurrency
-            )
-            replay_keys = [f"new-{i % 500}" for i in range(n)]
+async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[str, float]:
+    with stack() as (admin_url, kafka):
+        async with transfer_service(admin_url, kafka, replicas) as svc:
+            ports, token, cpu = svc.ports, svc.token, svc.cpu
+            # the replay run asks these keys again (same body): answered from storage
+            for port in ports:
+                await warm(port, token, [f"warm-{i}" for i in range(REPLAY_KEYS)], 16)
+            cpu0, since = cpu(), time.time()
+            new = await run_wrk(ports, token, "new", f"new{os.getpid()}", 0, wrk)
             cpu1 = cpu()
-            replay_rate, replay_lat = await drive_all(ports, token, replay_keys, concurrency)
+            replay = await run_wrk(ports, token, "replay", "warm", REPLAY_KEYS, wrk)
             cpu2 = cpu()
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                proc.wait(timeout=60)
-        pg_tps = run_pgbench(db, concurrency, seconds)
-    jwks.should_exit = True
-    await jwks_task
+            new_series = await throughput_over_time(svc.db, since)
+        pg = run_pgbench(svc.db, wrk.connections, pgbench_seconds)
+    figures = {
+        "new_key_per_s": new.rate,
+        "new_key_p50_ms": new.pct(50),
+        "new_key_p99_ms": new.pct(99),
+        "replay_per_s": replay.rate,
+        "replay_p50_ms": replay.pct(50),
+        "replay_p99_ms": replay.pct(99),
+        "pgbench_tps": pg.tps,
+        "pgbench_p50_ms": pct(pg.latencies, 50) * 1000,
+        "pgbench_p99_ms": pct(pg.latencies, 99) * 1000,
+        "new_key_cpu_ms": (cpu1 - cpu0) / max(new.requests, 1) * 1000,
+        "replay_cpu_ms": (cpu2 - cpu1) / max(replay.requests, 1) * 1000,
+        "wrk_cpu_us": (new.cpu_s + replay.cpu_s) / max(new.requests + replay.requests, 1) * 1e6,
+        "errors": float(new.errors + replay.errors),
+        "replicas": float(replicas),
+        "connections": float(wrk.connections),
+    }
     print(
         f"\n== transfer: POST /v1/transfers (HTTP + JWT + idempotency + outbox),"
-        f" {replicas} replica(s) =="
+        f" {replicas} replica(s), wrk -t{wrk.threads} -c{wrk.connections} -d{wrk.seconds}s =="
     )
-    print(f"new-key accepts  {new_rate:8.0f}/s  {summary(new_lat)}")
-    print(f"replays          {replay_rate:8.0f}/s  {summary(replay_lat)}")
+    for name, run in (("new-key accepts", new), ("replays", replay)):
+        print(
+            f"{name:16} {run.rate:8.0f}/s  p50={run.pct(50):.1f}ms p99={run.pct(99):.1f}ms"
+            f" n={run.requests} errors={run.errors}"
+        )
     print(
-        f"service CPU per request: new-key {(cpu1 - cpu0) / n * 1000:.2f} ms,"
-        f" replay {(cpu2 - cpu1) / n * 1000:.2f} ms"
+        f"service CPU per request: new-key {figures['new_key_cpu_ms']:.2f} ms,"
+        f" replay {figures['replay_cpu_ms']:.2f} ms; wrk {figures['wrk_cpu_us']:.0f} µs"
         f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
-    print(f"pgbench (same SQL, {concurrency} clients) {pg_tps:8.0f} tps")
-    print(f"ratio new-key / pgbench  {new_rate / pg_tps:.2f}  (goal >= 0.50)")
-    print(f"ratio replay / new-key   {replay_rate / new_rate:.2f}  (goal >= 3)")
-    print(f"new-key p50={pct(new_lat, 50) * 1000:.1f}ms p99={pct(new_lat, 99) * 1000:.1f}ms")
+    print(
+        f"pgbench (same SQL, {wrk.connections} clients) {pg.tps:8.0f} tps  {summary(pg.latencies)}"
+    )
+    print(f"ratio new-key / pgbench  {new.rate / pg.tps:.2f}  (goal >= 0.50)")
+    print(f"ratio replay / new-key   {replay.rate / new.rate:.2f}  (goal >= 3)")
+    emit(
+        "transfer",
+        figures,
+        cdfs={
+            "new-key accepts (wrk)": [(ms, q / 100) for q, ms in new.percentiles_ms],
+            "replays (wrk)": [(ms, q / 100) for q, ms in replay.percentiles_ms],
+            "pgbench, same SQL": cdf(pg.latencies),
+        },
+        series={"new-key accepts (wrk)": new_series, "pgbench, same SQL": pg.per_second},
+    )
+    return figures
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--requests", type=int, default=3000)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--seconds", type=int, default=10, help="wrk run length, each of the two")
+    ap.add_argument("--connections", type=int, default=16, help="wrk connections = pgbench clients")
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--pgbench-only", action="store_true", help="debug the baseline alone")
     ap.add_argument(
@@ -352,6 +521,7 @@ if __name__ == "__main__":
     )
     a = ap.parse_args()
     if a.pgbench_only:
-        asyncio.run(pgbench_only(a.concurrency, a.pgbench_seconds))
+        asyncio.run(pgbench_only(a.connections, a.pgbench_seconds))
     else:
-        asyncio.run(main(a.requests, a.concurrency, a.pgbench_seconds, a.replicas))
+        wrk_args = WrkArgs(a.threads, a.connections, a.seconds)
+        asyncio.run(main(wrk_args, a.pgbench_seconds, a.replicas))

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchmarks.common import fresh_database, stack
+from benchmarks.common import emit, fresh_database, stack
 from clearway.shared.actor import Actor
 from clearway.shared.cards import luhn_valid
 from clearway.shared.crypto import Context, DekCache, Envelope
@@ -111,6 +111,15 @@ async def run(admin_url: str, n: int, concurrency: int) -> None:
         ("detokenize", detok_rate, "Envelope.open (warm cache)", open_rate),
     ):
         print(f"{name:<12} | {fig:>10,.0f} | {base_name:<28} | {base:>10,.0f} | {fig / base:.0%}")
+    emit(
+        "vault",
+        {
+            "tokenize_per_s": tok_rate,
+            "seal_per_s": seal_rate,
+            "detokenize_per_s": detok_rate,
+            "open_per_s": open_rate,
+        },
+    )
 
 
 def main() -> None:

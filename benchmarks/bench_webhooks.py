@@ -31,7 +31,7 @@ import uvloop
 
 from benchmarks.bench_webhooks_clients import fastest
 from benchmarks.bench_webhooks_receiver import compiled_receiver, receiver_capacity, receiver_pid
-from benchmarks.common import cpu_seconds, fresh_database, stack, summary
+from benchmarks.common import cdf, cpu_seconds, emit, fresh_database, pct, stack, summary
 from clearway.shared.auth import Principal
 from clearway.shared.events import new_event
 from clearway.shared.kafka import ensure_topics
@@ -266,6 +266,18 @@ async def main(n: int, paced_rate: int, paced_seconds: float, workers: int, proc
     print(f"ratio:    {rate / bare:.0%} of the fastest bare client")
     print(f"latency event→delivery at {paced_rate}/s: {summary(lat)}")
     print(f"CPU over the backlog: {cpu.per(n)}")
+    emit(
+        "webhooks",
+        {
+            "deliveries_per_s": rate,
+            "bare_posts_per_s": bare,
+            "receiver_alone_per_s": alone,
+            "paced_rate": float(paced_rate),
+            "p50_ms": pct(lat, 50) * 1000,
+            "p99_ms": pct(lat, 99) * 1000,
+        },
+        cdfs={f"event → delivery @{paced_rate}/s": cdf(lat)},
+    )
 
 
 if __name__ == "__main__":

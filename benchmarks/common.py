@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import statistics
@@ -73,3 +74,42 @@ def summary(values: list[float]) -> str:
         f"p50={pct(values, 50) * 1000:.1f}ms p99={pct(values, 99) * 1000:.1f}ms "
         f"mean={statistics.fmean(values) * 1000:.1f}ms n={len(values)}"
     )
+
+
+FIGURES_ENV = "CLEARWAY_BENCH_FIGURES"
+"""When set, the file each benchmark appends its figures to (one JSON object a line):
+``benchmarks/run.py`` sets it and reads them back, so it never parses printed text."""
+
+
+def cdf(latencies_s: list[float], points: int = 200) -> list[tuple[float, float]]:
+    """(latency in ms, fraction at or below it) at up to ``points`` quantiles: a latency
+    CDF small enough to keep in the figures file."""
+    values = sorted(latencies_s)
+    if not values:
+        return []
+    n = len(values)
+    step = max(1, n // points)
+    picks = list(range(step - 1, n, step))
+    if picks[-1] != n - 1:
+        picks.append(n - 1)
+    return [(values[i] * 1000, (i + 1) / n) for i in picks]
+
+
+def emit(
+    bench: str,
+    figures: dict[str, float],
+    *,
+    cdfs: dict[str, list[tuple[float, float]]] | None = None,
+    series: dict[str, list[tuple[float, float]]] | None = None,
+) -> None:
+    """Hand a benchmark's figures to ``benchmarks/run.py`` (ADR 0046): ``figures`` are
+    named numbers (rates per second, latencies in ms, ratios); ``cdfs`` latency CDFs as
+    (ms, fraction) points; ``series`` throughput over time as (seconds, per second).
+    Appends one JSON line to ``$CLEARWAY_BENCH_FIGURES``; a benchmark run alone (the
+    variable unset) only prints, as before."""
+    path = os.environ.get(FIGURES_ENV)
+    if not path:
+        return
+    line = {"bench": bench, "figures": figures, "cdfs": cdfs or {}, "series": series or {}}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
