@@ -24,7 +24,7 @@ from clearway.shared.auth import RevocationFeed, RevocationSet
 from clearway.shared.backoff import Backoff
 from clearway.shared.db import create_pool, migrate
 from clearway.shared.dlt import DeadLetters, dlt_topic
-from clearway.shared.events import new_event
+from clearway.shared.events import events_topic, new_event
 from clearway.shared.http import ApiVersions, Deprecation, create_app
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_lag import DeadLetterDepth, record_consumer_lag
@@ -180,7 +180,7 @@ async def test_an_old_outbox_row_fires_clearway_outbox_lag(platform):
 
 
 async def test_a_feed_that_cannot_read_fires_clearway_revocation_feed_lag(platform):
-    topic = platform.topic("clearway.consent.events.v1")
+    topic = platform.topic(events_topic("consent"))
     await ensure_topics(platform.kafka, [topic])
     labels = {"topic": topic}
 

@@ -15,6 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from clearway.rail.bootstrap import build_app
 from clearway.rail.settings import RailSettings
+from clearway.shared.events import events_topic
 from clearway.shared.kafka_link import TopicLayout
 from clearway.shared.provision import (
     create_platform_topics,
@@ -78,7 +79,7 @@ async def test_a_service_runs_without_admin_credentials_after_the_commands(
     admin = AIOKafkaAdminClient(**platform.kafka.client_options())
     await admin.start()
     try:
-        topic = f"{prefix}clearway.consent.events.v1"
+        topic = f"{prefix}{events_topic('consent')}"
         [described] = await admin.describe_topics([topic])
         assert len(described["partitions"]) == 2
         [config] = await admin.describe_configs(

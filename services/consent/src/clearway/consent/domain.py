@@ -47,7 +47,7 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.AUTHORISED: frozenset({Status.CONSUMED, Status.REVOKED, Status.EXPIRED}),
 }
 
-#: Event each transition records (ce_type on clearway.consent.events.v1).
+#: Event each transition records (ce_type on clearway.consent.events.v2).
 EVENT_OF = {
     Status.AUTHORISED: "consent.authorised",
     Status.CONSUMED: "consent.consumed",

@@ -27,7 +27,7 @@ class Service:
     keys: KeyRing
     #: HMAC key of the page session cookie and CSRF tokens (generated once, stored sealed)
     session_key: bytes = b""
-    #: The one way this service emits: ``clearway.consent.events.v1``, ``/clearway/consent``.
+    #: The one way this service emits: ``clearway.consent.events.v2``, ``/clearway/consent``.
     events: EventWriter = field(init=False)
     #: Sealing and blind indexes of consent evidence and user PII (its key loaded at start),
     #: each value bound to its tenant's key in this region's database (ADR 0027, 0039)
