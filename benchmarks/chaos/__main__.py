@@ -31,11 +31,11 @@ def _plan(a: argparse.Namespace) -> Plan:
     small = a.intents < 1000
     return Plan(
         intents=a.intents,
-        rate=a.rate or (10.0 if small else 50.0),
-        kafka_outage_s=a.kafka_outage_s if a.kafka_outage_s is not None else (5 if small else 60),
+        rate=a.rate or (15.0 if small else 50.0),
+        kafka_outage_s=a.kafka_outage_s if a.kafka_outage_s is not None else (3 if small else 60),
         kills_per_service=1 if small else 2,
-        blip_s=2.0 if small else 10.0,
-        outage_s=6.0 if small else 60.0,
+        blip_s=3.0 if small else 10.0,
+        outage_s=15.0 if small else 60.0,
         quiesce_timeout_s=a.quiesce_timeout_s or (60.0 if small else 900.0),
         seed=a.seed,
     )
@@ -78,8 +78,8 @@ def report(result: Result, plan: Plan, total_s: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__)
     ap.add_argument("--intents", type=int, default=5000)
-    ap.add_argument("--rate", type=float, help="intents per second (50; 10 below 1,000)")
-    ap.add_argument("--kafka-outage-s", type=float, help="broker down this long (60; 5 small)")
+    ap.add_argument("--rate", type=float, help="intents per second (50; 15 below 1,000)")
+    ap.add_argument("--kafka-outage-s", type=float, help="broker down this long (60; 3 small)")
     ap.add_argument("--quiesce-timeout-s", type=float, help="bound of the wait for quiescence")
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--report", type=Path, help="write the report (Markdown) there")

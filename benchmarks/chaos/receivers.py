@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,11 +18,16 @@ from clearway.shared.testing.helpers import free_port
 
 
 class FlakyReceiver:
-    """204 to everything, but 503 for ``fail_s`` after :meth:`arm`."""
+    """204 to everything, but 503 for ``fail_s`` after :meth:`arm` to a ``share`` of
+    the messages (always the same ones, by ``webhook-id``). All of them: the circuit
+    breaker pauses the endpoint and every message waits for the recovery. A part: the
+    successes in between keep the breaker closed, so the refused messages use up their
+    retry schedule and are dead-lettered when the failure outlasts it."""
 
-    def __init__(self, name: str, fail_s: float) -> None:
+    def __init__(self, name: str, fail_s: float, share: float = 1.0) -> None:
         self.name = name
         self.fail_s = fail_s
+        self.share = share
         self.port = free_port()
         self.received: set[str] = set()
         self.refused = 0
@@ -40,13 +46,13 @@ class FlakyReceiver:
             return
         while (await receive()).get("more_body"):
             pass
-        if self.failing:
+        webhook_id = dict(scope["headers"]).get(b"webhook-id", b"")
+        if self.failing and zlib.crc32(webhook_id) % 1000 < self.share * 1000:
             self.refused += 1
             status = 503
         else:
             status = 204
-            headers = dict(scope["headers"])
-            self.received.add(headers.get(b"webhook-id", b"").decode())
+            self.received.add(webhook_id.decode())
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

@@ -26,7 +26,7 @@ class Plan:
     kafka_outage_s: float = 60.0
     kills_per_service: int = 2
     blip_s: float = 10.0  # receiver "blip" fails this long, within the retry schedule
-    outage_s: float = 60.0  # receiver "outage" fails longer than the schedule: dead letters
+    outage_s: float = 60.0  # "outage" fails a quarter for longer than the schedule: dead letters
     quiesce_timeout_s: float = 900.0
     seed: int = 17
 
@@ -60,7 +60,12 @@ async def _kafka_outage(
     # the backlog of the outage reaches the partners while they fail
     for r in receivers:
         r.arm()
-    tl.note(", ".join(f"receiver {r.name} fails for {r.fail_s:g} s" for r in receivers))
+    tl.note(
+        ", ".join(
+            f"receiver {r.name} fails {r.share:.0%} of messages for {r.fail_s:g} s"
+            for r in receivers
+        )
+    )
 
 
 async def _postgres_restart(system: System, tl: Timeline, at: float) -> None:
@@ -179,7 +184,8 @@ async def run(system: System, plan: Plan, run_id: str) -> Result:
     rng = random.Random(plan.seed)
     await system.start_services()
     hooks = await _token(system, "webhooks", "webhooks:endpoints:manage")
-    blip, outage = FlakyReceiver("blip", plan.blip_s), FlakyReceiver("outage", plan.outage_s)
+    blip = FlakyReceiver("blip", plan.blip_s)
+    outage = FlakyReceiver("outage", plan.outage_s, share=0.25)
     async with blip.serving() as blip_url, outage.serving() as outage_url:
         endpoints = {
             await _endpoint(system, hooks, blip_url): blip,
@@ -190,6 +196,7 @@ async def run(system: System, plan: Plan, run_id: str) -> Result:
         t0 = time.monotonic()
         ready_s = t0 - started
         client = Client(system, proxy.port, run_id, deadline=t0 + plan.load_s + 600)
+        await client.answers.start()
         tl = Timeline([], t0)
         tl.note(f"load starts: {plan.intents} intents at {plan.rate:g}/s")
         stop = asyncio.Event()

@@ -184,10 +184,15 @@ class System:
         raise RuntimeError(f"{svc} not healthy within {timeout_s:.0f} s")
 
     async def start_services(self) -> None:
-        for svc in SERVICES:
+        """Consent first (it seeds the clients the others use), then the rest at once."""
+
+        async def start(svc: str) -> None:
             self.spawn(svc)
             await self.healthy(svc)
             log(f"{svc} up on {self.url(svc)}")
+
+        await start(SERVICES[0])
+        await asyncio.gather(*(start(svc) for svc in SERVICES[1:]))
 
     def kill(self, svc: str, down_s: float) -> None:
         """SIGKILL the service's whole process group and reap it; :meth:`supervise`
