@@ -18,24 +18,27 @@ from clearway.shared.testing.helpers import free_port
 
 
 class FlakyReceiver:
-    """204 to everything, but 503 for ``fail_s`` after :meth:`arm` to a ``share`` of
-    the messages (always the same ones, by ``webhook-id``). All of them: the circuit
-    breaker pauses the endpoint and every message waits for the recovery. A part: the
-    successes in between keep the breaker closed, so the refused messages use up their
-    retry schedule and are dead-lettered when the failure outlasts it."""
+    """204 to everything, but ``status`` for ``fail_s`` from :meth:`arm` on to a
+    ``share`` of the messages (always the same ones, by ``webhook-id``). A 503 says
+    the endpoint is down: the circuit breaker pauses it and its messages wait for the
+    recovery. A 500 is about the message (docs/design.md §6): the breaker stays
+    closed, and a message refused for longer than the retry schedule is dead-lettered.
+    """
 
-    def __init__(self, name: str, fail_s: float, share: float = 1.0) -> None:
+    def __init__(self, name: str, fail_s: float, share: float = 1.0, status: int = 503) -> None:
         self.name = name
         self.fail_s = fail_s
         self.share = share
+        self.status = status
         self.port = free_port()
         self.received: set[str] = set()
         self.refused = 0
         self._healthy_at = 0.0
+        self._armed = False
 
     def arm(self) -> None:
-        """Start the failing period now."""
-        self._healthy_at = time.monotonic() + self.fail_s
+        """Start the failing period at the next delivery (so that it meets traffic)."""
+        self._armed = True
 
     @property
     def failing(self) -> bool:
@@ -46,10 +49,12 @@ class FlakyReceiver:
             return
         while (await receive()).get("more_body"):
             pass
+        if self._armed:
+            self._armed, self._healthy_at = False, time.monotonic() + self.fail_s
         webhook_id = dict(scope["headers"]).get(b"webhook-id", b"")
         if self.failing and zlib.crc32(webhook_id) % 1000 < self.share * 1000:
             self.refused += 1
-            status = 503
+            status = self.status
         else:
             status = 204
             self.received.add(webhook_id.decode())

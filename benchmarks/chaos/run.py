@@ -62,7 +62,8 @@ async def _kafka_outage(
         r.arm()
     tl.note(
         ", ".join(
-            f"receiver {r.name} fails {r.share:.0%} of messages for {r.fail_s:g} s"
+            f"receiver {r.name} answers {r.status} to {r.share:.0%} of messages for {r.fail_s:g} s"
+            " from its next delivery on"
             for r in receivers
         )
     )
@@ -185,7 +186,7 @@ async def run(system: System, plan: Plan, run_id: str) -> Result:
     await system.start_services()
     hooks = await _token(system, "webhooks", "webhooks:endpoints:manage")
     blip = FlakyReceiver("blip", plan.blip_s)
-    outage = FlakyReceiver("outage", plan.outage_s, share=0.25)
+    outage = FlakyReceiver("outage", plan.outage_s, share=0.25, status=500)
     async with blip.serving() as blip_url, outage.serving() as outage_url:
         endpoints = {
             await _endpoint(system, hooks, blip_url): blip,
@@ -234,6 +235,7 @@ async def run(system: System, plan: Plan, run_id: str) -> Result:
             "errors retried": dict(sorted(out.errors.items())),
             "kafka intents": sum(1 for i in range(plan.intents) if channel(i) != "http"),
             "service restarts": dict(sorted(system.restarts.items())),
+            "deliveries refused by the receivers": {r.name: r.refused for r in (blip, outage)},
         },
         {
             "start": ready_s,
