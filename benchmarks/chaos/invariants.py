@@ -89,7 +89,10 @@ async def intents_final(db: asyncpg.Connection, out: Outcome, keys: list[str], e
         keys,
     )
     by_key = {r["key"]: r for r in rows}
+    made = await db.fetchval("SELECT count(*) FROM transfer.transfers WHERE tenant = $1", TENANT)
     v = []
+    if made != len(keys):  # the stack is the run's own: every transfer is one of its keys
+        v.append(f"{made} transfers for {len(keys)} keys")
     v += _examples("refused by the API", [f"{k} ({why[:60]})" for k, why in out.refused.items()])
     v += _examples("never accepted (client deadline)", out.unresolved)
     v += _examples("different transfer ids for one key", out.conflicting)

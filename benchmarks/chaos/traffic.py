@@ -5,7 +5,10 @@ same ``Idempotency-Key`` after every error (transport error, 5xx, 409 in flight,
 429) with the kit's :class:`Backoff`; a refusal (another 4xx) is final and counted.
 Every fifth intent goes over Kafka instead (a ``transfer.intent`` event published
 as the initiator principal, re-sent unchanged, same event id, until the broker
-acknowledges it), and every 25th both ways with one key: the same intent.
+acknowledges it), and every 25th both ways with one key: the same intent. The
+client reads the answers on the transfer events topic: an intent refused because
+its token expired while it waited in the broker is sent again as a new message
+(new event id, same key, fresh token).
 """
 
 from __future__ import annotations
