@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 STACK := .local/stack
 AXE   := tests/e2e/axe/node_modules/axe-core/axe.min.js
 
-.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench clean jaeger \
+.PHONY: run test up down status setup lint typecheck schemas-check config-doc test-unit test-integration bench chaos clean jaeger \
 	container-images compose-up compose-down compose-test helm chart-check promtool rules-check
 
 setup: .venv/.synced $(AXE)
@@ -66,6 +66,14 @@ test-integration: setup
 bench: setup
 	@bash benchmarks/bootstrap.sh
 	$(PY) -m benchmarks.run $(ARGS)
+
+# The whole platform under faults on a private stack (never .local/stack): 5,000 intents
+# through a lossy proxy and over Kafka, SIGKILLs of every service, a 60 s Kafka outage, a
+# Postgres immediate stop, failing receivers; then the invariants as a table, written to
+# benchmarks/report/chaos.md; exit 1 on any violation (ADR 0047). `make test` runs it
+# small (tests/e2e/test_chaos.py). CHAOS_ARGS="--intents 500" for another size.
+chaos: setup
+	$(PY) -m benchmarks.chaos --report benchmarks/report/chaos.md $(CHAOS_ARGS)
 
 clean: down
 	rm -rf .local

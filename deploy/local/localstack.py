@@ -227,13 +227,16 @@ def _make_traversable(path: Path) -> None:
                 os.chmod(p, mode | 0o001)
 
 
-def stop_postgres(base: Path) -> None:
+def stop_postgres(base: Path, mode: str = "fast") -> None:
+    """Stop the cluster under ``base``; ``mode`` is pg_ctl's shutdown mode (``immediate``:
+    no checkpoint, crash recovery at the next start, as after a power loss of the
+    server process)."""
     data = base / "pg" / "data"
     if not (data / "postmaster.pid").exists():
         return
     with contextlib.suppress(subprocess.CalledProcessError, StackError):
         _as_pg(
-            [str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            [str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"],
             _pg_user(),
             stdout=subprocess.DEVNULL,
         )
@@ -439,14 +442,19 @@ def start_kafka(
     raise StackError(f"Kafka did not start within {timeout}s; see {logf}")
 
 
-def stop_kafka(base: Path) -> None:
+def stop_kafka(base: Path, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop the broker under ``base`` (``SIGKILL``: killed, no controlled shutdown)."""
     pidf = base / "kafka" / "kafka.pid"
     if not pidf.exists():
         return
     pid = int(pidf.read_text())
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, sig)
         for _ in range(150):
+            # a broker started by this process stays a zombie until reaped here
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
             os.kill(pid, 0)
             time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)
