@@ -48,6 +48,7 @@ COPY clients/webhook-verify/pyproject.toml clients/webhook-verify/
 COPY services/audit/pyproject.toml services/audit/
 COPY services/audit-native/pyproject.toml services/audit-native/setup.py services/audit-native/
 COPY services/consent/pyproject.toml services/consent/
+COPY services/console/pyproject.toml services/console/
 COPY services/sandbox-rail/pyproject.toml services/sandbox-rail/
 COPY services/transfer/pyproject.toml services/transfer/
 COPY services/vault/pyproject.toml services/vault/

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from faststream.security import BaseSecurity, SASLPlaintext
 
+from clearway.shared.events import events_topic
 from clearway.shared.kafka import _security
 from clearway.shared.kafka_link import KafkaLink, KafkaLogin, TopicLayout
 from clearway.shared.provision import platform_topics
@@ -135,7 +136,7 @@ def test_clearway_topics_knows_every_topic_with_its_dead_letters():
     assert "p.clearway.transfer.intents.v1" in topics
     assert "p.clearway.transfer.intents.v1.transfer-intents.dlt" in topics
     for domain in ("transfer", "webhooks", "consent", "audit", "vault", "rail"):
-        assert f"p.clearway.{domain}.events.v1" in topics
+        assert f"p.{events_topic(domain)}" in topics
     assert all(t.startswith("p.") for t in topics) and topics == sorted(set(topics))
 
 

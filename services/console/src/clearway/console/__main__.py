@@ -3,19 +3,13 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from clearway.console.bootstrap import build_app
+from clearway.console.bootstrap import SERVICE, build_app
 from clearway.console.settings import ConsoleSettings
-from clearway.shared.logging import configure_logging
-from clearway.shared.telemetry import setup_tracing
+from clearway.shared.serving import serve
 
 
 def main() -> None:
-    settings = ConsoleSettings.from_env_or_exit()
-    configure_logging("console")
-    setup_tracing("console", otlp_endpoint=settings.platform.otlp_endpoint)
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve(SERVICE, ConsoleSettings.from_env_or_exit(), build_app)
 
 
 if __name__ == "__main__":
