@@ -22,22 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import time
-from typing import Any
 
 import asyncpg
-import uvicorn
 from clearway_webhook_verify import Verifier
 
-from benchmarks.bench_transfer import RawHttp, _port, per_second, request_bytes, transfer_service
+from benchmarks.bench_transfer import RawHttp, per_second, request_bytes, transfer_service
 from benchmarks.bench_webhooks import dispatcher_processes
 from benchmarks.common import cdf, emit, fresh_database, pct, stack, summary
 from clearway.shared.auth import Principal
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.settings import PlatformSettings
+from clearway.shared.testing.receiver import VerifyingReceiver
 from clearway.webhooks import handlers
 from clearway.webhooks.bootstrap import build_app, make_context
 from clearway.webhooks.settings import WebhooksSettings
@@ -47,35 +45,12 @@ TRANSFER_EVENTS = "clearway.transfer.events.v1"
 CONNECTIONS = 16
 
 
-class Receiver:
-    """The partner's endpoint: arrival time per transfer id, signature verified."""
-
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.verifier: Verifier | None = None
-        self.rejected = 0
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
-        now = time.time()
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        status = 400
-        if self.verifier is not None:
-            try:
-                event = self.verifier.verify(body, headers)
-                self.arrived.setdefault(event["data"]["transfer_id"], now)
-                status = 204
-            except Exception:  # a bad signature is counted, answered 400
-                self.rejected += 1
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+def first_arrivals(receiver: VerifyingReceiver) -> dict[str, float]:
+    """When each transfer's first verified webhook arrived (epoch seconds)."""
+    arrived: dict[str, float] = {}
+    for event in receiver.events:
+        arrived.setdefault(event["data"]["transfer_id"], event["arrived_at"])
+    return arrived
 
 
 async def paced(port: int, token: str, rate: int, seconds: float) -> dict[str, float]:
@@ -116,66 +91,60 @@ async def stored_at(db: str, ids: list[str]) -> dict[str, float]:
 
 
 async def main(rate: int, seconds: float) -> dict[str, float]:
-    receiver = Receiver()
-    port = _port()
-    server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    with stack() as (admin, kafka):
-        async with transfer_service(admin, kafka) as svc:
-            platform = PlatformSettings(
-                database_url=await fresh_database(admin),
-                kafka_bootstrap=kafka,
-                topic_prefix=svc.topic_prefix,
-            )
-            await ensure_topics(platform.kafka, [platform.topic(TRANSFER_EVENTS)])
-            settings = WebhooksSettings(
-                platform=platform,
-                allow_networks=("127.0.0.0/8",),
-                poll_interval_s=0.02,
-                run_relay=False,
-                run_dispatcher=False,
-            )
-            app = build_app(settings)
-            async with app.router.lifespan_context(app):
-                principal = Principal(
-                    "usr_bench", "cli_bench", TENANT, frozenset(), None, "at_b", None, None
-                )  # type: ignore[arg-type]
-                async with app.state.pool.acquire() as conn:
-                    _, secret = await handlers.create_endpoint(
-                        make_context(settings),
-                        conn,
-                        principal,
-                        TENANT,
-                        url=f"http://127.0.0.1:{port}/hooks",
-                        description="",
-                        event_types=["transfer.created"],
-                        rate_limit_per_s=None,
-                    )
-                receiver.verifier = Verifier([secret])
-                with dispatcher_processes(platform, 1, 2):
-                    # warm-up: connections, caches, the consumer's partitions assigned
-                    await paced(svc.ports[0], svc.token, 20, 2)
-                    deadline = time.monotonic() + 60
-                    while len(receiver.arrived) < 40 and time.monotonic() < deadline:
-                        await asyncio.sleep(0.1)
-                    receiver.arrived.clear()
-                    accepted = await paced(svc.ports[0], svc.token, rate, seconds)
-                    deadline = time.monotonic() + 60
-                    while (
-                        len(set(accepted) - set(receiver.arrived)) > 0
-                        and time.monotonic() < deadline
-                    ):
-                        await asyncio.sleep(0.1)
-                stored = await stored_at(platform.database_url, list(accepted))
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await serving
-    got = [t for t in accepted if t in receiver.arrived]
-    total = [receiver.arrived[t] - accepted[t] for t in got]
+    receiver = VerifyingReceiver()
+    async with receiver.serving() as hook_url:
+        with stack() as (admin, kafka):
+            async with transfer_service(admin, kafka) as svc:
+                platform = PlatformSettings(
+                    database_url=await fresh_database(admin),
+                    kafka_bootstrap=kafka,
+                    topic_prefix=svc.topic_prefix,
+                )
+                await ensure_topics(platform.kafka, [platform.topic(TRANSFER_EVENTS)])
+                settings = WebhooksSettings(
+                    platform=platform,
+                    allow_networks=("127.0.0.0/8",),
+                    poll_interval_s=0.02,
+                    run_relay=False,
+                    run_dispatcher=False,
+                )
+                app = build_app(settings)
+                async with app.router.lifespan_context(app):
+                    principal = Principal(
+                        "usr_bench", "cli_bench", TENANT, frozenset(), None, "at_b", None, None
+                    )  # type: ignore[arg-type]
+                    async with app.state.pool.acquire() as conn:
+                        _, secret = await handlers.create_endpoint(
+                            make_context(settings),
+                            conn,
+                            principal,
+                            TENANT,
+                            url=hook_url,
+                            description="",
+                            event_types=["transfer.created"],
+                            rate_limit_per_s=None,
+                        )
+                    receiver.verifier = Verifier([secret])
+                    with dispatcher_processes(platform, 1, 2):
+                        # warm-up: connections, caches, the consumer's partitions assigned
+                        await paced(svc.ports[0], svc.token, 20, 2)
+                        deadline = time.monotonic() + 60
+                        while len(receiver.events) < 40 and time.monotonic() < deadline:
+                            await asyncio.sleep(0.1)
+                        receiver.events.clear()
+                        accepted = await paced(svc.ports[0], svc.token, rate, seconds)
+                        deadline = time.monotonic() + 60
+                        while (
+                            len(set(accepted) - set(first_arrivals(receiver))) > 0
+                            and time.monotonic() < deadline
+                        ):
+                            await asyncio.sleep(0.1)
+                    stored = await stored_at(platform.database_url, list(accepted))
+    arrived = first_arrivals(receiver)
+    got = [t for t in accepted if t in arrived]
+    total = [arrived[t] - accepted[t] for t in got]
     fan_out = [stored[t] - accepted[t] for t in got if t in stored]
-    dispatch = [receiver.arrived[t] - stored[t] for t in got if t in stored]
+    dispatch = [arrived[t] - stored[t] for t in got if t in stored]
     missing = int(rate * seconds) - len(got)
     start = min(accepted.values(), default=0.0)
     span = max(accepted.values(), default=0.0) - start
@@ -199,7 +168,7 @@ async def main(rate: int, seconds: float) -> dict[str, float]:
         "hop_stored_to_received_p50_ms": pct(dispatch, 50) * 1000,
         "hop_stored_to_received_p99_ms": pct(dispatch, 99) * 1000,
     }
-    received = per_second([receiver.arrived[t] for t in got], start)
+    received = per_second([arrived[t] for t in got], start)
     emit(
         "e2e",
         figures,

@@ -6,15 +6,12 @@ hold the webhook service's ``delivered`` against what a partner really got.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
-
-from clearway.shared.testing.helpers import free_port
+from clearway.shared.testing.helpers import free_port, serve
 
 
 class FlakyReceiver:
@@ -63,18 +60,5 @@ class FlakyReceiver:
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[str]:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self, host="127.0.0.1", port=self.port, log_config=None, access_log=False
-            )
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{self.port}/hooks/{self.name}"
-        finally:
-            server.should_exit = True
-            await task
+        async with serve(self, self.port, lifespan="off") as base:
+            yield f"{base}/hooks/{self.name}"

@@ -29,10 +29,10 @@ import uuid
 from typing import Any
 
 import httpx
-import uvicorn
 from clearway_webhook_verify import Verifier
 
-from clearway.shared.testing.helpers import eventually, free_port
+from clearway.shared.testing.helpers import eventually
+from clearway.shared.testing.receiver import VerifyingReceiver
 
 CONSENT, TRANSFER, WEBHOOKS, AUDIT = (f"http://127.0.0.1:{p}" for p in (8003, 8001, 8002, 8004))
 JAEGER = "http://127.0.0.1:16686"
@@ -51,31 +51,6 @@ def podman_exec(container: str, *cmd: str) -> str:
     ).stdout
 
 
-class Receiver:
-    """The partner's endpoint: every delivery verified with the partner package."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.verifier: Verifier | None = None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        status = 400
-        if self.verifier is not None:
-            self.events.append({"headers": headers, **self.verifier.verify(body, headers)})
-            status = 204
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-
 async def run(project: str) -> None:
     started = time.monotonic()
 
@@ -90,15 +65,10 @@ async def run(project: str) -> None:
     gateway = podman_exec(
         f"{project}_webhooks_1", "getent", "hosts", "host.containers.internal"
     ).split()[0]
-    port = free_port()
-    receiver = Receiver()
-    server = uvicorn.Server(
-        uvicorn.Config(receiver, host=gateway, port=port, log_config=None, access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
+    receiver = VerifyingReceiver()
     correlation = f"corr_compose_{uuid.uuid4().hex[:12]}"
     trace = {"X-Correlation-ID": correlation}
-    try:
+    async with receiver.serving(host=gateway) as hook_url:
         async with httpx.AsyncClient(timeout=30) as http:
 
             async def token(role: str, scope: str) -> str:
@@ -118,12 +88,12 @@ async def run(project: str) -> None:
 
             r = await http.post(
                 f"{WEBHOOKS}/v1/endpoints",
-                json={"url": f"http://{gateway}:{port}/hooks", "event_types": ["transfer.*"]},
+                json={"url": hook_url, "event_types": ["transfer.*"]},
                 headers={"Authorization": f"Bearer {hooks}", **trace},
             )
             assert r.status_code == 201, r.text
             receiver.verifier = Verifier([r.json()["secret"]])
-            step(f"webhook endpoint registered (http://{gateway}:{port}/hooks)")
+            step(f"webhook endpoint registered ({hook_url})")
 
             r = await http.post(
                 f"{TRANSFER}/v1/transfers",
@@ -145,7 +115,7 @@ async def run(project: str) -> None:
             step(f"transfer {transfer['id']} created")
 
             async def settled() -> list[dict[str, Any]]:
-                return [e for e in receiver.events if e["type"] == "transfer.settled"]
+                return receiver.of_type("transfer.settled")
 
             [delivery] = await eventually(settled, timeout=120, interval=0.5)
             assert delivery["data"]["transfer_id"] == transfer["id"], delivery
@@ -189,9 +159,6 @@ async def run(project: str) -> None:
 
                 services = await eventually(traced, timeout=60, interval=1)
                 step(f"trace in Jaeger ({JAEGER}/) with spans of {sorted(services)}")
-    finally:
-        server.should_exit = True
-        await serving
     step("passed")
 
 

@@ -26,8 +26,10 @@ from clearway.shared.events import new_event
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.schemas import default_registry
+from clearway.shared.testing.browser import launch_chromium
 from clearway.shared.testing.helpers import eventually
-from tests.e2e.test_platform_flow import Platform, Receiver
+from clearway.shared.testing.receiver import VerifyingReceiver
+from tests.e2e.test_platform_flow import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -36,7 +38,6 @@ AXE = ROOT / "tests" / "e2e" / "axe" / "node_modules" / "axe-core" / "axe.min.js
 #: Screenshots of every page: the work tree's git-ignored .local/artifacts/ (or the
 #: directory CLEARWAY_TEST_ARTIFACTS names, e.g. one a CI job uploads).
 ARTIFACTS = Path(os.environ.get("CLEARWAY_TEST_ARTIFACTS", ROOT / ".local" / "artifacts"))
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass
@@ -72,25 +73,9 @@ class ConsolePlatform(Platform):
 
 
 async def launch(pw, profile: Path):
-    return await pw.chromium.launch_persistent_context(
-        str(profile),
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-        viewport={"width": 1280, "height": 900},
-        # axe is injected as a script tag; the console's own CSP (no inline script)
-        # is checked on its response headers instead
-        bypass_csp=True,
-    )
+    # axe is injected as a script tag; the console's own CSP (no inline script) is checked
+    # on its response headers instead
+    return await launch_chromium(pw, profile, bypass_csp=True)
 
 
 async def sign_in(page: Page, services: ConsolePlatform, username: str, path: str = "/") -> None:
@@ -119,7 +104,7 @@ async def check(page: Page, name: str) -> None:
 async def test_partners_and_operators_walk_the_console(platform, tmp_path):
     started = time.monotonic()
     services = ConsolePlatform(platform, tmp_path)
-    receiver = Receiver()  # answers 400 until it has the endpoint's secret
+    receiver = VerifyingReceiver()  # answers 400 until it has the endpoint's secret
     correlation = f"corr_console_{uuid.uuid4().hex[:12]}"
     trace = {"X-Correlation-ID": correlation}
     browsers: list = []
@@ -368,7 +353,7 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             assert await op.locator(f"section.dlt:has-text('{lost.id}')").count() == 0
 
             async def redriven_and_delivered():
-                return [e for e in receiver.events if e["type"] == "platform.test_event"]
+                return receiver.of_type("platform.test_event")
 
             await eventually(redriven_and_delivered, timeout=30)
             await check(op, "operator-redriven")

@@ -30,25 +30,16 @@ import pytest_asyncio
 from clearway_webhook_verify import Verifier
 from playwright.async_api import async_playwright
 
+from clearway.shared.testing.browser import launch_chromium
 from clearway.shared.testing.helpers import eventually
+from clearway.shared.testing.receiver import VerifyingReceiver
 
-from .test_platform_flow import Platform, Receiver
+from .test_platform_flow import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".local" / "artifacts" / "jaeger-ui"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: The services whose spans one transfer's trace holds, as Jaeger names them
 #: (each process's ``service.name``), and the relay's publish spans.
 TRACED = ["transfer", "sandbox-rail", "webhooks", "audit"]
@@ -90,11 +81,8 @@ async def browser(tmp_path: Path) -> AsyncIterator[Any]:
     """Debian's Chromium (never a downloaded one) with a fresh profile: a browser
     context whose pages are tall enough to render every span row of the trace."""
     async with async_playwright() as pw:
-        context = await pw.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=CHROMIUM,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1600, "height": 1200},
+        context = await launch_chromium(
+            pw, tmp_path / "chromium-profile", width=1600, height=1200
         )
         try:
             yield context
@@ -126,7 +114,7 @@ async def test_the_trace_of_a_transfer_is_found_in_the_jaeger_ui(
         # export spans within a fraction of a second (the SDK's default waits 5 s)
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
-    receiver = Receiver()
+    receiver = VerifyingReceiver()
     correlation = f"corr_jaeger_{uuid.uuid4().hex[:12]}"
     async with httpx.AsyncClient(timeout=30) as http, receiver.serving() as hook_url:
         try:
@@ -158,7 +146,7 @@ async def test_the_trace_of_a_transfer_is_found_in_the_jaeger_ui(
             assert r.status_code == 201, r.text
 
             async def settled():
-                return [e for e in receiver.events if e["type"] == "transfer.settled"]
+                return receiver.of_type("transfer.settled")
 
             await eventually(settled)
 

@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from clearway_webhook_verify import Verifier
 
 from clearway.shared.events import Event, events_topic
 from clearway.shared.testing.helpers import eventually, free_port, kafka_env
+from clearway.shared.testing.receiver import VerifyingReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -122,48 +120,6 @@ class Platform:
         )
         assert r.status_code == 200, r.text
         return str(r.json()["access_token"])
-
-
-class Receiver:
-    """A partner's webhook endpoint: verifies every delivery with the partner package."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.events: list[dict] = []
-        self.verifier: Verifier | None = None
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        status = 400
-        if self.verifier is not None:
-            self.events.append({"headers": headers, **self.verifier.verify(body, headers)})
-            status = 204
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[str]:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self, host="127.0.0.1", port=self.port, log_config=None, access_log=False
-            )
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{self.port}/hooks"
-        finally:
-            server.should_exit = True
-            await task
 
 
 TOPICS = ("consent", "transfer", "webhooks")
@@ -289,7 +245,7 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
     platform, tmp_path
 ):
     services = Platform(platform, tmp_path)
-    receiver = Receiver()
+    receiver = VerifyingReceiver()
     correlation = f"corr_e2e_{uuid.uuid4().hex[:12]}"
     trace = {"X-Correlation-ID": correlation}
     async with httpx.AsyncClient(timeout=30) as http, receiver.serving() as hook_url:
@@ -359,10 +315,11 @@ async def test_one_transfer_flows_through_every_service_under_one_correlation_id
             transfer = r.json()
 
             async def settled_webhook():
-                return [e for e in receiver.events if e["type"] == "transfer.settled"]
+                return receiver.of_type("transfer.settled")
 
             [delivery] = await eventually(settled_webhook)
             assert delivery["data"]["transfer_id"] == transfer["id"]
+            assert receiver.rejected == 0, "a delivery failed the partner's verification"
             assert delivery["headers"]["x-correlation-id"] == correlation
             # The transfer service charged with a consent-issued service token; a
             # partner's token, or none, gets nowhere at the rail.

@@ -17,18 +17,17 @@ from joserfc.jwk import KeySet
 from playwright.async_api import async_playwright
 
 from clearway.consent import clients
+from clearway.shared.testing.browser import CHROMIUM, CHROMIUM_FLAGS
 from clearway.shared.testing.helpers import eventually, free_port, serve
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--headless=new"]
 
 
 @pytest_asyncio.fixture
 async def browser() -> AsyncIterator[Any]:
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             yield b
         finally:

@@ -122,10 +122,21 @@ async def _sign_in(
     if par is None:
         return _error(request, "This authorization request is unknown or has expired.")
     code = await handlers.sign_in(svc, par, subject, tenant)
+    return _back_to_client(
+        svc, par, code, denied="the user has no role this application asked for"
+    )
+
+
+def _back_to_client(
+    svc: Service, par: dict[str, Any], code: str | None, *, denied: str
+) -> Response:
+    """The authorization response, redirected to the client (RFC 6749 §4.1.2, §4.1.2.1):
+    the code, or ``access_denied`` saying why, with ``state`` echoed and the issuer named
+    (RFC 9207), appended to a redirect URI that may already carry a query."""
     params: dict[str, str] = {"iss": svc.settings.issuer}
     if code is None:
         params["error"] = "access_denied"
-        params["error_description"] = "the user has no role this application asked for"
+        params["error_description"] = denied
     else:
         params["code"] = code
     if par.get("state"):
@@ -160,16 +171,7 @@ async def decide(
         )
     except (ConsentError, handlers.NotFound) as error:
         return _error(request, f"The consent cannot be changed: {error}.", 409)
-    params: dict[str, str] = {"iss": svc.settings.issuer}
-    if code is None:
-        params["error"] = "access_denied"
-        params["error_description"] = "the user rejected the consent"
-    else:
-        params["code"] = code
-    if par.get("state"):
-        params["state"] = par["state"]
-    sep = "&" if "?" in par["redirect_uri"] else "?"
-    return RedirectResponse(par["redirect_uri"] + sep + urlencode(params), status_code=303)
+    return _back_to_client(svc, par, code, denied="the user rejected the consent")
 
 
 @router.post("/login")

@@ -59,16 +59,21 @@ async def eventually(
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: Any, port: int | None = None, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any,
+    port: int | None = None,
+    *,
+    lifespan: Literal["auto", "on", "off"] = "on",
+    host: str = "127.0.0.1",
 ) -> AsyncIterator[str]:
-    """Run an ASGI ``app`` with uvicorn on 127.0.0.1 (a real server) inside this loop."""
+    """Run an ASGI ``app`` with uvicorn on ``host`` (a real server) inside this loop."""
     port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host="127.0.0.1",
+            host=host,
             port=port,
             log_config=None,
+            access_log=False,
             lifespan=lifespan,
             timeout_graceful_shutdown=20,
         )
@@ -83,7 +88,7 @@ async def serve(
             raise RuntimeError("server did not start")
         await asyncio.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         try:
