@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from clearway.console import pages, pages_operator, pages_webhooks
+from clearway.console import pages, pages_endpoints, pages_operator, pages_webhooks
 from clearway.console.oauth import ConsentClient
 from clearway.console.sessions import Sessions
 from clearway.console.settings import ConsoleSettings
@@ -46,6 +46,7 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
     app.state.sessions = Sessions(settings.max_sessions)
     app.include_router(pages.router)
     app.include_router(pages_webhooks.router)
+    app.include_router(pages_endpoints.router)
     app.include_router(pages_operator.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

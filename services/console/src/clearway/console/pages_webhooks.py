@@ -15,21 +15,20 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from clearway.console.domain import when
 from clearway.console.sessions import Session
 from clearway.console.upstream import UpstreamError
-from clearway.console.web import check_csrf, error_page, page, partner, upstream_of
+from clearway.console.web import (
+    check_csrf,
+    error_page,
+    page,
+    partner,
+    reason_of,
+    upstream_failed,
+    upstream_of,
+)
 
 router = APIRouter(prefix="/webhooks", include_in_schema=False)
 STATUSES = ("pending", "delivered", "failed", "skipped")
 #: Messages a list page fetches; the event type and time filters apply to these.
 LIST_LIMIT = 100
-
-
-def _failed(request: Request, e: UpstreamError) -> Response:
-    return error_page(request, e.status if e.status < 500 else 502, e.title, e.detail)
-
-
-def _reason(value: str) -> str | None:
-    value = value.strip()
-    return value if 3 <= len(value) <= 500 else None
 
 
 @router.get("")
@@ -56,7 +55,7 @@ async def overview(
             )
         )["data"]
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     start = when(since)
     shown = [
         m
@@ -92,7 +91,7 @@ async def message(
             "webhooks", f"/v1/messages/{quote(msg_id, safe='')}/attempts", token, limit=100
         )
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return page(
         request,
         "message.html",
@@ -112,14 +111,14 @@ async def resend(
     session: Session = Depends(partner),
 ) -> Response:
     check_csrf(request, session, csrf)
-    why = _reason(reason)
+    why = reason_of(reason)
     if why is None:
         return error_page(request, 422, "A reason is needed", "Say why (3 to 500 characters).")
     path = f"/v1/messages/{quote(msg_id, safe='')}/resend"
     try:
         await upstream_of(request).post("webhooks", path, session.token or "", {"reason": why})
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return RedirectResponse(f"/webhooks/messages/{quote(msg_id)}?resent=1", status_code=303)
 
 
@@ -134,7 +133,7 @@ async def new_replay(
             )
         )["data"]
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return page(
         request,
         "replay_new.html",
@@ -176,14 +175,14 @@ async def start_replay(
         "dry_run": action != "start",
     }
     if action == "start":
-        why = _reason(reason)
+        why = reason_of(reason)
         if why is None:
             return error_page(request, 422, "A reason is needed", "Say why (3 to 500 characters).")
         body["reason"] = why
     try:
         job = await upstream_of(request).post("webhooks", "/v1/replays", session.token or "", body)
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return RedirectResponse(f"/webhooks/replays/{quote(job['id'])}", status_code=303)
 
 
@@ -198,7 +197,7 @@ async def replay(request: Request, job_id: str, session: Session = Depends(partn
     try:
         job = await _job(request, session, job_id)
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return page(request, "replay.html", title=f"Replay {job['id']}", job=job, now=datetime.now(UTC))
 
 

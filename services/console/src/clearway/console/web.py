@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clearway.console.sessions import COOKIE, Session, Sessions
 from clearway.console.settings import ConsoleSettings
-from clearway.console.upstream import Upstream
+from clearway.console.upstream import Upstream, UpstreamError
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -176,3 +176,14 @@ def safe_next(path: str | None) -> str:
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     return path
+
+
+def upstream_failed(request: Request, e: UpstreamError) -> HTMLResponse:
+    """The error page of a service's refusal (a 5xx shows as 502: the console is a gateway)."""
+    return error_page(request, e.status if e.status < 500 else 502, e.title, e.detail)
+
+
+def reason_of(value: str) -> str | None:
+    """The reason of an audited action (3 to 500 characters), or None."""
+    value = value.strip()
+    return value if 3 <= len(value) <= 500 else None
