@@ -250,6 +250,19 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             await page.goto(f"{services.url('console')}/webhooks?status=failed")
             assert await page.locator("#messages tr[data-status='failed']").count() >= 3
             await check(page, "webhooks")
+            # The API filters (event type, created window) and pages with its cursor.
+            kind = failed[0]["event_type"]
+            await page.select_option("#event_type", kind)
+            await page.fill("#since", since.strftime("%Y-%m-%dT%H:%M:%S"))
+            await page.click("#filter")
+            await page.wait_for_url("**/webhooks?**event_type=**")
+            kinds = await page.locator("#messages tbody td:nth-child(2)").all_inner_texts()
+            assert kinds and set(kinds) == {kind}, kinds
+            await page.goto(f"{services.url('console')}/webhooks?status=failed&limit=1")
+            newest = await page.inner_text("#messages tbody td a")
+            await page.click("#next-page")
+            assert await page.inner_text("#messages tbody td a") != newest
+            assert await page.locator("#first-page").count() == 1
 
             # Replay the failed range: preview, then start with a reason, and see it done.
             receiver.verifier = Verifier([secret])

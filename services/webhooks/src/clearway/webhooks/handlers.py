@@ -359,13 +359,14 @@ async def get_message(conn: asyncpg.Connection, tenant: str, msg_id: str) -> asy
 async def list_messages(
     conn: asyncpg.Connection,
     tenant: str,
-    filters: Mapping[str, str | None],
+    filters: Mapping[str, Any],
     *,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
     """Delivery-log messages matching ``filters`` (endpoint_id, event_id, correlation_id,
-    status), oldest first, after a ``(created_at, id)`` position."""
+    status, event_type, the created_after/created_before window, newest_first), oldest
+    first unless newest_first, after a ``(created_at, id)`` position."""
     return await store.list_messages(conn, tenant, **filters, after=_pair(after), limit=limit)
 
 
