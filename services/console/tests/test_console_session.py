@@ -223,3 +223,4 @@ async def test_a_session_survives_a_restart_and_a_stolen_row_is_no_cookie(issuer
                 async with thief:
                     r = await thief.get("/")
                 assert r.status_code == 303 and r.headers["location"].startswith("/auth/sign-in")
+
