@@ -224,3 +224,21 @@ async def test_a_session_survives_a_restart_and_a_stolen_row_is_no_cookie(issuer
                     r = await thief.get("/")
                 assert r.status_code == 303 and r.headers["location"].startswith("/auth/sign-in")
 
+
+
+async def test_the_rotate_form_checks_csrf_reason_and_grace_and_never_echoes_the_secret(console):
+    await console.sign_in()
+    home = await console.http.get("/")
+    csrf = home.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    secret = "whsec_" + base64.b64encode(b"\x13\x37" * 16).decode()
+    form = {"secret": secret, "grace_seconds": "86400", "reason": "yearly", "csrf": csrf}
+    path = "/webhooks/endpoints/ep_1/secret"
+    forged = await console.http.post(path, data={**form, "csrf": "x"})
+    assert forged.status_code == 403
+    for bad in ({"reason": ""}, {"grace_seconds": "9" * 5000}, {"grace_seconds": "60"}):
+        r = await console.http.post(path, data={**form, **bad})
+        assert r.status_code == 422, bad
+        assert secret.removeprefix("whsec_") not in r.text
+    # the webhooks service is down here: the secret reached no page either way
+    down = await console.http.post(path, data=form)
+    assert down.status_code == 502 and secret.removeprefix("whsec_") not in down.text

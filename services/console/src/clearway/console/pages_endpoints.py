@@ -66,8 +66,8 @@ async def rotate_secret(
     why = reason_of(reason)
     if why is None:
         return error_page(request, 422, "A reason is needed", "Say why (3 to 500 characters).")
-    grace = int(grace_seconds) if grace_seconds.isdigit() else -1
-    if grace not in GRACE:
+    grace = {str(seconds): seconds for seconds in GRACE}.get(grace_seconds.strip())
+    if grace is None:
         return error_page(request, 422, "Check the grace period", "Choose one of the offered.")
     if not secret.strip():
         return error_page(request, 422, "A secret is needed", "Paste the new whsec_ secret.")
