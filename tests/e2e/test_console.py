@@ -1,14 +1,16 @@
 """The console in a real headless Chromium against every service as its own process
 (docs/console.md): a partner finds a flow by its correlation id and sees every hop,
 replays its failed webhook messages (previewed, with a reason) and sees them delivered,
-resends one; another tenant's partner finds nothing of it and never reaches operator
-pages; an operator sees the flow through the audit trail, the log's checkpoint and the
-services' delivery health. Every page is screenshotted (``ARTIFACTS``) and checked with
-axe-core (no serious or critical violation).
+resends one and rotates its endpoint's secret to one of its own; another tenant's
+partner finds nothing of it and never reaches operator pages; an operator sees the flow
+through the audit trail, the log's checkpoint and the services' delivery health. Every
+page is screenshotted (``ARTIFACTS``) and checked with axe-core (no serious or critical
+violation).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import uuid
@@ -233,6 +235,19 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             await page.goto(f"{services.url('console')}/webhooks?status=failed")
             assert await page.locator("#messages tr[data-status='failed']").count() >= 3
             await check(page, "webhooks")
+            # The API filters (event type, created window) and pages with its cursor.
+            kind = failed[0]["event_type"]
+            await page.select_option("#event_type", kind)
+            await page.fill("#since", since.strftime("%Y-%m-%dT%H:%M:%S"))
+            await page.click("#filter")
+            await page.wait_for_url("**/webhooks?**event_type=**")
+            kinds = await page.locator("#messages tbody td:nth-child(2)").all_inner_texts()
+            assert kinds and set(kinds) == {kind}, kinds
+            await page.goto(f"{services.url('console')}/webhooks?status=failed&limit=1")
+            newest = await page.inner_text("#messages tbody td a")
+            await page.click("#next-page")
+            assert await page.inner_text("#messages tbody td a") != newest
+            assert await page.locator("#first-page").count() == 1
 
             # Replay the failed range: preview, then start with a reason, and see it done.
             receiver.verifier = Verifier([secret])
@@ -266,12 +281,31 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
             await page.wait_for_selector("#resent")
             await check(page, "message")
 
-            # Both reasons are in the tenant's audit trail, recorded by the webhooks service.
+            # Rotate the endpoint's secret to one the partner generated (ADR 0049): the
+            # page never shows a secret, and the next delivery (the redrive below) is
+            # signed with the new one alone (no grace period).
+            mine = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+            await page.goto(f"{services.url('console')}/webhooks")
+            await page.click(f"a[href='/webhooks/endpoints/{endpoint}']")
+            assert "openssl rand -base64 32" in await page.inner_text("main")
+            assert await page.get_attribute("#secret", "type") == "password"
+            assert await page.get_attribute("#secret", "autocomplete") == "off"
+            await page.fill("#secret", mine)
+            await page.select_option("#grace_seconds", "0")
+            await page.fill("#reason", "yearly secret rotation")
+            await page.click("#rotate")
+            await page.wait_for_selector("#rotated")
+            assert await page.input_value("#secret") == ""
+            assert mine.removeprefix("whsec_") not in await page.content()
+            await check(page, "endpoint")
+            receiver.verifier = Verifier([mine])
+
+            # The reasons are in the tenant's audit trail, recorded by the webhooks service.
             auditor = await services.token(http, "auditor", "audit:read")
 
             async def reasons():
                 got = {}
-                for action in ("replay.started", "message.resent"):
+                for action in ("replay.started", "message.resent", "endpoint.secret_rotated"):
                     r = await http.get(
                         f"{services.url('audit')}/v1/audit/records",
                         params={"action": action, "limit": 100},
@@ -282,6 +316,7 @@ async def test_partners_and_operators_walk_the_console(platform, tmp_path):
                 wanted = {
                     "replay.started": ("partner receiver was misconfigured", "usr_alice"),
                     "message.resent": ("partner asked for it again", "usr_alice"),
+                    "endpoint.secret_rotated": ("yearly secret rotation", "usr_alice"),
                 }
                 return got if got == wanted else None
 

@@ -89,10 +89,9 @@ async def issuer() -> AsyncIterator[Issuer]:
         yield found
 
 
-@pytest_asyncio.fixture
-async def console(issuer: Issuer) -> AsyncIterator[Console]:
-    port = free_port()
-    settings = ConsoleSettings(
+def console_settings(platform: Any, issuer: Issuer, port: int) -> ConsoleSettings:
+    return ConsoleSettings(
+        platform=platform,
         port=port,
         public_url=f"http://127.0.0.1:{port}",
         consent_url=issuer.url,
@@ -102,6 +101,12 @@ async def console(issuer: Issuer) -> AsyncIterator[Console]:
         webhooks_url="http://127.0.0.1:9",
         audit_url="http://127.0.0.1:9",
     )
+
+
+@pytest_asyncio.fixture
+async def console(issuer: Issuer, platform: Any) -> AsyncIterator[Console]:
+    port = free_port()
+    settings = console_settings(platform, issuer, port)
     async with (
         serve(build_app(settings), port) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,

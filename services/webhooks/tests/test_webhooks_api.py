@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -180,6 +183,96 @@ async def test_after_rotation_deliveries_carry_both_signatures_until_the_grace_p
     await publish([make_event(2, run="rot")])
     await eventually(lambda: len(receiver.requests) >= 2)
     assert len(receiver.requests[1].headers["webhook-signature"].split(" ")) == 1
+
+
+def own_secret(key: bytes) -> str:
+    return "whsec_" + base64.b64encode(key).decode()
+
+
+def non_canonical(secret: str) -> str:
+    """The same bytes with nonzero pad bits in the last character (RFC 4648 §3.5)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(secret[-2])
+    return secret[:-2] + alphabet[(last & ~3) | 1] + "="
+
+
+async def test_a_partners_own_secret_signs_the_next_delivery_and_is_never_echoed_or_logged(
+    service_factory, settings, receiver_factory, publish, make_event, eventually, caplog
+):
+    """ADR 0049: the partner brings the secret; the platform seals it, signs with it
+    and shows it nowhere: not in the answer, a log line or the audit record."""
+    caplog.set_level(logging.DEBUG)
+    # no relay: the audit record stays in the outbox for the test to read
+    service = await service_factory(settings.replace(run_relay=False))
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url)
+    mine = own_secret(os.urandom(32))
+    rotated = await service.http.post(
+        f"/v1/endpoints/{created['id']}/secret/rotate",
+        json={"secret": mine, "grace_seconds": 0, "reason": "yearly rotation"},
+        headers=service.auth,
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert "secret" not in rotated.json() and "previous_secrets_expire_at" in rotated.json()
+
+    await publish([make_event(1, run="own")])
+    await eventually(lambda: len(receiver.requests) >= 1)
+    delivery = receiver.requests[0]
+    Verifier(mine).verify(delivery.body, delivery.headers)  # the receiver with its own secret
+    Webhook(mine).verify(delivery.body, delivery.headers)
+    with pytest.raises(InvalidSignature):  # grace 0: the platform's one is gone
+        Verifier(created["secret"]).verify(delivery.body, delivery.headers)
+
+    key = mine.removeprefix("whsec_")
+    outbox = await service.pool.fetch("SELECT headers::text AS h, payload FROM outbox")
+    audited = [json.loads(bytes(r["payload"])) for r in outbox]
+    rotation = next(p for p in audited if p.get("action") == "endpoint.secret_rotated")
+    assert rotation["reason"] == "yearly rotation"
+    assert all(key not in r["h"] and key.encode() not in bytes(r["payload"]) for r in outbox)
+    stored = await service.pool.fetch("SELECT sealed FROM endpoint_secrets")
+    assert all(key.encode() not in bytes(r["sealed"]) for r in stored)
+    assert key not in caplog.text
+
+    # Without a secret of its own, the API generates one and shows it once, as before.
+    generated = await service.http.post(
+        f"/v1/endpoints/{created['id']}/secret/rotate", json={}, headers=service.auth
+    )
+    assert generated.json()["secret"].startswith("whsec_")
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwGk8Sy0Cq3fM=", "whsec_"),
+        ("whsec_not base64 at all!!", "base64"),
+        (own_secret(os.urandom(32)).rstrip("="), "base64"),
+        (non_canonical(own_secret(os.urandom(32))), "canonical"),
+        (own_secret(os.urandom(16)), "24 to 64 bytes"),
+        (own_secret(os.urandom(65)), "24 to 64 bytes"),
+        (own_secret(bytes(32)), "random"),
+        (own_secret(b"\xaa" * 48), "random"),
+        (own_secret(bytes(range(40))), "random"),
+        (own_secret(b"secret12" * 4), "random"),
+    ],
+)
+async def test_a_weak_or_malformed_own_secret_is_refused_naming_the_field_never_the_value(
+    service, receiver_factory, secret, why, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    receiver = await receiver_factory()
+    created = await service.create_endpoint(receiver.url)
+    r = await service.http.post(
+        f"/v1/endpoints/{created['id']}/secret/rotate",
+        json={"secret": secret, "reason": "trying"},
+        headers=service.auth,
+    )
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    errors = r.json()["errors"]
+    assert [e["field"] for e in errors] == ["secret"] and why in errors[0]["message"]
+    value = secret.removeprefix("whsec_")
+    assert value not in r.text and value not in caplog.text
+    count = "SELECT count(*) FROM endpoint_secrets WHERE endpoint_id = $1"
+    assert await service.pool.fetchval(count, created["id"]) == 1  # nothing rotated
 
 
 async def test_an_operator_rotates_every_secret_of_a_tenant_at_once_in_a_breach(

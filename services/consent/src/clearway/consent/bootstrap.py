@@ -10,7 +10,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from clearway.consent import api, clients, consumers, handlers, oauth_api, pages
+from clearway.consent import (
+    api,
+    clients,
+    consumers,
+    handlers,
+    oauth_api,
+    pages,
+    sign_in_limits,
+)
 from clearway.consent.keys import TOKEN_KEY, KeyRing, load_session_key
 from clearway.consent.seed import seed
 from clearway.consent.service import Service
@@ -211,6 +219,11 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
                 tasks.every(
                     "expiry-sweep", settings.expiry_sweep_s, lambda: handlers.expire_due(svc)
+                )
+                tasks.every(
+                    "sign-in-limits-purge",
+                    settings.sign_in_window_s,
+                    lambda: sign_in_limits.purge_sign_in_limits(svc),
                 )
                 records = app.state.records = handlers.retention_rules(svc.events)
                 async with pool.acquire() as conn:

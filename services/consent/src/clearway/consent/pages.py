@@ -23,10 +23,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from clearway.consent import authorization, handlers
+from clearway.consent import authorization, handlers, sign_in_limits
 from clearway.consent.domain import ConsentError, same_text
 from clearway.consent.service import Service
 from clearway.shared.actor import Actor
+from clearway.shared.http import ProblemError
 
 router = APIRouter(tags=["consent page"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -184,6 +185,11 @@ async def login(
     svc = _svc(request)
     if not (next.startswith("/oauth/authorize?") or next == "/consents"):
         next = "/consents"  # never an open redirect
+    address = request.client.host if request.client else ""
+    try:
+        await sign_in_limits.admit_sign_in(svc, username, address)
+    except sign_in_limits.TooManySignIns as e:
+        return _too_many(request, next, e.retry_after)
     user = await handlers.find_user(svc, username)
     ok = user is not None and await asyncio.to_thread(_password_ok, user["password_hash"], password)
     if not ok:
@@ -195,6 +201,7 @@ async def login(
             next=next,
             error="Wrong username or password.",
         )
+    await sign_in_limits.signed_in(svc, username)
     exp = str(int(time.time()) + SESSION_S)
     value = f"{user['subject']}|{user['tenant']}|{exp}"
     response = RedirectResponse(next, status_code=303)
@@ -206,6 +213,30 @@ async def login(
         samesite="lax",
         secure=svc.settings.issuer.startswith("https://"),
     )
+    return response
+
+
+def _too_many(request: Request, next: str, retry_after: int) -> Response:
+    """429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3): the form again for a
+    browser, problem+json (RFC 9457) for any other client."""
+    headers = {"Retry-After": str(retry_after)}
+    if "text/html" not in request.headers.get("accept", ""):
+        raise ProblemError(
+            429,
+            "too-many-sign-ins",
+            "Too many sign-in attempts",
+            f"Try again in {retry_after} seconds.",
+            headers=headers,
+        )
+    response = _page(
+        request,
+        "login.html",
+        429,
+        title="Sign in",
+        next=next,
+        error=f"Too many sign-in attempts; try again in {retry_after} seconds.",
+    )
+    response.headers.update(headers)
     return response
 
 

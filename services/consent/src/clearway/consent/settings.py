@@ -82,6 +82,12 @@ class ConsentSettings(KeySettings):
     recommended option by default); hashes carry their own parameters."""
     argon2_memory_kib: int = 65536
     """argon2id memory for new hashes, in KiB."""
+    sign_in_window_s: float = Field(300.0, gt=0)
+    """Window of the sign-in form's rate limits (each attempt costs an argon2 check)."""
+    sign_in_max_per_username: int = Field(5, gt=0)
+    """Sign-in attempts per username in a window (a success starts it again); more get 429."""
+    sign_in_max_per_address: int = Field(30, gt=0)
+    """Sign-in attempts per client address in a window; more get 429."""
     seed_demo: bool = False
     """Seed the demo tenants and clients at start (``make run`` turns it on); refused in
     production (the demo users share a published password)."""

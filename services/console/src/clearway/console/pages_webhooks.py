@@ -7,29 +7,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from clearway.console.domain import when
 from clearway.console.sessions import Session
 from clearway.console.upstream import UpstreamError
-from clearway.console.web import check_csrf, error_page, page, partner, upstream_of
+from clearway.console.web import (
+    check_csrf,
+    error_page,
+    page,
+    partner,
+    reason_of,
+    upstream_failed,
+    upstream_of,
+)
 
 router = APIRouter(prefix="/webhooks", include_in_schema=False)
 STATUSES = ("pending", "delivered", "failed", "skipped")
-#: Messages a list page fetches; the event type and time filters apply to these.
-LIST_LIMIT = 100
-
-
-def _failed(request: Request, e: UpstreamError) -> Response:
-    return error_page(request, e.status if e.status < 500 else 502, e.title, e.detail)
-
-
-def _reason(value: str) -> str | None:
-    value = value.strip()
-    return value if 3 <= len(value) <= 500 else None
+#: Messages per page of the list (the API's cursor pages on).
+PAGE_SIZE = 50
 
 
 @router.get("")
@@ -39,45 +38,59 @@ async def overview(
     event_type: str = "",
     endpoint_id: str = "",
     since: str = "",
+    until: str = "",
+    cursor: str = "",
+    limit: int = Query(PAGE_SIZE, ge=1, le=100),
     session: Session = Depends(partner),
 ) -> Response:
+    """Endpoints, and the messages newest first, filtered and paged by the webhooks API
+    itself (its cursor is bound to the filters; a stale one answers 422)."""
     up, token = upstream_of(request), session.token or ""
     status = status if status in STATUSES else ""
+    filters = {
+        "status": status,
+        "event_type": event_type,
+        "endpoint_id": endpoint_id,
+        "since": since,
+        "until": until,
+        "limit": "" if limit == PAGE_SIZE else str(limit),
+    }
+    start, end = _utc(since), _utc(until)
+    if (since and start is None) or (until and end is None):
+        return error_page(request, 422, "Check the times", "Give times as shown (UTC).")
     try:
         endpoints = (await up.get("webhooks", "/v1/endpoints", token, limit=100))["data"]
-        messages = (
-            await up.get(
-                "webhooks",
-                "/v1/messages",
-                token,
-                status=status,
-                endpoint_id=endpoint_id,
-                limit=LIST_LIMIT,
-            )
-        )["data"]
+        catalog = (await up.get("webhooks", "/v1/event-types", token))["data"]
+        found = await up.get(
+            "webhooks",
+            "/v1/messages",
+            token,
+            status=status,
+            endpoint_id=endpoint_id,
+            event_type=event_type,
+            created_after=start,
+            created_before=end,
+            order="desc",
+            limit=limit,
+            cursor=cursor,
+        )
     except UpstreamError as e:
-        return _failed(request, e)
-    start = when(since)
-    shown = [
-        m
-        for m in messages
-        if (not event_type or m["event_type"] == event_type)
-        and (start is None or (when(m["created_at"]) or start) >= start)
-    ]
+        return upstream_failed(request, e)
+    more = found["next_cursor"] if found["has_more"] else None
     return page(
         request,
         "webhooks.html",
         title="Webhooks",
         endpoints=endpoints,
-        messages=shown,
+        messages=found["data"],
         statuses=STATUSES,
-        event_types=sorted({m["event_type"] for m in messages}),
-        filters={
-            "status": status,
-            "event_type": event_type,
-            "endpoint_id": endpoint_id,
-            "since": since,
-        },
+        event_types=sorted(t["type"] for t in catalog),
+        filters=filters,
+        paged=bool(cursor),
+        next_query=urlencode({**{k: v for k, v in filters.items() if v}, "cursor": more})
+        if more
+        else None,
+        first_query=urlencode({k: v for k, v in filters.items() if v}),
     )
 
 
@@ -92,7 +105,7 @@ async def message(
             "webhooks", f"/v1/messages/{quote(msg_id, safe='')}/attempts", token, limit=100
         )
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return page(
         request,
         "message.html",
@@ -112,14 +125,14 @@ async def resend(
     session: Session = Depends(partner),
 ) -> Response:
     check_csrf(request, session, csrf)
-    why = _reason(reason)
+    why = reason_of(reason)
     if why is None:
         return error_page(request, 422, "A reason is needed", "Say why (3 to 500 characters).")
     path = f"/v1/messages/{quote(msg_id, safe='')}/resend"
     try:
         await upstream_of(request).post("webhooks", path, session.token or "", {"reason": why})
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return RedirectResponse(f"/webhooks/messages/{quote(msg_id)}?resent=1", status_code=303)
 
 
@@ -134,7 +147,7 @@ async def new_replay(
             )
         )["data"]
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return page(
         request,
         "replay_new.html",
@@ -176,14 +189,14 @@ async def start_replay(
         "dry_run": action != "start",
     }
     if action == "start":
-        why = _reason(reason)
+        why = reason_of(reason)
         if why is None:
             return error_page(request, 422, "A reason is needed", "Say why (3 to 500 characters).")
         body["reason"] = why
     try:
         job = await upstream_of(request).post("webhooks", "/v1/replays", session.token or "", body)
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return RedirectResponse(f"/webhooks/replays/{quote(job['id'])}", status_code=303)
 
 
@@ -198,7 +211,7 @@ async def replay(request: Request, job_id: str, session: Session = Depends(partn
     try:
         job = await _job(request, session, job_id)
     except UpstreamError as e:
-        return _failed(request, e)
+        return upstream_failed(request, e)
     return page(request, "replay.html", title=f"Replay {job['id']}", job=job, now=datetime.now(UTC))
 
 

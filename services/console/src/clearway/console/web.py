@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clearway.console.sessions import COOKIE, Session, Sessions
 from clearway.console.settings import ConsoleSettings
-from clearway.console.upstream import Upstream
+from clearway.console.upstream import Upstream, UpstreamError
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -80,10 +80,13 @@ def upstream_of(request: Request) -> Upstream:
     return upstream
 
 
-def session_of(request: Request) -> Session | None:
-    """The request's live signed-in session, or None."""
-    session = sessions_of(request).get(request.cookies.get(COOKIE))
-    return session if session is not None and session.signed_in else None
+async def session_of(request: Request) -> Session | None:
+    """The request's live signed-in session, or None (read once per request)."""
+    if not hasattr(request.state, "session"):
+        session = await sessions_of(request).get(request.cookies.get(COOKIE))
+        request.state.session = session if session is not None and session.signed_in else None
+    found: Session | None = request.state.session
+    return found
 
 
 def is_operator(session: Session) -> bool:
@@ -114,25 +117,25 @@ class Forbidden(Exception):
         self.message = message
 
 
-def signed_in(request: Request) -> Session:
+async def signed_in(request: Request) -> Session:
     """Dependency: the signed-in session (``NotSignedIn`` otherwise)."""
-    session = session_of(request)
+    session = await session_of(request)
     if session is None:
         raise NotSignedIn()
     return session
 
 
-def operator(request: Request) -> Session:
+async def operator(request: Request) -> Session:
     """Dependency: an operator's session; partners get a 403 page."""
-    session = signed_in(request)
+    session = await signed_in(request)
     if not is_operator(session):
         raise Forbidden("This page is for platform operators.")
     return session
 
 
-def partner(request: Request) -> Session:
+async def partner(request: Request) -> Session:
     """Dependency: a partner's session (a tenant's own webhooks); operators get a 403."""
-    session = signed_in(request)
+    session = await signed_in(request)
     if is_operator(session):
         raise Forbidden("This page is for a partner's own tenant.")
     return session
@@ -148,7 +151,8 @@ def check_csrf(request: Request, session: Session, token: str | None) -> None:
 
 
 def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    session = ctx.pop("session", None) or session_of(request)
+    # the session a dependency read for this request (pages without one show no menu)
+    session = ctx.pop("session", None) or getattr(request.state, "session", None)
     return templates.TemplateResponse(
         request,
         name,
@@ -176,3 +180,14 @@ def safe_next(path: str | None) -> str:
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     return path
+
+
+def upstream_failed(request: Request, e: UpstreamError) -> HTMLResponse:
+    """The error page of a service's refusal (a 5xx shows as 502: the console is a gateway)."""
+    return error_page(request, e.status if e.status < 500 else 502, e.title, e.detail)
+
+
+def reason_of(value: str) -> str | None:
+    """The reason of an audited action (3 to 500 characters), or None."""
+    value = value.strip()
+    return value if 3 <= len(value) <= 500 else None

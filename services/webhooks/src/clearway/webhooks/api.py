@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response, Security
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from clearway.shared.auth import Principal, require_platform_scope, require_scope
 from clearway.shared.http import (
@@ -32,7 +32,7 @@ from clearway.shared.http import (
 from clearway.webhooks import handlers
 from clearway.webhooks.api_docs import EventTypeList, V1aKeys
 from clearway.webhooks.catalog import catalog
-from clearway.webhooks.domain import InvalidSubscription
+from clearway.webhooks.domain import InvalidSecret, InvalidSubscription
 from clearway.webhooks.handlers import Context, NotFound
 from clearway.webhooks.ssrf import SsrfGuard, UnsafeUrl
 
@@ -114,9 +114,30 @@ class BreachRotation(BaseModel):
 
 class RotateIn(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"grace_seconds": 86400}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"grace_seconds": 86400},
+                {
+                    "grace_seconds": 3600,
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwGk8Sy0Cq3fM=",
+                    "reason": "Yearly rotation",
+                },
+            ]
+        },
     )
     grace_seconds: float | None = Field(None, ge=0, le=7 * 24 * 3600)
+    # SecretStr: never in a repr, a log line or a validation problem (ADR 0049)
+    secret: SecretStr | None = Field(
+        None,
+        max_length=200,
+        description="Your own new secret (like Svix's rotate `key`): whsec_ and the padded"
+        " base64 of 24 to 64 random bytes, e.g. `whsec_$(openssl rand -base64 32)`. It is"
+        " not returned. Unset: the platform generates one and returns it once.",
+    )
+    reason: str | None = Field(
+        None, max_length=500, description="Why, for the audit trail (webhooks.admin_action)."
+    )
 
 
 class EndpointOut(BaseModel):
@@ -160,7 +181,11 @@ class SecretRotated(BaseModel):
             ]
         }
     )
-    secret: str = Field(description="The new whsec_ secret. Shown once.")
+    secret: str | None = Field(
+        None,
+        description="The new whsec_ secret the platform generated, shown once; absent when"
+        " you supplied your own.",
+    )
     previous_secrets_expire_at: datetime
 
 
@@ -358,7 +383,11 @@ async def delete_endpoint(
     return Response(status_code=204)
 
 
-@router.post("/v1/endpoints/{endpoint_id}/secret/rotate", response_model=SecretRotated)
+@router.post(
+    "/v1/endpoints/{endpoint_id}/secret/rotate",
+    response_model=SecretRotated,
+    response_model_exclude_none=True,
+)
 async def rotate_secret(
     endpoint_id: str,
     request: Request,
@@ -366,14 +395,20 @@ async def rotate_secret(
     principal: Principal = Security(require_scope(MANAGE)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
-    secret, until = await handlers.rotate_secret(
-        ctx_of(request),
-        conn,
-        principal,
-        tenant_of(principal),
-        endpoint_id,
-        body.grace_seconds if body else None,
-    )
+    body = body or RotateIn()
+    try:
+        secret, until = await handlers.rotate_secret(
+            ctx_of(request),
+            conn,
+            principal,
+            tenant_of(principal),
+            endpoint_id,
+            body.grace_seconds,
+            secret=body.secret.get_secret_value() if body.secret else None,
+            reason=body.reason,
+        )
+    except InvalidSecret as e:
+        raise invalid_field("secret", str(e), "invalid_secret") from None
     return {"secret": secret, "previous_secrets_expire_at": until}
 
 

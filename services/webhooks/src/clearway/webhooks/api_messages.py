@@ -11,10 +11,16 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Security
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from clearway.shared.auth import Principal, require_scope
-from clearway.shared.http import PageRequest, ProblemError, page_of, page_request
+from clearway.shared.http import (
+    PageRequest,
+    ProblemError,
+    invalid_field,
+    page_of,
+    page_request,
+)
 from clearway.webhooks import handlers, replay
 from clearway.webhooks.api import READ, by_created, conn_of, ctx_of, tenant_of
 
@@ -191,16 +197,36 @@ async def list_messages(
     event_id: str | None = Query(None, max_length=100),
     correlation_id: str | None = Query(None, max_length=100),
     status: Literal["pending", "delivered", "failed", "skipped"] | None = None,
+    event_type: str | None = Query(
+        None, max_length=200, description="Only messages of this event type (exact)."
+    ),
+    created_after: AwareDatetime | None = Query(
+        None, description="Only messages created at or after this time (RFC 3339)."
+    ),
+    created_before: AwareDatetime | None = Query(
+        None, description="Only messages created before this time (RFC 3339)."
+    ),
+    order: Literal["asc", "desc"] = Query(
+        "asc", description="By creation time: oldest first (asc) or newest first (desc)."
+    ),
     page: PageRequest = Depends(page_request),
     principal: Principal = Security(require_scope(READ)),
     conn: asyncpg.Connection = Depends(conn_of),
 ) -> dict[str, Any]:
+    """The delivery log, filtered; every filter is bound into the cursor (a cursor of
+    one filter set is refused for another), so filters and paging compose."""
     tenant = tenant_of(principal)
-    filters = {
+    if created_after and created_before and created_before <= created_after:
+        raise invalid_field("query.created_before", "must be after created_after")
+    filters: dict[str, Any] = {
         "endpoint_id": endpoint_id,
         "event_id": event_id,
         "correlation_id": correlation_id,
         "status": status,
+        "event_type": event_type,
+        "created_after": created_after,
+        "created_before": created_before,
+        "newest_first": True if order == "desc" else None,
     }
     rows = await handlers.list_messages(
         conn, tenant, filters, after=page.after(tenant, filters), limit=page.fetch_limit

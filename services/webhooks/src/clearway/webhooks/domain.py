@@ -18,6 +18,7 @@ import enum
 import fnmatch
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import secrets
@@ -88,6 +89,41 @@ def message_id(endpoint_id: str, event_id: str) -> str:
 def generate_secret() -> str:
     """A fresh ``whsec_`` secret: 32 random bytes, base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+#: Bounds of a partner's own secret (decoded bytes): 192 bits at least, like the
+#: platform's 256-bit ones; at most a SHA-256 block (RFC 2104 §3 hashes longer keys).
+SECRET_MIN_BYTES = 24
+SECRET_MAX_BYTES = 64
+
+
+class InvalidSecret(WebhookError):
+    """A partner-supplied secret the platform refuses; the message never holds the value."""
+
+
+def check_secret(secret: str) -> str:
+    """A partner's own ``whsec_`` secret (ADR 0049), in the format the platform issues:
+    the prefix, then canonical padded base64 (RFC 4648 §4) of 24 to 64 random bytes.
+    Values that are plainly not random (one repeated byte, few distinct bytes, a
+    counting sequence) are refused: an HMAC key is only as strong as its entropy."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise InvalidSecret(f"must start with {SECRET_PREFIX}")
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise InvalidSecret(f"must be {SECRET_PREFIX} followed by base64") from None
+    if base64.b64encode(key).decode() != encoded:
+        raise InvalidSecret("must be canonical padded base64")
+    if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
+        raise InvalidSecret(
+            f"must decode to {SECRET_MIN_BYTES} to {SECRET_MAX_BYTES} bytes"
+            " (e.g. openssl rand -base64 32)"
+        )
+    steps = {(b - a) % 256 for a, b in itertools.pairwise(key)}
+    if len(set(key)) < len(key) // 2 or len(steps) == 1:
+        raise InvalidSecret("is not random enough; generate one with openssl rand -base64 32")
+    return secret
 
 
 def secret_key(secret: str) -> bytes:

@@ -25,6 +25,7 @@ from clearway.webhooks.crypto import SecretBox
 from clearway.webhooks.domain import (
     Delivery,
     Status,
+    check_secret,
     check_subscriptions,
     generate_secret,
     message_id,
@@ -192,18 +193,28 @@ async def rotate_secret(
     tenant: str,
     endpoint_id: str,
     grace_s: float | None,
-) -> tuple[str, Any]:
-    """A new secret; the old ones keep signing alongside it for the grace period."""
-    secret = generate_secret()
+    *,
+    secret: str | None = None,
+    reason: str | None = None,
+) -> tuple[str | None, Any]:
+    """A new secret; the old ones keep signing alongside it for the grace period.
+
+    With ``secret`` the partner brings their own (ADR 0049, checked by
+    ``check_secret``): it is sealed like a generated one and handed back to nobody, so
+    the returned secret is ``None``; otherwise the generated one, shown once. The
+    ``reason`` lands in the audited ``webhooks.admin_action``."""
+    new = generate_secret() if secret is None else check_secret(secret)
     async with conn.transaction():
         if await store.get_endpoint(conn, tenant, endpoint_id, lock=True) is None:
             raise NotFound("endpoint", endpoint_id)
         grace = ctx.settings.rotation_grace_s if grace_s is None else grace_s
         old_until = await store.expire_secrets(conn, endpoint_id, grace)
-        await store.insert_secret(conn, endpoint_id, ctx.box.seal(secret, endpoint_id, tenant))
+        await store.insert_secret(conn, endpoint_id, ctx.box.seal(new, endpoint_id, tenant))
         version = await store.touch_endpoint(conn, endpoint_id)
-        await ctx.audit(conn, principal, tenant, "endpoint.secret_rotated", endpoint_id, version)
-    return secret, old_until
+        await ctx.audit(
+            conn, principal, tenant, "endpoint.secret_rotated", endpoint_id, version, reason
+        )
+    return (new if secret is None else None), old_until
 
 
 async def rotate_tenant_secrets(
@@ -348,13 +359,14 @@ async def get_message(conn: asyncpg.Connection, tenant: str, msg_id: str) -> asy
 async def list_messages(
     conn: asyncpg.Connection,
     tenant: str,
-    filters: Mapping[str, str | None],
+    filters: Mapping[str, Any],
     *,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
     """Delivery-log messages matching ``filters`` (endpoint_id, event_id, correlation_id,
-    status), oldest first, after a ``(created_at, id)`` position."""
+    status, event_type, the created_after/created_before window, newest_first), oldest
+    first unless newest_first, after a ``(created_at, id)`` position."""
     return await store.list_messages(conn, tenant, **filters, after=_pair(after), limit=limit)
 
 

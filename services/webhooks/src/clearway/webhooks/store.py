@@ -221,9 +221,15 @@ async def list_messages(
     event_id: str | None = None,
     correlation_id: str | None = None,
     status: str | None = None,
+    event_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    newest_first: bool | None = None,
     after: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> list[asyncpg.Record]:
+    """A tenant's messages in ``(created_at, id)`` order (``newest_first``: reversed),
+    after a keyset position; ``created_after`` inclusive, ``created_before`` exclusive."""
     where = ["tenant = $1"]
     args: list[Any] = [tenant]
     for column, value in (
@@ -231,17 +237,24 @@ async def list_messages(
         ("event_id", event_id),
         ("correlation_id", correlation_id),
         ("status", status),
+        ("event_type", event_type),
     ):
         if value is not None:
             args.append(value)
             where.append(f"{column} = ${len(args)}")
+    for op, bound in ((">=", created_after), ("<", created_before)):
+        if bound is not None:
+            args.append(bound)
+            where.append(f"created_at {op} ${len(args)}")
     if after is not None:
         args += [after[0], after[1]]
-        where.append(f"(created_at, id) > (${len(args) - 1}, ${len(args)})")
+        cmp = "<" if newest_first else ">"
+        where.append(f"(created_at, id) {cmp} (${len(args) - 1}, ${len(args)})")
     args.append(limit)
+    order = "created_at DESC, id DESC" if newest_first else "created_at, id"
     return await conn.fetch(
         f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)}"
-        f" ORDER BY created_at, id LIMIT ${len(args)}",
+        f" ORDER BY {order} LIMIT ${len(args)}",
         *args,
     )
 
