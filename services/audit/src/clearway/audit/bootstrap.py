@@ -178,12 +178,10 @@ def build_app(settings: AuditSettings) -> FastAPI:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # Kafka starts under the supervisor, never holding up the API (ADR 0053).
-                producer = idempotent_producer(kafka)
+                producer = idempotent_producer(kafka) if settings.consume else None
                 if settings.consume:
                     app.state.announce = checkpoint_outbox(settings)
-                kafka_start = KafkaStart(
-                    settings, [], producer=producer if settings.consume else None
-                )
+                kafka_start = KafkaStart(settings, [], producer=producer)
                 stack.push_async_callback(kafka_start.close)  # the DLT writer outlives tasks
                 tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
                 kafka_start.start(tasks)
