@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from clearway.shared.auth import PLATFORM_TENANT
 from clearway.shared.http import PROBLEM_MEDIA_TYPE
 from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.settings import PlatformSettings
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 BODY = {"amount": 100, "currency": "EUR", "source": "acct_payer", "destination": "acct_payee"}
 TENANT = "ten_degraded"
+DEAD_LETTERS = "/v1/platform/dead-letters"
 
 
 def transfer_app(platform: PlatformSettings, issuer: TestIssuer) -> Any:
@@ -73,6 +75,25 @@ async def register_payer(app: Any) -> None:
     from clearway.transfer.handlers import register_accounts
 
     await register_accounts(app.state.core, [Account(TENANT, "acct_payer", Owner.TENANT)])
+
+
+def webhooks_app(platform: PlatformSettings, issuer: TestIssuer) -> Any:
+    from clearway.webhooks.bootstrap import build_app
+    from clearway.webhooks.settings import WebhooksSettings
+
+    return build_app(
+        WebhooksSettings(platform=platform, jwks=issuer.jwks(), allow_networks=("127.0.0.0/8",))
+    )
+
+
+def operator_token(issuer: TestIssuer) -> str:
+    return issuer.token(
+        sub="usr_ops",
+        client_id="cli_ops",
+        scopes=["platform:dead-letters"],
+        audience="clearway-webhooks",
+        tenant=PLATFORM_TENANT,
+    )
 
 
 def private_base(kind: str) -> Path:
@@ -141,9 +162,9 @@ async def test_services_started_before_postgres_serve_503s_then_heal(stack, topi
 async def test_a_transfer_accepted_while_kafka_is_down_reaches_kafka_after_it_starts(
     stack, admin_dsn
 ):
-    """Started before its broker: the API accepts transfers (state + outbox) at once,
-    readiness names the Kafka work that waits, and the relay publishes the transfer once
-    the broker is up."""
+    """Started before their broker: the transfer API accepts transfers (state + outbox)
+    at once, readiness names the Kafka work that waits, a webhooks route that needs the
+    broker answers 503, and the relay publishes the transfer once the broker is up."""
     ls = _localstack()
     base, port, controller = private_base("start-kafka"), ls.free_port(), ls.free_port()
     bootstrap = f"127.0.0.1:{port}"
@@ -156,20 +177,31 @@ async def test_a_transfer_accepted_while_kafka_is_down_reaches_kafka_after_it_st
         oauth_issuer=issuer.issuer,
     )
     app = transfer_app(platform, issuer)
+    webhooks = webhooks_app(platform, issuer)
+    operator = {"Authorization": f"Bearer {operator_token(issuer)}"}
     try:
-        async with client(app, issuer) as http:
+        async with (
+            client(app, issuer) as http,
+            serve(webhooks) as url,
+            httpx.AsyncClient(base_url=url, timeout=30, headers=operator) as hooks,
+        ):
             assert (await http.get("/healthz")).status_code == 200
-            await not_ready(http, "task:kafka")
+            await not_ready(http, "task:kafka")  # the relay and consumers wait for it
             await register_payer(app)
             r = await http.post("/v1/transfers", json=BODY, headers={"Idempotency-Key": "k1"})
             assert r.status_code == 201, r.text
             transfer_id = r.json()["id"]
             assert (await http.get(f"/v1/transfers/{transfer_id}")).status_code == 200
+            # a route that needs the broker itself: 503 with Retry-After, not a 500
+            await not_ready(hooks, "task:kafka", "task:revocation-feed")
+            assert_unavailable(await hooks.get(DEAD_LETTERS), str(port), "traceback")
 
             await asyncio.to_thread(ls.start_kafka, base, port, controller)
             # the supervisor restarts the Kafka start at most 10 s apart
             await eventually(lambda: ready(http), timeout=90, interval=0.5)
             assert transfer_id in await keys_on(bootstrap, f"{prefix}clearway.transfer.events.v1")
+            await eventually(lambda: ready(hooks), timeout=60, interval=0.5)
+            assert (await hooks.get(DEAD_LETTERS)).status_code == 200
     finally:
         await asyncio.to_thread(ls.stop_kafka, base)
         shutil.rmtree(base, ignore_errors=True)

@@ -103,7 +103,7 @@ def resilient(
         checks = list(app.state.readiness_checks)
         async with contextlib.AsyncExitStack() as stack:
             try:
-                await stack.enter_async_context(_context(lifespan(app)))
+                await stack.enter_async_context(lifespan(app))
             except Exception as exc:
                 if unavailable_dependency(exc) is None:
                     raise
@@ -117,12 +117,6 @@ def resilient(
             yield
 
     return run
-
-
-def _context(cm: Any) -> contextlib.AbstractAsyncContextManager[Any]:
-    # Starlette accepts a lifespan returning an async context manager; that is ours.
-    assert hasattr(cm, "__aenter__"), "lifespan must be an async context manager"
-    return cm  # type: ignore[no-any-return]
 
 
 def _failed(app: Any, startup: Startup, checks: list[Any], exc: BaseException) -> None:
@@ -158,7 +152,7 @@ async def _keep_starting(
         await asyncio.sleep(backoff.delay(startup.attempts) or backoff.longest_step)
         entered = False
         try:
-            async with _context(lifespan(app)):
+            async with lifespan(app):
                 entered = True
                 app.state.readiness_checks.remove(startup)
                 startup.waiting_for = None
