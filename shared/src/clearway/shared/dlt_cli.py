@@ -40,7 +40,11 @@ async def read_pending(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:  # broker unreachable: close what start opened, then say so
+        await consumer.stop()
+        raise
     parts = consumer.partitions_for_topic(topic)
     if parts is None:
         await consumer._client.force_metadata_update()

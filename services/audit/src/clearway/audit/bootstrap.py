@@ -26,6 +26,7 @@ from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import consumers_healthy, make_broker, run_broker
+from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.shared.supervisor import Supervisor
@@ -176,16 +177,18 @@ def build_app(settings: AuditSettings) -> FastAPI:
         kafka = settings.kafka
         try:
             async with contextlib.AsyncExitStack() as stack:
+                # Kafka starts under the supervisor, never holding up the API (ADR 0053).
+                producer = idempotent_producer(kafka) if settings.consume else None
                 if settings.consume:
                     app.state.announce = checkpoint_outbox(settings)
-                    producer = idempotent_producer(kafka)
-                    await producer.start()
-                    stack.push_async_callback(producer.stop)  # the DLT writer outlives tasks
+                kafka_start = KafkaStart(settings, [], producer=producer)
+                stack.push_async_callback(kafka_start.close)  # the DLT writer outlives tasks
                 tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+                kafka_start.start(tasks)
                 await verify_tokens(app, tasks, settings, audience=AUDIENCE, jwks=settings.jwks)
                 if settings.consume:
                     relay = OutboxRelay(login.relay_dsn, store.SCHEMA, kafka)
-                    tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                    tasks.task("outbox-relay", kafka_start.then(relay.run), health=relay.healthy)
                     broker = make_broker(kafka, metadata_max_age_ms=settings.metadata_max_age_ms)
                     app.state.consumer = consumer = consumers.build_consumer(
                         pool,
@@ -196,7 +199,7 @@ def build_app(settings: AuditSettings) -> FastAPI:
                     consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
                     tasks.task(
                         "consumers",
-                        lambda: run_broker(broker, kafka=kafka),
+                        kafka_start.then(lambda: run_broker(broker, kafka=kafka)),
                         health=lambda: consumers_healthy([consumer]),
                     )
                 # a failed checkpoint is retried (and counted) by the supervisor; a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,11 +37,11 @@ from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
-    ensure_service_topics,
     make_broker,
     run_broker,
     subscribe_idempotent,
 )
+from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.shared.supervisor import Supervisor
@@ -146,24 +147,29 @@ def build_app(settings: ConsentSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         login, global_login = await prepare(settings, keys.envelope)
         transfers = settings.platform.topic(consumers.TRANSFER_EVENTS)
-        await ensure_service_topics(settings, [settings.topic, transfers])
-        pool = await login.pool(schema=SCHEMA, max_size=10)
-        # A pool of its own also when the global tables are in this database: code
-        # redemption holds a regional connection while it records the token globally.
-        global_pool = await (global_login or login).pool(schema=SCHEMA, max_size=5)
-        svc = Service(settings, pool, global_pool, keys)
-        async with pool.acquire() as conn:
-            svc.session_key = await load_session_key(conn, keys.envelope)
-        if sealed := await handlers.open_personal_data(svc):
-            log.info("sealed the personal data of %d rows written in clear", sealed)
-        app.state.consent = svc
-        await clients.keep_keys_current(svc)
-        if settings.seed_demo:
-            await seed(svc, settings.platform.local_dir)
-        producer = idempotent_producer(settings.kafka)
-        await producer.start()
-        try:
+        # closed also when the start fails half-way: it is retried (docs/design.md §12)
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await login.pool(schema=SCHEMA, max_size=10)
+            stack.push_async_callback(pool.close)
+            # A pool of its own also when the global tables are in this database: code
+            # redemption holds a regional connection while it records the token globally.
+            global_pool = await (global_login or login).pool(schema=SCHEMA, max_size=5)
+            stack.push_async_callback(global_pool.close)
+            svc = Service(settings, pool, global_pool, keys)
+            async with pool.acquire() as conn:
+                svc.session_key = await load_session_key(conn, keys.envelope)
+            if sealed := await handlers.open_personal_data(svc):
+                log.info("sealed the personal data of %d rows written in clear", sealed)
+            app.state.consent = svc
+            await clients.keep_keys_current(svc)
+            if settings.seed_demo:
+                await seed(svc, settings.platform.local_dir)
+            # Kafka starts under the supervisor, never holding up the API (ADR 0053).
+            producer = idempotent_producer(settings.kafka)
+            kafka = KafkaStart(settings, [settings.topic, transfers], producer=producer)
+            stack.push_async_callback(kafka.close)  # the DLT writer outlives the tasks
             async with Supervisor("consent", app) as tasks:
+                kafka.start(tasks)
                 bootstrap = settings.kafka
                 # transfer.created under a single-use consent marks it Consumed
                 consumed = IdempotentConsumer(
@@ -179,11 +185,11 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                 subscribe_idempotent(broker, consumed, transfers, group_id=group)
                 tasks.task(
                     "consumers",
-                    lambda: run_broker(broker, kafka=bootstrap),
+                    kafka.then(lambda: run_broker(broker, kafka=bootstrap)),
                     health=lambda: consumers_healthy([consumed]),
                 )
                 relay = OutboxRelay(login.relay_dsn, SCHEMA, bootstrap, poll_interval=0.5)
-                tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                tasks.task("outbox-relay", kafka.then(relay.run), health=relay.healthy)
                 if global_login is not None:
                     # the events written with the global tables (tokens revoked, clients,
                     # signing keys); every region's deployment runs one, an advisory
@@ -191,7 +197,9 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     issuer = OutboxRelay(
                         global_login.relay_dsn, SCHEMA, bootstrap, poll_interval=0.5
                     )
-                    tasks.task("global-outbox-relay", issuer.run, health=issuer.healthy)
+                    tasks.task(
+                        "global-outbox-relay", kafka.then(issuer.run), health=issuer.healthy
+                    )
                     if global_login.rotates:
                         tasks.every(
                             "global-db-login-rotation",
@@ -232,10 +240,6 @@ def build_app(settings: ConsentSettings) -> FastAPI:
                     "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
                 )
                 yield
-        finally:
-            await producer.stop()
-            await global_pool.close()
-            await pool.close()
 
     app = create_app(
         "consent",

@@ -20,7 +20,7 @@ from clearway.shared.crypto.settings import open_envelope
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.event_writer import EventWriter, events_topic
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_service_topics
+from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay
 from clearway.shared.supervisor import Supervisor
 
@@ -60,6 +60,10 @@ def build_app(settings: RailSettings) -> FastAPI:
         app.state.readiness_checks.append(database_ready)
         try:
             async with Supervisor("sandbox-rail", app) as tasks:
+                # Kafka starts under the supervisor, never holding up the API (ADR 0053).
+                topics = [p.topic(events_topic(SERVICE))] if settings.run_relay else []
+                kafka = KafkaStart(settings, topics)
+                kafka.start(tasks)
                 # Only callers holding a short-lived, unrevoked service token may use
                 # the rail (docs/design.md §7): a disabled service client stops at once.
                 await verify_tokens(
@@ -78,9 +82,8 @@ def build_app(settings: RailSettings) -> FastAPI:
                 if login.rotates:
                     tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
                 if settings.run_relay:  # the audited rotations reach the audit log
-                    await ensure_service_topics(settings, [p.topic(events_topic(SERVICE))])
                     relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)
-                    tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                    tasks.task("outbox-relay", kafka.then(relay.run), health=relay.healthy)
                 yield
         finally:
             await app.state.pool.close()

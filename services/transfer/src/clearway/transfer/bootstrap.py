@@ -25,11 +25,11 @@ from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
-    ensure_service_topics,
     make_broker,
     run_broker,
     subscribe_idempotent,
 )
+from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
 from clearway.shared.supervisor import Supervisor
@@ -91,8 +91,6 @@ def build_app(settings: TransferSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if p.migrate_at_start:
             await migrate_database(settings)
-        topics = [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC)]
-        await ensure_service_topics(settings, [*topics, p.topic(CONSENT_TOPIC)])
         registry = default_registry()
         events = EventWriter(SERVICE, topic_prefix=p.topic_prefix, registry=registry)
         # the HSM must answer now: its KEK seals the rotated database passwords
@@ -139,9 +137,15 @@ def build_app(settings: TransferSettings) -> FastAPI:
             executor = Executor(core, rails)
             app.state.executor = executor
 
+            # Kafka starts under the supervisor: transfers are accepted without it
+            # (state + outbox), the relay publishes once it answers (ADR 0053).
             producer = idempotent_producer(settings.kafka)
-            await producer.start()
-            stack.push_async_callback(producer.stop)
+            kafka = KafkaStart(
+                settings,
+                [p.topic(EVENTS_TOPIC), p.topic(INTENTS_TOPIC), p.topic(CONSENT_TOPIC)],
+                producer=producer,
+            )
+            stack.push_async_callback(kafka.close)  # the DLT writer outlives the tasks
 
             broker = make_broker(settings.kafka)
             intents = IdempotentConsumer(
@@ -194,6 +198,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
             app.state.consumers = {"intents": intents, "executor": jobs, "consents": consents}
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            kafka.start(tasks)
             await verify_tokens(
                 app,
                 tasks,
@@ -203,7 +208,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 follow_revocations=settings.revocation_feed,
             )
             relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)
-            tasks.task("outbox-relay", relay.run, health=relay.healthy)
+            tasks.task("outbox-relay", kafka.then(relay.run), health=relay.healthy)
             rotation = timedelta(seconds=settings.kek_rotation_interval_s)
             tasks.every(
                 "kek-rotation", 30.0, lambda: keep_kek_current(pool, envelope, events, rotation)
@@ -212,7 +217,7 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 tasks.every("db-login-rotation", settings.db_login_refresh_s, login.refresh)
             tasks.task(
                 "consumers",
-                lambda: run_broker(broker, kafka=settings.kafka),
+                kafka.then(lambda: run_broker(broker, kafka=settings.kafka)),
                 health=lambda: consumers_healthy([intents, jobs, consents]),
             )
             _maintenance(tasks, settings, core, executor if settings.run_executor else None)

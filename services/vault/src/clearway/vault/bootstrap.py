@@ -17,7 +17,7 @@ from clearway.shared.crypto.tenant_keys import TenantKeys
 from clearway.shared.db import load_migrations, migrate
 from clearway.shared.event_writer import EventWriter
 from clearway.shared.http import create_app
-from clearway.shared.kafka import ensure_service_topics
+from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay
 from clearway.shared.supervisor import Supervisor
 from clearway.vault import api, handlers
@@ -62,7 +62,11 @@ def build_app(settings: VaultSettings) -> FastAPI:
                 await records.seed(conn)
 
             app.state.readiness_checks.append(lambda: handlers.database_ready(vault))
+            # Kafka starts under the supervisor, never holding up the API (ADR 0053).
+            topics = [settings.topic(EVENTS_TOPIC)] if settings.run_relay else []
+            kafka = KafkaStart(settings, topics)
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            kafka.start(tasks)
             # a disabled client stops here at once; not ready until the feed caught up
             await verify_tokens(
                 app,
@@ -83,9 +87,8 @@ def build_app(settings: VaultSettings) -> FastAPI:
             # drops the keys of tenants shredded by another replica or the CLI
             tasks.every("tenant-keys", settings.tenant_key_refresh_s, tenant_keys.refresh)
             if settings.run_relay:
-                await ensure_service_topics(settings, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(login.relay_dsn, SCHEMA, settings.kafka)
-                tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                tasks.task("outbox-relay", kafka.then(relay.run), health=relay.healthy)
             yield
 
     app = create_app(

@@ -25,11 +25,11 @@ from clearway.shared.event_writer import EventWriter, events_topic
 from clearway.shared.http import create_app
 from clearway.shared.kafka import (
     consumers_healthy,
-    ensure_service_topics,
     make_broker,
     run_broker,
 )
 from clearway.shared.kafka_acl import EVENT_DOMAINS
+from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.supervisor import Supervisor
 from clearway.webhooks import api, api_dead_letters, api_messages, consumers
@@ -126,10 +126,14 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
             stack.push_async_callback(pool.close)
             stack.push_async_callback(client.close)
             bootstrap = settings.kafka
-            if settings.run_consumer:
-                producer = idempotent_producer(bootstrap)
-                await producer.start()
-                stack.push_async_callback(producer.stop)
+            # Kafka starts under the supervisor, never holding up the API (ADR 0053).
+            producer = idempotent_producer(bootstrap) if settings.run_consumer else None
+            kafka = KafkaStart(
+                settings,
+                [settings.topic(EVENTS_TOPIC)] if settings.run_relay else [],
+                producer=producer,
+            )
+            stack.push_async_callback(kafka.close)  # the DLT writer outlives the tasks
             if settings.run_dispatcher:
                 dispatcher = Dispatcher(
                     ctx, pool, client, current() if callable(current) else current
@@ -139,6 +143,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 app.state.dispatcher = dispatcher
 
             tasks = await stack.enter_async_context(Supervisor(SERVICE, app))
+            kafka.start(tasks)
             replays = ReplayRunner(pool, tasks)
             app.state.replays = replays
             await replays.resume()
@@ -184,10 +189,10 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 "retention-purge", settings.retention_interval_s, lambda: records.purge(pool)
             )
             if settings.run_relay:
-                await ensure_service_topics(settings, [settings.topic(EVENTS_TOPIC)])
                 relay = OutboxRelay(current, SCHEMA, bootstrap)
-                tasks.task("outbox-relay", relay.run, health=relay.healthy)
+                tasks.task("outbox-relay", kafka.then(relay.run), health=relay.healthy)
             if settings.run_consumer:
+                assert producer is not None
                 consumer = consumers.fan_out_consumer(
                     ctx, pool, DeadLetters(producer, consumers.GROUP)
                 )
@@ -196,7 +201,7 @@ def build_app(settings: WebhooksSettings) -> FastAPI:
                 consumers.subscribe(broker, consumer, settings.platform.topic_prefix)
                 tasks.task(
                     "consumers",
-                    lambda: run_broker(broker, kafka=bootstrap),
+                    kafka.then(lambda: run_broker(broker, kafka=bootstrap)),
                     health=lambda: consumers_healthy([consumer]),
                 )
                 app.state.consumer = consumer

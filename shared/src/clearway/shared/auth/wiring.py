@@ -49,8 +49,8 @@ async def verify_tokens(
     Keys come from ``jwks`` (a JWK Set or an async source), else from the platform's
     ``CLEARWAY_OAUTH_JWKS_URL`` (default ``<issuer>/.well-known/jwks.json``): the issuer
     is the identifier tokens carry, the JWK Set URL is where this service reaches it.
-    Revocations come from the consent service's topic (created here if absent, so a
-    service starting before the consent service still becomes ready).
+    Revocations come from the consent service's topic (created by the feed's task if
+    absent, so a service starting before the consent service still becomes ready).
     ``follow_revocations=False`` is for isolated tests only: such a service accepts a
     revoked token until it expires.
     """
@@ -60,9 +60,15 @@ async def verify_tokens(
     if follow_revocations:
         platform = settings.platform
         topic = platform.topic(CONSENT_EVENTS_TOPIC)
-        await ensure_service_topics(settings, [topic])
         feed = RevocationFeed(settings.kafka, topic, revocations, poll_timeout_ms=poll_timeout_ms)
-        tasks.task(FEED_TASK, feed.run, health=feed.healthy)
+
+        async def follow() -> None:
+            # Made in the task, not before it: a broker that is down at start holds up
+            # the feed (and readiness), never the service's start (docs/design.md §12).
+            await ensure_service_topics(settings, [topic])
+            await feed.run()
+
+        tasks.task(FEED_TASK, follow, health=feed.healthy)
     app.state.token_verifier = verifier
     app.state.revocations = revocations
     return verifier

@@ -13,6 +13,7 @@ from clearway.shared.http.health import HEALTH_PATH, READY_PATH, ReadinessCheck,
 from clearway.shared.http.hygiene import DEFAULT_MAX_BODY_BYTES
 from clearway.shared.http.paging import CursorCodec, cursor_key
 from clearway.shared.http.problems import install_problem_handlers
+from clearway.shared.http.startup import Startup, resilient
 from clearway.shared.http.versioning import ApiVersions, platform_versions
 from clearway.shared.metrics import mount_metrics
 
@@ -39,6 +40,10 @@ def create_app(
     free of control characters (422 naming the field) before a route runs; a
     database or broker that cannot be reached is a 503 with ``Retry-After``.
 
+    A ``lifespan`` that fails because a dependency is unreachable does not stop the
+    process: the app serves degraded and retries it in the background
+    (``http.startup``, docs/design.md §12).
+
     Services add their routers under ``/v1`` and append async readiness checks
     to ``app.state.readiness_checks``. Middleware a service adds later wraps
     this edge, so it runs before the correlation id is bound.
@@ -54,8 +59,14 @@ def create_app(
     ``ServiceSettings.cursor_secret`` (random per process when unset).
     """
     versions = api_versions or platform_versions()
-    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    startup = Startup()
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=None if lifespan is None else resilient(lifespan, startup),
+    )
     app.state.service = service
+    app.state.startup = startup
     app.state.api_versions = versions
     # Calls on deprecated versions; a service flushes it with deprecations.deprecation_jobs.
     app.state.deprecation_log = DeprecationLog()
@@ -71,6 +82,7 @@ def create_app(
         unversioned=OPS_PATHS,
         max_body_bytes=max_body_bytes,
         usage=app.state.deprecation_log,
+        startup=startup,
     )
     app.include_router(health_router(service))
     mount_metrics(app, path=METRICS_PATH)

@@ -3,7 +3,8 @@
 Per request it binds the correlation id, resolves the ``Clearway-Version``,
 reads the body against the size limit and refuses control characters
 (``hygiene``) and card numbers (``card_guard``), stamps the correlation id and
-version (and any deprecation signals) on the response, turns a crash into a
+version (and any deprecation signals) on the response, answers 503 while the
+service started degraded waits for its database (``startup``), turns a crash into a
 problem (503 when a dependency is down, else 500), and records latency and
 deprecated calls. It is plain ASGI rather than ``BaseHTTPMiddleware``: no extra
 task per request, and context variables set here are the ones the route sees.
@@ -38,6 +39,7 @@ from clearway.shared.http.hygiene import (
     replay,
 )
 from clearway.shared.http.problems import CORRELATION_HEADER, problem_for
+from clearway.shared.http.startup import Startup
 from clearway.shared.http.versioning import VERSION_HEADER, ApiVersions
 from clearway.shared.metrics import DEPRECATED_CALLS_TOTAL, HTTP_REQUEST_DURATION_SECONDS
 from clearway.shared.versions import VERSION_CLAIM
@@ -83,8 +85,10 @@ class EdgeMiddleware:
         unversioned: Collection[str] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         usage: DeprecationLog | None = None,
+        startup: Startup | None = None,
     ) -> None:
         self.app = app
+        self.startup = startup
         self.service = service
         self.versions = versions
         self.usage = usage
@@ -155,6 +159,10 @@ class EdgeMiddleware:
                     versioned = True
                 state["api_version"] = asked or self.versions.resolve(None)
             receive = await self._screened(scope, receive, request_headers)
+            # Started degraded (http.startup): only the probes and /metrics answer.
+            refusal = self.startup.refusal() if self.startup is not None else None
+            if refusal is not None and scope["path"] not in self.unversioned:
+                raise refusal
             await self.app(scope, receive, send_stamped)
         except Exception as exc:
             if response_started:  # too late for a problem: let the server abort the response

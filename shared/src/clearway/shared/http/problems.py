@@ -207,7 +207,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             pending.append((cause, level + 1))
 
 
-def _unavailable_problem(request: Request, cause: BaseException) -> ProblemResponse:
+def _unavailable_problem(request: Request, cause: BaseException) -> Response:
     # One line, no traceback and no message: driver messages can carry host names,
     # user names or statement text; the type and errno are enough to act on.
     logger.warning(
@@ -218,12 +218,19 @@ def _unavailable_problem(request: Request, cause: BaseException) -> ProblemRespo
         type(cause).__qualname__,
         getattr(cause, "errno", None),
     )
-    return problem_response(
-        request,
-        status=503,
-        type_uri=problem_type_uri("service-unavailable"),
-        title="Service unavailable",
-        detail="A service this request depends on is unavailable; retry after a short wait.",
+    return problem_for(request, unavailable())
+
+
+def unavailable(
+    detail: str = "A service this request depends on is unavailable; retry after a short wait.",
+) -> ProblemError:
+    """503 ``service-unavailable`` with ``Retry-After`` (RFC 9110 §15.6.4, §10.2.3): a
+    dependency is down, the request was not acted on and may be sent again."""
+    return ProblemError(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        detail,
         headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
     )
 
