@@ -439,7 +439,7 @@ async def transfer_service(
         "CLEARWAY_TRANSFER_RUN_EXECUTOR": "1" if executor else "0",
         "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
         "CLEARWAY_TOPIC_PREFIX": prefix,
-        "CLEARWAY_TRANSFER_WORKERS": str(workers),
+        "CLEARWAY_TRANSFER_HTTP_WORKERS": str(workers),
     }
     log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
     procs = []
@@ -586,7 +586,7 @@ if __name__ == "__main__":
         "--replicas", type=int, default=1, help="transfer service processes sharing the load"
     )
     ap.add_argument(
-        "--workers", type=int, default=1, help="worker processes of each replica (WORKERS)"
+        "--workers", type=int, default=1, help="worker processes of each replica (HTTP_WORKERS)"
     )
     ap.add_argument(
         "--flamegraphs",

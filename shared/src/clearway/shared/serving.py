@@ -6,7 +6,7 @@ is the loopback address (``make run``); a container sets ``0.0.0.0``, because it
 published port, the orchestrator's probes and the other containers all arrive on
 the container's own address, never on its loopback.
 
-``CLEARWAY_<SVC>_WORKERS`` runs that many worker processes on the one address
+``CLEARWAY_<SVC>_HTTP_WORKERS`` runs that many worker processes on the one address
 (uvicorn's supervisor: the socket bound once by the parent, each worker a full
 replica of the service with its own pools, relay standby and consumer group
 member; a worker that dies is replaced). How to size it: docs/design.md §12.
@@ -47,12 +47,12 @@ def bind(settings: ServiceSettings) -> dict[str, Any]:
 def serve(service: str, settings: S, build_app: Callable[[S], Any]) -> None:
     """Start logging and tracing, then serve ``build_app(settings)`` until a signal
     stops it, on the address of :func:`bind` (uvicorn, its own logging off: the
-    kit's JSON logging covers it), in ``settings.workers`` processes.
+    kit's JSON logging covers it), in ``settings.http_workers`` processes.
 
     With one worker the app runs in this process. With several, this process only
     binds the socket and supervises: each worker is started fresh (``spawn``: no
     state forked from the parent) and builds its own app, logging and tracing."""
-    if settings.workers == 1:
+    if settings.http_workers == 1:
         start(service, settings)
         uvicorn.run(build_app(settings), **bind(settings), log_config=None)
         return
@@ -64,7 +64,7 @@ def serve(service: str, settings: S, build_app: Callable[[S], Any]) -> None:
     config = uvicorn.Config(
         functools.partial(_worker_app, service, settings, build_app),
         factory=True,  # each worker calls it: the app is built in the worker
-        workers=settings.workers,
+        workers=settings.http_workers,
         **bind(settings),
         log_config=None,
     )

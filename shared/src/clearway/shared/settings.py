@@ -413,7 +413,7 @@ class ServiceSettings(_Settings):
     """Address the HTTP server binds (``0.0.0.0`` in containers)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port of the HTTP server."""
-    workers: int = Field(1, ge=1, le=64)
+    http_workers: int = Field(1, ge=1, le=64)
     """HTTP worker processes sharing the port, each a full replica of the service (its
     own pools and consumers): about one per core the service may use, fewer where
     Postgres shares the cores (docs/design.md §12)."""
