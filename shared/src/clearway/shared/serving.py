@@ -65,6 +65,10 @@ def serve(service: str, settings: S, build_app: Callable[[S], Any]) -> None:
         functools.partial(_worker_app, service, settings, build_app),
         factory=True,  # each worker calls it: the app is built in the worker
         workers=settings.http_workers,
+        # a worker answers the supervisor's ping once its interpreter has imported the
+        # service: more than uvicorn's 5 s on a loaded host, where it would be killed
+        # and respawned in a loop
+        timeout_worker_healthcheck=30,
         **bind(settings),
         log_config=None,
     )
