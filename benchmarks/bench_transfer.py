@@ -469,6 +469,13 @@ async def transfer_service(
                             break
                     except httpx.TransportError:
                         await asyncio.sleep(0.1)
+        # one worker answering is not all of them: a worker still starting would spend
+        # the measured run's CPU (uvicorn logs this line once per worker)
+        deadline = time.monotonic() + 300
+        while log.read_text().count("Application startup complete") < replicas * workers:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not every transfer worker started; see {log}")
+            await asyncio.sleep(0.2)
         # the source is the tenant's own account, which client credentials may debit
         await own_account(db, "ten_b", "acct_payer1")
         token = issuer.token(
