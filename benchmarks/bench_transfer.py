@@ -231,6 +231,37 @@ async def warm(port: int, token: str, keys: list[str], concurrency: int) -> None
         raise SystemExit(f"warm-up: {errors} non-2xx answers")
 
 
+def py_spy(pids: list[int], seconds: int, svg: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling each of ``pids`` (and their worker processes) for ``seconds``,
+    each writing a flame graph (``svg``, suffixed by the process when several); its
+    sampling costs the service a few percent, so a profiled run's figures are not the
+    report's (``--flamegraphs`` runs wrk once more for each graph)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--rate",
+                "97",
+                "--duration",
+                str(seconds),
+                "--format",
+                "flamegraph",
+                "--output",
+                str(svg if len(pids) == 1 else svg.with_suffix(f".{i}.svg")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i, pid in enumerate(pids)
+    ]
+
+
 async def run_wrk(
     ports: list[int], token: str, mode: str, prefix: str, pool: int, args: WrkArgs
 ) -> WrkRun:
@@ -363,16 +394,27 @@ class Service:
     topic_prefix: str
 
     def cpu(self) -> float:
-        return sum(cpu_seconds(p.pid) for p in self.procs)
+        """CPU seconds of the service processes and their worker processes so far."""
+        return sum(cpu_seconds(pid) for p in self.procs for pid in process_tree(p.pid))
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return [pid]
+    return [pid, *(d for k in kids for d in process_tree(int(k)))]
 
 
 @asynccontextmanager
 async def transfer_service(
-    admin_url: str, kafka: str, replicas: int = 1, executor: bool = False
+    admin_url: str, kafka: str, replicas: int = 1, executor: bool = False, workers: int = 1
 ) -> AsyncIterator[Service]:
     """A fresh database and ``replicas`` transfer service processes (``python -m
-    clearway.transfer``, relay on, real JWT verification against a local JWKS), the
-    tenant ``ten_b`` owning ``acct_payer1``; stopped (SIGINT) on exit."""
+    clearway.transfer``, relay on, real JWT verification against a local JWKS), each
+    with ``workers`` worker processes on its port, the tenant ``ten_b`` owning
+    ``acct_payer1``; stopped (SIGINT) on exit."""
     issuer = TestIssuer()
     jwks_port = _port()
     ports = [_port() for _ in range(replicas)]
@@ -397,6 +439,7 @@ async def transfer_service(
         "CLEARWAY_TRANSFER_RUN_EXECUTOR": "1" if executor else "0",
         "CLEARWAY_TRANSFER_REVOCATION_FEED": "0",
         "CLEARWAY_TOPIC_PREFIX": prefix,
+        "CLEARWAY_TRANSFER_HTTP_WORKERS": str(workers),
     }
     log = Path(tempfile.gettempdir()) / f"bench_transfer_{os.getpid()}.log"
     procs = []
@@ -426,6 +469,13 @@ async def transfer_service(
                             break
                     except httpx.TransportError:
                         await asyncio.sleep(0.1)
+        # one worker answering is not all of them: a worker still starting would spend
+        # the measured run's CPU (uvicorn logs this line once per worker)
+        deadline = time.monotonic() + 300
+        while log.read_text().count("Application startup complete") < replicas * workers:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not every transfer worker started; see {log}")
+            await asyncio.sleep(0.2)
         # the source is the tenant's own account, which client credentials may debit
         await own_account(db, "ten_b", "acct_payer1")
         token = issuer.token(
@@ -446,9 +496,28 @@ async def transfer_service(
         await jwks_task
 
 
-async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[str, float]:
+async def profile(svc: Service, wrk: WrkArgs, out: Path) -> None:
+    """Flame graphs of the new-key and replay paths under the same wrk load, after the
+    measured runs (``transfer-new.svg``, ``transfer-replay.svg`` in ``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    pids = [p.pid for p in svc.procs]
+    for mode, prefix, pool in (("new", f"prof{os.getpid()}", 0), ("replay", "warm", REPLAY_KEYS)):
+        spies = py_spy(pids, wrk.seconds, out / f"transfer-{mode}.svg")
+        await run_wrk(svc.ports, svc.token, mode, prefix, pool, wrk)
+        for spy in spies:
+            spy.wait(timeout=60)
+    print(f"flame graphs: {out}/transfer-new.svg, {out}/transfer-replay.svg")
+
+
+async def main(
+    wrk: WrkArgs,
+    pgbench_seconds: int,
+    replicas: int = 1,
+    flamegraphs: Path | None = None,
+    workers: int = 1,
+) -> dict[str, float]:
     with stack() as (admin_url, kafka):
-        async with transfer_service(admin_url, kafka, replicas) as svc:
+        async with transfer_service(admin_url, kafka, replicas, workers=workers) as svc:
             ports, token, cpu = svc.ports, svc.token, svc.cpu
             # the replay run asks these keys again (same body): answered from storage
             for port in ports:
@@ -459,6 +528,8 @@ async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[st
             replay = await run_wrk(ports, token, "replay", "warm", REPLAY_KEYS, wrk)
             cpu2 = cpu()
             new_series = await throughput_over_time(svc.db, since)
+            if flamegraphs is not None:
+                await profile(svc, wrk, flamegraphs)
         pg = run_pgbench(svc.db, wrk.connections, pgbench_seconds)
     figures = {
         "new_key_per_s": new.rate,
@@ -475,11 +546,13 @@ async def main(wrk: WrkArgs, pgbench_seconds: int, replicas: int = 1) -> dict[st
         "wrk_cpu_us": (new.cpu_s + replay.cpu_s) / max(new.requests + replay.requests, 1) * 1e6,
         "errors": float(new.errors + replay.errors),
         "replicas": float(replicas),
+        "workers": float(workers),
         "connections": float(wrk.connections),
     }
     print(
         f"\n== transfer: POST /v1/transfers (HTTP + JWT + idempotency + outbox),"
-        f" {replicas} replica(s), wrk -t{wrk.threads} -c{wrk.connections} -d{wrk.seconds}s =="
+        f" {replicas} replica(s) x {workers} worker(s),"
+        f" wrk -t{wrk.threads} -c{wrk.connections} -d{wrk.seconds}s =="
     )
     for name, run in (("new-key accepts", new), ("replays", replay)):
         print(
@@ -519,9 +592,18 @@ if __name__ == "__main__":
     ap.add_argument(
         "--replicas", type=int, default=1, help="transfer service processes sharing the load"
     )
+    ap.add_argument(
+        "--workers", type=int, default=1, help="worker processes of each replica (HTTP_WORKERS)"
+    )
+    ap.add_argument(
+        "--flamegraphs",
+        type=Path,
+        default=None,
+        help="also profile each path with py-spy under the same load; SVGs into this folder",
+    )
     a = ap.parse_args()
     if a.pgbench_only:
         asyncio.run(pgbench_only(a.connections, a.pgbench_seconds))
     else:
         wrk_args = WrkArgs(a.threads, a.connections, a.seconds)
-        asyncio.run(main(wrk_args, a.pgbench_seconds, a.replicas))
+        asyncio.run(main(wrk_args, a.pgbench_seconds, a.replicas, a.flamegraphs, a.workers))

@@ -336,6 +336,18 @@ def write_report(figs: Figures, info: RunInfo, out: Path, notes: dict[str, str])
         lines += ["## Plots", ""]
         lines += [f"![{name[:-4]}]({name})" for name in images]
         lines.append("")
+    graphs = sorted(out.glob("*.svg"))
+    if graphs:
+        lines += [
+            "## Flame graphs",
+            "",
+            "py-spy samples of the service under the same wrk load, right after the measured"
+            " runs (open the SVG in a browser: click to zoom, Ctrl-F to search). What remains"
+            " on top and why: ADR 0051.",
+            "",
+        ]
+        lines += [f"- [{svg.stem}]({svg.name})" for svg in graphs]
+        lines.append("")
     if info.durations_s:
         lines += ["## Run times", "", "| benchmark | seconds |", "|---|---:|"]
         lines += [f"| {b} | {s:.0f} |" for b, s in info.durations_s.items()]

@@ -26,16 +26,19 @@ from pathlib import Path
 from benchmarks.common import FIGURES_ENV, ROOT, stack
 from benchmarks.report_writer import RunInfo, write_report
 
+#: in a benchmark's arguments: the report's folder (where its flame graphs go)
+OUT = "{out}"
 #: name -> (module, default arguments, --full arguments, how it is measured)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "transfer": (
         "bench_transfer",
-        ["--seconds", "5", "--pgbench-seconds", "5"],
-        ["--seconds", "10", "--pgbench-seconds", "10"],
+        ["--seconds", "5", "--pgbench-seconds", "5", "--flamegraphs", OUT],
+        ["--seconds", "10", "--pgbench-seconds", "10", "--flamegraphs", OUT],
         "the transfer service (1 process, real JWTs, relay on, executor off) driven by wrk"
         " (16 connections, closed loop, a fresh Idempotency-Key per request; replays ask 500"
         " stored keys again); figures are wrk's own. Baseline: pgbench, 16 clients, a script"
-        " of the same SQL, same database, right after.",
+        " of the same SQL, same database, right after. Then each path once more under the"
+        " same load with py-spy attached, for its flame graph (not the figures).",
     ),
     "backbone": (
         "bench_backbone",
@@ -155,7 +158,8 @@ def main() -> int:
         for name in names:
             _, default, full, _ = BENCHMARKS[name]
             print(f"[bench] {name} ...", flush=True)
-            seconds, why = run_one(name, full if a.full else default, env, logs)
+            args = [str(a.out) if arg == OUT else arg for arg in (full if a.full else default)]
+            seconds, why = run_one(name, args, env, logs)
             info.durations_s[name] = seconds
             if why:
                 info.failures[name] = why

@@ -67,3 +67,15 @@ def test_report_lays_figures_beside_baselines_with_goals(tmp_path: Path) -> None
         assert f"]({png})" in text
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "backbone-latency-cdf.png").exists()  # no curves, no plot
+
+
+def test_report_links_the_flame_graphs_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "transfer-new.svg").write_text("<svg/>")
+    (tmp_path / "transfer-replay.svg").write_text("<svg/>")
+    info = RunInfo(
+        "2026-01-01 00:00 UTC", "abc1234", "make bench", "a stack", 2, (1, 1, 1), (1, 1, 1)
+    )
+    text = write_report(FIGS, info, tmp_path, {}).read_text()
+    assert "## Flame graphs" in text
+    assert "- [transfer-new](transfer-new.svg)" in text
+    assert "- [transfer-replay](transfer-replay.svg)" in text

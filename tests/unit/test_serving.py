@@ -153,3 +153,65 @@ def test_the_dockerfile_copies_every_workspace_members_project_file_before_the_s
 @pytest.mark.parametrize("path", ["deploy/containers/podman.sh"])
 def test_container_scripts_are_executable(path):
     assert os.access(ROOT / path, os.X_OK)
+
+
+# Run as a file (spawned workers re-import it): each worker answers with its pid.
+WORKERS_SERVER = """
+import os
+from clearway.shared.serving import serve
+from clearway.shared.settings import ServiceSettings
+
+class DemoSettings(ServiceSettings):
+    service = "demo"
+    uses_kafka = False
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = str(os.getpid()).encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+def build(settings):
+    assert settings.cursor_key is not None  # one key drawn by the parent for all workers
+    return app
+
+if __name__ == "__main__":
+    serve("demo", DemoSettings.from_env_or_exit(), build)
+"""
+
+
+def _pid_answer(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    return int(data.rsplit(b"\r\n\r\n", 1)[1])
+
+
+def test_http_workers_serve_one_port_from_that_many_processes(tmp_path):
+    script = tmp_path / "demo_server.py"
+    script.write_text(WORKERS_SERVER)
+    port = free_port()
+    env = {**os.environ, "CLEARWAY_DEMO_PORT": str(port), "CLEARWAY_DEMO_HTTP_WORKERS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 60  # bounded: two interpreters start in seconds
+        while len(pids) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "the demo service exited"
+            try:
+                pids.add(_pid_answer(port))
+            except OSError:
+                time.sleep(0.1)
+        assert len(pids) == 2, f"answers came from {pids}"
+        assert proc.pid not in pids  # the parent only supervises
+        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert pids <= {int(k) for k in kids}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -58,6 +58,7 @@ def test_platform_fields_are_clearway_field_and_service_fields_are_clearway_svc_
     assert [var for _, var, _ in DemoSettings.env_fields()] == [
         "CLEARWAY_DEMO_HOST",
         "CLEARWAY_DEMO_PORT",
+        "CLEARWAY_DEMO_HTTP_WORKERS",
         "CLEARWAY_DEMO_DB_PASSWORD",
         "CLEARWAY_DEMO_CURSOR_KEY",
         "CLEARWAY_DEMO_KAFKA_USERNAME",

@@ -95,3 +95,19 @@ def test_the_rail_retry_schedule_is_bounded_and_honours_retry_after():
 def test_transfer_ids_are_prefixed_and_roughly_time_ordered():
     a, b = new_transfer_id(), new_transfer_id()
     assert a.startswith("tr_") and a[:15] <= b[:15]
+
+
+def test_the_canonical_json_fast_path_writes_the_bytes_of_rfc8785():
+    import rfc8785
+
+    from clearway.transfer.domain import canonical_json
+
+    samples = [
+        {"amount": 12500, "currency": "EUR", "metadata": {"b": "2", "a": "1", "A": "0"}},
+        {"description": 'quote " back\\slash \x00\x01\x1f\x7f \b\f\n\r\t', "n": None},
+        {"big": 2**53 - 1, "neg": -(2**53 - 1), "t": True, "f": False, "l": [1, "x", []]},
+        {"é": "ünïcode", "emoji": "\U0001f600", "\ue000": 1, "\U00010000": 2},  # full path
+        {"big": 2**53 - 2, "float": 1.5},  # a float: the full path
+    ]
+    for body in samples:
+        assert canonical_json(body) == rfc8785.dumps(body), body

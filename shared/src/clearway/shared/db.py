@@ -47,11 +47,18 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     connect: Callable[..., Awaitable[asyncpg.Connection]] | None = None,
+    session_reset: bool = True,
 ) -> asyncpg.Pool:
     """A pool whose connections see ``schema`` first and decode json/jsonb to Python.
 
     ``connect`` replaces ``asyncpg.connect`` for each new connection: a rotating
     login (``RotatingLogin.connect``) logs in with whichever credential is current.
+
+    ``session_reset=False`` skips asyncpg's reset query on every release (a round
+    trip: ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``), for pools
+    whose users keep all their state in transactions (``SET LOCAL``, transaction
+    advisory locks) and never ``LISTEN``, ``SET`` a session or hold a cursor: see
+    :func:`transaction_reset`.
     """
     ident(schema)
     pool = await asyncpg.create_pool(
@@ -59,11 +66,18 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         connect=connect,
+        reset=None if session_reset else transaction_reset,
         init=init_connection,
         server_settings={"search_path": schema, "application_name": f"clearway-{schema}"},
     )
     assert pool is not None
     return pool
+
+
+async def transaction_reset(conn: asyncpg.Connection) -> None:
+    """A pool's ``reset`` that sends nothing: asyncpg itself rolls back a transaction
+    left open before it calls this, and a connection whose users change no session
+    state (:func:`create_pool` ``session_reset=False``) has nothing else to undo."""
 
 
 def role_name(service: str) -> str:

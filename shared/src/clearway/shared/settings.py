@@ -413,6 +413,10 @@ class ServiceSettings(_Settings):
     """Address the HTTP server binds (``0.0.0.0`` in containers)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port of the HTTP server."""
+    http_workers: int = Field(1, ge=1, le=64)
+    """HTTP worker processes sharing the port, each a full replica of the service (its
+    own pools and consumers): about one per core the service may use, fewer where
+    Postgres shares the cores (docs/design.md §12)."""
     db_password: SecretStr = SecretStr("dev")
     """Password of the service's own Postgres role (created by its migrations); a static
     password, refused in production, where the logins rotate (docs/design.md §9)."""

@@ -18,7 +18,7 @@ from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.crypto.rotation import keep_kek_current
 from clearway.shared.crypto.service_login import ServiceLogin, open_service_login
 from clearway.shared.crypto.settings import open_envelope
-from clearway.shared.db import init_connection, load_migrations, migrate
+from clearway.shared.db import init_connection, load_migrations, migrate, transaction_reset
 from clearway.shared.deprecations import DeprecationDigests, deprecation_jobs
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.event_writer import EventWriter
@@ -97,7 +97,9 @@ def build_app(settings: TransferSettings) -> FastAPI:
         envelope = open_envelope(settings)
         login = await open_service_login(settings, envelope, events, schema=SERVICE)
         async with contextlib.AsyncExitStack() as stack:
-            pool = await login.pool(schema=SERVICE, max_size=30)
+            # nothing here keeps session state on a pooled connection (the relay has its
+            # own): no reset round trip on release
+            pool = await login.pool(schema=SERVICE, max_size=30, session_reset=False)
             stack.push_async_callback(pool.close)
             claims = await _claims_pool(login)
             stack.push_async_callback(claims.close)
@@ -246,6 +248,7 @@ async def _claims_pool(login: ServiceLogin) -> asyncpg.Pool:
         connect=login.connect,
         min_size=1,
         max_size=16,
+        reset=transaction_reset,  # the claims keep no session state
         init=init_connection,
         server_settings={
             "search_path": SERVICE,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -519,8 +520,39 @@ def fingerprint(method: str, route: str, body: Any) -> str:
     so that field order and whitespace do not matter (docs/design.md §5)."""
     h = hashlib.sha256()
     h.update(method.upper().encode() + b"\x1f" + route.encode() + b"\x1f")
-    h.update(rfc8785.dumps(body))
+    h.update(canonical_json(body))
     return h.hexdigest()
+
+
+_SAFE_INT = 2**53 - 1  # integers JCS writes exactly (RFC 8785 §3.2.2.3: IEEE 754 doubles)
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 (JCS) bytes of ``value``.
+
+    For objects, arrays, ASCII strings, booleans, null and integers within ±(2^53 - 1),
+    as most transfer bodies are, ``json.dumps`` with sorted keys and no whitespace
+    writes the same bytes, in C: sorting by UTF-16 code units is sorting by code point
+    for ASCII, both escape exactly ``"``, ``\\`` and the control characters (the same
+    short forms, otherwise ``\\u00xx`` in lower case), and such integers print alike.
+    Anything else (floats, non-ASCII text) takes the full ``rfc8785`` serialiser."""
+    if _plain(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return rfc8785.dumps(value)
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return value.isascii()
+    if isinstance(value, int):
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return False
 
 
 def reference_for(secret: bytes, tenant: str, client_id: str, key: str) -> str:

@@ -221,7 +221,6 @@ async def _create(
     conn: asyncpg.Connection, core: Core, cmd: InitiateTransfer, fp: str, ref: str
 ) -> Outcome:
     now = datetime.now(UTC)
-    reused = False
     async with conn.transaction():
         use = await _authorise(conn, cmd, now)  # Refused: nothing written, the claim is freed
         transfer = Transfer.create(
@@ -235,19 +234,22 @@ async def _create(
             correlation_id=cmd.correlation_id,
             consent_id=use.consent_id if use else None,
         )
-        replayed = not await store.insert_transfer(conn, transfer)
-        if replayed:
-            # The key was purged or its claim recovered: the transfer already exists.
-            found = await store.transfer_by_reference(conn, cmd.tenant, ref)
-            assert found is not None
-            transfer, reused = found, found.fingerprint != fp
-        else:
+        body = transfer_view(transfer)
+        content = render(body)
+        # one statement inserts the transfer and completes the key with its answer
+        completed = store.KeyCompletion(cmd.client_id, cmd.key, 201, content, CURRENT_VERSION, body)
+        if await store.insert_transfer(conn, transfer, completed):
             # The consent's use commits with the transfer or not at all; concurrent
             # uses of a single-use consent wait on its row and find it taken.
             if use and not await store_accounts.use_consent(conn, use, cmd.tenant, transfer.id):
                 raise Refused("consent-consumed", "the consent was already used", status=CONSUMED)
             await _write_events(conn, core, transfer)
-        body = transfer_view(transfer)
+            return Outcome(201, content, False)
+        # The key was purged or its claim recovered: the transfer already exists.
+        found = await store.transfer_by_reference(conn, cmd.tenant, ref)
+        assert found is not None
+        reused = found.fingerprint != fp
+        body = transfer_view(found)
         content = render(body)
         if reused:  # committed before KeyReused is raised, so the claim is freed
             await store.release_key(conn, cmd.tenant, cmd.client_id, cmd.key)
@@ -257,7 +259,7 @@ async def _create(
             )
     if reused:
         raise KeyReused()
-    return Outcome(201, content, replayed)
+    return Outcome(201, content, True)
 
 
 async def _authorise(

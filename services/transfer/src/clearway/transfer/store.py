@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,29 +50,21 @@ async def claim_key(
     """Claim the key as in flight; return None when claimed, else the existing row
     (with its age in seconds).
 
-    Reads first, so that a replay writes nothing. ``conn`` may commit
-    asynchronously (``synchronous_commit=off``): a claim lost in a crash had no
-    effect yet, and the transaction that records the effect flushes the WAL,
-    claim included, when it commits.
+    One statement (one round trip) both tries the claim and reads the row as it was
+    before: a key that exists conflicts, so a replay writes nothing. ``conn`` may
+    commit asynchronously (``synchronous_commit=off``): a claim lost in a crash had
+    no effect yet, and the transaction that records the effect flushes the WAL, claim
+    included, when it commits.
     """
-    for _ in range(2):  # a claim that lost a race is read back in the second round
-        seen = await conn.fetchrow(_SEEN, tenant, client_id, key)
-        if seen is not None:
-            return seen
-        claimed = await conn.fetchval(
-            "INSERT INTO idempotency_keys (tenant, client_id, key, fingerprint, state, reference,"
-            " expires_at) VALUES ($1,$2,$3,$4,$5,$6, now() + $7::interval)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            tenant,
-            client_id,
-            key,
-            fingerprint,
-            KeyState.IN_FLIGHT.value,
-            reference,
-            retention,
-        )
-        if claimed:
+    args = (tenant, client_id, key, fingerprint, KeyState.IN_FLIGHT.value, reference, retention)
+    for _ in range(2):
+        row = await conn.fetchrow(_CLAIM, *args)
+        if row["claimed"]:
             return None
+        if row["state"] is not None:
+            return row
+        # Neither: a concurrent claim committed after this statement's snapshot was
+        # taken (the insert waited for it and conflicted): read it in the next round.
     return await conn.fetchrow(_SEEN, tenant, client_id, key)
 
 
@@ -79,6 +72,15 @@ _SEEN = (
     "SELECT state, fingerprint, status_code, response_bytes, response_version, locked_at,"
     " extract(epoch FROM clock_timestamp() - locked_at)::float8 AS age_s"
     " FROM idempotency_keys WHERE tenant=$1 AND client_id=$2 AND key=$3"
+)
+# The main query reads the snapshot taken before the insert, so ``seen`` is the row as
+# it was (none when the insert claimed it).
+_CLAIM = (
+    "WITH claim AS (INSERT INTO idempotency_keys (tenant, client_id, key, fingerprint, state,"
+    " reference, expires_at) VALUES ($1,$2,$3,$4,$5,$6, now() + $7::interval)"
+    " ON CONFLICT DO NOTHING RETURNING true)"
+    " SELECT EXISTS (SELECT FROM claim) AS claimed, seen.*"
+    f" FROM (SELECT 1) AS one LEFT JOIN ({_SEEN}) AS seen ON true"
 )
 
 
@@ -191,14 +193,32 @@ def _transfer(row: asyncpg.Record) -> Transfer:
     )
 
 
-async def insert_transfer(conn: asyncpg.Connection, t: Transfer) -> bool:
-    """Insert a new transfer; False when (tenant, reference) already exists."""
+@dataclass(frozen=True)
+class KeyCompletion:
+    """The answer that completes an idempotency key of the transfer's tenant."""
+
+    client_id: str
+    key: str
+    status_code: int
+    content: bytes  # the exact bytes answered
+    version: str  # the dated version they are at
+    response: dict[str, Any]  # JSONB copy for the previous release (see complete_key)
+
+
+async def insert_transfer(conn: asyncpg.Connection, t: Transfer, done: KeyCompletion) -> bool:
+    """Insert a new transfer and complete its idempotency key with ``done``, in one
+    statement (one round trip); False, and the key untouched, when (tenant, reference)
+    already exists."""
     inserted = await conn.fetchval(
-        "INSERT INTO transfers (id, tenant, client_id, reference, fingerprint, amount, currency,"
-        " source, destination, description, metadata, status, version, actor, correlation_id,"
-        " created_at, updated_at, consent_id)"
+        "WITH t AS (INSERT INTO transfers (id, tenant, client_id, reference, fingerprint,"
+        " amount, currency, source, destination, description, metadata, status, version, actor,"
+        " correlation_id, created_at, updated_at, consent_id)"
         " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16,$17)"
-        " ON CONFLICT (tenant, reference) DO NOTHING RETURNING true",
+        " ON CONFLICT (tenant, reference) DO NOTHING RETURNING true),"
+        " k AS (UPDATE idempotency_keys SET state=$20, status_code=$21, response_bytes=$22,"
+        " response_version=$23, response=$24 WHERE tenant=$2 AND client_id=$18 AND key=$19"
+        " AND EXISTS (SELECT FROM t))"
+        " SELECT EXISTS (SELECT FROM t)",
         t.id,
         t.tenant,
         t.client_id,
@@ -216,6 +236,13 @@ async def insert_transfer(conn: asyncpg.Connection, t: Transfer) -> bool:
         t.correlation_id,
         t.created_at,
         t.consent_id,
+        done.client_id,
+        done.key,
+        KeyState.COMPLETED.value,
+        done.status_code,
+        done.content,
+        done.version,
+        done.response,
     )
     return bool(inserted)
 

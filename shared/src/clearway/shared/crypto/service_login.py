@@ -74,7 +74,9 @@ class ServiceLogin:
             self.rotating.watch(pool)
         return pool
 
-    async def pool(self, *, schema: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    async def pool(
+        self, *, schema: str, min_size: int = 1, max_size: int = 10, session_reset: bool = True
+    ) -> asyncpg.Pool:
         """:func:`~clearway.shared.db.create_pool` logging in as the current login."""
         return self.watch(
             await create_pool(
@@ -83,6 +85,7 @@ class ServiceLogin:
                 min_size=min_size,
                 max_size=max_size,
                 connect=self.connect,
+                session_reset=session_reset,
             )
         )
 
