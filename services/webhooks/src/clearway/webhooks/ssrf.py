@@ -195,6 +195,9 @@ def guarded_session(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         skip_auto_headers=("User-Agent", "Content-Type"),
+        # no cookies: one receiver's Set-Cookie must never ride along on another
+        # tenant's delivery to the same host (and no jar is consulted per request)
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,  # a receiver's body is kept as sent, capped (no zip bombs)
         raise_for_status=False,
     )
