@@ -144,6 +144,14 @@ async def _measure(ctl, base, producer, platform, n, paced_rate, paced_seconds, 
             await send(event(j, "lat", time.time()))
         await asyncio.sleep(max(0.0, start + (i + burst) / paced_rate - time.monotonic()))
     await wait_count(ctl, base, m)
+    # how many message updates were heap-only (the claims, docs/adr/0052); the other
+    # backends report their counts within a second or so of their transactions
+    await asyncio.sleep(1.5)
+    hot = await pool.fetchrow(
+        "SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables"
+        " WHERE relname = 'messages'"
+    )
+    print(f"messages updates: {hot['upd']:,}, heap-only (HOT) {hot['hot']:,}")
     return rate, (await stats(ctl, base))["latencies"]
 
 

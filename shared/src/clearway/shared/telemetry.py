@@ -128,6 +128,16 @@ def current_traceparent() -> tuple[str | None, str | None]:
     return carrier.get("traceparent"), carrier.get("tracestate")
 
 
+def traceparent_of(span: trace.Span) -> str | None:
+    """The W3C ``traceparent`` (version 00) naming ``span`` as the parent, without
+    making it current or running the propagators: what a client puts on a request
+    that ``span`` stands for (hot paths such as webhook attempts)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
 def context_from_traceparent(
     traceparent: str | None, tracestate: str | None = None
 ) -> otel_context.Context:

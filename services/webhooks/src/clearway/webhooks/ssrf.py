@@ -194,7 +194,11 @@ def guarded_session(
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
-        skip_auto_headers=("User-Agent", "Content-Type"),
+        # no skip_auto_headers: every attempt sets its own User-Agent and Content-Type,
+        # which aiohttp then leaves alone, and a skip list costs a header dict per request
+        # no cookies: one receiver's Set-Cookie must never ride along on another
+        # tenant's delivery to the same host (and no jar is consulted per request)
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,  # a receiver's body is kept as sent, capped (no zip bombs)
         raise_for_status=False,
     )

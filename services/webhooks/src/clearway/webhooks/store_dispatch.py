@@ -5,10 +5,13 @@ served least recently first (``last_claimed_at``, round-robin), ``FOR UPDATE
 SKIP LOCKED`` so workers and processes share them, then each endpoint's due
 messages up to the quota the caller gives it (its concurrency cap, one for a
 half-open circuit breaker or a rate limit). Each claimed message gets a lease
-(``next_attempt_at`` moved past the attempt deadline), so a worker that dies
+(``leased_until``, past the attempt deadline), so a worker that dies
 mid-request leaves it due again once the lease ran out, with the same
-``webhook-id``. An endpoint's ``next_allowed_at`` pauses it (rate-limit slot,
-a 429's ``Retry-After``, an open breaker) for every worker and process.
+``webhook-id``. The lease column is in no index, so a claim is a HOT update of
+the message row (docs/adr/0052); a message is due when ``next_attempt_at`` has
+come and it holds no live lease (:data:`DUE`). An endpoint's ``next_allowed_at``
+pauses it (rate-limit slot, a 429's ``Retry-After``, an open breaker) for every
+worker and process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+
+#: A pending message whose time has come and which no worker holds (the lease
+#: ran out or was never taken): the one definition of "due" of every query here.
+DUE = (
+    "m.status = 'pending' AND m.next_attempt_at <= now()"
+    " AND (m.leased_until IS NULL OR m.leased_until <= now())"
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,7 @@ async def due_endpoints(
         "SELECT e.id, e.tenant, e.rate_limit_per_s, e.consecutive_failures,"
         " (e.consecutive_failures > 0 OR e.failing_since IS NOT NULL) AS failing FROM endpoints e"
         " WHERE NOT e.disabled AND e.next_allowed_at <= now() AND e.id <> ALL($2::text[])"
-        "  AND EXISTS (SELECT 1 FROM messages m WHERE m.endpoint_id = e.id"
-        "   AND m.status = 'pending' AND m.next_attempt_at <= now())"
+        f"  AND EXISTS (SELECT 1 FROM messages m WHERE m.endpoint_id = e.id AND {DUE})"
         " ORDER BY e.last_claimed_at, e.id LIMIT $1"
         " FOR UPDATE OF e SKIP LOCKED",
         limit,
@@ -77,21 +86,21 @@ async def due_endpoints(
     return [DueEndpoint(**dict(r)) for r in rows]
 
 
-_CLAIM = """
+# Only unindexed columns change (no updated_at, no next_attempt_at): a HOT update.
+_CLAIM = f"""
 WITH picked AS (
     SELECT m.id
     FROM unnest($1::text[], $2::int[]) AS q(endpoint_id, n)
     CROSS JOIN LATERAL (
         SELECT m.id FROM messages m
-        WHERE m.endpoint_id = q.endpoint_id AND m.status = 'pending'
-          AND m.next_attempt_at <= now()
+        WHERE m.endpoint_id = q.endpoint_id AND {DUE}
         ORDER BY m.next_attempt_at
         LIMIT q.n
         FOR UPDATE SKIP LOCKED
     ) m
 )
 UPDATE messages m SET attempts = m.attempts + 1, round_attempts = m.round_attempts + 1,
-    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+    leased_until = now() + make_interval(secs => $3)
 FROM picked, endpoints e
 WHERE m.id = picked.id AND e.id = m.endpoint_id
 RETURNING m.id, m.endpoint_id, m.tenant, m.payload, m.attempts, m.round_attempts,
@@ -154,9 +163,10 @@ async def claim(
 async def skip_disabled(conn: asyncpg.Connection, limit: int) -> int:
     """Store due messages of disabled endpoints as ``skipped`` (replayable); how many."""
     result: str = await conn.execute(
-        "UPDATE messages SET status = 'skipped', next_attempt_at = NULL, updated_at = now()"
+        "UPDATE messages SET status = 'skipped', next_attempt_at = NULL, leased_until = NULL,"
+        " updated_at = now()"
         " WHERE id IN (SELECT m.id FROM endpoints e JOIN messages m ON m.endpoint_id = e.id"
-        "  WHERE e.disabled AND m.status = 'pending' AND m.next_attempt_at <= now()"
+        f"  WHERE e.disabled AND {DUE}"
         "  LIMIT $1 FOR UPDATE OF m SKIP LOCKED)",
         limit,
     )
@@ -200,7 +210,7 @@ async def record(conn: asyncpg.Connection, results: Sequence[Result]) -> list[Re
         " next_attempt_at = CASE WHEN u.status = 'pending'"
         "   THEN now() + make_interval(secs => u.delay) END,"
         " delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE m.delivered_at END,"
-        " updated_at = now()"
+        " leased_until = NULL, updated_at = now()"
         " FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[])"
         "   AS u(id, status, code, delay, attempt_no)"
         " WHERE m.id = u.id AND m.attempts = u.attempt_no AND m.status = 'pending'"
