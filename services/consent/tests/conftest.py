@@ -36,6 +36,7 @@ from clearway.shared.auth import (
 )
 from clearway.shared.events import Event
 from clearway.shared.http import create_app
+from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.testing.helpers import free_port, serve
 
@@ -143,6 +144,9 @@ def resource_app(issuer: str, kafka: KafkaLink, topic: str, audience: str) -> tu
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the consent service makes its topic in a background task (ADR 0053), which
+        # may not have run yet
+        await ensure_topics(kafka, [topic])
         await feed.start()
         try:
             yield
