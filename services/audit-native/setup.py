@@ -21,14 +21,17 @@ setup(
         Extension(
             "clearway.audit_native._native",
             ["src/clearway/audit_native/_native.c"],
+            depends=["src/clearway/audit_native/_hashing.h"],
             libraries=["crypto"],  # OpenSSL's libcrypto: SHA-256 with SHA-NI where the CPU has it
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=vla"],
         ),
         Extension(
             "clearway.audit_native._copy",
             ["src/clearway/audit_native/_copy.c"],
+            depends=["src/clearway/audit_native/_hashing.h"],
             include_dirs=[_pq_include()],
-            libraries=["pq"],  # libpq: receives the COPY without the GIL (ADR 0050)
+            # libpq receives the COPY, libcrypto hashes it as it arrives (ADR 0050)
+            libraries=["pq", "crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=vla"],
         ),
     ]

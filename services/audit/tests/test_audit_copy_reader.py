@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from hashlib import sha256
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 
 from clearway.audit import store, store_copy
-from clearway.audit.blocks import BlockReader, hash_block, read_block
+from clearway.audit.blocks import BlockReader, block_result, hash_block, read_block
 from clearway.audit.verification import verify_log
 from clearway.audit_native import PgError
 from clearway.shared.db import service_dsn
@@ -87,14 +88,16 @@ async def test_libpq_receives_the_bytes_asyncpg_receives_and_both_paths_agree(au
         async with audit_log.pool.acquire() as pooled:
             for start, stop in ((0, 300), (0, 1), (7, 200), (256, 300), (300, 300)):
                 want = await store.copy_block(pooled, start, stop)
-                got = store_copy.copy_block(conn, None, start, stop)
+                sizes = [s for s in (100, 150) if start < s < stop]
+                got, checked = store_copy.copy_block(conn, None, start, stop, sizes)
                 assert bytes(memoryview(got)) == want and len(got) == len(want)
-                fast = hash_block(
-                    memoryview(got), start, stop, [s for s in (100,) if start < s < stop]
-                )
-                assert fast == hash_block(want, start, stop, fast.inner, native=False)
-        kept = store_copy.copy_block(conn, None, 0, 50)  # memory of a freed block is reused:
-        for _ in range(3):  # a block still held keeps its own
+                # rows checked as they arrived == the compiled loop == the pure path
+                r = block_result(memoryview(got), start, stop, sizes, False, checked)
+                assert r == hash_block(want, start, stop, sizes)
+                assert r == hash_block(want, start, stop, sizes, native=False)
+                assert checked is None or r.failure is None  # None: also rows out of order
+        kept, _ = store_copy.copy_block(conn, None, 0, 50)  # a freed block's memory is
+        for _ in range(3):  # reused: one still held keeps its own
             store_copy.copy_block(conn, None, 50, 300)
         async with audit_log.pool.acquire() as pooled:
             assert bytes(memoryview(kept)) == await store.copy_block(pooled, 0, 50)
@@ -103,6 +106,64 @@ async def test_libpq_receives_the_bytes_asyncpg_receives_and_both_paths_agree(au
         conn.close()  # idempotent
     with pytest.raises(PgError, match="closed"):
         store_copy.copy_block(conn, None, 0, 1)
+
+
+def _hostile_copy(rng: random.Random, n: int) -> tuple[str, int]:
+    """A COPY whose rows Postgres sends as given: dense and valid, or damaged the ways
+    a writer of the database could (gaps, repeats, swaps, altered content, wrong hash
+    or its length, NULL content, another column type or count); and its row count."""
+    rows = []
+    for p in range(n):
+        content = "".join(rng.choice('ab{}":, é') for _ in range(rng.randrange(0, 700)))
+        rows.append([p, sha256(b"\x00" + content.encode()).digest(), content])
+    damage = rng.choice(["none", "none", "gap", "repeat", "swap", "alter", "hash", "short", "null"])
+    if n and damage != "none":
+        k = rng.randrange(n)
+        if damage == "gap":
+            rows[k][0] += 1
+        elif damage == "repeat":
+            rows[k][0] = max(0, k - 1)
+        elif damage == "swap" and n > 1:
+            j = (k + 1) % n
+            rows[k][0], rows[j][0] = rows[j][0], rows[k][0]
+        elif damage == "alter":
+            rows[k][2] += "!"
+        elif damage == "hash":
+            rows[k][1] = bytes(32)
+        elif damage == "short":
+            rows[k][1] = rows[k][1][:31]
+        elif damage == "null":
+            rows[k][2] = None
+    shape = rng.choice(["p, h, c", "p, h, c", "p, h, c", "p::int, h, c", "p, h, c, 1", "p, h"])
+
+    def text(c: str | None) -> str:
+        return "NULL" if c is None else "'" + c.replace("'", "''") + "'"
+
+    values = ", ".join(f"({p}, '\\x{h.hex()}'::bytea, {text(c)})" for p, h, c in rows)
+    source = f"(VALUES {values}) AS v(p, h, c)" if rows else "(SELECT 1 WHERE false) AS v"
+    if not rows:
+        shape = "1::bigint, ''::bytea, ''::text"
+    return f"COPY (SELECT {shape} FROM {source}) TO STDOUT (FORMAT binary)", n
+
+
+async def test_rows_checked_as_they_arrive_agree_with_both_paths_on_hostile_streams(audit_log):
+    rng = random.Random(50)
+    conn = store_copy.open_reader(audit_log.settings.service_dsn, "audit")
+    try:
+        for _ in range(120):
+            n = rng.choice((0, 1, 2, 3, 7, 8, 33, 64))
+            sql, n = _hostile_copy(rng, n)
+            sizes = sorted(rng.sample(range(1, n), min(2, max(0, n - 1)))) if n > 1 else []
+            for stop in (n, n + 1):  # the right count, and one the data cannot meet
+                got, checked = conn.copy_hash(sql, store_copy.COPY_LIMIT, 0, stop, sizes)
+                data = bytes(memoryview(got))
+                r = block_result(memoryview(got), 0, stop, sizes, False, checked)
+                assert r == hash_block(data, 0, stop, sizes), sql[:200]
+                assert r == hash_block(data, 0, stop, sizes, native=False), sql[:200]
+        with pytest.raises(ValueError):  # no allocation beyond what the limit could hold
+            conn.copy_hash("COPY (SELECT 1) TO STDOUT", 1 << 10, 0, 1 << 40, [])
+    finally:
+        conn.close()
 
 
 async def test_a_stream_cut_short_or_too_long_is_an_error_not_a_shorter_block(audit_log):

@@ -3,10 +3,11 @@
  * (docs/design.md §8, ADR 0050).
  *
  * A verification run reads its blocks on a few threads, each with its own
- * Connection; the bytes of one block arrive in a CopyData object (a read-only
- * buffer handed to hash_block without a copy). All network I/O happens with the
- * GIL released, so receiving a block costs the interpreter nothing and the
- * threads overlap with each other and with the event loop.
+ * Connection. copy_hash() receives one block's COPY and checks its rows as they
+ * arrive (the walk of _hashing.h, the same as hash_block's), so Postgres producing
+ * the stream and this thread hashing it overlap; the bytes are kept in a CopyData
+ * (a read-only buffer, its memory reused for the next block) for the pure-Python
+ * path to name a deviation. All of it runs with the GIL released.
  *
  * The COPY data is hostile input (whoever can write the database shapes it):
  * this module only moves bytes; the parse is hash_block's, bounds-checked. The
@@ -21,6 +22,8 @@
 #include <Python.h>
 #include <libpq-fe.h>
 #include <string.h>
+
+#include "_hashing.h"
 
 static PyObject *PgError; /* clearway.audit_native.PgError */
 
@@ -127,10 +130,12 @@ static PyObject *connection_execute(Connection *self, PyObject *args) {
 
 enum { COPIED = 0, NOT_COPY, BROKEN, TOO_LONG, NO_MEMORY };
 
-/* Receive a whole COPY TO STDOUT into *data (PyMem_Raw*, *cap bytes, reused when given);
- * runs without the GIL. */
+/* Receive a whole COPY TO STDOUT into *data (PyMem_Raw*, *cap bytes, reused when given),
+ * checking its rows on the way when `pr` is given (*hash_rc: OK, DEVIATES or
+ * OPENSSL_ERROR; the check stops at the first deviation, the receiving does not).
+ * Runs without the GIL. */
 static int receive(PGconn *pg, const char *sql, Py_ssize_t limit, char **data, Py_ssize_t *len,
-                   Py_ssize_t *capacity, PGresult **failed) {
+                   Py_ssize_t *capacity, PGresult **failed, Prepared *pr, int *hash_rc) {
     PGresult *res = PQexec(pg, sql);
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
         *failed = res;
@@ -151,6 +156,14 @@ static int receive(PGconn *pg, const char *sql, Py_ssize_t limit, char **data, P
         }
         if (rc == COPIED) memcpy(buf + n, row, (size_t)got), n += got;
         PQfreemem(row);
+        if (pr != NULL && rc == COPIED && *hash_rc == OK) {
+            if (pr->j.o == 0) { /* the header first (its extension may span messages) */
+                Py_ssize_t at = rows_offset((unsigned char *)buf, n);
+                if (at > 0) pr->j.o = at;
+            }
+            /* rows whole before the last two bytes: those may be the trailer */
+            if (pr->j.o > 0) *hash_rc = run_rows(&pr->j, (unsigned char *)buf, n - 2, 1);
+        }
     }
     /* -1: the COPY ended, its result follows; -2: the connection failed. */
     while ((res = PQgetResult(pg)) != NULL) {
@@ -158,6 +171,8 @@ static int receive(PGconn *pg, const char *sql, Py_ssize_t limit, char **data, P
         else PQclear(res);
     }
     if (rc == COPIED && (got == -2 || *failed != NULL)) rc = BROKEN;
+    if (pr != NULL && rc == COPIED && *hash_rc == OK)
+        *hash_rc = pr->j.o > 0 ? run_final(&pr->j, (unsigned char *)buf, n) : DEVIATES;
     if (rc != COPIED) PyMem_RawFree(buf), buf = NULL, n = 0, cap = 0;
     *data = buf;
     *len = n;
@@ -170,10 +185,9 @@ PyDoc_STRVAR(copy_out_doc,
 "Run ``COPY ... TO STDOUT`` and return every byte it sends as a CopyData (at most\n"
 "``limit`` bytes, else PgError). The GIL is released while the data arrives.");
 
-static PyObject *connection_copy_out(Connection *self, PyObject *args) {
-    const char *sql;
-    Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "sn:copy_out", &sql, &limit)) return NULL;
+/* Run the COPY into a new CopyData (NULL and an exception on failure); `pr`: check too. */
+static PyObject *copy(Connection *self, const char *sql, Py_ssize_t limit, Prepared *pr,
+                      int *hash_rc) {
     if (limit <= 0) {
         PyErr_SetString(PyExc_ValueError, "limit must be positive");
         return NULL;
@@ -192,7 +206,7 @@ static PyObject *connection_copy_out(Connection *self, PyObject *args) {
     PGresult *failed = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = receive(self->pg, sql, limit, &out->data, &out->len, &out->cap, &failed);
+    rc = receive(self->pg, sql, limit, &out->data, &out->len, &out->cap, &failed, pr, hash_rc);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (rc == COPIED) {
@@ -207,6 +221,43 @@ static PyObject *connection_copy_out(Connection *self, PyObject *args) {
     else pg_error("COPY failed", PQerrorMessage(self->pg));
     PQclear(failed);
     return NULL;
+}
+
+static PyObject *connection_copy_out(Connection *self, PyObject *args) {
+    const char *sql;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "sn:copy_out", &sql, &limit)) return NULL;
+    return copy(self, sql, limit, NULL, NULL);
+}
+
+PyDoc_STRVAR(copy_hash_doc,
+"copy_hash(sql, limit, start, stop, inner, /)\n--\n\n"
+"copy_out() of a block's binary COPY (position, leaf_hash, content) whose rows are\n"
+"checked as they arrive, as hash_block() checks them: returns ``(data, result)``,\n"
+"``result`` what hash_block(data, ...) would return (None: the data deviates).");
+
+static PyObject *connection_copy_hash(Connection *self, PyObject *args) {
+    const char *sql;
+    Py_ssize_t limit;
+    long long start, stop;
+    PyObject *inner_obj, *seq = NULL, *data = NULL, *result = NULL, *out = NULL;
+    Prepared pr = {0};
+    if (!PyArg_ParseTuple(args, "snLLO:copy_hash", &sql, &limit, &start, &stop, &inner_obj))
+        return NULL;
+    seq = PySequence_Fast(inner_obj, "inner must be a sequence of sizes");
+    /* no allocation beyond what `limit` bytes of rows could need */
+    if (seq == NULL || !prepare(&pr, start, stop, seq, limit / ROW_HEAD)) goto done;
+    int hash_rc = OK;
+    data = copy(self, sql, limit, &pr, &hash_rc);
+    if (data == NULL) goto done;
+    result = outcome(&pr, hash_rc);
+    if (result != NULL) out = PyTuple_Pack(2, data, result);
+done:
+    release(&pr);
+    Py_XDECREF(seq);
+    Py_XDECREF(data);
+    Py_XDECREF(result);
+    return out;
 }
 
 PyDoc_STRVAR(close_doc, "close()\n--\n\nClose the connection (idempotent).");
@@ -237,6 +288,7 @@ static PyObject *connection_ok(Connection *self, void *closure) {
 static PyMethodDef connection_methods[] = {
     {"execute", (PyCFunction)connection_execute, METH_VARARGS, execute_doc},
     {"copy_out", (PyCFunction)connection_copy_out, METH_VARARGS, copy_out_doc},
+    {"copy_hash", (PyCFunction)connection_copy_hash, METH_VARARGS, copy_hash_doc},
     {"close", (PyCFunction)connection_close, METH_NOARGS, close_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -321,6 +373,7 @@ static PyMethodDef methods[] = {
 };
 
 static int exec_module(PyObject *module) {
+    if (fetch_sha256() < 0) return -1;
     if (PyType_Ready(&CopyDataType) < 0 || PyType_Ready(&ConnectionType) < 0) return -1;
     if (PgError == NULL) {
         PgError = PyErr_NewExceptionWithDoc(

@@ -30,7 +30,7 @@ import asyncpg
 
 from clearway.audit import store, store_copy
 from clearway.audit.merkle import Frontier
-from clearway.audit_native import Connection, PgError
+from clearway.audit_native import Checked, Connection, PgError
 from clearway.audit_native import hash_block as native_hash_block
 
 # Binary COPY (PostgreSQL "COPY ... (FORMAT binary)"): 11-byte signature, int32 flags,
@@ -65,25 +65,43 @@ def hash_block(
     each stored leaf hash reproduced from content; then its compact range (and that of
     ``[start, size)`` for each ``size`` in ``inner``). ``native=False`` takes the
     pure-Python path all the way (same result, slower)."""
+    sizes = sorted(set(inner))
+    fast = None
+    if native and buf[:11] == _SIGNATURE:
+        o = 19 + int.from_bytes(buf[15:19], "big")
+        fast = native_hash_block(buf, o, start, stop, sizes)
+    return block_result(buf, start, stop, sizes, want_leaves, fast, examined=native)
+
+
+def block_result(
+    buf: bytes | memoryview,
+    start: int,
+    stop: int,
+    sizes: Sequence[int],
+    want_leaves: bool,
+    fast: Checked,
+    *,
+    examined: bool = True,
+) -> BlockResult:
+    """The result of a block the compiled loop examined: ``fast`` is what it returned
+    (:func:`clearway.audit_native.hash_block`, or the libpq reader that checks rows as
+    they arrive), for ``sizes`` sorted without repeats; None: the data deviates, and
+    the pure-Python path names how. ``examined=False``: pure Python all the way."""
     out = BlockResult(start, stop)
+    if fast is not None:
+        concatenated, out.compact, ranges = fast
+        if want_leaves:
+            out.compact = []
+            out.leaves = [concatenated[i : i + 32] for i in range(0, len(concatenated), 32)]
+        else:
+            out.inner = dict(zip(sizes, ranges, strict=True))
+        return out
     if buf[:11] != _SIGNATURE:
         out.failure = (start, "unreadable", "not PostgreSQL binary COPY data")
         return out
     o = 19 + int.from_bytes(buf[15:19], "big")
-    if native:
-        sizes = sorted(set(inner))
-        fast = native_hash_block(buf, o, start, stop, sizes)
-        if fast is not None:
-            concatenated, out.compact, ranges = fast
-            if want_leaves:
-                out.compact = []
-                out.leaves = [concatenated[i : i + 32] for i in range(0, len(concatenated), 32)]
-            else:
-                out.inner = dict(zip(sizes, ranges, strict=True))
-            return out
-        leaves = None  # the compiled loop found a deviation: examine and name it below
-    else:
-        leaves = _in_order(buf, o, start, stop)
+    # the compiled loop found a deviation: examine and name it below
+    leaves = None if examined else _in_order(buf, o, start, stop)
     if leaves is None:
         leaves = _checked(buf, o, start, stop, out)
         if leaves is None:
@@ -92,7 +110,7 @@ def hash_block(
         out.leaves = leaves
         return out
     f, done = Frontier(), 0
-    for size in sorted(set(inner)):
+    for size in sizes:
         f.extend(leaves[done : size - start])
         done = size - start
         out.inner[size] = f.hashes
@@ -213,13 +231,14 @@ def read_block(
     want_leaves: bool,
 ) -> BlockResult:
     """Reader-thread entry point: receive ``[start, stop)`` of ``snapshot`` through
-    libpq and hash it, both with the GIL released (ADR 0050). A kept connection that
+    libpq, its rows checked as they arrive, with the GIL released (ADR 0050). A kept connection that
     turns out dead (the server restarted, an idle timeout, dropped mid-stream) is
     replaced once and the block read again in the same snapshot; a fresh one that
     fails raises :class:`clearway.audit_native.PgError`."""
+    sizes = sorted(set(inner))
     conn, fresh = _connection(dsn, schema)
     try:
-        buf = store_copy.copy_block(conn, snapshot, start, stop)
+        buf, fast = store_copy.copy_block(conn, snapshot, start, stop, sizes)
     except PgError:
         if conn.ok:  # the server refused the query: not a connection problem
             raise
@@ -227,8 +246,8 @@ def read_block(
         if fresh:
             raise
         conn, _ = _connection(dsn, schema)
-        buf = store_copy.copy_block(conn, snapshot, start, stop)
-    return hash_block(memoryview(buf), start, stop, inner, want_leaves)
+        buf, fast = store_copy.copy_block(conn, snapshot, start, stop, sizes)
+    return block_result(memoryview(buf), start, stop, sizes, want_leaves, fast)
 
 
 class BlockReader:

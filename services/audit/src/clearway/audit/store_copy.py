@@ -12,10 +12,11 @@ neither the DSN nor the password appears in an error.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from clearway.audit.store import SNAPSHOT_ID
-from clearway.audit_native import Connection, CopyData, connect
+from clearway.audit_native import Checked, Connection, CopyData, connect
 
 #: The most bytes one block's COPY may send (the data is hostile input: a bound on
 #: what it can make a reader allocate); a block of 32,768 records is ~20 MB.
@@ -93,10 +94,14 @@ def open_reader(dsn: str, schema: str) -> Connection:
     return connect(libpq_params(dsn, schema))
 
 
-def copy_block(conn: Connection, snapshot: str | None, start: int, stop: int) -> CopyData:
+def copy_block(
+    conn: Connection, snapshot: str | None, start: int, stop: int, sizes: Sequence[int] = ()
+) -> tuple[CopyData, Checked]:
     """``(position, leaf_hash, content)`` of ``[start, stop)`` as binary COPY, in a
-    read-only repeatable-read transaction that imports ``snapshot``. Blocks the
-    calling thread (not the GIL): call it from a reader thread."""
+    read-only repeatable-read transaction that imports ``snapshot``, and what the
+    compiled loop found checking its rows as they arrived (``sizes``: the inner
+    prefixes, sorted, no repeats; see :func:`clearway.audit_native.hash_block`).
+    Blocks the calling thread (not the GIL): call it from a reader thread."""
     if snapshot is not None and not SNAPSHOT_ID.match(snapshot):
         raise ValueError("not a snapshot id")
     first, last = int(start), int(stop)  # integers only reach the SQL text
@@ -104,14 +109,17 @@ def copy_block(conn: Connection, snapshot: str | None, start: int, stop: int) ->
     try:
         if snapshot is not None:
             conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        data = conn.copy_out(
+        data, checked = conn.copy_hash(
             "COPY (SELECT position, leaf_hash, content FROM records"
             f" WHERE position >= {first} AND position < {last}) TO STDOUT (FORMAT binary)",
             COPY_LIMIT,
+            first,
+            last,
+            sizes,
         )
     except BaseException:
         if conn.ok:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return data
+    return data, checked
