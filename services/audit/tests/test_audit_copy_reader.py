@@ -30,6 +30,13 @@ from .test_audit_tamper_evidence import as_superuser
 SECRET = "pa:ss/w@rd%?&"
 
 
+def _block_sql(start: int, stop: int) -> str:
+    return (
+        "COPY (SELECT position, leaf_hash, content FROM records"
+        f" WHERE position >= {start} AND position < {stop}) TO STDOUT (FORMAT binary)"
+    )
+
+
 def test_a_dsn_maps_to_libpq_keywords():
     dsn = (
         "postgresql://clearway_audit_a:pa%3Ass%2Fw%40rd%25%3F%26@db.example:6432/clear%20way"
@@ -89,16 +96,20 @@ async def test_libpq_receives_the_bytes_asyncpg_receives_and_both_paths_agree(au
             for start, stop in ((0, 300), (0, 1), (7, 200), (256, 300), (300, 300)):
                 want = await store.copy_block(pooled, start, stop)
                 sizes = [s for s in (100, 150) if start < s < stop]
-                got, checked = store_copy.copy_block(conn, None, start, stop, sizes)
+                sql = _block_sql(start, stop)
+                got = conn.copy_out(sql, store_copy.COPY_LIMIT)
                 assert bytes(memoryview(got)) == want and len(got) == len(want)
                 # rows checked as they arrived == the compiled loop == the pure path
-                r = block_result(memoryview(got), start, stop, sizes, False, checked)
+                data, checked = store_copy.copy_block(conn, None, start, stop, sizes)
+                assert (data is None) == (checked is not None)  # bytes only to name a fault
+                r = block_result(memoryview(data or b""), start, stop, sizes, False, checked)
                 assert r == hash_block(want, start, stop, sizes)
                 assert r == hash_block(want, start, stop, sizes, native=False)
                 assert checked is None or r.failure is None  # None: also rows out of order
-        kept, _ = store_copy.copy_block(conn, None, 0, 50)  # a freed block's memory is
-        for _ in range(3):  # reused: one still held keeps its own
-            store_copy.copy_block(conn, None, 50, 300)
+        kept = conn.copy_out(_block_sql(0, 50), store_copy.COPY_LIMIT)  # a freed block's
+        for _ in range(3):  # memory is reused: one still held keeps its own
+            conn.copy_hash(_block_sql(50, 300), store_copy.COPY_LIMIT, 50, 300, [])
+            conn.copy_out(_block_sql(50, 300), store_copy.COPY_LIMIT)
         async with audit_log.pool.acquire() as pooled:
             assert bytes(memoryview(kept)) == await store.copy_block(pooled, 0, 50)
     finally:
@@ -154,9 +165,10 @@ async def test_rows_checked_as_they_arrive_agree_with_both_paths_on_hostile_stre
             n = rng.choice((0, 1, 2, 3, 7, 8, 33, 64))
             sql, n = _hostile_copy(rng, n)
             sizes = sorted(rng.sample(range(1, n), min(2, max(0, n - 1)))) if n > 1 else []
+            data = bytes(memoryview(conn.copy_out(sql, store_copy.COPY_LIMIT)))
             for stop in (n, n + 1):  # the right count, and one the data cannot meet
-                got, checked = conn.copy_hash(sql, store_copy.COPY_LIMIT, 0, stop, sizes)
-                data = bytes(memoryview(got))
+                checked = conn.copy_hash(sql, store_copy.COPY_LIMIT, 0, stop, sizes)
+                got = data if checked is None else b""
                 r = block_result(memoryview(got), 0, stop, sizes, False, checked)
                 assert r == hash_block(data, 0, stop, sizes), sql[:200]
                 assert r == hash_block(data, 0, stop, sizes, native=False), sql[:200]

@@ -5,9 +5,10 @@
  * A verification run reads its blocks on a few threads, each with its own
  * Connection. copy_hash() receives one block's COPY and checks its rows as they
  * arrive (the walk of _hashing.h, the same as hash_block's), so Postgres producing
- * the stream and this thread hashing it overlap; the bytes are kept in a CopyData
- * (a read-only buffer, its memory reused for the next block) for the pure-Python
- * path to name a deviation. All of it runs with the GIL released.
+ * the stream and this thread hashing it overlap, keeping only the bytes not checked
+ * yet. At a deviation the caller reads the block again with copy_out() (same
+ * transaction, same snapshot) into a CopyData (a read-only buffer) for the
+ * pure-Python path to name it. All of it runs with the GIL released.
  *
  * The COPY data is hostile input (whoever can write the database shapes it):
  * this module only moves bytes; the parse is hash_block's, bounds-checked. The
@@ -130,10 +131,11 @@ static PyObject *connection_execute(Connection *self, PyObject *args) {
 
 enum { COPIED = 0, NOT_COPY, BROKEN, TOO_LONG, NO_MEMORY };
 
-/* Receive a whole COPY TO STDOUT into *data (PyMem_Raw*, *cap bytes, reused when given),
- * checking its rows on the way when `pr` is given (*hash_rc: OK, DEVIATES or
- * OPENSSL_ERROR; the check stops at the first deviation, the receiving does not).
- * Runs without the GIL. */
+/* Receive a whole COPY TO STDOUT into *data (PyMem_Raw*, *cap bytes, reused when given).
+ * With `pr`, check its rows on the way (*hash_rc: OK, DEVIATES or OPENSSL_ERROR) and
+ * keep only the bytes not checked yet: a window the size of a row or two, hot in the
+ * cache, instead of the whole block; after a deviation nothing is kept (the caller
+ * reads the block again to name it) and the rest is drained. Runs without the GIL. */
 static int receive(PGconn *pg, const char *sql, Py_ssize_t limit, char **data, Py_ssize_t *len,
                    Py_ssize_t *capacity, PGresult **failed, Prepared *pr, int *hash_rc) {
     PGresult *res = PQexec(pg, sql);
@@ -142,27 +144,35 @@ static int receive(PGconn *pg, const char *sql, Py_ssize_t limit, char **data, P
         return NOT_COPY;
     }
     PQclear(res);
-    Py_ssize_t cap = *capacity, n = 0;
+    Py_ssize_t cap = *capacity, n = 0, total = 0;
     char *buf = *data, *row = NULL;
-    int rc = COPIED, got;
+    int rc = COPIED, got, header = 0;
     while ((got = PQgetCopyData(pg, &row, 0)) > 0) {
-        if (rc == COPIED && got > limit - n) rc = TOO_LONG; /* keep reading to the end */
-        if (rc == COPIED && n + got > cap) {
-            Py_ssize_t want = cap ? cap : 1 << 20;
+        if (rc == COPIED && got > limit - total) rc = TOO_LONG; /* keep reading to the end */
+        total += got;
+        int keep = rc == COPIED && (pr == NULL || *hash_rc == OK);
+        if (keep && n + got > cap) {
+            Py_ssize_t want = cap ? cap : 1 << 16;
             while (want < n + got) want = want > limit / 2 ? limit : want * 2;
             char *grown = PyMem_RawRealloc(buf, (size_t)want);
-            if (grown == NULL) rc = NO_MEMORY;
+            if (grown == NULL) rc = NO_MEMORY, keep = 0;
             else buf = grown, cap = want;
         }
-        if (rc == COPIED) memcpy(buf + n, row, (size_t)got), n += got;
+        if (keep) memcpy(buf + n, row, (size_t)got), n += got;
         PQfreemem(row);
-        if (pr != NULL && rc == COPIED && *hash_rc == OK) {
-            if (pr->j.o == 0) { /* the header first (its extension may span messages) */
-                Py_ssize_t at = rows_offset((unsigned char *)buf, n);
-                if (at > 0) pr->j.o = at;
-            }
-            /* rows whole before the last two bytes: those may be the trailer */
-            if (pr->j.o > 0) *hash_rc = run_rows(&pr->j, (unsigned char *)buf, n - 2, 1);
+        if (!keep || pr == NULL) continue;
+        if (!header) { /* the header first (its extension may span messages) */
+            Py_ssize_t at = rows_offset((unsigned char *)buf, n);
+            if (at > 0) header = 1, pr->j.o = at;
+        }
+        if (!header) continue;
+        /* rows whole before the last two bytes: those may be the trailer */
+        *hash_rc = run_rows(&pr->j, (unsigned char *)buf, n - 2, 1);
+        if (*hash_rc != OK) n = 0;
+        else if (pr->j.o > 0) { /* drop what is checked: offsets are the window's */
+            memmove(buf, buf + pr->j.o, (size_t)(n - pr->j.o));
+            n -= pr->j.o;
+            pr->j.o = 0;
         }
     }
     /* -1: the COPY ended, its result follows; -2: the connection failed. */
@@ -172,7 +182,7 @@ static int receive(PGconn *pg, const char *sql, Py_ssize_t limit, char **data, P
     }
     if (rc == COPIED && (got == -2 || *failed != NULL)) rc = BROKEN;
     if (pr != NULL && rc == COPIED && *hash_rc == OK)
-        *hash_rc = pr->j.o > 0 ? run_final(&pr->j, (unsigned char *)buf, n) : DEVIATES;
+        *hash_rc = header ? run_final(&pr->j, (unsigned char *)buf, n) : DEVIATES;
     if (rc != COPIED) PyMem_RawFree(buf), buf = NULL, n = 0, cap = 0;
     *data = buf;
     *len = n;
@@ -232,15 +242,15 @@ static PyObject *connection_copy_out(Connection *self, PyObject *args) {
 
 PyDoc_STRVAR(copy_hash_doc,
 "copy_hash(sql, limit, start, stop, inner, /)\n--\n\n"
-"copy_out() of a block's binary COPY (position, leaf_hash, content) whose rows are\n"
-"checked as they arrive, as hash_block() checks them: returns ``(data, result)``,\n"
-"``result`` what hash_block(data, ...) would return (None: the data deviates).");
+"Receive a block's binary COPY (position, leaf_hash, content) and check its rows as\n"
+"they arrive, as hash_block() checks them; returns what hash_block(data, ...) would\n"
+"(None: the data deviates; the bytes are not kept: read them with copy_out()).");
 
 static PyObject *connection_copy_hash(Connection *self, PyObject *args) {
     const char *sql;
     Py_ssize_t limit;
     long long start, stop;
-    PyObject *inner_obj, *seq = NULL, *data = NULL, *result = NULL, *out = NULL;
+    PyObject *inner_obj, *seq = NULL, *data = NULL, *out = NULL;
     Prepared pr = {0};
     if (!PyArg_ParseTuple(args, "snLLO:copy_hash", &sql, &limit, &start, &stop, &inner_obj))
         return NULL;
@@ -248,15 +258,12 @@ static PyObject *connection_copy_hash(Connection *self, PyObject *args) {
     /* no allocation beyond what `limit` bytes of rows could need */
     if (seq == NULL || !prepare(&pr, start, stop, seq, limit / ROW_HEAD)) goto done;
     int hash_rc = OK;
-    data = copy(self, sql, limit, &pr, &hash_rc);
-    if (data == NULL) goto done;
-    result = outcome(&pr, hash_rc);
-    if (result != NULL) out = PyTuple_Pack(2, data, result);
+    data = copy(self, sql, limit, &pr, &hash_rc); /* its window's memory: the next spare */
+    if (data != NULL) out = outcome(&pr, hash_rc);
 done:
     release(&pr);
     Py_XDECREF(seq);
     Py_XDECREF(data);
-    Py_XDECREF(result);
     return out;
 }
 

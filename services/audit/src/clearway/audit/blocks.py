@@ -247,7 +247,8 @@ def read_block(
             raise
         conn, _ = _connection(dsn, schema)
         buf, fast = store_copy.copy_block(conn, snapshot, start, stop, sizes)
-    return block_result(memoryview(buf), start, stop, sizes, want_leaves, fast)
+    data = b"" if buf is None else memoryview(buf)  # None: checked, nothing to name
+    return block_result(data, start, stop, sizes, want_leaves, fast)
 
 
 class BlockReader:

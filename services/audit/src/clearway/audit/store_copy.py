@@ -96,27 +96,27 @@ def open_reader(dsn: str, schema: str) -> Connection:
 
 def copy_block(
     conn: Connection, snapshot: str | None, start: int, stop: int, sizes: Sequence[int] = ()
-) -> tuple[CopyData, Checked]:
-    """``(position, leaf_hash, content)`` of ``[start, stop)`` as binary COPY, in a
-    read-only repeatable-read transaction that imports ``snapshot``, and what the
-    compiled loop found checking its rows as they arrived (``sizes``: the inner
-    prefixes, sorted, no repeats; see :func:`clearway.audit_native.hash_block`).
-    Blocks the calling thread (not the GIL): call it from a reader thread."""
+) -> tuple[CopyData | None, Checked]:
+    """What the compiled loop finds checking the binary COPY of ``(position, leaf_hash,
+    content)`` of ``[start, stop)`` as it arrives (``sizes``: the inner prefixes, sorted,
+    no repeats; see :func:`clearway.audit_native.hash_block`), in a read-only
+    repeatable-read transaction that imports ``snapshot``; and, only when it finds a
+    deviation, the block's bytes read again in that transaction, for the pure-Python
+    path to name it. Blocks the calling thread (not the GIL): call it from a reader
+    thread."""
     if snapshot is not None and not SNAPSHOT_ID.match(snapshot):
         raise ValueError("not a snapshot id")
     first, last = int(start), int(stop)  # integers only reach the SQL text
+    sql = (
+        "COPY (SELECT position, leaf_hash, content FROM records"
+        f" WHERE position >= {first} AND position < {last}) TO STDOUT (FORMAT binary)"
+    )
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         if snapshot is not None:
             conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        data, checked = conn.copy_hash(
-            "COPY (SELECT position, leaf_hash, content FROM records"
-            f" WHERE position >= {first} AND position < {last}) TO STDOUT (FORMAT binary)",
-            COPY_LIMIT,
-            first,
-            last,
-            sizes,
-        )
+        checked = conn.copy_hash(sql, COPY_LIMIT, first, last, sizes)
+        data = conn.copy_out(sql, COPY_LIMIT) if checked is None else None
     except BaseException:
         if conn.ok:
             conn.execute("ROLLBACK")
