@@ -22,11 +22,12 @@ ENV PYTHONUNBUFFERED=1 \
 
 # SoftHSM2: the development key store (production points CLEARWAY_<SVC>_HSM_MODULE at
 # its HSM's PKCS#11 module instead); python3 (and its headers) from Debian on a base
-# without Python; a C compiler and OpenSSL's headers for the audit's compiled
-# verification loop (services/audit-native, ADR 0041), built by `uv sync`.
+# without Python; a C compiler, OpenSSL's and libpq's headers for the audit's compiled
+# verification loop and COPY reader (services/audit-native, ADR 0041, ADR 0050), built
+# by `uv sync` (libpq-dev brings the libpq5 the service loads at run time).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates softhsm2 \
-      gcc libc6-dev libssl-dev \
+      gcc libc6-dev libssl-dev libpq-dev \
       $(command -v python3 >/dev/null || echo python3 python3-venv python3-dev) \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/uv \

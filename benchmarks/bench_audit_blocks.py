@@ -8,8 +8,9 @@ wall time does not):
 - plain SHA-256 over the same bytes in a Python loop (bench_audit's baseline);
 - the block check through the compiled loop and through the pure-Python path;
 - reading blocks as binary COPY from a table of N records of the bench's size
-  (position, leaf hash, ~489 bytes of content): the backend producing it and
-  asyncpg receiving it.
+  (position, leaf hash, ~489 bytes of content): the backend producing it, asyncpg
+  receiving it, and libpq receiving it with the rows checked as they arrive (the
+  reader threads' path, ADR 0050: receive and block check together).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import asyncpg
 
 from benchmarks.bench_audit import drop_database
 from benchmarks.common import emit, fresh_database, stack
-from clearway.audit import store
+from clearway.audit import store, store_copy
 from clearway.audit.blocks import hash_block
 
 BLOCK = 1 << 15
@@ -59,8 +60,9 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def copy_costs(n: int) -> tuple[float, float]:
-    """(backend, receive) CPU µs per record reading ``n`` records in blocks, best pass."""
+async def copy_costs(n: int) -> tuple[float, float, float]:
+    """(backend, asyncpg receive, libpq receive and check) CPU µs per record reading
+    ``n`` records in blocks, best pass."""
     with stack() as (db, _):
         url = await fresh_database(db)
         conn = await asyncpg.connect(url)
@@ -87,7 +89,18 @@ async def copy_costs(n: int) -> tuple[float, float]:
                     server += backend_cpu(pid) - b0
                     client += time.process_time() - c0
                 best = min(best, (server / n * 1e6, client / n * 1e6))
-            return best
+            reader, libpq = store_copy.open_reader(url, "public"), float("inf")
+            try:
+                for _ in range(3):
+                    c0 = time.process_time()
+                    for start in range(0, n, BLOCK):
+                        stop = min(n, start + BLOCK)
+                        _, checked = store_copy.copy_block(reader, None, start, stop)
+                        assert checked is not None
+                    libpq = min(libpq, (time.process_time() - c0) / n * 1e6)
+            finally:
+                reader.close()
+            return (*best, libpq)
         finally:
             await conn.close()
             await drop_database(db, url)
@@ -109,9 +122,10 @@ def main() -> None:
     print(f"block check, compiled:     {native:.3f} µs/record (leaf, compare, nodes)")
     pure = cpu_per_record(lambda: hash_block(buf, 0, BLOCK, native=False), BLOCK, 3)
     print(f"block check, pure Python:  {pure:.3f} µs/record")
-    server, client = asyncio.run(copy_costs(args.records))
+    server, client, libpq = asyncio.run(copy_costs(args.records))
     print(f"binary COPY, Postgres:     {server:.3f} µs/record")
     print(f"binary COPY, asyncpg:      {client:.3f} µs/record")
+    print(f"binary COPY, libpq + check: {libpq:.3f} µs/record (received and checked in C)")
     emit(
         "audit_blocks",
         {
@@ -120,6 +134,7 @@ def main() -> None:
             "block_python_us": pure,
             "copy_postgres_us": server,
             "copy_asyncpg_us": client,
+            "copy_libpq_checked_us": libpq,
         },
     )
 

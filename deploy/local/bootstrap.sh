@@ -16,9 +16,10 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # KEKs live in a PKCS#11 token; tests and `make run` use SoftHSM2 (docs/design.md §9).
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 # The audit's compiled verification loop (services/audit-native, ADR 0041) is built by
-# `uv sync`: a C compiler and OpenSSL's headers.
+# `uv sync`: a C compiler, OpenSSL's headers and libpq's (its COPY reader, ADR 0050).
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
+[ -e /usr/include/postgresql/libpq-fe.h ] || need+=(libpq-dev)
 if ((${#need[@]})); then
   echo "[bootstrap] installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

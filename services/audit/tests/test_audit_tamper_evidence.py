@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import pytest
 
+from clearway.audit.blocks import BlockReader
 from clearway.audit.domain import canonical
 from clearway.audit.verification import verify_log
 
@@ -18,8 +20,15 @@ pytestmark = pytest.mark.integration
 
 
 async def verify(log):
+    """Verify inline (asyncpg) and with reader threads (libpq, ADR 0050): the same report."""
     async with log.pool.acquire() as conn:
-        return await verify_log(conn, log.keyring, chunk=7)
+        inline = await verify_log(conn, log.keyring, chunk=7)
+    with ThreadPoolExecutor(2) as threads:
+        reader = BlockReader(threads, log.settings.service_dsn, "audit", 2)
+        async with log.pool.acquire() as conn:
+            pooled = await verify_log(conn, log.keyring, chunk=7, reader=reader)
+    assert pooled.as_json() == inline.as_json()
+    return inline
 
 
 async def as_superuser(admin: asyncpg.Connection, sql: str, *args) -> None:

@@ -13,9 +13,8 @@ import argparse
 import asyncio
 import base64
 import json
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -81,11 +80,7 @@ async def _verify(
 ) -> int:
     conn = await _connect(settings)
     workers = settings.verification_workers
-    executor = (
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        if workers > 0
-        else None
-    )
+    executor = ThreadPoolExecutor(workers, "audit-verify") if workers > 0 else None
     reader = BlockReader(executor, settings.platform.database_url, handlers.SCHEMA, workers)
     try:
         report = await verify_log(

@@ -4,8 +4,8 @@
 start (one active job per tenant, at most one request per tenant every
 ``verification_min_interval_s``) and queues it. ``verification_concurrency``
 supervised loops per process claim queued jobs and run them, each on its own
-connection (never one of the ingest pool's), with its blocks read and hashed by a
-pool of ``verification_workers`` processes started at low CPU priority. A run is
+connection (never one of the ingest pool's), with its blocks read (libpq) and hashed
+by ``verification_workers`` threads at low CPU priority, off the GIL (ADR 0050). A run is
 incremental: it starts from the largest signed checkpoint an earlier run
 reproduced, as named by that run's receipt (signed with the checkpoint key),
 unless a full run was asked for.
@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import multiprocessing
 import os
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +80,8 @@ def job_json(row: Any) -> dict[str, Any]:
 
 
 def _lower_priority() -> None:
-    # Verification yields the CPU to ingestion on a busy host (nice(2)).
+    # Verification yields the CPU to ingestion on a busy host: nice(2) on Linux sets the
+    # calling thread's priority only, so this lowers the reader thread, not the service.
     os.nice(10)
 
 
@@ -101,7 +101,7 @@ class VerificationRunner:
     poll_s: float = 2.0
     schema: str = store.SCHEMA
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _executor: ProcessPoolExecutor | None = field(default=None, init=False)
+    _executor: ThreadPoolExecutor | None = field(default=None, init=False)
 
     async def start(self, tenant: str, requested_by: str, *, full: bool) -> dict[str, Any]:
         """Record a new queued job, or raise ``VerificationBusy``/``VerificationThrottled``."""
@@ -162,10 +162,8 @@ class VerificationRunner:
         if self.workers <= 0:
             return BlockReader()
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lower_priority,
+            self._executor = ThreadPoolExecutor(
+                self.workers, "audit-verify", initializer=_lower_priority
             )
         return BlockReader(self._executor, self._dsn(), self.schema, self.workers)
 

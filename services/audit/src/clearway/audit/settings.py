@@ -32,7 +32,7 @@ class AuditSettings(KeySettings):
     cuts (development only: with ``DB_LOGINS=rotated`` its logins rotate like the
     service's own, and production refuses a static one)."""
     verification_workers: int = 2
-    """Processes that read and hash blocks of records during a verification job."""
+    """Threads that read (libpq) and hash blocks of records during a verification job."""
     verification_concurrency: int = 1
     """Verification jobs running at once in one process (others wait, queued)."""
     verification_min_interval_s: float = 60.0

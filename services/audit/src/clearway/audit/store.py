@@ -75,7 +75,7 @@ async def insert_records(
     )
 
 
-_SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
 async def begin_snapshot(conn: asyncpg.Connection) -> str:
@@ -116,7 +116,7 @@ async def copy_block_in_snapshot(
     """:func:`copy_block` in its own read-only transaction that imports ``snapshot``."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         if snapshot is not None:
-            if not _SNAPSHOT.match(snapshot):
+            if not SNAPSHOT_ID.match(snapshot):
                 raise ValueError("not a snapshot id")
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         return await copy_block(conn, start, stop)
