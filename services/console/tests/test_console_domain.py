@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clearway.console.bootstrap import role_password
 from clearway.console.domain import BadTerm, Hop, attempt_hops, audit_hops, kind_of, timeline, when
 from clearway.console.health import parse
 from clearway.console.settings import ConsoleSettings
-from clearway.shared.settings import PlatformSettings
 
 
 def test_a_term_is_taken_as_asked_or_guessed_from_its_prefix():
@@ -111,10 +109,3 @@ def test_production_refuses_a_console_without_its_secret_or_https():
     assert "CLEARWAY_CONSOLE_HSM_PIN" in problems  # sessions are sealed by its KEK
     ok = ConsoleSettings(public_url="https://console.example", client_secret="x" * 32)
     assert ok.secure_cookies and ok.redirect_uri == "https://console.example/auth/callback"
-
-
-def test_in_production_the_consoles_role_gets_no_static_password():
-    """No rotated logins yet (ADR 0049): a platform-wide clearway-migrate in production
-    leaves the console's role without a login password."""
-    assert role_password(ConsoleSettings()) == "console-dev"
-    assert role_password(ConsoleSettings(platform=PlatformSettings(env="production"))) is None

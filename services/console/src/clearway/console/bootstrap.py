@@ -35,16 +35,6 @@ SCHEMA = "console"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def role_password(settings: ConsoleSettings) -> str | None:
-    """The password the console's role is created with: none in production (the kit's
-    production shape: ``NOLOGIN``, login roles without one), since the console has no
-    rotated logins yet (ADR 0049); a platform-wide ``clearway-migrate`` job there never
-    creates a login with the console's static development password."""
-    if settings.platform.env == "production":
-        return None
-    return settings.db_password.get_secret_value()
-
-
 async def migrate_database(settings: ConsoleSettings) -> None:
     """The console's migrations as the admin (at start, or ``clearway-migrate``); no kit
     tables: the console has no outbox, inbox or tenant keys."""
@@ -53,7 +43,7 @@ async def migrate_database(settings: ConsoleSettings) -> None:
         schema=SCHEMA,
         service=SERVICE,
         migrations=load_migrations(MIGRATIONS),
-        role_password=role_password(settings),
+        role_password=settings.db_password.get_secret_value(),
         with_kit=False,
     )
 
