@@ -89,9 +89,10 @@ async def issuer() -> AsyncIterator[Issuer]:
         yield found
 
 
-def console_settings(platform: Any, issuer: Issuer, port: int) -> ConsoleSettings:
-    return ConsoleSettings(
-        platform=platform,
+@pytest_asyncio.fixture
+async def console(issuer: Issuer) -> AsyncIterator[Console]:
+    port = free_port()
+    settings = ConsoleSettings(
         port=port,
         public_url=f"http://127.0.0.1:{port}",
         consent_url=issuer.url,
@@ -101,12 +102,6 @@ def console_settings(platform: Any, issuer: Issuer, port: int) -> ConsoleSetting
         webhooks_url="http://127.0.0.1:9",
         audit_url="http://127.0.0.1:9",
     )
-
-
-@pytest_asyncio.fixture
-async def console(issuer: Issuer, platform: Any) -> AsyncIterator[Console]:
-    port = free_port()
-    settings = console_settings(platform, issuer, port)
     async with (
         serve(build_app(settings), port) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,

@@ -1,11 +1,14 @@
-"""Pure parts of the console: search terms, timelines, metrics parsing, settings."""
+"""Pure parts of the console: search terms, timelines, sessions, metrics parsing, settings."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from clearway.console.domain import BadTerm, Hop, attempt_hops, audit_hops, kind_of, timeline, when
 from clearway.console.health import parse
+from clearway.console.sessions import Sessions
 from clearway.console.settings import ConsoleSettings
 
 
@@ -74,6 +77,37 @@ def test_a_timeline_merges_audit_records_and_webhook_attempts_in_time_order():
     assert isinstance(hops[0], Hop)
 
 
+def test_sessions_are_bounded_and_expire_and_pending_ones_never_evict_a_signed_in_user():
+    sessions = Sessions(max_sessions=8)  # two pending sign-ins at most
+    user = sessions.sign_in(
+        sessions.pending("s0", "v0", "/"),
+        subject="usr_b",
+        tenant="tnt_b",
+        scopes=frozenset(),
+        token="t0",
+        expires_at=time.time() + 60,
+    )
+    first = sessions.pending("s1", "v1", "/")
+    for i in range(100):  # a flood of anonymous sign-in starts
+        sessions.pending(f"x{i}", "v", "/")
+    assert sessions.get(first.id) is None  # the oldest pending went first
+    assert sessions.get(user.id) is user
+    pending = sessions.pending("s4", "v4", "/webhooks")
+    signed = sessions.sign_in(
+        pending,
+        subject="usr_a",
+        tenant="tnt_a",
+        scopes=frozenset({"webhooks:read"}),
+        token="tok",
+        expires_at=time.time() - 1,
+    )
+    assert sessions.get(pending.id) is None and signed.id != pending.id
+    assert sessions.get(signed.id) is None  # already expired: dropped
+    assert not signed.csrf_ok(None) and not signed.csrf_ok("x") and signed.csrf_ok(signed.csrf)
+    assert "tok" not in repr(signed)
+    assert sessions.purge() == 0 and sessions.get(user.id) is user
+
+
 def test_delivery_health_is_read_from_prometheus_text():
     text = "\n".join(
         [
@@ -106,6 +140,6 @@ def test_production_refuses_a_console_without_its_secret_or_https():
     problems = ConsoleSettings().production_problems()
     assert "CLEARWAY_CONSOLE_CLIENT_SECRET" in problems
     assert "CLEARWAY_CONSOLE_PUBLIC_URL" in problems
-    assert "CLEARWAY_CONSOLE_HSM_PIN" in problems  # sessions are sealed by its KEK
+    assert "CLEARWAY_CONSOLE_DB_PASSWORD" not in problems
     ok = ConsoleSettings(public_url="https://console.example", client_secret="x" * 32)
     assert ok.secure_cookies and ok.redirect_uri == "https://console.example/auth/callback"

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import time
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
-import httpx
 import pytest
-import pytest_asyncio
 
-from clearway.console.bootstrap import SCHEMA, build_app, migrate_database
-from clearway.console.sessions import COOKIE, Sessions
-from clearway.shared.crypto.settings import open_envelope
-from clearway.shared.db import create_pool
-from clearway.shared.testing.helpers import free_port, serve
-
-from .conftest import Console, console_settings
+from clearway.console.sessions import COOKIE
 
 pytestmark = pytest.mark.integration
 
@@ -123,107 +111,6 @@ async def test_the_session_ends_when_the_users_token_expires(console):
     await asyncio.sleep(1.5)
     r = await console.http.get("/")
     assert r.status_code == 303 and r.headers["location"].startswith("/auth/sign-in")
-
-
-@pytest_asyncio.fixture
-async def sessions(platform, issuer) -> AsyncIterator[Sessions]:
-    settings = console_settings(platform, issuer, free_port()).replace(max_sessions=8)
-    await migrate_database(settings)
-    pool = await create_pool(settings.service_dsn, schema=SCHEMA)
-    try:
-        yield Sessions(pool, open_envelope(settings), settings.max_sessions)
-    finally:
-        await pool.close()
-
-
-async def test_sessions_are_bounded_and_expire_and_pending_ones_never_evict_a_signed_in_user(
-    sessions,
-):
-    user = await sessions.sign_in(
-        await sessions.pending("s0", "v0", "/"),
-        subject="usr_b",
-        tenant="tnt_b",
-        scopes=frozenset(),
-        token="t0",
-        expires_at=time.time() + 60,
-    )
-    assert user is not None
-    first = await sessions.pending("s1", "v1", "/")
-    for i in range(20):  # a flood of anonymous sign-in starts: two pending kept at most
-        await sessions.pending(f"x{i}", "v", "/")
-    assert await sessions.get(first.id) is None  # the oldest pending went first
-    again = await sessions.get(user.id)
-    assert again is not None and again.token == "t0" and again.subject == "usr_b"
-    pending = await sessions.pending("s4", "v4", "/webhooks")
-    got = await sessions.get(pending.id)
-    assert got is not None and (got.state, got.verifier, got.next_path) == ("s4", "v4", "/webhooks")
-    signed = await sessions.sign_in(
-        pending,
-        subject="usr_a",
-        tenant="tnt_a",
-        scopes=frozenset({"webhooks:read"}),
-        token="tok",
-        expires_at=time.time() - 1,
-    )
-    assert signed is not None and signed.id != pending.id
-    assert await sessions.get(pending.id) is None
-    assert await sessions.get(signed.id) is None  # already expired: the database says so
-    # a pending sign-in completes once: the second callback finds it consumed
-    assert (
-        await sessions.sign_in(
-            pending,
-            subject="x",
-            tenant="x",
-            scopes=frozenset(),
-            token="x",
-            expires_at=time.time() + 60,
-        )
-        is None
-    )
-    assert not signed.csrf_ok(None) and not signed.csrf_ok("x") and signed.csrf_ok(signed.csrf)
-    assert "tok" not in repr(signed) and signed.id not in repr(signed)
-    assert await sessions.purge() == 1 and await sessions.get(user.id) is not None
-    assert await sessions.get("x" * 500) is None and await sessions.get("") is None
-
-
-async def test_a_session_survives_a_restart_and_a_stolen_row_is_no_cookie(issuer, platform):
-    """Sessions live in the console's schema (ADR 0049): another process (here: the
-    console started again) honours the cookie; the row holds a hash of the id and a
-    sealed blob, so neither a copied row nor its blob signs anyone in."""
-    port = free_port()
-    settings = console_settings(platform, issuer, port)
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with serve(build_app(settings), port) as url:
-            http.base_url = httpx.URL(url)
-            console = Console(url, issuer, http)
-            assert (await console.sign_in("/")).status_code == 303
-            assert (await http.get("/")).status_code == 200
-        cookie = http.cookies[COOKIE]
-        async with serve(build_app(settings), port) as url:  # a new process, the same cookie
-            home = await http.get("/")
-            assert home.status_code == 200 and "usr_alice" in home.text
-
-            conn = await asyncpg.connect(platform.database_url)
-            try:
-                rows = await conn.fetch("SELECT id_hash, sealed FROM console.sessions")
-            finally:
-                await conn.close()
-            assert len(rows) == 1
-            row = rows[0]
-            assert bytes(row["id_hash"]) == hashlib.sha256(cookie.encode()).digest()
-            sealed = bytes(row["sealed"])
-            assert cookie.encode() not in sealed and b"usr_alice" not in sealed
-            assert b"alg" not in sealed and b"c0de" not in sealed  # no token, no code
-            for stolen in (
-                bytes(row["id_hash"]).hex(),
-                base64.urlsafe_b64encode(bytes(row["id_hash"])).decode().rstrip("="),
-                base64.urlsafe_b64encode(sealed).decode(),
-            ):
-                thief = httpx.AsyncClient(base_url=url, cookies={COOKIE: stolen}, timeout=30)
-                async with thief:
-                    r = await thief.get("/")
-                assert r.status_code == 303 and r.headers["location"].startswith("/auth/sign-in")
-
 
 
 async def test_the_rotate_form_checks_csrf_reason_and_grace_and_never_echoes_the_secret(console):

@@ -46,7 +46,7 @@ async def sign_in(request: Request, next: str = "/") -> Response:
         url = await consent_of(request).push(state, challenge)
     except SignInFailed as e:
         return error_page(request, 502, "Cannot sign in", str(e))
-    pending = await sessions_of(request).pending(state, verifier, safe_next(next))
+    pending = sessions_of(request).pending(state, verifier, safe_next(next))
     response = RedirectResponse(url, status_code=303)
     set_cookie(request, response, pending)
     return response
@@ -57,7 +57,7 @@ async def callback(
     request: Request, state: str = "", code: str = "", iss: str = "", error: str = ""
 ) -> Response:
     sessions = sessions_of(request)
-    pending = await sessions.get(request.cookies.get(COOKIE))
+    pending = sessions.get(request.cookies.get(COOKIE))
     if pending is None or pending.signed_in or pending.state is None:
         return error_page(request, 400, "Cannot sign in", "This sign-in has expired; start again.")
     if not hmac.compare_digest(state, pending.state):
@@ -66,19 +66,19 @@ async def callback(
         )
     # RFC 9207: the answer must come from the issuer the request went to
     if iss != settings_of(request).issuer:
-        await sessions.drop(pending.id)
+        sessions.drop(pending.id)
         return error_page(request, 400, "Cannot sign in", "The answer came from another issuer.")
     if error or not code:
-        await sessions.drop(pending.id)
+        sessions.drop(pending.id)
         message = "Your account has no role in the console." if error else "No code came back."
         return error_page(request, 403, "Cannot sign in", message)
     try:
         grant = await consent_of(request).redeem(code, pending.verifier or "")
     except SignInFailed as e:
-        await sessions.drop(pending.id)
+        sessions.drop(pending.id)
         return error_page(request, 400, "Cannot sign in", str(e))
     ttl = settings_of(request).session_ttl_s
-    session = await sessions.sign_in(
+    session = sessions.sign_in(
         pending,
         subject=grant.subject,
         tenant=grant.tenant,
@@ -86,9 +86,6 @@ async def callback(
         token=grant.token,
         expires_at=min(grant.expires_at, time.time() + ttl),
     )
-    if session is None:  # another callback consumed this sign-in first
-        await consent_of(request).revoke(grant.token)
-        return error_page(request, 400, "Cannot sign in", "This sign-in was used; start again.")
     response = RedirectResponse(pending.next_path, status_code=303)
     set_cookie(request, response, session)
     return response
@@ -99,7 +96,7 @@ async def sign_out(
     request: Request, csrf: str = Form(""), session: Session = Depends(signed_in)
 ) -> Response:
     check_csrf(request, session, csrf)
-    await sessions_of(request).drop(session.id)
+    sessions_of(request).drop(session.id)
     await consent_of(request).revoke(session.token or "")
     response = RedirectResponse("/signed-out", status_code=303)
     response.delete_cookie(COOKIE, path="/")

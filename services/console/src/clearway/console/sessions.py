@@ -1,50 +1,35 @@
-"""Server-side sessions (ADR 0045, ADR 0049): the browser holds only a random session id
-in an ``HttpOnly``, ``SameSite=Lax`` cookie (``Secure`` over https); the console's own
-Postgres schema holds the session under the SHA-256 of that id, so sessions survive a
-restart and are shared by every console process, and a copied row is no cookie.
+"""Server-side sessions (ADR 0045): the browser holds only a random session id in an
+``HttpOnly``, ``SameSite=Lax`` cookie (``Secure`` over https); the user's access token,
+the PKCE verifier and the CSRF token stay in this process's memory.
 
-What a session carries (the user's access token, the OAuth ``state`` and PKCE verifier of
-a pending sign-in, RFC 7636; the CSRF token) is sealed with the kit's envelope under the
-console's KEK, bound to the row's id hash (a blob moved to another row does not open).
-
-A session is *pending* from the sign-in redirect until the callback and *signed in*
-afterwards, under a new id (no session fixation); the callback consumes the pending
-row, so a sign-in completes once. A signed-in session ends at the user's token's expiry
-or after ``session_ttl_s``, whichever is first: the database compares ``expires_at``
-on every read. At most ``max_sessions`` signed-in and a quarter as many pending ones are
-kept (the oldest go first).
+A session is *pending* from the sign-in redirect until the callback (it holds the OAuth
+``state`` and the PKCE verifier, RFC 7636) and *signed in* afterwards, under a new id
+(no session fixation). A signed-in session ends at the user's token's expiry or after
+``session_ttl_s``, whichever is first. Memory holds at most ``max_sessions``; a restart
+signs everyone out (the next page signs in again).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
-import asyncpg
-
-from clearway.console import store
-from clearway.shared.crypto import Context, Envelope, RecordUnreadable
 
 COOKIE = "cw_console"
 #: a pending sign-in must come back within this many seconds
 PENDING_S = 300
-#: longest session id a cookie may present (token_urlsafe(32) is 43 characters)
-MAX_ID_CHARS = 64
 
 
 @dataclass
 class Session:
-    id: str = field(repr=False)
-    csrf: str = field(repr=False)
+    id: str
+    csrf: str
     expires_at: float
     # pending sign-in
-    state: str | None = field(default=None, repr=False)
-    verifier: str | None = field(default=None, repr=False)
+    state: str | None = None
+    verifier: str | None = None
     next_path: str = "/"
     # signed in
     subject: str | None = None
@@ -63,55 +48,27 @@ class Session:
         """The form's token is this session's (constant-time comparison)."""
         return presented is not None and hmac.compare_digest(presented, self.csrf)
 
-    def sealed_fields(self) -> bytes:
-        doc = {
-            "csrf": self.csrf,
-            "state": self.state,
-            "verifier": self.verifier,
-            "next_path": self.next_path,
-            "subject": self.subject,
-            "tenant": self.tenant,
-            "scopes": sorted(self.scopes),
-            "token": self.token,
-        }
-        return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def id_hash(session_id: str) -> bytes:
-    """What the database holds of a session id: SHA-256 of the random id (256 bits of
-    entropy, so no salt or slow hash is needed to keep it from being reversed)."""
-    return hashlib.sha256(session_id.encode()).digest()
-
-
-def _context(hashed: bytes) -> Context:
-    return Context("console", "sessions", "sealed", hashed.hex())
-
 
 class Sessions:
-    """The console's sessions in its Postgres schema, sealed by ``envelope``."""
+    """The live sessions of this process, oldest first. Pending sign-ins (anyone can
+    start one) are bounded apart, so a flood of them never evicts a signed-in user."""
 
-    def __init__(self, pool: asyncpg.Pool, envelope: Envelope, max_sessions: int) -> None:
-        self.pool = pool
-        self.envelope = envelope
+    def __init__(self, max_sessions: int) -> None:
         self._max = max_sessions
         self._max_pending = max(1, max_sessions // 4)
+        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._pending: OrderedDict[str, Session] = OrderedDict()
 
-    async def _add(self, session: Session) -> Session:
-        hashed = id_hash(session.id)
-        sealed = self.envelope.seal(session.sealed_fields(), _context(hashed))
-        async with self.pool.acquire() as conn:
-            await store.insert_session(
-                conn,
-                hashed,
-                pending=not session.signed_in,
-                sealed=sealed,
-                expires_at=datetime.fromtimestamp(session.expires_at, UTC),
-                keep=self._max if session.signed_in else self._max_pending,
-            )
+    def _add(self, session: Session) -> Session:
+        held = self._by_id if session.signed_in else self._pending
+        limit = self._max if session.signed_in else self._max_pending
+        held[session.id] = session
+        while len(held) > limit:
+            held.popitem(last=False)
         return session
 
-    async def pending(self, state: str, verifier: str, next_path: str) -> Session:
-        return await self._add(
+    def pending(self, state: str, verifier: str, next_path: str) -> Session:
+        return self._add(
             Session(
                 id=secrets.token_urlsafe(32),
                 csrf=secrets.token_urlsafe(32),
@@ -122,7 +79,7 @@ class Sessions:
             )
         )
 
-    async def sign_in(
+    def sign_in(
         self,
         pending: Session,
         *,
@@ -131,12 +88,10 @@ class Sessions:
         scopes: frozenset[str],
         token: str,
         expires_at: float,
-    ) -> Session | None:
-        """Replace the pending session by a signed-in one under a fresh id and CSRF token;
-        ``None`` when the pending one was consumed meanwhile (a second callback)."""
-        if not await self.drop(pending.id):
-            return None
-        return await self._add(
+    ) -> Session:
+        """Replace the pending session by a signed-in one under a fresh id and CSRF token."""
+        self.drop(pending.id)
+        return self._add(
             Session(
                 id=secrets.token_urlsafe(32),
                 csrf=secrets.token_urlsafe(32),
@@ -148,38 +103,29 @@ class Sessions:
             )
         )
 
-    async def get(self, session_id: str | None) -> Session | None:
-        """The live session of this id, or None (unknown, expired, or unreadable)."""
-        if not session_id or len(session_id) > MAX_ID_CHARS:
+    def get(self, session_id: str | None) -> Session | None:
+        """The live session of this id; an expired one is dropped."""
+        if not session_id:
             return None
-        hashed = id_hash(session_id)
-        async with self.pool.acquire() as conn:
-            row = await store.get_session(conn, hashed)
-        if row is None:
+        session = self._by_id.get(session_id) or self._pending.get(session_id)
+        if session is None:
             return None
-        try:
-            doc = json.loads(self.envelope.open(bytes(row["sealed"]), _context(hashed)))
-        except RecordUnreadable:
+        if not session.live():
+            self.drop(session_id)
             return None
-        return Session(
-            id=session_id,
-            csrf=doc["csrf"],
-            expires_at=row["expires_at"].timestamp(),
-            state=doc["state"],
-            verifier=doc["verifier"],
-            next_path=doc["next_path"],
-            subject=doc["subject"],
-            tenant=doc["tenant"],
-            scopes=frozenset(doc["scopes"]),
-            token=doc["token"],
-        )
+        return session
 
-    async def drop(self, session_id: str) -> bool:
-        """End a session; False when there was none."""
-        async with self.pool.acquire() as conn:
-            return await store.delete_session(conn, id_hash(session_id))
+    def drop(self, session_id: str) -> None:
+        self._by_id.pop(session_id, None)
+        self._pending.pop(session_id, None)
 
-    async def purge(self) -> int:
-        """Delete every expired session (a periodic job); returns how many."""
-        async with self.pool.acquire() as conn:
-            return await store.purge_sessions(conn)
+    def purge(self) -> int:
+        """Drop every expired session (a periodic job); returns how many."""
+        now = time.time()
+        count = 0
+        for held in (self._by_id, self._pending):
+            dead = [k for k, s in held.items() if not s.live(now)]
+            for k in dead:
+                del held[k]
+            count += len(dead)
+        return count

@@ -6,22 +6,19 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from clearway.shared.crypto.settings import KeySettings
+from clearway.shared.settings import ServiceSettings
 
 
-class ConsoleSettings(KeySettings):
-    """The console (docs/console.md): a web application with no broker; it signs users in
-    at the consent service and calls the other services' public APIs with the signed-in
-    user's own token (ADR 0045). Its own database schema holds only its sessions, sealed
-    with its KEK (ADR 0049)."""
+class ConsoleSettings(ServiceSettings):
+    """The console (docs/console.md): a web application with no database and no broker; it
+    signs users in at the consent service and calls the other services' public APIs
+    with the signed-in user's own token (ADR 0045)."""
 
     service: ClassVar[str] = "console"
     uses_kafka: ClassVar[bool] = False
+    uses_database: ClassVar[bool] = False
 
     port: int = 8007
-    db_password: SecretStr = SecretStr("console-dev")
-    """Password of the console's Postgres role (its sessions' schema); a development
-    default, refused in production (the console has no rotated logins yet: ADR 0049)."""
     client_id: str = "clearway-console"
     """The console's OAuth client at the consent service (first-party, confidential)."""
     client_secret: SecretStr | None = None
@@ -40,8 +37,7 @@ class ConsoleSettings(KeySettings):
     """Longest life of a signed-in session; it also ends when the user's token expires
     (the next page then signs in again, silently while the consent page's sign-in lasts)."""
     max_sessions: int = Field(10_000, gt=0)
-    """Signed-in sessions kept at most (the oldest go first); pending sign-ins at most a
-    quarter as many, apart."""
+    """Sessions held in memory at most (the oldest go first)."""
     upstream_timeout_s: float = Field(10.0, gt=0)
     """Timeout of each call to another service."""
 

@@ -80,13 +80,10 @@ def upstream_of(request: Request) -> Upstream:
     return upstream
 
 
-async def session_of(request: Request) -> Session | None:
-    """The request's live signed-in session, or None (read once per request)."""
-    if not hasattr(request.state, "session"):
-        session = await sessions_of(request).get(request.cookies.get(COOKIE))
-        request.state.session = session if session is not None and session.signed_in else None
-    found: Session | None = request.state.session
-    return found
+def session_of(request: Request) -> Session | None:
+    """The request's live signed-in session, or None."""
+    session = sessions_of(request).get(request.cookies.get(COOKIE))
+    return session if session is not None and session.signed_in else None
 
 
 def is_operator(session: Session) -> bool:
@@ -117,25 +114,25 @@ class Forbidden(Exception):
         self.message = message
 
 
-async def signed_in(request: Request) -> Session:
+def signed_in(request: Request) -> Session:
     """Dependency: the signed-in session (``NotSignedIn`` otherwise)."""
-    session = await session_of(request)
+    session = session_of(request)
     if session is None:
         raise NotSignedIn()
     return session
 
 
-async def operator(request: Request) -> Session:
+def operator(request: Request) -> Session:
     """Dependency: an operator's session; partners get a 403 page."""
-    session = await signed_in(request)
+    session = signed_in(request)
     if not is_operator(session):
         raise Forbidden("This page is for platform operators.")
     return session
 
 
-async def partner(request: Request) -> Session:
+def partner(request: Request) -> Session:
     """Dependency: a partner's session (a tenant's own webhooks); operators get a 403."""
-    session = await signed_in(request)
+    session = signed_in(request)
     if is_operator(session):
         raise Forbidden("This page is for a partner's own tenant.")
     return session
@@ -151,8 +148,7 @@ def check_csrf(request: Request, session: Session, token: str | None) -> None:
 
 
 def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    # the session a dependency read for this request (pages without one show no menu)
-    session = ctx.pop("session", None) or getattr(request.state, "session", None)
+    session = ctx.pop("session", None) or session_of(request)
     return templates.TemplateResponse(
         request,
         name,
