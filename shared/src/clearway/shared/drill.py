@@ -175,17 +175,14 @@ async def _rotate_keks(
     The events carry the drill's correlation id and the tenant, so they land in the
     tenant's audit view next to the other steps."""
     wanted = set(settings.kek_services)
-    # A service without Kafka (the console) has no outbox to record a rotation in, and
-    # no key tables: its KEK seals only sessions that end within the session lifetime
-    # (ADR 0049). The drill leaves it alone; its report lists the services it rotated.
     services = [
         c
         for c in registered()
-        if issubclass(c, KeySettings) and c.uses_kafka and (not wanted or c.service in wanted)
+        if issubclass(c, KeySettings) and (not wanted or c.service in wanted)
     ]
     missing = wanted - {c.service for c in services}
     if missing:
-        raise DrillError(f"no installed service with a recorded KEK: {', '.join(sorted(missing))}")
+        raise DrillError(f"no installed service with a KEK: {', '.join(sorted(missing))}")
     done = []
     for cls in services:
         svc = cls.from_env(platform=settings.platform)
