@@ -46,6 +46,9 @@ REVOCATION_EVENT_TYPES = frozenset(
 )
 
 Instant = datetime | float
+#: How long after its expiry a revoked token id is kept by default: longer than the
+#: verifier's leeway, so a revoked token is never accepted in the leeway window.
+REVOKED_TOKEN_GRACE_S = 300.0
 
 
 class RevocationSet:
@@ -57,7 +60,10 @@ class RevocationSet:
     """
 
     def __init__(
-        self, *, prune_grace_s: float = 300.0, clock: Callable[[], float] = time.time
+        self,
+        *,
+        prune_grace_s: float = REVOKED_TOKEN_GRACE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.prune_grace_s = prune_grace_s
         self._clock = clock
