@@ -5,7 +5,8 @@ not at token expiry. The consent service publishes revocations as CloudEvents on
 Kafka; each service replays that topic from the beginning into a
 :class:`RevocationSet` (so a restarted service rebuilds it) and checks every
 verified token against it. The topic's retention must outlast the longest token
-lifetime: once every token of a revoked consent or client has expired, its
+lifetime (plus how far in the past a token's time of use may lie, ``past_use_s`` of
+``verify_tokens``): once every token of a revoked consent or client has expired, its
 revocation no longer matters.
 """
 
