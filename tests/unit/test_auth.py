@@ -551,3 +551,61 @@ async def test_a_flood_of_unknown_kids_neither_refetches_per_token_nor_flushes_t
     assert fetches[0] == 2  # the first load and one unknown-kid refresh
     assert (await verifier.verify(token)).subject == "usr_1"
     assert verifier._verified[token] is cached  # still the cached verification
+
+
+# --- a time of use in the past (commands judged when they were sent) ---------------------
+
+
+async def test_a_token_expired_now_is_valid_at_a_time_of_use_when_it_was_live(
+    issuer: TestIssuer, verifier: TokenVerifier
+) -> None:
+    sent = time.time() - 3600
+    token = mint(
+        issuer, extra_claims={"iat": int(sent) - 60, "nbf": int(sent) - 60, "exp": int(sent) + 240}
+    )
+    assert (await verifier.verify(token, at=sent)).subject == "usr_alice"
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(token)  # now, as the HTTP edge asks: expired
+    assert (await get_transfers(verifier, token)).status_code == 401
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(token, at=sent + 300 + verifier.leeway_s)
+
+
+async def test_a_time_of_use_before_the_token_was_issued_is_refused_even_when_cached(
+    issuer: TestIssuer, verifier: TokenVerifier
+) -> None:
+    token = mint(issuer)
+    await verifier.verify(token)  # now in the cache
+    with pytest.raises(InvalidToken, match="issued in the future"):
+        await verifier.verify(token, at=time.time() - 600)
+    nbf = mint(issuer, extra_claims={"iat": int(time.time()) - 600, "nbf": int(time.time())})
+    await verifier.verify(nbf)
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        await verifier.verify(nbf, at=time.time() - 300)
+    assert (await verifier.verify(token, at=time.time())).subject == "usr_alice"
+
+
+async def test_a_token_revoked_since_its_time_of_use_is_refused(issuer: TestIssuer) -> None:
+    # Kept past the token's expiry for as long as a time of use may lie in the past
+    # (wiring.verify_tokens(past_use_s=...)): a revoked grant never acts.
+    revocations = RevocationSet(prune_grace_s=300 + 86400)
+    verifier = TokenVerifier(issuer.issuer, AUDIENCE, issuer.jwks(), revocations=revocations)
+    sent = time.time() - 3600
+    token = mint(issuer, extra_claims={"iat": int(sent), "nbf": int(sent), "exp": int(sent) + 300})
+    principal = await verifier.verify(token, at=sent)
+    revocations.revoke_token(principal.jti, principal.expires_at)
+    with pytest.raises(InvalidToken, match="token revoked"):
+        await verifier.verify(token, at=sent)
+
+
+async def test_a_token_of_a_withdrawn_key_is_refused_at_any_time_of_use() -> None:
+    issuer = TestIssuer()
+    old = issuer.current_kid
+    jwks = issuer.jwks()
+    token = mint(issuer)
+    issuer.rotate()
+    withdrawn = {"keys": [k for k in issuer.jwks()["keys"] if k["kid"] != old]}
+    assert [k["kid"] for k in jwks["keys"]] == [old]
+    verifier = TokenVerifier(issuer.issuer, AUDIENCE, withdrawn)
+    with pytest.raises(InvalidToken, match="unknown kid"):
+        await verifier.verify(token, at=time.time())

@@ -32,3 +32,11 @@ def test_only_the_bearer_scheme_counts_as_a_token() -> None:
     for value, token in [(b"bearer t.o.k", "t.o.k"), (b"Basic dXNlcg==", None), (b"Bearer ", None)]:
         got = Event.from_kafka([*base, (AUTHORIZATION_HEADER, value)], b"{}").authorization
         assert got == token, value
+
+
+def test_a_records_kafka_timestamp_is_kept_and_kafkas_none_is_none() -> None:
+    ev = _intent()
+    read = Event.from_kafka(ev.headers(), ev.body(), timestamp_ms=1_700_000_000_123)
+    assert read.record_timestamp_ms == 1_700_000_000_123
+    assert read == Event.from_kafka(ev.headers(), ev.body())  # transport, not the event
+    assert Event.from_kafka(ev.headers(), ev.body(), timestamp_ms=-1).record_timestamp_ms is None

@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from clearway.shared import dlt_cli
@@ -57,17 +58,22 @@ def intent(
     return replace(ev, authorization=service_token(cw, client_id, tenant))
 
 
-async def publish(platform, *events: Event) -> None:
-    """Publish as an initiator: the one principal the broker lets write intents."""
+async def publish(platform, *events: Event, sent_at: dict[str, float] | None = None) -> None:
+    """Publish as an initiator: the one principal the broker lets write intents.
+
+    ``sent_at`` gives some events (by id) the record timestamp they were sent at.
+    """
     producer = idempotent_producer(platform.kafka_link(platform.kafka_logins.get("initiator")))
     await producer.start()
     try:
         for ev in events:
+            when = (sent_at or {}).get(ev.id)
             await producer.send_and_wait(
                 platform.topic(INTENTS),
                 value=ev.body(),
                 key=ev.key,
                 headers=ev.headers(),
+                timestamp_ms=None if when is None else int(when * 1000),
             )
     finally:
         await producer.stop()
@@ -265,3 +271,88 @@ async def test_forged_intents_are_rejected_with_the_reason_and_dead_lettered(
         assert FORGERIES[how] in (letter.meta("error_message") or ""), how
         # the filed copy never keeps a bearer token, live or not
         assert "authorization" not in dict(letter.headers), how
+
+
+# --- authorisation judged when the intent was sent (ADR 0054) ------------------------------
+
+
+def token_live_at(cw, sent: float, **kw) -> str:
+    """A token issued a minute before ``sent`` and expiring four minutes after it."""
+    life = {"iat": int(sent) - 60, "nbf": int(sent) - 60, "exp": int(sent) + 240}
+    return service_token(cw, extra_claims={**life, **kw.pop("extra_claims", {})}, **kw)
+
+
+async def test_an_intent_whose_token_expired_while_it_waited_in_kafka_is_executed(
+    clearway, platform, body, eventually, published
+):
+    # Sent an hour ago with the token of that moment (a consumer outage since): the
+    # token is judged at the record's timestamp, not when the consumer reads it.
+    sent = time.time() - 3600
+    ev = replace(intent(clearway, "backlog-1", body), authorization=token_live_at(clearway, sent))
+    await publish(platform, ev, sent_at={ev.id: sent})
+    [accepted] = await eventually(lambda: _of(published, ev.correlation_id))
+    assert accepted.type == "transfer.accepted", accepted.data
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 1
+    # The HTTP edge judges the same token now: expired.
+    headers = {"Authorization": f"Bearer {ev.authorization}", "Idempotency-Key": "http-1"}
+    async with httpx.AsyncClient(base_url=clearway.url, timeout=30, headers=headers) as c:
+        response = await c.post("/v1/transfers", json=body)
+    assert response.status_code == 401
+    assert response.json()["detail"] == "token expired"
+
+
+def _sent_wrongly(cw, ev: Event, how: str) -> tuple[Event, float]:
+    """``ev`` with its token and the time it was (said to be) sent."""
+    now = time.time()
+    if how == "sent beyond the maximum backlog age":
+        sent = now - cw.settings.intent_max_age_s - 3600
+        return replace(ev, authorization=token_live_at(cw, sent)), sent
+    if how == "sent in the future":
+        return ev, now + 600
+    if how == "revoked since it was sent":
+        sent = now - 3600
+        jti = f"at_{uuid.uuid4().hex}"
+        cw.app.state.token_verifier.revocations.revoke_token(jti, sent + 240)
+        return replace(ev, authorization=token_live_at(cw, sent, extra_claims={"jti": jti})), sent
+    if how == "token issued after it was sent":
+        return ev, now - 3600
+    raise AssertionError(how)
+
+
+SENT_WRONGLY = {
+    "sent beyond the maximum backlog age": "stale: intent sent",
+    "sent in the future": "intent sent in the future",
+    "revoked since it was sent": "token revoked",
+    "token issued after it was sent": "token issued in the future",
+}
+
+
+async def test_intents_sent_too_long_ago_in_the_future_or_revoked_since_are_dead_lettered(
+    clearway, platform, body, eventually, published
+):
+    sent_at: dict[str, float] = {}
+    events: dict[str, Event] = {}
+    for i, how in enumerate(SENT_WRONGLY):
+        ev, sent_at_ = _sent_wrongly(clearway, intent(clearway, f"when-{i}", body), how)
+        events[how], sent_at[ev.id] = ev, sent_at_
+    await publish(platform, *events.values(), sent_at=sent_at)
+    for how, ev in events.items():
+        [rejected] = await eventually(lambda ev=ev: _of(published, ev.correlation_id))
+        assert rejected.type == "transfer.rejected", how
+        assert rejected.data["field"] == "authorization", how
+        assert SENT_WRONGLY[how] in rejected.data["reason"], (how, rejected.data["reason"])
+    stale = (await _of(published, events["sent beyond the maximum backlog age"].correlation_id))[0]
+    assert "intent_max_age_s" in stale.data["reason"]
+    assert await clearway.count("SELECT count(*) FROM transfer.transfers") == 0
+    dlt = dlt_topic(platform.topic(INTENTS), "transfer-intents")
+
+    async def letters():
+        try:
+            found = await dlt_cli.list_dead_letters(platform.kafka, dlt)
+        except AssertionError:  # the dead-letter topic does not exist yet
+            return None
+        return found if len(found) == len(events) else None
+
+    by_id = {dict(d.original_headers)["ce_id"].decode(): d for d in await eventually(letters)}
+    for how, ev in events.items():
+        assert SENT_WRONGLY[how] in (by_id[ev.id].meta("error_message") or ""), how

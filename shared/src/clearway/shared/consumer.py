@@ -154,7 +154,7 @@ class IdempotentConsumer:
         good: list[tuple[KafkaRecord, Event]] = []
         for r in records:
             try:
-                ev = Event.from_kafka(r.headers or (), r.value)
+                ev = Event.from_kafka(r.headers or (), r.value, timestamp_ms=_timestamp_ms(r))
                 # Before the schema: a field the schema refuses may hold the number.
                 where = _card_field(r, ev) if self.refuse_card_numbers else None
                 if where is None:
@@ -304,6 +304,12 @@ def _card_field(r: KafkaRecord, ev: Event) -> str | None:
     if r.key and has_card(r.key.decode("utf-8", errors="replace")):
         return "key"
     return None
+
+
+def _timestamp_ms(r: KafkaRecord) -> int | None:
+    """The record's Kafka timestamp; a redriven dead letter (``dlt_admin``) has none."""
+    ts = getattr(r, "timestamp", None)
+    return ts if isinstance(ts, int) else None
 
 
 def _bind(

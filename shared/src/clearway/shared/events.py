@@ -71,6 +71,10 @@ class Event:
     tracestate: str | None = None
     #: The sender's access token (commands only); never printed, never stored.
     authorization: str | None = field(default=None, repr=False)
+    #: The Kafka record's timestamp (epoch ms: when the producer sent it, or when the
+    #: broker appended it on a ``LogAppendTime`` topic); ``None`` when the event was
+    #: not read from Kafka or the record has none. Transport, not a CloudEvents attribute.
+    record_timestamp_ms: int | None = field(default=None, compare=False)
 
     @property
     def key(self) -> bytes:
@@ -104,8 +108,15 @@ class Event:
         return json.dumps(self.data, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
-    def from_kafka(cls, headers: Iterable[tuple[str, bytes]], value: bytes | None) -> Event:
-        """Decode a binary-mode record; raise :class:`MalformedEvent` naming what is wrong."""
+    def from_kafka(
+        cls,
+        headers: Iterable[tuple[str, bytes]],
+        value: bytes | None,
+        *,
+        timestamp_ms: int | None = None,
+    ) -> Event:
+        """Decode a binary-mode record (``timestamp_ms``: its Kafka timestamp, if any);
+        raise :class:`MalformedEvent` naming what is wrong."""
         h = header_map(headers)
         missing = [k for k in ("ce_id", "ce_type", "ce_source", "ce_subject") if not h.get(k)]
         if missing:
@@ -138,6 +149,10 @@ class Event:
             traceparent=h.get("traceparent"),
             tracestate=h.get("tracestate"),
             authorization=_bearer(h.get(AUTHORIZATION_HEADER)),
+            # Kafka's "no timestamp" is -1 (records of the v0 message format).
+            record_timestamp_ms=timestamp_ms
+            if timestamp_ms is not None and timestamp_ms >= 0
+            else None,
         )
 
 

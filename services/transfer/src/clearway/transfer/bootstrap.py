@@ -154,7 +154,13 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 "transfer-intents",
                 pool,
                 DeadLetters(producer, "transfer-intents"),
-                handler=lambda conn, ev: handle_intent(core, app.state.token_verifier, conn, ev),
+                handler=lambda conn, ev: handle_intent(
+                    core,
+                    app.state.token_verifier,
+                    conn,
+                    ev,
+                    max_age_s=settings.intent_max_age_s,
+                ),
                 validate=registry.validate,
                 accept=lambda ev: ev.type == INTENT_TYPE,
                 refuse_card_numbers=True,  # partners write intents (docs/design.md §9)
@@ -208,6 +214,8 @@ def build_app(settings: TransferSettings) -> FastAPI:
                 audience=AUDIENCE,
                 jwks=settings.jwks,
                 follow_revocations=settings.revocation_feed,
+                # intents' tokens are judged when they were sent (consumers._sender)
+                past_use_s=settings.intent_max_age_s,
             )
             relay = OutboxRelay(login.relay_dsn, SERVICE, settings.kafka)
             tasks.task("outbox-relay", kafka.then(relay.run), health=relay.healthy)

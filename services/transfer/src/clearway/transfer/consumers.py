@@ -15,12 +15,18 @@ the HTTP edge (signature, audience, expiry, revocation). Tenant, client and acto
 come from the token; the unsigned ``ce_tenant`` header and payload ``client_id``
 must agree with it. A refused intent is answered ``transfer.rejected`` and
 dead-lettered, never executed.
+
+Authorisation is judged at submission (ADR 0054): the token's lifetime is checked at
+the time the intent was sent, so a backlog left by an outage longer than a token's
+life still executes; the key and revocations are checked as of now, and an intent
+sent longer ago than ``intent_max_age_s`` or in the future is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -66,12 +72,43 @@ class Unauthenticated(Exception):
     """The intent does not prove a sender allowed to initiate this transfer."""
 
 
-async def _sender(verifier: TokenVerifier, intent: Event) -> Principal:
-    """The verified sender of ``intent``; :class:`Unauthenticated` says why not."""
+class StaleIntent(Exception):
+    """The intent was sent longer ago than the longest backlog the service executes."""
+
+
+def _sent_at(intent: Event, max_age_s: float, leeway_s: float) -> float | None:
+    """When ``intent`` was sent (epoch seconds; ``None``: unknown, judged now).
+
+    The Kafka record timestamp, not the CloudEvents ``time``: the producer's client
+    stamps it when the intent is sent (CreateTime), or the broker when it appends it
+    on a ``LogAppendTime`` topic, and the broker can bound it
+    (``message.timestamp.before.max.ms``, KIP-937), whereas ``ce_time`` is whatever
+    the application wrote when it built the event, possibly long before sending.
+    Either is written by an authenticated initiator (the broker's ACLs, docs/design.md
+    §9), and a backdated one buys at most ``max_age_s`` past the token's expiry.
+    """
+    if intent.record_timestamp_ms is None:
+        return None
+    sent = intent.record_timestamp_ms / 1000
+    now = time.time()
+    if sent > now + leeway_s:
+        raise Unauthenticated("intent sent in the future (record timestamp)")
+    if now - sent > max_age_s:
+        raise StaleIntent(
+            f"intent sent {now - sent:.0f} s ago, beyond the longest backlog executed"
+            f" ({max_age_s:.0f} s, intent_max_age_s)"
+        )
+    return sent
+
+
+async def _sender(verifier: TokenVerifier, intent: Event, max_age_s: float) -> Principal:
+    """The verified sender of ``intent``, its token judged at the time the intent was
+    sent; :class:`Unauthenticated` or :class:`StaleIntent` says why not."""
     if not intent.authorization:
         raise Unauthenticated("missing access token")
+    sent = _sent_at(intent, max_age_s, verifier.leeway_s)
     try:
-        principal = await verifier.verify(intent.authorization)
+        principal = await verifier.verify(intent.authorization, at=sent)
         principal.require_scopes(INITIATE_SCOPE)
     except InvalidToken as e:
         raise Unauthenticated(e.reason) from None
@@ -115,16 +152,21 @@ def _command(intent: Event, sender: Principal) -> InitiateTransfer:
 
 
 async def handle_intent(
-    core: Core, verifier: TokenVerifier, conn: asyncpg.Connection, intent: Event
+    core: Core,
+    verifier: TokenVerifier,
+    conn: asyncpg.Connection,
+    intent: Event,
+    *,
+    max_age_s: float,
 ) -> str | None:
     """Apply one intent; the result event joins the inbox transaction ``conn``.
 
     Returns the reason when the sender is refused, so the consumer dead-letters it.
     """
     try:
-        sender = await _sender(verifier, intent)
-    except Unauthenticated as e:
-        reason = f"unauthenticated: {e}"
+        sender = await _sender(verifier, intent, max_age_s)
+    except (Unauthenticated, StaleIntent) as e:
+        reason = f"{'stale' if isinstance(e, StaleIntent) else 'unauthenticated'}: {e}"
         log.warning("intent %s refused: %s", intent.id, reason)
         await reject_intent(core, conn, intent, "authorization", reason)
         return reason

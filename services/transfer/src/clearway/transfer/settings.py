@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from clearway.shared.auth.client_credentials import ServiceTokenSource
 from clearway.shared.crypto.keyring import development_secret
@@ -58,6 +58,10 @@ class TransferSettings(KeySettings):
     """Default retention of idempotency keys (seconds, or ISO 8601 such as ``P7D``): the
     rule ``idempotency_keys`` of ``transfer.retention_rules`` unless an operator overrode
     it (``clearway-retention transfer set``)."""
+    intent_max_age_s: float = Field(86400.0, gt=0)
+    """Oldest Kafka intent executed: an intent's token is judged at the time the intent
+    was sent (its record timestamp), so a backlog after an outage still executes; one
+    sent longer ago than this is refused and dead-lettered (docs/design.md §3)."""
     maintenance_interval_s: float = 30.0
     """Interval of the maintenance jobs (stale keys, retention purge, open transfers)."""
     sweep_grace_s: float = 10.0

@@ -5,7 +5,8 @@ not at token expiry. The consent service publishes revocations as CloudEvents on
 Kafka; each service replays that topic from the beginning into a
 :class:`RevocationSet` (so a restarted service rebuilds it) and checks every
 verified token against it. The topic's retention must outlast the longest token
-lifetime: once every token of a revoked consent or client has expired, its
+lifetime (plus how far in the past a token's time of use may lie, ``past_use_s`` of
+``verify_tokens``): once every token of a revoked consent or client has expired, its
 revocation no longer matters.
 """
 
@@ -46,6 +47,9 @@ REVOCATION_EVENT_TYPES = frozenset(
 )
 
 Instant = datetime | float
+#: How long after its expiry a revoked token id is kept by default: longer than the
+#: verifier's leeway, so a revoked token is never accepted in the leeway window.
+REVOKED_TOKEN_GRACE_S = 300.0
 
 
 class RevocationSet:
@@ -57,7 +61,10 @@ class RevocationSet:
     """
 
     def __init__(
-        self, *, prune_grace_s: float = 300.0, clock: Callable[[], float] = time.time
+        self,
+        *,
+        prune_grace_s: float = REVOKED_TOKEN_GRACE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.prune_grace_s = prune_grace_s
         self._clock = clock

@@ -102,8 +102,16 @@ class TokenVerifier:
         else:
             self._keys = parse_jwks(jwks_source)
 
-    async def verify(self, token: str) -> Principal:
-        """The principal of a valid, unrevoked token; :class:`InvalidToken` otherwise."""
+    async def verify(self, token: str, *, at: float | None = None) -> Principal:
+        """The principal of a valid, unrevoked token; :class:`InvalidToken` otherwise.
+
+        ``at`` (epoch seconds) is the time of use the token's lifetime (``exp``, ``nbf``,
+        ``iat``, with the leeway) is judged at; unset: now. Only a consumer of commands
+        judged at their submission passes it (docs/design.md §3). Everything else is
+        judged as of now whatever ``at`` says: the key must still be published and the
+        token must not be revoked, so a grant revoked since never acts.
+        """
+        when = self._clock() if at is None else at
         cached = self._verified.get(token)
         principal: Principal | None = None
         if cached is not None:
@@ -112,13 +120,19 @@ class TokenVerifier:
                 # pop, not del: a concurrent request may have dropped it during the await
                 self._verified.pop(token, None)
                 principal = None
+            else:
+                # verified once, but perhaps for another time of use
+                _check_lifetime(principal.claims, when, self.leeway_s)
         if principal is None:
             header, signing_input, signature = _split(token)
             alg = _check_header(header)
             key = await self._key(header["kid"])
             _check_signature(alg, key, signing_input, signature)
             claims = _decode_json(signing_input.split(b".")[1], "payload")
-            principal = self._principal(claims)
+            principal = self._principal(claims, when)
+            if self._clock() >= principal.expires_at.timestamp() + self.leeway_s:
+                # valid only at a past time of use: not worth a cache entry
+                return self._unrevoked(principal)
             while len(self._verified) >= _VERIFIED_CACHE_SIZE:
                 self._verified.pop(next(iter(self._verified)), None)  # oldest first
             self._verified[token] = (
@@ -127,6 +141,9 @@ class TokenVerifier:
                 principal.expires_at.timestamp(),
                 principal,
             )
+        return self._unrevoked(principal)
+
+    def _unrevoked(self, principal: Principal) -> Principal:
         if self.revocations is not None:
             reason = self.revocations.is_revoked(principal)
             if reason is not None:
@@ -194,23 +211,14 @@ class TokenVerifier:
             # not turn every request into a 401.
             log.warning("JWKS refresh failed; keeping %d cached keys", len(self._keys))
 
-    def _principal(self, claims: dict[str, Any]) -> Principal:
-        now = self._clock()
+    def _principal(self, claims: dict[str, Any], when: float) -> Principal:
         if claims.get("iss") != self.issuer:
             raise InvalidToken("wrong issuer")
         aud = claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud
         if not isinstance(audiences, list) or self.audience not in audiences:
             raise InvalidToken("wrong audience")
-        exp = _number(claims, "exp")
-        iat = _number(claims, "iat")
-        if now >= exp + self.leeway_s:
-            raise InvalidToken("token expired")
-        if iat > now + self.leeway_s:
-            raise InvalidToken("token issued in the future")
-        # RFC 9068 does not require "nbf"; when present it is honoured.
-        if "nbf" in claims and _number(claims, "nbf") > now + self.leeway_s:
-            raise InvalidToken("token not yet valid")
+        exp, iat = _check_lifetime(claims, when, self.leeway_s)
         # A token carrying only RFC 9396 authorization_details may have no "scope".
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
@@ -227,6 +235,21 @@ class TokenVerifier:
             authorization_details=_authorization_details(claims),
             claims=MappingProxyType(claims),
         )
+
+
+def _check_lifetime(claims: Mapping[str, Any], when: float, leeway_s: float) -> tuple[float, float]:
+    """``exp`` and ``iat`` of a token valid at ``when`` (RFC 7519 §4.1.4, §4.1.5, §4.1.6,
+    ``leeway_s`` for clock skew); :class:`InvalidToken` says why it is not."""
+    exp = _number(claims, "exp")
+    iat = _number(claims, "iat")
+    if when >= exp + leeway_s:
+        raise InvalidToken("token expired")
+    if iat > when + leeway_s:
+        raise InvalidToken("token issued in the future")
+    # RFC 9068 does not require "nbf"; when present it is honoured.
+    if "nbf" in claims and _number(claims, "nbf") > when + leeway_s:
+        raise InvalidToken("token not yet valid")
+    return exp, iat
 
 
 def _same_key(a: VerificationKey, b: VerificationKey) -> bool:

@@ -20,7 +20,12 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from clearway.shared.auth.jwks import HttpJwksSource, Jwks, JwksFetcher
-from clearway.shared.auth.revocation import CONSENT_EVENTS_TOPIC, RevocationFeed, RevocationSet
+from clearway.shared.auth.revocation import (
+    CONSENT_EVENTS_TOPIC,
+    REVOKED_TOKEN_GRACE_S,
+    RevocationFeed,
+    RevocationSet,
+)
 from clearway.shared.auth.verify import TokenVerifier
 from clearway.shared.kafka import ensure_service_topics
 from clearway.shared.settings import ServiceSettings
@@ -43,6 +48,7 @@ async def verify_tokens(
     jwks: Jwks | JwksFetcher | None = None,
     follow_revocations: bool = True,
     poll_timeout_ms: int = 100,
+    past_use_s: float = 0.0,
 ) -> TokenVerifier:
     """Verify the platform's access tokens for ``audience`` and honour revocations.
 
@@ -53,8 +59,13 @@ async def verify_tokens(
     absent, so a service starting before the consent service still becomes ready).
     ``follow_revocations=False`` is for isolated tests only: such a service accepts a
     revoked token until it expires.
+
+    ``past_use_s`` is how far in the past a time of use given to
+    :meth:`TokenVerifier.verify` (``at``) may lie: a revoked token id is then kept that
+    much longer after the token's expiry, so a token valid at that time but revoked
+    since is still refused.
     """
-    revocations = RevocationSet()
+    revocations = RevocationSet(prune_grace_s=REVOKED_TOKEN_GRACE_S + past_use_s)
     source = jwks if jwks is not None else HttpJwksSource(settings.platform.jwks_url)
     verifier = TokenVerifier(settings.issuer, audience, source, revocations=revocations)
     if follow_revocations:
