@@ -18,7 +18,7 @@ from faststream.security import BaseSecurity, SASLPlaintext
 
 from clearway.shared.events import events_topic
 from clearway.shared.kafka import _security
-from clearway.shared.kafka_link import KafkaLink, KafkaLogin, TopicLayout
+from clearway.shared.kafka_link import INTENTS_TOPIC, KafkaLink, KafkaLogin, TopicLayout
 from clearway.shared.provision import platform_topics
 from clearway.shared.settings import PlatformSettings, ServiceSettings, SettingsError
 
@@ -54,7 +54,7 @@ def _client_cert(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_the_topic_layout_comes_from_settings():
-    assert PlatformSettings().topic_layout == TopicLayout(3, 1, None)
+    assert PlatformSettings().topic_layout == TopicLayout(3, 1, None, (INTENTS_TOPIC,))
     layout = PlatformSettings.from_env(
         {
             "CLEARWAY_TOPIC_PARTITIONS": "12",
@@ -65,6 +65,9 @@ def test_the_topic_layout_comes_from_settings():
     assert (layout.partitions, layout.replication_factor) == (12, 3)
     assert layout.configs() == {"min.insync.replicas": "2"}
     assert TopicLayout().configs() == {}
+    # intents carry the broker's time (ADR 0054); other topics the sender's
+    assert layout.configs("p." + INTENTS_TOPIC)["message.timestamp.type"] == "LogAppendTime"
+    assert "message.timestamp.type" not in layout.configs("p.clearway.transfer.events.v1")
 
 
 def test_an_impossible_topic_layout_is_refused_by_name():

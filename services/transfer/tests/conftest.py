@@ -150,7 +150,9 @@ async def running(
     the transfer service gets its rail and vault tokens from a token endpoint of the
     test issuer. With ``us_database``, tenant ``ten_b`` lives in region ``us``, whose
     vault runs on that database (docs/design.md §9)."""
-    platform = platform.replace(oauth_issuer=issuer.issuer)
+    # intents tests backdate records (a backlog sent an hour ago): a CreateTime topic,
+    # not the broker's append time of production (ADR 0054)
+    platform = platform.replace(oauth_issuer=issuer.issuer, intents_broker_time=False)
     if us_database is not None:
         platform = platform.replace(tenant_regions={"ten_b": "us"})
     endpoint = TokenEndpoint(issuer, ttl_s=token_ttl_s)

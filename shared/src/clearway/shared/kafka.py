@@ -164,7 +164,7 @@ async def ensure_topics(
                 t,
                 num_partitions=layout.partitions,
                 replication_factor=layout.replication_factor,
-                topic_configs=layout.configs(),
+                topic_configs=layout.configs(t),
             )
             for t in dict.fromkeys(topics)
             if t not in existing

@@ -27,7 +27,7 @@ from aiokafka.protocol.api import Request
 
 from clearway.shared.dlt import REDRIVE_GROUP, dlt_topic
 from clearway.shared.events import events_topic
-from clearway.shared.kafka_link import KafkaLink, principal
+from clearway.shared.kafka_link import INTENTS_TOPIC, KafkaLink, principal
 from clearway.shared.residency import REGIONS
 
 #: The services with Kafka principals; each has an events topic of its domain.
@@ -35,7 +35,6 @@ SERVICES = ("transfer", "webhooks", "consent", "audit", "vault", "rail")
 #: The services with an events topic of their own (the rail's carries only the audited
 #: rotations of its keys and database logins).
 EVENT_DOMAINS = ("transfer", "webhooks", "consent", "audit", "vault", "rail")
-INTENTS_TOPIC = "clearway.transfer.intents.v1"
 #: Principals allowed to publish transfer intents (internal services that initiate;
 #: ``clearway-initiator`` stands for them in the embedded stack and the tests).
 INITIATORS = ("initiator",)

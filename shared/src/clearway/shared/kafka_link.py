@@ -117,6 +117,10 @@ class KafkaLink:
         return opts
 
 
+#: The topic initiators publish transfer intents on (docs/design.md §5).
+INTENTS_TOPIC = "clearway.transfer.intents.v1"
+
+
 @dataclass(frozen=True)
 class TopicLayout:
     """How a topic of the platform is created: partitions (the most consumers of a
@@ -127,6 +131,9 @@ class TopicLayout:
     partitions: int = 3
     replication_factor: int = 1
     min_insync_replicas: int | None = None
+    #: topics (by name without the prefix) whose records carry the broker's append time
+    #: instead of the producer's (``message.timestamp.type=LogAppendTime``, KIP-32)
+    broker_time_topics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.replication_factor < 1:
@@ -136,8 +143,11 @@ class TopicLayout:
         ):
             raise ValueError("min.insync.replicas must be between 1 and the replication factor")
 
-    def configs(self) -> dict[str, str]:
-        """The topic configuration entries of a CreateTopics request."""
-        if self.min_insync_replicas is None:
-            return {}
-        return {"min.insync.replicas": str(self.min_insync_replicas)}
+    def configs(self, topic: str = "") -> dict[str, str]:
+        """The topic configuration entries of a CreateTopics request for ``topic``."""
+        configs = {}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        if any(topic.endswith(name) for name in self.broker_time_topics):
+            configs["message.timestamp.type"] = "LogAppendTime"
+        return configs

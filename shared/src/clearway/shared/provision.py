@@ -34,14 +34,13 @@ from clearway.shared.crypto.settings import KeySettings
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_acl import (
     ADMIN,
-    INTENTS_TOPIC,
     Pattern,
     Resource,
     acl_admin,
     create_acls,
     platform_acls,
 )
-from clearway.shared.kafka_link import KafkaLink, TopicLayout, principal
+from clearway.shared.kafka_link import INTENTS_TOPIC, KafkaLink, TopicLayout, principal
 from clearway.shared.settings import (
     PlatformSettings,
     ServiceSettings,

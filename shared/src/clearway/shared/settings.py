@@ -53,6 +53,7 @@ from pydantic_settings import SettingsError as SourceError
 
 from clearway.shared.db import service_dsn
 from clearway.shared.kafka_link import (
+    INTENTS_TOPIC,
     KafkaLink,
     KafkaLogin,
     SaslMechanism,
@@ -280,6 +281,12 @@ class PlatformSettings(_Settings):
     """``min.insync.replicas`` of the topics the platform creates (2 with 3 replicas: with
     the producers' ``acks=all`` a record is written once two replicas hold it); unset:
     the broker's default."""
+    intents_broker_time: bool = True
+    """Create the intents topic with ``message.timestamp.type=LogAppendTime``: an
+    intent's token is judged at its record's time (ADR 0054), and with this the broker,
+    not the initiator, sets that time, so no record can be backdated to stretch an
+    expired token. ``false`` only for tests that backdate records; an existing topic
+    keeps its configuration (``kafka-configs --alter`` changes it)."""
     kafka_bootstrap: str = "127.0.0.1:59092"
     """Kafka bootstrap servers (``host:port``, comma-separated)."""
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -348,7 +355,10 @@ class PlatformSettings(_Settings):
     def topic_layout(self) -> TopicLayout:
         """Partitions, replication factor and ``min.insync.replicas`` of new topics."""
         return TopicLayout(
-            self.topic_partitions, self.topic_replication_factor, self.topic_min_insync_replicas
+            self.topic_partitions,
+            self.topic_replication_factor,
+            self.topic_min_insync_replicas,
+            (INTENTS_TOPIC,) if self.intents_broker_time else (),
         )
 
     @model_validator(mode="after")

@@ -29,6 +29,7 @@ from clearway.shared.kafka import (
     run_broker,
     subscribe_idempotent,
 )
+from clearway.shared.kafka_link import INTENTS_TOPIC
 from clearway.shared.kafka_start import KafkaStart
 from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.schemas import default_registry
@@ -42,7 +43,7 @@ from clearway.transfer.consumers import (
     handle_consent_event,
     handle_intent,
 )
-from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC, INTENTS_TOPIC
+from clearway.transfer.events import CONSENT_TOPIC, EVENTS_TOPIC
 from clearway.transfer.executor import Executor
 from clearway.transfer.rail_client import RailClient, Rails
 from clearway.transfer.seed import seed

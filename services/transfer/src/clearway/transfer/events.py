@@ -21,7 +21,6 @@ from clearway.transfer.domain import (
 )
 
 EVENTS_TOPIC = "clearway.transfer.events.v1"
-INTENTS_TOPIC = "clearway.transfer.intents.v1"
 CONSENT_TOPIC = events_topic("consent")
 
 
