@@ -189,6 +189,14 @@ async def running(
         ).replace(**overrides)
         app = build_transfer(settings)
         async with serve(app) as url:
+            # The service makes its topics in a background task (ADR 0053); the tests
+            # publish intents as an initiator, who may not create topics: wait for it.
+            async def topics_made() -> bool:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    ready = await http.get(f"{url}/readyz")
+                return ready.status_code == 200 or "task:kafka" not in ready.text
+
+            await wait_until(topics_made)
             await register_accounts(
                 app.state.core,
                 [Account(t, a, Owner.TENANT) for t in TEST_TENANTS for a in TENANT_ACCOUNTS],
