@@ -18,6 +18,7 @@ from clearway.rail.bootstrap import AUDIENCE as RAIL_AUDIENCE
 from clearway.rail.bootstrap import build_app as build_rail
 from clearway.rail.settings import RailSettings
 from clearway.shared.events import Event
+from clearway.shared.kafka_start import KAFKA_TASK
 from clearway.shared.testing.helpers import eventually as wait_until
 from clearway.shared.testing.helpers import serve
 from clearway.shared.testing.issuer import TestIssuer
@@ -189,12 +190,11 @@ async def running(
         ).replace(**overrides)
         app = build_transfer(settings)
         async with serve(app) as url:
-            # The service makes its topics in a background task (ADR 0053); the tests
-            # publish intents as an initiator, who may not create topics: wait for it.
+            # The service makes its topics in a one-off background task (ADR 0053),
+            # forgotten once done; the tests publish intents as an initiator, who may
+            # not create topics: wait for it.
             async def topics_made() -> bool:
-                async with httpx.AsyncClient(timeout=10) as http:
-                    ready = await http.get(f"{url}/readyz")
-                return ready.status_code == 200 or "task:kafka" not in ready.text
+                return KAFKA_TASK not in app.state.supervisor.status()
 
             await wait_until(topics_made)
             await register_accounts(
