@@ -99,6 +99,8 @@ async def test_messages_filter_by_event_type_and_time_window_and_page_with_the_c
         ({"created_after": boundary, "created_before": boundary}, "query.created_before"),
         ({"created_after": "2026-01-01T00:00:00"}, "query.created_after"),  # no offset
         ({"created_before": "yesterday"}, "query.created_before"),
+        ({"created_before": "0"}, "query.created_before"),  # not Unix seconds: RFC 3339
+        ({"created_after": "1.5e9"}, "query.created_after"),
         ({"order": "sideways"}, "query.order"),
     ):
         r = await service.http.get("/v1/messages", params=params, headers=service.auth)

@@ -9,14 +9,13 @@ tenant's records with ``platform:audit``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from clearway.audit import handlers, jobs
 from clearway.audit.api_docs import (
@@ -38,6 +37,7 @@ from clearway.shared.http import (
     invalid_field,
     page_request,
 )
+from clearway.shared.http.params import Rfc3339
 
 router = APIRouter(prefix="/v1/audit")
 READ = Security(require_scope("audit:read"))
@@ -91,15 +91,7 @@ TraceId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")]
 BIGINT_MAX = 2**63 - 1
 
 
-def _rfc3339(value: object) -> object:
-    # pydantic reads a bare number as Unix seconds; the contract is an RFC 3339
-    # date-time, so `until=0.5` is refused rather than read as 1970
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", value.strip()):
-        raise ValueError("must be an RFC 3339 date-time, such as 2026-11-30T12:00:00Z")
-    return value
-
-
-Timestamp = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
+Timestamp = Annotated[Rfc3339 | None, Query()]
 
 
 @router.get(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Security
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clearway.shared.auth import Principal, require_scope
 from clearway.shared.http import (
@@ -21,6 +21,7 @@ from clearway.shared.http import (
     page_of,
     page_request,
 )
+from clearway.shared.http.params import AwareRfc3339
 from clearway.webhooks import handlers, replay
 from clearway.webhooks.api import READ, by_created, conn_of, ctx_of, tenant_of
 
@@ -200,10 +201,10 @@ async def list_messages(
     event_type: str | None = Query(
         None, max_length=200, description="Only messages of this event type (exact)."
     ),
-    created_after: AwareDatetime | None = Query(
+    created_after: AwareRfc3339 | None = Query(
         None, description="Only messages created at or after this time (RFC 3339)."
     ),
-    created_before: AwareDatetime | None = Query(
+    created_before: AwareRfc3339 | None = Query(
         None, description="Only messages created before this time (RFC 3339)."
     ),
     order: Literal["asc", "desc"] = Query(
