@@ -37,6 +37,8 @@ def _plan(a: argparse.Namespace) -> Plan:
         blip_s=3.0 if small else 10.0,
         outage_s=15.0 if small else 60.0,
         quiesce_timeout_s=a.quiesce_timeout_s or (60.0 if small else 900.0),
+        # small runs end (and report) inside the test's bound even when an intent hangs
+        client_patience_s=150.0 if small else 600.0,
         seed=a.seed,
     )
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
         else:
             log(f"stack data and service logs kept in {base}")
+            if result is None or not result.ok:
+                print(system.log_digest(), flush=True)
     text = report(result, plan, time.monotonic() - started)
     print(text, flush=True)
     if a.report:

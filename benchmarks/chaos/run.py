@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ class Plan:
     blip_s: float = 10.0  # receiver "blip" fails this long, within the retry schedule
     outage_s: float = 60.0  # "outage" fails a quarter for longer than the schedule: dead letters
     quiesce_timeout_s: float = 900.0
+    #: the client gives up on an intent this long after the load ends (counted unresolved)
+    client_patience_s: float = 600.0
     seed: int = 17
 
     @property
@@ -102,6 +105,19 @@ async def _load(client: Client, plan: Plan, t0: float) -> None:
         await asyncio.sleep(max(0.0, t0 + i / plan.rate - time.monotonic()))
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
+
+
+async def _progress(client: Client, plan: Plan, t0: float, stop: asyncio.Event) -> None:
+    """Once the load should be over, say every 15 s which intents are still unanswered
+    and what their senders wait for: a run that hangs shows where."""
+    await asyncio.sleep(plan.load_s + 15)
+    while not stop.is_set():
+        waiting = dict(client.out.waiting)
+        if waiting:
+            shown = "; ".join(f"{k}: {w}" for k, w in sorted(waiting.items())[:5])
+            log(f"t+{time.monotonic() - t0:.0f}s {len(waiting)} intent(s) unanswered, e.g. {shown}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 15)
 
 
 async def _snapshot(db: asyncpg.Connection, run_id: str) -> tuple[int, ...]:
@@ -196,12 +212,15 @@ async def run(system: System, plan: Plan, run_id: str) -> Result:
         await proxy.start()
         t0 = time.monotonic()
         ready_s = t0 - started
-        client = Client(system, proxy.port, run_id, deadline=t0 + plan.load_s + 600)
+        client = Client(
+            system, proxy.port, run_id, deadline=t0 + plan.load_s + plan.client_patience_s
+        )
         await client.answers.start()
         tl = Timeline([], t0)
         tl.note(f"load starts: {plan.intents} intents at {plan.rate:g}/s")
         stop = asyncio.Event()
         supervisor = asyncio.create_task(system.supervise(stop))
+        progress = asyncio.create_task(_progress(client, plan, t0, stop))
         kafka_at = 0.15 * plan.load_s
         pg_at = 0.6 * plan.load_s  # may fall in the Kafka outage: faults compound
         try:
@@ -219,6 +238,8 @@ async def run(system: System, plan: Plan, run_id: str) -> Result:
         finally:
             stop.set()
             await supervisor
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
             await client.close()
             await proxy.stop()
         quiesce_s = time.monotonic() - t0 - load_s

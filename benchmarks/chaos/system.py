@@ -227,6 +227,31 @@ class System:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
 
+    def log_digest(self, per_service: int = 8) -> str:
+        """The last warnings and errors of each service's log (JSON lines), for a
+        failed run's report: its cause is usually there."""
+        out = []
+        for svc in SERVICES:
+            path = self.logs / f"{svc}.log"
+            if not path.exists():
+                continue
+            bad = []
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    if line.strip():
+                        bad.append(line.strip()[:300])
+                    continue
+                if isinstance(rec, dict) and rec.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+                    bad.append(
+                        f"{rec.get('ts')} {rec['level']} {rec.get('logger')}:"
+                        f" {str(rec.get('message'))[:240]}"
+                    )
+            out.append(f"--- {svc}: last {min(per_service, len(bad))} of {len(bad)} warnings")
+            out.extend(bad[-per_service:])
+        return "\n".join(out)
+
     def client(self, role: str) -> tuple[str, str]:
         """(client id, secret) of the demo tenant's ``role`` client, as consent seeded it."""
         clients = json.loads((self.local / "dev-clients.json").read_text())

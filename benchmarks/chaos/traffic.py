@@ -28,7 +28,7 @@ from clearway.shared.events import Event, MalformedEvent, new_event
 from clearway.shared.relay import idempotent_producer, stop_producer
 from clearway.shared.schemas import default_registry
 
-from .system import TENANT, System
+from .system import TENANT, System, log
 
 INTENTS_TOPIC = "clearway.transfer.intents.v1"
 EVENTS_TOPIC = "clearway.transfer.events.v1"
@@ -64,6 +64,8 @@ class Outcome:
     refused: dict[str, str] = field(default_factory=dict)  # key -> status and problem
     unresolved: set[str] = field(default_factory=set)  # gave up at the deadline
     intents: dict[str, str] = field(default_factory=dict)  # intent event id -> key
+    #: key -> what its sender waits for now (a run that hangs says where)
+    waiting: dict[str, str] = field(default_factory=dict)
     attempts: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -112,7 +114,10 @@ class Client:
             sends.append(self.post(i))
         if way in ("kafka", "both"):
             sends.append(self.publish(i))
-        await asyncio.gather(*sends)
+        try:
+            await asyncio.gather(*sends)
+        finally:
+            self.out.waiting.pop(self.key(i), None)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -129,7 +134,9 @@ class Client:
                 )
             except (httpx.TransportError, ConnectionError) as e:
                 self.out.error(type(e).__name__)
+                self.out.waiting[key] = f"http attempt {attempt}: {type(e).__name__}"
             else:
+                self.out.waiting[key] = f"http attempt {attempt}: {r.status_code}"
                 if r.status_code in (200, 201):
                     self._accepted(key, r.json()["id"])
                     return
@@ -160,6 +167,7 @@ class Client:
             if ev is None:
                 break
             self.out.intents[ev.id] = key
+            self.out.waiting[key] = f"kafka message {n}: answer to {ev.id}"
             answer = await self.answers.wait(ev.id, self.deadline)
             if answer is None:
                 break
@@ -176,6 +184,7 @@ class Client:
         attempt = 0
         while time.monotonic() < self.deadline:
             attempt += 1
+            self.out.waiting[self.key(i)] = f"kafka message {n}: broker ack, attempt {attempt}"
             try:
                 ev = await self._intent(i, n)
                 producer = await self._producer()
@@ -236,39 +245,74 @@ class Answers:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self._task = asyncio.create_task(self._follow(await self._consumer()))
+
+    async def _consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             **self.link.client_options(), group_id=None, enable_auto_commit=False
         )
-        await consumer.start()
-        await consumer._client.force_metadata_update()  # as clearway-dlt does, for assign()
-        tps = [TopicPartition(EVENTS_TOPIC, p) for p in consumer.partitions_for_topic(EVENTS_TOPIC)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._follow(consumer))
+        try:
+            await consumer.start()
+            await consumer._client.force_metadata_update()  # as clearway-dlt does, for assign()
+            partitions = consumer.partitions_for_topic(EVENTS_TOPIC) or ()
+            tps = [TopicPartition(EVENTS_TOPIC, p) for p in partitions]
+            if not tps:
+                raise KafkaError(f"no partitions known for {EVENTS_TOPIC}")
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+    async def _follow(self, consumer: AIOKafkaConsumer | None) -> None:
+        """Read the answers until cancelled. A consumer that fails otherwise than by
+        the broker being away, or fails for 10 s on end, is replaced by a new one that
+        reads from the beginning again (answers are kept by intent id): a reader that
+        died quietly would leave every Kafka intent waiting for its deadline."""
+        failures = 0
         try:
             while True:
+                error: Exception | None = None
                 try:
+                    if consumer is None:
+                        consumer = await self._consumer()
                     batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
-                except KafkaError:  # the broker is down: aiokafka reconnects
-                    await asyncio.sleep(1)
+                except KafkaError as e:  # the broker is away: aiokafka reconnects
+                    failures += 1
+                    error = e if failures >= 10 else None
+                    batch = {}
+                except Exception as e:
+                    error = e
+                    batch = {}
+                else:
+                    failures = 0
+                if error is not None:
+                    log(f"answers reader failed ({type(error).__name__}: {error}), reading again")
+                    if consumer is not None:
+                        with contextlib.suppress(Exception):
+                            await consumer.stop()
+                    consumer, failures = None, 0
+                if not batch:
+                    if failures or error is not None:
+                        await asyncio.sleep(1)
                     continue
-                fresh = False
-                for records in batch.values():
-                    for r in records:
-                        try:
-                            ev = Event.from_kafka(r.headers, r.value)
-                        except MalformedEvent:
-                            continue
-                        if ev.type in ("transfer.accepted", "transfer.rejected"):
-                            self._seen.setdefault(ev.data["intent_id"], ev)
-                            fresh = True
-                if fresh:
-                    async with self._changed:
-                        self._changed.notify_all()
+                self._take(batch)
+                async with self._changed:
+                    self._changed.notify_all()
         finally:
-            await consumer.stop()
+            if consumer is not None:
+                await consumer.stop()
+
+    def _take(self, batch) -> None:
+        for records in batch.values():
+            for r in records:
+                try:
+                    ev = Event.from_kafka(r.headers, r.value)
+                except MalformedEvent:
+                    continue
+                if ev.type in ("transfer.accepted", "transfer.rejected"):
+                    self._seen.setdefault(ev.data["intent_id"], ev)
 
     async def wait(self, intent_id: str, deadline: float) -> Event | None:
         """The answer to ``intent_id``, or ``None`` at ``deadline`` (monotonic clock)."""
