@@ -167,9 +167,11 @@ class System:
         )
         out.close()
 
-    async def healthy(self, svc: str, timeout_s: float = 120.0, supervised: bool = False) -> None:
-        """Wait for ``/healthz``; a service that exits fails at once unless ``supervised``
-        (then :meth:`supervise` restarts it)."""
+    async def healthy(
+        self, svc: str, timeout_s: float = 120.0, supervised: bool = False, path: str = "/healthz"
+    ) -> None:
+        """Wait for ``path`` to answer 200; a service that exits fails at once unless
+        ``supervised`` (then :meth:`supervise` restarts it)."""
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2) as http:
             while time.monotonic() < deadline:
@@ -178,17 +180,19 @@ class System:
                     tail = (self.logs / f"{svc}.log").read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{svc} exited with {proc.returncode}:\n{tail}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{self.url(svc)}/healthz")).status_code == 200:
+                    if (await http.get(f"{self.url(svc)}{path}")).status_code == 200:
                         return
                 await asyncio.sleep(0.2)
         raise RuntimeError(f"{svc} not healthy within {timeout_s:.0f} s")
 
     async def start_services(self) -> None:
-        """Consent first (it seeds the clients the others use), then the rest at once."""
+        """Consent first (it seeds the clients the others use), then the rest at once;
+        each ready (``/readyz``: its topics made, its consumers running), so the load
+        starts on a platform that is up, and the faults find it there."""
 
         async def start(svc: str) -> None:
             self.spawn(svc)
-            await self.healthy(svc)
+            await self.healthy(svc, path="/readyz")
             log(f"{svc} up on {self.url(svc)}")
 
         await start(SERVICES[0])

@@ -157,6 +157,28 @@ async def test_a_one_off_task_restarts_after_a_crash_shows_in_readiness_then_goe
         await eventually(lambda: _true("replay-1" not in sup.status()), timeout=10)
 
 
+async def test_a_one_off_start_with_health_is_not_ready_during_its_first_attempt():
+    """A service's Kafka start (``KafkaStart``) is such a task: until it is done the
+    service has no topics, so its first attempt must not pass for ready."""
+    gate = asyncio.Event()
+    done = False
+
+    async def start() -> None:
+        nonlocal done
+        await gate.wait()
+        done = True
+
+    app = app_with(lambda t: t.once("kafka", start, health=lambda: done), "supervise-start")
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        sup: Supervisor = app.state.supervisor
+        await eventually(lambda: _state(sup, "kafka", TaskState.RUNNING), timeout=10)
+        r = await http.get("/readyz")
+        assert r.status_code == 503 and r.json()["failed_checks"] == ["task:kafka"]
+        gate.set()
+        await eventually(lambda: _true("kafka" not in sup.status()), timeout=10)
+        assert (await http.get("/readyz")).status_code == 200
+
+
 async def _state(sup: Supervisor, name: str, state: TaskState) -> bool:
     status = sup.status().get(name)
     return status is not None and status.state is state

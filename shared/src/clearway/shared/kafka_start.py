@@ -6,7 +6,7 @@ before it serves. What it needs from Kafka at start, its topics (unless
 ``CLEARWAY_CREATE_TOPICS_AT_START=false``) and the producer of its dead letters, is
 made by the supervised one-off task ``kafka``, restarted with the supervisor's
 backoff while the broker is unreachable (``/readyz`` names ``task:kafka`` until it
-got through); the tasks that need them (consumers, relays) wait for it::
+got through, from its first attempt on); the tasks that need them (consumers, relays) wait for it::
 
     kafka = KafkaStart(settings, topics, producer=producer)
     stack.push_async_callback(kafka.close)          # after the supervisor's tasks end
@@ -59,7 +59,9 @@ class KafkaStart:
 
     def start(self, tasks: Supervisor) -> None:
         """Declare the one-off task ``kafka`` on ``tasks`` (restarted until it succeeds)."""
-        tasks.once(KAFKA_TASK, self._start)
+        # Not ready while it runs: its readiness check would otherwise pass during
+        # the first attempt, before any topic exists.
+        tasks.once(KAFKA_TASK, self._start, health=lambda: self.done)
 
     def then(self, job: Job) -> Job:
         """``job`` that first waits for the Kafka start (for ``tasks.task``)."""

@@ -78,8 +78,16 @@ async def stop_producer(producer: AIOKafkaProducer, timeout_s: float = 5.0) -> N
         sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
         if sender_task is not None:
             sender_task.cancel()
-            await asyncio.wait([sender_task])
+            await asyncio.wait([sender_task], timeout=timeout_s)
         log.warning("Kafka producer stopped with unsent batches (they stay in the outbox)")
+        # Bounded as well: a stop that still hangs (closing connections to a broker
+        # that vanished) must not hold its caller (a relay, a lock) forever.
+        done, _ = await asyncio.wait([stopping], timeout=timeout_s)
+        if not done:
+            stopping.cancel()
+            stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
+            log.warning("Kafka producer's stop abandoned after %.0f s more", timeout_s)
+            return
     with contextlib.suppress(Exception):
         await stopping
 

@@ -126,14 +126,18 @@ class Supervisor:
         status = TaskStatus(name, critical, interval=interval)
         self._add(status, lambda s: self._periodic(s, interval, job, run_at_start))
 
-    def once(self, name: str, job: Job, *, critical: bool = True) -> bool:
+    def once(
+        self, name: str, job: Job, *, critical: bool = True, health: Health | None = None
+    ) -> bool:
         """Run ``job()`` until it returns: a crash restarts it with backoff, like a task;
         once it has returned the task is forgotten (its readiness check and metrics go)
         and ``name`` may be used again. Returns ``False``, starting nothing, while a
-        task of that name exists."""
+        task of that name exists. ``health`` as for :meth:`task`: a start the service
+        is not ready without says ``lambda: False`` until it is done."""
         if name in self.tasks or self._stopping:
             return False
-        self._add(TaskStatus(name, critical, once=True), lambda s: self._forever(s, job))
+        status = TaskStatus(name, critical, once=True, health=health)
+        self._add(status, lambda s: self._forever(s, job))
         return True
 
     def status(self) -> dict[str, TaskStatus]:
