@@ -1,9 +1,10 @@
 """Kafka plumbing on FastStream + aiokafka: brokers, topics, idempotent subscribers.
 
 Subscribers fetch batches, apply them through an :class:`IdempotentConsumer`
-and acknowledge (commit offsets) only after the database commit
-(``AckPolicy.MANUAL``). FastStream does not support Kafka transactions; the
-outbox + inbox pair gives exactly-once effects instead (docs/design.md §4).
+and hand their offsets to an :class:`~clearway.shared.offsets.OffsetCommitter`
+only after the database commit (``AckPolicy.MANUAL``; the commit itself runs off
+the consume path). FastStream does not support Kafka transactions; the outbox +
+inbox pair gives exactly-once effects instead (docs/design.md §4).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from clearway.shared.consumer import IdempotentConsumer
 from clearway.shared.kafka_lag import DeadLetterDepth, record_subscribers
 from clearway.shared.kafka_link import KafkaLink, TopicLayout
+from clearway.shared.offsets import FlushOnRevoke, OffsetCommitter, flushing_stop
 from clearway.shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -79,19 +81,30 @@ def subscribe_idempotent(
     pattern: str | None = None,
     batch_timeout_ms: int = 5,
 ) -> Any:
-    """Register a batch subscriber that feeds ``consumer`` and acks after commit."""
+    """Register a batch subscriber that feeds ``consumer`` and commits offsets after
+    the database commit.
+
+    Batches adapt to the load by themselves: a fetch returns what arrived while the
+    previous batch was applied (aiokafka fetches the next records meanwhile), one
+    record when idle, up to ``max_records`` when behind; each batch is one inbox
+    transaction. The Kafka offset commit is not awaited before the next fetch: an
+    :class:`OffsetCommitter` commits applied offsets in the background, coalesced,
+    and flushes them on a rebalance and on stop (docs/design.md §4.3).
+    """
+    committer = OffsetCommitter(consumer.name)
 
     async def subscriber(message: KafkaMessage) -> None:
         records = message.raw_message
         batch = records if isinstance(records, tuple | list) else (records,)
         await consumer.handle_records(batch)
-        await message.ack()
+        # Only now, after the inbox transaction committed: never ahead of the effects.
+        committer.applied(message.consumer, batch)
 
     subscriber.__name__ = f"consume_{consumer.name}"
     kwargs: dict[str, Any] = {}
     if pattern:
         kwargs["pattern"] = pattern
-    return broker.subscriber(
+    sub = broker.subscriber(
         *topics,
         group_id=group_id,
         batch=True,
@@ -99,11 +112,16 @@ def subscribe_idempotent(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         decoder=_no_decode,
+        listener=FlushOnRevoke(committer),
         # FastStream sleeps batch_timeout_ms after an empty poll on top of the
         # poll itself; a short one keeps idle-to-first-message latency ~10 ms.
         batch_timeout_ms=batch_timeout_ms,
         **kwargs,
-    )(subscriber)
+    )
+    # FastStream has no stop hook: the subscriber's own stop commits what was applied
+    # before its Kafka consumer closes.
+    sub.stop = flushing_stop(sub.stop, committer)
+    return sub(subscriber)
 
 
 async def run_broker(
