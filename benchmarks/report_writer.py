@@ -146,7 +146,7 @@ OTHERS = [
         _at_most(200.0),
     ),
     Row(
-        "audit full verification (worker processes)",
+        "audit full verification (reader threads, binary COPY via libpq)",
         "audit",
         "verify_pooled_per_s",
         "records/s",
