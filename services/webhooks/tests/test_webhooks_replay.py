@@ -153,6 +153,10 @@ async def test_a_replay_job_is_a_supervised_task_restarted_with_backoff_after_a_
         found: list[int] = []
 
         async def waiting_step() -> bool:
+            # This connection is inside the holder's transaction, where Postgres keeps
+            # the first read of pg_stat_activity for the whole transaction: without a
+            # fresh snapshot, a first poll made before the step waited sees it never.
+            await admin.execute("SELECT pg_stat_clear_snapshot()")
             pid = await admin.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                 " AND datname = current_database() AND query LIKE '%FOR UPDATE%'"
