@@ -5,6 +5,9 @@ Prints, for the same run:
   inbox (effects counted in Postgres) vs raw aiokafka produce→consume;
 - end-to-end latency p50/p99 at a paced 1,000 events/s (outbox commit → effect
   committed) vs raw aiokafka (send → consumed).
+
+With ``--breakdown`` the relay runs with timestamps (``benchmarks.relay_probe``)
+and the latency run also prints where the time goes, hop by hop.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,11 +52,65 @@ def _event(i: int, run: str) -> Event:
     )
 
 
+HOPS = (
+    "outbox write → claim starts",
+    "claim starts → rows claimed",
+    "claimed → producer send",
+    "send → broker ack",
+    "broker ack → relay commit",
+    "send → fetch returned",
+    "fetch returned → subscriber called",
+    "subscriber called → handler start",
+    "handler start → inbox commit",
+    "total (outbox write → inbox commit)",
+)
+
+
+def _ce_id(record) -> str:
+    return dict(record.headers or ())["ce_id"].decode()
+
+
 class Platform:
-    def __init__(self, db: str, kafka: str, topic: str) -> None:
+    def __init__(self, db: str, kafka: str, topic: str, breakdown: bool = False) -> None:
         self.db, self.kafka, self.topic = db, kafka, topic
         self.latencies: list[float] = []
+        self._warm = self.latencies  # the list of the warm-up and throughput runs
         self.applied = 0
+        self.breakdown = breakdown
+        self.probe_out = f"/tmp/relay-probe-{uuid.uuid4().hex[:8]}.json"
+        #: per event id: outbox write, fetch returned, subscriber called, handler start,
+        #: inbox commit (breakdown only)
+        self.stamps: dict[str, list[float]] = {}
+
+    def _instrument(self, consumer: IdempotentConsumer) -> None:
+        """Timestamps of the consumer side: the fetch's return (aiokafka's getmany,
+        which FastStream calls) and the inbox commit (handle_records' return)."""
+        fetched: dict[str, float] = {}
+        getmany = AIOKafkaConsumer.getmany
+
+        async def stamped_getmany(self_, *args, **kwargs):
+            out = await getmany(self_, *args, **kwargs)
+            now = time.time()
+            for records in out.values():
+                for r in records:
+                    fetched[_ce_id(r)] = now
+            return out
+
+        AIOKafkaConsumer.getmany = stamped_getmany  # type: ignore[method-assign]
+        handle = consumer.handle_records
+
+        async def stamped_handle(records):
+            entered = time.time()
+            await handle(records)
+            now = time.time()
+            for r in records:
+                ce_id = _ce_id(r)
+                s = self.stamps.get(ce_id)
+                if s is not None:
+                    s[1], s[2] = fetched.pop(ce_id, 0.0), entered
+                    s.append(now)
+
+        consumer.handle_records = stamped_handle  # type: ignore[method-assign]
 
     async def start(self) -> None:
         await migrate(
@@ -64,19 +122,20 @@ class Platform:
         self.writer_pool = await create_pool(self.db, schema=SCHEMA, max_size=16)
         # The relay runs in its own process, as it would inside the producing
         # service; the consumer side lives in this process.
+        relay = ["clearway.shared.relay", "--batch-size", "2000"]
+        if self.breakdown:
+            relay = ["benchmarks.relay_probe", "--out", self.probe_out]
         self.relay = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "clearway.shared.relay",
+                *relay,
                 "--schema",
                 SCHEMA,
                 "--database-url",
                 self.db,
                 "--kafka-bootstrap",
                 self.kafka,
-                "--batch-size",
-                "2000",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -86,11 +145,14 @@ class Platform:
         consumer = IdempotentConsumer(
             "bench", self.pool, DeadLetters(self.producer, "bench"), batch_handler=self._apply
         )
+        if self.breakdown:
+            self._instrument(consumer)
         self.broker = make_broker(KafkaLink(self.kafka))
         subscribe_idempotent(self.broker, consumer, self.topic, group_id="bench", max_records=2000)
         await self.broker.start()
 
     async def _apply(self, conn: asyncpg.Connection, events) -> None:
+        started = time.time()
         await conn.copy_records_to_table(
             "effects",
             records=[(e.id, e.data["amount"]) for e in events],
@@ -99,15 +161,55 @@ class Platform:
         now = time.time()
         # recorded after the handler; the commit follows within the same batch
         self.latencies += [now - e.data["t0"] for e in events]
+        if self.breakdown and self.latencies is not self._warm:
+            for e in events:
+                self.stamps[e.id] = [e.data["t0"], 0.0, 0.0, started]
         self.applied += len(events)
+
+    def _print_breakdown(self) -> None:
+        with open(self.probe_out) as f:
+            relay = json.load(f)
+        os.unlink(self.probe_out)
+        print_breakdown(relay, self.stamps)
 
     async def stop(self) -> None:
         await self.broker.stop()
         self.relay.terminate()
         self.relay.wait(timeout=10)
+        if self.breakdown:
+            self._print_breakdown()
         await self.producer.stop()
         await self.pool.close()
         await self.writer_pool.close()
+
+
+def _breakdown_rows(relay: dict[str, list[float]], consumer: dict[str, list[float]]):
+    for ce_id, (t0, fetched, entered, started, committed) in consumer.items():
+        r = relay.get(ce_id)
+        if r is None or len(r) < 5 or not fetched:
+            continue
+        claiming, claimed, sent, acked, relay_committed = r
+        yield (
+            claiming - t0,
+            claimed - claiming,
+            sent - claimed,
+            acked - sent,
+            relay_committed - acked,
+            fetched - sent,
+            entered - fetched,
+            started - entered,
+            committed - started,
+            committed - t0,
+        )
+
+
+def print_breakdown(relay: dict[str, list[float]], consumer: dict[str, list[float]]) -> None:
+    """p50/p99 of every hop of the paced run, in milliseconds."""
+    rows = list(_breakdown_rows(relay, consumer))
+    print(f"\n== breakdown of the paced run ({len(rows)} events; ms) ==")
+    for i, hop in enumerate(HOPS):
+        col = [r[i] for r in rows]
+        print(f"{hop:40s} p50 {pct(col, 50) * 1000:7.1f}   p99 {pct(col, 99) * 1000:7.1f}")
 
 
 async def _write(pool: asyncpg.Pool, topic: str, numbers: range, run: str) -> None:
@@ -155,7 +257,7 @@ async def paced_writes(db: str, topic: str, rate: int, seconds: float, run: str)
 async def platform_latency(p: Platform, rate: int, seconds: float) -> list[float]:
     # The writers run in their own process (they stand for the producing
     # service); sharing this event loop would charge their CPU to the consumer.
-    p.latencies.clear()
+    p.latencies = []
     start_applied = p.applied
     total = int(rate * seconds)
     writer = await asyncio.create_subprocess_exec(
@@ -226,13 +328,13 @@ async def raw_kafka(kafka: str, topic: str, n: int, rate: int | None) -> tuple[f
     return n / elapsed, latencies
 
 
-async def main(n: int, rate: int, seconds: float) -> dict[str, float]:
+async def main(n: int, rate: int, seconds: float, breakdown: bool = False) -> dict[str, float]:
     with stack() as (admin, kafka):
         db = await fresh_database(admin)
         topic = f"bench{uuid.uuid4().hex[:6]}.events.v1"
         raw_topic = topic + ".raw"
         await ensure_topics(KafkaLink(kafka), [topic, raw_topic, raw_topic + ".lat"])
-        p = Platform(db, kafka, topic)
+        p = Platform(db, kafka, topic, breakdown)
         await p.start()
         try:
             await platform_throughput(p, 2000)  # warm-up
@@ -279,9 +381,10 @@ if __name__ == "__main__":
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--write-only", nargs=2, metavar=("DB", "TOPIC"))
+    ap.add_argument("--breakdown", action="store_true", help="print the per-hop timestamps")
     a = ap.parse_args()
     if a.write_only:
         db, topic = a.write_only
         asyncio.run(paced_writes(db, topic, a.rate, a.seconds, uuid.uuid4().hex[:6]))
     else:
-        asyncio.run(main(a.events, a.rate, a.seconds))
+        asyncio.run(main(a.events, a.rate, a.seconds, a.breakdown))

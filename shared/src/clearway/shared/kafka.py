@@ -66,10 +66,17 @@ def _security(link: KafkaLink) -> BaseSecurity | None:
     )
 
 
-async def _no_decode(msg: Any) -> None:
-    # Decoding is the consumer's job: a poison payload must reach our DLT logic,
-    # not fail inside FastStream before the handler (which would skip it unacked).
-    return None
+async def _message_itself(msg: KafkaMessage) -> KafkaMessage:
+    """The "decoded body" of a batch: the message itself, its records undecoded.
+
+    Decoding is the consumer's job: a poison payload must reach our DLT logic, not
+    fail inside FastStream before the handler (which would skip it unacked). Handing
+    the message over as the subscriber's plain argument also spares the
+    ``KafkaMessage`` context annotation, which fast_depends resolves with a
+    synchronous function in a worker thread: a thread hop (~5 ms p50 on a busy host)
+    between every fetch and its handler.
+    """
+    return msg
 
 
 def subscribe_idempotent(
@@ -93,7 +100,7 @@ def subscribe_idempotent(
     """
     committer = OffsetCommitter(consumer.name)
 
-    async def subscriber(message: KafkaMessage) -> None:
+    async def subscriber(message: Any) -> None:  # a KafkaMessage (_message_itself)
         records = message.raw_message
         batch = records if isinstance(records, tuple | list) else (records,)
         await consumer.handle_records(batch)
@@ -111,7 +118,7 @@ def subscribe_idempotent(
         max_records=max_records,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
-        decoder=_no_decode,
+        decoder=_message_itself,
         listener=FlushOnRevoke(committer),
         # FastStream sleeps batch_timeout_ms after an empty poll on top of the
         # poll itself; a short one keeps idle-to-first-message latency ~10 ms.
