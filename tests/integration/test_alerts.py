@@ -22,7 +22,7 @@ from fastapi import Request
 from clearway.shared import dlt_cli
 from clearway.shared.auth import RevocationFeed, RevocationSet
 from clearway.shared.backoff import Backoff
-from clearway.shared.db import create_pool, migrate
+from clearway.shared.db import create_pool
 from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.events import events_topic, new_event
 from clearway.shared.http import ApiVersions, Deprecation, create_app
@@ -34,7 +34,7 @@ from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.testing.alerts import Series, assert_fires, samples, scrape
 from clearway.shared.testing.helpers import eventually, free_port
 
-from .kit_helpers import EFFECTS, SCHEMA
+from .kit_helpers import SCHEMA, migrate_effects
 
 pytestmark = pytest.mark.integration
 
@@ -138,13 +138,7 @@ async def test_records_not_applied_fire_clearway_consumer_lag(platform):
 
 
 async def test_an_old_outbox_row_fires_clearway_outbox_lag(platform):
-    await migrate(
-        platform.database_url,
-        schema=SCHEMA,
-        service="kitdemo",
-        migrations=[EFFECTS],
-        role_password="dev",
-    )
+    await migrate_effects(platform.database_url)
     topic = platform.topic("clearway.kitdemo.events.v1")
     await ensure_topics(platform.kafka, [topic])
     pool = await create_pool(platform.database_url, schema=SCHEMA)

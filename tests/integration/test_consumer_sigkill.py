@@ -40,15 +40,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from clearway.shared.db import create_pool, migrate
-from clearway.shared.events import new_event
+from clearway.shared.db import create_pool
 from clearway.shared.kafka import ensure_topics
 from clearway.shared.kafka_link import KafkaLink, TopicLayout
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.settings import PlatformSettings
 from clearway.shared.testing.helpers import eventually, kafka_env
 
-from .kit_helpers import EFFECTS, SCHEMA
+from .kit_helpers import SCHEMA, demo_event, migrate_effects
 
 # About 50 s here: every restart waits for the group coordinator to expire the killed
 # member's session (aiokafka's 10 s default) before the partitions are reassigned.
@@ -176,14 +175,7 @@ class Flow:
         futures = []
         for _ in range(n):
             i = len(self.ids)
-            ev = new_event(
-                type="kit.demo",
-                source="/tests",
-                aggregate_id=f"agg_{i % 97}",
-                aggregate_version=i,
-                data={"amount": i},
-                correlation_id=f"corr_{i}",
-            )
+            ev = demo_event(i)
             self.ids.append(ev.id)
             futures.append(
                 await self.producer.send(
@@ -243,13 +235,7 @@ async def test_a_consumer_sigkilled_at_random_moments_applies_every_event_exactl
     topic = platform.topic("clearway.kitdemo.sigkill.v1")
     group = f"{platform.topic_prefix}sigkill"
     await ensure_topics(platform.kafka, [topic], layout=TopicLayout(partitions=PARTITIONS))
-    await migrate(
-        platform.database_url,
-        schema=SCHEMA,
-        service="kitdemo",
-        migrations=[EFFECTS],
-        role_password="dev",
-    )
+    await migrate_effects(platform.database_url)
     pool = await create_pool(platform.database_url, schema=SCHEMA, max_size=2)
     producer = idempotent_producer(platform.kafka)
     await producer.start()

@@ -8,14 +8,14 @@ import pytest
 from clearway.shared import dlt_cli
 from clearway.shared.backoff import Backoff
 from clearway.shared.consumer import IdempotentConsumer, PermanentError
-from clearway.shared.db import create_pool, migrate
+from clearway.shared.db import create_pool
 from clearway.shared.dlt import DeadLetters, dlt_topic
 from clearway.shared.events import Event, new_event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.testing.helpers import eventually, kafka_env
 
-from .kit_helpers import EFFECTS, SCHEMA
+from .kit_helpers import SCHEMA, migrate_effects
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_consumer_
     topic = platform.topic("clearway.kitdemo.events.v1")
     dlt = dlt_topic(topic, "kitdemo")
     await ensure_topics(platform.kafka, [topic, dlt])
-    await migrate(
-        platform.database_url,
-        schema=SCHEMA,
-        service="kitdemo",
-        migrations=[EFFECTS],
-        role_password="dev",
-    )
+    await migrate_effects(platform.database_url)
     pool = await create_pool(platform.database_url, schema=SCHEMA)
     producer = idempotent_producer(platform.kafka)
     await producer.start()

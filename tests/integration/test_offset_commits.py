@@ -12,16 +12,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from clearway.shared.backoff import Backoff
 from clearway.shared.consumer import IdempotentConsumer
-from clearway.shared.db import create_pool, migrate
+from clearway.shared.db import create_pool
 from clearway.shared.dlt import DeadLetters
-from clearway.shared.events import Event, new_event
+from clearway.shared.events import Event
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.relay import idempotent_producer
 from clearway.shared.settings import PlatformSettings
 from clearway.shared.testing.helpers import eventually
 
-from .kit_helpers import EFFECTS, SCHEMA
+from .kit_helpers import SCHEMA, demo_event, migrate_effects
 
 pytestmark = pytest.mark.integration
 
@@ -30,27 +30,14 @@ FAST = Backoff(base=0.05, cap=0.2, jitter=0.0)
 
 
 async def _pool(platform: PlatformSettings) -> asyncpg.Pool:
-    await migrate(
-        platform.database_url,
-        schema=SCHEMA,
-        service="kitdemo",
-        migrations=[EFFECTS],
-        role_password="dev",
-    )
+    await migrate_effects(platform.database_url)
     return await create_pool(platform.database_url, schema=SCHEMA, max_size=5)
 
 
 async def _publish(producer, topic: str, numbers: range, *, keys: int = 1) -> None:
     futures = []
     for i in numbers:
-        ev = new_event(
-            type="kit.demo",
-            source="/tests",
-            aggregate_id=f"agg_{i % keys}",
-            aggregate_version=i,
-            data={"amount": i},
-            correlation_id=f"corr_{i}",
-        )
+        ev = demo_event(i, keys=keys)
         futures.append(
             await producer.send(topic, value=ev.body(), key=ev.key, headers=ev.headers())
         )

@@ -13,9 +13,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from clearway.shared.consumer import IdempotentConsumer
-from clearway.shared.db import create_pool, migrate
+from clearway.shared.db import create_pool
 from clearway.shared.dlt import DeadLetters
-from clearway.shared.events import Event, header_map, new_event
+from clearway.shared.events import Event, header_map
 from clearway.shared.kafka import ensure_topics, make_broker, subscribe_idempotent
 from clearway.shared.kafka_link import KafkaLink
 from clearway.shared.outbox import Outbox
@@ -23,7 +23,7 @@ from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.settings import PlatformSettings
 from clearway.shared.testing.helpers import eventually, kafka_env
 
-from .kit_helpers import EFFECTS, SCHEMA
+from .kit_helpers import SCHEMA, demo_event, migrate_effects
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +41,7 @@ async def write_events(pool: asyncpg.Pool, topic: str, n: int, per_txn: int = 50
     outbox = Outbox()
     ids: list[str] = []
     for start in range(0, n, per_txn):
-        events = [
-            new_event(
-                type="kit.demo",
-                source="/tests",
-                aggregate_id=f"agg_{i % 97}",
-                aggregate_version=i,
-                data={"amount": i},
-                correlation_id=f"corr_{i}",
-            )
-            for i in range(start, min(n, start + per_txn))
-        ]
+        events = [demo_event(i) for i in range(start, min(n, start + per_txn))]
         async with pool.acquire() as conn, conn.transaction():
             await outbox.add(conn, topic, *events)
         ids += [e.id for e in events]
@@ -59,13 +49,7 @@ async def write_events(pool: asyncpg.Pool, topic: str, n: int, per_txn: int = 50
 
 
 async def prepared(platform: PlatformSettings) -> asyncpg.Pool:
-    await migrate(
-        platform.database_url,
-        schema=SCHEMA,
-        service="kitdemo",
-        migrations=[EFFECTS],
-        role_password="dev",
-    )
+    await migrate_effects(platform.database_url)
     return await create_pool(platform.database_url, schema=SCHEMA, max_size=5)
 
 

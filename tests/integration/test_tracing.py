@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from clearway.shared.consumer import IdempotentConsumer
-from clearway.shared.db import create_pool, migrate
+from clearway.shared.db import create_pool
 from clearway.shared.dlt import DeadLetters
 from clearway.shared.events import Event, new_event
 from clearway.shared.http import create_app
@@ -19,7 +19,7 @@ from clearway.shared.relay import OutboxRelay, idempotent_producer
 from clearway.shared.telemetry import setup_tracing
 from clearway.shared.testing.helpers import eventually
 
-from .kit_helpers import EFFECTS, SCHEMA
+from .kit_helpers import SCHEMA, migrate_effects
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,7 @@ async def test_one_trace_spans_http_outbox_kafka_and_consumer(platform):
     setup_tracing("kitdemo", processors=[SimpleSpanProcessor(exporter)])
     topic = platform.topic("clearway.kitdemo.events.v1")
     await ensure_topics(platform.kafka, [topic])
-    await migrate(
-        platform.database_url,
-        schema=SCHEMA,
-        service="kitdemo",
-        migrations=[EFFECTS],
-        role_password="dev",
-    )
+    await migrate_effects(platform.database_url)
     pool = await create_pool(platform.database_url, schema=SCHEMA)
 
     app = create_app("kitdemo", title="demo")
