@@ -99,11 +99,15 @@ class OffsetCommitter:
             try:
                 await self._commit_pending()
                 self._failures = 0
-            except KafkaError as error:
+            except Exception as error:  # never dies quietly: the offsets stay pending
                 self._failures += 1
                 delay = self.backoff.delay(self._failures) or self.backoff.cap
-                log.warning(
-                    "%s: offset commit failed (%s); retry in %.1fs", self.name, error, delay
+                log.log(
+                    logging.WARNING if isinstance(error, KafkaError) else logging.ERROR,
+                    "%s: offset commit failed (%s); retry in %.1fs",
+                    self.name,
+                    error,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 self._wake.set()
